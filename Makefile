@@ -1,0 +1,89 @@
+# moesim / moeprof -- one Makefile for everything.
+#   make          build what this machine can (CUDA parts where nvcc is found)
+#   make deps     apt-get install what is missing (Debian)
+#   make run      deps + build + run the bundled default config
+#   make test     deps + build + every test (unit, end-to-end, sanitizers)
+#   make bench    benchmarks; figures go to docs/PERFORMANCE.md by hand
+#   make asan     unit and end-to-end tests built with ASan + UBSan
+#   make clean
+
+CC       ?= cc
+# Optimisation for the normal build; the asan build uses -O1.
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isim -Itraces
+WARN     := -std=c11 -Wall -Wextra -Werror
+LDLIBS   := -linih -lm
+# Build folder; `make asan` uses its own so the two never mix.
+BUILD    ?= build
+# Sanitizer flags, set only by the asan target.
+SAN      ?=
+
+# Debian packages the build and tests need (`make deps` installs the missing ones).
+DEB_PKGS := gcc make pkg-config libinih-dev libcunit1-dev openmpi-bin libopenmpi-dev \
+            libhwloc-dev libopenblas-dev gnuplot-nox python3
+
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -MMD -MP
+
+LIB_SRCS   := $(filter-out sim/main.c,$(wildcard sim/*.c)) $(wildcard traces/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS  := $(wildcard tests/test_*.c)
+TEST_BINS  := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
+E2E        := $(sort $(wildcard tests/e2e_*.sh))
+MOESIM     := $(BUILD)/bin/moesim
+
+.PHONY: all deps run test unit e2e bench asan clean
+
+all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libmoesim.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(MOESIM): $(BUILD)/sim/main.o $(BUILD)/libmoesim.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
+
+run: deps $(MOESIM)
+	$(MOESIM) run configs/examples/default.ini
+
+unit: $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
+
+e2e: $(MOESIM)
+	@set -e; for t in $(E2E); do echo "== $$t"; MOESIM=$(MOESIM) bash $$t; done
+
+# The sanitizer pass runs the same suites; CI has time for it.
+test: deps
+	$(MAKE) unit e2e
+	$(MAKE) asan
+
+asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit e2e
+
+bench: deps $(BENCH_BINS) $(MOESIM)
+	MOESIM=$(MOESIM) BUILD=$(BUILD) bash tests/bench.sh
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d)

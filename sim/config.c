@@ -1,0 +1,725 @@
+/* config.c: INI files and --set overrides -> struct config; see config.h.
+ *
+ * Every key is one row of cfg_keys[]: its default, type, range and unit conversion
+ * all come from there. inih does the INI syntax; our reader hands it one line per
+ * call and counts lines, and the handler runs right after its line was read, so the
+ * count is the line of the key. The first error stops loading; its message is kept.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L     /* getline, strdup, strcasecmp */
+#endif
+#include "config.h"
+
+#include <ini.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum cfg_type {
+    CFG_INT,      /* int, decimal */
+    CFG_INT64,    /* int64_t, decimal */
+    CFG_DOUBLE,   /* double, finite decimal; stored as value * mul / div */
+    CFG_SIZE,     /* uint64_t bytes: digits, then K M G KB MB GB (1000^n) or KiB MiB GiB (1024^n) */
+    CFG_BOOL,     /* bool: true/false, on/off, yes/no, 1/0, any case */
+    CFG_ENUM,     /* enum: index of the word in words[], any case */
+    CFG_NAME,     /* char[size], as written */
+    CFG_PATH,     /* char[size]; a relative path is resolved against the naming file's folder */
+};
+
+/* Allowed values in file units: lo <= v <= hi, strict where the side is open. */
+struct cfg_range {
+    double lo, hi;
+    bool lo_open, hi_open;
+};
+
+struct cfg_key {
+    const char *section, *key;
+    enum cfg_type type;
+    const char *def;            /* default, written as in a file */
+    struct cfg_range range;     /* CFG_INT, CFG_INT64, CFG_DOUBLE */
+    double mul, div;            /* CFG_DOUBLE: SI = value * mul / div; one is 1, so one rounding */
+    const char *const *words;   /* CFG_ENUM: NULL-terminated, in enum order */
+    size_t off, size;           /* the field in struct config */
+};
+
+#define ANY      { -INFINITY, INFINITY, false, false }
+#define GE(x)    { (x), INFINITY, false, false }
+#define GT(x)    { (x), INFINITY, true, false }
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+static const char *const route_words[] = { "rail", "pxn", "hierarchical", NULL };
+static const char *const dist_words[] = { "uniform", "zipf", NULL };
+static const char *const pattern_words[] = { "moe", "alltoall", "matrix", NULL };
+static const char *const true_words[] = { "true", "on", "yes", "1", NULL };
+static const char *const false_words[] = { "false", "off", "no", "0", NULL };
+
+/* Enum fields are written as an int holding the word's index. */
+_Static_assert(ROUTE_RAIL == 0 && ROUTE_PXN == 1 && ROUTE_HIER == 2, "route_words order");
+_Static_assert(DIST_UNIFORM == 0 && DIST_ZIPF == 1, "dist_words order");
+_Static_assert(PATTERN_MOE == 0 && PATTERN_ALLTOALL == 1 && PATTERN_MATRIX == 2, "pattern_words");
+_Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
+_Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
+               sizeof(enum pattern_kind) == sizeof(int), "enum fields are int-sized");
+
+/* The schema. To add a key: add its field to struct config (config.h), then one row here:
+ * section, key, type, default as written in a file, allowed range in file units, SI
+ * conversion (SI = value * mul / div), enum words, FIELD(member). A new section needs
+ * nothing more. Checks that involve two keys go in cfg_check(). */
+static const struct cfg_key cfg_keys[] = {
+    { "cluster", "name",              CFG_NAME,   "",     ANY,   1,   1,   NULL,
+      FIELD(cluster.name) },
+    { "cluster", "nodes",             CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+      FIELD(cluster.nodes) },
+    { "cluster", "gpus_per_node",     CFG_INT,    "8",    GE(1), 1,   1,   NULL,
+      FIELD(cluster.gpus_per_node) },
+    { "cluster", "nvlink_GBps",       CFG_DOUBLE, "450",  GT(0), 1e9, 1,   NULL,
+      FIELD(cluster.nvlink_Bps) },
+    { "cluster", "nic_GBps",          CFG_DOUBLE, "50",   GT(0), 1e9, 1,   NULL,
+      FIELD(cluster.nic_Bps) },
+    { "cluster", "nvlink_latency_us", CFG_DOUBLE, "1.0",  GE(0), 1,   1e6, NULL,
+      FIELD(cluster.nvlink_lat_s) },
+    { "cluster", "nic_latency_us",    CFG_DOUBLE, "2.0",  GE(0), 1,   1e6, NULL,
+      FIELD(cluster.nic_lat_s) },
+    { "cluster", "switch_latency_us", CFG_DOUBLE, "1.0",  GE(0), 1,   1e6, NULL,
+      FIELD(cluster.switch_lat_s) },
+    { "cluster", "oversubscription",  CFG_DOUBLE, "1",    GE(1), 1,   1,   NULL,
+      FIELD(cluster.oversubscription) },
+    { "cluster", "nodes_per_leaf",    CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(cluster.nodes_per_leaf) },
+    { "cluster", "route",             CFG_ENUM,   "rail", ANY,   1,   1,   route_words,
+      FIELD(cluster.route) },
+    { "model", "name",                CFG_NAME,   "",     ANY,   1,   1,   NULL,
+      FIELD(model.name) },
+    { "model", "hidden",              CFG_INT,    "4096", GE(1), 1,   1,   NULL,
+      FIELD(model.hidden) },
+    { "model", "experts",             CFG_INT,    "8",    GE(1), 1,   1,   NULL,
+      FIELD(model.experts) },
+    { "model", "top_k",               CFG_INT,    "2",    GE(1), 1,   1,   NULL,
+      FIELD(model.top_k) },
+    { "model", "shared_experts",      CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(model.shared_experts) },
+    /* 0: not given */
+    { "model", "expert_ffn_hidden",   CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(model.expert_ffn_hidden) },
+    { "model", "layers",              CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+      FIELD(model.layers) },
+    { "model", "first_dense_layers",  CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(model.first_dense_layers) },
+    { "model", "dispatch_bytes_per_elem", CFG_DOUBLE, "2", GT(0), 1,  1,   NULL,
+      FIELD(model.dispatch_bytes_per_elem) },
+    { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", GT(0), 1,  1,   NULL,
+      FIELD(model.combine_bytes_per_elem) },
+    /* 0: all GPUs; cfg_check() replaces it with nodes * gpus_per_node */
+    { "parallel", "ep",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(parallel.ep) },
+    { "routing", "tokens_per_gpu",    CFG_INT64,  "4096", GE(0), 1,   1,   NULL,
+      FIELD(routing.tokens_per_gpu) },
+    { "routing", "distribution",      CFG_ENUM,   "uniform", ANY, 1,  1,   dist_words,
+      FIELD(routing.distribution) },
+    { "routing", "zipf_s",            CFG_DOUBLE, "1.0",  GE(0), 1,   1,   NULL,
+      FIELD(routing.zipf_s) },
+    { "routing", "dedup",             CFG_BOOL,   "true", ANY,   1,   1,   NULL,
+      FIELD(routing.dedup) },
+    { "traffic", "pattern",           CFG_ENUM,   "moe",  ANY,   1,   1,   pattern_words,
+      FIELD(traffic.pattern) },
+    { "traffic", "bytes_per_pair",    CFG_SIZE,   "1048576", ANY, 1,  1,   NULL,
+      FIELD(traffic.bytes_per_pair) },
+    { "traffic", "matrix",            CFG_PATH,   "",     ANY,   1,   1,   NULL,
+      FIELD(traffic.matrix) },
+};
+
+#define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+/* Size suffixes: SI (1000^n) and binary (1024^n). */
+static const struct {
+    const char *suffix;
+    uint64_t mul;
+} cfg_size_units[] = {
+    { "", 1 },
+    { "K", 1000 }, { "M", 1000000 }, { "G", 1000000000 },
+    { "KB", 1000 }, { "MB", 1000000 }, { "GB", 1000000000 },
+    { "KiB", 1ull << 10 }, { "MiB", 1ull << 20 }, { "GiB", 1ull << 30 },
+};
+
+/* One config_load call. */
+struct cfg_loader {
+    struct config c;                /* copied out only when everything checked out */
+    struct cfg_src src[CFG_NKEYS];  /* where each key was last set */
+    int rc;                         /* 0, or the first error: -EINVAL, -ENOMEM */
+    struct cfg_err err;             /* the message for rc */
+};
+
+/* One file being read; includes nest on the C stack. */
+struct cfg_file {
+    struct cfg_loader *ld;
+    const char *path;               /* as shown in messages; borrowed */
+    char dir[CFG_PATH_MAX];         /* path up to and including its last '/', or "" */
+    FILE *fp;
+    char *buf;                      /* getline's buffer */
+    size_t cap;
+    int line;                       /* lines read so far = line of the current key */
+    int fail_line;                  /* line of the first failed key or read, 0 if none */
+    int depth;                      /* 0 for the files given to config_load */
+};
+
+/* ---- errors: the first one wins ---- */
+
+__attribute__((format(printf, 3, 0)))
+static int cfg_vfail(struct cfg_loader *ld, int rc, const char *fmt, va_list ap)
+{
+    if (ld->rc)
+        return ld->rc;
+    vsnprintf(ld->err.msg, sizeof(ld->err.msg), fmt, ap);
+    ld->rc = rc;
+    return rc;
+}
+
+/* A message without a key: "file: ..." or "file:line: ...". */
+__attribute__((format(printf, 3, 4)))
+static int cfg_failf(struct cfg_loader *ld, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rc = cfg_vfail(ld, rc, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* "where: section.key: what", or "where: key: what" for section "". Returns -EINVAL. */
+__attribute__((format(printf, 5, 6)))
+static int cfg_fail(struct cfg_loader *ld, const char *where, const char *sec, const char *key,
+                    const char *fmt, ...)
+{
+    char what[CFG_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return cfg_failf(ld, -EINVAL, "%s: %s%s%s: %s", where, sec, *sec ? "." : "", key, what);
+}
+
+/* ---- schema lookup ---- */
+
+static const struct cfg_key *cfg_find(const char *sec, const char *key)
+{
+    for (size_t i = 0; i < CFG_NKEYS; i++)
+        if (!strcmp(cfg_keys[i].section, sec) && !strcmp(cfg_keys[i].key, key))
+            return &cfg_keys[i];
+    return NULL;
+}
+
+static bool cfg_section_known(const char *sec)
+{
+    for (size_t i = 0; i < CFG_NKEYS; i++)
+        if (!strcmp(cfg_keys[i].section, sec))
+            return true;
+    return false;
+}
+
+/* Where section.key was last set: "file:line", "--set" or "default". */
+static const char *cfg_where(const struct cfg_loader *ld, const char *sec, const char *key)
+{
+    const struct cfg_key *k = cfg_find(sec, key);
+    return k ? ld->src[k - cfg_keys].where : "default";
+}
+
+static void *cfg_field(struct cfg_loader *ld, const struct cfg_key *k)
+{
+    return (char *)&ld->c + k->off;
+}
+
+/* Index of s in the NULL-terminated words (any case), or -1. */
+static int cfg_word_index(const char *const *words, const char *s)
+{
+    for (int i = 0; words[i]; i++)
+        if (!strcasecmp(words[i], s))
+            return i;
+    return -1;
+}
+
+/* ---- text to numbers; all return 0, -EINVAL (not a number) or -ERANGE ---- */
+
+/* Decimal integer in [lo, hi], nothing before or after it. */
+static int cfg_strtoi(const char *s, intmax_t lo, intmax_t hi, intmax_t *out)
+{
+    char *end;
+    errno = 0;
+    intmax_t v = strtoimax(s, &end, 10);
+    if (end == s || *end || isspace((unsigned char)*s))
+        return -EINVAL;
+    if (errno == ERANGE || v < lo || v > hi)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* Finite decimal number (no hex, inf or nan), nothing before or after it. */
+static int cfg_strtod(const char *s, double *out)
+{
+    char *end;
+    if (!*s || s[strspn(s, "0123456789+-.eE")])
+        return -EINVAL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end)
+        return -EINVAL;
+    if (!isfinite(v))
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* Unsigned decimal with an optional size suffix (spaces allowed before it). */
+static int cfg_strtosize(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    for (size_t i = 0; i < sizeof(cfg_size_units) / sizeof(cfg_size_units[0]); i++) {
+        if (strcmp(end, cfg_size_units[i].suffix))
+            continue;
+        if (v > UINT64_MAX / cfg_size_units[i].mul)
+            return -ERANGE;
+        *out = (uint64_t)v * cfg_size_units[i].mul;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* ---- one value into its field ---- */
+
+static int cfg_check_range(struct cfg_loader *ld, const struct cfg_key *k, const char *where,
+                           double v, const char *text)
+{
+    const struct cfg_range *r = &k->range;
+    if (v < r->lo || (r->lo_open && v == r->lo))
+        return cfg_fail(ld, where, k->section, k->key, "must be %s %g, got %s",
+                        r->lo_open ? ">" : ">=", r->lo, text);
+    if (v > r->hi || (r->hi_open && v == r->hi))
+        return cfg_fail(ld, where, k->section, k->key, "must be %s %g, got %s",
+                        r->hi_open ? "<" : "<=", r->hi, text);
+    return 0;
+}
+
+static int cfg_put_int(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                       const char *where)
+{
+    bool is_int = k->type == CFG_INT;
+    intmax_t v;
+    int rc = cfg_strtoi(s, is_int ? INT_MIN : INT64_MIN, is_int ? INT_MAX : INT64_MAX, &v);
+    if (rc == -EINVAL)
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is not an integer", s);
+    if (rc)
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is out of range", s);
+    rc = cfg_check_range(ld, k, where, (double)v, s);
+    if (rc)
+        return rc;
+    if (is_int)
+        *(int *)cfg_field(ld, k) = (int)v;
+    else
+        *(int64_t *)cfg_field(ld, k) = (int64_t)v;
+    return 0;
+}
+
+static int cfg_put_double(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                          const char *where)
+{
+    double v;
+    int rc = cfg_strtod(s, &v);
+    if (rc == -EINVAL)
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is not a number", s);
+    if (rc)
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is out of range", s);
+    rc = cfg_check_range(ld, k, where, v, s);
+    if (rc)
+        return rc;
+    double si = v * k->mul / k->div;
+    if (!isfinite(si))
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is out of range", s);
+    *(double *)cfg_field(ld, k) = si;
+    return 0;
+}
+
+static int cfg_put_size(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                        const char *where)
+{
+    uint64_t v;
+    int rc = cfg_strtosize(s, &v);
+    if (rc && *s == '-')
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is negative", s);
+    if (rc == -EINVAL)
+        return cfg_fail(ld, where, k->section, k->key,
+                        "'%s' is not a size (bytes, optional K M G KB MB GB KiB MiB GiB)", s);
+    if (rc)
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is more than 2^64-1 bytes", s);
+    *(uint64_t *)cfg_field(ld, k) = v;
+    return 0;
+}
+
+/* Writes "a|b|c" into buf. */
+static void cfg_word_list(char *buf, size_t size, const char *const *words)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; words[i] && n < size; i++) {
+        int w = snprintf(buf + n, size - n, "%s%s", i ? "|" : "", words[i]);
+        if (w < 0)
+            return;
+        n += (size_t)w;
+    }
+}
+
+static int cfg_put_word(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                        const char *where)
+{
+    if (k->type == CFG_BOOL) {
+        int t = cfg_word_index(true_words, s);
+        if (t < 0 && cfg_word_index(false_words, s) < 0)
+            return cfg_fail(ld, where, k->section, k->key,
+                            "'%s' is not a boolean (true/false, on/off, yes/no, 1/0)", s);
+        *(bool *)cfg_field(ld, k) = t >= 0;
+        return 0;
+    }
+    int i = cfg_word_index(k->words, s);
+    if (i < 0) {
+        char list[256];
+        cfg_word_list(list, sizeof(list), k->words);
+        return cfg_fail(ld, where, k->section, k->key, "'%s' is not one of %s", s, list);
+    }
+    memcpy(cfg_field(ld, k), &i, sizeof(i));
+    return 0;
+}
+
+/* Names are copied; paths are joined to dir unless absolute (dir "" for --set). */
+static int cfg_put_text(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                        const char *where, const char *dir)
+{
+    const char *pre = (k->type == CFG_PATH && *s && *s != '/') ? dir : "";
+    size_t np = strlen(pre), ns = strlen(s);
+    if (np + ns >= k->size)
+        return cfg_fail(ld, where, k->section, k->key, "'%s%s' is longer than %zu characters",
+                        pre, s, k->size - 1);
+    char *dst = cfg_field(ld, k);
+    memcpy(dst, pre, np);
+    memcpy(dst + np, s, ns + 1);
+    return 0;
+}
+
+static int cfg_put(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
+                   const char *where, const char *dir)
+{
+    if (!*s && k->type != CFG_NAME && k->type != CFG_PATH)
+        return cfg_fail(ld, where, k->section, k->key, "empty value");
+    switch (k->type) {
+    case CFG_INT:
+    case CFG_INT64:  return cfg_put_int(ld, k, s, where);
+    case CFG_DOUBLE: return cfg_put_double(ld, k, s, where);
+    case CFG_SIZE:   return cfg_put_size(ld, k, s, where);
+    case CFG_BOOL:
+    case CFG_ENUM:   return cfg_put_word(ld, k, s, where);
+    case CFG_NAME:
+    case CFG_PATH:   return cfg_put_text(ld, k, s, where, dir);
+    }
+    return cfg_fail(ld, where, k->section, k->key, "bad schema type %d", (int)k->type);
+}
+
+/* Sets section.key from text; where is "file:line" or "--set"; dir resolves paths. */
+static int cfg_set(struct cfg_loader *ld, const char *sec, const char *key, const char *value,
+                   const char *where, const char *dir)
+{
+    const struct cfg_key *k = cfg_find(sec, key);
+    if (!k && !cfg_section_known(sec))
+        return cfg_fail(ld, where, sec, key, "unknown section '%s'", sec);
+    if (!k)
+        return cfg_fail(ld, where, sec, key, "unknown key");
+    int rc = cfg_put(ld, k, value, where, dir);
+    if (rc)
+        return rc;
+    snprintf(ld->src[k - cfg_keys].where, sizeof(ld->src[0].where), "%s", where);
+    return 0;
+}
+
+static int cfg_defaults(struct cfg_loader *ld)
+{
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
+        snprintf(ld->src[i].where, sizeof(ld->src[i].where), "default");
+        int rc = cfg_put(ld, &cfg_keys[i], cfg_keys[i].def, "default", "");
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- files ---- */
+
+static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, const char *from);
+
+/* inih reader: one line per call into str (num bytes); NULL at the end or on error. */
+static char *cfg_read_line(char *str, int num, void *stream)
+{
+    struct cfg_file *f = stream;
+    if (f->ld->rc || num < 1)
+        return NULL;
+    errno = 0;
+    ssize_t n = getline(&f->buf, &f->cap, f->fp);
+    if (n < 0) {
+        if (ferror(f->fp) || errno == ENOMEM) {
+            f->fail_line = f->line + 1;
+            cfg_failf(f->ld, errno == ENOMEM ? -ENOMEM : -EINVAL, "%s:%d: cannot read: %s",
+                      f->path, f->line + 1, strerror(errno));
+        }
+        return NULL;
+    }
+    f->line++;
+    size_t len = (size_t)n;
+    if (len && f->buf[len - 1] == '\n')
+        len--;
+    if (len && f->buf[len - 1] == '\r')
+        len--;
+    size_t max = num > 0 && (size_t)num - 1 < CFG_LINE_MAX ? (size_t)num - 1 : CFG_LINE_MAX;
+    if (len > max) {
+        f->fail_line = f->line;
+        cfg_failf(f->ld, -EINVAL, "%s:%d: line longer than %zu characters", f->path, f->line, max);
+        return NULL;
+    }
+    /* Leading blanks go, so an indented key is a key, not inih's multi-line continuation. */
+    size_t skip = strspn(f->buf, " \t");
+    skip = skip < len ? skip : len;
+    memcpy(str, f->buf + skip, len - skip);
+    str[len - skip] = '\0';
+    return str;
+}
+
+/* "include = path" before any section: reads path, relative to this file's folder. */
+static int cfg_include(struct cfg_file *f, const char *name, const char *value, const char *where)
+{
+    struct cfg_loader *ld = f->ld;
+    char path[CFG_PATH_MAX];
+    if (strcmp(name, "include"))
+        return cfg_fail(ld, where, "", name, "only 'include = path' may come before a [section]");
+    if (!*value)
+        return cfg_fail(ld, where, "", name, "empty path");
+    if (f->depth >= CFG_INCLUDE_DEPTH)
+        return cfg_fail(ld, where, "", name, "nested more than %d deep", CFG_INCLUDE_DEPTH);
+    const char *dir = *value == '/' ? "" : f->dir;
+    if (strlen(dir) + strlen(value) >= sizeof(path))
+        return cfg_fail(ld, where, "", name, "'%s%s' is longer than %zu characters", dir, value,
+                        sizeof(path) - 1);
+    strcpy(path, dir);
+    strcat(path, value);
+    return cfg_read_file(ld, path, f->depth + 1, where);
+}
+
+/* inih handler: nonzero to go on. */
+static int cfg_on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct cfg_file *f = user;
+    char where[sizeof(((struct cfg_src *)0)->where)];
+    if (f->ld->rc)
+        return 0;
+    snprintf(where, sizeof(where), "%s:%d", f->path, f->line);
+    int rc = *section ? cfg_set(f->ld, section, name, value, where, f->dir)
+                      : cfg_include(f, name, value, where);
+    if (rc) {
+        f->fail_line = f->line;
+        return 0;
+    }
+    return 1;
+}
+
+/* Reads one file; from is the including "file:line", NULL for a top-level file. */
+static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, const char *from)
+{
+    struct cfg_file f = { .ld = ld, .path = path, .depth = depth };
+    size_t n = strlen(path);
+    if (n >= sizeof(f.dir))
+        return cfg_failf(ld, -EINVAL, "%s: path longer than %zu characters", path,
+                         sizeof(f.dir) - 1);
+    const char *slash = strrchr(path, '/');
+    size_t ndir = slash ? (size_t)(slash - path) + 1 : 0;
+    memcpy(f.dir, path, ndir);
+    f.dir[ndir] = '\0';
+    f.fp = fopen(path, "r");
+    if (!f.fp) {
+        const char *why = strerror(errno);
+        if (from)
+            return cfg_failf(ld, -EINVAL, "%s: include: %s: cannot open: %s", from, path, why);
+        return cfg_failf(ld, -EINVAL, "%s: cannot open: %s", path, why);
+    }
+    int r = ini_parse_stream(cfg_read_line, &f, cfg_on_key, &f);
+    free(f.buf);
+    fclose(f.fp);
+    /* inih reports the first bad line of this file; one before ours is a syntax error. */
+    if (r > 0 && (f.fail_line == 0 || r < f.fail_line)) {
+        ld->rc = 0;
+        return cfg_failf(ld, -EINVAL, "%s:%d: syntax error", path, r);
+    }
+    if (r < 0)
+        return cfg_failf(ld, -ENOMEM, "%s: out of memory", path);
+    return ld->rc;
+}
+
+/* ---- --set ---- */
+
+static char *cfg_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* "section.key=value"; the value goes in as written (paths are not resolved). */
+static int cfg_apply_set(struct cfg_loader *ld, const char *arg)
+{
+    char *s = strdup(arg);
+    if (!s)
+        return cfg_failf(ld, -ENOMEM, "--set: out of memory");
+    char *eq = strchr(s, '=');
+    char *dot = eq ? memchr(s, '.', (size_t)(eq - s)) : NULL;
+    int rc = -EINVAL;
+    if (dot) {
+        *eq = '\0';
+        *dot = '\0';
+        char *sec = cfg_trim(s), *key = cfg_trim(dot + 1), *value = cfg_trim(eq + 1);
+        if (*sec && *key)
+            rc = cfg_set(ld, sec, key, value, "--set", "");
+    }
+    if (rc == -EINVAL && !ld->rc)
+        cfg_failf(ld, -EINVAL, "--set: '%s': expected section.key=value", arg);
+    free(s);
+    return rc;
+}
+
+/* ---- checks across keys, after everything is loaded ---- */
+
+static int cfg_check_gpus(struct cfg_loader *ld)
+{
+    const struct cfg_cluster *cl = &ld->c.cluster;
+    long long gpus = (long long)cl->nodes * cl->gpus_per_node;
+    if (gpus <= CFG_GPUS_MAX)
+        return 0;
+    const char *key = strcmp(cfg_where(ld, "cluster", "nodes"), "default") ? "nodes"
+                                                                          : "gpus_per_node";
+    return cfg_fail(ld, cfg_where(ld, "cluster", key), "cluster", key,
+                    "nodes * gpus_per_node = %d * %d = %lld GPUs is more than %d",
+                    cl->nodes, cl->gpus_per_node, gpus, CFG_GPUS_MAX);
+}
+
+/* EP groups must tile the GPUs and the experts: ep <= gpus, ep | experts, ep | gpus. */
+static int cfg_check_ep(struct cfg_loader *ld)
+{
+    struct config *c = &ld->c;
+    int gpus = c->cluster.nodes * c->cluster.gpus_per_node;
+    int ep = c->parallel.ep ? c->parallel.ep : gpus;
+    const char *where = cfg_where(ld, "parallel", "ep");
+    char shown[64];
+    if (c->parallel.ep)
+        snprintf(shown, sizeof(shown), "%d", ep);
+    else
+        snprintf(shown, sizeof(shown), "0 (all %d GPUs)", gpus);
+    if (ep > gpus)
+        return cfg_fail(ld, where, "parallel", "ep", "%s is more than the %d GPUs "
+                        "(cluster.nodes * cluster.gpus_per_node)", shown, gpus);
+    if (c->model.experts % ep)
+        return cfg_fail(ld, where, "parallel", "ep", "%s does not divide model.experts = %d",
+                        shown, c->model.experts);
+    if (gpus % ep)
+        return cfg_fail(ld, where, "parallel", "ep", "%s does not divide the %d GPUs "
+                        "(cluster.nodes * cluster.gpus_per_node)", shown, gpus);
+    c->parallel.ep = ep;
+    return 0;
+}
+
+static int cfg_check(struct cfg_loader *ld)
+{
+    struct config *c = &ld->c;
+    int rc = cfg_check_gpus(ld);
+    if (rc)
+        return rc;
+    if (c->model.first_dense_layers > c->model.layers)
+        return cfg_fail(ld, cfg_where(ld, "model", "first_dense_layers"), "model",
+                        "first_dense_layers", "%d is more than model.layers = %d",
+                        c->model.first_dense_layers, c->model.layers);
+    if (c->model.top_k > c->model.experts)
+        return cfg_fail(ld, cfg_where(ld, "model", "top_k"), "model", "top_k",
+                        "%d is more than model.experts = %d", c->model.top_k, c->model.experts);
+    rc = cfg_check_ep(ld);
+    if (rc)
+        return rc;
+    if (c->traffic.pattern == PATTERN_MATRIX && !c->traffic.matrix[0])
+        return cfg_fail(ld, cfg_where(ld, "traffic", "pattern"), "traffic", "matrix",
+                        "required when traffic.pattern = matrix");
+    snprintf(c->traffic.matrix_src.where, sizeof(c->traffic.matrix_src.where), "%s",
+             cfg_where(ld, "traffic", "matrix"));
+    return 0;
+}
+
+/* ---- API ---- */
+
+int config_load(struct config *c, const char *const *files, int nfiles,
+                const char *const *sets, int nsets, struct cfg_err *err)
+{
+    if (!c || !err || nfiles < 0 || nsets < 0 || (nfiles && !files) || (nsets && !sets)) {
+        if (err)
+            snprintf(err->msg, sizeof(err->msg), "config_load: bad arguments");
+        return -EINVAL;
+    }
+    struct cfg_loader *ld = calloc(1, sizeof(*ld));
+    if (!ld) {
+        snprintf(err->msg, sizeof(err->msg), "config: out of memory");
+        return -ENOMEM;
+    }
+    int rc = cfg_defaults(ld);
+    for (int i = 0; !rc && i < nfiles; i++)
+        rc = cfg_read_file(ld, files[i], 0, NULL);
+    for (int i = 0; !rc && i < nsets; i++)
+        rc = cfg_apply_set(ld, sets[i]);
+    if (!rc)
+        rc = cfg_check(ld);
+    if (rc) {
+        *err = ld->err;
+    } else {
+        *c = ld->c;
+        err->msg[0] = '\0';
+    }
+    free(ld);
+    return rc;
+}
+
+int config_gpus(const struct config *c)
+{
+    long long g = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
+    if (c->cluster.nodes < 1 || c->cluster.gpus_per_node < 1 || g > CFG_GPUS_MAX)
+        return -ERANGE;
+    return (int)g;
+}
+
+static const char *cfg_word(const char *const *words, int i)
+{
+    for (int j = 0; words[j]; j++)
+        if (j == i)
+            return words[j];
+    return "?";
+}
+
+const char *config_route_name(enum route_kind r) { return cfg_word(route_words, (int)r); }
+const char *config_dist_name(enum dist_kind d) { return cfg_word(dist_words, (int)d); }
+const char *config_pattern_name(enum pattern_kind p) { return cfg_word(pattern_words, (int)p); }

@@ -1,0 +1,103 @@
+/* config.h: the run description, read from INI files (inih) and --set overrides.
+ *
+ * Files are read in order; a later file or --set overrides an earlier value.
+ * A top-level `include = path` (before any section) reads another file first,
+ * relative to the including file's folder. Human units in the files (GB/s, us),
+ * SI in this struct (bytes/s, s). Every key is checked: unknown sections and keys,
+ * non-numeric, out-of-range and inconsistent values are errors that name
+ * "file:line: section.key: what is wrong" (overrides name "--set").
+ */
+#ifndef MOESIM_CONFIG_H
+#define MOESIM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CFG_NAME_MAX 64
+#define CFG_PATH_MAX 1024
+#define CFG_ERR_MAX 1280
+#define CFG_LINE_MAX 199          /* longest accepted INI line, bytes, without the newline */
+#define CFG_INCLUDE_DEPTH 8       /* include chains deeper than this are an error */
+#define CFG_GPUS_MAX (1 << 20)    /* config_load rejects clusters with more GPUs */
+
+enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
+enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
+enum pattern_kind { PATTERN_MOE, PATTERN_ALLTOALL, PATTERN_MATRIX };
+
+/* Where a value came from: "file:line", or "--set", or "default". */
+struct cfg_src {
+    char where[CFG_PATH_MAX + 16];
+};
+
+struct cfg_cluster {
+    char name[CFG_NAME_MAX];
+    int nodes;
+    int gpus_per_node;
+    double nvlink_Bps;        /* per GPU, per direction */
+    double nic_Bps;           /* per GPU (one NIC per GPU), per direction */
+    double nvlink_lat_s;      /* per NVLink hop */
+    double nic_lat_s;         /* per NIC crossed */
+    double switch_lat_s;      /* per fabric switch crossed */
+    double oversubscription;  /* leaf down:up ratio, >= 1 */
+    int nodes_per_leaf;       /* 0: one non-blocking fabric switch for all nodes */
+    enum route_kind route;
+};
+
+struct cfg_model {
+    char name[CFG_NAME_MAX];
+    int hidden;
+    int experts;              /* routed experts */
+    int top_k;
+    int shared_experts;
+    int expert_ffn_hidden;
+    int layers;
+    int first_dense_layers;
+    double dispatch_bytes_per_elem;
+    double combine_bytes_per_elem;
+};
+
+struct cfg_parallel {
+    int ep;                   /* expert-parallel degree; GPUs are split into gpus/ep groups */
+};
+
+struct cfg_routing {
+    int64_t tokens_per_gpu;
+    enum dist_kind distribution;
+    double zipf_s;
+    bool dedup;               /* a token goes once to each destination GPU */
+};
+
+struct cfg_traffic {
+    enum pattern_kind pattern;
+    uint64_t bytes_per_pair;  /* alltoall */
+    char matrix[CFG_PATH_MAX];/* matrix: path resolved against the naming file's folder */
+    struct cfg_src matrix_src;
+};
+
+struct config {
+    struct cfg_cluster cluster;
+    struct cfg_model model;
+    struct cfg_parallel parallel;
+    struct cfg_routing routing;
+    struct cfg_traffic traffic;
+};
+
+struct cfg_err {
+    char msg[CFG_ERR_MAX];    /* one line, no trailing newline */
+};
+
+/* Load files[0..nfiles) then apply sets[0..nsets) ("section.key=value").
+ * Returns 0, or -EINVAL with err->msg set (bad input), or -ENOMEM.
+ * parallel.ep = 0 in the input comes back as config_gpus(c). *c is written only on success. */
+int config_load(struct config *c, const char *const *files, int nfiles,
+                const char *const *sets, int nsets, struct cfg_err *err);
+
+/* config_gpus: -ERANGE when a field is < 1 or the product exceeds CFG_GPUS_MAX.
+ * The *_name functions return the word used in the files, "?" for a bad value. */
+int config_gpus(const struct config *c);  /* nodes * gpus_per_node */
+
+const char *config_route_name(enum route_kind r);
+const char *config_dist_name(enum dist_kind d);
+const char *config_pattern_name(enum pattern_kind p);
+
+#endif

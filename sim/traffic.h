@@ -1,0 +1,46 @@
+/* traffic.h: byte matrices of one collective: bytes[src * gpus + dst], global GPU ids.
+ * The diagonal holds bytes a GPU keeps (local, never on a link).
+ * The functions that build a matrix create it (as traffic_create) into an
+ * uninitialised struct; the caller owns it and frees it with traffic_free. On
+ * error the output is left zeroed. */
+#ifndef MOESIM_TRAFFIC_H
+#define MOESIM_TRAFFIC_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct routing;
+
+struct traffic {
+    int gpus;
+    uint64_t *bytes;          /* gpus * gpus, owned */
+};
+
+struct traffic_err {
+    char msg[CFG_ERR_MAX];    /* one line: "file:line: what is wrong" */
+};
+
+int traffic_create(struct traffic *m, int gpus);   /* zeroed; 0, -EINVAL (gpus < 1) or -ENOMEM */
+void traffic_free(struct traffic *m);              /* NULL bytes is a no-op */
+
+/* Plain uniform all-to-all: every ordered pair (and the diagonal) gets bytes_per_pair. */
+int traffic_alltoall(struct traffic *m, int gpus, uint64_t bytes_per_pair);
+
+/* Transpose of a with every entry scaled: out[d][s] = round(a[s][d] * scale),
+ * halves away from zero (as llround): the combine matrix from the dispatch one
+ * when they differ in bytes per element. Borrows a. 0; -EINVAL when scale is
+ * negative or not finite; -ERANGE when an entry reaches 2^64; -ENOMEM. */
+int traffic_transpose_scaled(struct traffic *out, const struct traffic *a, double scale);
+
+/* MoE dispatch and combine of one layer from routing counts (borrows r and c):
+ *   dispatch[s][d] = round(pair_tokens[s][d] * hidden * dispatch_bytes_per_elem)
+ *   combine[d][s]  = round(pair_tokens[s][d] * hidden * combine_bytes_per_elem)
+ * (combine returns each token's expert outputs: the transpose). Uses c->model
+ * (hidden, *_bytes_per_elem) and checks r->gpus == nodes * gpus_per_node.
+ * 0; -EINVAL on a mismatch, hidden < 1, or a negative or non-finite bytes per
+ * element; -ERANGE when an entry reaches 2^64; -ENOMEM. */
+int traffic_moe(struct traffic *dispatch, struct traffic *combine,
+                const struct routing *r, const struct config *c);
+
+#endif

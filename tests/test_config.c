@@ -1,0 +1,579 @@
+/* test_config.c: sim/config.c against small INI files written to a mkdtemp folder.
+ * Expected values come from the schema in config.h and its brief (defaults, units:
+ * GB/s * 1e9 = B/s, us / 1e6 = s; size suffixes 1000^n and 1024^n) and from the
+ * message format "file:line: section.key: what is wrong". */
+#include "config.h"
+
+#include <CUnit/Basic.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The suite's temporary folder: CUnit tests take no arguments, so it is file state. */
+static char tmp_dir[64];
+
+static int suite_init(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_config.XXXXXX");
+    return mkdtemp(tmp_dir) ? 0 : -1;
+}
+
+/* Removes dir and everything under it. */
+static int remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[1024];
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_tree(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    return rmdir(dir);
+}
+
+static int suite_clean(void) { return remove_tree(tmp_dir); }
+
+/* "<tmp_dir>/name" into out[CFG_PATH_MAX]; returns out. */
+static char *tmp_path(char *out, const char *name)
+{
+    snprintf(out, CFG_PATH_MAX, "%s/%s", tmp_dir, name);
+    return out;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char p[CFG_PATH_MAX];
+    FILE *f = fopen(tmp_path(p, name), "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Writes text (unless NULL) to name and loads that one file plus sets. */
+static int load1(const char *name, const char *text, const char *const *sets, int nsets,
+                 struct config *c, struct cfg_err *e)
+{
+    char p[CFG_PATH_MAX];
+    const char *files[] = { tmp_path(p, name) };
+    if (text)
+        write_file(name, text);
+    return config_load(c, files, 1, sets, nsets, e);
+}
+
+static void expect_msg(int rc, const struct cfg_err *e, const char *want)
+{
+    CU_ASSERT_EQUAL(rc, -EINVAL);
+    CU_ASSERT_STRING_EQUAL(e->msg, want);
+    if (strcmp(e->msg, want))
+        fprintf(stderr, "\n  got:  %s\n  want: %s\n", e->msg, want);
+}
+
+/* Loads text as bad.ini; expects -EINVAL and "<tmp_dir>/bad.ini" + rest. */
+static void expect_file_err(const char *text, const char *const *sets, int nsets,
+                            const char *rest)
+{
+    struct config c;
+    struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    snprintf(want, sizeof(want), "%s/bad.ini%s", tmp_dir, rest);
+    c.cluster.nodes = 77;
+    expect_msg(load1("bad.ini", text, sets, nsets, &c, &e), &e, want);
+    CU_ASSERT_EQUAL(c.cluster.nodes, 77);   /* untouched on error */
+}
+
+/* Loads no file, only sets; expects -EINVAL and the message want. */
+static void expect_set_err(const char *set, const char *want)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *sets[] = { set };
+    expect_msg(config_load(&c, NULL, 0, sets, 1, &e), &e, want);
+}
+
+/* ---- values that load ---- */
+
+/* No files: every key at its default from the schema; ep 0 -> all 1 * 8 GPUs. */
+static void test_defaults(void)
+{
+    struct config c;
+    struct cfg_err e;
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, NULL, 0, &e), 0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "");
+    CU_ASSERT_EQUAL(c.cluster.nodes, 1);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 8);
+    CU_ASSERT(c.cluster.nvlink_Bps == 450e9);
+    CU_ASSERT(c.cluster.nic_Bps == 50e9);
+    CU_ASSERT(c.cluster.nvlink_lat_s == 1e-6);
+    CU_ASSERT(c.cluster.nic_lat_s == 2e-6);
+    CU_ASSERT(c.cluster.switch_lat_s == 1e-6);
+    CU_ASSERT(c.cluster.oversubscription == 1.0);
+    CU_ASSERT_EQUAL(c.cluster.nodes_per_leaf, 0);
+    CU_ASSERT_EQUAL(c.cluster.route, ROUTE_RAIL);
+    CU_ASSERT_EQUAL(c.model.hidden, 4096);
+    CU_ASSERT_EQUAL(c.model.experts, 8);
+    CU_ASSERT_EQUAL(c.model.top_k, 2);
+    CU_ASSERT_EQUAL(c.model.shared_experts, 0);
+    CU_ASSERT_EQUAL(c.model.expert_ffn_hidden, 0);
+    CU_ASSERT_EQUAL(c.model.layers, 1);
+    CU_ASSERT_EQUAL(c.model.first_dense_layers, 0);
+    CU_ASSERT(c.model.dispatch_bytes_per_elem == 2.0);
+    CU_ASSERT(c.model.combine_bytes_per_elem == 2.0);
+    CU_ASSERT_EQUAL(c.parallel.ep, 8);
+    CU_ASSERT_EQUAL(config_gpus(&c), 8);
+    CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 4096);
+    CU_ASSERT_EQUAL(c.routing.distribution, DIST_UNIFORM);
+    CU_ASSERT(c.routing.zipf_s == 1.0);
+    CU_ASSERT(c.routing.dedup);
+    CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MOE);
+    CU_ASSERT_EQUAL(c.traffic.bytes_per_pair, 1048576);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix, "");
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix_src.where, "default");
+    CU_ASSERT_STRING_EQUAL(e.msg, "");
+}
+
+/* GB/s * 1e9 is exact for these values (results are integers below 2^53); us / 1e6 rounds
+ * once, so it equals the literal 1.5e-6 to within one ulp (~2e-22). */
+static void test_units(void)
+{
+    struct config c;
+    struct cfg_err e;
+    int rc = load1("units.ini",
+                   "[cluster]\n"
+                   "name = H100 x2 ; inline comment\n"
+                   "nvlink_GBps = 450\n"
+                   "nic_GBps = 12.5\n"
+                   "nvlink_latency_us = 1.5\n"
+                   "nic_latency_us = 0\n"
+                   "switch_latency_us = 0.25\n"
+                   "route = PXN\n"
+                   "[routing]\n"
+                   "tokens_per_gpu = 8589934592\n"
+                   "distribution = zipf\n"
+                   "zipf_s = 1.2\n"
+                   "dedup = off\n",
+                   NULL, 0, &c, &e);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "H100 x2");
+    CU_ASSERT(c.cluster.nvlink_Bps == 450e9);
+    CU_ASSERT(c.cluster.nic_Bps == 12.5e9);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_lat_s, 1.5e-6, 1e-21);
+    CU_ASSERT(c.cluster.nic_lat_s == 0.0);
+    CU_ASSERT(c.cluster.switch_lat_s == 0.25e-6);   /* 0.25 and the quotient are exact-rounded */
+    CU_ASSERT_EQUAL(c.cluster.route, ROUTE_PXN);
+    CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 8589934592LL);   /* 2^33: needs int64 */
+    CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
+    CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 1.2, 1e-15);
+    CU_ASSERT(!c.routing.dedup);
+}
+
+/* A UTF-8 BOM, CRLF line ends and indented keys read like plain lines. */
+static void test_layout(void)
+{
+    struct config c;
+    struct cfg_err e;
+    int rc = load1("layout.ini", "\xef\xbb\xbf[cluster]\r\n  nodes = 2\r\n\tgpus_per_node = 4\r\n",
+                   NULL, 0, &c, &e);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes, 2);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 4);
+}
+
+/* a.ini sets nodes 2, gpus 4, name a, 32 experts; b.ini sets nodes 4 (16 GPUs, ep 16);
+ * --set nodes 8 and name c: the last setter wins key by key -> 8 nodes * 4 GPUs = 32,
+ * ep = 32, name "c". */
+static void test_override_order(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char pa[CFG_PATH_MAX], pb[CFG_PATH_MAX];
+    const char *files[] = { tmp_path(pa, "a.ini"), tmp_path(pb, "b.ini") };
+    const char *sets[] = { "cluster.nodes=8", " cluster.name = c " };
+    write_file("a.ini", "[cluster]\nnodes = 2\ngpus_per_node = 4\nname = a\n[model]\nexperts = 32\n");
+    write_file("b.ini", "[cluster]\nnodes = 4\n");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 2, NULL, 0, &e), 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes, 4);
+    CU_ASSERT_EQUAL(c.parallel.ep, 16);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "a");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 2, sets, 2, &e), 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes, 8);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 4);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "c");
+    CU_ASSERT_EQUAL(c.parallel.ep, 32);
+    CU_ASSERT_EQUAL(config_gpus(&c), 32);
+}
+
+/* A cross-check blames where the key was last set: b.ini line 3, then --set. */
+static void test_blame_last_setter(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char pa[CFG_PATH_MAX], pb[CFG_PATH_MAX], want[2 * CFG_PATH_MAX];
+    const char *files[] = { tmp_path(pa, "a.ini"), tmp_path(pb, "b.ini") };
+    const char *sets[] = { "model.top_k=10" };
+    write_file("a.ini", "[model]\nexperts = 8\ntop_k = 2\n");
+    write_file("b.ini", "[model]\n\ntop_k = 9\n");
+    snprintf(want, sizeof(want), "%s:3: model.top_k: 9 is more than model.experts = 8", pb);
+    expect_msg(config_load(&c, files, 2, NULL, 0, &e), &e, want);
+    expect_msg(config_load(&c, files, 2, sets, 1, &e), &e,
+               "--set: model.top_k: 10 is more than model.experts = 8");
+}
+
+/* top.ini includes sub/base.ini, which includes more.ini from its own folder (sub/).
+ * Reading order: more (hidden 7168, experts 4), base (experts 16, top_k 8, matrix m.csv
+ * on line 6), top (top_k 4) -> hidden 7168, experts 16, top_k 4, matrix <tmp>/sub/m.csv. */
+static void test_include(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char p[CFG_PATH_MAX], want[2 * CFG_PATH_MAX];
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp_path(p, "sub"), 0700), 0);
+    write_file("sub/more.ini", "[model]\nhidden = 7168\nexperts = 4\n");
+    write_file("sub/base.ini", "include = more.ini\n[model]\nexperts = 16\ntop_k = 8\n"
+                               "[traffic]\nmatrix = m.csv\n");
+    CU_ASSERT_EQUAL_FATAL(load1("top.ini", "include = sub/base.ini\n[model]\ntop_k = 4\n",
+                                NULL, 0, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.model.hidden, 7168);
+    CU_ASSERT_EQUAL(c.model.experts, 16);
+    CU_ASSERT_EQUAL(c.model.top_k, 4);
+    snprintf(want, sizeof(want), "%s/sub/m.csv", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix, want);
+    snprintf(want, sizeof(want), "%s/sub/base.ini:6", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix_src.where, want);
+
+    /* --set paths are taken as written. */
+    const char *sets[] = { "traffic.matrix=x/y.csv" };
+    CU_ASSERT_EQUAL_FATAL(load1("top.ini", NULL, sets, 1, &c, &e), 0);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix, "x/y.csv");
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix_src.where, "--set");
+}
+
+/* Eight nested includes are allowed: d0 -> d1 -> ... -> d8, and d8 sets hidden = 123. */
+static void test_include_depth_8(void)
+{
+    struct config c;
+    struct cfg_err e;
+    for (int i = 0; i < 8; i++) {
+        char name[16], text[32];
+        snprintf(name, sizeof(name), "d%d.ini", i);
+        snprintf(text, sizeof(text), "include = d%d.ini\n", i + 1);
+        write_file(name, text);
+    }
+    write_file("d8.ini", "[model]\nhidden = 123\n");
+    CU_ASSERT_EQUAL_FATAL(load1("d0.ini", NULL, NULL, 0, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.model.hidden, 123);
+}
+
+/* K M G KB MB GB are powers of 1000, KiB MiB GiB powers of 1024. */
+static void test_sizes(void)
+{
+    static const struct {
+        const char *set;
+        uint64_t bytes;
+    } cases[] = {
+        { "traffic.bytes_per_pair=1MiB", 1048576 },
+        { "traffic.bytes_per_pair=2KB", 2000 },
+        { "traffic.bytes_per_pair=5K", 5000 },
+        { "traffic.bytes_per_pair=4MB", 4000000 },
+        { "traffic.bytes_per_pair=1G", 1000000000 },
+        { "traffic.bytes_per_pair=8KiB", 8192 },
+        { "traffic.bytes_per_pair=3 GiB", 3221225472ull },
+        { "traffic.bytes_per_pair=7", 7 },
+        { "traffic.bytes_per_pair=0", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config c;
+        struct cfg_err e;
+        CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, &cases[i].set, 1, &e), 0);
+        CU_ASSERT_EQUAL(c.traffic.bytes_per_pair, cases[i].bytes);
+    }
+    expect_set_err("traffic.bytes_per_pair=-1", "--set: traffic.bytes_per_pair: '-1' is negative");
+    expect_set_err("traffic.bytes_per_pair=1.5MiB", "--set: traffic.bytes_per_pair: '1.5MiB' is "
+                   "not a size (bytes, optional K M G KB MB GB KiB MiB GiB)");
+    /* 2e10 * 2^30 = 2.1e19 > 2^64 - 1 = 1.8e19 */
+    expect_set_err("traffic.bytes_per_pair=20000000000GiB",
+                   "--set: traffic.bytes_per_pair: '20000000000GiB' is more than 2^64-1 bytes");
+}
+
+/* true/on/yes/1 and false/off/no/0, any case. */
+static void test_bools(void)
+{
+    static const struct {
+        const char *set;
+        bool v;
+    } cases[] = {
+        { "routing.dedup=TRUE", true }, { "routing.dedup=on", true }, { "routing.dedup=Yes", true },
+        { "routing.dedup=1", true }, { "routing.dedup=false", false }, { "routing.dedup=OFF", false },
+        { "routing.dedup=no", false }, { "routing.dedup=0", false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config c;
+        struct cfg_err e;
+        CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, &cases[i].set, 1, &e), 0);
+        CU_ASSERT_EQUAL(c.routing.dedup, cases[i].v);
+    }
+}
+
+/* The names are the words of the files. */
+static void test_names(void)
+{
+    CU_ASSERT_STRING_EQUAL(config_route_name(ROUTE_RAIL), "rail");
+    CU_ASSERT_STRING_EQUAL(config_route_name(ROUTE_PXN), "pxn");
+    CU_ASSERT_STRING_EQUAL(config_route_name(ROUTE_HIER), "hierarchical");
+    CU_ASSERT_STRING_EQUAL(config_route_name((enum route_kind)7), "?");
+    CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_UNIFORM), "uniform");
+    CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_ZIPF), "zipf");
+    CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_MOE), "moe");
+    CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_ALLTOALL), "alltoall");
+    CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_MATRIX), "matrix");
+}
+
+/* ---- bad input: each is -EINVAL with one exact line ---- */
+
+/* fopen fails with ENOENT: "path: cannot open: <strerror(ENOENT)>"; an include names its line. */
+static void test_missing_file(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char p[CFG_PATH_MAX], want[2 * CFG_PATH_MAX];
+    snprintf(want, sizeof(want), "%s/nope.ini: cannot open: No such file or directory", tmp_dir);
+    expect_msg(load1("nope.ini", NULL, NULL, 0, &c, &e), &e, want);
+    snprintf(want, sizeof(want), ":1: include: %s: cannot open: No such file or directory",
+             tmp_path(p, "gone.ini"));
+    expect_file_err("include = gone.ini\n", NULL, 0, want);
+}
+
+/* [bogus] on line 4, its key on line 5. */
+static void test_unknown_section(void)
+{
+    expect_file_err("[cluster]\nnodes = 2\n\n[bogus]\nkey = 1\n", NULL, 0,
+                    ":5: bogus.key: unknown section 'bogus'");
+    expect_set_err("bogus.key=1", "--set: bogus.key: unknown section 'bogus'");
+}
+
+/* Comment lines count: colour is on line 4. Before any section only include is allowed. */
+static void test_unknown_key(void)
+{
+    expect_file_err("[cluster]\n; a comment\n# another\ncolour = red\n", NULL, 0,
+                    ":4: cluster.colour: unknown key");
+    expect_file_err("nodes = 2\n", NULL, 0,
+                    ":1: nodes: only 'include = path' may come before a [section]");
+}
+
+static void test_not_a_number(void)
+{
+    const char *sets[] = { "cluster.nodes=abc" };
+    expect_file_err("[cluster]\nnodes = abc\n", NULL, 0, ":2: cluster.nodes: 'abc' is not an integer");
+    expect_file_err("[cluster]\nnodes =\n", NULL, 0, ":2: cluster.nodes: empty value");
+    expect_file_err("[cluster]\nnic_GBps = fast\n", NULL, 0,
+                    ":2: cluster.nic_GBps: 'fast' is not a number");
+    struct config c;
+    struct cfg_err e;
+    expect_set_err(sets[0], "--set: cluster.nodes: 'abc' is not an integer");
+    /* the file is fine; the --set after it is not */
+    expect_msg(load1("ok.ini", "[cluster]\nnodes = 2\n", sets, 1, &c, &e), &e,
+               "--set: cluster.nodes: 'abc' is not an integer");
+}
+
+static void test_trailing_junk(void)
+{
+    expect_file_err("[cluster]\nnodes = 4x\n", NULL, 0, ":2: cluster.nodes: '4x' is not an integer");
+    expect_file_err("[cluster]\nnodes = 1.5\n", NULL, 0, ":2: cluster.nodes: '1.5' is not an integer");
+    expect_file_err("[cluster]\nnvlink_GBps = 450GB\n", NULL, 0,
+                    ":2: cluster.nvlink_GBps: '450GB' is not a number");
+    expect_file_err("[cluster]\nnvlink_GBps = inf\n", NULL, 0,
+                    ":2: cluster.nvlink_GBps: 'inf' is not a number");
+    /* 99999999999 > INT_MAX = 2147483647; 1e999 > DBL_MAX */
+    expect_file_err("[cluster]\nnodes = 99999999999\n", NULL, 0,
+                    ":2: cluster.nodes: '99999999999' is out of range");
+    expect_file_err("[cluster]\nnvlink_GBps = 1e999\n", NULL, 0,
+                    ":2: cluster.nvlink_GBps: '1e999' is out of range");
+}
+
+static void test_negative(void)
+{
+    expect_file_err("[cluster]\nnodes = -1\n", NULL, 0, ":2: cluster.nodes: must be >= 1, got -1");
+    expect_file_err("[cluster]\nnic_latency_us = -2\n", NULL, 0,
+                    ":2: cluster.nic_latency_us: must be >= 0, got -2");
+    expect_set_err("routing.tokens_per_gpu=-5", "--set: routing.tokens_per_gpu: must be >= 0, got -5");
+    expect_set_err("cluster.oversubscription=0.5",
+                   "--set: cluster.oversubscription: must be >= 1, got 0.5");
+}
+
+/* Bandwidths must be > 0; the message quotes the value as written. */
+static void test_zero_bandwidth(void)
+{
+    expect_file_err("[cluster]\nnvlink_GBps = 0\n", NULL, 0,
+                    ":2: cluster.nvlink_GBps: must be > 0, got 0");
+    expect_file_err("[cluster]\n\nnic_GBps = 0.0\n", NULL, 0,
+                    ":3: cluster.nic_GBps: must be > 0, got 0.0");
+}
+
+static void test_top_k_gt_experts(void)
+{
+    expect_file_err("[model]\nexperts = 8\ntop_k = 9\n", NULL, 0,
+                    ":3: model.top_k: 9 is more than model.experts = 8");
+}
+
+/* 6 GPUs, ep 3 divides 6 but not 8 experts. With ep unset it is all 16 GPUs (--set),
+ * 8 % 16 != 0, and ep was never set: "default". */
+static void test_ep_not_dividing_experts(void)
+{
+    const char *sets[] = { "cluster.gpus_per_node=16" };
+    expect_file_err("[cluster]\ngpus_per_node = 6\n[model]\nexperts = 8\n[parallel]\nep = 3\n",
+                    NULL, 0, ":6: parallel.ep: 3 does not divide model.experts = 8");
+    expect_set_err(sets[0], "default: parallel.ep: 0 (all 16 GPUs) does not divide "
+                   "model.experts = 8");
+}
+
+/* 6 GPUs, ep 4 divides 8 experts but not 6 GPUs; ep 16 > 8 GPUs. */
+static void test_ep_not_dividing_gpus(void)
+{
+    expect_file_err("[cluster]\ngpus_per_node = 6\n[parallel]\nep = 4\n", NULL, 0,
+                    ":4: parallel.ep: 4 does not divide the 6 GPUs "
+                    "(cluster.nodes * cluster.gpus_per_node)");
+    expect_file_err("[model]\nexperts = 16\n[parallel]\nep = 16\n", NULL, 0,
+                    ":4: parallel.ep: 16 is more than the 8 GPUs "
+                    "(cluster.nodes * cluster.gpus_per_node)");
+}
+
+static void test_bad_enum(void)
+{
+    expect_file_err("[cluster]\nroute = ring\n", NULL, 0,
+                    ":2: cluster.route: 'ring' is not one of rail|pxn|hierarchical");
+    expect_set_err("traffic.pattern=ring", "--set: traffic.pattern: 'ring' is not one of "
+                   "moe|alltoall|matrix");
+}
+
+static void test_bad_bool(void)
+{
+    expect_file_err("[routing]\ndedup = maybe\n", NULL, 0,
+                    ":2: routing.dedup: 'maybe' is not a boolean (true/false, on/off, yes/no, 1/0)");
+}
+
+/* No '=', no '.', or an empty section or key before the '='. */
+static void test_malformed_set(void)
+{
+    expect_set_err("xyz", "--set: 'xyz': expected section.key=value");
+    expect_set_err("cluster.nodes", "--set: 'cluster.nodes': expected section.key=value");
+    expect_set_err("nodes=1", "--set: 'nodes=1': expected section.key=value");
+    expect_set_err(".nodes=1", "--set: '.nodes=1': expected section.key=value");
+    expect_set_err("cluster.=1", "--set: 'cluster.=1': expected section.key=value");
+    expect_set_err("=5", "--set: '=5': expected section.key=value");
+}
+
+/* A 199-byte line loads; a 200-byte line on line 2 is an error. */
+static void test_overlong_line(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char text[512];
+    snprintf(text, sizeof(text), "[cluster]\n; %0197d\n", 0);    /* "; " + 197 digits */
+    CU_ASSERT_EQUAL(load1("long.ini", text, NULL, 0, &c, &e), 0);
+    snprintf(text, sizeof(text), "[cluster]\nname = %0193d\n", 0);  /* "name = " + 193 */
+    expect_file_err(text, NULL, 0, ":2: line longer than 199 characters");
+}
+
+/* self.ini includes itself: depth 1..8 are read, the 9th include fails on line 1. */
+static void test_include_too_deep(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    snprintf(want, sizeof(want), "%s/self.ini:1: include: nested more than 8 deep", tmp_dir);
+    expect_msg(load1("self.ini", "include = self.ini\n", NULL, 0, &c, &e), &e, want);
+}
+
+/* pattern = matrix on line 2 and no matrix anywhere: blame the pattern's line. */
+static void test_matrix_without_path(void)
+{
+    expect_file_err("[traffic]\npattern = matrix\n", NULL, 0,
+                    ":2: traffic.matrix: required when traffic.pattern = matrix");
+}
+
+/* inih's own errors: no ']' (line 1), no '=' (line 2); the first error wins. */
+static void test_syntax_error(void)
+{
+    expect_file_err("[cluster\nnodes = 2\n", NULL, 0, ":1: syntax error");
+    expect_file_err("[cluster]\nnodes 2\n", NULL, 0, ":2: syntax error");
+    expect_file_err("[cluster]\nfoo\nnodes = abc\n", NULL, 0, ":2: syntax error");
+}
+
+static void test_other_checks(void)
+{
+    expect_file_err("[model]\nlayers = 4\nfirst_dense_layers = 5\n", NULL, 0,
+                    ":3: model.first_dense_layers: 5 is more than model.layers = 4");
+    /* 2000 * 1000 = 2e6 GPUs > 2^20 = 1048576 */
+    expect_file_err("[cluster]\nnodes = 2000\ngpus_per_node = 1000\n", NULL, 0,
+                    ":2: cluster.nodes: nodes * gpus_per_node = 2000 * 1000 = 2000000 GPUs "
+                    "is more than 1048576");
+    /* 64 characters do not fit in name[64] with its NUL */
+    expect_set_err("model.name=" "0123456789012345678901234567890123456789012345678901234567890123",
+                   "--set: model.name: '0123456789012345678901234567890123456789012345678901234567890123'"
+                   " is longer than 63 characters");
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        CU_TestFunc fn;
+    } tests[] = {
+        { "defaults", test_defaults },
+        { "units", test_units },
+        { "layout", test_layout },
+        { "override order", test_override_order },
+        { "blame last setter", test_blame_last_setter },
+        { "include", test_include },
+        { "include depth 8", test_include_depth_8 },
+        { "sizes", test_sizes },
+        { "bools", test_bools },
+        { "names", test_names },
+        { "missing file", test_missing_file },
+        { "unknown section", test_unknown_section },
+        { "unknown key", test_unknown_key },
+        { "not a number", test_not_a_number },
+        { "trailing junk", test_trailing_junk },
+        { "negative", test_negative },
+        { "zero bandwidth", test_zero_bandwidth },
+        { "top_k > experts", test_top_k_gt_experts },
+        { "ep does not divide experts", test_ep_not_dividing_experts },
+        { "ep does not divide gpus", test_ep_not_dividing_gpus },
+        { "bad enum", test_bad_enum },
+        { "bad bool", test_bad_bool },
+        { "malformed --set", test_malformed_set },
+        { "overlong line", test_overlong_line },
+        { "include too deep", test_include_too_deep },
+        { "matrix without path", test_matrix_without_path },
+        { "syntax error", test_syntax_error },
+        { "other checks", test_other_checks },
+    };
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("config", suite_init, suite_clean);
+    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn))
+            s = NULL;
+    if (!s) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned bad = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return bad ? 1 : 0;
+}
