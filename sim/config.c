@@ -623,7 +623,8 @@ static int cfg_check_gpus(struct cfg_loader *ld)
                     cl->nodes, cl->gpus_per_node, gpus, CFG_GPUS_MAX);
 }
 
-/* EP groups must tile the GPUs and the experts: ep <= gpus, ep | experts, ep | gpus. */
+/* EP groups must tile the GPUs and, when routing MoE traffic, the experts:
+ * ep <= gpus, ep | experts (pattern moe only), ep | gpus. */
 static int cfg_check_ep(struct cfg_loader *ld)
 {
     struct config *c = &ld->c;
@@ -638,7 +639,7 @@ static int cfg_check_ep(struct cfg_loader *ld)
     if (ep > gpus)
         return cfg_fail(ld, where, "parallel", "ep", "%s is more than the %d GPUs "
                         "(cluster.nodes * cluster.gpus_per_node)", shown, gpus);
-    if (c->model.experts % ep)
+    if (c->traffic.pattern == PATTERN_MOE && c->model.experts % ep)
         return cfg_fail(ld, where, "parallel", "ep", "%s does not divide model.experts = %d",
                         shown, c->model.experts);
     if (gpus % ep)

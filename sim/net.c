@@ -313,7 +313,10 @@ static void round_fill_csr(struct net *n, int nt)
     }
 }
 
-/* Progressive filling of X on the capacity the fixed flows leave. */
+/* Progressive filling of X on the capacity the fixed flows leave. A link's share
+ * resid/left never falls when a flow on it freezes elsewhere (that flow's level is at
+ * most the share), so the heap is lazy: a popped link whose share grew is pushed back,
+ * and freezing a flow costs O(1) per link instead of a heap update. */
 static void round_fill(struct net *n, int nt)
 {
     struct round *r = &n->r;
@@ -328,8 +331,13 @@ static void round_fill(struct net *n, int nt)
         n->flows[n->x[i]].nbn = -1;
     double level = 0;
     while (!pq_empty(&r->heap)) {
-        int l = pq_pop(&r->heap);
+        int l = pq_top(&r->heap);
         double share = r->resid[l] / r->left[l];
+        if (share > pq_top_key(&r->heap)) {
+            pq_set(&r->heap, l, share);
+            continue;
+        }
+        pq_pop(&r->heap);
         level = share > level ? share : level;
         r->lvl[l] = level;
         for (int i = r->off[l]; i < r->off[l + 1]; i++) {
@@ -345,8 +353,6 @@ static void round_fill(struct net *n, int nt)
                 r->resid[m] -= level;
                 if (--r->left[m] == 0)
                     pq_remove(&r->heap, m);
-                else
-                    pq_set(&r->heap, m, r->resid[m] / r->left[m]);
             }
         }
         r->left[l] = 0;
@@ -430,19 +436,22 @@ static double flow_finish(const struct flow *f)
     return f->rate > 0 ? f->t_upd + f->rem / f->rate : INFINITY;
 }
 
+/* The solved rates become the rates. A flow whose rate did not change keeps its
+ * progress record and its place in the finish heap. */
 static void commit(struct net *n)
 {
     for (int i = 0; i < n->nx; i++) {
         int id = n->x[i];
         struct flow *f = &n->flows[id];
-        if (!f->pending) {
+        bool same = !f->pending && f->nrate == f->rate;
+        if (!f->pending && !same) {
             f->rem -= f->rate * (n->now - f->t_upd);
             if (f->rem <= NET_EPS_REL * f->bytes)
                 f->rem = 0;
+            f->t_upd = n->now;
         }
         f->pending = false;
         f->in_x = false;
-        f->t_upd = n->now;
         f->rate = f->nrate;
         f->bn = f->nbn;
         struct link *b = &n->links[f->bn];
@@ -452,9 +461,11 @@ static void commit(struct net *n)
             struct link *k = &n->links[f->links[j]];
             k->use += f->rate;
             k->maxb = f->rate > k->maxb ? f->rate : k->maxb;
-            mark_dirty(n, f->links[j]);
+            if (n->observe)
+                mark_dirty(n, f->links[j]);
         }
-        pq_set(&n->finish, id, flow_finish(f));
+        if (!same)
+            pq_set(&n->finish, id, flow_finish(f));
     }
     n->nx = 0;
 }

@@ -1,0 +1,62 @@
+/* a2a.h: one collective (a dispatch, a combine, an all-to-all) through the network.
+ *
+ * Every nonzero off-diagonal entry of the byte matrix is one flow from src to dst
+ * along topo_route(); it starts sharing bandwidth at t0 + the path's latency, as events
+ * of the discrete-event core, and the flow-level network times it. The diagonal is local
+ * and crosses no link.
+ */
+#ifndef MOESIM_A2A_H
+#define MOESIM_A2A_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net.h"
+#include "topo.h"
+#include "traffic.h"
+
+struct a2a_flow {
+    int src, dst;
+    uint64_t bytes;
+    double start_s;           /* when data starts to flow (t0 + latency) */
+    double end_s;
+};
+
+struct a2a_sample {
+    double t_s;
+    double use_Bps;           /* from t_s until the next sample */
+};
+
+struct a2a_series {
+    struct a2a_sample *s;
+    int n, cap;
+};
+
+struct a2a_result {
+    int gpus, nlinks, nflows;
+    double t0_s;
+    double time_s;            /* last flow's end - t0; 0 without flows */
+    struct a2a_flow *flows;   /* nflows, in (src, dst) order */
+    double *send_finish_s;    /* per GPU: last end of its outgoing flows - t0 (0: none) */
+    double *recv_finish_s;    /* per GPU: incoming */
+    uint64_t *send_bytes;     /* per GPU, to other GPUs */
+    uint64_t *recv_bytes;
+    uint64_t local_bytes, remote_bytes;
+    uint64_t nvlink_bytes;    /* bytes over NVLink legs (a PXN flow's NVLink leg counts once) */
+    uint64_t net_bytes;       /* bytes through NICs into the fabric */
+    uint64_t *link_bytes;     /* per link */
+    struct a2a_series *series;/* per link utilization over time; NULL unless asked */
+    struct net_stats stats;
+};
+
+/* Runs m on t from time t0_s. With `series`, records every change of every link's
+ * total rate. 0, -EINVAL (matrix size differs from the topology), -ENOMEM. */
+int a2a_run(struct a2a_result *r, const struct topo *t, const struct traffic *m,
+            double t0_s, bool series);
+void a2a_free(struct a2a_result *r);   /* zeroed struct is a no-op */
+
+/* max/mean of per-GPU remote bytes sent (recv: received); 1 when all equal, 0 when none. */
+double a2a_send_max_over_mean(const struct a2a_result *r);
+double a2a_recv_max_over_mean(const struct a2a_result *r);
+
+#endif

@@ -1,0 +1,294 @@
+/* main.c: the moesim command line. Exit status: 0 done, 1 runtime failure, 2 bad input. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "a2a.h"
+#include "config.h"
+#include "matrix.h"
+#include "ofile.h"
+#include "report.h"
+#include "routing.h"
+#include "timeline.h"
+#include "topo.h"
+#include "traffic.h"
+
+#define MOESIM_VERSION "0.1.0"
+#define MAX_SETS 256
+
+static const char usage_top[] =
+    "usage: moesim <command> [options]\n"
+    "\n"
+    "Simulates expert-parallel Mixture-of-Experts traffic on a GPU cluster.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG...   time one MoE layer's dispatch and combine all-to-all\n"
+    "                  (or a plain all-to-all, or a measured traffic matrix)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help      this text; 'moesim run --help' for the command's options\n"
+    "  -V, --version   the version\n";
+
+static const char usage_run[] =
+    "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
+    "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--no-timing]\n"
+    "\n"
+    "Reads the INI files in order (later values win), then the --set overrides, builds\n"
+    "the traffic of [traffic] pattern (moe | alltoall | matrix), simulates it through\n"
+    "the flow-level network model and prints a summary.\n"
+    "\n"
+    "  -s, --set K=V      override any key, e.g. --set cluster.nodes=16 (repeatable)\n"
+    "      --seed N       routing seed (default 1); same inputs and seed, same output\n"
+    "  -t, --trace FILE   Chrome Trace Event JSON timeline (open in Perfetto)\n"
+    "  -c, --csv FILE     one CSV row (with a header) for this run\n"
+    "      --gpu-csv FILE per-GPU finish times and bytes\n"
+    "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Exit status: 0 done, 1 runtime failure, 2 bad input (one line on stderr says\n"
+    "what and where; no output file is written).\n";
+
+struct run_opts {
+    const char *files[MAX_SETS];
+    const char *sets[MAX_SETS];
+    int nfiles, nsets;
+    uint64_t seed;
+    const char *trace, *csv, *gpu_csv;
+    int no_timing;
+};
+
+static int bad(const char *fmt, const char *what)
+{
+    fprintf(stderr, "moesim run: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static int parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* 0: parsed; 1: help printed; 2: bad usage (reported). */
+static int parse_run(int argc, char **argv, struct run_opts *o)
+{
+    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_NO_TIMING };
+    static const struct option opts[] = {
+        { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
+        { "trace", required_argument, NULL, 't' },   { "csv", required_argument, NULL, 'c' },
+        { "gpu-csv", required_argument, NULL, OPT_GPU_CSV },
+        { "no-timing", no_argument, NULL, OPT_NO_TIMING },
+        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+    };
+    o->seed = 1;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":s:t:c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (o->nsets == MAX_SETS)
+                return bad("more than %s --set options", "256");
+            o->sets[o->nsets++] = optarg;
+            break;
+        case OPT_SEED:
+            if (parse_seed(optarg, &o->seed))
+                return bad("--seed: '%s' is not a non-negative integer", optarg);
+            break;
+        case 't': o->trace = optarg; break;
+        case 'c': o->csv = optarg; break;
+        case OPT_GPU_CSV: o->gpu_csv = optarg; break;
+        case OPT_NO_TIMING: o->no_timing = 1; break;
+        case 'h': fputs(usage_run, stdout); return 1;
+        case ':': return bad("option '%s' needs a value", argv[optind - 1]);
+        default: return bad("unknown option '%s' (see moesim run --help)", argv[optind - 1]);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (o->nfiles == MAX_SETS)
+            return bad("more than %s CONFIG files", "256");
+        o->files[o->nfiles++] = argv[i];
+    }
+    if (o->nfiles == 0)
+        return bad("no CONFIG file given%s (see moesim run --help)", "");
+    return 0;
+}
+
+/* The collective(s) of this run: dispatch + combine, or one. 0, or 2 with the message
+ * printed (bad input), or 1 (runtime failure). */
+static int build_traffic(const struct config *c, uint64_t seed, struct traffic *m, int *nm)
+{
+    int g = config_gpus(c), e;
+    if (c->traffic.pattern == PATTERN_ALLTOALL) {
+        *nm = 1;
+        e = traffic_alltoall(&m[0], g, c->traffic.bytes_per_pair);
+        return e ? 1 : 0;
+    }
+    if (c->traffic.pattern == PATTERN_MATRIX) {
+        struct traffic_err err;
+        *nm = 1;
+        e = matrix_load(&m[0], c->traffic.matrix, g, &err);
+        if (e == -EINVAL) {
+            fprintf(stderr, "%s: traffic.matrix: %s\n", c->traffic.matrix_src.where, err.msg);
+            return 2;
+        }
+        return e ? 1 : 0;
+    }
+    struct routing r;
+    *nm = 2;
+    if ((e = routing_generate(&r, c, seed)))
+        return 1;
+    e = traffic_moe(&m[0], &m[1], &r, c);
+    routing_free(&r);
+    return e ? 1 : 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct outputs {
+    struct ofile trace, csv, gpu_csv;
+};
+
+static void abort_outputs(struct outputs *o)
+{
+    ofile_abort(&o->trace);
+    ofile_abort(&o->csv);
+    ofile_abort(&o->gpu_csv);
+}
+
+static int open_write(struct ofile *of, const char *path, const struct report *r,
+                      int (*write)(FILE *, const struct report *))
+{
+    if (!path)
+        return 0;
+    int e = ofile_open(of, path);
+    if (e) {
+        fprintf(stderr, "moesim run: %s: cannot write: %s\n", path, strerror(-e));
+        return e;
+    }
+    if ((e = write(of->f, r)))
+        fprintf(stderr, "moesim run: %s: write failed: %s\n", path, strerror(-e));
+    return e;
+}
+
+/* Every file is written to NAME.tmp first; all are renamed only when all succeeded. */
+static int write_outputs(const struct run_opts *o, const struct report *r)
+{
+    struct outputs out;
+    memset(&out, 0, sizeof(out));
+    int e = open_write(&out.trace, o->trace, r, timeline_write);
+    if (!e)
+        e = open_write(&out.csv, o->csv, r, report_csv);
+    if (!e)
+        e = open_write(&out.gpu_csv, o->gpu_csv, r, report_gpu_csv);
+    struct ofile *all[] = { &out.trace, &out.csv, &out.gpu_csv };
+    for (int i = 0; i < 3 && !e; i++)
+        if (all[i]->f && (e = ofile_commit(all[i])))
+            fprintf(stderr, "moesim run: %s: %s\n", all[i]->path, strerror(-e));
+    if (e) {
+        abort_outputs(&out);
+        return 1;
+    }
+    return 0;
+}
+
+static int simulate(const struct run_opts *o, const struct config *c, double t_start)
+{
+    struct topo *t = NULL;
+    struct traffic m[2];
+    struct a2a_result res[2];
+    int nm = 0, rc = 1;
+    memset(m, 0, sizeof(m));
+    memset(res, 0, sizeof(res));
+    if (topo_create(&t, &c->cluster))
+        goto out;
+    if ((rc = build_traffic(c, o->seed, m, &nm)))
+        goto out;
+    rc = 1;
+    double t0 = 0;
+    for (int p = 0; p < nm; p++) {
+        int e = a2a_run(&res[p], t, &m[p], t0, o->trace != NULL);
+        if (e) {
+            fprintf(stderr, "moesim run: simulation failed: %s\n", strerror(-e));
+            goto out;
+        }
+        t0 += res[p].time_s;
+    }
+    struct report r = { .cfg = c, .topo = t, .seed = o->seed, .nphases = nm,
+                        .wall_s = o->no_timing ? -1 : now_s() - t_start };
+    static const char *const moe[] = { "dispatch", "combine" };
+    for (int p = 0; p < nm; p++) {
+        r.phase_name[p] = nm == 2 ? moe[p] : config_pattern_name(c->traffic.pattern);
+        r.phase[p] = &res[p];
+    }
+    if ((rc = write_outputs(o, &r)) == 0)
+        report_summary(stdout, &r);
+out:
+    for (int p = 0; p < 2; p++) {
+        a2a_free(&res[p]);
+        traffic_free(&m[p]);
+    }
+    topo_free(t);
+    return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    double t_start = now_s();
+    struct run_opts o;
+    memset(&o, 0, sizeof(o));
+    int rc = parse_run(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    struct config c;
+    struct cfg_err err;
+    int e = config_load(&c, o.files, o.nfiles, o.sets, o.nsets, &err);
+    if (e == -EINVAL) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    if (e) {
+        fprintf(stderr, "moesim run: %s\n", strerror(-e));
+        return 1;
+    }
+    return simulate(&o, &c, t_start);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_top, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage_top, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("moesim %s\n", MOESIM_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,182 @@
+/* report.c: the summary table, the CSV row and the per-GPU CSV. */
+#include "report.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOP_LINKS 5
+
+struct report_bw report_bandwidth(const struct a2a_result *a)
+{
+    struct report_bw b = { 0 };
+    double g = a->gpus;
+    b.size_B = (double)(a->local_bytes + a->remote_bytes) / g;
+    if (a->time_s > 0) {
+        b.algbw_GBps = b.size_B / a->time_s / 1e9;
+        b.busbw_GBps = (double)a->remote_bytes / g / a->time_s / 1e9;
+        b.nvl_GBps = (double)a->nvlink_bytes / g / a->time_s / 1e9;
+        b.net_GBps = (double)a->net_bytes / g / a->time_s / 1e9;
+    }
+    return b;
+}
+
+static void header(FILE *f, const struct report *r)
+{
+    const struct config *c = r->cfg;
+    const struct cfg_cluster *k = &c->cluster;
+    const struct topo *t = r->topo;
+    fprintf(f, "# cluster  %s%s%d nodes x %d GPUs = %d, NVLink %g GB/s, NIC %g GB/s per GPU, ",
+            k->name, *k->name ? ": " : "", k->nodes, k->gpus_per_node, t->gpus,
+            k->nvlink_Bps / 1e9, k->nic_Bps / 1e9);
+    if (t->leaves > 1)
+        fprintf(f, "%d leaves %g:1, ", t->leaves, k->oversubscription);
+    else
+        fprintf(f, "non-blocking fabric, ");
+    fprintf(f, "route %s\n", config_route_name(k->route));
+    if (c->traffic.pattern == PATTERN_MOE) {
+        const struct cfg_model *m = &c->model;
+        const struct cfg_routing *g = &c->routing;
+        fprintf(f, "# model    %s%shidden %d, %d experts, top-%d, dispatch %g B/elem, combine %g B/elem\n",
+                m->name, *m->name ? ": " : "", m->hidden, m->experts, m->top_k,
+                m->dispatch_bytes_per_elem, m->combine_bytes_per_elem);
+        fprintf(f, "# routing  %lld tokens/GPU, %s", (long long)g->tokens_per_gpu,
+                config_dist_name(g->distribution));
+        if (g->distribution == DIST_ZIPF)
+            fprintf(f, "(s=%g)", g->zipf_s);
+        fprintf(f, ", dedup %s, EP %d (%d group%s), seed %llu\n", g->dedup ? "on" : "off",
+                c->parallel.ep, t->gpus / c->parallel.ep, t->gpus / c->parallel.ep > 1 ? "s" : "",
+                (unsigned long long)r->seed);
+    } else if (c->traffic.pattern == PATTERN_ALLTOALL) {
+        fprintf(f, "# traffic  uniform all-to-all, %llu B per pair\n",
+                (unsigned long long)c->traffic.bytes_per_pair);
+    } else {
+        fprintf(f, "# traffic  matrix %s\n", c->traffic.matrix);
+    }
+}
+
+static void phase_rows(FILE *f, const struct report *r)
+{
+    fprintf(f, "#\n#%9s %8s %13s %11s %8s %8s %9s %9s %9s %9s\n", "phase", "flows", "size",
+            "time", "algbw", "busbw", "nvl_GBps", "net_GBps", "send_max", "recv_max");
+    fprintf(f, "#%9s %8s %13s %11s %8s %8s %9s %9s %9s %9s\n", "", "", "(B)", "(us)", "(GB/s)",
+            "(GB/s)", "(GB/s)", "(GB/s)", "/mean", "/mean");
+    for (int p = 0; p < r->nphases; p++) {
+        const struct a2a_result *a = r->phase[p];
+        struct report_bw b = report_bandwidth(a);
+        fprintf(f, " %9s %8d %13.0f %11.2f %8.2f %8.2f %9.2f %9.2f %9.3f %9.3f\n",
+                r->phase_name[p], a->nflows, b.size_B, a->time_s * 1e6, b.algbw_GBps,
+                b.busbw_GBps, b.nvl_GBps, b.net_GBps, a2a_send_max_over_mean(a),
+                a2a_recv_max_over_mean(a));
+    }
+}
+
+static int slowest_gpu(const double *finish, int n)
+{
+    int w = 0;
+    for (int g = 1; g < n; g++)
+        if (finish[g] > finish[w])
+            w = g;
+    return w;
+}
+
+/* Links by utilization = bytes / (capacity * phase time), busiest first; ties by id. */
+static void top_links(FILE *f, const struct report *r, int p)
+{
+    const struct a2a_result *a = r->phase[p];
+    const struct topo *t = r->topo;
+    int best[TOP_LINKS], nb = 0;
+    for (int l = 0; l < t->nlinks; l++) {
+        double u = (double)a->link_bytes[l] / t->links[l].cap_Bps;
+        if (a->link_bytes[l] == 0)
+            continue;
+        int i = nb < TOP_LINKS ? nb++ : TOP_LINKS;
+        while (i > 0 && (double)a->link_bytes[best[i - 1]] / t->links[best[i - 1]].cap_Bps < u) {
+            if (i < TOP_LINKS)
+                best[i] = best[i - 1];
+            i--;
+        }
+        if (i < TOP_LINKS)
+            best[i] = l;
+    }
+    fprintf(f, "# busiest links in %s (utilization = bytes / (capacity x %s time)):\n",
+            r->phase_name[p], r->phase_name[p]);
+    for (int i = 0; i < nb; i++) {
+        char name[64];
+        int l = best[i];
+        topo_link_name(t, l, name, sizeof(name));
+        double busy = (double)a->link_bytes[l] / t->links[l].cap_Bps;
+        fprintf(f, "#   %-16s %6.1f%%  %12llu B  busy %.2f us\n", name,
+                a->time_s > 0 ? 100.0 * busy / a->time_s : 0.0,
+                (unsigned long long)a->link_bytes[l], busy * 1e6);
+    }
+}
+
+void report_summary(FILE *f, const struct report *r)
+{
+    header(f, r);
+    phase_rows(f, r);
+    uint64_t nvl = 0, net = 0, local = 0;
+    for (int p = 0; p < r->nphases; p++) {
+        nvl += r->phase[p]->nvlink_bytes;
+        net += r->phase[p]->net_bytes;
+        local += r->phase[p]->local_bytes;
+    }
+    fprintf(f, "#\n# bytes%s: NVLink %.6g GB, network %.6g GB, kept local %.6g GB\n",
+            r->nphases > 1 ? " (dispatch + combine)" : "", nvl / 1e9, net / 1e9, local / 1e9);
+    for (int p = 0; p < r->nphases; p++) {
+        const struct a2a_result *a = r->phase[p];
+        int s = slowest_gpu(a->recv_finish_s, a->gpus);
+        fprintf(f, "# %s straggler: gpu%d receives %llu B, done at %.2f us\n", r->phase_name[p],
+                s, (unsigned long long)a->recv_bytes[s], a->recv_finish_s[s] * 1e6);
+    }
+    for (int p = 0; p < r->nphases; p++)
+        top_links(f, r, p);
+    uint64_t ev = 0, rounds = 0, fl = 0;
+    for (int p = 0; p < r->nphases; p++) {
+        ev += r->phase[p]->stats.events;
+        rounds += r->phase[p]->stats.rounds;
+        fl += r->phase[p]->stats.flows_resolved;
+    }
+    fprintf(f, "# network model: %llu rate updates in %llu repair rounds, %llu flow re-solves",
+            (unsigned long long)ev, (unsigned long long)rounds, (unsigned long long)fl);
+    if (r->wall_s >= 0)
+        fprintf(f, ", wall %.3f s", r->wall_s);
+    fprintf(f, "\n");
+}
+
+int report_csv(FILE *f, const struct report *r)
+{
+    const struct a2a_result *d = r->phase[0], *c = r->phase[r->nphases - 1];
+    struct report_bw b = report_bandwidth(d), bc = report_bandwidth(c);
+    uint64_t nvl = 0, net = 0, local = 0;
+    for (int p = 0; p < r->nphases; p++) {
+        nvl += r->phase[p]->nvlink_bytes;
+        net += r->phase[p]->net_bytes;
+        local += r->phase[p]->local_bytes;
+    }
+    fprintf(f, "pattern,route,gpus,ep,seed,flows,dispatch_s,combine_s,nvlink_bytes,net_bytes,"
+               "local_bytes,algbw_GBps,busbw_GBps,nvl_GBps,net_GBps,combine_algbw_GBps,"
+               "combine_busbw_GBps,send_max_over_mean,recv_max_over_mean,wall_s\n");
+    fprintf(f, "%s,%s,%d,%d,%llu,%d,%.9e,%.9e,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,"
+               "%.6f,%.6f,%.6f\n",
+            config_pattern_name(r->cfg->traffic.pattern), config_route_name(r->topo->route),
+            r->topo->gpus, r->cfg->parallel.ep, (unsigned long long)r->seed, d->nflows,
+            d->time_s, c->time_s, (unsigned long long)nvl, (unsigned long long)net,
+            (unsigned long long)local, b.algbw_GBps, b.busbw_GBps, b.nvl_GBps, b.net_GBps,
+            bc.algbw_GBps, bc.busbw_GBps, a2a_send_max_over_mean(d), a2a_recv_max_over_mean(d),
+            r->wall_s >= 0 ? r->wall_s : 0.0);
+    return ferror(f) ? -EIO : 0;
+}
+
+int report_gpu_csv(FILE *f, const struct report *r)
+{
+    const struct a2a_result *d = r->phase[0], *c = r->phase[r->nphases - 1];
+    fprintf(f, "gpu,send_finish_s,recv_finish_s,send_bytes,recv_bytes,"
+               "combine_send_finish_s,combine_recv_finish_s\n");
+    for (int g = 0; g < d->gpus; g++)
+        fprintf(f, "%d,%.9e,%.9e,%llu,%llu,%.9e,%.9e\n", g, d->send_finish_s[g],
+                d->recv_finish_s[g], (unsigned long long)d->send_bytes[g],
+                (unsigned long long)d->recv_bytes[g], c->send_finish_s[g], c->recv_finish_s[g]);
+    return ferror(f) ? -EIO : 0;
+}

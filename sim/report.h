@@ -1,0 +1,39 @@
+/* report.h: what a run prints for people (summary) and writes for machines (CSV).
+ * Bandwidths in GB/s with GB = 1e9 bytes, as nccl-tests:
+ *   size  = mean bytes per GPU, its local share included
+ *   algbw = size / time
+ *   busbw = mean bytes per GPU sent to other GPUs / time; for a uniform all-to-all of n
+ *           GPUs this is algbw * (n-1)/n, nccl-tests' alltoall bus bandwidth
+ *   nvl_GBps, net_GBps = bytes over NVLink legs, through NICs, per GPU / time */
+#ifndef MOESIM_REPORT_H
+#define MOESIM_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "a2a.h"
+#include "config.h"
+#include "topo.h"
+
+#define REPORT_MAX_PHASES 2
+
+struct report {
+    const struct config *cfg;                    /* borrowed, like everything here */
+    const struct topo *topo;
+    uint64_t seed;
+    int nphases;                                 /* 2: dispatch, combine; 1: alltoall, matrix */
+    const char *phase_name[REPORT_MAX_PHASES];
+    const struct a2a_result *phase[REPORT_MAX_PHASES];
+    double wall_s;                               /* < 0: not measured, written as 0 */
+};
+
+struct report_bw {
+    double size_B, algbw_GBps, busbw_GBps, nvl_GBps, net_GBps;
+};
+
+struct report_bw report_bandwidth(const struct a2a_result *a);
+void report_summary(FILE *f, const struct report *r);
+int report_csv(FILE *f, const struct report *r);      /* header + one row; 0 or -EIO */
+int report_gpu_csv(FILE *f, const struct report *r);  /* one row per GPU; 0 or -EIO */
+
+#endif

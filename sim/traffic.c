@@ -1,0 +1,121 @@
+/* traffic.c: building the byte matrices of one collective. */
+#include "traffic.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routing.h"
+
+int traffic_create(struct traffic *m, int gpus)
+{
+    memset(m, 0, sizeof(*m));
+    if (gpus < 1)
+        return -EINVAL;
+    if ((size_t)gpus > SIZE_MAX / sizeof(*m->bytes) / (size_t)gpus)
+        return -ENOMEM;
+    m->bytes = calloc((size_t)gpus * (size_t)gpus, sizeof(*m->bytes));
+    if (!m->bytes)
+        return -ENOMEM;
+    m->gpus = gpus;
+    return 0;
+}
+
+void traffic_free(struct traffic *m)
+{
+    free(m->bytes);
+    m->bytes = NULL;
+    m->gpus = 0;
+}
+
+int traffic_alltoall(struct traffic *m, int gpus, uint64_t bytes_per_pair)
+{
+    int rc = traffic_create(m, gpus);
+
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < (size_t)gpus * (size_t)gpus; i++)
+        m->bytes[i] = bytes_per_pair;
+    return 0;
+}
+
+/* round(x) as uint64_t, halves away from zero; x is >= 0 or NaN here.
+ * (double)count is exact below 2^53; above, the product carries double rounding. */
+static int round_bytes(double x, uint64_t *out)
+{
+    double v = round(x);
+
+    if (!(v >= 0 && v < 0x1p64))
+        return -ERANGE;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int traffic_transpose_scaled(struct traffic *out, const struct traffic *a, double scale)
+{
+    int n = a->gpus, rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!(isfinite(scale) && scale >= 0))
+        return -EINVAL;
+    rc = traffic_create(out, n);
+    if (rc)
+        return rc;
+    for (int s = 0; s < n; s++)
+        for (int d = 0; d < n; d++) {
+            rc = round_bytes((double)a->bytes[(size_t)s * n + d] * scale,
+                             &out->bytes[(size_t)d * n + s]);
+            if (rc)
+                goto out_free_out;
+        }
+    return 0;
+
+out_free_out:
+    traffic_free(out);
+    return rc;
+}
+
+static bool bytes_per_elem_ok(double bpe)
+{
+    return isfinite(bpe) && bpe >= 0;
+}
+
+int traffic_moe(struct traffic *dispatch, struct traffic *combine,
+                const struct routing *r, const struct config *c)
+{
+    long long gpus = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
+    double hidden = c->model.hidden;
+    double dbpe = c->model.dispatch_bytes_per_elem, cbpe = c->model.combine_bytes_per_elem;
+    int n = r->gpus, rc;
+
+    memset(dispatch, 0, sizeof(*dispatch));
+    memset(combine, 0, sizeof(*combine));
+    if (n < 1 || gpus != n || !r->pair_tokens || c->model.hidden < 1 ||
+        !bytes_per_elem_ok(dbpe) || !bytes_per_elem_ok(cbpe))
+        return -EINVAL;
+    rc = traffic_create(dispatch, n);
+    if (rc)
+        return rc;
+    rc = traffic_create(combine, n);
+    if (rc)
+        goto out_free_dispatch;
+    for (int s = 0; s < n; s++)
+        for (int d = 0; d < n; d++) {
+            double elems = (double)r->pair_tokens[(size_t)s * n + d] * hidden;
+            rc = round_bytes(elems * dbpe, &dispatch->bytes[(size_t)s * n + d]);
+            if (!rc)
+                rc = round_bytes(elems * cbpe, &combine->bytes[(size_t)d * n + s]);
+            if (rc)
+                goto out_free_combine;
+        }
+    return 0;
+
+out_free_combine:
+    traffic_free(combine);
+out_free_dispatch:
+    traffic_free(dispatch);
+    return rc;
+}

@@ -1,0 +1,356 @@
+/* test_presets.c: every INI file under configs/ loads, and the presets carry their
+ * published numbers.
+ *
+ * Run from the repository root (as `make unit` does): the folders are read relative to
+ * the working directory. A model or cluster preset describes half a run, so it is
+ * loaded with parallel.ep=1 (the EP checks need both the expert count and the GPU
+ * count); example files are complete runs and load as they are.
+ *
+ * The expected numbers are written here from the published sources named next to
+ * them, not read back from the presets, so an edit that drifts from the source fails.
+ */
+#include "config.h"
+
+#include <CUnit/Basic.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODELS_DIR "configs/models"
+#define CLUSTERS_DIR "configs/clusters"
+#define EXAMPLES_DIR "configs/examples"
+#define MAX_FILES 256
+
+static const char *const half_run_sets[] = { "parallel.ep=1" };
+
+/* ---- helpers ---- */
+
+/* Loads one file with the given --set overrides; on failure prints the message. */
+static int load(struct config *c, const char *path, const char *const *sets, int nsets)
+{
+    struct cfg_err err;
+    const char *files[] = { path };
+    int rc = config_load(c, files, 1, sets, nsets, &err);
+    if (rc)
+        fprintf(stderr, "\n  config_load(%s) = %d: %s\n", path, rc, err.msg);
+    return rc;
+}
+
+static int load_file(struct config *c, const char *path)
+{
+    return load(c, path, NULL, 0);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+/* "dir/name" for every *.ini in dir, sorted; returns the count, -1 if dir cannot be
+ * opened or a name does not fit. The caller frees out[0..n). */
+static int list_ini(const char *dir, char **out, int max)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "\n  opendir(%s): %s (run from the repository root)\n", dir,
+                strerror(errno));
+        return -1;
+    }
+    int n = 0, i = 0;             /* i: names allocated so far */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ends_with(e->d_name, ".ini"))
+            continue;
+        if (i == max) {
+            n = -1;
+            break;
+        }
+        size_t len = strlen(dir) + 1 + strlen(e->d_name) + 1;
+        out[i] = malloc(len);
+        if (!out[i]) {
+            n = -1;
+            break;
+        }
+        snprintf(out[i], len, "%s/%s", dir, e->d_name);
+        n = ++i;
+    }
+    closedir(d);
+    if (n < 0) {
+        while (--i >= 0)
+            free(out[i]);
+        return -1;
+    }
+    if (n > 0)
+        qsort(out, (size_t)n, sizeof(out[0]), cmp_str);
+    return n;
+}
+
+static void free_list(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+}
+
+/* Loads every *.ini in dir (with sets); expects at least min_files of them. */
+static void load_all(const char *dir, const char *const *sets, int nsets, int min_files)
+{
+    char *names[MAX_FILES];
+    int n = list_ini(dir, names, MAX_FILES);
+    CU_ASSERT_FATAL(n >= 0);
+    CU_ASSERT(n >= min_files);
+    for (int i = 0; i < n; i++) {
+        struct config c;
+        int rc = load(&c, names[i], sets, nsets);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc)
+            fprintf(stderr, "  ^ %s\n", names[i]);
+    }
+    free_list(names, n);
+}
+
+/* ---- every file loads ---- */
+
+/* At least the four presets the brief requires: mixtral-8x7b, deepseek-v3,
+ * qwen3-30b-a3b, switch-base-128. */
+static void test_all_models_load(void) { load_all(MODELS_DIR, half_run_sets, 1, 4); }
+
+static void test_all_clusters_load(void) { load_all(CLUSTERS_DIR, half_run_sets, 1, 2); }
+
+/* default, alltoall-64, mixtral-1node, deepseek-v3-ep64-h800, matrix */
+static void test_all_examples_load(void) { load_all(EXAMPLES_DIR, NULL, 0, 5); }
+
+/* ---- model presets against their sources ---- */
+
+struct model_expect {
+    const char *file, *name;
+    int hidden, experts, top_k, shared, ffn, layers, first_dense;
+    double dispatch, combine;
+};
+
+static const struct model_expect model_expect[] = {
+    /* arXiv:2401.04088 Table 1; mistralai/Mixtral-8x7B-v0.1 config.json */
+    { "mixtral-8x7b.ini", "mixtral-8x7b", 4096, 8, 2, 0, 14336, 32, 0, 2, 2 },
+    /* mistral-community/Mixtral-8x22B-v0.1 config.json */
+    { "mixtral-8x22b.ini", "mixtral-8x22b", 6144, 8, 2, 0, 16384, 56, 0, 2, 2 },
+    /* arXiv:2412.19437 sec. 4.2 (shape) and sec. 3.3 (FP8 dispatch, BF16 combine);
+     * deepseek-ai/DeepSeek-V3 config.json */
+    { "deepseek-v3.ini", "deepseek-v3", 7168, 256, 8, 1, 2048, 61, 3, 1, 2 },
+    /* arXiv:2405.04434; config_236B.json in deepseek-ai/DeepSeek-V3 */
+    { "deepseek-v2.ini", "deepseek-v2", 5120, 160, 6, 2, 1536, 60, 1, 2, 2 },
+    /* arXiv:2405.04434 Appendix B; config_16B.json in deepseek-ai/DeepSeek-V3 */
+    { "deepseek-v2-lite.ini", "deepseek-v2-lite", 2048, 64, 6, 2, 1408, 27, 1, 2, 2 },
+    /* arXiv:2505.09388 Table 2; Qwen/Qwen3-30B-A3B config.json */
+    { "qwen3-30b-a3b.ini", "qwen3-30b-a3b", 2048, 128, 8, 0, 768, 48, 0, 2, 2 },
+    /* arXiv:2505.09388 Table 2; Qwen/Qwen3-235B-A22B config.json */
+    { "qwen3-235b-a22b.ini", "qwen3-235b-a22b", 4096, 128, 8, 0, 1536, 94, 0, 2, 2 },
+    /* arXiv:2101.03961 Table 9 (d_model 768, d_ff 3072, 12 layers, 128 experts, top-1);
+     * google/switch-base-128 config.json */
+    { "switch-base-128.ini", "switch-base-128", 768, 128, 1, 0, 3072, 12, 0, 2, 2 },
+    /* databricks/dbrx-base config.json (d_model, ffn_config, n_layers) */
+    { "dbrx.ini", "dbrx", 6144, 16, 4, 0, 10752, 40, 0, 2, 2 },
+    /* arXiv:2409.02060; allenai/OLMoE-1B-7B-0924 config.json */
+    { "olmoe-1b-7b.ini", "olmoe-1b-7b", 2048, 64, 8, 0, 1024, 16, 0, 2, 2 },
+};
+
+static void test_model_numbers(void)
+{
+    for (size_t i = 0; i < sizeof(model_expect) / sizeof(model_expect[0]); i++) {
+        const struct model_expect *x = &model_expect[i];
+        char path[CFG_PATH_MAX];
+        struct config c;
+        snprintf(path, sizeof(path), "%s/%s", MODELS_DIR, x->file);
+        int rc = load(&c, path, half_run_sets, 1);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc)
+            continue;
+        CU_ASSERT_STRING_EQUAL(c.model.name, x->name);
+        CU_ASSERT_EQUAL(c.model.hidden, x->hidden);
+        CU_ASSERT_EQUAL(c.model.experts, x->experts);
+        CU_ASSERT_EQUAL(c.model.top_k, x->top_k);
+        CU_ASSERT_EQUAL(c.model.shared_experts, x->shared);
+        CU_ASSERT_EQUAL(c.model.expert_ffn_hidden, x->ffn);
+        CU_ASSERT_EQUAL(c.model.layers, x->layers);
+        CU_ASSERT_EQUAL(c.model.first_dense_layers, x->first_dense);
+        CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, x->dispatch, 0);
+        CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, x->combine, 0);
+    }
+}
+
+/* ---- cluster presets ---- */
+
+/* H100 SXM datasheet: NVLink 900 GB/s total = 450 GB/s per direction; DGX H100: 8 GPUs
+ * and 8 ConnectX-7 at 400 Gb/s = 50 GB/s per direction. 8 nodes by default. */
+static void test_h100_cluster(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, CLUSTERS_DIR "/h100-sxm-8x.ini", half_run_sets, 1), 0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "h100-sxm-8x");
+    CU_ASSERT_EQUAL(c.cluster.nodes, 8);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 8);
+    CU_ASSERT_EQUAL(config_gpus(&c), 64);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 450e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_EQUAL(c.cluster.route, ROUTE_RAIL);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.oversubscription, 1, 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes_per_leaf, 0);
+    /* latencies are assumptions, but they must be set and positive */
+    CU_ASSERT(c.cluster.nvlink_lat_s > 0 && c.cluster.nvlink_lat_s < 10e-6);
+    CU_ASSERT(c.cluster.nic_lat_s > 0 && c.cluster.nic_lat_s < 10e-6);
+    CU_ASSERT(c.cluster.switch_lat_s > 0 && c.cluster.switch_lat_s < 10e-6);
+
+    /* the documented override */
+    const char *const sets[] = { "parallel.ep=1", "cluster.nodes=32" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, CLUSTERS_DIR "/h100-sxm-8x.ini", sets, 2), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 256);
+}
+
+/* The 2:1 variant: the H100 preset plus a leaf of 4 nodes at 2:1. */
+static void test_h100_2to1_cluster(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, CLUSTERS_DIR "/h100-sxm-8x-2to1.ini", half_run_sets, 1),
+                          0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "h100-sxm-8x-2to1");
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 450e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes_per_leaf, 4);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.oversubscription, 2, 0);
+}
+
+/* arXiv:2412.19437 sec. 3.1: 2048 H800, 8 per node; sec. 3.2.2: NVLink 160 GB/s,
+ * IB 50 GB/s, IB to the same-index GPU then NVLink (hierarchical). */
+static void test_h800_cluster(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, CLUSTERS_DIR "/h800-deepseek-v3.ini", half_run_sets, 1), 0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "h800-deepseek-v3");
+    CU_ASSERT_EQUAL(c.cluster.nodes, 256);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 8);
+    CU_ASSERT_EQUAL(config_gpus(&c), 2048);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 160e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_EQUAL(c.cluster.route, ROUTE_HIER);
+}
+
+/* ---- examples ---- */
+
+/* What `make run` runs: H100 preset, DeepSeek-V3 model, 64 GPUs, EP 64, zipf 1.0. */
+static void test_default_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/default.ini"), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 64);
+    CU_ASSERT_EQUAL(c.parallel.ep, 64);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "h100-sxm-8x");
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 450e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_STRING_EQUAL(c.model.name, "deepseek-v3");
+    CU_ASSERT_EQUAL(c.model.hidden, 7168);
+    CU_ASSERT_EQUAL(c.model.experts, 256);
+    CU_ASSERT_EQUAL(c.model.top_k, 8);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, 2, 0);
+    CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 4096);
+    CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
+    CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 1.0, 0);
+    CU_ASSERT(c.routing.dedup);
+    CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MOE);
+}
+
+static void test_alltoall_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/alltoall-64.ini"), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 64);
+    CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_ALLTOALL);
+    CU_ASSERT_EQUAL(c.traffic.bytes_per_pair, 1048576u);    /* 1 MiB */
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+}
+
+static void test_mixtral_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/mixtral-1node.ini"), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 8);
+    CU_ASSERT_EQUAL(c.parallel.ep, 8);
+    CU_ASSERT_STRING_EQUAL(c.model.name, "mixtral-8x7b");
+    CU_ASSERT_EQUAL(c.model.experts, 8);
+    CU_ASSERT_EQUAL(c.model.top_k, 2);
+    CU_ASSERT_EQUAL(c.routing.distribution, DIST_UNIFORM);
+    CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MOE);
+}
+
+/* arXiv:2412.19437 sec. 3.2: 64-way EP over 8 nodes on the H800 cluster. */
+static void test_h800_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/deepseek-v3-ep64-h800.ini"), 0);
+    CU_ASSERT_EQUAL(c.cluster.nodes, 8);
+    CU_ASSERT_EQUAL(config_gpus(&c), 64);
+    CU_ASSERT_EQUAL(c.parallel.ep, 64);
+    CU_ASSERT_EQUAL(c.cluster.route, ROUTE_HIER);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 160e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_STRING_EQUAL(c.model.name, "deepseek-v3");
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1, 0);
+}
+
+/* The matrix path is resolved against the example's folder and the file exists. */
+static void test_matrix_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/matrix.ini"), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 8);
+    CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MATRIX);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix, EXAMPLES_DIR "/matrix-8gpu.txt");
+    FILE *f = fopen(c.traffic.matrix, "r");
+    CU_ASSERT_PTR_NOT_NULL(f);
+    if (f)
+        fclose(f);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        CU_TestFunc fn;
+    } tests[] = {
+        { "every model preset loads", test_all_models_load },
+        { "every cluster preset loads", test_all_clusters_load },
+        { "every example loads", test_all_examples_load },
+        { "model presets match their sources", test_model_numbers },
+        { "h100-sxm-8x", test_h100_cluster },
+        { "h100-sxm-8x-2to1", test_h100_2to1_cluster },
+        { "h800-deepseek-v3", test_h800_cluster },
+        { "examples/default.ini", test_default_example },
+        { "examples/alltoall-64.ini", test_alltoall_example },
+        { "examples/mixtral-1node.ini", test_mixtral_example },
+        { "examples/deepseek-v3-ep64-h800.ini", test_h800_example },
+        { "examples/matrix.ini", test_matrix_example },
+    };
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("presets", NULL, NULL);
+    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn))
+            s = NULL;
+    if (!s) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures();
+    CU_ErrorCode err = CU_get_error();
+    CU_cleanup_registry();
+    return failures != 0 || err != CUE_SUCCESS;
+}

@@ -1,0 +1,351 @@
+/* test_traffic.c: CUnit suite for sim/traffic.c and the matrix file of
+ * traces/matrix.c. Expected values are worked by hand in each comment; the
+ * config is filled by hand (config_load is not used here). */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "matrix.h"
+#include "routing.h"
+#include "traffic.h"
+
+static uint64_t at(const struct traffic *m, int s, int d)
+{
+    return m->bytes[(size_t)s * m->gpus + d];
+}
+
+/* Writes text to a fresh temporary file; its path goes to path[32]. */
+static int write_temp(char *path, const char *text)
+{
+    int fd;
+    FILE *f;
+
+    strcpy(path, "/tmp/test_traffic_XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0)
+        return -errno;
+    f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return -errno;
+    }
+    fputs(text, f);
+    return fclose(f) ? -EIO : 0;
+}
+
+/* 3 GPUs, 100 B per pair: all 9 entries, the diagonal included, are 100
+ * (total n^2 b = 900). gpus = 0 is -EINVAL. */
+static void test_alltoall(void)
+{
+    struct traffic m;
+    uint64_t total = 0;
+
+    CU_ASSERT_EQUAL_FATAL(traffic_alltoall(&m, 3, 100), 0);
+    CU_ASSERT_EQUAL(m.gpus, 3);
+    for (int s = 0; s < 3; s++)
+        for (int d = 0; d < 3; d++) {
+            CU_ASSERT_EQUAL(at(&m, s, d), 100);
+            total += at(&m, s, d);
+        }
+    CU_ASSERT_EQUAL(total, 900);
+    traffic_free(&m);
+    CU_ASSERT_EQUAL(traffic_alltoall(&m, 0, 100), -EINVAL);
+    CU_ASSERT_PTR_NULL(m.bytes);
+    traffic_free(&m);
+}
+
+/* a = [[1, 3], [5, 7]], out[d][s] = round(a[s][d] * scale), halves away from 0:
+ * scale 0.5: out = [[round 0.5, round 2.5], [round 1.5, round 3.5]] = [[1, 3], [2, 4]];
+ * scale 2: out = 2 a^T = [[2, 10], [6, 14]]. Negative or NaN scale: -EINVAL;
+ * 2^64 - 1 times 2 does not fit: -ERANGE. */
+static void test_transpose_scaled(void)
+{
+    uint64_t a_bytes[4] = {1, 3, 5, 7};
+    struct traffic a = {2, a_bytes}, out;
+    static const uint64_t half[4] = {1, 3, 2, 4}, twice[4] = {2, 10, 6, 14};
+
+    CU_ASSERT_EQUAL_FATAL(traffic_transpose_scaled(&out, &a, 0.5), 0);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(out.bytes[i], half[i]);
+    traffic_free(&out);
+    CU_ASSERT_EQUAL_FATAL(traffic_transpose_scaled(&out, &a, 2.0), 0);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(out.bytes[i], twice[i]);
+    traffic_free(&out);
+
+    CU_ASSERT_EQUAL(traffic_transpose_scaled(&out, &a, -1.0), -EINVAL);
+    CU_ASSERT_EQUAL(traffic_transpose_scaled(&out, &a, NAN), -EINVAL);
+    a_bytes[1] = UINT64_MAX;
+    CU_ASSERT_EQUAL(traffic_transpose_scaled(&out, &a, 2.0), -ERANGE);
+    CU_ASSERT_PTR_NULL(out.bytes);
+}
+
+static struct config moe_config(int nodes, int gpus_per_node, int hidden, double dbpe, double cbpe)
+{
+    struct config c;
+
+    memset(&c, 0, sizeof(c));
+    c.cluster.nodes = nodes;
+    c.cluster.gpus_per_node = gpus_per_node;
+    c.model.hidden = hidden;
+    c.model.dispatch_bytes_per_elem = dbpe;
+    c.model.combine_bytes_per_elem = cbpe;
+    return c;
+}
+
+/* Hand-built counts on 2 GPUs, pair_tokens = [[3, 1], [0, 2]], hidden 7168,
+ * dispatch 1 B/elem (fp8), combine 2 B/elem (bf16):
+ *   dispatch = tokens * 7168       = [[21504, 7168], [0, 14336]]
+ *   combine  = (tokens * 14336)^T  = [[43008, 0], [14336, 28672]]
+ * and hidden 3 at 0.5 B/elem: 1 token -> 1.5 B, rounded to 2. */
+static void test_moe_by_hand(void)
+{
+    uint64_t pairs[4] = {3, 1, 0, 2};
+    struct routing r = {.gpus = 2, .experts = 2, .ep = 2, .top_k = 1, .pair_tokens = pairs};
+    struct config c = moe_config(1, 2, 7168, 1.0, 2.0);
+    static const uint64_t dispatch_want[4] = {21504, 7168, 0, 14336};
+    static const uint64_t combine_want[4] = {43008, 0, 14336, 28672};
+    struct traffic dispatch, combine;
+
+    CU_ASSERT_EQUAL_FATAL(traffic_moe(&dispatch, &combine, &r, &c), 0);
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL(dispatch.bytes[i], dispatch_want[i]);
+        CU_ASSERT_EQUAL(combine.bytes[i], combine_want[i]);
+    }
+    traffic_free(&dispatch);
+    traffic_free(&combine);
+
+    c = moe_config(1, 2, 3, 0.5, 0.5);
+    CU_ASSERT_EQUAL_FATAL(traffic_moe(&dispatch, &combine, &r, &c), 0);
+    CU_ASSERT_EQUAL(dispatch.bytes[1], 2);
+    CU_ASSERT_EQUAL(combine.bytes[2], 2);
+    traffic_free(&dispatch);
+    traffic_free(&combine);
+}
+
+/* Generated routing without dedup: each GPU sends T * K token copies, so each
+ * dispatch row sums to T K hidden bpe = 1000 * 4 * 1024 * 2 = 8192000 B and each
+ * combine column (what returns to that GPU) to T K hidden cbpe = 1000 * 4 * 1024
+ * * 1 = 4096000 B. A routing of 8 GPUs against a 4-GPU cluster is -EINVAL. */
+static void test_moe_totals(void)
+{
+    struct config c = moe_config(2, 4, 1024, 2.0, 1.0);
+    struct traffic dispatch, combine;
+    struct routing r;
+
+    c.model.experts = 16;
+    c.model.top_k = 4;
+    c.parallel.ep = 4;
+    c.routing.tokens_per_gpu = 1000;
+    c.routing.distribution = DIST_UNIFORM;
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&r, &c, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(traffic_moe(&dispatch, &combine, &r, &c), 0);
+    for (int s = 0; s < 8; s++) {
+        uint64_t sent = 0, back = 0;
+        for (int d = 0; d < 8; d++) {
+            sent += at(&dispatch, s, d);
+            back += at(&combine, d, s);
+        }
+        CU_ASSERT_EQUAL(sent, 8192000);
+        CU_ASSERT_EQUAL(back, 4096000);
+    }
+    traffic_free(&dispatch);
+    traffic_free(&combine);
+
+    c.cluster.nodes = 1;
+    CU_ASSERT_EQUAL(traffic_moe(&dispatch, &combine, &r, &c), -EINVAL);
+    CU_ASSERT_PTR_NULL(dispatch.bytes);
+    CU_ASSERT_PTR_NULL(combine.bytes);
+    routing_free(&r);
+}
+
+/* matrix_write of [[0, 5], [7, 0]] is, by the format, exactly the header and the
+ * two nonzero pairs in src-major order. */
+static void test_matrix_write_text(void)
+{
+    uint64_t bytes[4] = {0, 5, 7, 0};
+    struct traffic m = {2, bytes};
+    char buf[128] = {0};
+    FILE *f = tmpfile();
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(matrix_write(f, &m), 0);
+    rewind(f);
+    CU_ASSERT_EQUAL(fread(buf, 1, sizeof(buf) - 1, f), strlen("# src dst bytes\n0 1 5\n1 0 7\n"));
+    CU_ASSERT_STRING_EQUAL(buf, "# src dst bytes\n0 1 5\n1 0 7\n");
+    fclose(f);
+}
+
+/* Round trip: a 4-GPU matrix with zeros, a nonzero diagonal and 2^64 - 1 loads
+ * back entry for entry. */
+static void test_matrix_round_trip(void)
+{
+    uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, UINT64_MAX, 1, 2, 0, 0, 0, 0, 42};
+    struct traffic m = {4, bytes}, back;
+    struct traffic_err err = {{0}};
+    char path[32];
+    FILE *f;
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, ""), 0);
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(matrix_write(f, &m), 0);
+    CU_ASSERT_EQUAL(fclose(f), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&back, path, 4, &err), 0);
+    CU_ASSERT_EQUAL(back.gpus, 4);
+    for (int i = 0; i < 16; i++)
+        CU_ASSERT_EQUAL(back.bytes[i], bytes[i]);
+    traffic_free(&back);
+    unlink(path);
+}
+
+/* Comments, blank lines, tabs and CRLF endings are accepted: the file below sets
+ * m[0][1] = 100 and m[1][0] = 200 and leaves the other entries 0. */
+static void test_matrix_load_layout(void)
+{
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    char path[32];
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, "# measured\n\n0 1 100  # comment\n\t1\t0\t200\r\n  \n"), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 2, &err), 0);
+    CU_ASSERT_EQUAL(at(&m, 0, 0), 0);
+    CU_ASSERT_EQUAL(at(&m, 0, 1), 100);
+    CU_ASSERT_EQUAL(at(&m, 1, 0), 200);
+    CU_ASSERT_EQUAL(at(&m, 1, 1), 0);
+    traffic_free(&m);
+    unlink(path);
+}
+
+/* Loads text on 8 GPUs; it must fail with -EINVAL and err->msg == "<path>:<line>: <what>"
+ * exactly, and leave m zeroed. */
+static void expect_bad(const char *text, int line, const char *what)
+{
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    char path[32], want[256];
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, text), 0);
+    snprintf(want, sizeof(want), "%s:%d: %s", path, line, what);
+    CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT_PTR_NULL(m.bytes);
+    traffic_free(&m);
+    unlink(path);
+}
+
+/* A line needs three fields: "0 1" on line 1. */
+static void test_bad_too_few_fields(void)
+{
+    expect_bad("0 1\n", 1, "expected 'src dst bytes'");
+}
+
+/* GPU ids are 0..7 on 8 GPUs: src 9 on line 2 (after a comment line). */
+static void test_bad_src_range(void)
+{
+    expect_bad("# c\n9 1 5\n", 2, "src 9 is not a GPU id (0..7)");
+}
+
+/* dst 8 is one past the last GPU. */
+static void test_bad_dst_range(void)
+{
+    expect_bad("0 8 5\n", 1, "dst 8 is not a GPU id (0..7)");
+}
+
+/* A negative id is shown as written; a non-number is quoted. */
+static void test_bad_src_text(void)
+{
+    expect_bad("-1 1 5\n", 1, "src -1 is not a GPU id (0..7)");
+    expect_bad("0 1 5\nx 1 5\n", 2, "src 'x' is not a GPU id (0..7)");
+}
+
+/* Bytes are digits only: "-5" and "1.5" are refused. */
+static void test_bad_bytes_negative(void)
+{
+    expect_bad("0 1 -5\n", 1, "bytes '-5' is not a non-negative integer");
+    expect_bad("0 1 1.5\n", 1, "bytes '1.5' is not a non-negative integer");
+}
+
+/* 2^64 = 18446744073709551616 does not fit 64 bits; 2^64 - 1 does (round trip). */
+static void test_bad_bytes_overflow(void)
+{
+    expect_bad("0 1 18446744073709551616\n", 1,
+               "bytes '18446744073709551616' is larger than 18446744073709551615");
+}
+
+/* A fourth field before any comment is an error. */
+static void test_bad_extra_field(void)
+{
+    expect_bad("0 1 5 7\n", 1, "extra field '7' after 'src dst bytes'");
+}
+
+/* A pair given on line 2 and again on line 4. */
+static void test_bad_duplicate(void)
+{
+    expect_bad("\n0 1 5\n1 2 3\n0 1 6\n", 4, "pair 0 1 given twice (first at line 2)");
+}
+
+/* A missing file: "path: cannot open: <strerror(ENOENT)>", -EINVAL. */
+static void test_bad_cannot_open(void)
+{
+    const char *path = "/nonexistent-dir/matrix.txt";
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    char want[256];
+
+    snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
+    CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT_PTR_NULL(m.bytes);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        {"alltoall closed form", test_alltoall},
+        {"transpose scaled", test_transpose_scaled},
+        {"moe bytes by hand", test_moe_by_hand},
+        {"moe totals = T*K*hidden*bpe", test_moe_totals},
+        {"matrix_write text", test_matrix_write_text},
+        {"matrix round trip", test_matrix_round_trip},
+        {"matrix comments, blanks, CRLF", test_matrix_load_layout},
+        {"bad: too few fields", test_bad_too_few_fields},
+        {"bad: src out of range", test_bad_src_range},
+        {"bad: dst out of range", test_bad_dst_range},
+        {"bad: src not a number", test_bad_src_text},
+        {"bad: bytes negative or fractional", test_bad_bytes_negative},
+        {"bad: bytes overflow", test_bad_bytes_overflow},
+        {"bad: extra field", test_bad_extra_field},
+        {"bad: duplicate pair", test_bad_duplicate},
+        {"bad: cannot open", test_bad_cannot_open},
+    };
+    CU_pSuite suite;
+    unsigned failures;
+
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    suite = CU_add_suite("traffic", NULL, NULL);
+    if (!suite)
+        goto out_cleanup;
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
+            goto out_cleanup;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failures != 0;
+
+out_cleanup:
+    CU_cleanup_registry();
+    return 1;
+}

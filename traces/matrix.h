@@ -1,0 +1,34 @@
+/* matrix.h: the measured traffic matrix file (traffic.pattern = matrix).
+ *
+ * Text, one flow per line: `src dst bytes`, global GPU ids, decimal integers
+ * (digits only, no sign), fields separated by spaces or tabs; '#' starts a comment
+ * that runs to the end of the line; blank lines are ignored. A pair not listed
+ * moves 0 bytes; a pair may be listed once. src == dst is allowed (bytes kept
+ * local). Full description: traces/FORMAT.md.
+ */
+#ifndef MOESIM_MATRIX_H
+#define MOESIM_MATRIX_H
+
+#include <stdio.h>
+
+#include "traffic.h"
+
+/* Read path into *m, created for `gpus` GPUs (the caller frees it with
+ * traffic_free). Returns 0; -EINVAL for bad input (unreadable file, bad line,
+ * gpus < 1) with one line in err->msg, e.g.
+ *   "path: cannot open: No such file or directory"
+ *   "path:4: expected 'src dst bytes'"
+ *   "path:4: src 9 is not a GPU id (0..7)"
+ *   "path:4: bytes '-5' is not a non-negative integer"
+ *   "path:4: bytes '99999999999999999999' is larger than 18446744073709551615"
+ *   "path:4: extra field '7' after 'src dst bytes'"
+ *   "path:4: pair 1 2 given twice (first at line 3)"
+ * -EIO on a read error, -ENOMEM (both also with err->msg). On error *m is zeroed. */
+int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_err *err);
+
+/* Write a '# src dst bytes' header, then every nonzero pair in src-major order,
+ * one `src dst bytes` line each (borrows f and m; does not close f). Loading the
+ * output gives m back. Returns 0, or -EIO when a write fails. */
+int matrix_write(FILE *f, const struct traffic *m);
+
+#endif
