@@ -133,6 +133,8 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(traffic.pattern) },
     { "traffic", "bytes_per_pair",    CFG_SIZE,   "1048576", ANY, 1,  1,   NULL,
       FIELD(traffic.bytes_per_pair) },
+    { "traffic", "combine",           CFG_BOOL,   "true", ANY,   1,   1,   NULL,
+      FIELD(traffic.combine) },
     { "traffic", "matrix",            CFG_PATH,   "",     ANY,   1,   1,   NULL,
       FIELD(traffic.matrix) },
 };

@@ -70,6 +70,7 @@ struct cfg_routing {
 struct cfg_traffic {
     enum pattern_kind pattern;
     uint64_t bytes_per_pair;  /* alltoall */
+    bool combine;             /* moe: simulate the combine after the dispatch */
     char matrix[CFG_PATH_MAX];/* matrix: path resolved against the naming file's folder */
     struct cfg_src matrix_src;
 };

@@ -148,7 +148,7 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
         return e ? 1 : 0;
     }
     struct routing r;
-    *nm = 2;
+    *nm = c->traffic.combine ? 2 : 1;
     if ((e = routing_generate(&r, c, seed)))
         return 1;
     e = traffic_moe(&m[0], &m[1], &r, c);
@@ -236,7 +236,8 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
                         .wall_s = o->no_timing ? -1 : now_s() - t_start };
     static const char *const moe[] = { "dispatch", "combine" };
     for (int p = 0; p < nm; p++) {
-        r.phase_name[p] = nm == 2 ? moe[p] : config_pattern_name(c->traffic.pattern);
+        r.phase_name[p] = c->traffic.pattern == PATTERN_MOE ? moe[p]
+                                                            : config_pattern_name(c->traffic.pattern);
         r.phase[p] = &res[p];
     }
     if ((rc = write_outputs(o, &r)) == 0)

@@ -145,10 +145,21 @@ void report_summary(FILE *f, const struct report *r)
     fprintf(f, "\n");
 }
 
+/* The combine phase; a one-collective pattern counts as both, a MoE run without its
+ * combine has none (zeros in the CSV). */
+static const struct a2a_result *combine_of(const struct report *r)
+{
+    if (r->nphases > 1)
+        return r->phase[1];
+    return r->cfg->traffic.pattern == PATTERN_MOE ? NULL : r->phase[0];
+}
+
 int report_csv(FILE *f, const struct report *r)
 {
-    const struct a2a_result *d = r->phase[0], *c = r->phase[r->nphases - 1];
-    struct report_bw b = report_bandwidth(d), bc = report_bandwidth(c);
+    const struct a2a_result *d = r->phase[0], *c = combine_of(r);
+    struct report_bw b = report_bandwidth(d), bc = { 0 };
+    if (c)
+        bc = report_bandwidth(c);
     uint64_t nvl = 0, net = 0, local = 0;
     for (int p = 0; p < r->nphases; p++) {
         nvl += r->phase[p]->nvlink_bytes;
@@ -162,7 +173,7 @@ int report_csv(FILE *f, const struct report *r)
                "%.6f,%.6f,%.6f\n",
             config_pattern_name(r->cfg->traffic.pattern), config_route_name(r->topo->route),
             r->topo->gpus, r->cfg->parallel.ep, (unsigned long long)r->seed, d->nflows,
-            d->time_s, c->time_s, (unsigned long long)nvl, (unsigned long long)net,
+            d->time_s, c ? c->time_s : 0.0, (unsigned long long)nvl, (unsigned long long)net,
             (unsigned long long)local, b.algbw_GBps, b.busbw_GBps, b.nvl_GBps, b.net_GBps,
             bc.algbw_GBps, bc.busbw_GBps, a2a_send_max_over_mean(d), a2a_recv_max_over_mean(d),
             r->wall_s >= 0 ? r->wall_s : 0.0);
@@ -171,12 +182,13 @@ int report_csv(FILE *f, const struct report *r)
 
 int report_gpu_csv(FILE *f, const struct report *r)
 {
-    const struct a2a_result *d = r->phase[0], *c = r->phase[r->nphases - 1];
+    const struct a2a_result *d = r->phase[0], *c = combine_of(r);
     fprintf(f, "gpu,send_finish_s,recv_finish_s,send_bytes,recv_bytes,"
                "combine_send_finish_s,combine_recv_finish_s\n");
     for (int g = 0; g < d->gpus; g++)
         fprintf(f, "%d,%.9e,%.9e,%llu,%llu,%.9e,%.9e\n", g, d->send_finish_s[g],
                 d->recv_finish_s[g], (unsigned long long)d->send_bytes[g],
-                (unsigned long long)d->recv_bytes[g], c->send_finish_s[g], c->recv_finish_s[g]);
+                (unsigned long long)d->recv_bytes[g], c ? c->send_finish_s[g] : 0.0,
+                c ? c->recv_finish_s[g] : 0.0);
     return ferror(f) ? -EIO : 0;
 }

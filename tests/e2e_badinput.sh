@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# e2e_badinput.sh: every kind of bad input is refused the way DESIGN.md and STYLE.md
+# promise: exit status exactly 2, exactly one line on stderr that starts with
+# "file:line: section.key:" (or the documented form of the case), nothing on stdout,
+# and no output file (nor any *.tmp) left behind. Plus --help / --version.
+#
+# Expected prefixes come from the contract, not from the program's output:
+#   config keys:   "FILE:LINE: section.key: ..."          (DESIGN.md "Errors", config.h)
+#   --set values:  "--set: section.key: ..."              (config.h: overrides name "--set")
+#   CLI usage:     "moesim run: ..." / "moesim: ..."       (sim/main.c, one line)
+#   matrix file:   "CFG:LINE: traffic.matrix: MATRIX:LINE: <documented message>"
+#                  (matrix.h / traces/FORMAT.md "Errors" table; the config key that named
+#                  the file comes first, as for every other key)
+#
+# Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_badinput.sh
+set -u
+
+MOESIM=${MOESIM:-build/bin/moesim}
+case $MOESIM in /*) ;; *) MOESIM=$PWD/$MOESIM ;; esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moesim-badinput.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+out=$tmp/out                     # the --csv/--gpu-csv/--trace targets; must stay empty
+mkdir "$out"
+OUTS=(--csv "$out/run.csv" --gpu-csv "$out/gpu.csv" --trace "$out/trace.json")
+
+npass=0
+nfail=0
+pass() { echo "ok - $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+
+# A small valid base: one node of 8 GPUs, defaults otherwise (config.c cfg_keys).
+# write_ini NAME <<EOF ... EOF: writes $tmp/NAME from stdin.
+write_ini() { cat > "$tmp/$1"; }
+
+# expect_bad NAME PREFIX [SUBSTRING] -- ARGS...
+# Runs "$MOESIM ARGS" and checks: rc == 2, stderr is exactly one '\n'-terminated line
+# starting with PREFIX (and containing SUBSTRING when it is not empty), stdout is
+# empty, and $out holds no file at all (no result, no *.tmp).
+expect_bad() {
+    local name=$1 prefix=$2 sub=$3
+    shift 4                                   # NAME PREFIX SUBSTRING --
+    local rc why=""
+    rm -rf "$out" && mkdir "$out"
+    "$MOESIM" "$@" > "$tmp/stdout" 2> "$tmp/stderr"
+    rc=$?
+    local nl line
+    nl=$(wc -l < "$tmp/stderr")
+    line=$(head -n 1 "$tmp/stderr")
+    if [ "$rc" -ne 2 ]; then
+        why="exit status $rc, expected 2"
+    elif [ "$nl" -ne 1 ] || [ -n "$(tail -c 1 "$tmp/stderr")" ]; then
+        why="stderr has $nl newline(s), expected exactly one line"
+    elif [[ "$line" != "$prefix"* ]]; then
+        why="stderr does not start with '$prefix'"
+    elif [ -n "$sub" ] && [[ "$line" != *"$sub"* ]]; then
+        why="stderr does not contain '$sub'"
+    elif [ -s "$tmp/stdout" ]; then
+        why="stdout is not empty"
+    elif [ -n "$(ls -A "$out")" ]; then
+        why="output left behind: $(ls -A "$out" | tr '\n' ' ')"
+    fi
+    if [ -z "$why" ]; then
+        pass "$name"
+    else
+        fail "$name: $why"
+        sed 's/^/#   stderr: /' "$tmp/stderr" | head -n 5
+    fi
+}
+
+# ---- config files ----
+
+# Missing file: "path: cannot open: <strerror>" (config.c cfg_read_file; no line exists).
+expect_bad "missing config file" "$tmp/nope.ini: cannot open:" "" -- \
+    run "$tmp/nope.ini" "${OUTS[@]}"
+
+write_ini unknown_section.ini <<'EOF'
+; a comment on line 1
+[clustr]
+nodes = 1
+EOF
+# The key on line 3 is in a section the schema does not have.
+expect_bad "unknown section" "$tmp/unknown_section.ini:3: clustr.nodes:" "clustr" -- \
+    run "$tmp/unknown_section.ini" "${OUTS[@]}"
+
+write_ini unknown_key.ini <<'EOF'
+[cluster]
+nodes = 1
+nodez = 2
+EOF
+expect_bad "unknown key" "$tmp/unknown_key.ini:3: cluster.nodez:" "" -- \
+    run "$tmp/unknown_key.ini" "${OUTS[@]}"
+
+write_ini nonnumeric.ini <<'EOF'
+[cluster]
+nodes = two
+EOF
+expect_bad "non-numeric value" "$tmp/nonnumeric.ini:2: cluster.nodes:" "'two'" -- \
+    run "$tmp/nonnumeric.ini" "${OUTS[@]}"
+
+write_ini junk.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8x
+EOF
+expect_bad "trailing junk (8x)" "$tmp/junk.ini:3: cluster.gpus_per_node:" "'8x'" -- \
+    run "$tmp/junk.ini" "${OUTS[@]}"
+
+write_ini negative.ini <<'EOF'
+[routing]
+tokens_per_gpu = -5
+EOF
+# tokens_per_gpu >= 0 (config.c cfg_keys).
+expect_bad "negative value" "$tmp/negative.ini:2: routing.tokens_per_gpu:" "-5" -- \
+    run "$tmp/negative.ini" "${OUTS[@]}"
+
+write_ini negative_lat.ini <<'EOF'
+[cluster]
+nic_latency_us = -1.5
+EOF
+expect_bad "negative latency" "$tmp/negative_lat.ini:2: cluster.nic_latency_us:" "-1.5" -- \
+    run "$tmp/negative_lat.ini" "${OUTS[@]}"
+
+write_ini zero_nvl.ini <<'EOF'
+[cluster]
+nodes = 1
+nvlink_GBps = 0
+EOF
+# Bandwidths must be > 0 (a zero-capacity link never finishes a flow).
+expect_bad "zero nvlink_GBps" "$tmp/zero_nvl.ini:3: cluster.nvlink_GBps:" "" -- \
+    run "$tmp/zero_nvl.ini" "${OUTS[@]}"
+
+write_ini zero_nic.ini <<'EOF'
+[cluster]
+nic_GBps = 0.0
+EOF
+expect_bad "zero nic_GBps" "$tmp/zero_nic.ini:2: cluster.nic_GBps:" "" -- \
+    run "$tmp/zero_nic.ini" "${OUTS[@]}"
+
+write_ini topk.ini <<'EOF'
+[model]
+experts = 8
+top_k = 9
+EOF
+# top_k distinct experts out of 8: the line of top_k is named.
+expect_bad "top_k > experts" "$tmp/topk.ini:3: model.top_k:" "" -- \
+    run "$tmp/topk.ini" "${OUTS[@]}"
+
+write_ini ep_experts.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[model]
+experts = 6
+top_k = 2
+[parallel]
+ep = 4
+EOF
+# 6 experts cannot be split over 4 GPUs of a group (ep | experts for pattern moe).
+expect_bad "experts not divisible by ep" "$tmp/ep_experts.ini:8: parallel.ep:" "" -- \
+    run "$tmp/ep_experts.ini" "${OUTS[@]}"
+
+write_ini ep_gpus.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[model]
+experts = 6
+top_k = 2
+[parallel]
+ep = 3
+EOF
+# 3 | 6 experts, but 8 GPUs do not split into groups of 3.
+expect_bad "GPUs not divisible by ep" "$tmp/ep_gpus.ini:8: parallel.ep:" "" -- \
+    run "$tmp/ep_gpus.ini" "${OUTS[@]}"
+
+write_ini ep_big.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[model]
+experts = 16
+[parallel]
+ep = 16
+EOF
+expect_bad "ep > GPUs" "$tmp/ep_big.ini:7: parallel.ep:" "" -- \
+    run "$tmp/ep_big.ini" "${OUTS[@]}"
+
+write_ini route.ini <<'EOF'
+[cluster]
+route = ring
+EOF
+expect_bad "bad enum word for route" "$tmp/route.ini:2: cluster.route:" "'ring'" -- \
+    run "$tmp/route.ini" "${OUTS[@]}"
+
+write_ini dist.ini <<'EOF'
+[routing]
+distribution = normal
+EOF
+expect_bad "bad enum word for distribution" "$tmp/dist.ini:2: routing.distribution:" "'normal'" -- \
+    run "$tmp/dist.ini" "${OUTS[@]}"
+
+write_ini dedup.ini <<'EOF'
+[routing]
+dedup = maybe
+EOF
+expect_bad "bad bool for dedup" "$tmp/dedup.ini:2: routing.dedup:" "'maybe'" -- \
+    run "$tmp/dedup.ini" "${OUTS[@]}"
+
+# Line longer than CFG_LINE_MAX (199, config.h): the documented form has no key,
+# "FILE:LINE: line longer than N characters".
+{
+    echo "[cluster]"
+    printf 'name = %0300d\n' 0
+} > "$tmp/long.ini"
+expect_bad "line too long" "$tmp/long.ini:2: line longer than" "" -- \
+    run "$tmp/long.ini" "${OUTS[@]}"
+
+write_ini syntax.ini <<'EOF'
+; an unterminated section header on line 2
+[cluster
+nodes = 1
+EOF
+# inih's syntax errors have no key: "FILE:LINE: syntax error".
+expect_bad "syntax error line" "$tmp/syntax.ini:2: syntax error" "" -- \
+    run "$tmp/syntax.ini" "${OUTS[@]}"
+
+write_ini ok.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[traffic]
+pattern = alltoall
+bytes_per_pair = 4096
+EOF
+
+# ---- --set overrides ----
+
+# No '=': no key can be named; the message names --set and quotes the argument.
+expect_bad "--set without '='" "--set: " "cluster.nodes" -- \
+    run "$tmp/ok.ini" --set cluster.nodes "${OUTS[@]}"
+expect_bad "--set unknown key" "--set: cluster.nodez:" "" -- \
+    run "$tmp/ok.ini" --set cluster.nodez=2 "${OUTS[@]}"
+expect_bad "--set bad value" "--set: cluster.nodes:" "'abc'" -- \
+    run "$tmp/ok.ini" --set cluster.nodes=abc "${OUTS[@]}"
+
+# ---- command line ----
+
+expect_bad "--seed not a number" "moesim run: --seed:" "'abc'" -- \
+    run "$tmp/ok.ini" --seed abc "${OUTS[@]}"
+expect_bad "--seed negative" "moesim run: --seed:" "'-1'" -- \
+    run "$tmp/ok.ini" --seed=-1 "${OUTS[@]}"
+expect_bad "unknown option" "moesim run: unknown option" "--frobnicate" -- \
+    run "$tmp/ok.ini" --frobnicate "${OUTS[@]}"
+expect_bad "option without its value" "moesim run: " "--csv" -- \
+    run "$tmp/ok.ini" --csv
+expect_bad "no config file given" "moesim run: no CONFIG file" "" -- \
+    run "${OUTS[@]}"
+expect_bad "unknown command" "moesim: unknown command" "'frob'" -- \
+    frob
+
+# ---- traffic matrix ----
+
+write_ini nomatrix.ini <<'EOF'
+[cluster]
+nodes = 1
+[traffic]
+pattern = matrix
+EOF
+# Checked after loading: named at the line that asked for a matrix.
+expect_bad "pattern = matrix without matrix key" "$tmp/nomatrix.ini:4: traffic.matrix:" "" -- \
+    run "$tmp/nomatrix.ini" "${OUTS[@]}"
+
+# matrix_ini NAME MATRIXFILE: one node of 8 GPUs (ids 0..7), matrix key on line 5.
+matrix_ini() {
+    printf '[cluster]\nnodes = 1\n[traffic]\npattern = matrix\nmatrix = %s\n' "$2" > "$tmp/$1"
+}
+
+matrix_ini mx_missing.ini no-such-matrix.txt
+# The relative path is resolved against the config's folder (config.h).
+expect_bad "matrix file missing" \
+    "$tmp/mx_missing.ini:5: traffic.matrix: $tmp/no-such-matrix.txt: cannot open:" "" -- \
+    run "$tmp/mx_missing.ini" "${OUTS[@]}"
+
+printf '# src dst bytes\n0 1 1000\n1 0 12k\n' > "$tmp/mx_nonnum.txt"
+matrix_ini mx_nonnum.ini mx_nonnum.txt
+expect_bad "matrix: non-numeric bytes" \
+    "$tmp/mx_nonnum.ini:5: traffic.matrix: $tmp/mx_nonnum.txt:3: bytes '12k'" "" -- \
+    run "$tmp/mx_nonnum.ini" "${OUTS[@]}"
+
+printf '0 1 1000\n\n# blank line above and comment here\n2 x 5\n' > "$tmp/mx_nonnum_id.txt"
+matrix_ini mx_nonnum_id.ini mx_nonnum_id.txt
+# FORMAT.md: "path:4: dst 'x' is not a GPU id (0..7)".
+expect_bad "matrix: non-numeric GPU id" \
+    "$tmp/mx_nonnum_id.ini:5: traffic.matrix: $tmp/mx_nonnum_id.txt:4: dst 'x' is not a GPU id (0..7)" "" -- \
+    run "$tmp/mx_nonnum_id.ini" "${OUTS[@]}"
+
+printf '0 1 1000\n8 1 5\n' > "$tmp/mx_range.txt"
+matrix_ini mx_range.ini mx_range.txt
+# 8 GPUs: ids 0..7; FORMAT.md: "path:4: src 9 is not a GPU id (0..7)".
+expect_bad "matrix: GPU id out of range" \
+    "$tmp/mx_range.ini:5: traffic.matrix: $tmp/mx_range.txt:2: src 8 is not a GPU id (0..7)" "" -- \
+    run "$tmp/mx_range.ini" "${OUTS[@]}"
+
+printf '1 2 5\n2 1 5\n1 2 6\n' > "$tmp/mx_dup.txt"
+matrix_ini mx_dup.ini mx_dup.txt
+# FORMAT.md: "path:4: pair 1 2 given twice (first at line 3)".
+expect_bad "matrix: duplicate pair" \
+    "$tmp/mx_dup.ini:5: traffic.matrix: $tmp/mx_dup.txt:3: pair 1 2 given twice (first at line 1)" "" -- \
+    run "$tmp/mx_dup.ini" "${OUTS[@]}"
+
+printf '0 1 -5\n' > "$tmp/mx_neg.txt"
+matrix_ini mx_neg.ini mx_neg.txt
+# FORMAT.md: "path:4: bytes '-5' is not a non-negative integer".
+expect_bad "matrix: negative bytes" \
+    "$tmp/mx_neg.ini:5: traffic.matrix: $tmp/mx_neg.txt:1: bytes '-5' is not a non-negative integer" "" -- \
+    run "$tmp/mx_neg.ini" "${OUTS[@]}"
+
+# ---- help and version: exit 0, text on stdout, nothing on stderr ----
+
+# expect_usage NAME PATTERN -- ARGS...: rc 0, stdout has a line matching PATTERN (ERE),
+# stderr empty.
+expect_usage() {
+    local name=$1 pattern=$2
+    shift 3
+    "$MOESIM" "$@" > "$tmp/stdout" 2> "$tmp/stderr"
+    local rc=$?
+    if [ "$rc" -eq 0 ] && grep -Eq "$pattern" "$tmp/stdout" && [ ! -s "$tmp/stderr" ]; then
+        pass "$name"
+    else
+        fail "$name: exit $rc, stdout $(head -c 60 "$tmp/stdout" | head -n 1)"
+    fi
+}
+expect_usage "moesim --help prints usage on stdout" '^usage: moesim ' -- --help
+expect_usage "moesim run --help prints usage on stdout" '^usage: moesim run ' -- run --help
+# A semantic version, "moesim X.Y.Z", alone on its line.
+expect_usage "moesim --version prints moesim X.Y.Z" '^moesim [0-9]+\.[0-9]+\.[0-9]+$' -- --version
+
+echo "# e2e_badinput: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
