@@ -21,7 +21,7 @@ SAN      ?=
 
 # Debian packages the build and tests need (`make deps` installs the missing ones).
 DEB_PKGS := gcc make pkg-config libinih-dev libcunit1-dev openmpi-bin libopenmpi-dev \
-            libhwloc-dev libopenblas-dev gnuplot-nox python3
+            libhwloc-dev libopenblas-dev gnuplot-nox python3 time
 
 ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Benchmarks (make bench): event-engine rate, then wall time and peak memory of
+# `moesim run` on the cases of docs/PERFORMANCE.md, one process at a time.
+set -euo pipefail
+MOESIM=${MOESIM:-build/bin/moesim}
+BUILD=${BUILD:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+
+echo "# event engine"
+"$BUILD/tests/bench_des"
+
+# wall seconds and peak resident KiB of one run; the summary goes to /dev/null
+measure() {
+    local label=$1; shift
+    local out
+    out=$( { /usr/bin/time -f "%e %M" "$MOESIM" run "$@" --no-timing >/dev/null; } 2>&1 | tail -1)
+    local flows
+    flows=$("$MOESIM" run "$@" --no-timing | awk '$1 == "dispatch" || $1 == "alltoall" {print $2; exit}')
+    read -r wall kib <<<"$out"
+    printf "%-34s %9s flows %8s s %10s KiB %8.1f B/flow\n" "$label" "$flows" "$wall" "$kib" \
+        "$(awk -v k="$kib" -v f="$flows" 'BEGIN { print (f > 0 ? k * 1024 / f : 0) }')"
+}
+
+echo "# moesim run: uniform all-to-all, 1 MiB per pair, 8 GPUs/node, rail, 450/50 GB/s"
+for nodes in 1 8 32 128; do
+    measure "alltoall $((nodes * 8)) GPUs" "$here/bench/alltoall.ini" --set cluster.nodes=$nodes
+done
+echo "# moesim run: skewed MoE dispatch, 256 GPUs, 256 experts, top-8, Zipf(1.2)"
+measure "skewed dispatch 256 GPUs" "$here/bench/skewed-dispatch.ini"
