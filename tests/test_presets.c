@@ -261,7 +261,7 @@ static void test_default_example(void)
     CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, 2, 0);
     CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 4096);
     CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
-    CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 0.6, 0);
     CU_ASSERT(c.routing.dedup);
     CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MOE);
 }
