@@ -1,0 +1,161 @@
+/* test_a2a.c: whole collectives through the engine, against closed forms. */
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <string.h>
+
+#include "a2a.h"
+
+#define S 1048576.0            /* 1 MiB per pair */
+#define NVL 450e9
+#define NIC 50e9
+#define L_NVL 1e-6
+#define L_NIC 2e-6
+#define L_SW 0.5e-6
+
+static struct topo *mk_topo(int nodes, int gpn)
+{
+    struct cfg_cluster c;
+    memset(&c, 0, sizeof(c));
+    c.nodes = nodes;
+    c.gpus_per_node = gpn;
+    c.nvlink_Bps = NVL;
+    c.nic_Bps = NIC;
+    c.nvlink_lat_s = L_NVL;
+    c.nic_lat_s = L_NIC;
+    c.switch_lat_s = L_SW;
+    c.oversubscription = 1;
+    c.route = ROUTE_RAIL;
+    struct topo *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(topo_create(&t, &c), 0);
+    return t;
+}
+
+/* Uniform all-to-all on one node of G = 8: each NVLink egress carries 7 flows of S at
+ * B/7 each, so every flow ends at 2 L_nvl + 7 S / B_nvl. The diagonal stays local. */
+static void test_one_node(void)
+{
+    struct topo *t = mk_topo(1, 8);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_alltoall(&m, 8, (uint64_t)S), 0);
+    struct a2a_result r;
+    CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 0, false), 0);
+    double want = 2 * L_NVL + 7 * S / NVL;
+    CU_ASSERT_EQUAL(r.nflows, 56);
+    CU_ASSERT_DOUBLE_EQUAL(r.time_s, want, want * 1e-9);
+    for (int g = 0; g < 8; g++) {
+        CU_ASSERT_DOUBLE_EQUAL(r.recv_finish_s[g], want, want * 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(r.send_finish_s[g], want, want * 1e-9);
+    }
+    CU_ASSERT_EQUAL(r.local_bytes, 8 * (uint64_t)S);
+    CU_ASSERT_EQUAL(r.nvlink_bytes, 56 * (uint64_t)S);
+    CU_ASSERT_EQUAL(r.net_bytes, 0);
+    a2a_free(&r);
+    traffic_free(&m);
+    topo_free(t);
+}
+
+/* 4 nodes x 8, rail-direct: each NIC egress carries the 24 inter-node flows, at
+ * 50/24 GB/s each (every NIC ingress also has 24), so the collective ends at
+ * 2 L_nic + L_sw + 24 S / B_nic; the 7 NVLink flows end at 2 L_nvl + 7 S / B_nvl. */
+static void test_four_nodes(void)
+{
+    struct topo *t = mk_topo(4, 8);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_alltoall(&m, 32, (uint64_t)S), 0);
+    struct a2a_result r;
+    CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 0, false), 0);
+    double want = 2 * L_NIC + L_SW + 24 * S / NIC;
+    double nvl = 2 * L_NVL + 7 * S / NVL;
+    CU_ASSERT_DOUBLE_EQUAL(r.time_s, want, want * 1e-9);
+    for (int i = 0; i < r.nflows; i++) {
+        const struct a2a_flow *f = &r.flows[i];
+        double e = f->src / 8 == f->dst / 8 ? nvl : want;
+        CU_ASSERT_DOUBLE_EQUAL(f->end_s, e, e * 1e-9);
+    }
+    CU_ASSERT_EQUAL(r.net_bytes, 32 * 24 * (uint64_t)S);
+    a2a_free(&r);
+    traffic_free(&m);
+    topo_free(t);
+}
+
+/* A hot GPU: on one node of 8, every pair carries S and the 7 others send GPU 0 an extra
+ * X. Until 7 S / B every link carries 7 flows at B/7; then only the 7 flows into GPU 0
+ * remain, with X each, sharing its ingress at B/7: GPU 0 receives until
+ * 2 L + 7 (S + X) / B, the others at 2 L + 7 S / B. The hot GPU's extra time is its
+ * extra bytes (7 X) over its ingress bandwidth. */
+static void test_hot_gpu(void)
+{
+    const double X = 3 * S;
+    struct topo *t = mk_topo(1, 8);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_alltoall(&m, 8, (uint64_t)S), 0);
+    for (int s = 1; s < 8; s++)
+        m.bytes[s * 8 + 0] += (uint64_t)X;
+    struct a2a_result r;
+    CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 0, false), 0);
+    double cold = 2 * L_NVL + 7 * S / NVL, hot = cold + 7 * X / NVL;
+    CU_ASSERT_DOUBLE_EQUAL(r.recv_finish_s[0], hot, hot * 1e-9);
+    for (int g = 1; g < 8; g++)
+        CU_ASSERT_DOUBLE_EQUAL(r.recv_finish_s[g], cold, cold * 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(a2a_recv_max_over_mean(&r), 7 * (S + X) / (7 * S + 7 * X / 8), 1e-12);
+    a2a_free(&r);
+    traffic_free(&m);
+    topo_free(t);
+}
+
+/* A phase started at t0 = 1 s reports times relative to t0 and flows at absolute time. */
+static void test_offset(void)
+{
+    struct topo *t = mk_topo(1, 2);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 2), 0);
+    m.bytes[1] = 450000;       /* 0 -> 1: 450 kB at 450 GB/s = 1 us, plus 2 us latency */
+    struct a2a_result r;
+    CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 1.0, true), 0);
+    CU_ASSERT_DOUBLE_EQUAL(r.time_s, 3e-6, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.flows[0].end_s, 1.0 + 3e-6, 1e-15);
+    /* the link series: 450 GB/s from the flow's start, 0 from its end */
+    const struct a2a_series *s = &r.series[topo_nvl_tx(t, 0)];
+    CU_ASSERT_EQUAL_FATAL(s->n, 2);
+    CU_ASSERT_DOUBLE_EQUAL(s->s[0].t_s, 1.0 + 2e-6, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(s->s[0].use_Bps, NVL, 1e-3);
+    CU_ASSERT_DOUBLE_EQUAL(s->s[1].use_Bps, 0, 0);
+    a2a_free(&r);
+    traffic_free(&m);
+    topo_free(t);
+}
+
+/* No traffic: no flows, zero time; a matrix of the wrong size is refused. */
+static void test_empty_and_bad(void)
+{
+    struct topo *t = mk_topo(1, 4);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 4), 0);
+    struct a2a_result r;
+    CU_ASSERT_EQUAL(a2a_run(&r, t, &m, 0, false), 0);
+    CU_ASSERT_EQUAL(r.nflows, 0);
+    CU_ASSERT_DOUBLE_EQUAL(r.time_s, 0, 0);
+    a2a_free(&r);
+    traffic_free(&m);
+    CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 3), 0);
+    CU_ASSERT_EQUAL(a2a_run(&r, t, &m, 0, false), -EINVAL);
+    traffic_free(&m);
+    topo_free(t);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("a2a", NULL, NULL);
+    CU_add_test(s, "uniform, one node", test_one_node);
+    CU_add_test(s, "uniform, four nodes", test_four_nodes);
+    CU_add_test(s, "hot GPU", test_hot_gpu);
+    CU_add_test(s, "start offset and link series", test_offset);
+    CU_add_test(s, "empty and bad", test_empty_and_bad);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int fails = (int)CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
