@@ -35,7 +35,8 @@ static const char usage_top[] =
 
 static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
-    "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--no-timing]\n"
+    "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
+    "                  [--no-timing]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides, builds\n"
     "the traffic of [traffic] pattern (moe | alltoall | matrix), simulates it through\n"
@@ -46,6 +47,7 @@ static const char usage_run[] =
     "  -t, --trace FILE   Chrome Trace Event JSON timeline (open in Perfetto)\n"
     "  -c, --csv FILE     one CSV row (with a header) for this run\n"
     "      --gpu-csv FILE per-GPU finish times and bytes\n"
+    "      --link-csv FILE per-link bytes, busy time and utilization, per phase\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "  -h, --help         this text\n"
     "\n"
@@ -57,7 +59,7 @@ struct run_opts {
     const char *sets[MAX_SETS];
     int nfiles, nsets;
     uint64_t seed;
-    const char *trace, *csv, *gpu_csv;
+    const char *trace, *csv, *gpu_csv, *link_csv;
     int no_timing;
 };
 
@@ -85,11 +87,12 @@ static int parse_seed(const char *s, uint64_t *out)
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_NO_TIMING };
+    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_LINK_CSV, OPT_NO_TIMING };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "trace", required_argument, NULL, 't' },   { "csv", required_argument, NULL, 'c' },
         { "gpu-csv", required_argument, NULL, OPT_GPU_CSV },
+        { "link-csv", required_argument, NULL, OPT_LINK_CSV },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
         { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
     };
@@ -111,6 +114,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
         case 't': o->trace = optarg; break;
         case 'c': o->csv = optarg; break;
         case OPT_GPU_CSV: o->gpu_csv = optarg; break;
+        case OPT_LINK_CSV: o->link_csv = optarg; break;
         case OPT_NO_TIMING: o->no_timing = 1; break;
         case 'h': fputs(usage_run, stdout); return 1;
         case ':': return bad("option '%s' needs a value", argv[optind - 1]);
@@ -164,7 +168,7 @@ static double now_s(void)
 }
 
 struct outputs {
-    struct ofile trace, csv, gpu_csv;
+    struct ofile trace, csv, gpu_csv, link_csv;
 };
 
 static void abort_outputs(struct outputs *o)
@@ -172,6 +176,7 @@ static void abort_outputs(struct outputs *o)
     ofile_abort(&o->trace);
     ofile_abort(&o->csv);
     ofile_abort(&o->gpu_csv);
+    ofile_abort(&o->link_csv);
 }
 
 static int open_write(struct ofile *of, const char *path, const struct report *r,
@@ -199,8 +204,10 @@ static int write_outputs(const struct run_opts *o, const struct report *r)
         e = open_write(&out.csv, o->csv, r, report_csv);
     if (!e)
         e = open_write(&out.gpu_csv, o->gpu_csv, r, report_gpu_csv);
-    struct ofile *all[] = { &out.trace, &out.csv, &out.gpu_csv };
-    for (int i = 0; i < 3 && !e; i++)
+    if (!e)
+        e = open_write(&out.link_csv, o->link_csv, r, report_link_csv);
+    struct ofile *all[] = { &out.trace, &out.csv, &out.gpu_csv, &out.link_csv };
+    for (int i = 0; i < 4 && !e; i++)
         if (all[i]->f && (e = ofile_commit(all[i])))
             fprintf(stderr, "moesim run: %s: %s\n", all[i]->path, strerror(-e));
     if (e) {

@@ -192,3 +192,26 @@ int report_gpu_csv(FILE *f, const struct report *r)
                 c ? c->recv_finish_s[g] : 0.0);
     return ferror(f) ? -EIO : 0;
 }
+
+int report_link_csv(FILE *f, const struct report *r)
+{
+    static const char *const kind[] = { "nvl_tx", "nvl_rx", "nic_tx", "nic_rx", "leaf_up",
+                                        "leaf_down" };
+    const struct topo *t = r->topo;
+    fprintf(f, "phase,link,name,kind,owner,capacity_GBps,bytes,busy_s,utilization\n");
+    for (int p = 0; p < r->nphases; p++) {
+        const struct a2a_result *a = r->phase[p];
+        for (int l = 0; l < t->nlinks; l++) {
+            if (a->link_bytes[l] == 0)
+                continue;
+            char name[64];
+            topo_link_name(t, l, name, sizeof(name));
+            double busy = (double)a->link_bytes[l] / t->links[l].cap_Bps;
+            fprintf(f, "%s,%d,%s,%s,%d,%.6g,%llu,%.9e,%.6f\n", r->phase_name[p], l, name,
+                    kind[t->links[l].kind], t->links[l].owner, t->links[l].cap_Bps / 1e9,
+                    (unsigned long long)a->link_bytes[l], busy,
+                    a->time_s > 0 ? busy / a->time_s : 0.0);
+        }
+    }
+    return ferror(f) ? -EIO : 0;
+}
