@@ -11,9 +11,9 @@ CC       ?= cc
 # Optimisation for the normal build; the asan build uses -O1.
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isim -Itraces
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isim -Itraces -Ikernels
 WARN     := -std=c11 -Wall -Wextra -Werror
-LDLIBS   := -linih -lm
+LDLIBS   := -linih -lopenblas -lpthread -lm
 # Build folder; `make asan` uses its own so the two never mix.
 BUILD    ?= build
 # Sanitizer flags, set only by the asan target.
@@ -25,7 +25,8 @@ DEB_PKGS := gcc make pkg-config libinih-dev libcunit1-dev openmpi-bin libopenmpi
 
 ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 
-LIB_SRCS   := $(filter-out sim/main.c,$(wildcard sim/*.c)) $(wildcard traces/*.c)
+LIB_SRCS   := $(filter-out sim/main.c,$(wildcard sim/*.c)) $(wildcard traces/*.c) \
+              $(wildcard kernels/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS  := $(wildcard tests/test_*.c)
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)

@@ -125,6 +125,7 @@ int net_create(struct net **out, int nlinks, const double *cap_Bps)
     }
     for (int i = 0; i < nlinks; i++)
         n->links[i].cap = cap_Bps[i];
+    n->dstamp = 1;            /* links start at 0: not yet marked */
     *out = n;
     return 0;
 }
