@@ -267,7 +267,7 @@ static void test_include_depth_8(void)
     struct config c;
     struct cfg_err e;
     for (int i = 0; i < 8; i++) {
-        char name[16], text[32];
+        char name[32], text[48];
         snprintf(name, sizeof(name), "d%d.ini", i);
         snprintf(text, sizeof(text), "include = d%d.ini\n", i + 1);
         write_file(name, text);
