@@ -54,6 +54,7 @@ struct cfg_key {
 #define ANY      { -INFINITY, INFINITY, false, false }
 #define GE(x)    { (x), INFINITY, false, false }
 #define GT(x)    { (x), INFINITY, true, false }
+#define IN(a, b) { (a), (b), false, false }
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
 static const char *const route_words[] = { "rail", "pxn", "hierarchical", NULL };
@@ -99,9 +100,10 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(cluster.route) },
     { "model", "name",                CFG_NAME,   "",     ANY,   1,   1,   NULL,
       FIELD(model.name) },
-    { "model", "hidden",              CFG_INT,    "4096", GE(1), 1,   1,   NULL,
+    { "model", "hidden",              CFG_INT,    "4096", IN(1, 16777216), 1, 1, NULL,
       FIELD(model.hidden) },
-    { "model", "experts",             CFG_INT,    "8",    GE(1), 1,   1,   NULL,
+    /* experts: the routing tables' limit (ROUTING_EXPERTS_MAX) */
+    { "model", "experts",             CFG_INT,    "8",    IN(1, 1048576), 1, 1, NULL,
       FIELD(model.experts) },
     { "model", "top_k",               CFG_INT,    "2",    GE(1), 1,   1,   NULL,
       FIELD(model.top_k) },
@@ -114,14 +116,15 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(model.layers) },
     { "model", "first_dense_layers",  CFG_INT,    "0",    GE(0), 1,   1,   NULL,
       FIELD(model.first_dense_layers) },
-    { "model", "dispatch_bytes_per_elem", CFG_DOUBLE, "2", GT(0), 1,  1,   NULL,
+    { "model", "dispatch_bytes_per_elem", CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.dispatch_bytes_per_elem) },
-    { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", GT(0), 1,  1,   NULL,
+    { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.combine_bytes_per_elem) },
     /* 0: all GPUs; cfg_check() replaces it with nodes * gpus_per_node */
     { "parallel", "ep",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
       FIELD(parallel.ep) },
-    { "routing", "tokens_per_gpu",    CFG_INT64,  "4096", GE(0), 1,   1,   NULL,
+    /* tokens, hidden and bytes per element bounded so that a pair's bytes fit 64 bits */
+    { "routing", "tokens_per_gpu",    CFG_INT64,  "4096", IN(0, 1e9), 1, 1, NULL,
       FIELD(routing.tokens_per_gpu) },
     { "routing", "distribution",      CFG_ENUM,   "uniform", ANY, 1,  1,   dist_words,
       FIELD(routing.distribution) },
@@ -310,10 +313,10 @@ static int cfg_check_range(struct cfg_loader *ld, const struct cfg_key *k, const
 {
     const struct cfg_range *r = &k->range;
     if (v < r->lo || (r->lo_open && v == r->lo))
-        return cfg_fail(ld, where, k->section, k->key, "must be %s %g, got %s",
+        return cfg_fail(ld, where, k->section, k->key, "must be %s %.15g, got %s",
                         r->lo_open ? ">" : ">=", r->lo, text);
     if (v > r->hi || (r->hi_open && v == r->hi))
-        return cfg_fail(ld, where, k->section, k->key, "must be %s %g, got %s",
+        return cfg_fail(ld, where, k->section, k->key, "must be %s %.15g, got %s",
                         r->hi_open ? "<" : "<=", r->hi, text);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "a2a.h"
@@ -139,6 +140,8 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
     if (c->traffic.pattern == PATTERN_ALLTOALL) {
         *nm = 1;
         e = traffic_alltoall(&m[0], g, c->traffic.bytes_per_pair);
+        if (e)
+            fprintf(stderr, "moesim run: traffic failed: %s\n", strerror(-e));
         return e ? 1 : 0;
     }
     if (c->traffic.pattern == PATTERN_MATRIX) {
@@ -149,14 +152,20 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
             fprintf(stderr, "%s: traffic.matrix: %s\n", c->traffic.matrix_src.where, err.msg);
             return 2;
         }
+        if (e)
+            fprintf(stderr, "moesim run: %s: %s\n", c->traffic.matrix, strerror(-e));
         return e ? 1 : 0;
     }
     struct routing r;
     *nm = c->traffic.combine ? 2 : 1;
-    if ((e = routing_generate(&r, c, seed)))
+    if ((e = routing_generate(&r, c, seed))) {
+        fprintf(stderr, "moesim run: routing failed: %s\n", strerror(-e));
         return 1;
+    }
     e = traffic_moe(&m[0], &m[1], &r, c);
     routing_free(&r);
+    if (e)
+        fprintf(stderr, "moesim run: traffic failed: %s\n", strerror(-e));
     return e ? 1 : 0;
 }
 
@@ -194,7 +203,20 @@ static int open_write(struct ofile *of, const char *path, const struct report *r
     return e;
 }
 
-/* Every file is written to NAME.tmp first; all are renamed only when all succeeded. */
+/* A target that is a folder would fail its rename after others succeeded: refuse first. */
+static int check_target(const struct ofile *of)
+{
+    struct stat st;
+    if (of->f && stat(of->path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "moesim run: %s: is a directory\n", of->path);
+        return -EISDIR;
+    }
+    return 0;
+}
+
+/* Every file is written to NAME.tmp first; all are renamed only when all are complete,
+ * and if a rename still fails, the ones already renamed are removed: a failed run
+ * leaves no output. */
 static int write_outputs(const struct run_opts *o, const struct report *r)
 {
     struct outputs out;
@@ -207,14 +229,26 @@ static int write_outputs(const struct run_opts *o, const struct report *r)
     if (!e)
         e = open_write(&out.link_csv, o->link_csv, r, report_link_csv);
     struct ofile *all[] = { &out.trace, &out.csv, &out.gpu_csv, &out.link_csv };
-    for (int i = 0; i < 4 && !e; i++)
-        if (all[i]->f && (e = ofile_commit(all[i])))
-            fprintf(stderr, "moesim run: %s: %s\n", all[i]->path, strerror(-e));
-    if (e) {
-        abort_outputs(&out);
-        return 1;
+    enum { NOUT = sizeof(all) / sizeof(all[0]) };
+    for (int i = 0; i < NOUT && !e; i++)
+        e = check_target(all[i]);
+    const char *done[NOUT];
+    int ndone = 0;
+    for (int i = 0; i < NOUT && !e; i++) {
+        if (!all[i]->f)
+            continue;
+        const char *path = i == 0 ? o->trace : i == 1 ? o->csv : i == 2 ? o->gpu_csv : o->link_csv;
+        if ((e = ofile_commit(all[i])))
+            fprintf(stderr, "moesim run: %s: %s\n", path, strerror(-e));
+        else
+            done[ndone++] = path;
     }
-    return 0;
+    if (!e)
+        return 0;
+    abort_outputs(&out);
+    for (int i = 0; i < ndone; i++)
+        remove(done[i]);
+    return 1;
 }
 
 static int simulate(const struct run_opts *o, const struct config *c, double t_start)
@@ -225,14 +259,17 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
     int nm = 0, rc = 1;
     memset(m, 0, sizeof(m));
     memset(res, 0, sizeof(res));
-    if (topo_create(&t, &c->cluster))
+    int e = topo_create(&t, &c->cluster);
+    if (e) {
+        fprintf(stderr, "moesim run: topology: %s\n", strerror(-e));
         goto out;
+    }
     if ((rc = build_traffic(c, o->seed, m, &nm)))
         goto out;
     rc = 1;
     double t0 = 0;
     for (int p = 0; p < nm; p++) {
-        int e = a2a_run(&res[p], t, &m[p], t0, o->trace != NULL);
+        e = a2a_run(&res[p], t, &m[p], t0, o->trace != NULL);
         if (e) {
             fprintf(stderr, "moesim run: simulation failed: %s\n", strerror(-e));
             goto out;
