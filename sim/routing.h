@@ -36,7 +36,7 @@ struct routing {
 
 /* Fill *r (overwritten, not freed: free an earlier result first) from c->cluster
  * (nodes, gpus_per_node), c->model (experts, top_k), c->parallel.ep and c->routing
- * (tokens_per_gpu, distribution, zipf_s, dedup). Reads c only for the call.
+ * (tokens_per_gpu, distribution, zipf_s, dedup); borrows c for the call only.
  * Returns 0; -EINVAL when ep does not divide the GPUs or the experts, experts is
  * not in 1..ROUTING_EXPERTS_MAX, top_k is not in 1..experts, tokens_per_gpu < 0 or zipf_s is negative or not finite;
  * -EOVERFLOW when a count could pass 2^64 - 1; -ENOMEM. On error *r is zeroed. */
