@@ -4,9 +4,11 @@
  * all come from there. inih does the INI syntax; our reader hands it one line per
  * call and counts lines, and the handler runs right after its line was read, so the
  * count is the line of the key. The first error stops loading; its message is kept.
+ * The reader also refuses what inih would read silently wrong: control characters, long
+ * lines, empty or long section names (cfg_check_line).
  */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L     /* getline, strdup, strcasecmp */
+#define _POSIX_C_SOURCE 200809L     /* strdup, strcasecmp, fdopen, O_CLOEXEC */
 #endif
 #include "config.h"
 
@@ -14,6 +16,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -23,6 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* inih keeps this many characters of a section name (MAX_SECTION 50 in its ini.c). */
+#define CFG_SECTION_MAX 49
 
 enum cfg_type {
     CFG_INT,      /* int, decimal */
@@ -166,11 +174,11 @@ struct cfg_loader {
 /* One file being read; includes nest on the C stack. */
 struct cfg_file {
     struct cfg_loader *ld;
-    const char *path;               /* as shown in messages; borrowed */
+    const char *path;               /* as given; borrowed */
+    char shown[CFG_PATH_MAX];       /* path for messages, control characters escaped */
     char dir[CFG_PATH_MAX];         /* path up to and including its last '/', or "" */
     FILE *fp;
-    char *buf;                      /* getline's buffer */
-    size_t cap;
+    char raw[CFG_LINE_MAX + 2];     /* the line as read: room for a '\r' and the NUL */
     int line;                       /* lines read so far = line of the current key */
     int fail_line;                  /* line of the first failed key or read, 0 if none */
     int depth;                      /* 0 for the files given to config_load */
@@ -178,12 +186,37 @@ struct cfg_file {
 
 /* ---- errors: the first one wins ---- */
 
+/* Copies s into out[n] (n >= 1) with each control byte (< 0x20, 0x7f) written as \n, \r,
+ * \t or \xNN, so that text echoed into a message keeps it on one line. Stops before an
+ * escape that does not fit whole. */
+static void cfg_escape(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8] = { (char)ch };
+        if (ch == '\n' || ch == '\r' || ch == '\t')
+            snprintf(esc, sizeof(esc), "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
+        else if (ch < 0x20 || ch == 0x7f)
+            snprintf(esc, sizeof(esc), "\\x%02x", ch);
+        size_t k = strlen(esc);
+        if (o + k >= n)
+            break;
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    out[o] = '\0';
+}
+
+/* Every message goes through here, escaped: one line whatever the input held. */
 __attribute__((format(printf, 3, 0)))
 static int cfg_vfail(struct cfg_loader *ld, int rc, const char *fmt, va_list ap)
 {
+    char raw[CFG_ERR_MAX];
     if (ld->rc)
         return ld->rc;
-    vsnprintf(ld->err.msg, sizeof(ld->err.msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    cfg_escape(ld->err.msg, sizeof(ld->err.msg), raw);
     ld->rc = rc;
     return rc;
 }
@@ -474,40 +507,120 @@ static int cfg_defaults(struct cfg_loader *ld)
 
 static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, const char *from);
 
-/* inih reader: one line per call into str (num bytes); NULL at the end or on error. */
+/* A byte no line (nor --set) may hold: a control character other than tab. inih would
+ * read a NUL as the end of the line, and \v \f \r as blanks, so that a line led by one
+ * continues the previous key. */
+static bool cfg_forbidden(unsigned char ch)
+{
+    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/* Reads one line of fp into buf[max + 2] without its '\n' and a '\r' that ends it,
+ * NUL-terminated; the line may hold NULs, *len counts them. Never reads more than
+ * max + 2 bytes of a line. 1: a line; 0: end of file; -E2BIG: longer than max
+ * characters; -errno: read error. */
+static int cfg_getline(FILE *fp, char *buf, size_t max, size_t *len)
+{
+    size_t n = 0;
+    int ch;
+    while ((ch = getc(fp)) != EOF && ch != '\n') {
+        if (n > max)                    /* kept: max and a '\r'; one more is too many */
+            return -E2BIG;
+        buf[n++] = (char)ch;
+    }
+    if (ch == EOF && ferror(fp))
+        return errno ? -errno : -EIO;
+    if (ch == EOF && n == 0)
+        return 0;
+    if (n && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    *len = n;
+    return n > max ? -E2BIG : 1;
+}
+
+/* A "[name]" line, found as inih finds it (the first ']' not hidden by a " ;" comment):
+ * an empty name would read as before any section, and inih cuts a long one. */
+static int cfg_check_section(struct cfg_file *f, const char *s)
+{
+    bool was_space = false;
+    size_t n = 1;
+    if (*s != '[')
+        return 0;
+    for (; s[n] && s[n] != ']' && !(was_space && s[n] == ';'); n++)
+        was_space = isspace((unsigned char)s[n]);
+    if (s[n] != ']')
+        return 0;                       /* no ']': inih's syntax error */
+    if (n == 1)
+        return cfg_failf(f->ld, -EINVAL, "%s:%d: empty section name", f->shown, f->line);
+    if (n - 1 > CFG_SECTION_MAX)
+        return cfg_failf(f->ld, -EINVAL, "%s:%d: section name longer than %d characters",
+                         f->shown, f->line, CFG_SECTION_MAX);
+    return 0;
+}
+
+/* f->raw, len bytes: no forbidden byte, and a sound section name if it is one. */
+static int cfg_check_line(struct cfg_file *f, size_t len)
+{
+    const char *s = f->raw;
+    for (size_t i = 0; i < len; i++)
+        if (cfg_forbidden((unsigned char)s[i]))
+            return cfg_failf(f->ld, -EINVAL, "%s:%d: control character 0x%02x in line",
+                             f->shown, f->line, (unsigned char)s[i]);
+    if (f->line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
+        s += 3;                         /* a UTF-8 BOM, which inih skips */
+    return cfg_check_section(f, s + strspn(s, " \t"));
+}
+
+/* inih reader: one line per call into str (num bytes); NULL at the end or on error.
+ * Leading blanks go, so an indented key is a key, not inih's multi-line continuation
+ * (tab and space are the only blanks cfg_check_line lets through). */
 static char *cfg_read_line(char *str, int num, void *stream)
 {
     struct cfg_file *f = stream;
+    size_t max = num > 0 && (size_t)num - 1 < CFG_LINE_MAX ? (size_t)num - 1 : CFG_LINE_MAX;
+    size_t len = 0;
     if (f->ld->rc || num < 1)
         return NULL;
-    errno = 0;
-    ssize_t n = getline(&f->buf, &f->cap, f->fp);
-    if (n < 0) {
-        if (ferror(f->fp) || errno == ENOMEM) {
-            f->fail_line = f->line + 1;
-            cfg_failf(f->ld, errno == ENOMEM ? -ENOMEM : -EINVAL, "%s:%d: cannot read: %s",
-                      f->path, f->line + 1, strerror(errno));
-        }
+    int rc = cfg_getline(f->fp, f->raw, max, &len);
+    if (rc == 0)
         return NULL;
-    }
     f->line++;
-    size_t len = (size_t)n;
-    if (len && f->buf[len - 1] == '\n')
-        len--;
-    if (len && f->buf[len - 1] == '\r')
-        len--;
-    size_t max = num > 0 && (size_t)num - 1 < CFG_LINE_MAX ? (size_t)num - 1 : CFG_LINE_MAX;
-    if (len > max) {
+    if (rc == -E2BIG)
+        cfg_failf(f->ld, -EINVAL, "%s:%d: line longer than %zu characters", f->shown, f->line,
+                  max);
+    else if (rc < 0)
+        cfg_failf(f->ld, -EINVAL, "%s:%d: cannot read: %s", f->shown, f->line, strerror(-rc));
+    if (rc < 0 || cfg_check_line(f, len)) {
         f->fail_line = f->line;
-        cfg_failf(f->ld, -EINVAL, "%s:%d: line longer than %zu characters", f->path, f->line, max);
         return NULL;
     }
-    /* Leading blanks go, so an indented key is a key, not inih's multi-line continuation. */
-    size_t skip = strspn(f->buf, " \t");
-    skip = skip < len ? skip : len;
-    memcpy(str, f->buf + skip, len - skip);
-    str[len - skip] = '\0';
+    size_t skip = strspn(f->raw, " \t");
+    memcpy(str, f->raw + skip, len - skip + 1);
     return str;
+}
+
+/* Opens path for reading, only if it is a regular file: /dev/zero would be one endless
+ * line, a FIFO would block. O_NONBLOCK lets open return on a FIFO; it is cleared after.
+ * NULL on failure, with why[n] = "cannot open: <strerror>" or "not a regular file". */
+static FILE *cfg_open(const char *path, char *why, size_t n)
+{
+    struct stat st;
+    FILE *fp = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), fl;
+    if (fd < 0) {
+        snprintf(why, n, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    bool stat_ok = fstat(fd, &st) == 0;
+    if (stat_ok && !S_ISREG(st.st_mode))
+        snprintf(why, n, "not a regular file");
+    else if (!stat_ok || (fl = fcntl(fd, F_GETFL)) < 0 ||
+             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || !(fp = fdopen(fd, "r")))
+        snprintf(why, n, "cannot open: %s", strerror(errno));
+    if (!fp)
+        close(fd);
+    return fp;
 }
 
 /* "include = path" before any section: reads path, relative to this file's folder. */
@@ -537,7 +650,7 @@ static int cfg_on_key(void *user, const char *section, const char *name, const c
     char where[sizeof(((struct cfg_src *)0)->where)];
     if (f->ld->rc)
         return 0;
-    snprintf(where, sizeof(where), "%s:%d", f->path, f->line);
+    snprintf(where, sizeof(where), "%s:%d", f->shown, f->line);
     int rc = *section ? cfg_set(f->ld, section, name, value, where, f->dir)
                       : cfg_include(f, name, value, where);
     if (rc) {
@@ -551,31 +664,31 @@ static int cfg_on_key(void *user, const char *section, const char *name, const c
 static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, const char *from)
 {
     struct cfg_file f = { .ld = ld, .path = path, .depth = depth };
+    char why[128];
     size_t n = strlen(path);
+    cfg_escape(f.shown, sizeof(f.shown), path);
     if (n >= sizeof(f.dir))
-        return cfg_failf(ld, -EINVAL, "%s: path longer than %zu characters", path,
+        return cfg_failf(ld, -EINVAL, "%s: path longer than %zu characters", f.shown,
                          sizeof(f.dir) - 1);
     const char *slash = strrchr(path, '/');
     size_t ndir = slash ? (size_t)(slash - path) + 1 : 0;
     memcpy(f.dir, path, ndir);
     f.dir[ndir] = '\0';
-    f.fp = fopen(path, "r");
+    f.fp = cfg_open(path, why, sizeof(why));
     if (!f.fp) {
-        const char *why = strerror(errno);
         if (from)
-            return cfg_failf(ld, -EINVAL, "%s: include: %s: cannot open: %s", from, path, why);
-        return cfg_failf(ld, -EINVAL, "%s: cannot open: %s", path, why);
+            return cfg_failf(ld, -EINVAL, "%s: include: %s: %s", from, f.shown, why);
+        return cfg_failf(ld, -EINVAL, "%s: %s", f.shown, why);
     }
     int r = ini_parse_stream(cfg_read_line, &f, cfg_on_key, &f);
-    free(f.buf);
     fclose(f.fp);
     /* inih reports the first bad line of this file; one before ours is a syntax error. */
     if (r > 0 && (f.fail_line == 0 || r < f.fail_line)) {
         ld->rc = 0;
-        return cfg_failf(ld, -EINVAL, "%s:%d: syntax error", path, r);
+        return cfg_failf(ld, -EINVAL, "%s:%d: syntax error", f.shown, r);
     }
     if (r < 0)
-        return cfg_failf(ld, -ENOMEM, "%s: out of memory", path);
+        return cfg_failf(ld, -ENOMEM, "%s: out of memory", f.shown);
     return ld->rc;
 }
 
@@ -594,6 +707,9 @@ static char *cfg_trim(char *s)
 /* "section.key=value"; the value goes in as written (paths are not resolved). */
 static int cfg_apply_set(struct cfg_loader *ld, const char *arg)
 {
+    for (const char *p = arg; *p; p++)
+        if (cfg_forbidden((unsigned char)*p))       /* as on a line of a file */
+            return cfg_failf(ld, -EINVAL, "--set: '%s': control character in argument", arg);
     char *s = strdup(arg);
     if (!s)
         return cfg_failf(ld, -ENOMEM, "--set: out of memory");

@@ -6,6 +6,9 @@
  * SI in this struct (bytes/s, s). Every key is checked: unknown sections and keys,
  * non-numeric, out-of-range and inconsistent values are errors that name
  * "file:line: section.key: what is wrong" (overrides name "--set").
+ * A line holds at most CFG_LINE_MAX characters and no control character but tab (a
+ * '\r' before the '\n' is fine); a --set holds none but tab either. Files and
+ * includes must be regular files. Messages escape control characters (\n, \xNN).
  */
 #ifndef MOESIM_CONFIG_H
 #define MOESIM_CONFIG_H

@@ -54,13 +54,19 @@ static char *tmp_path(char *out, const char *name)
     return out;
 }
 
-static void write_file(const char *name, const char *text)
+/* Writes n bytes of text (NULs included) to name. */
+static void write_bytes(const char *name, const char *text, size_t n)
 {
     char p[CFG_PATH_MAX];
     FILE *f = fopen(tmp_path(p, name), "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs(text, f);
+    CU_ASSERT_EQUAL(fwrite(text, 1, n, f), n);
     fclose(f);
+}
+
+static void write_file(const char *name, const char *text)
+{
+    write_bytes(name, text, strlen(text));
 }
 
 /* Writes text (unless NULL) to name and loads that one file plus sets. */
@@ -93,6 +99,13 @@ static void expect_file_err(const char *text, const char *const *sets, int nsets
     c.cluster.nodes = 77;
     expect_msg(load1("bad.ini", text, sets, nsets, &c, &e), &e, want);
     CU_ASSERT_EQUAL(c.cluster.nodes, 77);   /* untouched on error */
+}
+
+/* As expect_file_err, for text of n bytes that may hold NULs. */
+static void expect_bytes_err(const char *text, size_t n, const char *rest)
+{
+    write_bytes("bad.ini", text, n);
+    expect_file_err(NULL, NULL, 0, rest);
 }
 
 /* Loads no file, only sets; expects -EINVAL and the message want. */
@@ -161,7 +174,7 @@ static void test_units(void)
                    "switch_latency_us = 0.25\n"
                    "route = PXN\n"
                    "[routing]\n"
-                   "tokens_per_gpu = 8589934592\n"
+                   "tokens_per_gpu = 1000000000\n"
                    "distribution = zipf\n"
                    "zipf_s = 1.2\n"
                    "dedup = off\n",
@@ -174,7 +187,7 @@ static void test_units(void)
     CU_ASSERT(c.cluster.nic_lat_s == 0.0);
     CU_ASSERT(c.cluster.switch_lat_s == 0.25e-6);   /* 0.25 and the quotient are exact-rounded */
     CU_ASSERT_EQUAL(c.cluster.route, ROUTE_PXN);
-    CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 8589934592LL);   /* 2^33: needs int64 */
+    CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 1000000000);     /* the schema's bound, 1e9 */
     CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
     CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 1.2, 1e-15);
     CU_ASSERT(!c.routing.dedup);
@@ -409,6 +422,9 @@ static void test_negative(void)
     expect_file_err("[cluster]\nnic_latency_us = -2\n", NULL, 0,
                     ":2: cluster.nic_latency_us: must be >= 0, got -2");
     expect_set_err("routing.tokens_per_gpu=-5", "--set: routing.tokens_per_gpu: must be >= 0, got -5");
+    /* 2^33 parses as int64 but is over the schema's bound of 1e9 tokens */
+    expect_set_err("routing.tokens_per_gpu=8589934592",
+                   "--set: routing.tokens_per_gpu: must be <= 1000000000, got 8589934592");
     expect_set_err("cluster.oversubscription=0.5",
                    "--set: cluster.oversubscription: must be >= 1, got 0.5");
 }
@@ -526,6 +542,115 @@ static void test_other_checks(void)
                    " is longer than 63 characters");
 }
 
+/* ---- fuzzer findings (tests/fuzz/README.md): one test per bug ---- */
+
+/* Bug 1: a --set with a control character is refused whole, shown escaped, on one line:
+ * "cluster.nodes=8<LF>9" gave "--set: cluster.nodes: '8<LF>9' is not an integer" over two
+ * lines. Tab is allowed, as on a line of a file, and escaped when it is echoed. */
+static void test_set_control_character(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *tab[] = { "cluster.name=a\tb" };
+    expect_set_err("cluster.nodes=8\n9",
+                   "--set: 'cluster.nodes=8\\n9': control character in argument");
+    expect_set_err("cluster.name=a\rb",
+                   "--set: 'cluster.name=a\\rb': control character in argument");
+    expect_set_err("model.name=\x1b[31m\x7f",
+                   "--set: 'model.name=\\x1b[31m\\x7f': control character in argument");
+    expect_set_err("cluster.nodes=8\t9", "--set: cluster.nodes: '8\\t9' is not an integer");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, tab, 1, &e), 0);
+    CU_ASSERT_STRING_EQUAL(c.cluster.name, "a\tb");
+}
+
+/* Bug 1, file names: a path with a newline is shown escaped, in messages and in the
+ * "file:line" kept for traffic.matrix (sim/main.c prints it). */
+static void test_path_control_character(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    write_file("new\nline.ini", "[traffic]\nmatrix = m.txt\n[model]\ntop_k = 99\n");
+    snprintf(want, sizeof(want), "%s/new\\nline.ini:4: model.top_k: 99 is more than "
+             "model.experts = 8", tmp_dir);
+    expect_msg(load1("new\nline.ini", NULL, NULL, 0, &c, &e), &e, want);
+    const char *sets[] = { "model.top_k=2" };
+    CU_ASSERT_EQUAL_FATAL(load1("new\nline.ini", NULL, sets, 1, &c, &e), 0);
+    snprintf(want, sizeof(want), "%s/new\\nline.ini:2", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.traffic.matrix_src.where, want);
+}
+
+/* Bug 2: inih reads a line led by \v, \f or \r as a continuation of the previous key, so
+ * "nodes = 8" then "<VT>2" loaded nodes = 2. Now the byte is an error at its line, 3. */
+static void test_line_led_by_control_character(void)
+{
+    expect_file_err("[cluster]\nnodes = 8\n\v2\n", NULL, 0, ":3: control character 0x0b in line");
+    expect_file_err("[cluster]\nnodes = 8\n\f2\n", NULL, 0, ":3: control character 0x0c in line");
+    expect_file_err("[cluster]\nnodes = 8\n\r2\n", NULL, 0, ":3: control character 0x0d in line");
+}
+
+/* Bug 3: a NUL ended the line inside inih, so "nodes = 2<NUL>junk" loaded nodes = 2. Any
+ * control byte but tab is an error, and a '\r' only ends a line right before its '\n'
+ * (test_layout: CRLF loads); bug 5: a '\r' inside a value is one of them. */
+static void test_nul_in_line(void)
+{
+    static const char nul[] = "[cluster]\nnodes = 2\0junk\n";
+    expect_bytes_err(nul, sizeof(nul) - 1, ":2: control character 0x00 in line");
+    expect_file_err("[cluster]\nname = a\rb\n", NULL, 0, ":2: control character 0x0d in line");
+    expect_file_err("[cluster]\nnodes = 2\r\r\n", NULL, 0, ":2: control character 0x0d in line");
+    expect_file_err("[cluster]\n; \x01 in a comment\n", NULL, 0,
+                    ":2: control character 0x01 in line");
+    expect_file_err("[cluster]\nname = x\x7f\n", NULL, 0, ":2: control character 0x7f in line");
+}
+
+/* Bug 4: the reader held a whole line before checking its length, so a 1 MB line took
+ * 1 MB (and /dev/zero all memory). It stops at CFG_LINE_MAX + 2 bytes: line 2 is too long. */
+static void test_huge_line(void)
+{
+    size_t n = 1 << 20, head;
+    char *text = malloc(n + 32);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    head = strlen(strcpy(text, "[cluster]\nname = "));
+    memset(text + head, 'x', n);
+    text[head + n] = '\0';
+    expect_file_err(text, NULL, 0, ":2: line longer than 199 characters");
+    free(text);
+}
+
+/* Bug 4: only regular files are read: /dev/zero is one endless line, a FIFO with no
+ * writer would block in open, a folder has no lines. Each fails at once, unread. */
+static void test_not_regular_file(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char p[CFG_PATH_MAX], want[2 * CFG_PATH_MAX];
+    const char *zero[] = { "/dev/zero" };
+    expect_msg(config_load(&c, zero, 1, NULL, 0, &e), &e, "/dev/zero: not a regular file");
+    expect_file_err("include = /dev/zero\n", NULL, 0, ":1: include: /dev/zero: not a regular file");
+    CU_ASSERT_EQUAL_FATAL(mkfifo(tmp_path(p, "fifo"), 0600), 0);
+    snprintf(want, sizeof(want), ":1: include: %s: not a regular file", p);
+    expect_file_err("include = fifo\n", NULL, 0, want);
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp_path(p, "folder"), 0700), 0);
+    snprintf(want, sizeof(want), "%s: not a regular file", p);
+    expect_msg(load1("folder", NULL, NULL, 0, &c, &e), &e, want);
+}
+
+/* Bug 5: "[]" made later lines read as before any section (where include is allowed), and
+ * inih cuts a section name to 49 characters, so the message quoted a name not in the file.
+ * 49 characters are kept whole: an unknown section, named in full, on its key's line. */
+static void test_section_name(void)
+{
+    char text[256], want[256];
+    const char *n49 = "s123456789012345678901234567890123456789012345678";
+    expect_file_err("[]\ninclude = x.ini\n", NULL, 0, ":1: empty section name");
+    expect_file_err("\xef\xbb\xbf  [] ; BOM, blanks\n", NULL, 0, ":1: empty section name");
+    snprintf(text, sizeof(text), "[cluster]\n[%sX]\nkey = 1\n", n49);
+    expect_file_err(text, NULL, 0, ":2: section name longer than 49 characters");
+    snprintf(text, sizeof(text), "[%s]\nkey = 1\n", n49);
+    snprintf(want, sizeof(want), ":2: %s.key: unknown section '%s'", n49, n49);
+    expect_file_err(text, NULL, 0, want);
+}
+
 int main(void)
 {
     static const struct {
@@ -560,6 +685,13 @@ int main(void)
         { "matrix without path", test_matrix_without_path },
         { "syntax error", test_syntax_error },
         { "other checks", test_other_checks },
+        { "--set control character", test_set_control_character },
+        { "path control character", test_path_control_character },
+        { "line led by VT, FF or CR", test_line_led_by_control_character },
+        { "NUL in line", test_nul_in_line },
+        { "huge line", test_huge_line },
+        { "not a regular file", test_not_regular_file },
+        { "section name", test_section_name },
     };
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;

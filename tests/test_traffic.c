@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -20,8 +21,9 @@ static uint64_t at(const struct traffic *m, int s, int d)
     return m->bytes[(size_t)s * m->gpus + d];
 }
 
-/* Writes text to a fresh temporary file; its path goes to path[32]. */
-static int write_temp(char *path, const char *text)
+/* Writes n bytes of text (NULs included) to a fresh temporary file; its path goes to
+ * path[32]. */
+static int write_temp_n(char *path, const char *text, size_t n)
 {
     int fd;
     FILE *f;
@@ -35,8 +37,16 @@ static int write_temp(char *path, const char *text)
         close(fd);
         return -errno;
     }
-    fputs(text, f);
+    if (fwrite(text, 1, n, f) != n) {
+        fclose(f);
+        return -EIO;
+    }
     return fclose(f) ? -EIO : 0;
+}
+
+static int write_temp(char *path, const char *text)
+{
+    return write_temp_n(path, text, strlen(text));
 }
 
 /* 3 GPUs, 100 B per pair: all 9 entries, the diagonal included, are 100
@@ -223,21 +233,38 @@ static void test_matrix_load_layout(void)
     unlink(path);
 }
 
-/* Loads text on 8 GPUs; it must fail with -EINVAL and err->msg == "<path>:<line>: <what>"
- * exactly, and leave m zeroed. */
-static void expect_bad(const char *text, int line, const char *what)
+/* Loads n bytes of text on 8 GPUs; it must fail with -EINVAL and err->msg ==
+ * "<path>:<line>: <what>" exactly, and leave m zeroed. */
+static void expect_bad_n(const char *text, size_t n, int line, const char *what)
 {
     struct traffic m;
     struct traffic_err err = {{0}};
     char path[32], want[256];
 
-    CU_ASSERT_EQUAL_FATAL(write_temp(path, text), 0);
+    CU_ASSERT_EQUAL_FATAL(write_temp_n(path, text, n), 0);
     snprintf(want, sizeof(want), "%s:%d: %s", path, line, what);
     CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
     CU_ASSERT_STRING_EQUAL(err.msg, want);
     CU_ASSERT_PTR_NULL(m.bytes);
     traffic_free(&m);
     unlink(path);
+}
+
+static void expect_bad(const char *text, int line, const char *what)
+{
+    expect_bad_n(text, strlen(text), line, what);
+}
+
+/* Loads path on 8 GPUs; it must fail with -EINVAL, err->msg == want, m zeroed. */
+static void expect_bad_path(const char *path, const char *want)
+{
+    struct traffic m;
+    struct traffic_err err = {{0}};
+
+    CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT_PTR_NULL(m.bytes);
+    CU_ASSERT_EQUAL(m.gpus, 0);
 }
 
 /* A line needs three fields: "0 1" on line 1. */
@@ -305,6 +332,87 @@ static void test_bad_cannot_open(void)
     CU_ASSERT_PTR_NULL(m.bytes);
 }
 
+/* ---- fuzzer findings (tests/fuzz/README.md): one test per bug ---- */
+
+/* Bug 3: a NUL ended the line's text, so "0 1 5<NUL> junk" loaded as "0 1 5". Any control
+ * byte but tab is an error at its line, comments included. */
+static void test_bad_nul(void)
+{
+    static const char nul[] = "0 1 5\0 junk\n";
+
+    expect_bad_n(nul, sizeof(nul) - 1, 1, "control character 0x00 in line");
+    expect_bad("0 1 5\n2 3 4 # \x01\n", 2, "control character 0x01 in line");
+    expect_bad("0 1 5\x7f\n", 1, "control character 0x7f in line");
+}
+
+/* Bug 5: FORMAT.md separates fields by spaces or tabs only; \v, \f and a '\r' that does
+ * not end the line used to pass as blanks. (A '\r' before '\n' is CRLF: layout test.) */
+static void test_bad_separator(void)
+{
+    expect_bad("0\v1 5\n", 1, "control character 0x0b in line");
+    expect_bad("0 1\f5\n", 1, "control character 0x0c in line");
+    expect_bad("0 1\r5\n", 1, "control character 0x0d in line");
+    expect_bad("0 1 5\r\r\n", 1, "control character 0x0d in line");
+}
+
+/* head, then `zeros` '0' characters, then tail, into text (large enough); returns text. */
+static char *zero_line(char *text, const char *head, size_t zeros, const char *tail)
+{
+    size_t h = strlen(head);
+
+    memcpy(text, head, h);
+    memset(text + h, '0', zeros);
+    strcpy(text + h + zeros, tail);
+    return text;
+}
+
+/* Bug 4: lines are read into a 4096-byte buffer. "0 1 " + 4092 zeros is 4096 bytes and
+ * loads (with CRLF too); one zero more on line 2 is too long, as is a 1 MB line. */
+static void test_bad_long_line(void)
+{
+    size_t n = 1 << 20;
+    char *text = malloc(n + 16), path[32];
+    struct traffic m;
+    struct traffic_err err = {{0}};
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, zero_line(text, "0 1 ", 4092, "\r\n")), 0);
+    CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), 0);
+    CU_ASSERT_EQUAL(m.bytes ? at(&m, 0, 1) : 1, 0);
+    traffic_free(&m);
+    unlink(path);
+    expect_bad(zero_line(text, "\n0 1 ", 4093, "\n"), 2, "line longer than 4096 characters");
+    expect_bad(zero_line(text, "\n0 1 ", n, "\n"), 2, "line longer than 4096 characters");
+    free(text);
+}
+
+/* Bug 4: only regular files are read: /dev/zero (one endless line), a FIFO with no writer
+ * (open would block), a folder. Each fails at once, with no line. */
+static void test_bad_not_regular(void)
+{
+    char dir[32] = "/tmp/test_traffic_XXXXXX", fifo[48], want[96];
+
+    expect_bad_path("/dev/zero", "/dev/zero: not a regular file");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(want, sizeof(want), "%s: not a regular file", dir);
+    expect_bad_path(dir, want);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+    snprintf(want, sizeof(want), "%s: not a regular file", fifo);
+    expect_bad_path(fifo, want);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* Bug 1, for the matrix: a path with a newline is shown escaped, so the message is one line. */
+static void test_bad_path_escaped(void)
+{
+    char want[128];
+
+    snprintf(want, sizeof(want), "/nonexistent-dir/a\\nb.txt: cannot open: %s", strerror(ENOENT));
+    expect_bad_path("/nonexistent-dir/a\nb.txt", want);
+}
+
 int main(void)
 {
     static const struct {
@@ -327,6 +435,11 @@ int main(void)
         {"bad: extra field", test_bad_extra_field},
         {"bad: duplicate pair", test_bad_duplicate},
         {"bad: cannot open", test_bad_cannot_open},
+        {"bad: NUL and control characters", test_bad_nul},
+        {"bad: VT, FF, CR as separators", test_bad_separator},
+        {"bad: long line", test_bad_long_line},
+        {"bad: not a regular file", test_bad_not_regular},
+        {"bad: path escaped", test_bad_path_escaped},
     };
     CU_pSuite suite;
     unsigned failures;

@@ -1,0 +1,124 @@
+/* fuzz_config.c: libFuzzer entry point for config_load (sim/config.c); how to build and
+ * run it: README.md. The input is one INI file, written to a temporary folder and loaded;
+ * after a "\0\0" the rest is --set strings, one per NUL-separated piece (at most 8). The
+ * last byte picks options: even, "parallel.ep=8" goes first among the sets (it fits the
+ * cluster presets with the default model); % 8 == 7, the file is left out (sets only).
+ * Promises checked, as in tests/test_fuzz.c (config.h, cfg_check() in config.c):
+ *   0 or -EINVAL; on -EINVAL a non-empty message of one line (no '\n') within CFG_ERR_MAX
+ *   that starts with "file:", "--set:" or "default:", the file being one that exists;
+ *   on 0 every range of the schema and every cross-key check holds.
+ * A broken promise prints why and aborts, so libFuzzer keeps the input. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FUZZ_SETS 8
+
+/* The file every input is written to; made once per process, in $TMPDIR or /tmp. */
+static char fuzz_path[CFG_PATH_MAX];
+
+static void broken(const char *why, int rc, const char *msg)
+{
+    fprintf(stderr, "fuzz_config: rc %d: %s\n  msg: %.*s\n", rc, why,
+            (int)strnlen(msg, CFG_ERR_MAX), msg);
+    abort();
+}
+
+#define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
+
+static const char *config_broken(const struct config *c)
+{
+    const struct cfg_cluster *cl = &c->cluster;
+    const struct cfg_model *m = &c->model;
+    int gpus = config_gpus(c), ep = c->parallel.ep;
+    unsigned char dedup, combine;                 /* a bool other than 0/1 is UB to load */
+    memcpy(&dedup, &c->routing.dedup, 1);
+    memcpy(&combine, &c->traffic.combine, 1);
+    INV(cl->nodes >= 1 && cl->gpus_per_node >= 1 && gpus >= 1 && gpus <= CFG_GPUS_MAX);
+    INV(isfinite(cl->nvlink_Bps) && cl->nvlink_Bps > 0 && isfinite(cl->nic_Bps) && cl->nic_Bps > 0);
+    INV(isfinite(cl->nvlink_lat_s + cl->nic_lat_s + cl->switch_lat_s));
+    INV(cl->nvlink_lat_s >= 0 && cl->nic_lat_s >= 0 && cl->switch_lat_s >= 0);
+    INV(isfinite(cl->oversubscription) && cl->oversubscription >= 1 && cl->nodes_per_leaf >= 0);
+    INV(m->hidden >= 1 && m->experts >= 1 && m->top_k >= 1 && m->top_k <= m->experts);
+    INV(m->shared_experts >= 0 && m->expert_ffn_hidden >= 0 && m->layers >= 1);
+    INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
+    INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
+    INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
+    INV(ep >= 1 && ep <= gpus && gpus % ep == 0);
+    INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
+    INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
+    INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
+    INV((unsigned)c->traffic.pattern <= PATTERN_MATRIX && dedup <= 1 && combine <= 1);
+    INV(c->traffic.pattern != PATTERN_MATRIX || c->traffic.matrix[0]);
+    INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
+    INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
+    INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
+    return NULL;
+}
+
+static const char *msg_broken(const char *msg)
+{
+    char file[CFG_PATH_MAX];
+    struct stat st;
+    size_t n = strnlen(msg, CFG_ERR_MAX), l = strcspn(msg, ":");
+    if (n == CFG_ERR_MAX)
+        return "message longer than CFG_ERR_MAX-1 bytes";
+    if (!n || memchr(msg, '\n', n))
+        return n ? "message of more than one line" : "empty message";
+    if (!strncmp(msg, "--set:", 6) || !strncmp(msg, "default:", 8))
+        return NULL;
+    if (msg[l] != ':' || l >= sizeof(file))
+        return "message does not start with 'file:'";
+    snprintf(file, sizeof(file), "%.*s", (int)l, msg);
+    return stat(file, &st) ? "message does not start with the name of a file" : NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *files[] = { fuzz_path }, *sets[FUZZ_SETS + 1];
+    char *copy = malloc(size + 2);
+    int nsets = 0, nfiles = 1;
+    size_t text = 0;
+    if (!copy)
+        return 0;
+    if (!fuzz_path[0]) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(fuzz_path, sizeof(fuzz_path), "%s/fuzz_config.XXXXXX", tmp ? tmp : "/tmp");
+        if (!mkdtemp(fuzz_path))
+            abort();
+        strcat(fuzz_path, "/f.ini");
+    }
+    memcpy(copy, data, size);
+    copy[size] = copy[size + 1] = '\0';
+    while (text + 1 < size && (copy[text] || copy[text + 1]))
+        text++;
+    text = text + 1 < size ? text : size;         /* the file: up to the first "\0\0" */
+    if (size && data[size - 1] % 2 == 0)
+        sets[nsets++] = "parallel.ep=8";
+    if (size && data[size - 1] % 8 == 7)
+        nfiles = 0;
+#ifndef FUZZ_CONFIG_NO_SETS   /* -DFUZZ_CONFIG_NO_SETS: files alone, past a --set finding */
+    for (size_t i = text + 2; i <= size && nsets < FUZZ_SETS + 1; i += strlen(copy + i) + 1)
+        sets[nsets++] = copy + i;
+#endif
+    FILE *f = fopen(fuzz_path, "wb");
+    if (!f || fwrite(data, 1, text, f) != text || fclose(f))
+        abort();
+
+    struct config c;
+    struct cfg_err e;
+    memset(&e, 'x', sizeof(e));                   /* a message left unterminated shows */
+    int rc = config_load(&c, files, nfiles, sets, nsets, &e);
+    const char *why = rc == 0 ? config_broken(&c) : rc == -EINVAL ? msg_broken(e.msg)
+                                                                  : "not 0 or -EINVAL";
+    if (why)
+        broken(why, rc, rc ? e.msg : "");
+    free(copy);
+    return 0;
+}

@@ -1,0 +1,591 @@
+/* test_fuzz.c: a deterministic mutation fuzzer for the two input parsers, config_load
+ * (sim/config.c) and matrix_load (traces/matrix.c). Seeds: the files under configs/ (run
+ * from the repository root) and a few written here; each mutant goes to a file in a
+ * mkdtemp folder and is loaded. What every input must give (config.h, matrix.h):
+ *   - 0 or -EINVAL, nothing else, and no crash or hang (ASan/UBSan catch memory errors);
+ *   - on -EINVAL one non-empty line (no '\n') of at most CFG_ERR_MAX-1 bytes starting with
+ *     the file's name ("path:" or "path:line:"), "--set" or "default";
+ *   - on 0, a config within every range of the schema and every check of cfg_check(), or
+ *     a matrix equal to the lines of the file (a pair not listed: 0 bytes); and input
+ *     with no control byte but tab (a '\r' may end a line) and no line over the limit
+ *     (CFG_LINE_MAX; 4096 bytes for a matrix, traces/FORMAT.md).
+ * FUZZ_ITERS (mutants per parser: 5000, 3000 under ASan) and FUZZ_SEED change the run; a
+ * failure prints both and its iteration: FUZZ_ITERS=iteration+1 replays up to it. */
+#include "config.h"
+#include "matrix.h"
+#include "traffic.h"
+
+#include <CUnit/Basic.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef __SANITIZE_ADDRESS__       /* gcc's ASan; clang builds run the full count */
+#define FUZZ_DEFAULT_ITERS 3000
+#else
+#define FUZZ_DEFAULT_ITERS 5000
+#endif
+#define FUZZ_SLOTS 4      /* config mutants rotate over c0..c3.ini, so they include each other */
+#define FUZZ_SHOW 10      /* failures printed in full */
+#define FUZZ_SEEDS 64
+#define MATRIX_LINE_MAX 4096      /* traces/FORMAT.md */
+
+struct buf { char *p; size_t n, cap; };
+struct corpus { struct buf v[FUZZ_SEEDS]; int n; };
+
+/* Suite state: CUnit tests take no arguments. */
+static char tmp_dir[64];
+static uint64_t fuzz_seed = 0x6d6f6573696d2121ull;
+static int fuzz_iters = FUZZ_DEFAULT_ITERS;
+static struct corpus cfg_seeds, mat_seeds;
+static char set_keys[64][48];     /* "section.key" of the seeds, and a few wrong ones */
+static int n_set_keys, n_bad;
+/* The cluster presets give 64 or 2048 GPUs, which the default EP (all GPUs) does not fit
+ * with the default 8 experts; EP 8 fits every seed. */
+static const char *const ep8[] = { "parallel.ep=8" };
+
+/* splitmix64 (Steele, Lea, Flood, OOPSLA 2014; the constants of Vigna's reference code). */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static size_t rng_below(uint64_t *s, size_t n) { return n ? (size_t)(rng_next(s) % n) : 0; }
+
+/* ---- byte buffers (NUL-terminated too, so --set strings read as C strings) ---- */
+
+static void buf_insert(struct buf *b, size_t at, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        b->cap = 2 * (b->n + n + 1);
+        if (!(b->p = realloc(b->p, b->cap)))
+            abort();              /* a test out of memory has nothing to report */
+    }
+    memmove(b->p + at + n, b->p + at, b->n - at);
+    memcpy(b->p + at, s, n);
+    b->p[b->n += n] = '\0';
+}
+
+static void buf_erase(struct buf *b, size_t at, size_t n)
+{
+    n = n > b->n - at ? b->n - at : n;
+    memmove(b->p + at, b->p + at + n, b->n - at - n);
+    b->p[b->n -= n] = '\0';
+}
+
+/* [*start, *end) is the line around at, without its '\n'. */
+static void line_at(const struct buf *b, size_t at, size_t *start, size_t *end)
+{
+    size_t s = at > b->n ? b->n : at, e = s;
+    while (s && b->p[s - 1] != '\n')
+        s--;
+    while (e < b->n && b->p[e] != '\n')
+        e++;
+    *start = s;
+    *end = e;
+}
+
+static int write_buf(const char *path, const struct buf *b)
+{
+    unlink(path);     /* ext4 syncs a file truncated and rewritten: 4x slower without this */
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(b->p, 1, b->n, f);
+    return (fclose(f) || w != b->n) ? -1 : 0;
+}
+
+/* ---- mutations ---- */
+
+/* Values at the edges of every parser path: signs, overflow of int/int64/uint64,
+ * non-finite and out-of-range doubles, suffixes, enum words, syntax pieces. */
+static const char *const tokens[] = {
+    "", " ", "-0", "nan", "inf", "-inf", "1e999", "-1e999", "1e-999", "4.9e-324",
+    "1.7976931348623157e308", "0", "1", "-1", "+5", "0x10", "1.5", "1e3", "007",
+    "2147483647", "2147483648", "-2147483649", "1048577", "9223372036854775807",
+    "9223372036854775808", "18446744073709551615", "18446744073709551616",
+    "99999999999999999999999999999", "1 K", "16GiB", "3KB", "7 MiB", "true", "off",
+    "zipf", "hierarchical", "pxn", "matrix", "alltoall", "moe", "=", ":", ";x", " #x",
+    "[cluster]\n", "[model]\n", "[parallel]\n", "[routing]\n", "[traffic]\n", "[]\n",
+    "[nosuch]\n", "[cluster\n", "\n", "\r\n", "include = ", "nodes = ", "ep = ",
+    "top_k = ", "pattern = matrix\n", "matrix = m.txt\n", "\t", "\v", "\f", "\xef\xbb\xbf",
+};
+#define NTOKENS (sizeof(tokens) / sizeof(tokens[0]))
+static const char specials[] = "\0\r\n\\=[];#: \t.-";       /* the NUL is one of them */
+static const char *const includes[] = {
+    "c0.ini", "c1.ini", "c2.ini", "c3.ini", "missing.ini", "", "/", "./c1.ini", "../x.ini",
+};
+
+/* One to four random edits of b; others gives splices. */
+static void mutate(struct buf *b, uint64_t *r, const struct corpus *others, bool cfg)
+{
+    for (int ops = 1 + (int)rng_below(r, 4); ops > 0; ops--) {
+        size_t at = rng_below(r, b->n + 1), s, e, s2, e2, n;
+        char tmp[4200];
+        bool swap;
+        const struct buf *o = &others->v[rng_below(r, (size_t)others->n)];
+        const char *t = tokens[rng_below(r, NTOKENS)];
+        line_at(b, at, &s, &e);
+        line_at(b, e + 1, &s2, &e2);
+        switch (rng_below(r, 13)) {
+        case 0: if (b->n) b->p[at % b->n] ^= (char)(1u << rng_below(r, 8)); break;
+        case 1: if (b->n) b->p[at % b->n] = (char)rng_next(r); break;
+        case 2: buf_insert(b, at, &specials[rng_below(r, sizeof(specials) - 1)], 1); break;
+        case 3: buf_erase(b, at, 1 + rng_below(r, 16)); break;
+        case 4: buf_insert(b, at, t, strlen(t)); break;
+        case 5: /* a run: short, or across CFG_LINE_MAX (199), or across a 4 KiB buffer */
+            n = rng_below(r, 4);
+            n = n < 2 ? 1 + rng_below(r, 40) : n < 3 ? 195 + rng_below(r, 10)
+                                                     : 4090 + rng_below(r, 20);
+            memset(tmp, "a9 =#;"[rng_below(r, 6)], n);
+            buf_insert(b, at, tmp, n);
+            break;
+        case 6: buf_erase(b, at, b->n - at); break;
+        case 7: /* splice: our head, another seed's tail */
+            buf_erase(b, at, b->n - at);
+            n = rng_below(r, o->n + 1);
+            buf_insert(b, at, o->p + n, o->n - n);
+            break;
+        case 8: /* swap the line with the next one, or repeat it: duplicate keys, pairs */
+        case 9:
+            n = e - s + 1;                              /* with its '\n' */
+            if (e2 >= b->n || n > sizeof(tmp))        /* the next line must end in '\n' */
+                break;
+            memcpy(tmp, b->p + s, n);                   /* buf_insert may move b->p */
+            if ((swap = rng_below(r, 2)))
+                buf_erase(b, s, n);
+            buf_insert(b, swap ? s + e2 - e : s, tmp, n);
+            break;
+        case 10: /* replace the value of a key (config) or the last field (matrix) */
+        case 11:
+            for (n = e; n > s && b->p[n - 1] != (cfg ? '=' : ' '); n--) {}
+            if (n > s) {
+                buf_erase(b, n, e - n);
+                buf_insert(b, n, t, strlen(t));
+            }
+            break;
+        default: /* an include line (config) or a pair line (matrix) at the top */
+            if (cfg)
+                snprintf(tmp, sizeof(tmp), "include = %s\n",
+                         includes[rng_below(r, sizeof(includes) / sizeof(includes[0]))]);
+            else {                  /* one call per statement: a fixed order of draws */
+                s = rng_below(r, 17);
+                e = rng_below(r, 17);
+                n = rng_below(r, 3) ? rng_below(r, 1000) : (size_t)rng_next(r);
+                snprintf(tmp, sizeof(tmp), "%zu %zu %zu\n", s, e, n);
+            }
+            buf_insert(b, 0, tmp, strlen(tmp));
+            break;
+        }
+    }
+}
+
+/* ---- seeds ---- */
+
+/* Appends the file dir/name to cp; a relative `include = x` becomes <cwd>/dir/x so the
+ * presets load from the temporary folder too. Config keys go to set_keys. */
+static int seed_add(struct corpus *cp, const char *dir, const char *name)
+{
+    char path[CFG_PATH_MAX], cwd[512], sec[24] = "", fixed[CFG_LINE_MAX + 2], *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = cp->n < FUZZ_SEEDS && getcwd(cwd, sizeof(cwd)) ? fopen(path, "r") : NULL;
+    if (!f)
+        return -1;
+    struct buf *b = &cp->v[cp->n++];
+    while ((n = getline(&line, &cap, f)) > 0) {
+        char *v = line + strspn(line, " \t"), *eq = strchr(v, '=');
+        size_t k = strspn(v, "abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+        if (eq && !strncmp(v, "include", 7) && eq[1 + strspn(eq + 1, " \t")] != '/' &&
+            snprintf(fixed, sizeof(fixed), "include = %s/%s/%s", cwd, dir,
+                     eq + 1 + strspn(eq + 1, " \t")) < (int)sizeof(fixed))
+            buf_insert(b, b->n, fixed, strlen(fixed));
+        else
+            buf_insert(b, b->n, line, (size_t)n);
+        if (*v == '[' && strcspn(v, "]") < sizeof(sec))
+            snprintf(sec, sizeof(sec), "%.*s", (int)strcspn(v + 1, "]"), v + 1);
+        else if (k && k < 24 && *sec && eq && n_set_keys < 64) {
+            int i = 0;
+            snprintf(set_keys[n_set_keys], sizeof(set_keys[0]), "%s.%.*s", sec, (int)k, v);
+            while (i < n_set_keys && strcmp(set_keys[i], set_keys[n_set_keys]))
+                i++;
+            n_set_keys += i == n_set_keys;              /* kept only when new */
+        }
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static int suite_init(void)
+{
+    static const char *const dirs[] = { "configs/models", "configs/clusters", "configs/examples" };
+    static const char *const texts[] = {
+        "[cluster]\nname = tiny\nnodes = 2\ngpus_per_node = 4\nnvlink_GBps = 1.5e2\nnic_GBps = 25\n"
+        "oversubscription = 2\nnodes_per_leaf = 1\nroute = pxn\n[model]\nexperts = 8\ntop_k = 8\n"
+        "layers = 4\nfirst_dense_layers = 4\n[parallel]\nep = 8\n[routing]\ntokens_per_gpu = 0\n"
+        "distribution = zipf\nzipf_s = 0\ndedup = off\n[traffic]\npattern = alltoall\n"
+        "bytes_per_pair = 1 KiB\ncombine = no\n",
+        "; comment\n# comment\n[traffic]\npattern = matrix\nmatrix = m.txt ; x\n",
+        "[model]\n  hidden = 7168\nexperts=256\ntop_k : 8\n[parallel]\nep = 0\r\n",
+        "0 1 5\n\t1 0\t7   # reply\r\n\n# c\n2 2 0\n3 0 18446744073709551615\n",
+        "# only comments\n\n   \n", "",
+    };
+    static const char *const wrong_keys[] = { "cluster.bogus", "nosuch.nodes", "include",
+                                              ".nodes", "cluster.", "cluster.nodes.x" };
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_fuzz.XXXXXX");
+    if (!mkdtemp(tmp_dir) || seed_add(&mat_seeds, "configs/examples", "matrix-8gpu.txt"))
+        return -1;
+    for (size_t d = 0; d < sizeof(dirs) / sizeof(dirs[0]); d++) {
+        struct dirent **e;
+        int n = scandir(dirs[d], &e, NULL, alphasort), rc = n < 0 ? -1 : 0;
+        for (int i = 0; i < n; i++) {
+            size_t l = strlen(e[i]->d_name);
+            if (!rc && l > 4 && !strcmp(e[i]->d_name + l - 4, ".ini"))
+                rc = seed_add(&cfg_seeds, dirs[d], e[i]->d_name);
+            free(e[i]);
+        }
+        free(n < 0 ? NULL : e);
+        if (rc)
+            return -1;
+    }
+    for (int i = 0; i < 6; i++) {                   /* texts[0..2]: INI, [3..5]: matrix */
+        struct corpus *cp = i < 3 ? &cfg_seeds : &mat_seeds;
+        if (cp->n == FUZZ_SEEDS)
+            return -1;
+        buf_insert(&cp->v[cp->n++], 0, texts[i], strlen(texts[i]));
+    }
+    for (size_t i = 0; i < sizeof(wrong_keys) / sizeof(wrong_keys[0]) && n_set_keys < 64; i++)
+        snprintf(set_keys[n_set_keys++], sizeof(set_keys[0]), "%s", wrong_keys[i]);
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    DIR *d = opendir(tmp_dir);
+    struct dirent *e;
+    char p[CFG_PATH_MAX];
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.' && snprintf(p, sizeof(p), "%s/%s", tmp_dir, e->d_name) > 0)
+            unlink(p);
+    if (d)
+        closedir(d);
+    for (int i = 0; i < FUZZ_SEEDS; i++) {
+        free(cfg_seeds.v[i].p);
+        free(mat_seeds.v[i].p);
+    }
+    return rmdir(tmp_dir);
+}
+
+/* ---- what every result must satisfy ---- */
+
+static void dump(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && i < 600; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\n' || ch == '\\')
+            fputs(ch == '\n' ? "\\n" : "\\\\", stderr);
+        else
+            fprintf(stderr, ch < 32 || ch > 126 ? "\\x%02x" : "%c", ch);
+    }
+    fputs(n > 600 ? "...\n" : "\n", stderr);
+}
+
+static void report(const char *what, int it, const char *why, int rc, const char *msg,
+                   const struct buf *in)
+{
+    if (n_bad++ >= FUZZ_SHOW)
+        return;
+    fprintf(stderr, "\nfuzz %s: FUZZ_SEED=0x%016" PRIx64 " iteration %d: rc %d: %s\n  msg: ",
+            what, fuzz_seed, it, rc, why);
+    dump(msg, strnlen(msg, CFG_ERR_MAX));
+    fprintf(stderr, "  input (%zu bytes): ", in->n);
+    dump(in->p, in->n);
+}
+
+/* NULL, or what is wrong with an error message; path: the matrix file, NULL for config. */
+static const char *msg_broken(const char *msg, const char *path)
+{
+    char file[CFG_PATH_MAX];
+    struct stat st;
+    size_t n = strnlen(msg, CFG_ERR_MAX), l = path ? strlen(path) : strcspn(msg, ":");
+    if (n == CFG_ERR_MAX)
+        return "message longer than CFG_ERR_MAX-1 bytes";
+    if (!n || memchr(msg, '\n', n))
+        return n ? "message of more than one line" : "empty message";
+    if (path)
+        return strncmp(msg, path, l) || msg[l] != ':' ? "message does not start with 'path:'" : NULL;
+    if (!strncmp(msg, "--set:", 6) || !strncmp(msg, "default:", 8))
+        return NULL;
+    if (msg[l] != ':' || l >= sizeof(file))
+        return "message does not start with 'file:'";
+    snprintf(file, sizeof(file), "%.*s", (int)l, msg);
+    return stat(file, &st) ? "message does not start with the name of a file" : NULL;
+}
+
+/* A control byte no accepted input holds: all but tab (config.h, traces/FORMAT.md). */
+static bool forbidden(unsigned char ch)
+{
+    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/* NULL, or the rule of both readers that an accepted text breaks: lines of at most max
+ * bytes without their '\n' and a '\r' before it, no forbidden byte. */
+static const char *lines_broken(const char *p, size_t n, size_t max)
+{
+    for (size_t s = 0, e, end; s < n; s = e + 1) {
+        for (e = s; e < n && p[e] != '\n'; e++) {}
+        end = e > s && p[e - 1] == '\r' ? e - 1 : e;
+        if (end - s > max)
+            return "accepted a line over the length limit";
+        for (size_t i = s; i < end; i++)
+            if (forbidden((unsigned char)p[i]))
+                return "accepted a control character";
+    }
+    return NULL;
+}
+
+#define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
+
+/* NULL, or the first broken promise of config.h and cfg_check() in an accepted config. */
+static const char *config_broken(const struct config *c)
+{
+    const struct cfg_cluster *cl = &c->cluster;
+    const struct cfg_model *m = &c->model;
+    int gpus = config_gpus(c), ep = c->parallel.ep;
+    unsigned char dedup, combine;                 /* a bool other than 0/1 is UB to load */
+    memcpy(&dedup, &c->routing.dedup, 1);
+    memcpy(&combine, &c->traffic.combine, 1);
+    INV(cl->nodes >= 1 && cl->gpus_per_node >= 1 && gpus >= 1 && gpus <= CFG_GPUS_MAX);
+    INV(isfinite(cl->nvlink_Bps) && cl->nvlink_Bps > 0 && isfinite(cl->nic_Bps) && cl->nic_Bps > 0);
+    INV(isfinite(cl->nvlink_lat_s + cl->nic_lat_s + cl->switch_lat_s));
+    INV(cl->nvlink_lat_s >= 0 && cl->nic_lat_s >= 0 && cl->switch_lat_s >= 0);
+    INV(isfinite(cl->oversubscription) && cl->oversubscription >= 1 && cl->nodes_per_leaf >= 0);
+    INV(m->hidden >= 1 && m->experts >= 1 && m->top_k >= 1 && m->top_k <= m->experts);
+    INV(m->shared_experts >= 0 && m->expert_ffn_hidden >= 0 && m->layers >= 1);
+    INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
+    INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
+    INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
+    INV(ep >= 1 && ep <= gpus && gpus % ep == 0);
+    INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
+    INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
+    INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
+    INV((unsigned)c->traffic.pattern <= PATTERN_MATRIX && dedup <= 1 && combine <= 1);
+    INV(c->traffic.pattern != PATTERN_MATRIX || c->traffic.matrix[0]);
+    INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
+    INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
+    INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
+    return NULL;
+}
+
+/* NULL, or what is wrong with the result of config_load. */
+static const char *config_result(int rc, const struct config *c, const struct cfg_err *e)
+{
+    return rc == 0 ? config_broken(c) : rc == -EINVAL ? msg_broken(e->msg, NULL)
+                                                      : "not 0 or -EINVAL";
+}
+
+/* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields
+ * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken). */
+static const char *matrix_broken(const struct traffic *m, int gpus, const struct buf *in)
+{
+    static const char blanks[] = " \t\r";
+    size_t n = (size_t)gpus * (size_t)gpus;
+    uint64_t *want = calloc(n, sizeof(*want)), f[3] = { 0 };
+    unsigned char *seen = calloc(n, 1);
+    const char *why = m->gpus != gpus || !m->bytes ? "wrong gpus or no bytes"
+                                                   : lines_broken(in->p, in->n, MATRIX_LINE_MAX);
+    CU_ASSERT_FATAL(want && seen);
+    for (size_t s = 0, e, end; s < in->n && !why; s = e + 1) {
+        int nf = 0;
+        for (e = s; e < in->n && in->p[e] != '\n'; e++) {}
+        for (end = s; end < e && in->p[end] != '#'; end++) {}
+        for (size_t i = s; i < end; i++) {
+            if (strchr(blanks, in->p[i]))
+                continue;
+            uint64_t v = 0;
+            for (; i < end && !strchr(blanks, in->p[i]); i++) {
+                unsigned d = (unsigned char)in->p[i] - '0';
+                if (d > 9 || v > (UINT64_MAX - d) / 10)
+                    why = "accepted a field that is not a 64-bit decimal";
+                v = v * 10 + d;
+            }
+            if (nf < 3)
+                f[nf] = v;
+            nf++;
+        }
+        if (nf != 0 && nf != 3)
+            why = "accepted a line without three fields";
+        else if (nf == 3 && (f[0] >= (uint64_t)gpus || f[1] >= (uint64_t)gpus))
+            why = "accepted a GPU id out of range";
+        else if (nf == 3 && !why) {
+            size_t at = f[0] * (size_t)gpus + f[1];
+            why = seen[at] ? "accepted a pair given twice" : NULL;
+            seen[at] = 1;
+            want[at] = f[2];
+        }
+    }
+    for (size_t i = 0; i < n && !why; i++)
+        if (m->bytes[i] != want[i])
+            why = seen[i] ? "bytes differ from the file" : "a pair not in the file is not 0";
+    free(want);
+    free(seen);
+    return why;
+}
+
+/* ---- the tests ---- */
+
+/* The seeds of one parser as they are (they must load: configs with EP 8, matrices for 8
+ * GPUs), then their mutants. Configs: c<i>.ini alone or then c<i+1>.ini (the mutant
+ * before), half of them with EP 8. Matrices: for 1 to 16 GPUs (1 in 64: 0 or -1). */
+static void fuzz_files(bool cfg)
+{
+    static const int gpus_of[] = { 1, 2, 3, 4, 8, 8, 8, 16 };
+    const struct corpus *cp = cfg ? &cfg_seeds : &mat_seeds;
+    char path[FUZZ_SLOTS][CFG_PATH_MAX];
+    int bad0 = n_bad, ok = 0;
+    for (int i = 0; i < FUZZ_SLOTS; i++) {
+        snprintf(path[i], sizeof(path[i]), cfg ? "%s/c%d.ini" : "%s/m%d.txt", tmp_dir, i);
+        CU_ASSERT_EQUAL_FATAL(write_buf(path[i], &cp->v[i]), 0);
+    }
+    for (int it = 0; it < fuzz_iters; it++) {
+        uint64_t r = fuzz_seed ^ ((uint64_t)it << 32) ^ cfg;
+        bool seed = it < cp->n;
+        const struct buf *s = &cp->v[seed ? (size_t)it : rng_below(&r, (size_t)cp->n)];
+        const char *files[] = { path[it % FUZZ_SLOTS], path[(it + 1) % FUZZ_SLOTS] }, *why;
+        struct buf b = { 0 };
+        struct config c;
+        struct cfg_err e;
+        struct traffic m;
+        struct traffic_err te;
+        int rc, gpus = seed ? 8 : rng_below(&r, 64) ? gpus_of[rng_below(&r, 8)]
+                                                    : -(int)rng_below(&r, 2);
+        buf_insert(&b, 0, s->p, s->n);
+        if (!seed)
+            mutate(&b, &r, cp, cfg);
+        CU_ASSERT_EQUAL_FATAL(write_buf(files[0], &b), 0);
+        memset(&e, 'x', sizeof(e));           /* a message left unterminated shows */
+        memset(&te, 'x', sizeof(te));
+        memset(&m, 0x5a, sizeof(m));
+        if (cfg) {
+            int nfiles = 1 + (!seed && !rng_below(&r, 8)), nsets = seed || rng_below(&r, 2);
+            rc = config_load(&c, files, nfiles, ep8, nsets, &e);
+            why = config_result(rc, &c, &e);
+            if (!why && rc == 0)
+                why = lines_broken(b.p, b.n, CFG_LINE_MAX);
+        } else {
+            rc = matrix_load(&m, files[0], gpus, &te);
+            why = rc == 0 ? matrix_broken(&m, gpus, &b)
+                : rc != -EINVAL ? "not 0 or -EINVAL"
+                : m.gpus || m.bytes ? "*m not zeroed on error" : msg_broken(te.msg, files[0]);
+            if (rc == 0)
+                traffic_free(&m);
+        }
+        if (!why && seed && rc)
+            why = "a seed does not load";
+        if (why)
+            report(cfg ? "config" : "matrix", it, why, rc, !rc ? "" : cfg ? e.msg : te.msg, &b);
+        ok += rc == 0;
+        free(b.p);
+    }
+    printf("\n# %s: %d seeds and mutants, %d accepted\n", cfg ? "config" : "matrix", fuzz_iters,
+           ok);
+    CU_ASSERT_EQUAL(n_bad, bad0);
+}
+
+static void test_config_mutants(void) { fuzz_files(true); }
+static void test_matrix_mutants(void) { fuzz_files(false); }
+
+/* One to three section.key=value overrides over no file or one seed: keys from the seeds,
+ * values from tokens[], random integers or random bytes; a quarter mutated on top. */
+static void test_set_mutants(void)
+{
+    char path[CFG_PATH_MAX], val[32];
+    struct config c;
+    struct cfg_err e;
+    int bad0 = n_bad, ok = 0;
+    snprintf(path, sizeof(path), "%s/set.ini", tmp_dir);
+    for (int it = 0; it < fuzz_iters; it++) {
+        uint64_t r = fuzz_seed ^ ((uint64_t)it << 32) ^ 0x5e7;
+        struct buf b[4] = { { 0 } };          /* b[3]: the sets joined, for the report */
+        const char *files[] = { path }, *sets[3];
+        int nsets = 1 + (int)rng_below(&r, 3), nfiles = (int)rng_below(&r, 2);
+        CU_ASSERT_EQUAL_FATAL(write_buf(path, &cfg_seeds.v[rng_below(&r, (size_t)cfg_seeds.n)]), 0);
+        for (int i = 0; i < nsets; i++) {
+            const char *key = set_keys[rng_below(&r, (size_t)n_set_keys)], *v = val;
+            const char *eq = rng_below(&r, 4) ? "=" : rng_below(&r, 2) ? " = " : "";
+            size_t shift = rng_below(&r, 64);
+            if (rng_below(&r, 3) == 0)
+                snprintf(val, sizeof(val), "%" PRIu64, rng_next(&r) >> shift);
+            else if (rng_below(&r, 2))
+                v = tokens[rng_below(&r, NTOKENS)];
+            else
+                for (size_t j = 0, n = rng_below(&r, sizeof(val)); j < sizeof(val); j++)
+                    val[j] = j < n ? (char)(1 + rng_below(&r, 255)) : '\0';
+            buf_insert(&b[i], 0, key, strlen(key));
+            buf_insert(&b[i], b[i].n, eq, strlen(eq));
+            buf_insert(&b[i], b[i].n, v, strlen(v));
+            if (rng_below(&r, 4) == 0)
+                mutate(&b[i], &r, &cfg_seeds, true);
+            sets[i] = b[i].p;                   /* read up to its first NUL, if any */
+            buf_insert(&b[3], b[3].n, b[i].p, strlen(b[i].p));
+            buf_insert(&b[3], b[3].n, " | ", 3);
+        }
+        memset(&e, 'x', sizeof(e));
+        int rc = config_load(&c, files, nfiles, sets, nsets, &e);
+        const char *why = config_result(rc, &c, &e);
+        for (int i = 0; i < nsets && !why && rc == 0; i++)
+            for (const char *p = sets[i]; *p && !why; p++)
+                why = forbidden((unsigned char)*p) ? "accepted a control character" : NULL;
+        if (why)
+            report("--set", it, why, rc, rc ? e.msg : "", &b[3]);
+        ok += rc == 0;
+        for (int i = 0; i < 4; i++)
+            free(b[i].p);
+    }
+    printf("\n# --set: %d loads, %d accepted\n", fuzz_iters, ok);
+    CU_ASSERT_EQUAL(n_bad, bad0);
+}
+
+int main(void)
+{
+    static const struct { const char *name; void (*fn)(void); } tests[] = {
+        { "config mutants", test_config_mutants },
+        { "--set mutants", test_set_mutants },
+        { "matrix mutants", test_matrix_mutants },
+    };
+    const char *v;
+    if ((v = getenv("FUZZ_ITERS")))
+        fuzz_iters = atoi(v);
+    if ((v = getenv("FUZZ_SEED")))
+        fuzz_seed = strtoull(v, NULL, 0);
+    printf("# fuzz: FUZZ_SEED=0x%016" PRIx64 " FUZZ_ITERS=%d\n", fuzz_seed, fuzz_iters);
+    alarm(600);               /* a hang ends the run (SIGALRM) instead of stalling `make test` */
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("fuzz", suite_init, suite_clean);
+    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn))
+            s = NULL;
+    if (!s) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned bad = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return bad ? 1 : 0;
+}
