@@ -1,0 +1,159 @@
+/* gate_cpu.c: scores, top-k, routing weights and the aux loss, forward and backward.
+ *
+ * Gradients (u = selected score / Z_sel, Z_sel = sum of the K selected scores):
+ *   weights  w_j = rs s_j / Z_sel  =>  dL/ds_j = rs / Z_sel (dw_j - sum_k dw_k u_k)
+ *            w_j = rs s_j          =>  dL/ds_j = rs dw_j
+ *   aux      L = alpha sum_e f_e P_e, dL/ds'_t,e = alpha f_e / T = g_e, s' = s / Z
+ *            =>  dL/ds_t,j = (g_j - sum_e g_e s'_t,e) / Z_t
+ *   scores   softmax: dl = s (ds - <s, ds>);  sigmoid: dl = ds s (1 - s)
+ */
+#include "gate_cpu.h"
+
+#include <math.h>
+#include <stdbool.h>
+
+static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
+{
+    if (kind == MOE_SCORE_SIGMOID) {
+        for (int e = 0; e < e_n; e++)
+            s[e] = 1.0f / (1.0f + expf(-l[e]));
+        return;
+    }
+    float m = l[0];
+    for (int e = 1; e < e_n; e++)
+        m = l[e] > m ? l[e] : m;
+    float sum = 0.0f;
+    for (int e = 0; e < e_n; e++) {
+        s[e] = expf(l[e] - m);
+        sum += s[e];
+    }
+    for (int e = 0; e < e_n; e++)
+        s[e] /= sum;
+}
+
+/* (v, e) ranks before (bv, be): larger value, then lower index. */
+static bool before(float v, int e, float bv, int be)
+{
+    return v > bv || (v == bv && e < be);
+}
+
+/* K picks; each is the first, in (value desc, index asc) order, of the experts that
+ * rank after the previous pick. The order is total once NaN is mapped to -inf. */
+static void topk_row(int e_n, int k_n, const float *s, const float *bias, int32_t *idx)
+{
+    float pv = INFINITY;
+    int pe = -1;
+    for (int k = 0; k < k_n; k++) {
+        float bv = -INFINITY;
+        int be = -1;
+        for (int e = 0; e < e_n; e++) {
+            float v = bias ? s[e] + bias[e] : s[e];
+            if (isnan(v))
+                v = -INFINITY;
+            if (!before(pv, pe, v, e))
+                continue;                     /* ranks before or is the last pick */
+            if (be < 0 || before(v, e, bv, be)) {
+                bv = v;
+                be = e;
+            }
+        }
+        idx[k] = be;
+        pv = bv;
+        pe = be;
+    }
+}
+
+void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const float *logits,
+                  float *scores, int32_t *topk_idx, float *topk_w, int32_t *counts,
+                  float *aux)
+{
+    const int e_n = c->experts, k_n = c->top_k;
+
+    for (int e = 0; e < e_n; e++)
+        counts[e] = 0;
+    for (int t = 0; t < tokens; t++) {
+        const float *l = logits + (size_t)t * e_n;
+        float *s = scores + (size_t)t * e_n;
+        int32_t *idx = topk_idx + (size_t)t * k_n;
+        float *w = topk_w + (size_t)t * k_n;
+
+        scores_row(c->score, e_n, l, s);
+        topk_row(e_n, k_n, s, bias, idx);
+        float z = 0.0f;
+        for (int k = 0; k < k_n; k++) {
+            z += s[idx[k]];
+            counts[idx[k]]++;
+        }
+        for (int k = 0; k < k_n; k++)
+            w[k] = c->norm_topk ? c->route_scale * (s[idx[k]] / z)
+                                : c->route_scale * s[idx[k]];
+    }
+
+    *aux = 0.0f;
+    if (c->aux_alpha <= 0.0f || tokens == 0)
+        return;
+    /* L_aux = alpha E / (K T^2) sum_t (sum_e count_e s_t,e) / Z_t; the sums in double. */
+    double l_aux = 0.0;
+    for (int t = 0; t < tokens; t++) {
+        const float *s = scores + (size_t)t * e_n;
+        double z = 0.0, cs = 0.0;
+        for (int e = 0; e < e_n; e++) {
+            z += s[e];
+            cs += (double)counts[e] * s[e];
+        }
+        l_aux += cs / z;
+    }
+    *aux = (float)(c->aux_alpha * (double)e_n / ((double)k_n * tokens * tokens) * l_aux);
+}
+
+void gate_cpu_bwd(const struct moe_cfg *c, int tokens, const float *scores,
+                  const int32_t *topk_idx, const int32_t *counts, const float *dtopk_w,
+                  float *dlogits)
+{
+    const int e_n = c->experts, k_n = c->top_k;
+    const float rs = c->route_scale;
+    /* g_e = alpha f_e / T = aux_scale * count_e */
+    const float aux_scale = c->aux_alpha > 0.0f && tokens > 0
+        ? (float)(c->aux_alpha * (double)e_n / ((double)k_n * tokens * tokens)) : 0.0f;
+
+    for (int t = 0; t < tokens; t++) {
+        const float *s = scores + (size_t)t * e_n;
+        const int32_t *idx = topk_idx + (size_t)t * k_n;
+        const float *dw = dtopk_w + (size_t)t * k_n;
+        float *ds = dlogits + (size_t)t * e_n;
+
+        for (int e = 0; e < e_n; e++)
+            ds[e] = 0.0f;
+        if (c->norm_topk) {
+            float z = 0.0f, dot = 0.0f;
+            for (int k = 0; k < k_n; k++)
+                z += s[idx[k]];
+            for (int k = 0; k < k_n; k++)
+                dot += dw[k] * (s[idx[k]] / z);
+            for (int k = 0; k < k_n; k++)
+                ds[idx[k]] = rs * (dw[k] - dot) / z;
+        } else {
+            for (int k = 0; k < k_n; k++)
+                ds[idx[k]] = rs * dw[k];
+        }
+        if (aux_scale > 0.0f) {
+            float z = 0.0f, dot = 0.0f;
+            for (int e = 0; e < e_n; e++)
+                z += s[e];
+            for (int e = 0; e < e_n; e++)
+                dot += aux_scale * (float)counts[e] * (s[e] / z);
+            for (int e = 0; e < e_n; e++)
+                ds[e] += (aux_scale * (float)counts[e] - dot) / z;
+        }
+        if (c->score == MOE_SCORE_SOFTMAX) {
+            float dot = 0.0f;
+            for (int e = 0; e < e_n; e++)
+                dot += s[e] * ds[e];
+            for (int e = 0; e < e_n; e++)
+                ds[e] = s[e] * (ds[e] - dot);
+        } else {
+            for (int e = 0; e < e_n; e++)
+                ds[e] = ds[e] * s[e] * (1.0f - s[e]);
+        }
+    }
+}

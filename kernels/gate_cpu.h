@@ -1,0 +1,27 @@
+/* gate_cpu.h: the MoE router on the host in fp32: scores from gate logits, top-k
+ * selection with an optional selection bias, routing weights, per-expert counts, the
+ * auxiliary balance loss, and the backward from dL/dw (plus the aux loss) to
+ * dL/dlogits. The formulas are those of moe.h. Plain loops: O(T E K) forward, O(T E)
+ * backward; the gate GEMMs are the caller's. Nothing here allocates or fails.
+ */
+#ifndef MOESIM_GATE_CPU_H
+#define MOESIM_GATE_CPU_H
+
+#include <stdint.h>
+
+#include "moe.h"
+
+/* logits [T x E] -> scores [T x E], topk_idx and topk_w [T x K], counts [E], all
+ * overwritten; *aux = L_aux (0 when c->aux_alpha == 0). bias: [E] or NULL. A NaN
+ * score + bias ranks as -inf, so K distinct experts are always chosen. */
+void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const float *logits,
+                  float *scores, int32_t *topk_idx, float *topk_w, int32_t *counts,
+                  float *aux);
+
+/* dtopk_w [T x K] = dL/dw -> dlogits [T x E] (overwritten), adding dL_aux/dlogits;
+ * scores, topk_idx and counts as gate_cpu_fwd left them. */
+void gate_cpu_bwd(const struct moe_cfg *c, int tokens, const float *scores,
+                  const int32_t *topk_idx, const int32_t *counts, const float *dtopk_w,
+                  float *dlogits);
+
+#endif
