@@ -25,6 +25,22 @@ DEB_PKGS := gcc make pkg-config libinih-dev libcunit1-dev openmpi-bin libopenmpi
 
 ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 
+# CUDA: built whenever nvcc is found (`make NVCC=` skips it). GPU tests and benchmarks
+# (tests/gpu_*.c) run everywhere and skip, saying so, when no device is present.
+NVCC       ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+# Hopper (H100/H200) machine code plus PTX the driver can compile for newer GPUs.
+CUDA_ARCH  ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Werror -Ikernels
+CU_SRCS    := $(wildcard kernels/*.cu)
+ifneq ($(NVCC),)
+CU_OBJS    := $(CU_SRCS:%.cu=$(BUILD)/%.cu.o)
+GPU_SRCS   := $(wildcard tests/gpu_test_*.c) $(wildcard tests/gpu_bench_*.c)
+GPU_BINS   := $(GPU_SRCS:tests/%.c=$(BUILD)/tests/%)
+GPU_TESTS  := $(filter $(BUILD)/tests/gpu_test_%,$(GPU_BINS))
+CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+endif
+
 LIB_SRCS   := $(filter-out sim/main.c,$(wildcard sim/*.c)) $(wildcard traces/*.c) \
               $(wildcard kernels/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -37,7 +53,7 @@ MOESIM     := $(BUILD)/bin/moesim
 
 .PHONY: all deps run test unit e2e bench asan clean
 
-all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS)
+all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -57,6 +73,17 @@ $(BUILD)/libmoesim.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmoecuda.a: $(CU_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/gpu_%: $(BUILD)/tests/gpu_%.o $(BUILD)/libmoecuda.a $(BUILD)/libmoesim.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(CUDA_LIBS) $(LDLIBS)
+
 $(MOESIM): $(BUILD)/sim/main.o $(BUILD)/libmoesim.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -67,8 +94,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 run: deps $(MOESIM)
 	$(MOESIM) run configs/examples/default.ini
 
-unit: $(TEST_BINS)
-	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
+unit: $(TEST_BINS) $(GPU_TESTS)
+	@set -e; for t in $(TEST_BINS) $(GPU_TESTS); do echo "== $$t"; $$t; done
 
 e2e: $(MOESIM)
 	@set -e; for t in $(E2E); do echo "== $$t"; MOESIM=$(MOESIM) bash $$t; done
@@ -78,8 +105,9 @@ test: deps
 	$(MAKE) unit e2e
 	$(MAKE) asan
 
+# CUDA's runtime and ASan do not mix: the sanitizer pass is CPU-only.
 asan:
-	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit e2e
+	$(MAKE) BUILD=build/asan NVCC= OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit e2e
 
 bench: deps $(BENCH_BINS) $(MOESIM)
 	MOESIM=$(MOESIM) BUILD=$(BUILD) bash tests/bench.sh
@@ -87,4 +115,8 @@ bench: deps $(BENCH_BINS) $(MOESIM)
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d) \
+         $(CU_OBJS:.o=.d) $(GPU_BINS:=.d)
+
+# Keep objects that chains of rules make (tests/gpu_*.o).
+.SECONDARY:
