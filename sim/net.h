@@ -4,8 +4,10 @@
  *
  * Exactness: the allocation after every event is THE max-min fair one (unique), within
  * NET_EPS_REL relative error; it is not an approximation of it. Speed comes from
- * repairing the previous allocation instead of recomputing it (see net.c): an event costs
- * O(flows whose rate must change * hops * log) instead of O(all flows).
+ * repairing the previous allocation instead of recomputing it, on groups of flows that
+ * share a bottleneck (see net.c, maxmin.c): an event costs O(flows of the groups it
+ * couples to * hops) in plain passes, plus O(log) per group whose rate changes and per
+ * flow that changes group; at worst O(all flows * hops).
  *
  * Time: the network is passive. The caller adds flows at a time >= the last one used
  * and asks for the next completion; net_advance() completes flows up to a time. A
@@ -22,7 +24,8 @@
 
 struct net;                                            /* opaque */
 
-/* Called for each completed flow, in completion order (time, then flow id). */
+/* Called for each completed flow, in completion order (time, then flow id: the flows
+ * that finish at one event come in increasing id). */
 typedef void (*net_done_fn)(void *arg, int flow, double t_end_s);
 /* Called when a link's total rate changes: new total from t_s on. */
 typedef void (*net_link_fn)(void *arg, int link, double t_s, double use_Bps);
@@ -30,7 +33,8 @@ typedef void (*net_link_fn)(void *arg, int link, double t_s, double use_Bps);
 struct net_stats {
     uint64_t events;          /* distinct times at which rates were recomputed */
     uint64_t rounds;          /* repair rounds (>= events) */
-    uint64_t flows_resolved;  /* sum over rounds of the flows whose rates were recomputed */
+    uint64_t flows_resolved;  /* sum over rounds of the flows whose rates were recomputed:
+                               * members of re-solved groups, and new flows */
 };
 
 /* cap_Bps: nlinks capacities, each > 0 (borrowed, copied). 0, -EINVAL or -ENOMEM. */
@@ -38,9 +42,10 @@ int net_create(struct net **out, int nlinks, const double *cap_Bps);
 void net_free(struct net *n);                          /* NULL is a no-op */
 void net_observe_links(struct net *n, net_link_fn fn, void *arg);
 
-/* A flow of `bytes` over links[0..nlinks) that starts sharing at t_s (>= the last time
- * given to the network). Returns its id (0, 1, 2, ... in order of adding) or -EINVAL
- * (bad time, size or link) or -ENOMEM. */
+/* A flow of `bytes` over links[0..nlinks) (1..NET_MAX_HOPS distinct links; borrowed,
+ * copied) that starts sharing at t_s (>= the last time given to the network). Returns
+ * its id (0, 1, 2, ... in order of adding) or -EINVAL (bad time, size or links) or
+ * -ENOMEM. */
 int net_add_flow(struct net *n, const int *links, int nlinks, double bytes, double t_s);
 
 /* Time of the next completion; INFINITY when no flow is running. Settles the rates of
