@@ -27,3 +27,10 @@ for nodes in 1 8 32 128; do
 done
 echo "# moesim run: skewed MoE dispatch, 256 GPUs, 256 experts, top-8, Zipf(1.2)"
 measure "skewed dispatch 256 GPUs" "$here/bench/skewed-dispatch.ini"
+
+echo "# MoE layer kernels, CPU reference (fp32, OpenBLAS)"
+"$BUILD/tests/bench_moe_cpu"
+if [ -x "$BUILD/tests/gpu_bench_moe" ]; then
+    echo "# MoE layer kernels, CUDA"
+    "$BUILD/tests/gpu_bench_moe"
+fi

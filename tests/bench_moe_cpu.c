@@ -35,7 +35,7 @@ struct shape {
     int tokens, hidden, ffn, experts, top_k, shared;
 };
 
-/* The shapes of issue 4; add a row to bench another. */
+/* The shapes of docs/PERFORMANCE.md; add a row to bench another. */
 static const struct shape shapes[] = {
     { 4096, 1024, 2816, 8, 2, 0 },
     { 4096, 2048, 1408, 64, 6, 2 },
