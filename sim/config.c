@@ -4,19 +4,20 @@
  * all come from there. inih does the INI syntax; our reader hands it one line per
  * call and counts lines, and the handler runs right after its line was read, so the
  * count is the line of the key. The first error stops loading; its message is kept.
- * The reader also refuses what inih would read silently wrong: control characters, long
- * lines, empty or long section names (cfg_check_line).
+ * The reader also refuses what inih would read silently wrong: control characters and
+ * long lines (textin_getline), empty or long section names (cfg_check_line); files that
+ * are not regular files are not opened (textin_open).
  */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L     /* strdup, strcasecmp, fdopen, O_CLOEXEC */
+#define _POSIX_C_SOURCE 200809L     /* strdup, strcasecmp */
 #endif
 #include "config.h"
+#include "textin.h"
 
 #include <ini.h>
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -26,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* inih keeps this many characters of a section name (MAX_SECTION 50 in its ini.c). */
 #define CFG_SECTION_MAX 49
@@ -186,28 +185,6 @@ struct cfg_file {
 
 /* ---- errors: the first one wins ---- */
 
-/* Copies s into out[n] (n >= 1) with each control byte (< 0x20, 0x7f) written as \n, \r,
- * \t or \xNN, so that text echoed into a message keeps it on one line. Stops before an
- * escape that does not fit whole. */
-static void cfg_escape(char *out, size_t n, const char *s)
-{
-    size_t o = 0;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        char esc[8] = { (char)ch };
-        if (ch == '\n' || ch == '\r' || ch == '\t')
-            snprintf(esc, sizeof(esc), "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
-        else if (ch < 0x20 || ch == 0x7f)
-            snprintf(esc, sizeof(esc), "\\x%02x", ch);
-        size_t k = strlen(esc);
-        if (o + k >= n)
-            break;
-        memcpy(out + o, esc, k);
-        o += k;
-    }
-    out[o] = '\0';
-}
-
 /* Every message goes through here, escaped: one line whatever the input held. */
 __attribute__((format(printf, 3, 0)))
 static int cfg_vfail(struct cfg_loader *ld, int rc, const char *fmt, va_list ap)
@@ -216,7 +193,7 @@ static int cfg_vfail(struct cfg_loader *ld, int rc, const char *fmt, va_list ap)
     if (ld->rc)
         return ld->rc;
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    cfg_escape(ld->err.msg, sizeof(ld->err.msg), raw);
+    textin_escape(ld->err.msg, sizeof(ld->err.msg), raw);
     ld->rc = rc;
     return rc;
 }
@@ -507,38 +484,6 @@ static int cfg_defaults(struct cfg_loader *ld)
 
 static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, const char *from);
 
-/* A byte no line (nor --set) may hold: a control character other than tab. inih would
- * read a NUL as the end of the line, and \v \f \r as blanks, so that a line led by one
- * continues the previous key. */
-static bool cfg_forbidden(unsigned char ch)
-{
-    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
-}
-
-/* Reads one line of fp into buf[max + 2] without its '\n' and a '\r' that ends it,
- * NUL-terminated; the line may hold NULs, *len counts them. Never reads more than
- * max + 2 bytes of a line. 1: a line; 0: end of file; -E2BIG: longer than max
- * characters; -errno: read error. */
-static int cfg_getline(FILE *fp, char *buf, size_t max, size_t *len)
-{
-    size_t n = 0;
-    int ch;
-    while ((ch = getc(fp)) != EOF && ch != '\n') {
-        if (n > max)                    /* kept: max and a '\r'; one more is too many */
-            return -E2BIG;
-        buf[n++] = (char)ch;
-    }
-    if (ch == EOF && ferror(fp))
-        return errno ? -errno : -EIO;
-    if (ch == EOF && n == 0)
-        return 0;
-    if (n && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
-    *len = n;
-    return n > max ? -E2BIG : 1;
-}
-
 /* A "[name]" line, found as inih finds it (the first ']' not hidden by a " ;" comment):
  * an empty name would read as before any section, and inih cuts a long one. */
 static int cfg_check_section(struct cfg_file *f, const char *s)
@@ -559,14 +504,10 @@ static int cfg_check_section(struct cfg_file *f, const char *s)
     return 0;
 }
 
-/* f->raw, len bytes: no forbidden byte, and a sound section name if it is one. */
-static int cfg_check_line(struct cfg_file *f, size_t len)
+/* f->raw, free of control bytes (textin_getline): a sound section name if it is one. */
+static int cfg_check_line(struct cfg_file *f)
 {
     const char *s = f->raw;
-    for (size_t i = 0; i < len; i++)
-        if (cfg_forbidden((unsigned char)s[i]))
-            return cfg_failf(f->ld, -EINVAL, "%s:%d: control character 0x%02x in line",
-                             f->shown, f->line, (unsigned char)s[i]);
     if (f->line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
         s += 3;                         /* a UTF-8 BOM, which inih skips */
     return cfg_check_section(f, s + strspn(s, " \t"));
@@ -574,7 +515,7 @@ static int cfg_check_line(struct cfg_file *f, size_t len)
 
 /* inih reader: one line per call into str (num bytes); NULL at the end or on error.
  * Leading blanks go, so an indented key is a key, not inih's multi-line continuation
- * (tab and space are the only blanks cfg_check_line lets through). */
+ * (tab and space are the only blanks textin_getline lets through). */
 static char *cfg_read_line(char *str, int num, void *stream)
 {
     struct cfg_file *f = stream;
@@ -582,45 +523,25 @@ static char *cfg_read_line(char *str, int num, void *stream)
     size_t len = 0;
     if (f->ld->rc || num < 1)
         return NULL;
-    int rc = cfg_getline(f->fp, f->raw, max, &len);
+    int rc = textin_getline(f->fp, f->raw, max, &len);
     if (rc == 0)
         return NULL;
     f->line++;
     if (rc == -E2BIG)
         cfg_failf(f->ld, -EINVAL, "%s:%d: line longer than %zu characters", f->shown, f->line,
                   max);
+    else if (rc == -EILSEQ)
+        cfg_failf(f->ld, -EINVAL, "%s:%d: control character 0x%02x in line", f->shown, f->line,
+                  (unsigned char)f->raw[textin_clean_len(f->raw, len)]);
     else if (rc < 0)
         cfg_failf(f->ld, -EINVAL, "%s:%d: cannot read: %s", f->shown, f->line, strerror(-rc));
-    if (rc < 0 || cfg_check_line(f, len)) {
+    if (rc < 0 || cfg_check_line(f)) {
         f->fail_line = f->line;
         return NULL;
     }
     size_t skip = strspn(f->raw, " \t");
     memcpy(str, f->raw + skip, len - skip + 1);
     return str;
-}
-
-/* Opens path for reading, only if it is a regular file: /dev/zero would be one endless
- * line, a FIFO would block. O_NONBLOCK lets open return on a FIFO; it is cleared after.
- * NULL on failure, with why[n] = "cannot open: <strerror>" or "not a regular file". */
-static FILE *cfg_open(const char *path, char *why, size_t n)
-{
-    struct stat st;
-    FILE *fp = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), fl;
-    if (fd < 0) {
-        snprintf(why, n, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    bool stat_ok = fstat(fd, &st) == 0;
-    if (stat_ok && !S_ISREG(st.st_mode))
-        snprintf(why, n, "not a regular file");
-    else if (!stat_ok || (fl = fcntl(fd, F_GETFL)) < 0 ||
-             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || !(fp = fdopen(fd, "r")))
-        snprintf(why, n, "cannot open: %s", strerror(errno));
-    if (!fp)
-        close(fd);
-    return fp;
 }
 
 /* "include = path" before any section: reads path, relative to this file's folder. */
@@ -666,7 +587,7 @@ static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, con
     struct cfg_file f = { .ld = ld, .path = path, .depth = depth };
     char why[128];
     size_t n = strlen(path);
-    cfg_escape(f.shown, sizeof(f.shown), path);
+    textin_escape(f.shown, sizeof(f.shown), path);
     if (n >= sizeof(f.dir))
         return cfg_failf(ld, -EINVAL, "%s: path longer than %zu characters", f.shown,
                          sizeof(f.dir) - 1);
@@ -674,8 +595,7 @@ static int cfg_read_file(struct cfg_loader *ld, const char *path, int depth, con
     size_t ndir = slash ? (size_t)(slash - path) + 1 : 0;
     memcpy(f.dir, path, ndir);
     f.dir[ndir] = '\0';
-    f.fp = cfg_open(path, why, sizeof(why));
-    if (!f.fp) {
+    if (textin_open(&f.fp, path, why, sizeof(why))) {
         if (from)
             return cfg_failf(ld, -EINVAL, "%s: include: %s: %s", from, f.shown, why);
         return cfg_failf(ld, -EINVAL, "%s: %s", f.shown, why);
@@ -707,9 +627,9 @@ static char *cfg_trim(char *s)
 /* "section.key=value"; the value goes in as written (paths are not resolved). */
 static int cfg_apply_set(struct cfg_loader *ld, const char *arg)
 {
-    for (const char *p = arg; *p; p++)
-        if (cfg_forbidden((unsigned char)*p))       /* as on a line of a file */
-            return cfg_failf(ld, -EINVAL, "--set: '%s': control character in argument", arg);
+    size_t n = strlen(arg);
+    if (textin_clean_len(arg, n) < n)               /* as on a line of a file */
+        return cfg_failf(ld, -EINVAL, "--set: '%s': control character in argument", arg);
     char *s = strdup(arg);
     if (!s)
         return cfg_failf(ld, -ENOMEM, "--set: out of memory");

@@ -1,21 +1,19 @@
 /* matrix.c: reader and writer of the traffic matrix file (format: matrix.h,
- * traces/FORMAT.md). Lines are read into a fixed buffer, so no input makes the reader
- * allocate more than the matrix itself. */
+ * traces/FORMAT.md). Lines are read into a fixed buffer (textin_getline), so no input
+ * makes the reader allocate more than the matrix itself. */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L   /* strtok_r, fdopen, O_CLOEXEC */
+#define _POSIX_C_SOURCE 200809L   /* strtok_r */
 #endif
 #include "matrix.h"
+#include "textin.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define MATRIX_FIELDS 3
 #define MATRIX_BLANKS " \t"        /* field separators; no other control character passes */
@@ -28,32 +26,8 @@
 #define MATRIX_PRINTF(f, a)
 #endif
 
-/* Copies s into out[n] (n >= 1) with each control byte (< 0x20, 0x7f) written as \n, \r,
- * \t or \xNN, so that a message stays on one line whatever path it names. Stops before
- * an escape that does not fit whole. */
-static void escape(char *out, size_t n, const char *s)
-{
-    size_t o = 0;
-
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        char esc[8] = { (char)ch };
-        size_t k;
-
-        if (ch == '\n' || ch == '\r' || ch == '\t')
-            snprintf(esc, sizeof(esc), "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
-        else if (ch < 0x20 || ch == 0x7f)
-            snprintf(esc, sizeof(esc), "\\x%02x", ch);
-        k = strlen(esc);
-        if (o + k >= n)
-            break;
-        memcpy(out + o, esc, k);
-        o += k;
-    }
-    out[o] = '\0';
-}
-
-/* err->msg = "path:line: <fmt>" (line 0: "path: <fmt>"), escaped; returns rc. */
+/* err->msg = "path:line: <fmt>" (line 0: "path: <fmt>"), escaped so that it stays one
+ * line whatever path it names; returns rc. */
 MATRIX_PRINTF(5, 6)
 static int fail(struct traffic_err *err, int rc, const char *path, uint64_t line,
                 const char *fmt, ...)
@@ -72,72 +46,8 @@ static int fail(struct traffic_err *err, int rc, const char *path, uint64_t line
         vsnprintf(raw + used, n - (size_t)used, fmt, ap);
         va_end(ap);
     }
-    escape(err->msg, sizeof(err->msg), raw);
+    textin_escape(err->msg, sizeof(err->msg), raw);
     return rc;
-}
-
-/* Opens path for reading, only if it is a regular file: /dev/zero would be one endless
- * line, a FIFO would block. O_NONBLOCK lets open return on a FIFO; it is cleared after.
- * NULL on failure, with err set ("cannot open: <strerror>" or "not a regular file"). */
-static FILE *open_regular(const char *path, struct traffic_err *err)
-{
-    struct stat st;
-    FILE *f = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), fl;
-    bool stat_ok;
-
-    if (fd < 0) {
-        fail(err, -EINVAL, path, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    stat_ok = fstat(fd, &st) == 0;
-    if (stat_ok && !S_ISREG(st.st_mode))
-        fail(err, -EINVAL, path, 0, "not a regular file");
-    else if (!stat_ok || (fl = fcntl(fd, F_GETFL)) < 0 ||
-             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || !(f = fdopen(fd, "r")))
-        fail(err, -EINVAL, path, 0, "cannot open: %s", strerror(errno));
-    if (!f)
-        close(fd);
-    return f;
-}
-
-/* Reads one line of f into text[MATRIX_LINE_MAX + 2] without its '\n' and a '\r' that
- * ends it, NUL-terminated; the line may hold NULs, *len counts them. Never reads more
- * than MATRIX_LINE_MAX + 2 bytes of a line. 1: a line; 0: end of file; -E2BIG: longer
- * than MATRIX_LINE_MAX; -errno: read error. getc_unlocked: f is matrix_load's own stream,
- * and the locking getc costs a quarter more time on a 20 MB file. */
-static int read_line(FILE *f, char *text, size_t *len)
-{
-    size_t n = 0;
-    int ch;
-
-    while ((ch = getc_unlocked(f)) != EOF && ch != '\n') {
-        if (n > MATRIX_LINE_MAX)      /* kept: MATRIX_LINE_MAX and a '\r'; one more is too many */
-            return -E2BIG;
-        text[n++] = (char)ch;
-    }
-    if (ch == EOF && ferror(f))
-        return errno ? -errno : -EIO;
-    if (ch == EOF && n == 0)
-        return 0;
-    if (n && text[n - 1] == '\r')
-        n--;
-    text[n] = '\0';
-    *len = n;
-    return n > MATRIX_LINE_MAX ? -E2BIG : 1;
-}
-
-/* Tab is the one control character a line may hold (a '\r' before the '\n' is gone):
- * a NUL would end the text early, '\v' '\f' and a stray '\r' are not separators. */
-static int check_line(const char *text, size_t len, uint64_t line, const char *path,
-                      struct traffic_err *err)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)text[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return fail(err, -EINVAL, path, line, "control character 0x%02x in line", ch);
-    }
-    return 0;
 }
 
 /* Decimal digits only. 0; -EINVAL: empty or not all digits; -ERANGE: > 2^64 - 1. */
@@ -261,13 +171,14 @@ static int load_lines(struct traffic *m, FILE *f, uint64_t *first_line, const ch
     size_t len = 0;
     int rc;
 
-    while ((rc = read_line(f, text, &len)) > 0) {
-        rc = check_line(text, len, ++line, path, err);
-        if (!rc)
-            rc = parse_line(m, text, line, first_line, path, err);
+    while ((rc = textin_getline(f, text, MATRIX_LINE_MAX, &len)) > 0) {
+        rc = parse_line(m, text, ++line, first_line, path, err);
         if (rc)
             return rc;
     }
+    if (rc == -EILSEQ)
+        return fail(err, -EINVAL, path, line + 1, "control character 0x%02x in line",
+                    (unsigned char)text[textin_clean_len(text, len)]);
     if (rc == -E2BIG)
         return fail(err, -EINVAL, path, line + 1, "line longer than %d characters",
                     MATRIX_LINE_MAX);
@@ -279,15 +190,15 @@ static int load_lines(struct traffic *m, FILE *f, uint64_t *first_line, const ch
 int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_err *err)
 {
     uint64_t *first_line;
+    char why[128];
     FILE *f;
     int rc;
 
     memset(m, 0, sizeof(*m));
     if (gpus < 1)
         return fail(err, -EINVAL, path, 0, "GPU count %d is not positive", gpus);
-    f = open_regular(path, err);
-    if (!f)
-        return -EINVAL;
+    if (textin_open(&f, path, why, sizeof(why)))
+        return fail(err, -EINVAL, path, 0, "%s", why);
     rc = traffic_create(m, gpus);
     if (rc) {
         fail(err, rc, path, 0, "%s", strerror(-rc));

@@ -5,8 +5,11 @@
  *   0 or -EINVAL (-EIO/-ENOMEM need a failing disk or allocator); on -EINVAL *m zeroed
  *   and a non-empty message of one line (no '\n') within CFG_ERR_MAX that starts with
  *   "path:"; on 0 the matrix equals the file's lines (a pair not listed: 0 bytes), read as
- *   FORMAT.md says plus what matrix.c also does: \r \v \f are blanks anywhere, and a NUL
- *   ends a line's text.
+ *   FORMAT.md says. matrix.c now refuses a NUL, \v, \f and a '\r' not right before the
+ *   '\n' (tests/test_traffic.c), so a file it accepts holds none of them; the oracle
+ *   below still reads \r \v \f as blanks and a NUL as the end of a line's text, which
+ *   is the same reading for such a file, and checks neither those refusals nor the
+ *   4096-byte line limit.
  * A broken promise prints why and aborts, so libFuzzer keeps the input. */
 #include "matrix.h"
 

@@ -1,0 +1,368 @@
+/* test_textin.c: CUnit suite for sim/textin.c. Each expectation is worked by hand from
+ * the contract in textin.h and the ASCII table: control bytes are 0x00..0x1f and 0x7f;
+ * tab is 0x09, '\n' 0x0a, '\r' 0x0d. Lines are read from tmpfile()s holding exact bytes;
+ * files for textin_open are made in a mkdtemp folder. */
+#include "textin.h"
+
+#include <CUnit/Basic.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The suite's folder and what is made in it (removed by suite_clean). */
+static char tmp_dir[64];
+static const char *const tmp_names[] = { "reg", "reg_link", "fifo", "fifo_link", "dir" };
+
+static int suite_init(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_textin.XXXXXX");
+    return mkdtemp(tmp_dir) ? 0 : -1;
+}
+
+static char *tmp_path(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", tmp_dir, name);
+    return out;
+}
+
+static int suite_clean(void)
+{
+    char p[128];
+    for (size_t i = 0; i < sizeof(tmp_names) / sizeof(tmp_names[0]); i++)
+        if (remove(tmp_path(p, sizeof(p), tmp_names[i])) && errno != ENOENT)
+            return -1;
+    return rmdir(tmp_dir);
+}
+
+/* ---- textin_escape ---- */
+
+static void expect_escape(const char *s, size_t n, const char *want)
+{
+    char out[64];
+    memset(out, 'Z', sizeof(out));
+    textin_escape(out, n, s);
+    CU_ASSERT_STRING_EQUAL(out, want);
+    for (size_t i = n; i < sizeof(out); i++)
+        CU_ASSERT_EQUAL(out[i], 'Z');
+}
+
+/* Each class: \n \r \t by letter; other bytes below 0x20 (\v \f ESC 0x01 0x1f) and 0x7f
+ * as \xNN, two lower-case hex digits; space, '~', UTF-8 and 0x80..0xff as they are. */
+static void test_escape_classes(void)
+{
+    expect_escape("a\nb\rc\td", 64, "a\\nb\\rc\\td");
+    expect_escape("\v\f\x01\x1f", 64, "\\x0b\\x0c\\x01\\x1f");
+    expect_escape("\x1b[31m\x7f", 64, "\\x1b[31m\\x7f");
+    expect_escape(" ~\xc3\xa9\x80\xff", 64, " ~\xc3\xa9\x80\xff");
+    expect_escape("", 64, "");
+}
+
+/* Bytes 1..255 in one string: \t \n \r take 2 characters (6), the other 28 below 0x20
+ * take 4 (112), 0x20..0x7e 1 each (95), 0x7f 4, 0x80..0xff 1 each (128): 345 in all. */
+static void test_escape_every_byte(void)
+{
+    char s[256], out[400];
+    for (int b = 1; b < 256; b++)
+        s[b - 1] = (char)b;
+    s[255] = '\0';
+    textin_escape(out, sizeof(out), s);
+    CU_ASSERT_EQUAL(strlen(out), 345);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\\x08\\t\\n\\x0b\\x0c\\r\\x0e"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "}~\\x7f\x80"));
+    CU_ASSERT_PTR_NULL(strchr(out, '\n'));
+}
+
+/* An escape is written whole or not at all; out keeps n - 1 characters and the NUL.
+ * "a\nb" is "a\\nb", 4 characters: n 5 holds it, n 4 stops before 'b', n 3 before "\\n". */
+static void test_escape_truncates(void)
+{
+    expect_escape("a\nb", 5, "a\\nb");
+    expect_escape("a\nb", 4, "a\\n");
+    expect_escape("a\nb", 3, "a");
+    expect_escape("\x01", 5, "\\x01");
+    expect_escape("\x01", 4, "");
+    expect_escape("abc", 1, "");
+}
+
+/* ---- textin_clean_len ---- */
+
+/* Refused alone: 0x00..0x08 (9), 0x0a..0x1f (22) and 0x7f: 32 of the 256 bytes. */
+static void test_clean_len_bytes(void)
+{
+    int refused = 0;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        refused += textin_clean_len(&c, 1) == 0;
+    }
+    CU_ASSERT_EQUAL(refused, 32);
+    CU_ASSERT_EQUAL(textin_clean_len("\t", 1), 1);
+    CU_ASSERT_EQUAL(textin_clean_len(" ", 1), 1);
+    CU_ASSERT_EQUAL(textin_clean_len("\x80", 1), 1);
+    CU_ASSERT_EQUAL(textin_clean_len("\xff", 1), 1);
+    CU_ASSERT_EQUAL(textin_clean_len("\x7f", 1), 0);
+}
+
+/* The offset of the first refused byte, NUL included; len bytes and no more are looked at.
+ * A '\r' is refused wherever it is: only textin_getline drops the one that ends a line. */
+static void test_clean_len_offset(void)
+{
+    CU_ASSERT_EQUAL(textin_clean_len("ab\tc", 4), 4);
+    CU_ASSERT_EQUAL(textin_clean_len("ab\0c", 4), 2);
+    CU_ASSERT_EQUAL(textin_clean_len("ab\rc", 4), 2);
+    CU_ASSERT_EQUAL(textin_clean_len("abc\r", 4), 3);
+    CU_ASSERT_EQUAL(textin_clean_len("a\v\x01", 3), 1);
+    CU_ASSERT_EQUAL(textin_clean_len("ab\x01", 2), 2);
+    CU_ASSERT_EQUAL(textin_clean_len("", 0), 0);
+}
+
+/* ---- textin_getline, max = 4: buf[6], the rest of buf must stay 'Z' ---- */
+
+#define MAX 4
+
+/* A file holding the n bytes of a string literal s, NULs included. */
+#define BYTES_FILE(s) bytes_file((s), sizeof(s) - 1)
+
+static FILE *bytes_file(const char *bytes, size_t n)
+{
+    FILE *f = tmpfile();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL_FATAL(fwrite(bytes, 1, n, f), n);
+    rewind(f);
+    return f;
+}
+
+/* Next line of f: expects rc and, for 1 and -EILSEQ, the n bytes of want and *len = n. */
+static void expect_line(FILE *f, size_t max, int rc, const char *want, size_t n)
+{
+    char buf[16];
+    size_t len = 99;
+    memset(buf, 'Z', sizeof(buf));
+    CU_ASSERT_EQUAL(textin_getline(f, buf, max, &len), rc);
+    if (rc == 1 || rc == -EILSEQ) {
+        CU_ASSERT_EQUAL(len, n);
+        CU_ASSERT(len == n && !memcmp(buf, want, n) && buf[n] == '\0');
+    }
+    for (size_t i = max + 2; i < sizeof(buf); i++)
+        CU_ASSERT_EQUAL(buf[i], 'Z');
+}
+
+/* Up to the limit: 4 bytes, 4 bytes + CRLF, 4 bytes with no '\n' before the end. */
+static void test_getline_at_limit(void)
+{
+    FILE *f = BYTES_FILE("abcd\nabcd\r\nabcd");
+    expect_line(f, MAX, 1, "abcd", 4);
+    expect_line(f, MAX, 1, "abcd", 4);
+    expect_line(f, MAX, 1, "abcd", 4);
+    expect_line(f, MAX, 0, NULL, 0);
+    fclose(f);
+}
+
+/* One byte past: "abcde" is read to its '\n' (byte 6 of the line, within max + 2), so
+ * "xy" is next. "abcde\r\n" and "abcdefgh\n": reading stops after max + 2 = 6 bytes of
+ * the line, "abcde\r" and "abcdef", leaving "\n" (read next as an empty line) and "gh\n";
+ * the second stop is at offset 6 + 3 + 7 + 6 = 22. */
+static void test_getline_past_limit(void)
+{
+    FILE *f = BYTES_FILE("abcde\nxy\nabcde\r\nabcdefgh\n");
+    expect_line(f, MAX, -E2BIG, NULL, 0);
+    expect_line(f, MAX, 1, "xy", 2);
+    expect_line(f, MAX, -E2BIG, NULL, 0);
+    expect_line(f, MAX, 1, "", 0);
+    expect_line(f, MAX, -E2BIG, NULL, 0);
+    CU_ASSERT_EQUAL(ftell(f), 22);
+    expect_line(f, MAX, 1, "gh", 2);
+    fclose(f);
+}
+
+/* max 0: only an empty line, CRLF or not, fits. */
+static void test_getline_max_zero(void)
+{
+    FILE *f = BYTES_FILE("\n\r\na\n");
+    expect_line(f, 0, 1, "", 0);
+    expect_line(f, 0, 1, "", 0);
+    expect_line(f, 0, -E2BIG, NULL, 0);
+    expect_line(f, 0, 0, NULL, 0);
+    fclose(f);
+}
+
+/* One '\r' ends a line before '\n' or the end of the file; one anywhere else is refused:
+ * "a\rb" at offset 1, and in "ab\r\r" the first of the two at offset 2. */
+static void test_getline_crlf(void)
+{
+    FILE *f = BYTES_FILE("ab\r\n\r\na\rb\nab\r\r\nab\r");
+    expect_line(f, MAX, 1, "ab", 2);
+    expect_line(f, MAX, 1, "", 0);
+    expect_line(f, MAX, -EILSEQ, "a\rb", 3);
+    expect_line(f, MAX, -EILSEQ, "ab\r", 3);
+    expect_line(f, MAX, 1, "ab", 2);
+    expect_line(f, MAX, 0, NULL, 0);
+    fclose(f);
+}
+
+/* A NUL is a refused byte, kept in buf and counted in *len, not the end of the line;
+ * the line after it reads as usual. */
+static void test_getline_nul(void)
+{
+    char buf[MAX + 2];
+    size_t len = 0;
+    FILE *f = BYTES_FILE("a\0b\nc\n");
+    CU_ASSERT_EQUAL(textin_getline(f, buf, MAX, &len), -EILSEQ);
+    CU_ASSERT_EQUAL(len, 3);
+    CU_ASSERT_EQUAL(textin_clean_len(buf, len), 1);
+    CU_ASSERT(!memcmp(buf, "a\0b\0", 4));
+    expect_line(f, MAX, 1, "c", 1);
+    fclose(f);
+}
+
+/* Tab passes; \v, \f, ESC, 0x7f do not; a long line is -E2BIG whatever it holds. Blank
+ * lines are lines of 0 bytes; an empty file is at its end at once. */
+static void test_getline_bytes(void)
+{
+    FILE *f = BYTES_FILE("\ta b\n\v\n\f\n\x1b\n\x7f\n\x01" "bcde\n\n");
+    expect_line(f, MAX, 1, "\ta b", 4);
+    expect_line(f, MAX, -EILSEQ, "\v", 1);
+    expect_line(f, MAX, -EILSEQ, "\f", 1);
+    expect_line(f, MAX, -EILSEQ, "\x1b", 1);
+    expect_line(f, MAX, -EILSEQ, "\x7f", 1);
+    expect_line(f, MAX, -E2BIG, NULL, 0);
+    expect_line(f, MAX, 1, "", 0);
+    expect_line(f, MAX, 0, NULL, 0);
+    fclose(f);
+    f = BYTES_FILE("");
+    expect_line(f, MAX, 0, NULL, 0);
+    fclose(f);
+}
+
+/* A stream open for writing only fails its first read: glibc sets errno to EBADF. */
+static void test_getline_read_error(void)
+{
+    char p[128], buf[MAX + 2];
+    size_t len = 0;
+    FILE *f = fopen(tmp_path(p, sizeof(p), "reg"), "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(textin_getline(f, buf, MAX, &len), -EBADF);
+    fclose(f);
+}
+
+/* ---- textin_open ---- */
+
+/* Opens path; expects rc, why (checked when rc != 0) and *out NULL exactly on failure. */
+static void expect_open(const char *path, int rc, const char *why)
+{
+    FILE *f = stdin;                /* anything but NULL */
+    char got[64] = "";
+    CU_ASSERT_EQUAL(textin_open(&f, path, got, sizeof(got)), rc);
+    if (rc) {
+        CU_ASSERT_PTR_NULL(f);
+        CU_ASSERT_STRING_EQUAL(got, why);
+    } else {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fclose(f);
+    }
+}
+
+/* A regular file, and a link to one, open blocking (O_NONBLOCK cleared) and close-on-exec,
+ * and read from the first byte. */
+static void test_open_regular(void)
+{
+    char p[128], l[128], buf[MAX + 2];
+    size_t len = 0;
+    FILE *f = NULL, *w = fopen(tmp_path(p, sizeof(p), "reg"), "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    fputs("x\n", w);
+    fclose(w);
+    CU_ASSERT_EQUAL_FATAL(textin_open(&f, p, buf, sizeof(buf)), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fcntl(fileno(f), F_GETFL) & O_NONBLOCK, 0);
+    CU_ASSERT_EQUAL(fcntl(fileno(f), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+    CU_ASSERT_EQUAL(textin_getline(f, buf, MAX, &len), 1);
+    CU_ASSERT_STRING_EQUAL(buf, "x");
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(symlink(p, tmp_path(l, sizeof(l), "reg_link")), 0);
+    expect_open(l, 0, NULL);
+}
+
+/* A FIFO with no writer (open would block without O_NONBLOCK; alarm turns a hang into
+ * a failed run), a link to it, a folder and /dev/zero: -EINVAL, unread. why is cut to
+ * n - 1 = 7 characters for n = 8. No descriptor is left open: the next open gets the
+ * same number as before. */
+static void test_open_not_regular(void)
+{
+    char p[128], l[128], why[8];
+    FILE *f = NULL;
+    int fd0 = open("/dev/null", O_RDONLY), fd1;
+    close(fd0);
+    alarm(10);
+    CU_ASSERT_EQUAL_FATAL(mkfifo(tmp_path(p, sizeof(p), "fifo"), 0600), 0);
+    expect_open(p, -EINVAL, "not a regular file");
+    CU_ASSERT_EQUAL_FATAL(symlink(p, tmp_path(l, sizeof(l), "fifo_link")), 0);
+    expect_open(l, -EINVAL, "not a regular file");
+    alarm(0);
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp_path(p, sizeof(p), "dir"), 0700), 0);
+    expect_open(p, -EINVAL, "not a regular file");
+    expect_open("/dev/zero", -EINVAL, "not a regular file");
+    CU_ASSERT_EQUAL(textin_open(&f, p, why, sizeof(why)), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(why, "not a r");
+    fd1 = open("/dev/null", O_RDONLY);
+    CU_ASSERT_EQUAL(fd1, fd0);
+    close(fd1);
+}
+
+/* A missing file: open's own errno, and its text after "cannot open: ". */
+static void test_open_missing(void)
+{
+    char p[128], want[64];
+    snprintf(want, sizeof(want), "cannot open: %s", strerror(ENOENT));
+    expect_open(tmp_path(p, sizeof(p), "missing"), -ENOENT, want);
+    snprintf(want, sizeof(want), "cannot open: %s", strerror(ENOTDIR));
+    expect_open("/dev/null/x", -ENOTDIR, want);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        { "escape: each control byte class", test_escape_classes },
+        { "escape: bytes 1..255", test_escape_every_byte },
+        { "escape: cut before a whole escape", test_escape_truncates },
+        { "clean_len: refused bytes", test_clean_len_bytes },
+        { "clean_len: offset of the first", test_clean_len_offset },
+        { "getline: exactly at the limit", test_getline_at_limit },
+        { "getline: past the limit", test_getline_past_limit },
+        { "getline: max 0", test_getline_max_zero },
+        { "getline: CRLF and stray CR", test_getline_crlf },
+        { "getline: NUL", test_getline_nul },
+        { "getline: tab, control bytes, blank lines", test_getline_bytes },
+        { "getline: read error", test_getline_read_error },
+        { "open: regular file and link", test_open_regular },
+        { "open: FIFO, folder, /dev/zero", test_open_not_regular },
+        { "open: missing file", test_open_missing },
+    };
+    CU_pSuite suite;
+    unsigned failures;
+
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    suite = CU_add_suite("textin", suite_init, suite_clean);
+    if (!suite)
+        goto out_cleanup;
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
+            goto out_cleanup;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failures != 0;
+
+out_cleanup:
+    CU_cleanup_registry();
+    return 1;
+}
