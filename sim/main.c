@@ -176,39 +176,31 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-struct outputs {
-    struct ofile trace, csv, gpu_csv, link_csv;
+/* One requested output: where it goes, what writes it, its NAME.tmp while written. */
+struct output {
+    const char *path;
+    int (*write)(FILE *f, const struct report *r);
+    struct ofile of;
 };
 
-static void abort_outputs(struct outputs *o)
+static int open_write(struct output *out, const struct report *r)
 {
-    ofile_abort(&o->trace);
-    ofile_abort(&o->csv);
-    ofile_abort(&o->gpu_csv);
-    ofile_abort(&o->link_csv);
-}
-
-static int open_write(struct ofile *of, const char *path, const struct report *r,
-                      int (*write)(FILE *, const struct report *))
-{
-    if (!path)
-        return 0;
-    int e = ofile_open(of, path);
+    int e = ofile_open(&out->of, out->path);
     if (e) {
-        fprintf(stderr, "moesim run: %s: cannot write: %s\n", path, strerror(-e));
+        fprintf(stderr, "moesim run: %s: cannot write: %s\n", out->path, strerror(-e));
         return e;
     }
-    if ((e = write(of->f, r)))
-        fprintf(stderr, "moesim run: %s: write failed: %s\n", path, strerror(-e));
+    if ((e = out->write(out->of.f, r)))
+        fprintf(stderr, "moesim run: %s: write failed: %s\n", out->path, strerror(-e));
     return e;
 }
 
 /* A target that is a folder would fail its rename after others succeeded: refuse first. */
-static int check_target(const struct ofile *of)
+static int check_target(const struct output *out)
 {
     struct stat st;
-    if (of->f && stat(of->path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "moesim run: %s: is a directory\n", of->path);
+    if (stat(out->path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "moesim run: %s: is a directory\n", out->path);
         return -EISDIR;
     }
     return 0;
@@ -219,35 +211,32 @@ static int check_target(const struct ofile *of)
  * leaves no output. */
 static int write_outputs(const struct run_opts *o, const struct report *r)
 {
-    struct outputs out;
-    memset(&out, 0, sizeof(out));
-    int e = open_write(&out.trace, o->trace, r, timeline_write);
-    if (!e)
-        e = open_write(&out.csv, o->csv, r, report_csv);
-    if (!e)
-        e = open_write(&out.gpu_csv, o->gpu_csv, r, report_gpu_csv);
-    if (!e)
-        e = open_write(&out.link_csv, o->link_csv, r, report_link_csv);
-    struct ofile *all[] = { &out.trace, &out.csv, &out.gpu_csv, &out.link_csv };
+    struct output all[] = {
+        { .path = o->trace, .write = timeline_write },
+        { .path = o->csv, .write = report_csv },
+        { .path = o->gpu_csv, .write = report_gpu_csv },
+        { .path = o->link_csv, .write = report_link_csv },
+    };
     enum { NOUT = sizeof(all) / sizeof(all[0]) };
+    int e = 0, committed = 0;
     for (int i = 0; i < NOUT && !e; i++)
-        e = check_target(all[i]);
-    const char *done[NOUT];
-    int ndone = 0;
+        if (all[i].path)
+            e = open_write(&all[i], r);
+    for (int i = 0; i < NOUT && !e; i++)
+        if (all[i].path)
+            e = check_target(&all[i]);
     for (int i = 0; i < NOUT && !e; i++) {
-        if (!all[i]->f)
-            continue;
-        const char *path = i == 0 ? o->trace : i == 1 ? o->csv : i == 2 ? o->gpu_csv : o->link_csv;
-        if ((e = ofile_commit(all[i])))
-            fprintf(stderr, "moesim run: %s: %s\n", path, strerror(-e));
-        else
-            done[ndone++] = path;
+        if (all[i].path && (e = ofile_commit(&all[i].of)))
+            fprintf(stderr, "moesim run: %s: %s\n", all[i].path, strerror(-e));
+        committed = e ? i : i + 1;
     }
     if (!e)
         return 0;
-    abort_outputs(&out);
-    for (int i = 0; i < ndone; i++)
-        remove(done[i]);
+    for (int i = 0; i < NOUT; i++) {
+        ofile_abort(&all[i].of);
+        if (i < committed && all[i].path)
+            remove(all[i].path);      /* renamed before a later output failed */
+    }
     return 1;
 }
 
