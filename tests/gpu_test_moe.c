@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cu_run.h"
 #include "moe.h"
 #include "moe_cpu.h"
 #include "moe_cuda.h"
@@ -884,25 +885,17 @@ static void test_bad_arguments(void)
 
 int main(void)
 {
+    static const struct cu_test tests[] = {
+        { "GPU vs CPU oracle, forward and backward", test_against_cpu },
+        { "deterministic", test_deterministic },
+        { "rank split", test_rank_split },
+        { "no tokens", test_zero_tokens },
+        { "bad arguments", test_bad_arguments },
+    };
     char why[256] = "unknown";
     if (moe_cuda_probe(why, sizeof(why)) == 0) {
         printf("SKIP gpu_test_moe: no CUDA device (%s)\n", why);
         return 0;
     }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("moe_cuda", NULL, NULL);
-    if (!s || !CU_add_test(s, "GPU vs CPU oracle, forward and backward", test_against_cpu) ||
-        !CU_add_test(s, "deterministic", test_deterministic) ||
-        !CU_add_test(s, "rank split", test_rank_split) ||
-        !CU_add_test(s, "no tokens", test_zero_tokens) ||
-        !CU_add_test(s, "bad arguments", test_bad_arguments)) {
-        CU_cleanup_registry();
-        return 2;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
+    return cu_run("moe_cuda", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

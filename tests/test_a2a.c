@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "a2a.h"
+#include "cu_run.h"
 
 #define S 1048576.0            /* 1 MiB per pair */
 #define NVL 450e9
@@ -145,17 +146,12 @@ static void test_empty_and_bad(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("a2a", NULL, NULL);
-    CU_add_test(s, "uniform, one node", test_one_node);
-    CU_add_test(s, "uniform, four nodes", test_four_nodes);
-    CU_add_test(s, "hot GPU", test_hot_gpu);
-    CU_add_test(s, "start offset and link series", test_offset);
-    CU_add_test(s, "empty and bad", test_empty_and_bad);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int fails = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const struct cu_test tests[] = {
+        { "uniform, one node", test_one_node },
+        { "uniform, four nodes", test_four_nodes },
+        { "hot GPU", test_hot_gpu },
+        { "start offset and link series", test_offset },
+        { "empty and bad", test_empty_and_bad },
+    };
+    return cu_run("a2a", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

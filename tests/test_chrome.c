@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "chrome.h"
+#include "cu_run.h"
 
 /* Needs every escape: quote, backslash, newline, tab, 0x01, 0x1f; '/' and UTF-8
  * ("é", "✓") are copied as they are. */
@@ -194,18 +195,10 @@ static void test_empty_and_io_error(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("chrome", NULL, NULL);
-    if (!s || !CU_add_test(s, "valid JSON, counts, escaping", test_json_valid) ||
-        !CU_add_test(s, "byte-deterministic", test_deterministic) ||
-        !CU_add_test(s, "empty trace, I/O error", test_empty_and_io_error)) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails != 0;
+    static const struct cu_test tests[] = {
+        { "valid JSON, counts, escaping", test_json_valid },
+        { "byte-deterministic", test_deterministic },
+        { "empty trace, I/O error", test_empty_and_io_error },
+    };
+    return cu_run("chrome", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -3,6 +3,7 @@
  * GB/s * 1e9 = B/s, us / 1e6 = s; size suffixes 1000^n and 1024^n) and from the
  * message format "file:line: section.key: what is wrong". */
 #include "config.h"
+#include "cu_run.h"
 
 #include <CUnit/Basic.h>
 
@@ -653,10 +654,7 @@ static void test_section_name(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        CU_TestFunc fn;
-    } tests[] = {
+    static const struct cu_test tests[] = {
         { "defaults", test_defaults },
         { "units", test_units },
         { "layout", test_layout },
@@ -693,19 +691,5 @@ int main(void)
         { "not a regular file", test_not_regular_file },
         { "section name", test_section_name },
     };
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("config", suite_init, suite_clean);
-    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn))
-            s = NULL;
-    if (!s) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned bad = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return bad ? 1 : 0;
+    return cu_run("config", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cu_run.h"
 #include "des.h"
 
 /* Each callback appends its tag and the clock to a log. */
@@ -370,22 +371,14 @@ static void test_random_oracle(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("des", NULL, NULL);
-    if (!s || !CU_add_test(s, "time order", test_time_order) ||
-        !CU_add_test(s, "FIFO among equal times", test_fifo_ties) ||
-        !CU_add_test(s, "cancel", test_cancel) ||
-        !CU_add_test(s, "reject bad input", test_reject) ||
-        !CU_add_test(s, "run until t_end, resume", test_run_until) ||
-        !CU_add_test(s, "stop and no nesting", test_stop) ||
-        !CU_add_test(s, "random vs sorted-array oracle", test_random_oracle)) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails != 0;
+    static const struct cu_test tests[] = {
+        { "time order", test_time_order },
+        { "FIFO among equal times", test_fifo_ties },
+        { "cancel", test_cancel },
+        { "reject bad input", test_reject },
+        { "run until t_end, resume", test_run_until },
+        { "stop and no nesting", test_stop },
+        { "random vs sorted-array oracle", test_random_oracle },
+    };
+    return cu_run("des", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -12,6 +12,7 @@
  * FUZZ_ITERS (mutants per parser: 5000, 3000 under ASan) and FUZZ_SEED change the run; a
  * failure prints both and its iteration: FUZZ_ITERS=iteration+1 replays up to it. */
 #include "config.h"
+#include "cu_run.h"
 #include "matrix.h"
 #include "traffic.h"
 
@@ -561,7 +562,7 @@ static void test_set_mutants(void)
 
 int main(void)
 {
-    static const struct { const char *name; void (*fn)(void); } tests[] = {
+    static const struct cu_test tests[] = {
         { "config mutants", test_config_mutants },
         { "--set mutants", test_set_mutants },
         { "matrix mutants", test_matrix_mutants },
@@ -573,19 +574,5 @@ int main(void)
         fuzz_seed = strtoull(v, NULL, 0);
     printf("# fuzz: FUZZ_SEED=0x%016" PRIx64 " FUZZ_ITERS=%d\n", fuzz_seed, fuzz_iters);
     alarm(600);               /* a hang ends the run (SIGALRM) instead of stalling `make test` */
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("fuzz", suite_init, suite_clean);
-    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn))
-            s = NULL;
-    if (!s) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned bad = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return bad ? 1 : 0;
+    return cu_run("fuzz", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cu_run.h"
 #include "moe.h"
 #include "moe_cpu.h"
 
@@ -906,27 +907,19 @@ static void test_bad_arguments(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("moe_cpu", NULL, NULL);
-    if (!s || !CU_add_test(s, "gradients vs finite differences", test_gradients_fd) ||
-        !CU_add_test(s, "gradients, top_k = experts", test_gradients_fd_all_experts) ||
-        !CU_add_test(s, "permute layout and identity", test_permute_layout) ||
-        !CU_add_test(s, "ties go to the lower index", test_tie_break) ||
-        !CU_add_test(s, "top_k = E is a dense mixture", test_dense_mixture) ||
-        !CU_add_test(s, "one expert per token is its FFN", test_single_expert) ||
-        !CU_add_test(s, "bias selects, weights unbiased", test_bias_selects_not_weights) ||
-        !CU_add_test(s, "rank split is bitwise exact", test_rank_split_exact) ||
-        !CU_add_test(s, "deterministic", test_deterministic) ||
-        !CU_add_test(s, "pthreads give the same bits", test_threads_same_bits) ||
-        !CU_add_test(s, "no tokens", test_zero_tokens) ||
-        !CU_add_test(s, "bad arguments", test_bad_arguments)) {
-        CU_cleanup_registry();
-        return 2;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
+    static const struct cu_test tests[] = {
+        { "gradients vs finite differences", test_gradients_fd },
+        { "gradients, top_k = experts", test_gradients_fd_all_experts },
+        { "permute layout and identity", test_permute_layout },
+        { "ties go to the lower index", test_tie_break },
+        { "top_k = E is a dense mixture", test_dense_mixture },
+        { "one expert per token is its FFN", test_single_expert },
+        { "bias selects, weights unbiased", test_bias_selects_not_weights },
+        { "rank split is bitwise exact", test_rank_split_exact },
+        { "deterministic", test_deterministic },
+        { "pthreads give the same bits", test_threads_same_bits },
+        { "no tokens", test_zero_tokens },
+        { "bad arguments", test_bad_arguments },
+    };
+    return cu_run("moe_cpu", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cu_run.h"
 #include "net.h"
 #include "rng.h"
 
@@ -695,31 +696,26 @@ static void test_bad_input(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("net", NULL, NULL);
-    CU_add_test(s, "one flow", test_one_flow);
-    CU_add_test(s, "N flows on one link", test_n_flows_one_link);
-    CU_add_test(s, "processor sharing", test_processor_sharing);
-    CU_add_test(s, "max-min: shared link bottleneck", test_maxmin_two_links);
-    CU_add_test(s, "max-min: other bottleneck", test_maxmin_other_bottleneck);
-    CU_add_test(s, "parking lot", test_parking_lot);
-    CU_add_test(s, "group splits", test_group_split);
-    CU_add_test(s, "link fills up", test_link_fills_up);
-    CU_add_test(s, "fixed flow gives way", test_fixed_flow_gives_way);
-    CU_add_test(s, "clock restart", test_clock_restart);
-    CU_add_test(s, "clock restart, running", test_clock_restart_running);
-    CU_add_test(s, "zero bytes", test_zero_bytes);
-    CU_add_test(s, "done in id order", test_done_order);
-    CU_add_test(s, "many done together", test_many_done_together);
-    CU_add_test(s, "link observer", test_observer);
-    CU_add_test(s, "random vs reference", test_random_vs_reference);
-    CU_add_test(s, "random, every event", test_random_every_event);
-    CU_add_test(s, "skewed all-to-all vs reference", test_skewed_alltoall_vs_reference);
-    CU_add_test(s, "bad input", test_bad_input);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int fails = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const struct cu_test tests[] = {
+        { "one flow", test_one_flow },
+        { "N flows on one link", test_n_flows_one_link },
+        { "processor sharing", test_processor_sharing },
+        { "max-min: shared link bottleneck", test_maxmin_two_links },
+        { "max-min: other bottleneck", test_maxmin_other_bottleneck },
+        { "parking lot", test_parking_lot },
+        { "group splits", test_group_split },
+        { "link fills up", test_link_fills_up },
+        { "fixed flow gives way", test_fixed_flow_gives_way },
+        { "clock restart", test_clock_restart },
+        { "clock restart, running", test_clock_restart_running },
+        { "zero bytes", test_zero_bytes },
+        { "done in id order", test_done_order },
+        { "many done together", test_many_done_together },
+        { "link observer", test_observer },
+        { "random vs reference", test_random_vs_reference },
+        { "random, every event", test_random_every_event },
+        { "skewed all-to-all vs reference", test_skewed_alltoall_vs_reference },
+        { "bad input", test_bad_input },
+    };
+    return cu_run("net", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

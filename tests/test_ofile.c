@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cu_run.h"
 #include "ofile.h"
 
 /* Each test works in its own fresh folder under /tmp, removed at the end. */
@@ -174,20 +175,12 @@ static void test_bad_args(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("ofile", NULL, NULL);
-    if (!s || !CU_add_test(s, "commit leaves the final file", test_commit) ||
-        !CU_add_test(s, "abort leaves nothing", test_abort) ||
-        !CU_add_test(s, "missing folder", test_missing_folder) ||
-        !CU_add_test(s, "failed commit cleans up", test_commit_fails_cleans_up) ||
-        !CU_add_test(s, "bad arguments", test_bad_args)) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails != 0;
+    static const struct cu_test tests[] = {
+        { "commit leaves the final file", test_commit },
+        { "abort leaves nothing", test_abort },
+        { "missing folder", test_missing_folder },
+        { "failed commit cleans up", test_commit_fails_cleans_up },
+        { "bad arguments", test_bad_args },
+    };
+    return cu_run("ofile", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -10,6 +10,7 @@
  * them, not read back from the presets, so an edit that drifts from the source fails.
  */
 #include "config.h"
+#include "cu_run.h"
 
 #include <CUnit/Basic.h>
 
@@ -320,10 +321,7 @@ static void test_matrix_example(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        CU_TestFunc fn;
-    } tests[] = {
+    static const struct cu_test tests[] = {
         { "every model preset loads", test_all_models_load },
         { "every cluster preset loads", test_all_clusters_load },
         { "every example loads", test_all_examples_load },
@@ -337,20 +335,5 @@ int main(void)
         { "examples/deepseek-v3-ep64-h800.ini", test_h800_example },
         { "examples/matrix.ini", test_matrix_example },
     };
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("presets", NULL, NULL);
-    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn))
-            s = NULL;
-    if (!s) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_ErrorCode err = CU_get_error();
-    CU_cleanup_registry();
-    return failures != 0 || err != CUE_SUCCESS;
+    return cu_run("presets", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "cu_run.h"
 #include "rng.h"
 
 /* The reference outputs of xoshiro256** from state {1, 2, 3, 4}, as published
@@ -163,10 +164,7 @@ static void test_double(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct cu_test tests[] = {
         {"xoshiro256** reference vector", test_reference_vector},
         {"seeding is splitmix64", test_seed_is_splitmix64},
         {"same seed same sequence", test_determinism},
@@ -176,24 +174,5 @@ int main(void)
         {"rng_below unbiased for n = 3 * 2^62", test_below_unbiased},
         {"rng_double in [0,1), mean 1/2", test_double},
     };
-    CU_pSuite suite;
-    unsigned failures;
-
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    suite = CU_add_suite("rng", NULL, NULL);
-    if (!suite)
-        goto out_cleanup;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-            goto out_cleanup;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
-
-out_cleanup:
-    CU_cleanup_registry();
-    return 1;
+    return cu_run("rng", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "cu_run.h"
 #include "routing.h"
 
 static struct config make_config(int nodes, int gpus_per_node, int experts, int top_k, int ep,
@@ -412,10 +413,7 @@ static void test_bad_config(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct cu_test tests[] = {
         {"rows sum to T*K without dedup", test_rows_without_dedup},
         {"dedup: per-GPU tokens T(1 - C(E-m,K)/C(E,K))", test_dedup_expected_per_gpu},
         {"uniform expert load T*K/E", test_expert_load_uniform},
@@ -430,24 +428,5 @@ int main(void)
         {"zero tokens", test_zero_tokens},
         {"bad config is -EINVAL", test_bad_config},
     };
-    CU_pSuite suite;
-    unsigned failures;
-
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    suite = CU_add_suite("routing", NULL, NULL);
-    if (!suite)
-        goto out_cleanup;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-            goto out_cleanup;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
-
-out_cleanup:
-    CU_cleanup_registry();
-    return 1;
+    return cu_run("routing", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -2,6 +2,7 @@
  * the contract in textin.h and the ASCII table: control bytes are 0x00..0x1f and 0x7f;
  * tab is 0x09, '\n' 0x0a, '\r' 0x0d. Lines are read from tmpfile()s holding exact bytes;
  * files for textin_open are made in a mkdtemp folder. */
+#include "cu_run.h"
 #include "textin.h"
 
 #include <CUnit/Basic.h>
@@ -325,10 +326,7 @@ static void test_open_missing(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct cu_test tests[] = {
         { "escape: each control byte class", test_escape_classes },
         { "escape: bytes 1..255", test_escape_every_byte },
         { "escape: cut before a whole escape", test_escape_truncates },
@@ -345,24 +343,5 @@ int main(void)
         { "open: FIFO, folder, /dev/zero", test_open_not_regular },
         { "open: missing file", test_open_missing },
     };
-    CU_pSuite suite;
-    unsigned failures;
-
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    suite = CU_add_suite("textin", suite_init, suite_clean);
-    if (!suite)
-        goto out_cleanup;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-            goto out_cleanup;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
-
-out_cleanup:
-    CU_cleanup_registry();
-    return 1;
+    return cu_run("textin", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

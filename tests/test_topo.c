@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "cu_run.h"
 #include "topo.h"
 
 static struct cfg_cluster cluster(int nodes, int gpn, enum route_kind route)
@@ -148,19 +149,14 @@ static void test_bad(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("topo", NULL, NULL);
-    CU_add_test(s, "links", test_links);
-    CU_add_test(s, "route inside a node", test_route_intra);
-    CU_add_test(s, "route rail", test_route_rail);
-    CU_add_test(s, "route pxn", test_route_pxn);
-    CU_add_test(s, "route hierarchical", test_route_hier);
-    CU_add_test(s, "leaves and oversubscription", test_leaves);
-    CU_add_test(s, "bad cluster", test_bad);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int fails = (int)CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const struct cu_test tests[] = {
+        { "links", test_links },
+        { "route inside a node", test_route_intra },
+        { "route rail", test_route_rail },
+        { "route pxn", test_route_pxn },
+        { "route hierarchical", test_route_hier },
+        { "leaves and oversubscription", test_leaves },
+        { "bad cluster", test_bad },
+    };
+    return cu_run("topo", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

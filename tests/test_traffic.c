@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cu_run.h"
 #include "matrix.h"
 #include "routing.h"
 #include "traffic.h"
@@ -415,10 +416,7 @@ static void test_bad_path_escaped(void)
 
 int main(void)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct cu_test tests[] = {
         {"alltoall closed form", test_alltoall},
         {"transpose scaled", test_transpose_scaled},
         {"moe bytes by hand", test_moe_by_hand},
@@ -441,24 +439,5 @@ int main(void)
         {"bad: not a regular file", test_bad_not_regular},
         {"bad: path escaped", test_bad_path_escaped},
     };
-    CU_pSuite suite;
-    unsigned failures;
-
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    suite = CU_add_suite("traffic", NULL, NULL);
-    if (!suite)
-        goto out_cleanup;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-            goto out_cleanup;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures != 0;
-
-out_cleanup:
-    CU_cleanup_registry();
-    return 1;
+    return cu_run("traffic", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
