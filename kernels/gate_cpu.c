@@ -63,15 +63,13 @@ static void topk_row(int e_n, int k_n, const float *s, const float *bias, int32_
     }
 }
 
-void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const float *logits,
-                  float *scores, int32_t *topk_idx, float *topk_w, int32_t *counts,
-                  float *aux)
+void gate_cpu_fwd_tokens(const struct moe_cfg *c, const float *bias, int t0, int t1,
+                         const float *logits, float *scores, int32_t *topk_idx,
+                         float *topk_w)
 {
     const int e_n = c->experts, k_n = c->top_k;
 
-    for (int e = 0; e < e_n; e++)
-        counts[e] = 0;
-    for (int t = 0; t < tokens; t++) {
+    for (int t = t0; t < t1; t++) {
         const float *l = logits + (size_t)t * e_n;
         float *s = scores + (size_t)t * e_n;
         int32_t *idx = topk_idx + (size_t)t * k_n;
@@ -80,14 +78,31 @@ void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const 
         scores_row(c->score, e_n, l, s);
         topk_row(e_n, k_n, s, bias, idx);
         float z = 0.0f;
-        for (int k = 0; k < k_n; k++) {
+        for (int k = 0; k < k_n; k++)
             z += s[idx[k]];
-            counts[idx[k]]++;
-        }
         for (int k = 0; k < k_n; k++)
             w[k] = c->norm_topk ? c->route_scale * (s[idx[k]] / z)
                                 : c->route_scale * s[idx[k]];
     }
+}
+
+void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const float *logits,
+                  float *scores, int32_t *topk_idx, float *topk_w, int32_t *counts,
+                  float *aux)
+{
+    gate_cpu_fwd_tokens(c, bias, 0, tokens, logits, scores, topk_idx, topk_w);
+    gate_cpu_fwd_counts(c, tokens, scores, topk_idx, counts, aux);
+}
+
+void gate_cpu_fwd_counts(const struct moe_cfg *c, int tokens, const float *scores,
+                         const int32_t *topk_idx, int32_t *counts, float *aux)
+{
+    const int e_n = c->experts, k_n = c->top_k;
+
+    for (int e = 0; e < e_n; e++)
+        counts[e] = 0;
+    for (size_t i = 0; i < (size_t)tokens * k_n; i++)
+        counts[topk_idx[i]]++;
 
     *aux = 0.0f;
     if (c->aux_alpha <= 0.0f || tokens == 0)
@@ -110,13 +125,20 @@ void gate_cpu_bwd(const struct moe_cfg *c, int tokens, const float *scores,
                   const int32_t *topk_idx, const int32_t *counts, const float *dtopk_w,
                   float *dlogits)
 {
+    gate_cpu_bwd_tokens(c, tokens, 0, tokens, scores, topk_idx, counts, dtopk_w, dlogits);
+}
+
+void gate_cpu_bwd_tokens(const struct moe_cfg *c, int tokens, int t0, int t1,
+                         const float *scores, const int32_t *topk_idx, const int32_t *counts,
+                         const float *dtopk_w, float *dlogits)
+{
     const int e_n = c->experts, k_n = c->top_k;
     const float rs = c->route_scale;
     /* g_e = alpha f_e / T = aux_scale * count_e */
     const float aux_scale = c->aux_alpha > 0.0f && tokens > 0
         ? (float)(c->aux_alpha * (double)e_n / ((double)k_n * tokens * tokens)) : 0.0f;
 
-    for (int t = 0; t < tokens; t++) {
+    for (int t = t0; t < t1; t++) {
         const float *s = scores + (size_t)t * e_n;
         const int32_t *idx = topk_idx + (size_t)t * k_n;
         const float *dw = dtopk_w + (size_t)t * k_n;

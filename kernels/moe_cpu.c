@@ -183,7 +183,79 @@ static int cpu_download(float *dst, const void *src, size_t n)
     return cpu_copy(dst, src, n);
 }
 
+/* Runs fn(args + i * size) for i < n: i = 0 on the caller, the others on pthreads; one
+ * that cannot start runs on the caller after the rest (same bits, only slower). */
+static void fork_join(int n, void *(*fn)(void *), void *args, size_t size)
+{
+    pthread_t tid[MOE_CPU_MAX_THREADS];
+    bool started[MOE_CPU_MAX_THREADS] = { false };
+    char *base = args;
+
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tid[i], NULL, fn, base + (size_t)i * size) == 0;
+    fn(base);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            fn(base + (size_t)i * size);
+    }
+}
+
+/* One thread's range [lo, hi) of a stage whose items (tokens, rows) are independent. */
+struct span {
+    void (*fn)(const void *arg, int lo, int hi);
+    const void *arg;
+    int lo, hi;
+};
+
+static void *run_span(void *v)
+{
+    const struct span *s = v;
+    s->fn(s->arg, s->lo, s->hi);
+    return NULL;
+}
+
+/* fn(arg, lo, hi) over [0, n) cut into up to priv->threads ranges of about n / threads
+ * items, one per thread. fn must write only its own items' outputs, each in an order
+ * that does not depend on the range, so every thread count gives the same bits. */
+static void split_items(const struct moe_ctx *ctx, int n,
+                        void (*fn)(const void *arg, int lo, int hi), const void *arg)
+{
+    const struct cpu_priv *p = ctx->priv;
+    const int k = p->threads < n ? p->threads : n;
+    struct span part[MOE_CPU_MAX_THREADS];
+
+    if (k < 1)
+        return;
+    for (int i = 0; i < k; i++)
+        part[i] = (struct span){ fn, arg, (int)((int64_t)n * i / k),
+                                 (int)((int64_t)n * (i + 1) / k) };
+    fork_join(k, run_span, part, sizeof(part[0]));
+}
+
 /* ---- source side: routing, permute, combine ---- */
+
+/* The operands of a stage split by split_items; each stage names those it uses. */
+struct items_job {
+    const struct moe_ctx *ctx;
+    const struct moe_weights *w;
+    struct moe_weights *dw;
+    const float *in, *in2;
+    float *out;
+};
+
+/* Tokens [t0, t1) of routing: scores, top-k and weights from their logits rows.
+ * The gate GEMM stays whole: OpenBLAS's kernels for a row depend on where the row falls
+ * in the GEMM's M tiles, so cutting it by tokens would change bits. */
+static void route_items(const void *arg, int t0, int t1)
+{
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
+
+    gate_cpu_fwd_tokens(&ctx->cfg, j->w->bias, t0, t1, ctx->logits, ctx->scores,
+                        ctx->topk_idx, ctx->topk_w);
+}
 
 static int cpu_route(struct moe_ctx *ctx, const struct moe_weights *w, const void *xv,
                      int tokens)
@@ -194,12 +266,13 @@ static int cpu_route(struct moe_ctx *ctx, const struct moe_weights *w, const voi
     const struct moe_cfg *c = &ctx->cfg;
     const int e_n = c->experts, k_n = c->top_k;
     struct cpu_priv *p = ctx->priv;
+    struct items_job j = { .ctx = ctx, .w = w };
 
     if (tokens > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tokens, e_n, c->hidden, 1.0f,
                     xv, c->hidden, w->gate, e_n, 0.0f, ctx->logits, e_n);
-    gate_cpu_fwd(c, w->bias, tokens, ctx->logits, ctx->scores, ctx->topk_idx, ctx->topk_w,
-                 ctx->counts, &ctx->aux_loss);
+    split_items(ctx, tokens, route_items, &j);
+    gate_cpu_fwd_counts(c, tokens, ctx->scores, ctx->topk_idx, ctx->counts, &ctx->aux_loss);
 
     ctx->offsets[0] = 0;
     for (int e = 0; e < e_n; e++) {
@@ -218,36 +291,41 @@ static int cpu_route(struct moe_ctx *ctx, const struct moe_weights *w, const voi
     return 0;
 }
 
+/* Tokens [t0, t1): in = x, out = xp. */
+static void permute_items(const void *arg, int t0, int t1)
+{
+    const struct items_job *j = arg;
+    const size_t h = (size_t)j->ctx->cfg.hidden;
+    const int k_n = j->ctx->cfg.top_k;
+
+    for (int t = t0; t < t1; t++)
+        for (int k = 0; k < k_n; k++)
+            memcpy(j->out + (size_t)j->ctx->slot_pos[t * k_n + k] * h, j->in + (size_t)t * h,
+                   h * sizeof(float));
+}
+
 static int cpu_permute(const struct moe_ctx *ctx, const void *xv, void *xpv)
 {
     if (!ctx || (ctx->tokens > 0 && (!xv || !xpv)))
         return -EINVAL;
-    const float *x = xv;
-    float *xp = xpv;
-    const size_t h = (size_t)ctx->cfg.hidden;
-    const int k_n = ctx->cfg.top_k;
-
-    for (int t = 0; t < ctx->tokens; t++)
-        for (int k = 0; k < k_n; k++)
-            memcpy(xp + (size_t)ctx->slot_pos[t * k_n + k] * h, x + (size_t)t * h,
-                   h * sizeof(float));
+    struct items_job j = { .ctx = ctx, .in = xv, .out = xpv };
+    split_items(ctx, ctx->tokens, permute_items, &j);
     return 0;
 }
 
-static int cpu_combine(const struct moe_ctx *ctx, const void *ypv, void *outv)
+/* Tokens [t0, t1): in = yp, out = out. */
+static void combine_items(const void *arg, int t0, int t1)
 {
-    if (!ctx || (ctx->tokens > 0 && (!ypv || !outv)))
-        return -EINVAL;
-    const float *yp = ypv;
-    float *out = outv;
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
     const size_t h_n = (size_t)ctx->cfg.hidden;
     const int k_n = ctx->cfg.top_k;
 
-    for (int t = 0; t < ctx->tokens; t++) {
-        float *o = out + (size_t)t * h_n;
+    for (int t = t0; t < t1; t++) {
+        float *o = j->out + (size_t)t * h_n;
         for (int k = 0; k < k_n; k++) {
             float w = ctx->topk_w[t * k_n + k];
-            const float *y = yp + (size_t)ctx->slot_pos[t * k_n + k] * h_n;
+            const float *y = j->in + (size_t)ctx->slot_pos[t * k_n + k] * h_n;
             if (k == 0)
                 for (size_t h = 0; h < h_n; h++)
                     o[h] = w * y[h];
@@ -256,26 +334,32 @@ static int cpu_combine(const struct moe_ctx *ctx, const void *ypv, void *outv)
                     o[h] += w * y[h];
         }
     }
+}
+
+static int cpu_combine(const struct moe_ctx *ctx, const void *ypv, void *outv)
+{
+    if (!ctx || (ctx->tokens > 0 && (!ypv || !outv)))
+        return -EINVAL;
+    struct items_job j = { .ctx = ctx, .in = ypv, .out = outv };
+    split_items(ctx, ctx->tokens, combine_items, &j);
     return 0;
 }
 
-static int cpu_combine_bwd(struct moe_ctx *ctx, const void *doutv, const void *ypv,
-                           void *dypv)
+/* Tokens [t0, t1): in = dout, in2 = yp, out = dyp; also their dtopk_w. */
+static void combine_bwd_items(const void *arg, int t0, int t1)
 {
-    if (!ctx || (ctx->tokens > 0 && (!doutv || !ypv || !dypv)))
-        return -EINVAL;
-    const float *dout = doutv, *yp = ypv;
-    float *dyp = dypv;
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
     const size_t h_n = (size_t)ctx->cfg.hidden;
     const int k_n = ctx->cfg.top_k;
 
-    for (int t = 0; t < ctx->tokens; t++) {
-        const float *d = dout + (size_t)t * h_n;
+    for (int t = t0; t < t1; t++) {
+        const float *d = j->in + (size_t)t * h_n;
         for (int k = 0; k < k_n; k++) {
             size_t pos = (size_t)ctx->slot_pos[t * k_n + k];
             float w = ctx->topk_w[t * k_n + k];
-            const float *y = yp + pos * h_n;
-            float *dy = dyp + pos * h_n;
+            const float *y = j->in2 + pos * h_n;
+            float *dy = j->out + pos * h_n;
             double dot = 0.0;
             for (size_t h = 0; h < h_n; h++) {
                 dy[h] = w * d[h];
@@ -284,21 +368,30 @@ static int cpu_combine_bwd(struct moe_ctx *ctx, const void *doutv, const void *y
             ctx->dtopk_w[t * k_n + k] = (float)dot;
         }
     }
+}
+
+static int cpu_combine_bwd(struct moe_ctx *ctx, const void *doutv, const void *ypv,
+                           void *dypv)
+{
+    if (!ctx || (ctx->tokens > 0 && (!doutv || !ypv || !dypv)))
+        return -EINVAL;
+    struct items_job j = { .ctx = ctx, .in = doutv, .in2 = ypv, .out = dypv };
+    split_items(ctx, ctx->tokens, combine_bwd_items, &j);
     return 0;
 }
 
-static int cpu_permute_bwd(const struct moe_ctx *ctx, const void *dxpv, void *dxv)
+/* Tokens [t0, t1): in = dxp, out = dx (added to). */
+static void permute_bwd_items(const void *arg, int t0, int t1)
 {
-    if (!ctx || (ctx->tokens > 0 && (!dxpv || !dxv)))
-        return -EINVAL;
-    const float *dxp = dxpv;
-    float *dx = dxv;
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
     const size_t h_n = (size_t)ctx->cfg.hidden;
     const int k_n = ctx->cfg.top_k;
+    const float *dxp = j->in;
 
-    for (int t = 0; t < ctx->tokens; t++) {
+    for (int t = t0; t < t1; t++) {
         const int32_t *pos = ctx->slot_pos + (size_t)t * k_n;
-        float *d = dx + (size_t)t * h_n;
+        float *d = j->out + (size_t)t * h_n;
         for (size_t h = 0; h < h_n; h++) {
             float s = dxp[(size_t)pos[0] * h_n + h];
             for (int k = 1; k < k_n; k++)
@@ -306,7 +399,42 @@ static int cpu_permute_bwd(const struct moe_ctx *ctx, const void *dxpv, void *dx
             d[h] += s;
         }
     }
+}
+
+static int cpu_permute_bwd(const struct moe_ctx *ctx, const void *dxpv, void *dxv)
+{
+    if (!ctx || (ctx->tokens > 0 && (!dxpv || !dxv)))
+        return -EINVAL;
+    struct items_job j = { .ctx = ctx, .in = dxpv, .out = dxv };
+    split_items(ctx, ctx->tokens, permute_bwd_items, &j);
     return 0;
+}
+
+/* Tokens [t0, t1): their dlogits rows. */
+static void route_bwd_items(const void *arg, int t0, int t1)
+{
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
+
+    gate_cpu_bwd_tokens(&ctx->cfg, ctx->tokens, t0, t1, ctx->scores, ctx->topk_idx,
+                        ctx->counts, ctx->dtopk_w, ctx->dlogits);
+}
+
+/* GEMMs [g0, g1) of {0: dW_gate += x^T dlogits, 1: dx += dlogits W_gate^T}, each
+ * whole (see route_items); in = x, out = dx, w = weights, dw = gradients. */
+static void gate_gemm_items(const void *arg, int g0, int g1)
+{
+    const struct items_job *j = arg;
+    const struct moe_ctx *ctx = j->ctx;
+    const int t_n = ctx->tokens, e_n = ctx->cfg.experts, h_n = ctx->cfg.hidden;
+
+    for (int i = g0; i < g1; i++)
+        if (i == 0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h_n, e_n, t_n, 1.0f, j->in,
+                        h_n, ctx->dlogits, e_n, 1.0f, j->dw->gate, e_n);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t_n, h_n, e_n, 1.0f,
+                        ctx->dlogits, e_n, j->w->gate, e_n, 1.0f, j->out, h_n);
 }
 
 static int cpu_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *xv,
@@ -314,17 +442,10 @@ static int cpu_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const
 {
     if (!ctx || !w || !w->gate || !dw || !dw->gate || (ctx->tokens > 0 && (!xv || !dxv)))
         return -EINVAL;
-    const struct moe_cfg *c = &ctx->cfg;
-    const int t_n = ctx->tokens, e_n = c->experts, h_n = c->hidden;
-
-    gate_cpu_bwd(c, t_n, ctx->scores, ctx->topk_idx, ctx->counts, ctx->dtopk_w,
-                 ctx->dlogits);
-    if (t_n == 0)
-        return 0;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h_n, e_n, t_n, 1.0f, xv, h_n,
-                ctx->dlogits, e_n, 1.0f, dw->gate, e_n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t_n, h_n, e_n, 1.0f, ctx->dlogits,
-                e_n, w->gate, e_n, 1.0f, dxv, h_n);
+    struct items_job j = { .ctx = ctx, .w = w, .dw = dw, .in = xv, .out = dxv };
+    split_items(ctx, ctx->tokens, route_bwd_items, &j);
+    if (ctx->tokens > 0)
+        split_items(ctx, 2, gate_gemm_items, &j);
     return 0;
 }
 
@@ -353,25 +474,6 @@ static int check_groups(const struct moe_ctx *ctx, const struct moe_weights *w,
     }
     *rows = total;
     return total <= ctx->max_rows ? 0 : -EINVAL;
-}
-
-/* Runs fn(args + i * size) for i < n: i = 0 on the caller, the others on pthreads; one
- * that cannot start runs on the caller after the rest (same bits, only slower). */
-static void fork_join(int n, void *(*fn)(void *), void *args, size_t size)
-{
-    pthread_t tid[MOE_CPU_MAX_THREADS];
-    bool started[MOE_CPU_MAX_THREADS] = { false };
-    char *base = args;
-
-    for (int i = 1; i < n; i++)
-        started[i] = pthread_create(&tid[i], NULL, fn, base + (size_t)i * size) == 0;
-    fn(base);
-    for (int i = 1; i < n; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            fn(base + (size_t)i * size);
-    }
 }
 
 /* One thread's share of an experts stage: groups [g0, g1), whose first row is r0.
@@ -524,6 +626,22 @@ static void *run_shared(void *arg)
     return NULL;
 }
 
+/* Tokens [t0, t1): out rows += each shared expert's rows of in = shared_y, in order
+ * s = 0..S-1. */
+static void shared_add_items(const void *arg, int t0, int t1)
+{
+    const struct items_job *j = arg;
+    const size_t h_n = (size_t)j->ctx->cfg.hidden;
+    const size_t slab = (size_t)j->ctx->tokens * h_n;
+    float *acc = j->out + (size_t)t0 * h_n;
+
+    for (int s = 0; s < j->ctx->cfg.shared; s++) {
+        const float *y = j->in + s * slab + (size_t)t0 * h_n;
+        for (size_t i = 0; i < (size_t)(t1 - t0) * h_n; i++)
+            acc[i] += y[i];
+    }
+}
+
 /* Shared experts on up to priv->threads threads, then acc += their outputs in order
  * s = 0..S-1: the same bits for every thread count. */
 static void shared_stage(struct moe_ctx *ctx, const struct moe_weights *w, const float *x,
@@ -531,17 +649,13 @@ static void shared_stage(struct moe_ctx *ctx, const struct moe_weights *w, const
 {
     const struct cpu_priv *p = ctx->priv;
     const int s_n = ctx->cfg.shared, n = p->threads < s_n ? p->threads : s_n;
-    const size_t out = (size_t)ctx->tokens * ctx->cfg.hidden;
     struct shared_share part[MOE_CPU_MAX_THREADS];
 
     for (int t = 0; t < n; t++)
         part[t] = (struct shared_share){ ctx, w, x, dout, dw, t, n };
     fork_join(n, run_shared, part, sizeof(part[0]));
-    for (int s = 0; s < s_n; s++) {
-        const float *y = p->shared_y + s * out;
-        for (size_t i = 0; i < out; i++)
-            acc[i] += y[i];
-    }
+    struct items_job j = { .ctx = ctx, .in = p->shared_y, .out = acc };
+    split_items(ctx, ctx->tokens, shared_add_items, &j);
 }
 
 static int cpu_shared_fwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *xv,

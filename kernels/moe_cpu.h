@@ -29,7 +29,10 @@ const struct moe_ops *moe_cpu_ops(void);
  * 1.5x) but only with OpenBLAS on one thread (openblas_set_num_threads(1), a
  * process-wide setting that is the caller's to make); otherwise OpenBLAS runs one
  * GEMM at a time. A backward whose groups name an expert twice runs on the caller.
- * Bits are those of threads = 1 under the same OpenBLAS setting. 0 or -EINVAL. */
+ * Bits are those of threads = 1 under the same OpenBLAS setting. 0 or -EINVAL.
+ * The per-token loops of route, permute, combine and their backward are cut into n
+ * token ranges the same way; the gate GEMMs stay whole (a row's bits in OpenBLAS depend
+ * on its place in the GEMM's tiles), the backward's two on two threads when n > 1. */
 int moe_cpu_set_threads(struct moe_ctx *ctx, int threads);
 
 #endif
