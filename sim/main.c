@@ -132,6 +132,16 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
+/* A failure to build the traffic; out of memory says what the G x G matrices need. */
+static void traffic_failed(const char *what, int e, int gpus)
+{
+    fprintf(stderr, "moesim run: %s failed: %s", what, strerror(-e));
+    if (e == -ENOMEM)
+        fprintf(stderr, " (%d GPUs: each G x G byte matrix needs %.3g GB)", gpus,
+                (double)gpus * gpus * sizeof(uint64_t) / 1e9);
+    fprintf(stderr, "\n");
+}
+
 /* The collective(s) of this run: dispatch + combine, or one. 0, or 2 with the message
  * printed (bad input), or 1 (runtime failure). */
 static int build_traffic(const struct config *c, uint64_t seed, struct traffic *m, int *nm)
@@ -141,7 +151,7 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
         *nm = 1;
         e = traffic_alltoall(&m[0], g, c->traffic.bytes_per_pair);
         if (e)
-            fprintf(stderr, "moesim run: traffic failed: %s\n", strerror(-e));
+            traffic_failed("traffic", e, g);
         return e ? 1 : 0;
     }
     if (c->traffic.pattern == PATTERN_MATRIX) {
@@ -159,13 +169,13 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
     struct routing r;
     *nm = c->traffic.combine ? 2 : 1;
     if ((e = routing_generate(&r, c, seed))) {
-        fprintf(stderr, "moesim run: routing failed: %s\n", strerror(-e));
+        traffic_failed("routing", e, g);
         return 1;
     }
     e = traffic_moe(&m[0], &m[1], &r, c);
     routing_free(&r);
     if (e)
-        fprintf(stderr, "moesim run: traffic failed: %s\n", strerror(-e));
+        traffic_failed("traffic", e, g);
     return e ? 1 : 0;
 }
 
