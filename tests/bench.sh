@@ -21,6 +21,8 @@ measure() {
         "$(awk -v k="$kib" -v f="$flows" 'BEGIN { print (f > 0 ? k * 1024 / f : 0) }')"
 }
 
+"$BUILD/tests/bench_routing"
+
 echo "# moesim run: uniform all-to-all, 1 MiB per pair, 8 GPUs/node, rail, 450/50 GB/s"
 for nodes in 1 8 32 128; do
     measure "alltoall $((nodes * 8)) GPUs" "$here/bench/alltoall.ini" --set cluster.nodes=$nodes
