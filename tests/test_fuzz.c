@@ -13,6 +13,7 @@
  * failure prints both and its iteration: FUZZ_ITERS=iteration+1 replays up to it. */
 #include "config.h"
 #include "cu_run.h"
+#include "fuzz_oracle.h"
 #include "matrix.h"
 #include "traffic.h"
 
@@ -37,7 +38,6 @@
 #define FUZZ_SLOTS 4      /* config mutants rotate over c0..c3.ini, so they include each other */
 #define FUZZ_SHOW 10      /* failures printed in full */
 #define FUZZ_SEEDS 64
-#define MATRIX_LINE_MAX 4096      /* traces/FORMAT.md */
 
 struct buf { char *p; size_t n, cap; };
 struct corpus { struct buf v[FUZZ_SEEDS]; int n; };
@@ -316,134 +316,11 @@ static void report(const char *what, int it, const char *why, int rc, const char
     dump(in->p, in->n);
 }
 
-/* NULL, or what is wrong with an error message; path: the matrix file, NULL for config. */
-static const char *msg_broken(const char *msg, const char *path)
-{
-    char file[CFG_PATH_MAX];
-    struct stat st;
-    size_t n = strnlen(msg, CFG_ERR_MAX), l = path ? strlen(path) : strcspn(msg, ":");
-    if (n == CFG_ERR_MAX)
-        return "message longer than CFG_ERR_MAX-1 bytes";
-    if (!n || memchr(msg, '\n', n))
-        return n ? "message of more than one line" : "empty message";
-    if (path)
-        return strncmp(msg, path, l) || msg[l] != ':' ? "message does not start with 'path:'" : NULL;
-    if (!strncmp(msg, "--set:", 6) || !strncmp(msg, "default:", 8))
-        return NULL;
-    if (msg[l] != ':' || l >= sizeof(file))
-        return "message does not start with 'file:'";
-    snprintf(file, sizeof(file), "%.*s", (int)l, msg);
-    return stat(file, &st) ? "message does not start with the name of a file" : NULL;
-}
-
-/* A control byte no accepted input holds: all but tab (config.h, traces/FORMAT.md). */
-static bool forbidden(unsigned char ch)
-{
-    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
-}
-
-/* NULL, or the rule of both readers that an accepted text breaks: lines of at most max
- * bytes without their '\n' and a '\r' before it, no forbidden byte. */
-static const char *lines_broken(const char *p, size_t n, size_t max)
-{
-    for (size_t s = 0, e, end; s < n; s = e + 1) {
-        for (e = s; e < n && p[e] != '\n'; e++) {}
-        end = e > s && p[e - 1] == '\r' ? e - 1 : e;
-        if (end - s > max)
-            return "accepted a line over the length limit";
-        for (size_t i = s; i < end; i++)
-            if (forbidden((unsigned char)p[i]))
-                return "accepted a control character";
-    }
-    return NULL;
-}
-
-#define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
-
-/* NULL, or the first broken promise of config.h and cfg_check() in an accepted config. */
-static const char *config_broken(const struct config *c)
-{
-    const struct cfg_cluster *cl = &c->cluster;
-    const struct cfg_model *m = &c->model;
-    int gpus = config_gpus(c), ep = c->parallel.ep;
-    unsigned char dedup, combine;                 /* a bool other than 0/1 is UB to load */
-    memcpy(&dedup, &c->routing.dedup, 1);
-    memcpy(&combine, &c->traffic.combine, 1);
-    INV(cl->nodes >= 1 && cl->gpus_per_node >= 1 && gpus >= 1 && gpus <= CFG_GPUS_MAX);
-    INV(isfinite(cl->nvlink_Bps) && cl->nvlink_Bps > 0 && isfinite(cl->nic_Bps) && cl->nic_Bps > 0);
-    INV(isfinite(cl->nvlink_lat_s + cl->nic_lat_s + cl->switch_lat_s));
-    INV(cl->nvlink_lat_s >= 0 && cl->nic_lat_s >= 0 && cl->switch_lat_s >= 0);
-    INV(isfinite(cl->oversubscription) && cl->oversubscription >= 1 && cl->nodes_per_leaf >= 0);
-    INV(m->hidden >= 1 && m->experts >= 1 && m->top_k >= 1 && m->top_k <= m->experts);
-    INV(m->shared_experts >= 0 && m->expert_ffn_hidden >= 0 && m->layers >= 1);
-    INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
-    INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
-    INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
-    INV(ep >= 1 && ep <= gpus && gpus % ep == 0);
-    INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
-    INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
-    INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
-    INV((unsigned)c->traffic.pattern <= PATTERN_MATRIX && dedup <= 1 && combine <= 1);
-    INV(c->traffic.pattern != PATTERN_MATRIX || c->traffic.matrix[0]);
-    INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
-    INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
-    INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
-    return NULL;
-}
-
 /* NULL, or what is wrong with the result of config_load. */
 static const char *config_result(int rc, const struct config *c, const struct cfg_err *e)
 {
     return rc == 0 ? config_broken(c) : rc == -EINVAL ? msg_broken(e->msg, NULL)
                                                       : "not 0 or -EINVAL";
-}
-
-/* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields
- * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken). */
-static const char *matrix_broken(const struct traffic *m, int gpus, const struct buf *in)
-{
-    static const char blanks[] = " \t\r";
-    size_t n = (size_t)gpus * (size_t)gpus;
-    uint64_t *want = calloc(n, sizeof(*want)), f[3] = { 0 };
-    unsigned char *seen = calloc(n, 1);
-    const char *why = m->gpus != gpus || !m->bytes ? "wrong gpus or no bytes"
-                                                   : lines_broken(in->p, in->n, MATRIX_LINE_MAX);
-    CU_ASSERT_FATAL(want && seen);
-    for (size_t s = 0, e, end; s < in->n && !why; s = e + 1) {
-        int nf = 0;
-        for (e = s; e < in->n && in->p[e] != '\n'; e++) {}
-        for (end = s; end < e && in->p[end] != '#'; end++) {}
-        for (size_t i = s; i < end; i++) {
-            if (strchr(blanks, in->p[i]))
-                continue;
-            uint64_t v = 0;
-            for (; i < end && !strchr(blanks, in->p[i]); i++) {
-                unsigned d = (unsigned char)in->p[i] - '0';
-                if (d > 9 || v > (UINT64_MAX - d) / 10)
-                    why = "accepted a field that is not a 64-bit decimal";
-                v = v * 10 + d;
-            }
-            if (nf < 3)
-                f[nf] = v;
-            nf++;
-        }
-        if (nf != 0 && nf != 3)
-            why = "accepted a line without three fields";
-        else if (nf == 3 && (f[0] >= (uint64_t)gpus || f[1] >= (uint64_t)gpus))
-            why = "accepted a GPU id out of range";
-        else if (nf == 3 && !why) {
-            size_t at = f[0] * (size_t)gpus + f[1];
-            why = seen[at] ? "accepted a pair given twice" : NULL;
-            seen[at] = 1;
-            want[at] = f[2];
-        }
-    }
-    for (size_t i = 0; i < n && !why; i++)
-        if (m->bytes[i] != want[i])
-            why = seen[i] ? "bytes differ from the file" : "a pair not in the file is not 0";
-    free(want);
-    free(seen);
-    return why;
 }
 
 /* ---- the tests ---- */
@@ -488,7 +365,7 @@ static void fuzz_files(bool cfg)
                 why = lines_broken(b.p, b.n, CFG_LINE_MAX);
         } else {
             rc = matrix_load(&m, files[0], gpus, &te);
-            why = rc == 0 ? matrix_broken(&m, gpus, &b)
+            why = rc == 0 ? matrix_broken(&m, gpus, b.p, b.n)
                 : rc != -EINVAL ? "not 0 or -EINVAL"
                 : m.gpus || m.bytes ? "*m not zeroed on error" : msg_broken(te.msg, files[0]);
             if (rc == 0)

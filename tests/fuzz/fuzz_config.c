@@ -9,6 +9,7 @@
  *   on 0 every range of the schema and every cross-key check holds.
  * A broken promise prints why and aborts, so libFuzzer keeps the input. */
 #include "config.h"
+#include "../fuzz_oracle.h"
 
 #include <errno.h>
 #include <math.h>
@@ -28,55 +29,6 @@ static void broken(const char *why, int rc, const char *msg)
     fprintf(stderr, "fuzz_config: rc %d: %s\n  msg: %.*s\n", rc, why,
             (int)strnlen(msg, CFG_ERR_MAX), msg);
     abort();
-}
-
-#define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
-
-static const char *config_broken(const struct config *c)
-{
-    const struct cfg_cluster *cl = &c->cluster;
-    const struct cfg_model *m = &c->model;
-    int gpus = config_gpus(c), ep = c->parallel.ep;
-    unsigned char dedup, combine;                 /* a bool other than 0/1 is UB to load */
-    memcpy(&dedup, &c->routing.dedup, 1);
-    memcpy(&combine, &c->traffic.combine, 1);
-    INV(cl->nodes >= 1 && cl->gpus_per_node >= 1 && gpus >= 1 && gpus <= CFG_GPUS_MAX);
-    INV(isfinite(cl->nvlink_Bps) && cl->nvlink_Bps > 0 && isfinite(cl->nic_Bps) && cl->nic_Bps > 0);
-    INV(isfinite(cl->nvlink_lat_s + cl->nic_lat_s + cl->switch_lat_s));
-    INV(cl->nvlink_lat_s >= 0 && cl->nic_lat_s >= 0 && cl->switch_lat_s >= 0);
-    INV(isfinite(cl->oversubscription) && cl->oversubscription >= 1 && cl->nodes_per_leaf >= 0);
-    INV(m->hidden >= 1 && m->experts >= 1 && m->top_k >= 1 && m->top_k <= m->experts);
-    INV(m->shared_experts >= 0 && m->expert_ffn_hidden >= 0 && m->layers >= 1);
-    INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
-    INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
-    INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
-    INV(ep >= 1 && ep <= gpus && gpus % ep == 0);
-    INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
-    INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
-    INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
-    INV((unsigned)c->traffic.pattern <= PATTERN_MATRIX && dedup <= 1 && combine <= 1);
-    INV(c->traffic.pattern != PATTERN_MATRIX || c->traffic.matrix[0]);
-    INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
-    INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
-    INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
-    return NULL;
-}
-
-static const char *msg_broken(const char *msg)
-{
-    char file[CFG_PATH_MAX];
-    struct stat st;
-    size_t n = strnlen(msg, CFG_ERR_MAX), l = strcspn(msg, ":");
-    if (n == CFG_ERR_MAX)
-        return "message longer than CFG_ERR_MAX-1 bytes";
-    if (!n || memchr(msg, '\n', n))
-        return n ? "message of more than one line" : "empty message";
-    if (!strncmp(msg, "--set:", 6) || !strncmp(msg, "default:", 8))
-        return NULL;
-    if (msg[l] != ':' || l >= sizeof(file))
-        return "message does not start with 'file:'";
-    snprintf(file, sizeof(file), "%.*s", (int)l, msg);
-    return stat(file, &st) ? "message does not start with the name of a file" : NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -115,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cfg_err e;
     memset(&e, 'x', sizeof(e));                   /* a message left unterminated shows */
     int rc = config_load(&c, files, nfiles, sets, nsets, &e);
-    const char *why = rc == 0 ? config_broken(&c) : rc == -EINVAL ? msg_broken(e.msg)
+    const char *why = rc == 0 ? config_broken(&c) : rc == -EINVAL ? msg_broken(e.msg, NULL)
                                                                   : "not 0 or -EINVAL";
     if (why)
         broken(why, rc, rc ? e.msg : "");
