@@ -108,10 +108,11 @@ static void cuda_free(void *p)
         (void)cudaFree(p);
 }
 
-/* Host fp32 -> device bf16 (round to nearest even), through a host bf16 chunk. */
-static int cuda_upload(void *dst, const float *src, size_t n)
+/* fp32 on the host <-> bf16 on the device, through a host bf16 chunk: to the device
+ * (up) rounds to nearest even, from it is exact. */
+static int convert_copy(void *dev, float *host_out, const float *host_in, size_t n, bool up)
 {
-    if (n && (!dst || !src))
+    if (n && (!dev || !(up ? (const void *)host_in : (const void *)host_out)))
         return -EINVAL;
     if (!n)
         return 0;
@@ -122,42 +123,30 @@ static int cuda_upload(void *dst, const float *src, size_t n)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i += chunk) {
         size_t m = n - i < chunk ? n - i : chunk;
-        for (size_t j = 0; j < m; j++)
-            tmp[j] = __float2bfloat16_rn(src[i + j]);
-        cudaError_t e = cudaMemcpy((bf16 *)dst + i, tmp, m * sizeof(bf16),
-                                   cudaMemcpyHostToDevice);
+        bf16 *d = (bf16 *)dev + i;
+        if (up)
+            for (size_t j = 0; j < m; j++)
+                tmp[j] = __float2bfloat16_rn(host_in[i + j]);
+        cudaError_t e = up ? cudaMemcpy(d, tmp, m * sizeof(bf16), cudaMemcpyHostToDevice)
+                           : cudaMemcpy(tmp, d, m * sizeof(bf16), cudaMemcpyDeviceToHost);
         if (e != cudaSuccess)
             rc = cuda_fail(e, "cudaMemcpy", __FILE__, __LINE__);
+        else if (!up)
+            for (size_t j = 0; j < m; j++)
+                host_out[i + j] = __bfloat162float(tmp[j]);
     }
     free(tmp);
     return rc;
 }
 
-/* Device bf16 -> host fp32 (exact). */
+static int cuda_upload(void *dst, const float *src, size_t n)
+{
+    return convert_copy(dst, NULL, src, n, true);
+}
+
 static int cuda_download(float *dst, const void *src, size_t n)
 {
-    if (n && (!dst || !src))
-        return -EINVAL;
-    if (!n)
-        return 0;
-    size_t chunk = n < CONVERT_CHUNK ? n : CONVERT_CHUNK;
-    bf16 *tmp = (bf16 *)malloc(chunk * sizeof(bf16));
-    if (!tmp)
-        return -ENOMEM;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i += chunk) {
-        size_t m = n - i < chunk ? n - i : chunk;
-        cudaError_t e = cudaMemcpy(tmp, (const bf16 *)src + i, m * sizeof(bf16),
-                                   cudaMemcpyDeviceToHost);
-        if (e != cudaSuccess) {
-            rc = cuda_fail(e, "cudaMemcpy", __FILE__, __LINE__);
-            break;
-        }
-        for (size_t j = 0; j < m; j++)
-            dst[i + j] = __bfloat162float(tmp[j]);
-    }
-    free(tmp);
-    return rc;
+    return convert_copy((void *)src, dst, NULL, n, false);
 }
 
 /* ---- context ---- */
