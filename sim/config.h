@@ -26,6 +26,11 @@
 enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
 enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
 enum pattern_kind { PATTERN_MOE, PATTERN_ALLTOALL, PATTERN_MATRIX };
+/* SCHED_NONE: no training step, only one MoE layer's traffic ([traffic] pattern). */
+enum sched_kind { SCHED_NONE, SCHED_GPIPE, SCHED_1F1B, SCHED_INTERLEAVED_1F1B, SCHED_ZB1P,
+                  SCHED_DUALPIPE, SCHED_DUALPIPEV };
+enum attn_kind { ATTN_GQA, ATTN_MLA };
+enum reduce_kind { REDUCE_RING, REDUCE_TREE };
 
 /* Where a value came from: "file:line", or "--set", or "default". */
 struct cfg_src {
@@ -44,6 +49,14 @@ struct cfg_cluster {
     double oversubscription;  /* leaf down:up ratio, >= 1 */
     int nodes_per_leaf;       /* 0: one non-blocking fabric switch for all nodes */
     enum route_kind route;
+    /* compute model (used by training steps) */
+    double gpu_flops;         /* gpu_tflops_bf16: dense BF16 peak, FLOP/s */
+    double hbm_Bps;           /* hbm_GBps */
+    int sms;                  /* streaming multiprocessors per GPU */
+    double gemm_eff;          /* gemm_efficiency: fraction of peak a large GEMM reaches */
+    double gemm_half_rows;    /* gemm_half_rows: GEMM rows (tokens) at which it reaches half of that */
+    double hbm_eff;           /* hbm_efficiency: fraction of hbm_Bps a memory-bound op reaches */
+    double gpu_mem_bytes;     /* gpu_mem_GiB */
 };
 
 struct cfg_model {
@@ -57,10 +70,28 @@ struct cfg_model {
     int first_dense_layers;
     double dispatch_bytes_per_elem;
     double combine_bytes_per_elem;
+    /* transformer structure (used by training steps) */
+    int seq_len;
+    int vocab;
+    int ffn_hidden;           /* dense FFN intermediate size (SwiGLU); 0: none given */
+    enum attn_kind attention;
+    int heads;
+    int kv_heads;             /* GQA; 0 in the input comes back as heads */
+    int head_dim;             /* GQA; 0 in the input comes back as hidden / heads */
+    int q_lora_rank;          /* MLA; 0: queries are not low-rank */
+    int kv_lora_rank;         /* MLA */
+    int qk_nope_head_dim;     /* MLA */
+    int qk_rope_head_dim;     /* MLA */
+    int v_head_dim;           /* MLA */
 };
 
+/* GPUs = pp * dp (no tensor parallelism). Stage s holds GPUs [s * dp, (s + 1) * dp);
+ * inside a stage, EP groups of ep consecutive GPUs (ep divides dp). */
 struct cfg_parallel {
-    int ep;                   /* expert-parallel degree; GPUs are split into gpus/ep groups */
+    int ep;                   /* expert-parallel degree; 0 in the input comes back as dp */
+    int pp;                   /* pipeline stages */
+    int dp;                   /* data-parallel degree; 0 in the input comes back as gpus / pp */
+    int vpp;                  /* virtual stages per GPU (interleaved-1f1b) */
 };
 
 struct cfg_routing {
@@ -78,12 +109,30 @@ struct cfg_traffic {
     struct cfg_src matrix_src;
 };
 
+struct cfg_schedule {
+    enum sched_kind kind;
+    int microbatches;         /* per pipeline, per step */
+    int64_t micro_batch_tokens; /* tokens of one micro-batch on one DP rank */
+    bool overlap;             /* communication overlaps compute where dependencies allow */
+    int comm_sms;             /* SMs communication kernels take while they run */
+    enum reduce_kind dp_reduce;
+    double grad_bytes_per_param; /* bytes per gradient element in the DP reduce */
+};
+
+/* Measured expert times: a CSV of tokens,fwd_us[,bwd_us] rows; "" when absent. */
+struct cfg_calibration {
+    char expert_table[CFG_PATH_MAX];
+    struct cfg_src expert_table_src;
+};
+
 struct config {
     struct cfg_cluster cluster;
     struct cfg_model model;
     struct cfg_parallel parallel;
     struct cfg_routing routing;
     struct cfg_traffic traffic;
+    struct cfg_schedule schedule;
+    struct cfg_calibration calibration;
 };
 
 struct cfg_err {
@@ -103,5 +152,6 @@ int config_gpus(const struct config *c);  /* nodes * gpus_per_node */
 const char *config_route_name(enum route_kind r);
 const char *config_dist_name(enum dist_kind d);
 const char *config_pattern_name(enum pattern_kind p);
+const char *config_sched_name(enum sched_kind k);
 
 #endif
