@@ -49,7 +49,11 @@ struct model {
 };
 
 /* 0, or -EINVAL when the config cannot describe a step (no ffn_hidden with dense
- * layers, no expert_ffn_hidden with MoE layers); c borrowed. */
+ * layers, no expert_ffn_hidden with MoE layers; also hidden, layers, seq_len, vocab or
+ * heads < 1, first_dense_layers outside 0..layers, top_k outside 1..experts, GQA
+ * kv_heads outside 1..heads, MLA kv_lora_rank or v_head_dim < 1); c borrowed.
+ * kv_heads and head_dim of 0 are read as config.h fills them in. Formulas, byte counts
+ * and sources: model.c. */
 int model_init(struct model *m, const struct config *c);
 
 bool model_layer_is_moe(const struct model *m, int layer);
@@ -59,9 +63,18 @@ bool model_layer_is_moe(const struct model *m, int layer);
 double model_op_flops(const struct model *m, enum model_op op, double tokens);
 
 /* Model FLOPs of one token through the whole model, forward + backward (3x forward),
- * routed experts counted top_k times: the numerator of MFU. */
+ * routed experts counted top_k times, the attention core's causal half, no FLOPs for the
+ * embedding lookup: the numerator of MFU. */
 double model_flops_per_token(const struct model *m);
 
+/* Every weight: embedding, all layers with all routed experts, final norm and head
+ * (untied). */
 double model_params_total(const struct model *m);
+
+/* As model_params_total with top_k routed experts per MoE layer instead of all: the
+ * weights one token uses, embedding included (DeepSeek's published activated counts
+ * appear to leave the embedding out: DeepSeek-V2-Lite's 2.4B fits only without it;
+ * Mistral's 12.9B for Mixtral-8x7B includes it). */
+double model_params_active(const struct model *m);
 
 #endif
