@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L     /* strdup, strcasecmp */
 #endif
 #include "config.h"
+#include "sched.h"
 #include "textin.h"
 
 #include <ini.h>
@@ -67,6 +68,10 @@ struct cfg_key {
 static const char *const route_words[] = { "rail", "pxn", "hierarchical", NULL };
 static const char *const dist_words[] = { "uniform", "zipf", NULL };
 static const char *const pattern_words[] = { "moe", "alltoall", "matrix", NULL };
+static const char *const sched_words[] = { "none", "gpipe", "1f1b", "interleaved-1f1b", "zb1p",
+                                           "dualpipe", "dualpipev", NULL };
+static const char *const attn_words[] = { "gqa", "mla", NULL };
+static const char *const reduce_words[] = { "ring", "tree", NULL };
 static const char *const true_words[] = { "true", "on", "yes", "1", NULL };
 static const char *const false_words[] = { "false", "off", "no", "0", NULL };
 
@@ -74,9 +79,16 @@ static const char *const false_words[] = { "false", "off", "no", "0", NULL };
 _Static_assert(ROUTE_RAIL == 0 && ROUTE_PXN == 1 && ROUTE_HIER == 2, "route_words order");
 _Static_assert(DIST_UNIFORM == 0 && DIST_ZIPF == 1, "dist_words order");
 _Static_assert(PATTERN_MOE == 0 && PATTERN_ALLTOALL == 1 && PATTERN_MATRIX == 2, "pattern_words");
+_Static_assert(SCHED_NONE == 0 && SCHED_GPIPE == 1 && SCHED_1F1B == 2 &&
+               SCHED_INTERLEAVED_1F1B == 3 && SCHED_ZB1P == 4 && SCHED_DUALPIPE == 5 &&
+               SCHED_DUALPIPEV == 6, "sched_words order");
+_Static_assert(ATTN_GQA == 0 && ATTN_MLA == 1, "attn_words order");
+_Static_assert(REDUCE_RING == 0 && REDUCE_TREE == 1, "reduce_words order");
 _Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
 _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
-               sizeof(enum pattern_kind) == sizeof(int), "enum fields are int-sized");
+               sizeof(enum pattern_kind) == sizeof(int) && sizeof(enum sched_kind) == sizeof(int) &&
+               sizeof(enum attn_kind) == sizeof(int) && sizeof(enum reduce_kind) == sizeof(int),
+               "enum fields are int-sized");
 
 /* The schema. To add a key: add its field to struct config (config.h), then one row here:
  * section, key, type, default as written in a file, allowed range in file units, SI
@@ -105,6 +117,27 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(cluster.nodes_per_leaf) },
     { "cluster", "route",             CFG_ENUM,   "rail", ANY,   1,   1,   route_words,
       FIELD(cluster.route) },
+    /* The compute model of training steps (compute.h). Defaults: one H100 SXM, NVIDIA H100
+     * Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOP/s "with sparsity", half of
+     * that dense; HBM3 3.35 TB/s; 80 GB; 132 SMs (the SXM5 part). */
+    { "cluster", "gpu_tflops_bf16",   CFG_DOUBLE, "989",  GT(0), 1e12, 1,  NULL,
+      FIELD(cluster.gpu_flops) },
+    { "cluster", "hbm_GBps",          CFG_DOUBLE, "3350", GT(0), 1e9, 1,   NULL,
+      FIELD(cluster.hbm_Bps) },
+    { "cluster", "sms",               CFG_INT,    "132",  IN(1, 65536), 1, 1, NULL,
+      FIELD(cluster.sms) },
+    /* Assumptions, to be calibrated (moeprof, [calibration] expert_table): a large BF16
+     * GEMM reaches about 3/4 of the dense peak; one with 64 rows, half of a 128-row tile
+     * (the M side of the usual Hopper BF16 GEMM tiles), half of that; memory-bound
+     * kernels reach 80% of the HBM peak. */
+    { "cluster", "gemm_efficiency",   CFG_DOUBLE, "0.75", { 0, 1, true, false }, 1, 1, NULL,
+      FIELD(cluster.gemm_eff) },
+    { "cluster", "gemm_half_rows",    CFG_DOUBLE, "64",   GT(0), 1,   1,   NULL,
+      FIELD(cluster.gemm_half_rows) },
+    { "cluster", "hbm_efficiency",    CFG_DOUBLE, "0.8",  { 0, 1, true, false }, 1, 1, NULL,
+      FIELD(cluster.hbm_eff) },
+    { "cluster", "gpu_mem_GiB",       CFG_DOUBLE, "80",   GT(0), 1073741824, 1, NULL,
+      FIELD(cluster.gpu_mem_bytes) },
     { "model", "name",                CFG_NAME,   "",     ANY,   1,   1,   NULL,
       FIELD(model.name) },
     { "model", "hidden",              CFG_INT,    "4096", IN(1, 16777216), 1, 1, NULL,
@@ -127,9 +160,50 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(model.dispatch_bytes_per_elem) },
     { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.combine_bytes_per_elem) },
-    /* 0: all GPUs; cfg_check() replaces it with nodes * gpus_per_node */
+    /* Transformer structure, used by training steps (model.h). Sizes are at most 2^24, as
+     * hidden: the product of two is exact in a double. The defaults go with the default
+     * hidden 4096: 32 heads of 128 and a 32000-token vocabulary, as Mixtral-8x7B
+     * (configs/models/mixtral-8x7b.ini), but full multi-head attention (kv_heads 0). */
+    { "model", "seq_len",             CFG_INT,    "4096", IN(1, 16777216), 1, 1, NULL,
+      FIELD(model.seq_len) },
+    { "model", "vocab",               CFG_INT,    "32000", IN(1, 16777216), 1, 1, NULL,
+      FIELD(model.vocab) },
+    /* 0: not given (needed only when there are dense layers) */
+    { "model", "ffn_hidden",          CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.ffn_hidden) },
+    { "model", "attention",           CFG_ENUM,   "gqa",  ANY,   1,   1,   attn_words,
+      FIELD(model.attention) },
+    { "model", "heads",               CFG_INT,    "32",   IN(1, 16777216), 1, 1, NULL,
+      FIELD(model.heads) },
+    /* 0: heads; cfg_check_model() fills it in */
+    { "model", "kv_heads",            CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.kv_heads) },
+    /* 0: hidden / heads; cfg_check_model() fills it in */
+    { "model", "head_dim",            CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.head_dim) },
+    /* MLA (DeepSeek-V2, arXiv:2405.04434 sec. 2.1): 0 is "not given", which a step with
+     * attention = mla refuses except for q_lora_rank (0: queries are not compressed) and
+     * qk_rope_head_dim (0: no decoupled RoPE part). */
+    { "model", "q_lora_rank",         CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.q_lora_rank) },
+    { "model", "kv_lora_rank",        CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.kv_lora_rank) },
+    { "model", "qk_nope_head_dim",    CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.qk_nope_head_dim) },
+    { "model", "qk_rope_head_dim",    CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.qk_rope_head_dim) },
+    { "model", "v_head_dim",          CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
+      FIELD(model.v_head_dim) },
+    /* 0: dp; cfg_check_ep() fills it in */
     { "parallel", "ep",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
       FIELD(parallel.ep) },
+    { "parallel", "pp",               CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+      FIELD(parallel.pp) },
+    /* 0: GPUs / pp; cfg_check_parallel() fills it in */
+    { "parallel", "dp",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(parallel.dp) },
+    { "parallel", "vpp",              CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+      FIELD(parallel.vpp) },
     /* tokens, hidden and bytes per element bounded so that a pair's bytes fit 64 bits */
     { "routing", "tokens_per_gpu",    CFG_INT64,  "4096", IN(0, 1e9), 1, 1, NULL,
       FIELD(routing.tokens_per_gpu) },
@@ -147,6 +221,31 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(traffic.combine) },
     { "traffic", "matrix",            CFG_PATH,   "",     ANY,   1,   1,   NULL,
       FIELD(traffic.matrix) },
+    /* none: one MoE layer's traffic ([traffic]), as before steps existed */
+    { "schedule", "kind",             CFG_ENUM,   "none", ANY,   1,   1,   sched_words,
+      FIELD(schedule.kind) },
+    /* a schedule holds a few ops per micro-batch and piece on each rank */
+    { "schedule", "microbatches",     CFG_INT,    "8",    IN(1, 1048576), 1, 1, NULL,
+      FIELD(schedule.microbatches) },
+    /* bounded as routing.tokens_per_gpu */
+    { "schedule", "micro_batch_tokens", CFG_INT64, "4096", IN(1, 1e9), 1, 1, NULL,
+      FIELD(schedule.micro_batch_tokens) },
+    { "schedule", "overlap",          CFG_BOOL,   "on",   ANY,   1,   1,   NULL,
+      FIELD(schedule.overlap) },
+    /* DeepSeek-V3 (arXiv:2412.19437) sec. 3.2.2: 20 SMs run the all-to-all kernels, and
+     * sec. 3.5.1: 20 of the H800's 132 SMs */
+    { "schedule", "comm_sms",         CFG_INT,    "20",   GE(0), 1,   1,   NULL,
+      FIELD(schedule.comm_sms) },
+    { "schedule", "dp_reduce",        CFG_ENUM,   "ring", ANY,   1,   1,   reduce_words,
+      FIELD(schedule.dp_reduce) },
+    /* 4: FP32 gradients. Megatron-LM reduces the gradients of BF16 training in FP32
+     * (with --bf16 it sets accumulate_allreduce_grads_in_fp32 unless --grad-reduce-in-bf16
+     * is given); 2 for BF16 gradients. */
+    { "schedule", "grad_bytes_per_param", CFG_DOUBLE, "4", { 0, 8, true, false }, 1, 1, NULL,
+      FIELD(schedule.grad_bytes_per_param) },
+    /* "": none; compute.h reads the file */
+    { "calibration", "expert_table",  CFG_PATH,   "",     ANY,   1,   1,   NULL,
+      FIELD(calibration.expert_table) },
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -166,6 +265,8 @@ static const struct {
 struct cfg_loader {
     struct config c;                /* copied out only when everything checked out */
     struct cfg_src src[CFG_NKEYS];  /* where each key was last set */
+    unsigned long order[CFG_NKEYS]; /* when: 0 for the default, then 1, 2, ... per set */
+    unsigned long nsets;            /* sets so far */
     int rc;                         /* 0, or the first error: -EINVAL, -ENOMEM */
     struct cfg_err err;             /* the message for rc */
 };
@@ -466,6 +567,7 @@ static int cfg_set(struct cfg_loader *ld, const char *sec, const char *key, cons
     if (rc)
         return rc;
     snprintf(ld->src[k - cfg_keys].where, sizeof(ld->src[0].where), "%s", where);
+    ld->order[k - cfg_keys] = ++ld->nsets;
     return 0;
 }
 
@@ -664,35 +766,195 @@ static int cfg_check_gpus(struct cfg_loader *ld)
                     cl->nodes, cl->gpus_per_node, gpus, CFG_GPUS_MAX);
 }
 
-/* EP groups must tile the GPUs and, when routing MoE traffic, the experts:
- * ep <= gpus, ep | experts (pattern moe only), ep | gpus. */
+/* "where: section.key: what", where is where section.key was last set. */
+__attribute__((format(printf, 4, 5)))
+static int cfg_fail_key(struct cfg_loader *ld, const char *sec, const char *key,
+                        const char *fmt, ...)
+{
+    char what[CFG_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return cfg_fail(ld, cfg_where(ld, sec, key), sec, key, "%s", what);
+}
+
+/* Of the n keys in names ("section", "key" pairs), the one set last: a rule on several
+ * keys of equal standing blames the one the user changed most recently. All at their
+ * defaults: the first. */
+static const struct cfg_key *cfg_latest(const struct cfg_loader *ld, const char *const *names,
+                                        int n)
+{
+    const struct cfg_key *best = NULL;
+    for (int i = 0; i < n; i++) {
+        const struct cfg_key *k = cfg_find(names[2 * i], names[2 * i + 1]);
+        if (k && (!best || ld->order[k - cfg_keys] > ld->order[best - cfg_keys]))
+            best = k;
+    }
+    return best;
+}
+
+/* As cfg_fail_key, blaming cfg_latest(names, n). */
+__attribute__((format(printf, 4, 5)))
+static int cfg_fail_latest(struct cfg_loader *ld, const char *const *names, int n,
+                           const char *fmt, ...)
+{
+    char what[CFG_ERR_MAX];
+    const struct cfg_key *k = cfg_latest(ld, names, n);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return cfg_fail(ld, ld->src[k - cfg_keys].where, k->section, k->key, "%s", what);
+}
+
+/* Where to blame section.key for a value it lacks: where it was set, or, still at its
+ * default, where the key that needs it (by_sec.by_key) was set. */
+static const char *cfg_where_or(const struct cfg_loader *ld, const char *sec, const char *key,
+                                const char *by_sec, const char *by_key)
+{
+    const char *w = cfg_where(ld, sec, key);
+    return strcmp(w, "default") ? w : cfg_where(ld, by_sec, by_key);
+}
+
+/* GPUs = pp * dp (config.h): pp | gpus; dp = 0 becomes gpus / pp, any other dp must be
+ * that. vpp > 1 only for interleaved-1f1b, the one schedule with virtual stages. */
+static int cfg_check_parallel(struct cfg_loader *ld)
+{
+    static const char *const vpp_kind[] = { "parallel", "vpp", "schedule", "kind" };
+    struct cfg_parallel *p = &ld->c.parallel;
+    int gpus = ld->c.cluster.nodes * ld->c.cluster.gpus_per_node;
+    if (gpus % p->pp)
+        return cfg_fail_key(ld, "parallel", "pp", "%d does not divide the %d GPUs "
+                            "(cluster.nodes * cluster.gpus_per_node)", p->pp, gpus);
+    if (p->dp && p->dp != gpus / p->pp)
+        return cfg_fail_key(ld, "parallel", "dp", "%d is not GPUs / parallel.pp = %d / %d = %d "
+                            "(GPUs = pp * dp: there is no tensor parallelism)", p->dp, gpus,
+                            p->pp, gpus / p->pp);
+    p->dp = gpus / p->pp;
+    if (p->vpp > 1 && ld->c.schedule.kind != SCHED_INTERLEAVED_1F1B)
+        return cfg_fail_latest(ld, vpp_kind, 2, "parallel.vpp = %d needs schedule.kind = "
+                               "interleaved-1f1b, got %s", p->vpp,
+                               config_sched_name(ld->c.schedule.kind));
+    return 0;
+}
+
+/* EP groups must tile each stage's dp GPUs and, when routing MoE traffic, the experts:
+ * ep <= dp, ep | experts (pattern moe only), ep | dp. Runs after cfg_check_parallel. */
 static int cfg_check_ep(struct cfg_loader *ld)
 {
     struct config *c = &ld->c;
-    int gpus = c->cluster.nodes * c->cluster.gpus_per_node;
-    int ep = c->parallel.ep ? c->parallel.ep : gpus;
-    const char *where = cfg_where(ld, "parallel", "ep");
-    char shown[64];
+    int dp = c->parallel.dp;
+    int ep = c->parallel.ep ? c->parallel.ep : dp;
+    char shown[64], dp_is[128];
     if (c->parallel.ep)
         snprintf(shown, sizeof(shown), "%d", ep);
     else
-        snprintf(shown, sizeof(shown), "0 (all %d GPUs)", gpus);
-    if (ep > gpus)
-        return cfg_fail(ld, where, "parallel", "ep", "%s is more than the %d GPUs "
-                        "(cluster.nodes * cluster.gpus_per_node)", shown, gpus);
+        snprintf(shown, sizeof(shown), "0 (dp = %d)", dp);
+    snprintf(dp_is, sizeof(dp_is), "parallel.dp = %d (cluster.nodes * cluster.gpus_per_node / "
+             "parallel.pp)", dp);
+    if (ep > dp)
+        return cfg_fail_key(ld, "parallel", "ep", "%s is more than %s", shown, dp_is);
     if (c->traffic.pattern == PATTERN_MOE && c->model.experts % ep)
-        return cfg_fail(ld, where, "parallel", "ep", "%s does not divide model.experts = %d",
-                        shown, c->model.experts);
-    if (gpus % ep)
-        return cfg_fail(ld, where, "parallel", "ep", "%s does not divide the %d GPUs "
-                        "(cluster.nodes * cluster.gpus_per_node)", shown, gpus);
+        return cfg_fail_key(ld, "parallel", "ep", "%s does not divide model.experts = %d",
+                            shown, c->model.experts);
+    if (dp % ep)
+        return cfg_fail_key(ld, "parallel", "ep", "%s does not divide %s", shown, dp_is);
     c->parallel.ep = ep;
     return 0;
+}
+
+/* Fills in kv_heads (0: heads) and head_dim (0: hidden / heads, rounded down; a step
+ * checks that heads divides hidden). */
+static void cfg_fill_model(struct cfg_model *m)
+{
+    if (!m->kv_heads)
+        m->kv_heads = m->heads;
+    if (!m->head_dim)
+        m->head_dim = m->hidden / m->heads;
+}
+
+/* Pieces the schedule cuts the model into (sched.h). */
+static long long cfg_pieces(const struct config *c)
+{
+    long long pp = c->parallel.pp;
+    switch (c->schedule.kind) {
+    case SCHED_INTERLEAVED_1F1B: return pp * c->parallel.vpp;
+    case SCHED_DUALPIPEV:        return 2 * pp;
+    default:                     return pp;
+    }
+}
+
+/* The attention keys of a step: GQA heads that tile hidden (when head_dim is not given)
+ * and kv_heads | heads (groups of query heads share a KV head); MLA with its ranks. */
+static int cfg_check_attention(struct cfg_loader *ld, bool head_dim_given)
+{
+    static const char *const mla_keys[] = { "kv_lora_rank", "qk_nope_head_dim", "v_head_dim" };
+    const struct cfg_model *m = &ld->c.model;
+    if (m->attention == ATTN_GQA) {
+        if (!head_dim_given && m->hidden % m->heads)
+            return cfg_fail_key(ld, "model", "heads", "%d does not divide model.hidden = %d "
+                                "(model.head_dim = 0: hidden / heads)", m->heads, m->hidden);
+        if (m->heads % m->kv_heads)
+            return cfg_fail_key(ld, "model", "kv_heads", "%d does not divide model.heads = %d",
+                                m->kv_heads, m->heads);
+        return 0;
+    }
+    const int dims[] = { m->kv_lora_rank, m->qk_nope_head_dim, m->v_head_dim };
+    for (int i = 0; i < 3; i++)
+        if (dims[i] < 1)
+            return cfg_fail(ld, cfg_where_or(ld, "model", mla_keys[i], "model", "attention"),
+                            "model", mla_keys[i], "required (> 0) for model.attention = mla "
+                            "in a training step");
+    return 0;
+}
+
+/* Checks of the keys only a training step reads (schedule.kind != none). A step of dense
+ * layers only (first_dense_layers = layers) is allowed: the baseline without MoE traffic. */
+static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
+{
+    static const char *const kind_pattern[] = { "schedule", "kind", "traffic", "pattern" };
+    static const char *const pieces_keys[] = { "parallel", "pp", "parallel", "vpp",
+                                               "model", "layers", "schedule", "kind" };
+    static const char *const sched_keys[] = { "schedule", "kind", "parallel", "pp",
+                                              "schedule", "microbatches" };
+    static const char *const sms_keys[] = { "schedule", "comm_sms", "cluster", "sms" };
+    const struct config *c = &ld->c;
+    const struct cfg_model *m = &c->model;
+    const char *kind = config_sched_name(c->schedule.kind);
+    if (c->traffic.pattern != PATTERN_MOE)
+        return cfg_fail_latest(ld, kind_pattern, 2, "schedule.kind = %s needs traffic.pattern "
+                               "= moe, got %s", kind, config_pattern_name(c->traffic.pattern));
+    if (cfg_pieces(c) > m->layers)
+        return cfg_fail_latest(ld, pieces_keys, 4, "schedule.kind = %s cuts the model into %lld "
+                               "pieces (parallel.pp = %d, parallel.vpp = %d), more than "
+                               "model.layers = %d", kind, cfg_pieces(c), c->parallel.pp,
+                               c->parallel.vpp, m->layers);
+    const char *why = sched_check(c->schedule.kind, c->parallel.pp, c->schedule.microbatches,
+                                  c->parallel.vpp);
+    if (why)
+        return cfg_fail_latest(ld, sched_keys, 3, "%s (schedule.kind = %s, parallel.pp = %d, "
+                               "schedule.microbatches = %d)", why, kind, c->parallel.pp,
+                               c->schedule.microbatches);
+    if (c->schedule.comm_sms >= c->cluster.sms)
+        return cfg_fail_latest(ld, sms_keys, 2, "schedule.comm_sms = %d leaves no SM of "
+                               "cluster.sms = %d for compute", c->schedule.comm_sms,
+                               c->cluster.sms);
+    if (m->first_dense_layers && m->ffn_hidden < 1)
+        return cfg_fail(ld, cfg_where_or(ld, "model", "ffn_hidden", "model", "first_dense_layers"),
+                        "model", "ffn_hidden", "required (> 0) for the %d dense layers "
+                        "(model.first_dense_layers) of a training step", m->first_dense_layers);
+    if (m->first_dense_layers < m->layers && m->expert_ffn_hidden < 1)
+        return cfg_fail(ld, cfg_where_or(ld, "model", "expert_ffn_hidden", "schedule", "kind"),
+                        "model", "expert_ffn_hidden", "required (> 0) for the MoE layers of a "
+                        "training step (schedule.kind = %s)", kind);
+    return cfg_check_attention(ld, head_dim_given);
 }
 
 static int cfg_check(struct cfg_loader *ld)
 {
     struct config *c = &ld->c;
+    bool head_dim_given = c->model.head_dim != 0;
     int rc = cfg_check_gpus(ld);
     if (rc)
         return rc;
@@ -703,14 +965,26 @@ static int cfg_check(struct cfg_loader *ld)
     if (c->model.top_k > c->model.experts)
         return cfg_fail(ld, cfg_where(ld, "model", "top_k"), "model", "top_k",
                         "%d is more than model.experts = %d", c->model.top_k, c->model.experts);
+    rc = cfg_check_parallel(ld);
+    if (rc)
+        return rc;
     rc = cfg_check_ep(ld);
     if (rc)
         return rc;
     if (c->traffic.pattern == PATTERN_MATRIX && !c->traffic.matrix[0])
         return cfg_fail(ld, cfg_where(ld, "traffic", "pattern"), "traffic", "matrix",
                         "required when traffic.pattern = matrix");
+    cfg_fill_model(&c->model);
+    if (c->schedule.kind != SCHED_NONE) {
+        rc = cfg_check_step(ld, head_dim_given);
+        if (rc)
+            return rc;
+    }
     snprintf(c->traffic.matrix_src.where, sizeof(c->traffic.matrix_src.where), "%s",
              cfg_where(ld, "traffic", "matrix"));
+    snprintf(c->calibration.expert_table_src.where,
+             sizeof(c->calibration.expert_table_src.where), "%s",
+             cfg_where(ld, "calibration", "expert_table"));
     return 0;
 }
 
@@ -765,3 +1039,6 @@ static const char *cfg_word(const char *const *words, int i)
 const char *config_route_name(enum route_kind r) { return cfg_word(route_words, (int)r); }
 const char *config_dist_name(enum dist_kind d) { return cfg_word(dist_words, (int)d); }
 const char *config_pattern_name(enum pattern_kind p) { return cfg_word(pattern_words, (int)p); }
+const char *config_sched_name(enum sched_kind k) { return cfg_word(sched_words, (int)k); }
+const char *config_attn_name(enum attn_kind a) { return cfg_word(attn_words, (int)a); }
+const char *config_reduce_name(enum reduce_kind r) { return cfg_word(reduce_words, (int)r); }

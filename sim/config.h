@@ -77,7 +77,8 @@ struct cfg_model {
     enum attn_kind attention;
     int heads;
     int kv_heads;             /* GQA; 0 in the input comes back as heads */
-    int head_dim;             /* GQA; 0 in the input comes back as hidden / heads */
+    int head_dim;             /* GQA; 0 in the input comes back as hidden / heads (rounded
+                               * down; a step requires heads | hidden) */
     int q_lora_rank;          /* MLA; 0: queries are not low-rank */
     int kv_lora_rank;         /* MLA */
     int qk_nope_head_dim;     /* MLA */
@@ -141,7 +142,11 @@ struct cfg_err {
 
 /* Load files[0..nfiles) then apply sets[0..nsets) ("section.key=value").
  * Returns 0, or -EINVAL with err->msg set (bad input), or -ENOMEM.
- * parallel.ep = 0 in the input comes back as config_gpus(c). *c is written only on success. */
+ * Zeros that mean "derive it" come back filled in: parallel.dp = 0 as config_gpus(c) /
+ * parallel.pp, parallel.ep = 0 as parallel.dp (all GPUs when pp = 1), model.kv_heads = 0
+ * as model.heads, model.head_dim = 0 as model.hidden / model.heads (rounded down; a
+ * training step requires heads | hidden). Keys only a training step reads are checked
+ * against each other only when schedule.kind != none. *c is written only on success. */
 int config_load(struct config *c, const char *const *files, int nfiles,
                 const char *const *sets, int nsets, struct cfg_err *err);
 
@@ -153,5 +158,7 @@ const char *config_route_name(enum route_kind r);
 const char *config_dist_name(enum dist_kind d);
 const char *config_pattern_name(enum pattern_kind p);
 const char *config_sched_name(enum sched_kind k);
+const char *config_attn_name(enum attn_kind a);
+const char *config_reduce_name(enum reduce_kind r);
 
 #endif

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "sched.h"
 #include "traffic.h"
 
 #define MATRIX_LINE_MAX 4096      /* traces/FORMAT.md */
@@ -63,12 +64,55 @@ static inline const char *lines_broken(const char *p, size_t n, size_t max)
 
 #define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
 
+/* NULL, or the first broken promise about the keys of training steps: their ranges, and
+ * when a step is asked (schedule.kind != none) cfg_check()'s rules between them. */
+static inline const char *config_step_broken(const struct config *c)
+{
+    const struct cfg_cluster *cl = &c->cluster;
+    const struct cfg_model *m = &c->model;
+    const struct cfg_parallel *p = &c->parallel;
+    const struct cfg_schedule *s = &c->schedule;
+    enum sched_kind k = s->kind;
+    long long pieces = k == SCHED_INTERLEAVED_1F1B ? (long long)p->pp * p->vpp
+                     : k == SCHED_DUALPIPEV ? 2LL * p->pp : p->pp;
+    unsigned char overlap;                        /* a bool other than 0/1 is UB to load */
+    memcpy(&overlap, &s->overlap, 1);
+    INV(isfinite(cl->gpu_flops) && cl->gpu_flops > 0 && isfinite(cl->hbm_Bps) && cl->hbm_Bps > 0);
+    INV(cl->sms >= 1 && cl->gemm_eff > 0 && cl->gemm_eff <= 1);
+    INV(cl->hbm_eff > 0 && cl->hbm_eff <= 1);
+    INV(isfinite(cl->gemm_half_rows) && cl->gemm_half_rows > 0);
+    INV(isfinite(cl->gpu_mem_bytes) && cl->gpu_mem_bytes > 0);
+    INV(m->seq_len >= 1 && m->vocab >= 1 && m->ffn_hidden >= 0 && m->heads >= 1);
+    INV(m->kv_heads >= 1 && m->head_dim >= 0 && (unsigned)m->attention <= ATTN_MLA);
+    INV(m->q_lora_rank >= 0 && m->kv_lora_rank >= 0 && m->qk_nope_head_dim >= 0);
+    INV(m->qk_rope_head_dim >= 0 && m->v_head_dim >= 0);
+    INV(p->vpp >= 1 && (p->vpp == 1 || k == SCHED_INTERLEAVED_1F1B));
+    INV((unsigned)k <= SCHED_DUALPIPEV && (unsigned)s->dp_reduce <= REDUCE_TREE && overlap <= 1);
+    INV(s->microbatches >= 1 && s->micro_batch_tokens >= 1 && s->comm_sms >= 0);
+    INV(isfinite(s->grad_bytes_per_param) && s->grad_bytes_per_param > 0);
+    INV(s->grad_bytes_per_param <= 8);
+    INV(memchr(c->calibration.expert_table, '\0', sizeof(c->calibration.expert_table)));
+    INV(memchr(c->calibration.expert_table_src.where, '\0',
+               sizeof(c->calibration.expert_table_src.where)));
+    if (k == SCHED_NONE)
+        return NULL;
+    INV(c->traffic.pattern == PATTERN_MOE);
+    INV(pieces <= m->layers && !sched_check(k, p->pp, s->microbatches, p->vpp));
+    INV(s->comm_sms < cl->sms);
+    INV(m->first_dense_layers == m->layers || m->expert_ffn_hidden >= 1);
+    INV(m->first_dense_layers == 0 || m->ffn_hidden >= 1);
+    INV(m->attention != ATTN_GQA || (m->head_dim >= 1 && m->heads % m->kv_heads == 0));
+    INV(m->attention != ATTN_MLA ||
+        (m->kv_lora_rank >= 1 && m->qk_nope_head_dim >= 1 && m->v_head_dim >= 1));
+    return NULL;
+}
+
 /* NULL, or the first broken promise of config.h and cfg_check() in an accepted config. */
 static inline const char *config_broken(const struct config *c)
 {
     const struct cfg_cluster *cl = &c->cluster;
     const struct cfg_model *m = &c->model;
-    int gpus = config_gpus(c), ep = c->parallel.ep;
+    int gpus = config_gpus(c), ep = c->parallel.ep, pp = c->parallel.pp, dp = c->parallel.dp;
     unsigned char dedup, combine;                 /* a bool other than 0/1 is UB to load */
     memcpy(&dedup, &c->routing.dedup, 1);
     memcpy(&combine, &c->traffic.combine, 1);
@@ -82,7 +126,8 @@ static inline const char *config_broken(const struct config *c)
     INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
     INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
     INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
-    INV(ep >= 1 && ep <= gpus && gpus % ep == 0);
+    INV(pp >= 1 && dp >= 1 && (long long)pp * dp == gpus);
+    INV(ep >= 1 && ep <= dp && dp % ep == 0);
     INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
     INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
     INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
@@ -91,7 +136,7 @@ static inline const char *config_broken(const struct config *c)
     INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
     INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
     INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
-    return NULL;
+    return config_step_broken(c);
 }
 
 /* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields

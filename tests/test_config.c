@@ -1,9 +1,11 @@
 /* test_config.c: sim/config.c against small INI files written to a mkdtemp folder.
  * Expected values come from the schema in config.h and its brief (defaults, units:
- * GB/s * 1e9 = B/s, us / 1e6 = s; size suffixes 1000^n and 1024^n) and from the
- * message format "file:line: section.key: what is wrong". */
+ * GB/s * 1e9 = B/s, us / 1e6 = s, TFLOP/s * 1e12 = FLOP/s, GiB * 2^30 = bytes; size
+ * suffixes 1000^n and 1024^n), from the message format "file:line: section.key: what is
+ * wrong", and for a schedule's own rules from sched_check() (sched.h). */
 #include "config.h"
 #include "cu_run.h"
+#include "sched.h"
 
 #include <CUnit/Basic.h>
 
@@ -159,6 +161,154 @@ static void test_defaults(void)
     CU_ASSERT_STRING_EQUAL(e.msg, "");
 }
 
+/* The keys of training steps, at their defaults: one H100 SXM (989 TFLOP/s dense BF16,
+ * 3350 GB/s, 132 SMs, 80 GiB), hidden 4096 in 32 heads of 4096 / 32 = 128 with kv_heads
+ * 0 -> 32, one stage of dp = 8 GPUs with ep 0 -> dp = 8, no schedule. */
+static void test_step_defaults(void)
+{
+    struct config c;
+    struct cfg_err e;
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, NULL, 0, &e), 0);
+    CU_ASSERT(c.cluster.gpu_flops == 989e12);
+    CU_ASSERT(c.cluster.hbm_Bps == 3350e9);
+    CU_ASSERT_EQUAL(c.cluster.sms, 132);
+    CU_ASSERT(c.cluster.gemm_eff == 0.75);
+    CU_ASSERT(c.cluster.gemm_half_rows == 64.0);
+    CU_ASSERT(c.cluster.hbm_eff == 0.8);
+    CU_ASSERT(c.cluster.gpu_mem_bytes == 85899345920.0);     /* 80 * 2^30 */
+    CU_ASSERT_EQUAL(c.model.seq_len, 4096);
+    CU_ASSERT_EQUAL(c.model.vocab, 32000);
+    CU_ASSERT_EQUAL(c.model.ffn_hidden, 0);
+    CU_ASSERT_EQUAL(c.model.attention, ATTN_GQA);
+    CU_ASSERT_EQUAL(c.model.heads, 32);
+    CU_ASSERT_EQUAL(c.model.kv_heads, 32);
+    CU_ASSERT_EQUAL(c.model.head_dim, 128);
+    CU_ASSERT_EQUAL(c.model.q_lora_rank, 0);
+    CU_ASSERT_EQUAL(c.model.kv_lora_rank, 0);
+    CU_ASSERT_EQUAL(c.model.qk_nope_head_dim, 0);
+    CU_ASSERT_EQUAL(c.model.qk_rope_head_dim, 0);
+    CU_ASSERT_EQUAL(c.model.v_head_dim, 0);
+    CU_ASSERT_EQUAL(c.parallel.pp, 1);
+    CU_ASSERT_EQUAL(c.parallel.dp, 8);
+    CU_ASSERT_EQUAL(c.parallel.ep, 8);
+    CU_ASSERT_EQUAL(c.parallel.vpp, 1);
+    CU_ASSERT_EQUAL(c.schedule.kind, SCHED_NONE);
+    CU_ASSERT_EQUAL(c.schedule.microbatches, 8);
+    CU_ASSERT_EQUAL(c.schedule.micro_batch_tokens, 4096);
+    CU_ASSERT(c.schedule.overlap);
+    CU_ASSERT_EQUAL(c.schedule.comm_sms, 20);
+    CU_ASSERT_EQUAL(c.schedule.dp_reduce, REDUCE_RING);
+    CU_ASSERT(c.schedule.grad_bytes_per_param == 4.0);
+    CU_ASSERT_STRING_EQUAL(c.calibration.expert_table, "");
+    CU_ASSERT_STRING_EQUAL(c.calibration.expert_table_src.where, "default");
+}
+
+/* TFLOP/s * 1e12 and GB/s * 1e9 give integers below 2^53 here, so exact; GiB * 2^30 is
+ * exact for any value with few enough mantissa bits (0.5 GiB = 2^29 B). The expert
+ * table is resolved against the file's folder, and its line is kept. */
+static void test_step_units(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    int rc = load1("step_units.ini",
+                   "[cluster]\n"
+                   "gpu_tflops_bf16 = 1979.5\n"
+                   "hbm_GBps = 4800\n"
+                   "sms = 78\n"
+                   "gemm_efficiency = 1\n"
+                   "gemm_half_rows = 0.5\n"
+                   "hbm_efficiency = 0.25\n"
+                   "gpu_mem_GiB = 0.5\n"
+                   "[model]\n"
+                   "attention = MLA\n"
+                   "[schedule]\n"
+                   "overlap = off\n"
+                   "comm_sms = 0\n"
+                   "dp_reduce = tree\n"
+                   "grad_bytes_per_param = 2\n"
+                   "micro_batch_tokens = 1000000000\n"
+                   "[calibration]\n"
+                   "expert_table = experts.csv\n",
+                   NULL, 0, &c, &e);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT(c.cluster.gpu_flops == 1979.5e12);
+    CU_ASSERT(c.cluster.hbm_Bps == 4800e9);
+    CU_ASSERT_EQUAL(c.cluster.sms, 78);
+    CU_ASSERT(c.cluster.gemm_eff == 1.0);
+    CU_ASSERT(c.cluster.gemm_half_rows == 0.5);
+    CU_ASSERT(c.cluster.hbm_eff == 0.25);
+    CU_ASSERT(c.cluster.gpu_mem_bytes == 536870912.0);
+    CU_ASSERT_EQUAL(c.model.attention, ATTN_MLA);
+    CU_ASSERT(!c.schedule.overlap);
+    CU_ASSERT_EQUAL(c.schedule.comm_sms, 0);
+    CU_ASSERT_EQUAL(c.schedule.dp_reduce, REDUCE_TREE);
+    CU_ASSERT(c.schedule.grad_bytes_per_param == 2.0);
+    CU_ASSERT_EQUAL(c.schedule.micro_batch_tokens, 1000000000);
+    snprintf(want, sizeof(want), "%s/experts.csv", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.calibration.expert_table, want);
+    snprintf(want, sizeof(want), "%s/step_units.ini:18", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.calibration.expert_table_src.where, want);
+}
+
+/* GPUs = pp * dp; ep 0 -> dp. 2 nodes of 8 = 16 GPUs: pp 2 -> dp 8, ep 8; pp 4 -> dp 4,
+ * ep 4, or ep 2 as given; pp 16 -> dp 1, ep 1 (1 divides the 8 experts). dp given as
+ * 16 / 4 = 4 or 16 / 1 = 16 is accepted (ep 8 of dp 16: two EP groups per stage). */
+static void test_parallel_layout(void)
+{
+    static const struct {
+        const char *pp, *dp, *ep;
+        int want_dp, want_ep;
+    } cases[] = {
+        { "parallel.pp=2", "parallel.dp=0", "parallel.ep=0", 8, 8 },
+        { "parallel.pp=4", "parallel.dp=0", "parallel.ep=0", 4, 4 },
+        { "parallel.pp=4", "parallel.dp=4", "parallel.ep=2", 4, 2 },
+        { "parallel.pp=16", "parallel.dp=0", "parallel.ep=0", 1, 1 },
+        { "parallel.pp=1", "parallel.dp=16", "parallel.ep=8", 16, 8 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config c;
+        struct cfg_err e;
+        const char *sets[] = { "cluster.nodes=2", cases[i].pp, cases[i].dp, cases[i].ep };
+        int rc = config_load(&c, NULL, 0, sets, 4, &e);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) {
+            fprintf(stderr, "\n  %s: %s\n", cases[i].pp, e.msg);
+            continue;
+        }
+        CU_ASSERT_EQUAL(c.parallel.dp, cases[i].want_dp);
+        CU_ASSERT_EQUAL(c.parallel.ep, cases[i].want_ep);
+        CU_ASSERT_EQUAL(c.parallel.pp * c.parallel.dp, 16);
+    }
+}
+
+/* 8 GPUs. pp 3 does not divide them; dp 8 is not 8 / 2; ep 8 is more than dp = 4; with
+ * 12 GPUs and pp 2, ep 4 divides the 8 experts but not dp = 6; ep 0 -> dp = 3 does not
+ * divide 8 experts. */
+static void test_parallel_errors(void)
+{
+    expect_file_err("[parallel]\npp = 3\n", NULL, 0,
+                    ":2: parallel.pp: 3 does not divide the 8 GPUs "
+                    "(cluster.nodes * cluster.gpus_per_node)");
+    expect_file_err("[parallel]\npp = 16\n", NULL, 0,
+                    ":2: parallel.pp: 16 does not divide the 8 GPUs "
+                    "(cluster.nodes * cluster.gpus_per_node)");
+    expect_file_err("[parallel]\npp = 2\ndp = 8\n", NULL, 0,
+                    ":3: parallel.dp: 8 is not GPUs / parallel.pp = 8 / 2 = 4 "
+                    "(GPUs = pp * dp: there is no tensor parallelism)");
+    expect_file_err("[parallel]\npp = 2\nep = 8\n", NULL, 0,
+                    ":3: parallel.ep: 8 is more than parallel.dp = 4 "
+                    "(cluster.nodes * cluster.gpus_per_node / parallel.pp)");
+    expect_file_err("[cluster]\ngpus_per_node = 12\n[parallel]\npp = 2\nep = 4\n", NULL, 0,
+                    ":5: parallel.ep: 4 does not divide parallel.dp = 6 "
+                    "(cluster.nodes * cluster.gpus_per_node / parallel.pp)");
+    struct config c;
+    struct cfg_err e;
+    expect_msg(load1("ep0.ini", "[cluster]\ngpus_per_node = 12\n[parallel]\npp = 4\n", NULL, 0,
+                     &c, &e), &e, "default: parallel.ep: 0 (dp = 3) does not divide "
+               "model.experts = 8");
+}
+
 /* GB/s * 1e9 is exact for these values (results are integers below 2^53); us / 1e6 rounds
  * once, so it equals the literal 1.5e-6 to within one ulp (~2e-22). */
 static void test_units(void)
@@ -192,6 +342,189 @@ static void test_units(void)
     CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
     CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 1.2, 1e-15);
     CU_ASSERT(!c.routing.dedup);
+}
+
+/* A training step that loads on the default 8 GPUs: 8 layers (the first dense), pp 2 ->
+ * dp 4 -> ep 4 (| 8 experts), 1f1b over 4 micro-batches; step.ini lines 1-12. */
+static const char step_ini[] =
+    "[model]\n"                     /* 1 */
+    "layers = 8\n"                  /* 2 */
+    "first_dense_layers = 1\n"      /* 3 */
+    "ffn_hidden = 1024\n"           /* 4 */
+    "expert_ffn_hidden = 512\n"     /* 5 */
+    "[parallel]\n"                  /* 6 */
+    "pp = 2\n"                      /* 7 */
+    "[schedule]\n"                  /* 8 */
+    "kind = 1f1b\n"                 /* 9 */
+    "microbatches = 4\n"            /* 10 */
+    "[traffic]\n"                   /* 11 */
+    "pattern = moe\n";              /* 12 */
+
+/* Loads step_ini as step.ini plus sets; expects -EINVAL and the message want, where a
+ * leading ':' stands for "<tmp_dir>/step.ini:". */
+static void expect_step_err(const char *const *sets, int nsets, const char *want)
+{
+    struct config c;
+    struct cfg_err e;
+    char full[2 * CFG_PATH_MAX];
+    if (want[0] == ':')
+        snprintf(full, sizeof(full), "%s/step.ini%s", tmp_dir, want);
+    else
+        snprintf(full, sizeof(full), "%s", want);
+    expect_msg(load1("step.ini", step_ini, sets, nsets, &c, &e), &e, full);
+}
+
+static void test_step_loads(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *heads24[] = { "model.heads=24", "model.head_dim=128" };
+    CU_ASSERT_EQUAL_FATAL(load1("step.ini", step_ini, NULL, 0, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.schedule.kind, SCHED_1F1B);
+    CU_ASSERT_EQUAL(c.parallel.pp, 2);
+    CU_ASSERT_EQUAL(c.parallel.dp, 4);
+    CU_ASSERT_EQUAL(c.parallel.ep, 4);
+    /* 24 heads do not divide 4096, but a given head_dim needs no division */
+    CU_ASSERT_EQUAL_FATAL(load1("step.ini", NULL, heads24, 2, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.model.heads, 24);
+    CU_ASSERT_EQUAL(c.model.kv_heads, 24);
+    CU_ASSERT_EQUAL(c.model.head_dim, 128);
+    /* all 8 layers dense: a step without MoE layers needs no expert width */
+    const char *dense[] = { "model.first_dense_layers=8", "model.expert_ffn_hidden=0" };
+    CU_ASSERT_EQUAL(load1("step.ini", NULL, dense, 2, &c, &e), 0);
+}
+
+/* Without a step the step's cross-checks are not made: 24 heads with hidden 4096 load,
+ * head_dim = 4096 / 24 = 170 rounded down; no ffn sizes; MLA without its ranks. */
+static void test_no_step_no_step_checks(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *sets[] = { "model.heads=24", "model.first_dense_layers=1",
+                           "model.attention=mla", "schedule.comm_sms=500" };
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, sets, 4, &e), 0);
+    CU_ASSERT_EQUAL(c.model.head_dim, 170);
+    CU_ASSERT_EQUAL(c.model.ffn_hidden, 0);
+}
+
+/* Each rule of a step, broken once. A rule on keys of equal standing blames the one set
+ * last (the --set when there is one); a value that is missing is blamed where the key
+ * that needs it was set. */
+static void test_step_errors(void)
+{
+    const char *alltoall[] = { "traffic.pattern=alltoall" };
+    const char *vpp_3[] = { "schedule.kind=interleaved-1f1b", "parallel.vpp=8" };
+    const char *vpp_1f1b[] = { "parallel.vpp=2" };
+    const char *kind_after_vpp[] = { "parallel.vpp=2", "schedule.kind=zb1p" };
+    const char *sms[] = { "cluster.sms=20" };
+    const char *heads[] = { "model.heads=24" };
+    const char *kv[] = { "model.kv_heads=5" };
+    const char *mla[] = { "model.attention=mla" };
+    const char *mla_v[] = { "model.attention=mla", "model.kv_lora_rank=512",
+                            "model.qk_nope_head_dim=128" };
+    expect_step_err(alltoall, 1, "--set: traffic.pattern: schedule.kind = 1f1b needs "
+                    "traffic.pattern = moe, got alltoall");
+    /* interleaved-1f1b: pp * vpp = 2 * 8 = 16 pieces > 8 layers */
+    expect_step_err(vpp_3, 2, "--set: parallel.vpp: schedule.kind = interleaved-1f1b cuts the "
+                    "model into 16 pieces (parallel.pp = 2, parallel.vpp = 8), more than "
+                    "model.layers = 8");
+    expect_step_err(vpp_1f1b, 1, "--set: parallel.vpp: parallel.vpp = 2 needs schedule.kind = "
+                    "interleaved-1f1b, got 1f1b");
+    expect_step_err(kind_after_vpp, 2, "--set: schedule.kind: parallel.vpp = 2 needs "
+                    "schedule.kind = interleaved-1f1b, got zb1p");
+    expect_step_err(sms, 1, "--set: cluster.sms: schedule.comm_sms = 20 leaves no SM of "
+                    "cluster.sms = 20 for compute");
+    expect_step_err(heads, 1, "--set: model.heads: 24 does not divide model.hidden = 4096 "
+                    "(model.head_dim = 0: hidden / heads)");
+    expect_step_err(kv, 1, "--set: model.kv_heads: 5 does not divide model.heads = 32");
+    expect_step_err(mla, 1, "--set: model.kv_lora_rank: required (> 0) for model.attention = "
+                    "mla in a training step");
+    expect_step_err(mla_v, 3, "--set: model.v_head_dim: required (> 0) for model.attention = "
+                    "mla in a training step");
+}
+
+/* The same rules named at file lines. dualpipev cuts the model into 2 * pp = 4 pieces,
+ * more than 3 layers; kind (line 6) was set after layers (line 2) and pp (line 4). No
+ * ffn_hidden: blamed on first_dense_layers' line 3; no expert_ffn_hidden: on kind's line. */
+static void test_step_errors_in_files(void)
+{
+    expect_file_err("[model]\nlayers = 3\n[parallel]\npp = 2\n[schedule]\nkind = dualpipev\n",
+                    NULL, 0, ":6: schedule.kind: schedule.kind = dualpipev cuts the model into 4 "
+                    "pieces (parallel.pp = 2, parallel.vpp = 1), more than model.layers = 3");
+    expect_file_err("[model]\nlayers = 4\nfirst_dense_layers = 1\nexpert_ffn_hidden = 512\n"
+                    "[schedule]\nkind = gpipe\n", NULL, 0,
+                    ":3: model.ffn_hidden: required (> 0) for the 1 dense layers "
+                    "(model.first_dense_layers) of a training step");
+    expect_file_err("[schedule]\n\nkind = gpipe\n", NULL, 0,
+                    ":3: model.expert_ffn_hidden: required (> 0) for the MoE layers of a "
+                    "training step (schedule.kind = gpipe)");
+    expect_file_err("[model]\nexpert_ffn_hidden = 512\nattention = mla\nkv_lora_rank = 512\n"
+                    "qk_nope_head_dim = 0\n[schedule]\nkind = gpipe\n", NULL, 0,
+                    ":5: model.qk_nope_head_dim: required (> 0) for model.attention = mla in a "
+                    "training step");
+    expect_file_err("[model]\nexpert_ffn_hidden = 512\n[schedule]\nkind = 1f1b\n"
+                    "[traffic]\npattern = matrix\nmatrix = m.txt\n", NULL, 0,
+                    ":6: traffic.pattern: schedule.kind = 1f1b needs traffic.pattern = moe, "
+                    "got matrix");
+}
+
+/* A schedule's own rules come from sched_check() (sched.h), quoted in the message with
+ * the three values, blamed on the latest of kind, pp and microbatches. DualPipe feeds
+ * micro-batches from both ends, half each (DeepSeek-V3 report sec. 3.2.1), so an odd
+ * count is one it cannot split. */
+static void test_step_sched_rules(void)
+{
+    const char *odd[] = { "schedule.kind=dualpipe", "schedule.microbatches=5" };
+    const char *kind_last[] = { "schedule.microbatches=5", "schedule.kind=dualpipe" };
+    const char *why = sched_check(SCHED_DUALPIPE, 2, 5, 1);
+    char want[CFG_ERR_MAX];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    snprintf(want, sizeof(want), "--set: schedule.microbatches: %s (schedule.kind = dualpipe, "
+             "parallel.pp = 2, schedule.microbatches = 5)", why);
+    expect_step_err(odd, 2, want);
+    snprintf(want, sizeof(want), "--set: schedule.kind: %s (schedule.kind = dualpipe, "
+             "parallel.pp = 2, schedule.microbatches = 5)", why);
+    expect_step_err(kind_last, 2, want);
+    CU_ASSERT_PTR_NULL(sched_check(SCHED_1F1B, 2, 4, 1));       /* step_ini's own */
+}
+
+/* Each new key refuses a value outside its schema range. */
+static void test_step_ranges(void)
+{
+    expect_set_err("cluster.gemm_efficiency=0", "--set: cluster.gemm_efficiency: must be > 0, "
+                   "got 0");
+    expect_set_err("cluster.gemm_efficiency=1.5", "--set: cluster.gemm_efficiency: must be <= 1, "
+                   "got 1.5");
+    expect_set_err("cluster.hbm_efficiency=-0.1", "--set: cluster.hbm_efficiency: must be > 0, "
+                   "got -0.1");
+    expect_set_err("cluster.gemm_half_rows=0", "--set: cluster.gemm_half_rows: must be > 0, "
+                   "got 0");
+    expect_set_err("cluster.gpu_tflops_bf16=0", "--set: cluster.gpu_tflops_bf16: must be > 0, "
+                   "got 0");
+    expect_set_err("cluster.gpu_mem_GiB=0", "--set: cluster.gpu_mem_GiB: must be > 0, got 0");
+    expect_set_err("cluster.sms=0", "--set: cluster.sms: must be >= 1, got 0");
+    expect_set_err("parallel.pp=0", "--set: parallel.pp: must be >= 1, got 0");
+    expect_set_err("parallel.dp=-1", "--set: parallel.dp: must be >= 0, got -1");
+    expect_set_err("parallel.vpp=0", "--set: parallel.vpp: must be >= 1, got 0");
+    expect_set_err("schedule.microbatches=0", "--set: schedule.microbatches: must be >= 1, "
+                   "got 0");
+    expect_set_err("schedule.micro_batch_tokens=0", "--set: schedule.micro_batch_tokens: must "
+                   "be >= 1, got 0");
+    expect_set_err("schedule.comm_sms=-1", "--set: schedule.comm_sms: must be >= 0, got -1");
+    expect_set_err("schedule.grad_bytes_per_param=0", "--set: schedule.grad_bytes_per_param: "
+                   "must be > 0, got 0");
+    expect_set_err("model.heads=0", "--set: model.heads: must be >= 1, got 0");
+    expect_set_err("model.seq_len=0", "--set: model.seq_len: must be >= 1, got 0");
+    expect_set_err("model.vocab=16777217", "--set: model.vocab: must be <= 16777216, "
+                   "got 16777217");
+    expect_set_err("model.kv_lora_rank=-1", "--set: model.kv_lora_rank: must be >= 0, got -1");
+    expect_set_err("schedule.kind=zb2", "--set: schedule.kind: 'zb2' is not one of "
+                   "none|gpipe|1f1b|interleaved-1f1b|zb1p|dualpipe|dualpipev");
+    expect_set_err("model.attention=mha", "--set: model.attention: 'mha' is not one of gqa|mla");
+    expect_set_err("schedule.dp_reduce=ring2", "--set: schedule.dp_reduce: 'ring2' is not one "
+                   "of ring|tree");
+    expect_set_err("schedule.overlap=maybe", "--set: schedule.overlap: 'maybe' is not a boolean "
+                   "(true/false, on/off, yes/no, 1/0)");
 }
 
 /* A UTF-8 BOM, CRLF line ends and indented keys read like plain lines. */
@@ -353,6 +686,20 @@ static void test_names(void)
     CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_MOE), "moe");
     CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_ALLTOALL), "alltoall");
     CU_ASSERT_STRING_EQUAL(config_pattern_name(PATTERN_MATRIX), "matrix");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_NONE), "none");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_GPIPE), "gpipe");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_1F1B), "1f1b");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_INTERLEAVED_1F1B), "interleaved-1f1b");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_ZB1P), "zb1p");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_DUALPIPE), "dualpipe");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_DUALPIPEV), "dualpipev");
+    CU_ASSERT_STRING_EQUAL(config_sched_name((enum sched_kind)7), "?");
+    CU_ASSERT_STRING_EQUAL(config_attn_name(ATTN_GQA), "gqa");
+    CU_ASSERT_STRING_EQUAL(config_attn_name(ATTN_MLA), "mla");
+    CU_ASSERT_STRING_EQUAL(config_attn_name((enum attn_kind)2), "?");
+    CU_ASSERT_STRING_EQUAL(config_reduce_name(REDUCE_RING), "ring");
+    CU_ASSERT_STRING_EQUAL(config_reduce_name(REDUCE_TREE), "tree");
+    CU_ASSERT_STRING_EQUAL(config_reduce_name((enum reduce_kind)2), "?");
 }
 
 /* ---- bad input: each is -EINVAL with one exact line ---- */
@@ -445,26 +792,26 @@ static void test_top_k_gt_experts(void)
                     ":3: model.top_k: 9 is more than model.experts = 8");
 }
 
-/* 6 GPUs, ep 3 divides 6 but not 8 experts. With ep unset it is all 16 GPUs (--set),
- * 8 % 16 != 0, and ep was never set: "default". */
+/* 6 GPUs, ep 3 divides 6 but not 8 experts. With ep unset it is dp = all 16 GPUs (pp 1,
+ * --set), 8 % 16 != 0, and ep was never set: "default". */
 static void test_ep_not_dividing_experts(void)
 {
     const char *sets[] = { "cluster.gpus_per_node=16" };
     expect_file_err("[cluster]\ngpus_per_node = 6\n[model]\nexperts = 8\n[parallel]\nep = 3\n",
                     NULL, 0, ":6: parallel.ep: 3 does not divide model.experts = 8");
-    expect_set_err(sets[0], "default: parallel.ep: 0 (all 16 GPUs) does not divide "
+    expect_set_err(sets[0], "default: parallel.ep: 0 (dp = 16) does not divide "
                    "model.experts = 8");
 }
 
-/* 6 GPUs, ep 4 divides 8 experts but not 6 GPUs; ep 16 > 8 GPUs. */
+/* 6 GPUs at pp 1 = dp 6: ep 4 divides 8 experts but not 6; ep 16 > dp = 8. */
 static void test_ep_not_dividing_gpus(void)
 {
     expect_file_err("[cluster]\ngpus_per_node = 6\n[parallel]\nep = 4\n", NULL, 0,
-                    ":4: parallel.ep: 4 does not divide the 6 GPUs "
-                    "(cluster.nodes * cluster.gpus_per_node)");
+                    ":4: parallel.ep: 4 does not divide parallel.dp = 6 "
+                    "(cluster.nodes * cluster.gpus_per_node / parallel.pp)");
     expect_file_err("[model]\nexperts = 16\n[parallel]\nep = 16\n", NULL, 0,
-                    ":4: parallel.ep: 16 is more than the 8 GPUs "
-                    "(cluster.nodes * cluster.gpus_per_node)");
+                    ":4: parallel.ep: 16 is more than parallel.dp = 8 "
+                    "(cluster.nodes * cluster.gpus_per_node / parallel.pp)");
 }
 
 static void test_bad_enum(void)
@@ -657,6 +1004,16 @@ int main(void)
     static const struct cu_test tests[] = {
         { "defaults", test_defaults },
         { "units", test_units },
+        { "step defaults", test_step_defaults },
+        { "step units", test_step_units },
+        { "parallel layout (pp, dp, ep)", test_parallel_layout },
+        { "parallel errors", test_parallel_errors },
+        { "step loads", test_step_loads },
+        { "no step, no step checks", test_no_step_no_step_checks },
+        { "step errors", test_step_errors },
+        { "step errors in files", test_step_errors_in_files },
+        { "schedule rules (sched_check)", test_step_sched_rules },
+        { "step key ranges", test_step_ranges },
         { "layout", test_layout },
         { "override order", test_override_order },
         { "blame last setter", test_blame_last_setter },

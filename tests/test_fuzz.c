@@ -38,6 +38,7 @@
 #define FUZZ_SLOTS 4      /* config mutants rotate over c0..c3.ini, so they include each other */
 #define FUZZ_SHOW 10      /* failures printed in full */
 #define FUZZ_SEEDS 64
+#define FUZZ_KEYS 96      /* the schema's keys in the seeds, plus the wrong ones */
 
 struct buf { char *p; size_t n, cap; };
 struct corpus { struct buf v[FUZZ_SEEDS]; int n; };
@@ -47,10 +48,10 @@ static char tmp_dir[64];
 static uint64_t fuzz_seed = 0x6d6f6573696d2121ull;
 static int fuzz_iters = FUZZ_DEFAULT_ITERS;
 static struct corpus cfg_seeds, mat_seeds;
-static char set_keys[64][48];     /* "section.key" of the seeds, and a few wrong ones */
+static char set_keys[FUZZ_KEYS][48]; /* "section.key" of the seeds, and a few wrong ones */
 static int n_set_keys, n_bad;
-/* The cluster presets give 64 or 2048 GPUs, which the default EP (all GPUs) does not fit
- * with the default 8 experts; EP 8 fits every seed. */
+/* The cluster presets give 64 or 2048 GPUs, which the default EP (dp: all GPUs at pp 1)
+ * does not fit with the default 8 experts; EP 8 fits every seed. */
 static const char *const ep8[] = { "parallel.ep=8" };
 
 /* splitmix64 (Steele, Lea, Flood, OOPSLA 2014; the constants of Vigna's reference code). */
@@ -121,6 +122,9 @@ static const char *const tokens[] = {
     "[cluster]\n", "[model]\n", "[parallel]\n", "[routing]\n", "[traffic]\n", "[]\n",
     "[nosuch]\n", "[cluster\n", "\n", "\r\n", "include = ", "nodes = ", "ep = ",
     "top_k = ", "pattern = matrix\n", "matrix = m.txt\n", "\t", "\v", "\f", "\xef\xbb\xbf",
+    "[schedule]\n", "[calibration]\n", "kind = ", "pp = ", "vpp = ", "dp = ", "none", "gpipe",
+    "1f1b", "interleaved-1f1b", "zb1p", "dualpipe", "dualpipev", "gqa", "mla", "ring", "tree",
+    "kind = dualpipe\n", "attention = mla\n", "heads = ", "132", "16777216", "16777217",
 };
 #define NTOKENS (sizeof(tokens) / sizeof(tokens[0]))
 static const char specials[] = "\0\r\n\\=[];#: \t.-";       /* the NUL is one of them */
@@ -217,7 +221,7 @@ static int seed_add(struct corpus *cp, const char *dir, const char *name)
             buf_insert(b, b->n, line, (size_t)n);
         if (*v == '[' && strcspn(v, "]") < sizeof(sec))
             snprintf(sec, sizeof(sec), "%.*s", (int)strcspn(v + 1, "]"), v + 1);
-        else if (k && k < 24 && *sec && eq && n_set_keys < 64) {
+        else if (k && k < 24 && *sec && eq && n_set_keys < FUZZ_KEYS) {
             int i = 0;
             snprintf(set_keys[n_set_keys], sizeof(set_keys[0]), "%s.%.*s", sec, (int)k, v);
             while (i < n_set_keys && strcmp(set_keys[i], set_keys[n_set_keys]))
@@ -241,6 +245,16 @@ static int suite_init(void)
         "bytes_per_pair = 1 KiB\ncombine = no\n",
         "; comment\n# comment\n[traffic]\npattern = matrix\nmatrix = m.txt ; x\n",
         "[model]\n  hidden = 7168\nexperts=256\ntop_k : 8\n[parallel]\nep = 0\r\n",
+        /* a training step, every key of [schedule] and [calibration]: 16 GPUs, pp 2 -> dp 8 */
+        "[cluster]\nnodes = 2\ngpu_tflops_bf16 = 989\nhbm_GBps = 3350\nsms = 132\n"
+        "gemm_efficiency = 0.75\ngemm_half_rows = 64\nhbm_efficiency = 0.8\ngpu_mem_GiB = 80\n"
+        "[model]\nexperts = 16\ntop_k = 4\nlayers = 8\nfirst_dense_layers = 1\n"
+        "ffn_hidden = 1024\nexpert_ffn_hidden = 512\nseq_len = 4096\nvocab = 32000\n"
+        "attention = mla\nheads = 16\nkv_heads = 8\nhead_dim = 128\nq_lora_rank = 0\n"
+        "kv_lora_rank = 512\nqk_nope_head_dim = 128\nqk_rope_head_dim = 64\nv_head_dim = 128\n"
+        "[parallel]\npp = 2\ndp = 8\nvpp = 2\n[schedule]\nkind = interleaved-1f1b\n"
+        "microbatches = 4\nmicro_batch_tokens = 4096\noverlap = on\ncomm_sms = 20\n"
+        "dp_reduce = tree\ngrad_bytes_per_param = 2\n[calibration]\nexpert_table = t.csv\n",
         "0 1 5\n\t1 0\t7   # reply\r\n\n# c\n2 2 0\n3 0 18446744073709551615\n",
         "# only comments\n\n   \n", "",
     };
@@ -262,13 +276,14 @@ static int suite_init(void)
         if (rc)
             return -1;
     }
-    for (int i = 0; i < 6; i++) {                   /* texts[0..2]: INI, [3..5]: matrix */
-        struct corpus *cp = i < 3 ? &cfg_seeds : &mat_seeds;
+    for (int i = 0; i < 7; i++) {                   /* texts[0..3]: INI, [4..6]: matrix */
+        struct corpus *cp = i < 4 ? &cfg_seeds : &mat_seeds;
         if (cp->n == FUZZ_SEEDS)
             return -1;
         buf_insert(&cp->v[cp->n++], 0, texts[i], strlen(texts[i]));
     }
-    for (size_t i = 0; i < sizeof(wrong_keys) / sizeof(wrong_keys[0]) && n_set_keys < 64; i++)
+    for (size_t i = 0; i < sizeof(wrong_keys) / sizeof(wrong_keys[0]) && n_set_keys < FUZZ_KEYS;
+         i++)
         snprintf(set_keys[n_set_keys++], sizeof(set_keys[0]), "%s", wrong_keys[i]);
     return 0;
 }

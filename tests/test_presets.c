@@ -16,6 +16,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,14 @@ static int load(struct config *c, const char *path, const char *const *sets, int
 static int load_file(struct config *c, const char *path)
 {
     return load(c, path, NULL, 0);
+}
+
+/* Loads configs/models/<file> as half a run. */
+static int load_model(struct config *c, const char *file)
+{
+    char path[CFG_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", MODELS_DIR, file);
+    return load(c, path, half_run_sets, 1);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -166,10 +175,8 @@ static void test_model_numbers(void)
 {
     for (size_t i = 0; i < sizeof(model_expect) / sizeof(model_expect[0]); i++) {
         const struct model_expect *x = &model_expect[i];
-        char path[CFG_PATH_MAX];
         struct config c;
-        snprintf(path, sizeof(path), "%s/%s", MODELS_DIR, x->file);
-        int rc = load(&c, path, half_run_sets, 1);
+        int rc = load_model(&c, x->file);
         CU_ASSERT_EQUAL(rc, 0);
         if (rc)
             continue;
@@ -183,6 +190,134 @@ static void test_model_numbers(void)
         CU_ASSERT_EQUAL(c.model.first_dense_layers, x->first_dense);
         CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, x->dispatch, 0);
         CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, x->combine, 0);
+    }
+}
+
+/* The structure a training step reads, per preset. kv_heads and head_dim as config_load
+ * fills them in (0 in the file: heads, hidden / heads). */
+struct step_expect {
+    const char *file;
+    int seq_len, vocab, ffn_hidden;
+    enum attn_kind attention;
+    int heads, kv_heads, head_dim;              /* GQA */
+    int q_lora, kv_lora, qk_nope, qk_rope, v;   /* MLA */
+};
+
+static const struct step_expect step_expect[] = {
+    /* arXiv:2412.19437 sec. 4.2 (n_h 128, d_h 128, d_c 512, d_c' 1536, d_h^R 64, 4K
+     * sequences); config.json vocab_size, intermediate_size */
+    { "deepseek-v3.ini", 4096, 129280, 18432, ATTN_MLA, 128, 128, 56, 1536, 512, 128, 64, 128 },
+    /* arXiv:2405.04434 sec. 3.1.2; config_236B.json vocab_size, inter_dim */
+    { "deepseek-v2.ini", 4096, 102400, 12288, ATTN_MLA, 128, 128, 40, 1536, 512, 128, 64, 128 },
+    /* arXiv:2405.04434 Appendix B (no query compression); config_16B.json */
+    { "deepseek-v2-lite.ini", 4096, 102400, 10944, ATTN_MLA, 16, 16, 128, 0, 512, 128, 64, 128 },
+    /* arXiv:2401.04088 Table 1: n_heads 32, n_kv_heads 8, head_dim 128, context 32768 */
+    { "mixtral-8x7b.ini", 32768, 32000, 0, ATTN_GQA, 32, 8, 128, 0, 0, 0, 0, 0 },
+    /* Mixtral-8x22B-v0.1 config.json: 48 heads, 8 KV heads, 65536 positions */
+    { "mixtral-8x22b.ini", 65536, 32000, 0, ATTN_GQA, 48, 8, 128, 0, 0, 0, 0, 0 },
+    /* arXiv:2505.09388 Table 2 (32/4 heads) and S1 sequences of 4,096; config.json
+     * head_dim 128, vocab_size 151936 */
+    { "qwen3-30b-a3b.ini", 4096, 151936, 0, ATTN_GQA, 32, 4, 128, 0, 0, 0, 0, 0 },
+    /* arXiv:2505.09388 Table 2 (64/4 heads) */
+    { "qwen3-235b-a22b.ini", 4096, 151936, 0, ATTN_GQA, 64, 4, 128, 0, 0, 0, 0, 0 },
+    /* google/switch-base-128 config.json num_heads 12, d_kv 64, vocab_size 32128; T5's
+     * 512-token inputs (arXiv:1910.10683 sec. 3.1.2) */
+    { "switch-base-128.ini", 512, 32128, 0, ATTN_GQA, 12, 12, 64, 0, 0, 0, 0, 0 },
+    /* databricks/dbrx-base config.json n_heads 48, kv_n_heads 8, max_seq_len 32768 */
+    { "dbrx.ini", 32768, 100352, 0, ATTN_GQA, 48, 8, 128, 0, 0, 0, 0, 0 },
+    /* allenai/OLMoE-1B-7B-0924 config.json: 16 heads, 16 KV heads, 4096 positions */
+    { "olmoe-1b-7b.ini", 4096, 50304, 0, ATTN_GQA, 16, 16, 128, 0, 0, 0, 0, 0 },
+};
+
+static void test_step_numbers(void)
+{
+    for (size_t i = 0; i < sizeof(step_expect) / sizeof(step_expect[0]); i++) {
+        const struct step_expect *x = &step_expect[i];
+        struct config c;
+        int rc = load_model(&c, x->file);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc)
+            continue;
+        CU_ASSERT_EQUAL(c.model.seq_len, x->seq_len);
+        CU_ASSERT_EQUAL(c.model.vocab, x->vocab);
+        CU_ASSERT_EQUAL(c.model.ffn_hidden, x->ffn_hidden);
+        CU_ASSERT_EQUAL(c.model.attention, x->attention);
+        CU_ASSERT_EQUAL(c.model.heads, x->heads);
+        CU_ASSERT_EQUAL(c.model.kv_heads, x->kv_heads);
+        CU_ASSERT_EQUAL(c.model.head_dim, x->head_dim);
+        CU_ASSERT_EQUAL(c.model.q_lora_rank, x->q_lora);
+        CU_ASSERT_EQUAL(c.model.kv_lora_rank, x->kv_lora);
+        CU_ASSERT_EQUAL(c.model.qk_nope_head_dim, x->qk_nope);
+        CU_ASSERT_EQUAL(c.model.qk_rope_head_dim, x->qk_rope);
+        CU_ASSERT_EQUAL(c.model.v_head_dim, x->v);
+        /* dense layers need their width, MoE layers theirs */
+        CU_ASSERT(c.model.first_dense_layers == 0 || c.model.ffn_hidden > 0);
+    }
+}
+
+/* Weights of one layer's attention projections.
+ * GQA (Ainslie et al., arXiv:2305.13245): W_Q and W_O of hidden x heads * head_dim, W_K
+ * and W_V of hidden x kv_heads * head_dim.
+ * MLA (arXiv:2405.04434 sec. 2.1.2-2.1.3, with d_c = kv_lora_rank, d_c' = q_lora_rank,
+ * d_h = qk_nope_head_dim, d_h^R = qk_rope_head_dim): queries W^DQ (hidden x d_c') and
+ * W^UQ, W^QR (d_c' x heads * (d_h + d_h^R)), or one W_Q (hidden x heads * (d_h + d_h^R))
+ * without query compression; keys and values W^DKV (hidden x d_c), W^KR (hidden x d_h^R),
+ * W^UK (d_c x heads * d_h), W^UV (d_c x heads * v_head_dim); W^O (heads * v_head_dim x
+ * hidden). */
+static double attn_params(const struct cfg_model *m)
+{
+    double d = m->hidden, h = m->heads;
+    if (m->attention == ATTN_GQA)
+        return 2 * d * h * m->head_dim + 2 * d * m->kv_heads * m->head_dim;
+    double qk = m->qk_nope_head_dim + m->qk_rope_head_dim;
+    double q = m->q_lora_rank ? d * m->q_lora_rank + m->q_lora_rank * h * qk : d * h * qk;
+    double kv = d * (m->kv_lora_rank + m->qk_rope_head_dim) +
+                m->kv_lora_rank * h * (m->qk_nope_head_dim + m->v_head_dim);
+    return q + kv + h * m->v_head_dim * d;
+}
+
+/* Total weights from a preset: embedding and an untied output head (vocab x hidden each;
+ * every config.json here has tie_word_embeddings false), attention in every layer, a
+ * SwiGLU FFN of three hidden x width matrices (Shazeer, arXiv:2002.05202) per dense layer,
+ * and per MoE layer the router (hidden x experts) and routed plus shared experts of that
+ * form. Norms (a few vectors of hidden, < 0.01% here) are left out. */
+static double params_total(const struct cfg_model *m)
+{
+    double d = m->hidden, moe_layers = m->layers - m->first_dense_layers;
+    double ffn = 3 * d * m->ffn_hidden;
+    double moe = d * m->experts + (m->experts + m->shared_experts) * 3 * d * m->expert_ffn_hidden;
+    return 2 * (double)m->vocab * d + m->layers * attn_params(m) + m->first_dense_layers * ffn +
+           moe_layers * moe;
+}
+
+/* The presets' shapes add up to the published totals, which are rounded to three
+ * figures: within 1%. Switch-Base is left out (an encoder-decoder with ReLU FFNs and MoE
+ * in every other block; see its preset). */
+static void test_published_totals(void)
+{
+    static const struct {
+        const char *file;
+        double params;
+    } totals[] = {
+        { "deepseek-v3.ini", 671e9 },       /* arXiv:2412.19437 abstract: 671B total */
+        { "deepseek-v2.ini", 236e9 },       /* arXiv:2405.04434 abstract: 236B total */
+        { "deepseek-v2-lite.ini", 15.7e9 }, /* arXiv:2405.04434 Appendix B: 15.7B */
+        { "mixtral-8x7b.ini", 47e9 },       /* arXiv:2401.04088 abstract: 47B parameters */
+        { "mixtral-8x22b.ini", 141e9 },     /* Mistral AI, "Cheaper, Better, Faster,
+                                             * Stronger" (2024-04-17): 141B */
+        { "qwen3-30b-a3b.ini", 30.5e9 },    /* Qwen/Qwen3-30B-A3B model card: 30.5B */
+        { "qwen3-235b-a22b.ini", 235e9 },   /* Qwen/Qwen3-235B-A22B model card: 235B */
+        { "dbrx.ini", 132e9 },              /* databricks/dbrx-instruct model card: 132B */
+        { "olmoe-1b-7b.ini", 6.9e9 },       /* allenai/OLMoE-1B-7B-0924 model card: 6.9B */
+    };
+    for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
+        struct config c;
+        CU_ASSERT_EQUAL_FATAL(load_model(&c, totals[i].file), 0);
+        double got = params_total(&c.model);
+        CU_ASSERT_DOUBLE_EQUAL(got / totals[i].params, 1.0, 0.01);
+        if (fabs(got / totals[i].params - 1) > 0.01)
+            fprintf(stderr, "\n  %s: %.4g parameters, published %.4g\n", totals[i].file, got,
+                    totals[i].params);
     }
 }
 
@@ -207,6 +342,12 @@ static void test_h100_cluster(void)
     CU_ASSERT(c.cluster.nvlink_lat_s > 0 && c.cluster.nvlink_lat_s < 10e-6);
     CU_ASSERT(c.cluster.nic_lat_s > 0 && c.cluster.nic_lat_s < 10e-6);
     CU_ASSERT(c.cluster.switch_lat_s > 0 && c.cluster.switch_lat_s < 10e-6);
+    /* H100 SXM datasheet: 1,979 TFLOP/s BF16 with sparsity, half dense; 3.35 TB/s HBM3;
+     * 80 GB; the architecture whitepaper: 132 SMs on the SXM5 part */
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 989e12, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.hbm_Bps, 3350e9, 0);
+    CU_ASSERT_EQUAL(c.cluster.sms, 132);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_mem_bytes, 80.0 * (1 << 30), 0);
 
     /* the documented override */
     const char *const sets[] = { "parallel.ep=1", "cluster.nodes=32" };
@@ -225,6 +366,7 @@ static void test_h100_2to1_cluster(void)
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
     CU_ASSERT_EQUAL(c.cluster.nodes_per_leaf, 4);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.oversubscription, 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 989e12, 0);     /* included */
 }
 
 /* arXiv:2412.19437 sec. 3.1: 2048 H800, 8 per node; sec. 3.2.2: NVLink 160 GB/s,
@@ -240,6 +382,11 @@ static void test_h800_cluster(void)
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 160e9, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
     CU_ASSERT_EQUAL(c.cluster.route, ROUTE_HIER);
+    /* H800 SXM datasheet: the H100 SXM's compute and memory; sec. 3.5.1: 132 SMs */
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 989e12, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.hbm_Bps, 3350e9, 0);
+    CU_ASSERT_EQUAL(c.cluster.sms, 132);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_mem_bytes, 80.0 * (1 << 30), 0);
 }
 
 /* ---- examples ---- */
@@ -326,6 +473,8 @@ int main(void)
         { "every cluster preset loads", test_all_clusters_load },
         { "every example loads", test_all_examples_load },
         { "model presets match their sources", test_model_numbers },
+        { "model structure for steps", test_step_numbers },
+        { "model shapes add up to published totals", test_published_totals },
         { "h100-sxm-8x", test_h100_cluster },
         { "h100-sxm-8x-2to1", test_h100_2to1_cluster },
         { "h800-deepseek-v3", test_h800_cluster },
