@@ -11,7 +11,8 @@ CC       ?= cc
 # Optimisation for the normal build; the asan build uses -O1.
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isim -Itraces -Ikernels
+# -iquote: our headers (sim/sched.h) must not shadow system ones (<sched.h>).
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -iquote sim -iquote traces -iquote kernels
 WARN     := -std=c11 -Wall -Wextra -Werror
 LDLIBS   := -linih -lopenblas -lpthread -lm
 # Build folder; `make asan` uses its own so the two never mix.

@@ -14,6 +14,8 @@
 #include "ofile.h"
 #include "report.h"
 #include "routing.h"
+#include "step.h"
+#include "steprep.h"
 #include "timeline.h"
 #include "topo.h"
 #include "traffic.h"
@@ -27,8 +29,9 @@ static const char usage_top[] =
     "Simulates expert-parallel Mixture-of-Experts traffic on a GPU cluster.\n"
     "\n"
     "commands:\n"
-    "  run CONFIG...   time one MoE layer's dispatch and combine all-to-all\n"
-    "                  (or a plain all-to-all, or a measured traffic matrix)\n"
+    "  run CONFIG...   time one training step (with a [schedule] kind), or one MoE\n"
+    "                  layer's dispatch and combine all-to-all (or a plain all-to-all,\n"
+    "                  or a measured traffic matrix)\n"
     "\n"
     "options:\n"
     "  -h, --help      this text; 'moesim run --help' for the command's options\n"
@@ -39,16 +42,21 @@ static const char usage_run[] =
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
     "                  [--no-timing]\n"
     "\n"
-    "Reads the INI files in order (later values win), then the --set overrides, builds\n"
-    "the traffic of [traffic] pattern (moe | alltoall | matrix), simulates it through\n"
-    "the flow-level network model and prints a summary.\n"
+    "Reads the INI files in order (later values win), then the --set overrides.\n"
+    "With [schedule] kind (gpipe | 1f1b | interleaved-1f1b | zb1p | dualpipe | dualpipev)\n"
+    "it simulates one training step: every micro-batch's forward and backward on every\n"
+    "pipeline stage, expert compute, all-to-alls, pipeline sends and the DP reduce.\n"
+    "With kind none (the default) it builds the traffic of [traffic] pattern (moe |\n"
+    "alltoall | matrix), simulates it through the flow-level network model and prints a\n"
+    "summary.\n"
     "\n"
     "  -s, --set K=V      override any key, e.g. --set cluster.nodes=16 (repeatable)\n"
     "      --seed N       routing seed (default 1); same inputs and seed, same output\n"
     "  -t, --trace FILE   Chrome Trace Event JSON timeline (open in Perfetto)\n"
     "  -c, --csv FILE     one CSV row (with a header) for this run\n"
-    "      --gpu-csv FILE per-GPU finish times and bytes\n"
+    "      --gpu-csv FILE per-GPU finish times and bytes (step: per-GPU time breakdown)\n"
     "      --link-csv FILE per-link bytes, busy time and utilization, per phase\n"
+    "                     (not for steps)\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "  -h, --help         this text\n"
     "\n"
@@ -189,11 +197,19 @@ static double now_s(void)
 /* One requested output: where it goes, what writes it, its NAME.tmp while written. */
 struct output {
     const char *path;
-    int (*write)(FILE *f, const struct report *r);
+    int (*write)(FILE *f, const void *ctx);
     struct ofile of;
 };
 
-static int open_write(struct output *out, const struct report *r)
+static int w_timeline(FILE *f, const void *x) { return timeline_write(f, x); }
+static int w_csv(FILE *f, const void *x) { return report_csv(f, x); }
+static int w_gpu_csv(FILE *f, const void *x) { return report_gpu_csv(f, x); }
+static int w_link_csv(FILE *f, const void *x) { return report_link_csv(f, x); }
+static int w_step_trace(FILE *f, const void *x) { return steprep_trace(f, x); }
+static int w_step_csv(FILE *f, const void *x) { return steprep_csv(f, x); }
+static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x); }
+
+static int open_write(struct output *out, const void *r)
 {
     int e = ofile_open(&out->of, out->path);
     if (e) {
@@ -219,30 +235,26 @@ static int check_target(const struct output *out)
 /* Every file is written to NAME.tmp first; all are renamed only when all are complete,
  * and if a rename still fails, the ones already renamed are removed: a failed run
  * leaves no output. */
-static int write_outputs(const struct run_opts *o, const struct report *r)
+static int write_outputs(struct output *all, int nout, const void *r)
 {
-    struct output all[] = {
-        { .path = o->trace, .write = timeline_write },
-        { .path = o->csv, .write = report_csv },
-        { .path = o->gpu_csv, .write = report_gpu_csv },
-        { .path = o->link_csv, .write = report_link_csv },
-    };
-    enum { NOUT = sizeof(all) / sizeof(all[0]) };
+    enum { NOUT = 4 };
+    if (nout > NOUT)
+        return 1;
     int e = 0, committed = 0;
-    for (int i = 0; i < NOUT && !e; i++)
+    for (int i = 0; i < nout && !e; i++)
         if (all[i].path)
             e = open_write(&all[i], r);
-    for (int i = 0; i < NOUT && !e; i++)
+    for (int i = 0; i < nout && !e; i++)
         if (all[i].path)
             e = check_target(&all[i]);
-    for (int i = 0; i < NOUT && !e; i++) {
+    for (int i = 0; i < nout && !e; i++) {
         if (all[i].path && (e = ofile_commit(&all[i].of)))
             fprintf(stderr, "moesim run: %s: %s\n", all[i].path, strerror(-e));
         committed = e ? i : i + 1;
     }
     if (!e)
         return 0;
-    for (int i = 0; i < NOUT; i++) {
+    for (int i = 0; i < nout; i++) {
         ofile_abort(&all[i].of);
         if (i < committed && all[i].path)
             remove(all[i].path);      /* renamed before a later output failed */
@@ -283,7 +295,13 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
                                                             : config_pattern_name(c->traffic.pattern);
         r.phase[p] = &res[p];
     }
-    if ((rc = write_outputs(o, &r)) == 0)
+    struct output outs[] = {
+        { .path = o->trace, .write = w_timeline },
+        { .path = o->csv, .write = w_csv },
+        { .path = o->gpu_csv, .write = w_gpu_csv },
+        { .path = o->link_csv, .write = w_link_csv },
+    };
+    if ((rc = write_outputs(outs, 4, &r)) == 0)
         report_summary(stdout, &r);
 out:
     for (int p = 0; p < 2; p++) {
@@ -291,6 +309,39 @@ out:
         traffic_free(&m[p]);
     }
     topo_free(t);
+    return rc;
+}
+
+/* One training step. 0, 1 (runtime failure) or 2 (bad input, reported). */
+static int simulate_step(const struct run_opts *o, const struct config *c, double t_start)
+{
+    if (o->link_csv) {
+        fprintf(stderr, "moesim run: --link-csv: not available for a training step "
+                "(schedule.kind %s)\n", config_sched_name(c->schedule.kind));
+        return 2;
+    }
+    struct step_result res;
+    struct cfg_err err;
+    int e = step_run(&res, c, o->seed, o->trace != NULL, &err);
+    if (e == -EINVAL) {
+        fprintf(stderr, "moesim run: %s\n", err.msg);
+        return 2;
+    }
+    if (e) {
+        fprintf(stderr, "moesim run: step simulation failed: %s\n", strerror(-e));
+        return 1;
+    }
+    struct steprep r = { .cfg = c, .seed = o->seed, .res = &res,
+                         .wall_s = o->no_timing ? -1 : now_s() - t_start };
+    struct output outs[] = {
+        { .path = o->trace, .write = w_step_trace },
+        { .path = o->csv, .write = w_step_csv },
+        { .path = o->gpu_csv, .write = w_step_gpu_csv },
+    };
+    int rc = write_outputs(outs, 3, &r);
+    if (!rc)
+        steprep_summary(stdout, &r);
+    step_free(&res);
     return rc;
 }
 
@@ -313,6 +364,8 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "moesim run: %s\n", strerror(-e));
         return 1;
     }
+    if (c.schedule.kind != SCHED_NONE)
+        return simulate_step(&o, &c, t_start);
     return simulate(&o, &c, t_start);
 }
 

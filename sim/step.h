@@ -1,0 +1,109 @@
+/* step.h: one whole training step, simulated: the execution engine.
+ *
+ * Layout (config.h): GPUs = pp * dp; stage r holds GPUs [r dp, (r+1) dp), split into
+ * dp/ep EP groups of ep consecutive GPUs. A lane is one EP group of one stage: its GPUs
+ * meet at every all-to-all, so they move together; a lane op takes the time of its
+ * slowest GPU (routed experts differ per GPU: imbalance shows up as stragglers).
+ * Each lane has a compute stream and a communication stream, both in order (CUDA
+ * stream semantics); pipeline sends and receives go on their own channel.
+ *
+ * Ops. The schedule (sched.h) orders F, B, W of (micro-batch, piece) per pipeline rank;
+ * each becomes sub-ops from the model (model.h) timed by the compute model (compute.h):
+ *   F: [embed] per layer: attn, then dense ffn, or gate -> dispatch a2a -> experts ->
+ *      combine a2a with the shared experts beside the dispatch; [head]; send to the
+ *      next piece.
+ *   B: mirror: [head], per layer in reverse: combine-grad a2a -> experts B (+ W when the
+ *      schedule does not split W) -> dispatch-grad a2a -> gate, shared, attn B; send back.
+ *   W: all weight gradients of the piece as one compute op (split-W schedules).
+ * Overlapped F&B pairs (dualpipe, dualpipev) interleave the two ops' sub-ops, segment by
+ * segment, so one's all-to-all runs under the other's compute. With overlap off every
+ * communication sub-op runs on the compute stream (nothing hides) and pairs run F then B.
+ * While a communication kernel runs (a2a, DP reduce), compute runs at
+ * compute_share() of its speed (comm_sms of the SMs are taken).
+ *
+ * All-to-alls: the routing of each MoE layer is drawn once per step (routing.h, seed
+ * mixed with the layer) for one stage's dp GPUs; its dispatch and combine matrices
+ * (traffic.h) are run through the flow-level network (a2a.h) on a stage-sized copy of
+ * the cluster, all EP groups of the stage at once, and the result is memoised by the
+ * matrix's content: every micro-batch, every stage holding the layer and the backward
+ * (whose gradients travel the same matrices when the bytes per element agree) reuse it.
+ * Stages are not coupled through the network: two stages' collectives never share a
+ * link in this model. Pipeline sends: every GPU of the lane to its counterpart in the
+ * other stage, run once per rank pair through the network on the whole cluster.
+ * DP reduce: per piece, after its last backward op, ring (or tree) all-reduce of the
+ * piece's gradients: dense weights over the stage's dp GPUs, routed experts over the
+ * dp/ep GPUs holding the same experts; one ring step is run through the network.
+ */
+#ifndef MOESIM_STEP_H
+#define MOESIM_STEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum step_stream { STEP_COMPUTE, STEP_COMM, STEP_P2P };
+
+/* What a sub-op is (names in step_what_name). */
+enum step_what {
+    STEP_EMBED, STEP_ATTN, STEP_FFN, STEP_GATE, STEP_SHARED, STEP_EXPERTS, STEP_EXPERTS_W,
+    STEP_HEAD, STEP_DISPATCH, STEP_COMBINE, STEP_WGRAD, STEP_SEND, STEP_DP_REDUCE, STEP_NWHAT
+};
+
+/* One sub-op as it ran (kept for the trace when asked). */
+struct step_slice {
+    double t0_s, t1_s;
+    int lane;
+    int mb;                   /* -1 for the DP reduce */
+    int piece;
+    int layer;                /* -1 when not one layer's */
+    uint8_t stream;           /* enum step_stream */
+    uint8_t what;             /* enum step_what */
+    uint8_t kind;             /* enum sched_op_kind */
+};
+
+/* Per GPU; seconds over the step. compute + exposed_comm + bubble = step time. */
+struct step_gpu {
+    double compute_s;         /* its compute stream busy (without waiting for stragglers) */
+    double straggler_s;       /* waiting for slower GPUs of its lane at expert ops */
+    double comm_s;            /* its lane's a2a and DP-reduce kernels running */
+    double exposed_comm_s;    /* communication running while compute is idle */
+    double bubble_s;          /* neither: waiting on the pipeline */
+    double peak_act_bytes;
+    double param_bytes;       /* BF16 weights it holds */
+};
+
+struct step_stage {           /* per pipeline rank: means over its GPUs */
+    double compute_s, comm_s, exposed_comm_s, bubble_s, bubble_frac;
+    double peak_act_bytes, param_bytes;   /* max over its GPUs */
+};
+
+struct step_result {
+    int gpus, pp, dp, ep, vpp, lanes, pieces, microbatches;
+    double step_s;
+    double tokens;            /* per step: microbatches * micro_batch_tokens * dp */
+    double tokens_per_s;
+    double mfu;               /* model FLOPs / (step_s * gpus * peak) */
+    double model_flops;       /* per step */
+    /* means over GPUs */
+    double compute_s, comm_s, exposed_comm_s, bubble_s, bubble_frac;
+    double peak_act_bytes, param_bytes;   /* max over GPUs */
+    double dp_reduce_s;       /* longest single DP reduce op */
+    struct step_gpu *gpu;     /* gpus, owned */
+    struct step_stage *stage; /* pp, owned */
+    struct step_slice *slices;/* nslices, owned; only when asked */
+    int64_t nslices;
+    int64_t subops, events;
+    int a2a_simulated, a2a_reused;
+};
+
+/* Runs the step of c (schedule.kind != SCHED_NONE). Borrows c. 0; -EINVAL with err->msg
+ * set (a layout or calibration the step cannot use: one line naming what); -ENOMEM.
+ * On error *r is zeroed. With keep_slices, r->slices holds every sub-op. */
+int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool keep_slices,
+             struct cfg_err *err);
+void step_free(struct step_result *r);    /* zeroed *r is a no-op */
+
+const char *step_what_name(enum step_what w);
+
+#endif

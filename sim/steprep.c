@@ -1,0 +1,133 @@
+/* steprep.c: summary, CSV and trace of a training step; see steprep.h. */
+#include "steprep.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#include "chrome.h"
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+static double wall(const struct steprep *r)
+{
+    return r->wall_s < 0 ? 0 : r->wall_s;
+}
+
+void steprep_summary(FILE *f, const struct steprep *r)
+{
+    const struct config *c = r->cfg;
+    const struct step_result *s = r->res;
+    fprintf(f, "moesim: training step: %s on %s (%d GPUs: pp %d x dp %d, ep %d",
+            c->model.name[0] ? c->model.name : "model",
+            c->cluster.name[0] ? c->cluster.name : "cluster", s->gpus, s->pp, s->dp, s->ep);
+    if (s->vpp > 1)
+        fprintf(f, ", vpp %d", s->vpp);
+    fprintf(f, "), %s, %d micro-batches x %lld tokens per DP rank, overlap %s, seed %llu\n",
+            config_sched_name(c->schedule.kind), s->microbatches,
+            (long long)c->schedule.micro_batch_tokens, c->schedule.overlap ? "on" : "off",
+            (unsigned long long)r->seed);
+    fprintf(f, "  step time        %10.4f s    tokens/s %12.0f    MFU %5.1f %%\n", s->step_s,
+            s->tokens_per_s, 100 * s->mfu);
+    fprintf(f, "  per GPU (mean)   compute %.4f s, comm %.4f s, exposed comm %.4f s, "
+            "bubble %.4f s (%.1f %%), waiting for stragglers %.4f s\n",
+            s->compute_s, s->comm_s, s->exposed_comm_s, s->bubble_s, 100 * s->bubble_frac,
+            s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s);
+    fprintf(f, "  memory (max GPU) activations %.2f GiB, parameters %.2f GiB (BF16 weights)\n",
+            s->peak_act_bytes / GIB, s->param_bytes / GIB);
+    fprintf(f, "\n  %5s %10s %10s %10s %10s %7s %12s %10s\n", "stage", "compute_s", "comm_s",
+            "exposed_s", "bubble_s", "bubble", "peak_act_GiB", "param_GiB");
+    for (int k = 0; k < s->pp; k++) {
+        const struct step_stage *st = &s->stage[k];
+        fprintf(f, "  %5d %10.4f %10.4f %10.4f %10.4f %6.1f%% %12.2f %10.2f\n", k, st->compute_s,
+                st->comm_s, st->exposed_comm_s, st->bubble_s, 100 * st->bubble_frac,
+                st->peak_act_bytes / GIB, st->param_bytes / GIB);
+    }
+    fprintf(f, "\n  longest DP reduce %.4f s; engine: %lld sub-ops, %lld events; "
+            "all-to-alls and sends simulated %d, reused %d; %.2f s wall\n", s->dp_reduce_s,
+            (long long)s->subops, (long long)s->events, s->a2a_simulated, s->a2a_reused,
+            wall(r));
+}
+
+int steprep_csv(FILE *f, const struct steprep *r)
+{
+    const struct config *c = r->cfg;
+    const struct step_result *s = r->res;
+    fprintf(f, "schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,step_s,"
+            "bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,"
+            "tokens_per_s,straggler_s,dp_reduce_s,overlap,wall_s\n");
+    double strag = s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s;
+    fprintf(f, "%s,%d,%d,%d,%d,%d,%lld,%d,%llu,%.9g,%.6f,%.6f,%.9g,%.9g,%.9g,%.6f,%.6f,%.6g,"
+            "%.9g,%.9g,%s,%.3f\n",
+            config_sched_name(c->schedule.kind), s->pp, s->dp, s->ep, s->vpp, s->microbatches,
+            (long long)c->schedule.micro_batch_tokens, s->gpus, (unsigned long long)r->seed,
+            s->step_s, s->bubble_frac, s->mfu, s->exposed_comm_s, s->compute_s, s->comm_s,
+            s->peak_act_bytes / GIB, s->param_bytes / GIB, s->tokens_per_s, strag,
+            s->dp_reduce_s, c->schedule.overlap ? "on" : "off", wall(r));
+    return ferror(f) ? -EIO : 0;
+}
+
+int steprep_gpu_csv(FILE *f, const struct steprep *r)
+{
+    const struct step_result *s = r->res;
+    fprintf(f, "gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,bubble_s,"
+            "peak_activation_GiB,param_GiB\n");
+    for (int g = 0; g < s->gpus; g++) {
+        const struct step_gpu *x = &s->gpu[g];
+        fprintf(f, "%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f,%.6f\n", g, g / s->dp,
+                (g % s->dp) / s->ep, x->compute_s, x->straggler_s, x->comm_s,
+                x->exposed_comm_s, x->bubble_s, x->peak_act_bytes / GIB, x->param_bytes / GIB);
+    }
+    return ferror(f) ? -EIO : 0;
+}
+
+static const char *const kind_names[] = { "F", "B", "W" };
+static const char *const stream_names[] = { "compute", "comm", "p2p" };
+
+static int trace_tracks(struct chrome *ch, const struct step_result *s)
+{
+    int rc = 0;
+    int groups = s->dp / s->ep;
+    for (int l = 0; l < s->lanes && !rc; l++) {
+        char name[96];
+        int first = (l / groups) * s->dp + (l % groups) * s->ep;
+        snprintf(name, sizeof(name), "stage %d, EP group %d (GPUs %d-%d)", l / groups,
+                 l % groups, first, first + s->ep - 1);
+        rc = chrome_process_name(ch, l, name);
+        if (!rc)
+            rc = chrome_process_sort(ch, l, l);
+        for (int t = 0; t < 3 && !rc; t++) {
+            rc = chrome_thread_name(ch, l, t, stream_names[t]);
+            if (!rc)
+                rc = chrome_thread_sort(ch, l, t, t);
+        }
+    }
+    return rc;
+}
+
+int steprep_trace(FILE *f, const struct steprep *r)
+{
+    const struct step_result *s = r->res;
+    if (!s->slices && s->subops)
+        return -EINVAL;
+    struct chrome *ch;
+    int rc = chrome_open(&ch, f);
+    if (rc)
+        return rc;
+    rc = trace_tracks(ch, s);
+    for (int64_t i = 0; i < s->nslices && !rc; i++) {
+        const struct step_slice *x = &s->slices[i];
+        char name[48];
+        if (x->what == STEP_DP_REDUCE)
+            snprintf(name, sizeof(name), "%s", step_what_name(x->what));
+        else
+            snprintf(name, sizeof(name), "%s %s", kind_names[x->kind % 3],
+                     step_what_name(x->what));
+        struct chrome_arg args[3] = {
+            { "mb", x->mb, NULL }, { "piece", x->piece, NULL }, { "layer", x->layer, NULL },
+        };
+        rc = chrome_complete(ch, x->lane, x->stream, kind_names[x->kind % 3], name, x->t0_s,
+                             x->t1_s - x->t0_s, args, 3);
+    }
+    int rc2 = chrome_close(ch);
+    return rc ? rc : rc2;
+}

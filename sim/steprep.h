@@ -1,0 +1,35 @@
+/* steprep.h: what a training-step run prints for people and writes for machines.
+ * Units as in the files people read: seconds, GiB (2^30 bytes), fractions 0..1 in the
+ * CSV and percent in the summary. All functions borrow r and return 0 or -EIO (-ENOMEM
+ * for the trace). */
+#ifndef MOESIM_STEPREP_H
+#define MOESIM_STEPREP_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "step.h"
+
+struct steprep {
+    const struct config *cfg;
+    uint64_t seed;
+    const struct step_result *res;
+    double wall_s;            /* < 0: not measured, written as 0 */
+};
+
+void steprep_summary(FILE *f, const struct steprep *r);
+/* Header + one row: schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,
+ * step_s,bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,
+ * tokens_per_s,straggler_s,dp_reduce_s,overlap,wall_s (per-GPU figures are means over
+ * GPUs; memory is the largest GPU's). */
+int steprep_csv(FILE *f, const struct steprep *r);
+/* One row per GPU: gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,
+ * bubble_s,peak_activation_GiB,param_GiB. */
+int steprep_gpu_csv(FILE *f, const struct steprep *r);
+/* Chrome trace: one process per lane ("stage r, EP group g"), threads compute, comm and
+ * p2p; one slice per sub-op named "<F|B|W> <what>" with args mb, piece, layer. Needs the
+ * step run with keep_slices. */
+int steprep_trace(FILE *f, const struct steprep *r);
+
+#endif

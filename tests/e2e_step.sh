@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# e2e_step.sh: `moesim run` on a training step ([schedule] kind): the stable CSV
+# columns, byte-identical outputs for the same seed, a valid Chrome trace with compute
+# and comm tracks, overlap off exposing all communication, and the schedules' order
+# on one workload where the published formulas decide it (bubble (PP-1)(F+B) for 1F1B,
+# (PP-1)(F+B-2W) for ZB-H1: with no communication ZB1P's bubble is smaller).
+#
+# Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_step.sh
+set -u
+
+MOESIM=${MOESIM:-build/bin/moesim}
+case $MOESIM in /*) ;; *) MOESIM=$PWD/$MOESIM ;; esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moesim-step.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+npass=0
+nfail=0
+pass() { echo "ok - $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+
+# 4 nodes x 4 GPUs: 4 pipeline stages of one node each, EP over the node's 4 GPUs,
+# a small MoE model with skewed routing.
+cat > "$tmp/step.ini" <<'EOF'
+[cluster]
+nodes = 4
+gpus_per_node = 4
+[model]
+hidden = 1024
+experts = 16
+top_k = 4
+shared_experts = 1
+expert_ffn_hidden = 512
+ffn_hidden = 4096
+layers = 8
+first_dense_layers = 1
+seq_len = 1024
+vocab = 8192
+heads = 8
+[parallel]
+pp = 4
+ep = 4
+[routing]
+distribution = zipf
+zipf_s = 1.0
+[schedule]
+kind = 1f1b
+microbatches = 8
+micro_batch_tokens = 2048
+EOF
+
+# col FILE NAME: the value of column NAME in the CSV's second line.
+col() {
+    awk -F, -v n="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i }
+                       NR == 2 { if (c) print $c; else print "MISSING" }' "$1"
+}
+
+run() {
+    local name=$1
+    shift
+    if ! "$MOESIM" run "$tmp/step.ini" --no-timing "$@" --csv "$tmp/$name.csv" \
+        --gpu-csv "$tmp/$name.gpu.csv" --trace "$tmp/$name.json" > "$tmp/$name.out" \
+        2> "$tmp/$name.err"; then
+        fail "run $name: $(head -n 1 "$tmp/$name.err")"
+        return 1
+    fi
+}
+
+run a && run b
+for c in step_s bubble_frac mfu exposed_comm_s compute_s comm_s peak_activation_GiB \
+         param_GiB tokens_per_s; do
+    v=$(col "$tmp/a.csv" $c)
+    if [ "$v" != MISSING ] && awk -v v="$v" 'BEGIN { exit !(v + 0 > 0 || v == "0.000000") }'; then
+        pass "CSV column $c = $v"
+    else
+        fail "CSV column $c: '$v'"
+    fi
+done
+for f in csv gpu.csv json out; do
+    if cmp -s "$tmp/a.$f" "$tmp/b.$f"; then pass "same seed, identical $f"
+    else fail "same seed, $f differs"; fi
+done
+rows=$(($(wc -l < "$tmp/a.gpu.csv") - 1))
+[ "$rows" -eq 16 ] && pass "GPU CSV: 16 rows" || fail "GPU CSV: $rows rows"
+
+# The trace: valid JSON, compute and comm threads named, slices within the step.
+if python3 - "$tmp/a.json" "$(col "$tmp/a.csv" step_s)" <<'EOF'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+step_us = float(sys.argv[2]) * 1e6
+names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+assert {"compute", "comm"} <= names, names
+xs = [e for e in ev if e["ph"] == "X"]
+assert xs and all(0 <= e["ts"] and e["ts"] + e["dur"] <= step_us + 1e-3 for e in xs)
+kinds = {e["name"] for e in xs}
+assert {"F attn", "B attn", "F dispatch", "F combine", "B experts"} <= kinds, kinds
+EOF
+then pass "trace: JSON, compute/comm tracks, slices inside the step"
+else fail "trace check"; fi
+
+# Overlap off: every communication kernel runs on the compute stream, all exposed.
+run off --set schedule.overlap=off
+c=$(col "$tmp/off.csv" comm_s)
+x=$(col "$tmp/off.csv" exposed_comm_s)
+if awk -v c="$c" -v x="$x" 'BEGIN { exit !(c > 0 && (c - x) < 1e-9 * c && (x - c) < 1e-9 * c) }'; then
+    pass "overlap off: exposed comm = comm ($x s)"
+else
+    fail "overlap off: exposed $x vs comm $c"
+fi
+xon=$(col "$tmp/a.csv" exposed_comm_s)
+if awk -v a="$xon" -v b="$x" 'BEGIN { exit !(a < b) }'; then
+    pass "overlap on hides some communication ($xon s < $x s)"
+else
+    fail "overlap on: exposed $xon not below $x"
+fi
+
+# With (nearly) free communication ZB1P's bubble is below 1F1B's: (PP-1)(F+B-2W)
+# against (PP-1)(F+B).
+free="--set cluster.nvlink_GBps=1e9 --set cluster.nic_GBps=1e9 --set cluster.nvlink_latency_us=0 \
+--set cluster.nic_latency_us=0 --set cluster.switch_latency_us=0"
+# shellcheck disable=SC2086
+run f1 $free && run z1 $free --set schedule.kind=zb1p
+b1=$(col "$tmp/f1.csv" bubble_frac)
+bz=$(col "$tmp/z1.csv" bubble_frac)
+if awk -v a="$bz" -v b="$b1" 'BEGIN { exit !(a < b) }'; then
+    pass "zb1p bubble $bz < 1f1b bubble $b1"
+else
+    fail "zb1p bubble $bz not below 1f1b $b1"
+fi
+
+# Every schedule: the mean GPU's compute, stragglers, exposed comm and bubble add up
+# to the step time (the per-GPU accounts of step.h).
+for k in gpipe interleaved-1f1b zb1p dualpipe dualpipev; do
+    extra=""
+    [ $k = interleaved-1f1b ] && extra="--set parallel.vpp=2"
+    # shellcheck disable=SC2086
+    run "k_$k" --set schedule.kind=$k $extra || continue
+    f=$tmp/k_$k.csv
+    if awk -v s="$(col "$f" step_s)" -v c="$(col "$f" compute_s)" -v g="$(col "$f" straggler_s)" \
+        -v x="$(col "$f" exposed_comm_s)" -v b="$(col "$f" bubble_frac)" \
+        'BEGIN { d = c + g + x + b * s - s; exit !(s > 0 && d < 1e-5 * s && -d < 1e-5 * s) }'; then
+        pass "schedule $k: compute + stragglers + exposed comm + bubble = step"
+    else
+        fail "schedule $k: accounts do not add up"
+    fi
+done
+
+# Bad input: --link-csv has no meaning for a step; an impossible layout.
+"$MOESIM" run "$tmp/step.ini" --link-csv "$tmp/l.csv" > /dev/null 2> "$tmp/e1"
+rc=$?
+if [ $rc -eq 2 ] && [ ! -e "$tmp/l.csv" ] && [ "$(wc -l < "$tmp/e1")" -eq 1 ]; then
+    pass "--link-csv with a step: exit 2, one line"
+else
+    fail "--link-csv with a step: rc $rc"
+fi
+"$MOESIM" run "$tmp/step.ini" --set parallel.pp=3 --csv "$tmp/x.csv" > /dev/null 2> "$tmp/e2"
+rc=$?
+if [ $rc -eq 2 ] && [ ! -e "$tmp/x.csv" ] && grep -q "parallel.pp" "$tmp/e2"; then
+    pass "pp not dividing the GPUs: exit 2 naming parallel.pp"
+else
+    fail "pp=3: rc $rc: $(cat "$tmp/e2")"
+fi
+
+echo "e2e_step: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]

@@ -1,0 +1,340 @@
+/* test_step.c: the training-step engine (sim/step.c) against hand-derived timelines.
+ *
+ * Every expected time is composed here from the compute model's op times (compute.h)
+ * and closed-form transfer times, following the dependencies step.h states; the engine
+ * must reproduce them by running its event loop. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute.h"
+#include "config.h"
+#include "cu_run.h"
+#include "model.h"
+#include "sched.h"
+#include "step.h"
+
+#define REL 1e-9
+
+static int load(struct config *c, const char *text, const char *const *sets, int nsets)
+{
+    char path[] = "/tmp/test_step_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    struct cfg_err err;
+    const char *files[1] = { path };
+    int rc = config_load(c, files, 1, sets, nsets, &err);
+    if (rc)
+        fprintf(stderr, "config: %s\n", err.msg);
+    remove(path);
+    return rc;
+}
+
+/* Two GPUs on one node, one MoE layer with 2 experts and top_k 2: every token goes to
+ * both experts, one per GPU, so the routing is deterministic: each GPU sends all T of
+ * its tokens to the other (one flow each way, 2 NVLink hops of latency) and each
+ * expert receives 2T token-expert pairs. */
+static const char moe2[] =
+    "[cluster]\nnodes = 1\ngpus_per_node = 2\nnvlink_GBps = 50\nnvlink_latency_us = 3\n"
+    "gpu_tflops_bf16 = 100\nhbm_GBps = 1000\nsms = 100\n"
+    "[model]\nhidden = 512\nexperts = 2\ntop_k = 2\nshared_experts = 1\n"
+    "expert_ffn_hidden = 1024\nffn_hidden = 2048\nlayers = 1\nfirst_dense_layers = 0\n"
+    "seq_len = 256\nvocab = 1000\nheads = 4\n"
+    "dispatch_bytes_per_elem = 1\ncombine_bytes_per_elem = 2\n"
+    "[parallel]\npp = 1\nep = 2\n"
+    "[schedule]\nkind = gpipe\nmicrobatches = 1\nmicro_batch_tokens = 256\ncomm_sms = 0\n"
+    "grad_bytes_per_param = 4\n";
+
+struct layer_times {
+    struct compute_t emb, attn, gate, shared, exp, head;
+    double d, c, cg, dg, reduce;
+};
+
+static void times_moe2(const struct config *c, struct layer_times *t)
+{
+    struct model m;
+    struct compute *cm;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, c), 0);
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, c, &err), 0);
+    double T = (double)c->schedule.micro_batch_tokens, h = c->model.hidden;
+    double bw = c->cluster.nvlink_Bps, lat = 2 * c->cluster.nvlink_lat_s;
+    t->emb = compute_op(cm, &m, MODEL_EMBED, T);
+    t->attn = compute_op(cm, &m, MODEL_ATTN, T);
+    t->gate = compute_op(cm, &m, MODEL_GATE, T);
+    t->shared = compute_op(cm, &m, MODEL_SHARED, T);
+    t->exp = compute_op(cm, &m, MODEL_EXPERT, 2 * T);
+    t->head = compute_op(cm, &m, MODEL_HEAD, T);
+    t->d = lat + T * h * c->model.dispatch_bytes_per_elem / bw;
+    t->c = lat + T * h * c->model.combine_bytes_per_elem / bw;
+    t->cg = t->c;             /* gradients travel at the combine's bytes per element */
+    t->dg = t->c;
+    /* Dense weights reduced over the 2 GPUs (ring of 2: 2 steps of half the bytes); the
+     * routed experts are not replicated (dp / ep = 1). */
+    double dense = m.op[MODEL_EMBED].params + m.op[MODEL_ATTN].params +
+                   m.op[MODEL_GATE].params + m.op[MODEL_SHARED].params + m.op[MODEL_HEAD].params;
+    double bytes = llround(dense * c->schedule.grad_bytes_per_param / 2);
+    t->reduce = 2 * (lat + bytes / bw);
+    compute_free(cm);
+}
+
+static void check_rel(double got, double want)
+{
+    CU_ASSERT_DOUBLE_EQUAL(got, want, REL * fmax(1e-12, fabs(want)));
+    if (fabs(got - want) > REL * fmax(1e-12, fabs(want)))
+        fprintf(stderr, "  got %.12g want %.12g\n", got, want);
+}
+
+/* Overlap on, no SM share lost (comm_sms 0). Forward: embed, attn, gate, then the
+ * dispatch beside the shared expert, experts (queued after the shared expert on the
+ * in-order compute stream), combine, head:
+ *   F = e + a + g + max(D, S) + X + C + h
+ * Backward: head, the combine-gradient a2a beside the shared expert's backward,
+ * experts B, then the dispatch-gradient a2a beside the experts' W, gate, attn, embed W:
+ *   B = h_bw + max(CG, S_bw) + X_b + max(X_w, DG) + g_bw + a_bw + e_w
+ * then the DP reduce R on the communication stream. Exposed communication: what of
+ * each a2a no compute covers, all of C and R. */
+static void test_overlap_closed_form(void)
+{
+    for (int on = 0; on < 2; on++) {
+        struct config c;
+        const char *sets[1] = { on ? "schedule.overlap=on" : "schedule.overlap=off" };
+        CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 1), 0);
+        struct layer_times t;
+        times_moe2(&c, &t);
+        double S = t.shared.f_s, Sb = t.shared.b_s + t.shared.w_s;
+        double F, B, exposed;
+        if (on) {
+            F = t.emb.f_s + t.attn.f_s + t.gate.f_s + fmax(t.d, S) + t.exp.f_s + t.c + t.head.f_s;
+            B = t.head.b_s + t.head.w_s + fmax(t.cg, Sb) + t.exp.b_s + fmax(t.exp.w_s, t.dg) +
+                t.gate.b_s + t.gate.w_s + t.attn.b_s + t.attn.w_s + t.emb.w_s;
+            exposed = fmax(0, t.d - S) + t.c + fmax(0, t.cg - Sb) + fmax(0, t.dg - t.exp.w_s) +
+                      t.reduce;
+        } else {
+            F = t.emb.f_s + t.attn.f_s + t.gate.f_s + t.d + S + t.exp.f_s + t.c + t.head.f_s;
+            B = t.head.b_s + t.head.w_s + t.cg + Sb + t.exp.b_s + t.exp.w_s + t.dg +
+                t.gate.b_s + t.gate.w_s + t.attn.b_s + t.attn.w_s + t.emb.w_s;
+            exposed = t.d + t.c + t.cg + t.dg + t.reduce;
+        }
+        struct step_result r;
+        struct cfg_err err;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+        check_rel(r.step_s, F + B + t.reduce);
+        check_rel(r.exposed_comm_s, exposed);
+        check_rel(r.comm_s, t.d + t.c + t.cg + t.dg + t.reduce);
+        CU_ASSERT_DOUBLE_EQUAL(r.bubble_s, 0, 1e-15);
+        /* both GPUs got 2T pairs: nobody waits for a straggler */
+        CU_ASSERT_DOUBLE_EQUAL(r.gpu[0].straggler_s, 0, 1e-15);
+        step_free(&r);
+    }
+}
+
+/* Communication kernels take comm_sms = 40 of 100 SMs: the shared expert that runs
+ * beside the dispatch does D * 0.6 of its work during it (here D < S) and the rest at
+ * full speed: max(D, S) becomes D + (S - 0.6 D). */
+static void test_sm_share(void)
+{
+    struct config c;
+    const char *sets[2] = { "schedule.comm_sms=40", "model.shared_experts=4" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 2), 0);
+    struct layer_times t;
+    times_moe2(&c, &t);
+    double S = t.shared.f_s, Sb = t.shared.b_s + t.shared.w_s;
+    CU_ASSERT_FATAL(t.d < S && t.cg < Sb);
+    CU_ASSERT_FATAL(t.dg < t.exp.w_s * 0.6);
+    double F = t.emb.f_s + t.attn.f_s + t.gate.f_s + (t.d + S - 0.6 * t.d) + t.exp.f_s + t.c +
+               t.head.f_s;
+    double B = t.head.b_s + t.head.w_s + (t.cg + Sb - 0.6 * t.cg) + t.exp.b_s +
+               (t.dg + t.exp.w_s - 0.6 * t.dg) + t.gate.b_s + t.gate.w_s + t.attn.b_s +
+               t.attn.w_s + t.emb.w_s;
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+    check_rel(r.step_s, F + B + t.reduce);
+    check_rel(r.exposed_comm_s, t.c + t.reduce);
+    step_free(&r);
+}
+
+/* One stage, M micro-batches, overlap off: every schedule runs the same ops back to
+ * back, step = M (F + B) + R. */
+static void test_one_stage_sum(void)
+{
+    static const char *const kinds[] = { "gpipe", "1f1b", "zb1p", "interleaved-1f1b" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, NULL, 0), 0);
+    struct layer_times t;
+    times_moe2(&c, &t);
+    double S = t.shared.f_s, Sb = t.shared.b_s + t.shared.w_s;
+    double F = t.emb.f_s + t.attn.f_s + t.gate.f_s + t.d + S + t.exp.f_s + t.c + t.head.f_s;
+    double B = t.head.b_s + t.head.w_s + t.cg + Sb + t.exp.b_s + t.exp.w_s + t.dg + t.gate.b_s +
+               t.gate.w_s + t.attn.b_s + t.attn.w_s + t.emb.w_s;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        char kind[64];
+        snprintf(kind, sizeof(kind), "schedule.kind=%s", kinds[k]);
+        const char *sets[3] = { kind, "schedule.microbatches=5", "schedule.overlap=off" };
+        CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 3), 0);
+        struct step_result r;
+        struct cfg_err err;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+        check_rel(r.step_s, 5 * (F + B) + t.reduce);
+        /* five micro-batches reuse the layer's four collectives */
+        CU_ASSERT(r.a2a_reused > 0);
+        step_free(&r);
+    }
+}
+
+/* A dense model on 4 stages of 2 GPUs with (nearly) free communication. A fixed-order
+ * list schedule's makespan only grows with op times, so the step lies between the
+ * schedule's ideal runs (sched_ideal_run) with every op at the smallest and at the
+ * largest per-piece time. The first and last pieces carry the embedding and head. */
+static const char dense8[] =
+    "[cluster]\nnodes = 1\ngpus_per_node = 8\nnvlink_GBps = 1e9\nnvlink_latency_us = 0\n"
+    "nic_latency_us = 0\nswitch_latency_us = 0\n"
+    "gpu_tflops_bf16 = 100\nhbm_GBps = 1000\nsms = 100\n"
+    "[model]\nhidden = 1024\nexperts = 2\ntop_k = 1\nexpert_ffn_hidden = 1024\n"
+    "ffn_hidden = 4096\nlayers = 16\nfirst_dense_layers = 16\nseq_len = 1024\nvocab = 512\n"
+    "heads = 8\n"
+    "[parallel]\npp = 4\nep = 2\n"
+    "[schedule]\nmicrobatches = 8\nmicro_batch_tokens = 1024\noverlap = on\ncomm_sms = 0\n";
+
+static void piece_range(const struct config *c, int pieces, double out[6])
+{
+    struct model m;
+    struct compute *cm;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, c), 0);
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, c, &err), 0);
+    double T = (double)c->schedule.micro_batch_tokens;
+    struct compute_t a = compute_op(cm, &m, MODEL_ATTN, T), f = compute_op(cm, &m, MODEL_FFN, T);
+    struct compute_t e = compute_op(cm, &m, MODEL_EMBED, T), h = compute_op(cm, &m, MODEL_HEAD, T);
+    for (int i = 0; i < 3; i++)
+        out[2 * i] = INFINITY, out[2 * i + 1] = 0;
+    int L = c->model.layers;
+    for (int p = 0; p < pieces; p++) {
+        int n = (int)((int64_t)(p + 1) * L / pieces - (int64_t)p * L / pieces);
+        double v[3] = { n * (a.f_s + f.f_s), n * (a.b_s + f.b_s), n * (a.w_s + f.w_s) };
+        if (p == 0)
+            v[0] += e.f_s, v[1] += e.b_s, v[2] += e.w_s;
+        if (p == pieces - 1)
+            v[0] += h.f_s, v[1] += h.b_s, v[2] += h.w_s;
+        for (int i = 0; i < 3; i++) {
+            out[2 * i] = fmin(out[2 * i], v[i]);
+            out[2 * i + 1] = fmax(out[2 * i + 1], v[i]);
+        }
+    }
+    compute_free(cm);
+}
+
+static void test_pipeline_bounds(void)
+{
+    static const char *const kinds[] = { "gpipe", "1f1b", "interleaved-1f1b", "zb1p",
+                                         "dualpipe", "dualpipev" };
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        char kind[64];
+        snprintf(kind, sizeof(kind), "schedule.kind=%s", kinds[k]);
+        const char *sets[2] = { kind, k == 2 ? "parallel.vpp=2" : "parallel.vpp=1" };
+        struct config c;
+        CU_ASSERT_EQUAL_FATAL(load(&c, dense8, sets, 2), 0);
+        struct sched *s;
+        CU_ASSERT_EQUAL_FATAL(sched_create(&s, c.schedule.kind, 4, 8, c.parallel.vpp), 0);
+        double v[6];
+        piece_range(&c, s->pieces, v);
+        struct sched_ideal lo, hi;
+        CU_ASSERT_EQUAL_FATAL(sched_ideal_run(s, v[0], v[2], v[4], v[0] + v[2] + v[4], &lo), 0);
+        CU_ASSERT_EQUAL_FATAL(sched_ideal_run(s, v[1], v[3], v[5], v[1] + v[3] + v[5], &hi), 0);
+        struct step_result r;
+        struct cfg_err err;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, true, &err), 0);
+        CU_ASSERT(r.step_s >= lo.makespan_s * (1 - 1e-9));
+        CU_ASSERT(r.step_s <= hi.makespan_s * (1 + 1e-6));
+        if (r.step_s < lo.makespan_s * (1 - 1e-9) || r.step_s > hi.makespan_s * (1 + 1e-6))
+            fprintf(stderr, "  %s: %.9g not in [%.9g, %.9g]\n", kinds[k], r.step_s,
+                    lo.makespan_s, hi.makespan_s);
+        /* every GPU's time adds up to the step */
+        for (int g = 0; g < r.gpus; g++) {
+            const struct step_gpu *x = &r.gpu[g];
+            CU_ASSERT_DOUBLE_EQUAL(x->compute_s + x->straggler_s + x->exposed_comm_s +
+                                   x->bubble_s, r.step_s, 1e-9 * r.step_s);
+        }
+        /* no lane runs two compute (or two comm) sub-ops at once */
+        for (int64_t i = 1; i < r.nslices; i++)
+            for (int64_t j = i - 1; j >= 0 && j >= i - 64; j--) {
+                const struct step_slice *a = &r.slices[i], *b = &r.slices[j];
+                if (a->lane != b->lane || a->stream != b->stream || a->stream == STEP_P2P)
+                    continue;
+                CU_ASSERT(a->t0_s >= b->t1_s - 1e-12 || b->t0_s >= a->t1_s - 1e-12);
+            }
+        sched_ideal_free(&lo);
+        sched_ideal_free(&hi);
+        sched_free(s);
+        step_free(&r);
+    }
+}
+
+/* 1F1B holds at most pp micro-batches' activations on stage 0 (min(pp, M)) and one on
+ * the last stage: peak = count x (tokens x activation bytes per token of the piece). */
+static void test_activation_memory(void)
+{
+    const char *sets[1] = { "schedule.kind=1f1b" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, dense8, sets, 1), 0);
+    struct model m;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    double T = (double)c.schedule.micro_batch_tokens;
+    double layer = m.op[MODEL_ATTN].act_bytes_per_token + m.op[MODEL_FFN].act_bytes_per_token;
+    double first = T * (m.op[MODEL_EMBED].act_bytes_per_token + 4 * layer);
+    double last = T * (m.op[MODEL_HEAD].act_bytes_per_token + 4 * layer);
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+    check_rel(r.stage[0].peak_act_bytes, 4 * first);
+    check_rel(r.stage[3].peak_act_bytes, 1 * last);
+    step_free(&r);
+}
+
+/* Zipf routing over 8 experts on 4 GPUs: loads differ, so some GPUs wait; in each EP
+ * group the slowest GPU waits for nobody. Same seed: identical result. */
+static void test_stragglers_and_determinism(void)
+{
+    const char *sets[8] = { "cluster.gpus_per_node=8", "model.experts=8", "model.top_k=2",
+                            "parallel.ep=4", "routing.distribution=zipf", "routing.zipf_s=1.2",
+                            "schedule.microbatches=3", "schedule.kind=1f1b" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 8), 0);
+    struct step_result r1, r2;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r1, &c, 7, false, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(step_run(&r2, &c, 7, false, &err), 0);
+    CU_ASSERT_EQUAL(r1.gpus, 8);
+    for (int grp = 0; grp < 2; grp++) {
+        double mn = INFINITY, mx = 0;
+        for (int j = 0; j < 4; j++) {
+            mn = fmin(mn, r1.gpu[grp * 4 + j].straggler_s);
+            mx = fmax(mx, r1.gpu[grp * 4 + j].straggler_s);
+        }
+        CU_ASSERT_DOUBLE_EQUAL(mn, 0, 1e-15);
+        CU_ASSERT(mx > 0);
+    }
+    CU_ASSERT_EQUAL(r1.step_s, r2.step_s);
+    CU_ASSERT_EQUAL(memcmp(r1.gpu, r2.gpu, (size_t)r1.gpus * sizeof(*r1.gpu)), 0);
+    step_free(&r1);
+    step_free(&r2);
+}
+
+int main(void)
+{
+    static const struct cu_test tests[] = {
+        { "overlap on/off: closed-form step and exposed comm", test_overlap_closed_form },
+        { "comm SMs slow the compute beside them", test_sm_share },
+        { "one stage: M (F + B) + R for every schedule", test_one_stage_sum },
+        { "pipelines between ideal runs; times add up; streams serial", test_pipeline_bounds },
+        { "1f1b activation memory: pp and 1 micro-batches", test_activation_memory },
+        { "stragglers under zipf; deterministic", test_stragglers_and_determinism },
+    };
+    return cu_run("step", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
+}
