@@ -2,6 +2,7 @@
 #include "steprep.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "chrome.h"
@@ -32,8 +33,13 @@ void steprep_summary(FILE *f, const struct steprep *r)
             "bubble %.4f s (%.1f %%), waiting for stragglers %.4f s\n",
             s->compute_s, s->comm_s, s->exposed_comm_s, s->bubble_s, 100 * s->bubble_frac,
             s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s);
-    fprintf(f, "  memory (max GPU) activations %.2f GiB, parameters %.2f GiB (BF16 weights)\n",
-            s->peak_act_bytes / GIB, s->param_bytes / GIB);
+    double mem = 0, cap = c->cluster.gpu_mem_bytes;
+    for (int g = 0; g < s->gpus; g++)
+        mem = fmax(mem, s->gpu[g].peak_act_bytes + s->gpu[g].param_bytes);
+    fprintf(f, "  memory (max GPU) activations %.2f GiB, parameters %.2f GiB (BF16 weights); "
+            "together %.2f GiB of %.0f GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
+            mem / GIB, cap / GIB, mem > cap ? ": DOES NOT FIT (before gradients and optimizer "
+            "states)" : " (gradients and optimizer states not counted)");
     fprintf(f, "\n  %5s %10s %10s %10s %10s %7s %12s %10s\n", "stage", "compute_s", "comm_s",
             "exposed_s", "bubble_s", "bubble", "peak_act_GiB", "param_GiB");
     for (int k = 0; k < s->pp; k++) {

@@ -30,6 +30,14 @@ done
 echo "# moesim run: skewed MoE dispatch, 256 GPUs, 256 experts, top-8, Zipf(1.2)"
 measure "skewed dispatch 256 GPUs" "$here/bench/skewed-dispatch.ini"
 
+echo "# moesim run: one DeepSeek-V3 training step, 2048 GPUs, PP16 x DP128, EP64, DualPipe, 120 micro-batches"
+out=$( { /usr/bin/time -f "%e %M" "$MOESIM" run "$here/../configs/examples/deepseek-v3-train.ini" \
+         --no-timing > "${TMPDIR:-/tmp}/moesim-bench-step.out"; } 2>&1 | tail -1)
+read -r wall kib <<<"$out"
+printf "%-34s %8s s %10s KiB  (%s)\n" "deepseek-v3 step" "$wall" "$kib" \
+    "$(awk '/engine:/ { sub(/^ +/, ""); print }' "${TMPDIR:-/tmp}/moesim-bench-step.out")"
+rm -f "${TMPDIR:-/tmp}/moesim-bench-step.out"
+
 echo "# MoE layer kernels, CPU reference (fp32, OpenBLAS)"
 "$BUILD/tests/bench_moe_cpu"
 if [ -x "$BUILD/tests/gpu_bench_moe" ]; then

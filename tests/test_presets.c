@@ -391,11 +391,12 @@ static void test_h800_cluster(void)
 
 /* ---- examples ---- */
 
-/* What `make run` runs: H100 preset, DeepSeek-V3 model, 64 GPUs, EP 64, zipf 1.0. */
-static void test_default_example(void)
+/* One MoE layer: H100 preset, DeepSeek-V3 model, 64 GPUs, EP 64, zipf 0.6. */
+static void test_layer_example(void)
 {
     struct config c;
-    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/default.ini"), 0);
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/deepseek-v3-layer-64.ini"), 0);
+    CU_ASSERT_EQUAL(c.schedule.kind, SCHED_NONE);
     CU_ASSERT_EQUAL(config_gpus(&c), 64);
     CU_ASSERT_EQUAL(c.parallel.ep, 64);
     CU_ASSERT_STRING_EQUAL(c.cluster.name, "h100-sxm-8x");
@@ -412,6 +413,23 @@ static void test_default_example(void)
     CU_ASSERT_DOUBLE_EQUAL(c.routing.zipf_s, 0.6, 0);
     CU_ASSERT(c.routing.dedup);
     CU_ASSERT_EQUAL(c.traffic.pattern, PATTERN_MOE);
+}
+
+/* What `make run` runs: a DualPipe step of Mixtral-8x7B on 4 nodes of 8 H100s. */
+static void test_default_example(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_file(&c, EXAMPLES_DIR "/default.ini"), 0);
+    CU_ASSERT_EQUAL(config_gpus(&c), 32);
+    CU_ASSERT_STRING_EQUAL(c.model.name, "mixtral-8x7b");
+    CU_ASSERT_EQUAL(c.model.seq_len, 4096);
+    CU_ASSERT_EQUAL(c.parallel.pp, 4);
+    CU_ASSERT_EQUAL(c.parallel.dp, 8);
+    CU_ASSERT_EQUAL(c.parallel.ep, 8);
+    CU_ASSERT_EQUAL(c.schedule.kind, SCHED_DUALPIPE);
+    CU_ASSERT_EQUAL(c.schedule.microbatches, 16);
+    CU_ASSERT_EQUAL(c.schedule.micro_batch_tokens, 4096);
+    CU_ASSERT(c.schedule.overlap);
 }
 
 static void test_alltoall_example(void)
@@ -478,6 +496,7 @@ int main(void)
         { "h100-sxm-8x", test_h100_cluster },
         { "h100-sxm-8x-2to1", test_h100_2to1_cluster },
         { "h800-deepseek-v3", test_h800_cluster },
+        { "examples/deepseek-v3-layer-64.ini", test_layer_example },
         { "examples/default.ini", test_default_example },
         { "examples/alltoall-64.ini", test_alltoall_example },
         { "examples/mixtral-1node.ini", test_mixtral_example },
