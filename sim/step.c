@@ -16,11 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "a2a.h"
+#include "coll.h"
 #include "compute.h"
 #include "des.h"
 #include "model.h"
-#include "net.h"
 #include "rng.h"
 #include "routing.h"
 #include "sched.h"
@@ -48,90 +47,6 @@ static int ivec_push(struct ivec *a, int x)
     }
     a->v[a->n++] = x;
     return 0;
-}
-
-/* ---- memoised collectives: one network run per distinct (topology, matrix) ---- */
-
-struct memo_entry {
-    const struct topo *t;
-    uint64_t hash;
-    uint64_t *bytes;          /* copy of the matrix, to rule out hash collisions */
-    int gpus;
-    double *finish_s;         /* per GPU: last send or receive end - t0 */
-};
-
-struct memo {
-    struct memo_entry *e;
-    int n, cap;
-    int simulated, reused;
-};
-
-static uint64_t hash_bytes(const uint64_t *b, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;      /* FNV-1a over 64-bit words */
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-/* Per-GPU finish times of m on t (borrowed, valid until memo_free). */
-static int memo_run(struct memo *mm, const struct topo *t, const struct traffic *m,
-                    const double **out)
-{
-    size_t n2 = (size_t)m->gpus * m->gpus;
-    uint64_t h = hash_bytes(m->bytes, n2);
-    for (int i = 0; i < mm->n; i++) {
-        struct memo_entry *e = &mm->e[i];
-        if (e->t == t && e->hash == h && e->gpus == m->gpus &&
-            !memcmp(e->bytes, m->bytes, n2 * sizeof(uint64_t))) {
-            mm->reused++;
-            *out = e->finish_s;
-            return 0;
-        }
-    }
-    if (mm->n == mm->cap) {
-        int cap = mm->cap ? 2 * mm->cap : 16;
-        struct memo_entry *e = realloc(mm->e, (size_t)cap * sizeof(*e));
-        if (!e)
-            return -ENOMEM;
-        mm->e = e;
-        mm->cap = cap;
-    }
-    struct a2a_result r;
-    int rc = a2a_run(&r, t, m, 0.0, false);
-    if (rc)
-        return rc;
-    struct memo_entry *e = &mm->e[mm->n];
-    e->t = t;
-    e->hash = h;
-    e->gpus = m->gpus;
-    e->bytes = malloc(n2 * sizeof(uint64_t));
-    e->finish_s = malloc((size_t)m->gpus * sizeof(double));
-    if (!e->bytes || !e->finish_s) {
-        free(e->bytes);
-        free(e->finish_s);
-        a2a_free(&r);
-        return -ENOMEM;
-    }
-    memcpy(e->bytes, m->bytes, n2 * sizeof(uint64_t));
-    for (int g = 0; g < m->gpus; g++)
-        e->finish_s[g] = fmax(r.send_finish_s[g], r.recv_finish_s[g]);
-    a2a_free(&r);
-    mm->n++;
-    mm->simulated++;
-    *out = e->finish_s;
-    return 0;
-}
-
-static void memo_free(struct memo *mm)
-{
-    for (int i = 0; i < mm->n; i++) {
-        free(mm->e[i].bytes);
-        free(mm->e[i].finish_s);
-    }
-    free(mm->e);
 }
 
 /* ---- the engine's state ---- */
@@ -175,7 +90,7 @@ struct eng {
     struct model m;
     struct compute *cm;
     struct topo *stage_topo, *full_topo;
-    struct memo memo;
+    struct coll_memo *memo;
     int gpus, pp, dp, ep, groups, pieces, M;
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
@@ -289,13 +204,13 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     rc = traffic_moe(&d, &cb, &rt, cc);
     if (!rc)
         rc = traffic_moe(&bd, &bcb, &rt, &bc);
-    if (!rc && !(rc = memo_run(&e->memo, e->stage_topo, &d, &fin)))
+    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &d, &fin)))
         lane_times(e, fin, t->disp_s);
-    if (!rc && !(rc = memo_run(&e->memo, e->stage_topo, &cb, &fin)))
+    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &cb, &fin)))
         lane_times(e, fin, t->comb_s);
-    if (!rc && !(rc = memo_run(&e->memo, e->stage_topo, &bd, &fin)))
+    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &bd, &fin)))
         lane_times(e, fin, t->bdisp_s);
-    if (!rc && !(rc = memo_run(&e->memo, e->stage_topo, &bcb, &fin)))
+    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &bcb, &fin)))
         lane_times(e, fin, t->bcomb_s);
     traffic_free(&d);
     traffic_free(&cb);
@@ -314,14 +229,8 @@ static void moe_tab_free(struct moe_tab *t)
     free(t->disp_s);
 }
 
-static void send_done(void *arg, int flow, double t_end_s)
-{
-    double *end = arg;
-    end[flow] = t_end_s;
-}
-
 /* Send of one micro-batch's activations (or their gradients) from every GPU of stage a
- * to its counterpart in stage b: dp flows through the network model on the whole
+ * to its counterpart in stage b: dp concurrent flows through the network on the whole
  * cluster (they share leaf uplinks where the fabric has them). Lane time: its slowest
  * flow. */
 static int send_times(struct eng *e, int a, int b)
@@ -333,92 +242,23 @@ static int send_times(struct eng *e, int a, int b)
         out[g] = 0;
     if (a == b)
         return 0;
-    const struct topo *t = e->full_topo;
-    double *cap = malloc((size_t)t->nlinks * sizeof(double));
-    double *end = calloc((size_t)e->dp, sizeof(double));
-    struct net *n = NULL;
-    int rc = cap && end ? 0 : -ENOMEM;
-    for (int l = 0; !rc && l < t->nlinks; l++)
-        cap[l] = t->links[l].cap_Bps;
-    if (!rc)
-        rc = net_create(&n, t->nlinks, cap);
-    double bytes = e->T * e->c->model.hidden * BF16_BYTES;
-    /* Flows start after their path latency: add them in order of start time. */
-    double *lat = calloc((size_t)e->dp, sizeof(double));
-    int *order = calloc((size_t)e->dp, sizeof(int));
-    int (*links)[TOPO_MAX_HOPS] = calloc((size_t)e->dp, sizeof(*links));
-    int *nl = calloc((size_t)e->dp, sizeof(int));
-    if (!rc && (!lat || !order || !links || !nl))
-        rc = -ENOMEM;
+    int *src = malloc((size_t)e->dp * sizeof(int));
+    int *dst = malloc((size_t)e->dp * sizeof(int));
+    double *end = malloc((size_t)e->dp * sizeof(double));
+    int rc = src && dst && end ? 0 : -ENOMEM;
     for (int i = 0; !rc && i < e->dp; i++) {
-        nl[i] = topo_route(t, a * e->dp + i, b * e->dp + i, links[i], &lat[i]);
-        order[i] = i;
-        for (int k = i; k > 0 && lat[order[k]] < lat[order[k - 1]]; k--) {
-            int x = order[k];
-            order[k] = order[k - 1];
-            order[k - 1] = x;
-        }
+        src[i] = a * e->dp + i;
+        dst[i] = b * e->dp + i;
     }
-    /* flow ids follow the adding order; end[] is indexed by flow id */
-    for (int k = 0; !rc && k < e->dp; k++) {
-        int f = net_add_flow(n, links[order[k]], nl[order[k]], bytes, lat[order[k]]);
-        rc = f < 0 ? f : 0;
-    }
-    while (!rc) {
-        double tn = net_next_finish_s(n, &rc);
-        if (rc || isinf(tn))
-            break;
-        int done = net_advance(n, tn, send_done, end);
-        rc = done < 0 ? done : 0;
-    }
-    for (int k = 0; !rc && k < e->dp; k++) {
-        int i = order[k];
-        int g = i / e->ep;
-        out[g] = fmax(out[g], end[k]);
-    }
-    net_free(n);
-    free(cap);
+    if (!rc)
+        rc = coll_pairs(e->full_topo, src, dst, e->dp, e->T * e->c->model.hidden * BF16_BYTES,
+                        end);
+    for (int i = 0; !rc && i < e->dp; i++)
+        out[i / e->ep] = fmax(out[i / e->ep], end[i]);
+    free(src);
+    free(dst);
     free(end);
-    free(lat);
-    free(order);
-    free(links);
-    free(nl);
     return rc;
-}
-
-/* Ring all-reduce of `bytes` over rings of n GPUs: GPU i sends to i + stride (mod dp),
- * all rings at once; 2 (n - 1) steps of bytes / n (reduce-scatter then all-gather).
- * Tree: two passes of the whole buffer up and down pipelined trees, log2 n latencies
- * deep: 2 * (one neighbour transfer of bytes) + 2 (ceil(log2 n) - 1) path latencies. */
-static int allreduce_s(struct eng *e, double bytes, int stride, double *out)
-{
-    int n = e->dp / stride;
-    *out = 0;
-    if (n < 2 || bytes <= 0)
-        return 0;
-    struct traffic m;
-    int rc = traffic_create(&m, e->dp);
-    if (rc)
-        return rc;
-    bool tree = e->c->schedule.dp_reduce == REDUCE_TREE;
-    uint64_t chunk = (uint64_t)llround(tree ? bytes : bytes / n);
-    for (int i = 0; i < e->dp; i++)
-        m.bytes[(size_t)i * e->dp + (i + stride) % e->dp] = chunk;
-    const double *fin;
-    rc = memo_run(&e->memo, e->stage_topo, &m, &fin);
-    traffic_free(&m);
-    if (rc)
-        return rc;
-    double step = group_max(fin, e->dp);
-    if (!tree) {
-        *out = 2.0 * (n - 1) * step;
-        return 0;
-    }
-    int links[TOPO_MAX_HOPS];
-    double lat = 0;
-    topo_route(e->stage_topo, 0, stride % e->dp, links, &lat);
-    *out = 2.0 * step + 2.0 * (ceil(log2(n)) - 1) * lat;
-    return 0;
 }
 
 static double piece_dense_params(const struct eng *e, int p)
@@ -509,8 +349,11 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
     double gb = e->c->schedule.grad_bytes_per_param;
     for (int p = 0; p < P; p++) {
         double dense_s, exp_s;
-        if ((rc = allreduce_s(e, piece_dense_params(e, p) * gb, 1, &dense_s)) ||
-            (rc = allreduce_s(e, piece_expert_params(e, p) * gb, e->ep, &exp_s)))
+        enum reduce_kind k = e->c->schedule.dp_reduce;
+        if ((rc = coll_allreduce(e->memo, e->stage_topo, 1, piece_dense_params(e, p) * gb, k,
+                                 &dense_s)) ||
+            (rc = coll_allreduce(e->memo, e->stage_topo, e->ep, piece_expert_params(e, p) * gb,
+                                 k, &exp_s)))
             return rc;
         for (int g = 0; g < G; g++)
             e->reduce_s[(size_t)p * G + g] = dense_s + exp_s;
@@ -1059,8 +902,7 @@ static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
     r->mfu = T > 0 ? r->model_flops / (T * e->gpus * compute_peak_flops(e->cm)) : 0;
     r->subops = e->nsops;
     r->events = e->events;
-    r->a2a_simulated = e->memo.simulated;
-    r->a2a_reused = e->memo.reused;
+    coll_counts(e->memo, &r->a2a_simulated, &r->a2a_reused);
     r->gpu = calloc((size_t)e->gpus, sizeof(*r->gpu));
     r->stage = calloc((size_t)e->pp, sizeof(*r->stage));
     if (!r->gpu || !r->stage)
@@ -1181,7 +1023,7 @@ static void eng_free(struct eng *e)
     free(e->pair_f.v);
     free(e->pair_b.v);
     des_free(e->des);
-    memo_free(&e->memo);
+    coll_memo_free(e->memo);
     topo_free(e->stage_topo);
     topo_free(e->full_topo);
     compute_free(e->cm);
@@ -1229,6 +1071,8 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
                  "pieces", c->model.layers, e->pieces);
         return -EINVAL;
     }
+    if ((rc = coll_memo_create(&e->memo)))
+        return rc;
     e->nlanes = e->pp * e->groups;
     e->lanes = calloc((size_t)e->nlanes, sizeof(*e->lanes));
     e->straggler = calloc((size_t)e->gpus, sizeof(double));
