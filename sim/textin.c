@@ -1,12 +1,15 @@
-/* textin.c: regular files only, bounded lines, no control bytes, escaped echoes; see
- * textin.h. Shared by sim/config.c and traces/matrix.c, whose messages it words. */
+/* textin.c: regular files only, bounded lines, no control bytes, escaped echoes, fields
+ * of the trace formats; see textin.h. Shared by sim/config.c, sim/compute.c,
+ * traces/matrix.c and traces/rtrace.c, whose messages it words. */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L     /* fdopen, getc_unlocked, O_CLOEXEC */
+#define _POSIX_C_SOURCE 200809L     /* fdopen, getc_unlocked, O_CLOEXEC, strtok_r */
 #endif
 #include "textin.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,4 +112,115 @@ void textin_escape(char *out, size_t n, const char *s)
         o += k;
     }
     out[o] = '\0';
+}
+
+int textin_fail(const struct textin_at *at, int rc, const char *fmt, ...)
+{
+    char raw[2048] = "";          /* a CFG_PATH_MAX path and any message of the readers */
+    int used;
+    va_list ap;
+
+    if (at->line)
+        used = snprintf(raw, sizeof(raw), "%s:%" PRIu64 ": ", at->path, at->line);
+    else
+        used = snprintf(raw, sizeof(raw), "%s: ", at->path);
+    if (used >= 0 && (size_t)used < sizeof(raw)) {
+        va_start(ap, fmt);
+        vsnprintf(raw + used, sizeof(raw) - (size_t)used, fmt, ap);
+        va_end(ap);
+    }
+    textin_escape(at->msg, at->n, raw);
+    return rc;
+}
+
+int textin_refusal(const struct textin_at *at, int rc, const char *buf, size_t len, size_t max)
+{
+    struct textin_at file = *at;
+
+    if (rc == -EILSEQ)
+        return textin_fail(at, -EINVAL, "control character 0x%02x in line",
+                           (unsigned char)buf[textin_clean_len(buf, len)]);
+    if (rc == -E2BIG)
+        return textin_fail(at, -EINVAL, "line longer than %zu characters", max);
+    file.line = 0;
+    return textin_fail(&file, -EIO, "read error: %s", strerror(-rc));
+}
+
+#define TEXTIN_BLANKS " \t"       /* field separators; no other control byte passes getline */
+#define TEXTIN_SHOW 40            /* characters of an offending field quoted in a message */
+
+int textin_split(char *text, char **field, int max)
+{
+    char *save = NULL, *hash = strchr(text, '#');
+    int n = 0;
+
+    if (hash)
+        *hash = '\0';
+    for (char *f = strtok_r(text, TEXTIN_BLANKS, &save); f && n <= max;
+         f = strtok_r(NULL, TEXTIN_BLANKS, &save))
+        field[n++] = f;
+    return n;
+}
+
+int textin_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    bool overflow = false;
+
+    if (!*s)
+        return -EINVAL;
+    for (; *s; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        if (v > (UINT64_MAX - d) / 10)
+            overflow = true;
+        v = v * 10 + d;
+    }
+    if (overflow)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* An optionally signed run of digits: shown bare in messages, anything else quoted. */
+static bool textin_looks_integer(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+int textin_index(const struct textin_at *at, const char *s, const char *name, const char *noun,
+                 int count, int *out)
+{
+    uint64_t v;
+
+    if (textin_u64(s, &v) == 0 && v < (uint64_t)count) {
+        *out = (int)v;
+        return 0;
+    }
+    if (textin_looks_integer(s))
+        return textin_fail(at, -EINVAL, "%s %.*s is not %s (0..%d)", name, TEXTIN_SHOW, s,
+                           noun, count - 1);
+    return textin_fail(at, -EINVAL, "%s '%.*s' is not %s (0..%d)", name, TEXTIN_SHOW, s, noun,
+                       count - 1);
+}
+
+int textin_count(const struct textin_at *at, const char *s, const char *name, uint64_t *out)
+{
+    int rc = textin_u64(s, out);
+
+    if (rc == -ERANGE)
+        return textin_fail(at, -EINVAL, "%s '%.*s' is larger than %" PRIu64, name, TEXTIN_SHOW,
+                           s, UINT64_MAX);
+    if (rc)
+        return textin_fail(at, -EINVAL, "%s '%.*s' is not a non-negative integer", name,
+                           TEXTIN_SHOW, s);
+    return 0;
 }

@@ -1,12 +1,15 @@
 /* textin.h: the low half of reading a text file a person wrote (config.c's INI files,
- * traces/matrix.c's traffic matrices): open only a regular file, read one bounded line
- * at a time, refuse control bytes, escape text echoed into a one-line message.
+ * traces/matrix.c's traffic matrices, traces/rtrace.c's routing traces): open only a
+ * regular file, read one bounded line at a time, refuse control bytes, escape text
+ * echoed into a one-line message; for the trace formats (traces/FORMAT.md), split a
+ * line into blank-separated fields and read decimal ones, wording what is wrong.
  * Nothing here allocates or keeps state between calls; sizes are in bytes.
  */
 #ifndef MOESIM_TEXTIN_H
 #define MOESIM_TEXTIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Opens path for reading if it is a regular file (or a link to one): a FIFO fails at
@@ -38,5 +41,48 @@ int textin_getline(FILE *fp, char *buf, size_t max, size_t *len);
  * "\n", "\r", "\t" or "\xNN" (other bytes < 0x20, 0x7f), so text echoed into a message
  * keeps it on one line. Stops before an escape that does not fit whole. */
 void textin_escape(char *out, size_t n, const char *s);
+
+/* ---- fields of the trace formats: `#` comments, fields split on spaces and tabs ---- */
+
+/* Where a reader stands, for its messages: msg[n] (n >= 1) receives "path:line: what",
+ * or "path: what" when line is 0. Borrows path and msg. */
+struct textin_at {
+    const char *path;
+    uint64_t line;
+    char *msg;
+    size_t n;
+};
+
+/* Writes at->msg from the printf format, escaped by textin_escape so that it stays one
+ * line whatever the path holds, cut to fit. Returns rc. */
+#ifdef __GNUC__
+__attribute__((format(printf, 3, 4)))
+#endif
+int textin_fail(const struct textin_at *at, int rc, const char *fmt, ...);
+
+/* Words a refusal rc < 0 of textin_getline(fp, buf, max, &len) met at at->line:
+ * -EILSEQ "control character 0xNN in line" and -E2BIG "line longer than <max>
+ * characters" return -EINVAL; any other rc writes "path: read error: <strerror>" and
+ * returns -EIO. */
+int textin_refusal(const struct textin_at *at, int rc, const char *buf, size_t len, size_t max);
+
+/* Cuts text at its first '#' and splits the rest on spaces and tabs, in place, into
+ * field[0 .. max] (max + 1 slots). Returns the number of fields, counting at most
+ * max + 1: enough to see one too many. */
+int textin_split(char *text, char **field, int max);
+
+/* s as a decimal written with digits only (no sign, blank, point or exponent): 0, and
+ * *out; -EINVAL when s is empty or holds another character; -ERANGE above 2^64 - 1. */
+int textin_u64(const char *s, uint64_t *out);
+
+/* Field `name` s as an index 0 .. count-1 (count >= 1) into *out: 0, or -EINVAL with
+ * "<name> 9 is not <noun> (0..<count-1>)"; s is shown bare when it is an optionally
+ * signed run of digits, else quoted, and cut to its first 40 characters. */
+int textin_index(const struct textin_at *at, const char *s, const char *name, const char *noun,
+                 int count, int *out);
+
+/* Field `name` s as a count 0 .. 2^64-1 into *out: 0, or -EINVAL with "<name> '-5' is
+ * not a non-negative integer" or "<name> '<s>' is larger than 18446744073709551615". */
+int textin_count(const struct textin_at *at, const char *s, const char *name, uint64_t *out);
 
 #endif

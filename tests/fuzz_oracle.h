@@ -1,7 +1,8 @@
-/* fuzz_oracle.h: what every result of the two parsers must satisfy, shared by the
- * mutation suite (tests/test_fuzz.c) and the libFuzzer harnesses (tests/fuzz/). Each
- * check returns NULL, or a short sentence saying which promise of config.h, cfg_check()
- * or traces/FORMAT.md the result breaks. Header-only: every user is one program. */
+/* fuzz_oracle.h: what every result of the three parsers (config, traffic matrix, routing
+ * trace) must satisfy, shared by the mutation suite (tests/test_fuzz.c) and the libFuzzer
+ * harnesses (tests/fuzz/). Each check returns NULL, or a short sentence saying which
+ * promise of config.h, cfg_check(), rtrace.h or traces/FORMAT.md the result breaks.
+ * Header-only: every user is one program. */
 #ifndef MOESIM_FUZZ_ORACLE_H
 #define MOESIM_FUZZ_ORACLE_H
 
@@ -15,10 +16,15 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "rtrace.h"
 #include "sched.h"
 #include "traffic.h"
 
-#define MATRIX_LINE_MAX 4096      /* traces/FORMAT.md */
+#define TRACE_LINE_MAX 4096       /* both trace formats, traces/FORMAT.md */
+/* Routing traces up to this many entries (32 MiB of counts) are checked whole: every count
+ * and a round trip. A larger one (up to 2^28, 2 GiB) costs seconds and its size in memory
+ * to read through, so only its dimensions and the counts its file lists are checked. */
+#define ORACLE_SCAN_MAX (1u << 22)
 
 /* NULL, or what is wrong with an error message; path: the matrix file, NULL for config. */
 static inline const char *msg_broken(const char *msg, const char *path)
@@ -139,45 +145,74 @@ static inline const char *config_broken(const struct config *c)
     return config_step_broken(c);
 }
 
+/* p[0..n) as a decimal of digits only, at most 2^64 - 1 (traces/FORMAT.md). */
+static inline bool oracle_u64(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)p[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return n > 0;
+}
+
+/* The line of p[0..size) that starts at s: its end (a '\n' or size) in *e, and the fields
+ * before its first '#', split on spaces, tabs and '\r' (traces/FORMAT.md; lines_broken
+ * keeps a '\r' to the end of a line): (start, length) of the first max in f. Returns how
+ * many fields there are. */
+static inline int oracle_line(const char *p, size_t size, size_t s, size_t *e, size_t (*f)[2],
+                              int max)
+{
+    static const char blanks[] = " \t\r";
+    size_t end;
+    int nf = 0;
+    for (*e = s; *e < size && p[*e] != '\n'; ++*e) {}
+    for (end = s; end < *e && p[end] != '#'; end++) {}
+    for (size_t i = s; i < end; i++) {
+        if (strchr(blanks, p[i]))
+            continue;
+        size_t j = i;
+        for (; j < end && !strchr(blanks, p[j]); j++) {}
+        if (nf < max) {
+            f[nf][0] = i;
+            f[nf][1] = j - i;
+        }
+        nf++;
+        i = j;
+    }
+    return nf;
+}
+
 /* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields
  * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken). */
 static inline const char *matrix_broken(const struct traffic *m, int gpus, const char *p, size_t size)
 {
-    static const char blanks[] = " \t\r";
-    size_t n = (size_t)gpus * (size_t)gpus;
-    uint64_t *want = calloc(n, sizeof(*want)), f[3] = { 0 };
+    size_t n = (size_t)gpus * (size_t)gpus, f[3][2];
+    uint64_t *want = calloc(n, sizeof(*want)), v[3];
     unsigned char *seen = calloc(n, 1);
     const char *why = m->gpus != gpus || !m->bytes ? "wrong gpus or no bytes"
-                                                   : lines_broken(p, size, MATRIX_LINE_MAX);
+                                                   : lines_broken(p, size, TRACE_LINE_MAX);
     if (!want || !seen)
         why = "out of memory in the oracle";
-    for (size_t s = 0, e, end; s < size && !why; s = e + 1) {
-        int nf = 0;
-        for (e = s; e < size && p[e] != '\n'; e++) {}
-        for (end = s; end < e && p[end] != '#'; end++) {}
-        for (size_t i = s; i < end; i++) {
-            if (strchr(blanks, p[i]))
-                continue;
-            uint64_t v = 0;
-            for (; i < end && !strchr(blanks, p[i]); i++) {
-                unsigned d = (unsigned char)p[i] - '0';
-                if (d > 9 || v > (UINT64_MAX - d) / 10)
-                    why = "accepted a field that is not a 64-bit decimal";
-                v = v * 10 + d;
-            }
-            if (nf < 3)
-                f[nf] = v;
-            nf++;
-        }
-        if (nf != 0 && nf != 3)
+    for (size_t s = 0, e; s < size && !why; s = e + 1) {
+        int nf = oracle_line(p, size, s, &e, f, 3);
+        if (nf == 0)
+            continue;
+        if (nf != 3)
             why = "accepted a line without three fields";
-        else if (nf == 3 && (f[0] >= (uint64_t)gpus || f[1] >= (uint64_t)gpus))
+        for (int k = 0; k < 3 && !why; k++)
+            if (!oracle_u64(p + f[k][0], f[k][1], &v[k]))
+                why = "accepted a field that is not a 64-bit decimal";
+        if (!why && (v[0] >= (uint64_t)gpus || v[1] >= (uint64_t)gpus))
             why = "accepted a GPU id out of range";
-        else if (nf == 3 && !why) {
-            size_t at = f[0] * (size_t)gpus + f[1];
+        else if (!why) {
+            size_t at = v[0] * (size_t)gpus + v[1];
             why = seen[at] ? "accepted a pair given twice" : NULL;
             seen[at] = 1;
-            want[at] = f[2];
+            want[at] = v[2];
         }
     }
     for (size_t i = 0; i < n && !why; i++)
@@ -186,6 +221,147 @@ static inline const char *matrix_broken(const struct traffic *m, int gpus, const
     free(want);
     free(seen);
     return why;
+}
+
+struct oracle_entry { uint64_t at, tokens; };
+
+static inline int oracle_entry_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct oracle_entry *)a)->at, y = ((const struct oracle_entry *)b)->at;
+    return (x > y) - (x < y);
+}
+
+/* NULL, or what is wrong with the header line's fields f[0..6) (start, length) against
+ * FORMAT.md and the dimensions *t was given; dim[4] gets the header's numbers. */
+static inline const char *rtrace_header_broken(const struct rtrace *t, int want_gpus,
+                                               int want_experts, const char *p,
+                                               size_t (*f)[2], uint64_t *dim)
+{
+    static const char *const key[4] = { "layers=", "iterations=", "gpus=", "experts=" };
+    static const char magic[] = "moesim-routing-trace";
+    const int got[4] = { t->layers, t->iterations, t->gpus, t->experts };
+    uint64_t entries = 1;
+    if (f[0][1] != strlen(magic) || memcmp(p + f[0][0], magic, f[0][1]))
+        return "accepted a header without the word moesim-routing-trace";
+    if (f[1][1] != 1 || p[f[1][0]] != '1')
+        return "accepted a version other than 1";
+    for (int k = 0; k < 4; k++) {
+        size_t kn = strlen(key[k]), at = f[2 + k][0], n = f[2 + k][1];
+        if (n < kn || memcmp(p + at, key[k], kn) || !oracle_u64(p + at + kn, n - kn, &dim[k]))
+            return "accepted a header field other than key=digits in order";
+        if (dim[k] < 1 || dim[k] > 2147483647)
+            return "accepted a dimension outside 1..2^31-1";
+        if ((uint64_t)got[k] != dim[k])
+            return "dimensions differ from the header";
+        entries *= dim[k];            /* 4 factors below 2^31: checked before it can wrap */
+        if (entries > (1u << 28))
+            return "accepted more than 2^28 entries";
+    }
+    if ((want_gpus > 0 && dim[2] != (uint64_t)want_gpus) ||
+        (want_experts > 0 && dim[3] != (uint64_t)want_experts))
+        return "accepted dimensions other than the wanted ones";
+    return NULL;
+}
+
+/* NULL, or how t differs from the text of an accepted routing trace read as FORMAT.md says
+ * (fields separated by spaces and tabs, a '\r' only at the end of a line): the first line
+ * with fields is the header, each later one an entry of ids in range, none twice, whose
+ * count t holds; every entry not listed is 0 (checked up to ORACLE_SCAN_MAX entries).
+ * Memory: one record per entry line. */
+static inline const char *rtrace_broken(const struct rtrace *t, int want_gpus, int want_experts,
+                                        const char *p, size_t size)
+{
+    struct oracle_entry *list = NULL;
+    size_t nlist = 0, cap = 0, nonzero = 0, f[6][2];
+    uint64_t dim[4] = { 0 }, v[5];
+    bool header = false;
+    const char *why = t->tokens ? lines_broken(p, size, TRACE_LINE_MAX) : "no counts";
+    for (size_t s = 0, e; s < size && !why; s = e + 1) {
+        int nf = oracle_line(p, size, s, &e, f, 6);
+        if (nf == 0)
+            continue;
+        if (!header) {
+            header = true;
+            why = nf != 6 ? "accepted a header without six fields"
+                          : rtrace_header_broken(t, want_gpus, want_experts, p, f, dim);
+            continue;
+        }
+        if (nf != 5)
+            why = "accepted an entry without five fields";
+        for (int k = 0; k < 5 && !why; k++)
+            if (!oracle_u64(p + f[k][0], f[k][1], &v[k]))
+                why = "accepted a field that is not a 64-bit decimal";
+        for (int k = 0; k < 4 && !why; k++)
+            if (v[k] >= dim[k])
+                why = "accepted an id out of range";
+        if (!why && nlist == cap && !(list = realloc(list, (cap = 2 * cap + 64) * sizeof(*list))))
+            why = "out of memory in the oracle";
+        if (!why) {
+            list[nlist].at = ((v[0] * dim[1] + v[1]) * dim[2] + v[2]) * dim[3] + v[3];
+            list[nlist++].tokens = v[4];
+        }
+    }
+    if (!why && !header)
+        why = "accepted a file without a header";
+    if (!why && nlist)
+        qsort(list, nlist, sizeof(*list), oracle_entry_cmp);
+    for (size_t i = 0; i < nlist && !why; i++) {
+        if (i && list[i].at == list[i - 1].at)
+            why = "accepted an entry given twice";
+        else if (t->tokens[list[i].at] != list[i].tokens)
+            why = "tokens differ from the file";
+        nonzero += list[i].tokens != 0;
+    }
+    size_t n = why ? 0 : (size_t)(dim[0] * dim[1] * dim[2] * dim[3]);
+    for (size_t i = 0; i < n && n <= ORACLE_SCAN_MAX && !why; i++)
+        nonzero -= t->tokens[i] != 0;
+    if (!why && n <= ORACLE_SCAN_MAX && nonzero)
+        why = "an entry not in the file is not 0";
+    free(list);
+    return why;
+}
+
+/* NULL, or what breaks rtrace_write's promise for t: its output, written to rt_path,
+ * loads back the same. */
+static inline const char *rtrace_round_trip_broken(const struct rtrace *t, const char *rt_path)
+{
+    struct rtrace back;
+    struct rtrace_err e;
+    FILE *f = fopen(rt_path, "w");
+    size_t n = (size_t)t->layers * t->iterations * t->gpus * t->experts;
+    int rc = f ? rtrace_write(f, t) : -EIO;
+    if (!f || fclose(f) || rc)
+        return "rtrace_write failed";
+    if (rtrace_load(&back, rt_path, t->gpus, t->experts, &e))
+        return "what rtrace_write wrote does not load";
+    const char *why = back.layers != t->layers || back.iterations != t->iterations ||
+                      back.gpus != t->gpus || back.experts != t->experts ||
+                      memcmp(back.tokens, t->tokens, n * sizeof(*t->tokens))
+                    ? "what rtrace_write wrote loads as another trace" : NULL;
+    rtrace_free(&back);
+    return why;
+}
+
+/* NULL, or what is wrong with rc = rtrace_load(t, path, want_gpus, want_experts, err) of
+ * the bytes p[0..size), *t filled with 0x5a bytes before: 0 and a trace as the file says
+ * that round-trips (through rt_path; up to ORACLE_SCAN_MAX entries), or -EINVAL, *t zeroed
+ * and a one-line message starting with path (-EIO/-ENOMEM need a failing disk or
+ * allocator). */
+static inline const char *rtrace_outcome_broken(int rc, const struct rtrace *t, int want_gpus,
+                                                int want_experts, const char *p, size_t size,
+                                                const char *path, const char *msg,
+                                                const char *rt_path)
+{
+    const char *why;
+    if (rc == -EINVAL)
+        return t->tokens || t->layers || t->iterations || t->gpus || t->experts
+             ? "*t not zeroed on error" : msg_broken(msg, path);
+    if (rc)
+        return "not 0 or -EINVAL";
+    why = rtrace_broken(t, want_gpus, want_experts, p, size);
+    if (why || (size_t)t->layers * t->iterations * t->gpus * t->experts > ORACLE_SCAN_MAX)
+        return why;
+    return rtrace_round_trip_broken(t, rt_path);
 }
 
 #endif

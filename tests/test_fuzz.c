@@ -1,20 +1,25 @@
-/* test_fuzz.c: a deterministic mutation fuzzer for the two input parsers, config_load
- * (sim/config.c) and matrix_load (traces/matrix.c). Seeds: the files under configs/ (run
- * from the repository root) and a few written here; each mutant goes to a file in a
- * mkdtemp folder and is loaded. What every input must give (config.h, matrix.h):
+/* test_fuzz.c: a deterministic mutation fuzzer for the three input parsers, config_load
+ * (sim/config.c), matrix_load (traces/matrix.c) and rtrace_load (traces/rtrace.c). Seeds:
+ * the files under configs/ and traces/samples/ (run from the repository root) and a few
+ * written here; each mutant goes to a file in a mkdtemp folder and is loaded. What every
+ * input must give (config.h, matrix.h, rtrace.h):
  *   - 0 or -EINVAL, nothing else, and no crash or hang (ASan/UBSan catch memory errors);
  *   - on -EINVAL one non-empty line (no '\n') of at most CFG_ERR_MAX-1 bytes starting with
- *     the file's name ("path:" or "path:line:"), "--set" or "default";
- *   - on 0, a config within every range of the schema and every check of cfg_check(), or
- *     a matrix equal to the lines of the file (a pair not listed: 0 bytes); and input
- *     with no control byte but tab (a '\r' may end a line) and no line over the limit
- *     (CFG_LINE_MAX; 4096 bytes for a matrix, traces/FORMAT.md).
+ *     the file's name ("path:" or "path:line:"), "--set" or "default"; a matrix or trace
+ *     left zeroed;
+ *   - on 0, a config within every range of the schema and every check of cfg_check(), a
+ *     matrix equal to the lines of the file (a pair not listed: 0 bytes), or a routing
+ *     trace with the header's dimensions (and the wanted ones) and the entries' counts
+ *     (an entry not listed: 0) that rtrace_write writes out and loads back the same; and
+ *     input with no control byte but tab (a '\r' may end a line) and no line over the
+ *     limit (CFG_LINE_MAX; 4096 bytes for the traces, traces/FORMAT.md).
  * FUZZ_ITERS (mutants per parser: 5000, 3000 under ASan) and FUZZ_SEED change the run; a
  * failure prints both and its iteration: FUZZ_ITERS=iteration+1 replays up to it. */
 #include "config.h"
 #include "cu_run.h"
 #include "fuzz_oracle.h"
 #include "matrix.h"
+#include "rtrace.h"
 #include "traffic.h"
 
 #include <CUnit/Basic.h>
@@ -42,12 +47,15 @@
 
 struct buf { char *p; size_t n, cap; };
 struct corpus { struct buf v[FUZZ_SEEDS]; int n; };
+/* The parsers fed files; each value is xor'ed into its mutants' generator seeds. */
+enum fuzz_kind { FUZZ_MATRIX, FUZZ_CONFIG, FUZZ_RTRACE };
+static const char *const kind_name[] = { "matrix", "config", "routing trace" };
 
 /* Suite state: CUnit tests take no arguments. */
 static char tmp_dir[64];
 static uint64_t fuzz_seed = 0x6d6f6573696d2121ull;
 static int fuzz_iters = FUZZ_DEFAULT_ITERS;
-static struct corpus cfg_seeds, mat_seeds;
+static struct corpus cfg_seeds, mat_seeds, rt_seeds;
 static char set_keys[FUZZ_KEYS][48]; /* "section.key" of the seeds, and a few wrong ones */
 static int n_set_keys, n_bad;
 /* The cluster presets give 64 or 2048 GPUs, which the default EP (dp: all GPUs at pp 1)
@@ -127,20 +135,30 @@ static const char *const tokens[] = {
     "kind = dualpipe\n", "attention = mla\n", "heads = ", "132", "16777216", "16777217",
 };
 #define NTOKENS (sizeof(tokens) / sizeof(tokens[0]))
+/* Half the routing trace's tokens come from here: the header's pieces, its limits. */
+static const char *const rt_tokens[] = {
+    "moesim-routing-trace", "moesim-routing-trace 1 layers=1 iterations=1 gpus=1 experts=1\n",
+    "layers=", "iterations=", "gpus=", "experts=", "experts=16", "layers=1 ", "2", "16", "17",
+    "65536", "16384", "268435456", "268435457", "0 0 0 0 1\n", "1 1 7 15 5\n", "1 0 2 3 0\n",
+};
+#define NRT_TOKENS (sizeof(rt_tokens) / sizeof(rt_tokens[0]))
 static const char specials[] = "\0\r\n\\=[];#: \t.-";       /* the NUL is one of them */
 static const char *const includes[] = {
     "c0.ini", "c1.ini", "c2.ini", "c3.ini", "missing.ini", "", "/", "./c1.ini", "../x.ini",
 };
 
-/* One to four random edits of b; others gives splices. */
-static void mutate(struct buf *b, uint64_t *r, const struct corpus *others, bool cfg)
+/* One to four random edits of b, a file for the parser `kind`; others gives splices. */
+static void mutate(struct buf *b, uint64_t *r, const struct corpus *others, enum fuzz_kind kind)
 {
+    const bool cfg = kind == FUZZ_CONFIG;
     for (int ops = 1 + (int)rng_below(r, 4); ops > 0; ops--) {
         size_t at = rng_below(r, b->n + 1), s, e, s2, e2, n;
         char tmp[4200];
         bool swap;
         const struct buf *o = &others->v[rng_below(r, (size_t)others->n)];
         const char *t = tokens[rng_below(r, NTOKENS)];
+        if (kind == FUZZ_RTRACE && rng_below(r, 2))
+            t = rt_tokens[rng_below(r, NRT_TOKENS)];
         line_at(b, at, &s, &e);
         line_at(b, e + 1, &s2, &e2);
         switch (rng_below(r, 13)) {
@@ -172,25 +190,35 @@ static void mutate(struct buf *b, uint64_t *r, const struct corpus *others, bool
                 buf_erase(b, s, n);
             buf_insert(b, swap ? s + e2 - e : s, tmp, n);
             break;
-        case 10: /* replace the value of a key (config) or the last field (matrix) */
+        case 10: /* replace the value of a key (config), the last field (matrix), the last
+                    field or the value of a header key (routing trace) */
         case 11:
-            for (n = e; n > s && b->p[n - 1] != (cfg ? '=' : ' '); n--) {}
+            for (n = e; n > s && b->p[n - 1] != (cfg ? '=' : ' ') &&
+                        (kind != FUZZ_RTRACE || b->p[n - 1] != '='); n--) {}
             if (n > s) {
                 buf_erase(b, n, e - n);
                 buf_insert(b, n, t, strlen(t));
             }
             break;
-        default: /* an include line (config) or a pair line (matrix) at the top */
+        default: /* an include line (config) or a pair line (matrix) at the top; an entry
+                    line (routing trace) after the line holding at */
             if (cfg)
                 snprintf(tmp, sizeof(tmp), "include = %s\n",
                          includes[rng_below(r, sizeof(includes) / sizeof(includes[0]))]);
-            else {                  /* one call per statement: a fixed order of draws */
+            else if (kind == FUZZ_MATRIX) { /* one call per statement: a fixed order of draws */
                 s = rng_below(r, 17);
                 e = rng_below(r, 17);
                 n = rng_below(r, 3) ? rng_below(r, 1000) : (size_t)rng_next(r);
                 snprintf(tmp, sizeof(tmp), "%zu %zu %zu\n", s, e, n);
+            } else {
+                size_t l = rng_below(r, 3), it = rng_below(r, 3), g = rng_below(r, 17);
+                size_t x = rng_below(r, 17);
+                n = rng_below(r, 3) ? rng_below(r, 1000) : (size_t)rng_next(r);
+                snprintf(tmp, sizeof(tmp), "%zu %zu %zu %zu %zu\n", l, it, g, x, n);
+                if ((s = e < b->n ? e + 1 : b->n) == b->n && b->n && b->p[b->n - 1] != '\n')
+                    buf_insert(b, s++, "\n", 1);
             }
-            buf_insert(b, 0, tmp, strlen(tmp));
+            buf_insert(b, kind == FUZZ_RTRACE ? s : 0, tmp, strlen(tmp));
             break;
         }
     }
@@ -260,9 +288,23 @@ static int suite_init(void)
     };
     static const char *const wrong_keys[] = { "cluster.bogus", "nosuch.nodes", "include",
                                               ".nodes", "cluster.", "cluster.nodes.x" };
+    static const char *const rt_texts[] = {
+        "moesim-routing-trace 1 layers=1 iterations=1 gpus=1 experts=1\n0 0 0 0 "
+        "18446744073709551615\n",
+        "# c\r\n\tmoesim-routing-trace\t1 layers=3 iterations=2 gpus=4 experts=5 # h\r\n\n"
+        "2 1 3 4 7\r\n0 0 0 0 0 # zero\n1 1 1 1 1\n",
+        "moesim-routing-trace 1 layers=2 iterations=2 gpus=8 experts=16",
+        "# every entry of 1 x 2 x 2 x 4, tabs and zeros\nmoesim-routing-trace 1 layers=1 "
+        "iterations=2 gpus=2 experts=4\n0 0 0 0 4\n0 0 0 1 0\n0 0 0 2 3\n0 0 0 3 1\n"
+        "0 0 1 0 0\n0 0 1 1 4\n0 0 1 2 0\n0 0 1 3 4\n0 1 0 0 4\n0 1 0 1 4\n0 1 0 2 0\n"
+        "0 1 0 3 0\n0\t1\t1\t0\t2\n0 1 1 1 0\n0 1 1 2 4\n0 1 1 3 2\n",
+    };
     snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_fuzz.XXXXXX");
-    if (!mkdtemp(tmp_dir) || seed_add(&mat_seeds, "configs/examples", "matrix-8gpu.txt"))
+    if (!mkdtemp(tmp_dir) || seed_add(&mat_seeds, "configs/examples", "matrix-8gpu.txt") ||
+        seed_add(&rt_seeds, "traces/samples", "routing-2x2x8x16.txt"))
         return -1;
+    for (size_t i = 0; i < sizeof(rt_texts) / sizeof(rt_texts[0]); i++)
+        buf_insert(&rt_seeds.v[rt_seeds.n++], 0, rt_texts[i], strlen(rt_texts[i]));
     for (size_t d = 0; d < sizeof(dirs) / sizeof(dirs[0]); d++) {
         struct dirent **e;
         int n = scandir(dirs[d], &e, NULL, alphasort), rc = n < 0 ? -1 : 0;
@@ -301,6 +343,7 @@ static int suite_clean(void)
     for (int i = 0; i < FUZZ_SEEDS; i++) {
         free(cfg_seeds.v[i].p);
         free(mat_seeds.v[i].p);
+        free(rt_seeds.v[i].p);
     }
     return rmdir(tmp_dir);
 }
@@ -340,66 +383,98 @@ static const char *config_result(int rc, const struct config *c, const struct cf
 
 /* ---- the tests ---- */
 
+/* The mutant b, written to files[0], loaded by the parser `kind` (options drawn from r);
+ * NULL, or what is wrong with the result, its rc in *rc and its message in msg. gpus: the
+ * matrix's GPUs; a routing trace's want_gpus, a quarter of the time (0 for a seed: any). */
+static const char *load_one(enum fuzz_kind kind, const struct buf *b, const char *const *files,
+                            bool seed, int gpus, uint64_t *r, int *rc, char *msg)
+{
+    const char *why;
+    if (kind == FUZZ_CONFIG) {
+        int nfiles = 1 + (!seed && !rng_below(r, 8)), nsets = seed || rng_below(r, 2);
+        struct config c;
+        struct cfg_err e;
+        memset(&e, 'x', sizeof(e));           /* a message left unterminated shows */
+        *rc = config_load(&c, files, nfiles, ep8, nsets, &e);
+        why = config_result(*rc, &c, &e);
+        if (!why && *rc == 0)
+            why = lines_broken(b->p, b->n, CFG_LINE_MAX);
+        memcpy(msg, e.msg, CFG_ERR_MAX);
+    } else if (kind == FUZZ_MATRIX) {
+        struct traffic m;
+        struct traffic_err te;
+        memset(&te, 'x', sizeof(te));
+        memset(&m, 0x5a, sizeof(m));
+        *rc = matrix_load(&m, files[0], gpus, &te);
+        why = *rc == 0 ? matrix_broken(&m, gpus, b->p, b->n)
+            : *rc != -EINVAL ? "not 0 or -EINVAL"
+            : m.gpus || m.bytes ? "*m not zeroed on error" : msg_broken(te.msg, files[0]);
+        if (*rc == 0)
+            traffic_free(&m);
+        memcpy(msg, te.msg, CFG_ERR_MAX);
+    } else {
+        int want_gpus = seed || rng_below(r, 4) ? 0 : gpus;
+        int want_experts = seed || rng_below(r, 4) ? 0 : rng_below(r, 2) ? 16
+                         : (int)rng_below(r, 18) - 1;
+        char rt_path[CFG_PATH_MAX];
+        struct rtrace t;
+        struct rtrace_err re;
+        snprintf(rt_path, sizeof(rt_path), "%s/rt.txt", tmp_dir);
+        memset(&re, 'x', sizeof(re));
+        memset(&t, 0x5a, sizeof(t));
+        *rc = rtrace_load(&t, files[0], want_gpus, want_experts, &re);
+        why = rtrace_outcome_broken(*rc, &t, want_gpus, want_experts, b->p, b->n, files[0],
+                                    re.msg, rt_path);
+        if (*rc == 0)
+            rtrace_free(&t);
+        memcpy(msg, re.msg, CFG_ERR_MAX);
+    }
+    return why;
+}
+
 /* The seeds of one parser as they are (they must load: configs with EP 8, matrices for 8
- * GPUs), then their mutants. Configs: c<i>.ini alone or then c<i+1>.ini (the mutant
- * before), half of them with EP 8. Matrices: for 1 to 16 GPUs (1 in 64: 0 or -1). */
-static void fuzz_files(bool cfg)
+ * GPUs, routing traces wanting any dimensions), then their mutants. Configs: c<i>.ini
+ * alone or then c<i+1>.ini (the mutant before), half of them with EP 8. Matrices: for 1
+ * to 16 GPUs (1 in 64: 0 or -1). Routing traces: as load_one says. */
+static void fuzz_files(enum fuzz_kind kind)
 {
     static const int gpus_of[] = { 1, 2, 3, 4, 8, 8, 8, 16 };
-    const struct corpus *cp = cfg ? &cfg_seeds : &mat_seeds;
-    char path[FUZZ_SLOTS][CFG_PATH_MAX];
+    static const char *const slot_name[] = { "%s/m%d.txt", "%s/c%d.ini", "%s/r%d.txt" };
+    const struct corpus *cp = kind == FUZZ_CONFIG ? &cfg_seeds
+                            : kind == FUZZ_MATRIX ? &mat_seeds : &rt_seeds;
+    char path[FUZZ_SLOTS][CFG_PATH_MAX], msg[CFG_ERR_MAX];
     int bad0 = n_bad, ok = 0;
     for (int i = 0; i < FUZZ_SLOTS; i++) {
-        snprintf(path[i], sizeof(path[i]), cfg ? "%s/c%d.ini" : "%s/m%d.txt", tmp_dir, i);
+        snprintf(path[i], sizeof(path[i]), slot_name[kind], tmp_dir, i);
         CU_ASSERT_EQUAL_FATAL(write_buf(path[i], &cp->v[i]), 0);
     }
     for (int it = 0; it < fuzz_iters; it++) {
-        uint64_t r = fuzz_seed ^ ((uint64_t)it << 32) ^ cfg;
+        uint64_t r = fuzz_seed ^ ((uint64_t)it << 32) ^ (uint64_t)kind;
         bool seed = it < cp->n;
         const struct buf *s = &cp->v[seed ? (size_t)it : rng_below(&r, (size_t)cp->n)];
         const char *files[] = { path[it % FUZZ_SLOTS], path[(it + 1) % FUZZ_SLOTS] }, *why;
         struct buf b = { 0 };
-        struct config c;
-        struct cfg_err e;
-        struct traffic m;
-        struct traffic_err te;
         int rc, gpus = seed ? 8 : rng_below(&r, 64) ? gpus_of[rng_below(&r, 8)]
                                                     : -(int)rng_below(&r, 2);
         buf_insert(&b, 0, s->p, s->n);
         if (!seed)
-            mutate(&b, &r, cp, cfg);
+            mutate(&b, &r, cp, kind);
         CU_ASSERT_EQUAL_FATAL(write_buf(files[0], &b), 0);
-        memset(&e, 'x', sizeof(e));           /* a message left unterminated shows */
-        memset(&te, 'x', sizeof(te));
-        memset(&m, 0x5a, sizeof(m));
-        if (cfg) {
-            int nfiles = 1 + (!seed && !rng_below(&r, 8)), nsets = seed || rng_below(&r, 2);
-            rc = config_load(&c, files, nfiles, ep8, nsets, &e);
-            why = config_result(rc, &c, &e);
-            if (!why && rc == 0)
-                why = lines_broken(b.p, b.n, CFG_LINE_MAX);
-        } else {
-            rc = matrix_load(&m, files[0], gpus, &te);
-            why = rc == 0 ? matrix_broken(&m, gpus, b.p, b.n)
-                : rc != -EINVAL ? "not 0 or -EINVAL"
-                : m.gpus || m.bytes ? "*m not zeroed on error" : msg_broken(te.msg, files[0]);
-            if (rc == 0)
-                traffic_free(&m);
-        }
+        why = load_one(kind, &b, files, seed, gpus, &r, &rc, msg);
         if (!why && seed && rc)
             why = "a seed does not load";
         if (why)
-            report(cfg ? "config" : "matrix", it, why, rc, !rc ? "" : cfg ? e.msg : te.msg, &b);
+            report(kind_name[kind], it, why, rc, !rc ? "" : msg, &b);
         ok += rc == 0;
         free(b.p);
     }
-    printf("\n# %s: %d seeds and mutants, %d accepted\n", cfg ? "config" : "matrix", fuzz_iters,
-           ok);
+    printf("\n# %s: %d seeds and mutants, %d accepted\n", kind_name[kind], fuzz_iters, ok);
     CU_ASSERT_EQUAL(n_bad, bad0);
 }
 
-static void test_config_mutants(void) { fuzz_files(true); }
-static void test_matrix_mutants(void) { fuzz_files(false); }
+static void test_config_mutants(void) { fuzz_files(FUZZ_CONFIG); }
+static void test_matrix_mutants(void) { fuzz_files(FUZZ_MATRIX); }
+static void test_rtrace_mutants(void) { fuzz_files(FUZZ_RTRACE); }
 
 /* One to three section.key=value overrides over no file or one seed: keys from the seeds,
  * values from tokens[], random integers or random bytes; a quarter mutated on top. */
@@ -431,7 +506,7 @@ static void test_set_mutants(void)
             buf_insert(&b[i], b[i].n, eq, strlen(eq));
             buf_insert(&b[i], b[i].n, v, strlen(v));
             if (rng_below(&r, 4) == 0)
-                mutate(&b[i], &r, &cfg_seeds, true);
+                mutate(&b[i], &r, &cfg_seeds, FUZZ_CONFIG);
             sets[i] = b[i].p;                   /* read up to its first NUL, if any */
             buf_insert(&b[3], b[3].n, b[i].p, strlen(b[i].p));
             buf_insert(&b[3], b[3].n, " | ", 3);
@@ -458,6 +533,7 @@ int main(void)
         { "config mutants", test_config_mutants },
         { "--set mutants", test_set_mutants },
         { "matrix mutants", test_matrix_mutants },
+        { "routing trace mutants", test_rtrace_mutants },
     };
     const char *v;
     if ((v = getenv("FUZZ_ITERS")))

@@ -4,11 +4,13 @@
  * files for textin_open are made in a mkdtemp folder. */
 #include "cu_run.h"
 #include "textin.h"
+#include "tmp_dir.h"
 
 #include <CUnit/Basic.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,25 +21,16 @@
 static char tmp_dir[64];
 static const char *const tmp_names[] = { "reg", "reg_link", "fifo", "fifo_link", "dir" };
 
-static int suite_init(void)
-{
-    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_textin.XXXXXX");
-    return mkdtemp(tmp_dir) ? 0 : -1;
-}
+static int suite_init(void) { return tmp_dir_make(tmp_dir, sizeof(tmp_dir), "test_textin"); }
 
 static char *tmp_path(char *out, size_t n, const char *name)
 {
-    snprintf(out, n, "%s/%s", tmp_dir, name);
-    return out;
+    return tmp_dir_path(out, n, tmp_dir, name);
 }
 
 static int suite_clean(void)
 {
-    char p[128];
-    for (size_t i = 0; i < sizeof(tmp_names) / sizeof(tmp_names[0]); i++)
-        if (remove(tmp_path(p, sizeof(p), tmp_names[i])) && errno != ENOENT)
-            return -1;
-    return rmdir(tmp_dir);
+    return tmp_dir_remove(tmp_dir, tmp_names, sizeof(tmp_names) / sizeof(tmp_names[0]));
 }
 
 /* ---- textin_escape ---- */
@@ -324,6 +317,99 @@ static void test_open_missing(void)
     expect_open("/dev/null/x", -ENOTDIR, want);
 }
 
+/* ---- fields of the trace formats ---- */
+
+/* Digits only: 0 and 2^64 - 1 = 18446744073709551615 read; 2^64 is -ERANGE; empty, a
+ * sign, a blank, hex, an exponent are -EINVAL, and a non-digit wins over the range. */
+static void test_u64(void)
+{
+    uint64_t v = 7;
+    CU_ASSERT(textin_u64("0", &v) == 0 && v == 0);
+    CU_ASSERT(textin_u64("007", &v) == 0 && v == 7);
+    CU_ASSERT(textin_u64("18446744073709551615", &v) == 0 && v == UINT64_MAX);
+    CU_ASSERT_EQUAL(textin_u64("18446744073709551616", &v), -ERANGE);
+    CU_ASSERT_EQUAL(textin_u64("99999999999999999999999", &v), -ERANGE);
+    CU_ASSERT_EQUAL(v, UINT64_MAX);                   /* left alone on error */
+    static const char *const bad[] = { "", "+1", "-1", "1 ", " 1", "0x1", "1e3", "1.0",
+                                       "99999999999999999999x" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CU_ASSERT_EQUAL(textin_u64(bad[i], &v), -EINVAL);
+}
+
+/* "a b\tc # d e": the comment goes, three fields; with max 2 the count stops at 3 (one
+ * too many seen); a line of blanks or only a comment has none; '#' inside a field cuts it. */
+static void test_split(void)
+{
+    char t1[] = " a b\tc # d e", t2[] = "a b c d e", t3[] = " \t # x", t4[] = "ab#c d";
+    char *f[4];
+    CU_ASSERT_EQUAL_FATAL(textin_split(t1, f, 3), 3);
+    CU_ASSERT(!strcmp(f[0], "a") && !strcmp(f[1], "b") && !strcmp(f[2], "c"));
+    CU_ASSERT_EQUAL_FATAL(textin_split(t2, f, 2), 3);
+    CU_ASSERT_STRING_EQUAL(f[2], "c");
+    CU_ASSERT_EQUAL(textin_split(t3, f, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(textin_split(t4, f, 3), 1);
+    CU_ASSERT_STRING_EQUAL(f[0], "ab");
+}
+
+/* "path: what" at line 0, "path:5: what" at line 5, the rc passed through; a newline in
+ * the path is escaped; a 12-byte msg keeps 11 characters. */
+static void test_fail(void)
+{
+    char msg[64];
+    struct textin_at at = { "p", 0, msg, sizeof(msg) };
+    CU_ASSERT_EQUAL(textin_fail(&at, -EINVAL, "x %d", 1), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p: x 1");
+    at.line = 5;
+    CU_ASSERT_EQUAL(textin_fail(&at, -EIO, "y"), -EIO);
+    CU_ASSERT_STRING_EQUAL(msg, "p:5: y");
+    at.path = "a\nb";
+    textin_fail(&at, 0, "z");
+    CU_ASSERT_STRING_EQUAL(msg, "a\\nb:5: z");
+    at.n = 12;
+    textin_fail(&at, 0, "0123456789");
+    CU_ASSERT_STRING_EQUAL(msg, "a\\nb:5: 012");
+}
+
+/* Ids 0..count-1; an integer-looking field bare, anything else quoted and cut to 40. */
+static void test_index_count(void)
+{
+    char msg[128], long_field[60];
+    struct textin_at at = { "p", 3, msg, sizeof(msg) };
+    int id = -1;
+    uint64_t v = 0;
+    CU_ASSERT(textin_index(&at, "7", "dst", "a GPU id", 8, &id) == 0 && id == 7);
+    CU_ASSERT_EQUAL(textin_index(&at, "8", "dst", "a GPU id", 8, &id), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:3: dst 8 is not a GPU id (0..7)");
+    CU_ASSERT_EQUAL(textin_index(&at, "-0", "e", "an expert", 1, &id), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:3: e -0 is not an expert (0..0)");
+    memset(long_field, 'x', sizeof(long_field) - 1);
+    long_field[sizeof(long_field) - 1] = '\0';
+    CU_ASSERT_EQUAL(textin_index(&at, long_field, "src", "a GPU id", 2, &id), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:3: src 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is not a "
+                                "GPU id (0..1)");
+    CU_ASSERT(textin_count(&at, "18446744073709551615", "n", &v) == 0 && v == UINT64_MAX);
+    CU_ASSERT_EQUAL(textin_count(&at, "18446744073709551616", "n", &v), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:3: n '18446744073709551616' is larger than "
+                                "18446744073709551615");
+    CU_ASSERT_EQUAL(textin_count(&at, "-5", "n", &v), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:3: n '-5' is not a non-negative integer");
+}
+
+/* textin_getline's three refusals: the first control byte (0x01 after "ab"), the limit,
+ * and a read error, which names no line and returns -EIO. */
+static void test_refusal(void)
+{
+    char msg[128], want[128];
+    struct textin_at at = { "p", 4, msg, sizeof(msg) };
+    CU_ASSERT_EQUAL(textin_refusal(&at, -EILSEQ, "ab\x01\x02", 4, 10), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:4: control character 0x01 in line");
+    CU_ASSERT_EQUAL(textin_refusal(&at, -E2BIG, "", 0, 10), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(msg, "p:4: line longer than 10 characters");
+    CU_ASSERT_EQUAL(textin_refusal(&at, -EISDIR, "", 0, 10), -EIO);
+    snprintf(want, sizeof(want), "p: read error: %s", strerror(EISDIR));
+    CU_ASSERT_STRING_EQUAL(msg, want);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -342,6 +428,11 @@ int main(void)
         { "open: regular file and link", test_open_regular },
         { "open: FIFO, folder, /dev/zero", test_open_not_regular },
         { "open: missing file", test_open_missing },
+        { "u64: digits only", test_u64 },
+        { "split: comment, blanks, one too many", test_split },
+        { "fail: path, line, escaped, cut", test_fail },
+        { "index and count: wording", test_index_count },
+        { "refusal: control byte, long line, read error", test_refusal },
     };
     return cu_run("textin", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

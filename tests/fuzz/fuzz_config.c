@@ -10,6 +10,7 @@
  * A broken promise prints why and aborts, so libFuzzer keeps the input. */
 #include "config.h"
 #include "../fuzz_oracle.h"
+#include "fuzz_input.h"
 
 #include <errno.h>
 #include <math.h>
@@ -21,7 +22,7 @@
 
 #define FUZZ_SETS 8
 
-/* The file every input is written to; made once per process, in $TMPDIR or /tmp. */
+/* The file every input is written to (fuzz_input.h). */
 static char fuzz_path[CFG_PATH_MAX];
 
 static void broken(const char *why, int rc, const char *msg)
@@ -39,13 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t text = 0;
     if (!copy)
         return 0;
-    if (!fuzz_path[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(fuzz_path, sizeof(fuzz_path), "%s/fuzz_config.XXXXXX", tmp ? tmp : "/tmp");
-        if (!mkdtemp(fuzz_path))
-            abort();
-        strcat(fuzz_path, "/f.ini");
-    }
+    if (!fuzz_path[0])
+        fuzz_input_path(fuzz_path, sizeof(fuzz_path), "fuzz_config", "f.ini");
     memcpy(copy, data, size);
     copy[size] = copy[size + 1] = '\0';
     while (text + 1 < size && (copy[text] || copy[text + 1]))
@@ -59,9 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = text + 2; i <= size && nsets < FUZZ_SETS + 1; i += strlen(copy + i) + 1)
         sets[nsets++] = copy + i;
 #endif
-    FILE *f = fopen(fuzz_path, "wb");
-    if (!f || fwrite(data, 1, text, f) != text || fclose(f))
-        abort();
+    fuzz_input_write(fuzz_path, data, text);
 
     struct config c;
     struct cfg_err e;

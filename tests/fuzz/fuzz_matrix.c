@@ -11,6 +11,7 @@
  * A broken promise prints why and aborts, so libFuzzer keeps the input. */
 #include "matrix.h"
 #include "../fuzz_oracle.h"
+#include "fuzz_input.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The file every input is written to; made once per process, in $TMPDIR or /tmp. */
+/* The file every input is written to (fuzz_input.h). */
 static char fuzz_path[CFG_PATH_MAX];
 
 static void broken(const char *why, int rc, const char *msg)
@@ -31,16 +32,9 @@ static void broken(const char *why, int rc, const char *msg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int gpus = size ? 1 + data[size - 1] % 16 : 1;
-    if (!fuzz_path[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(fuzz_path, sizeof(fuzz_path), "%s/fuzz_matrix.XXXXXX", tmp ? tmp : "/tmp");
-        if (!mkdtemp(fuzz_path))
-            abort();
-        strcat(fuzz_path, "/m.txt");
-    }
-    FILE *f = fopen(fuzz_path, "wb");
-    if (!f || fwrite(data, 1, size, f) != size || fclose(f))
-        abort();
+    if (!fuzz_path[0])
+        fuzz_input_path(fuzz_path, sizeof(fuzz_path), "fuzz_matrix", "m.txt");
+    fuzz_input_write(fuzz_path, data, size);
 
     struct traffic m;
     struct traffic_err e;
