@@ -66,7 +66,10 @@ struct cfg_key {
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
 static const char *const route_words[] = { "rail", "pxn", "hierarchical", NULL };
-static const char *const dist_words[] = { "uniform", "zipf", NULL };
+static const char *const dist_words[] = { "uniform", "zipf", "affinity", "trace", NULL };
+static const char *const score_words[] = { "softmax", "sigmoid", NULL };
+static const char *const place_words[] = { "contiguous", "round-robin", "eplb", "eplb-global",
+                                           NULL };
 static const char *const pattern_words[] = { "moe", "alltoall", "matrix", NULL };
 static const char *const sched_words[] = { "none", "gpipe", "1f1b", "interleaved-1f1b", "zb1p",
                                            "dualpipe", "dualpipev", NULL };
@@ -77,7 +80,11 @@ static const char *const false_words[] = { "false", "off", "no", "0", NULL };
 
 /* Enum fields are written as an int holding the word's index. */
 _Static_assert(ROUTE_RAIL == 0 && ROUTE_PXN == 1 && ROUTE_HIER == 2, "route_words order");
-_Static_assert(DIST_UNIFORM == 0 && DIST_ZIPF == 1, "dist_words order");
+_Static_assert(DIST_UNIFORM == 0 && DIST_ZIPF == 1 && DIST_AFFINITY == 2 && DIST_TRACE == 3,
+               "dist_words order");
+_Static_assert(SCORE_SOFTMAX == 0 && SCORE_SIGMOID == 1, "score_words order");
+_Static_assert(PLACE_CONTIGUOUS == 0 && PLACE_ROUND_ROBIN == 1 && PLACE_EPLB == 2 &&
+               PLACE_EPLB_GLOBAL == 3, "place_words order");
 _Static_assert(PATTERN_MOE == 0 && PATTERN_ALLTOALL == 1 && PATTERN_MATRIX == 2, "pattern_words");
 _Static_assert(SCHED_NONE == 0 && SCHED_GPIPE == 1 && SCHED_1F1B == 2 &&
                SCHED_INTERLEAVED_1F1B == 3 && SCHED_ZB1P == 4 && SCHED_DUALPIPE == 5 &&
@@ -87,7 +94,8 @@ _Static_assert(REDUCE_RING == 0 && REDUCE_TREE == 1, "reduce_words order");
 _Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
 _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
                sizeof(enum pattern_kind) == sizeof(int) && sizeof(enum sched_kind) == sizeof(int) &&
-               sizeof(enum attn_kind) == sizeof(int) && sizeof(enum reduce_kind) == sizeof(int),
+               sizeof(enum attn_kind) == sizeof(int) && sizeof(enum reduce_kind) == sizeof(int) &&
+               sizeof(enum score_kind) == sizeof(int) && sizeof(enum place_kind) == sizeof(int),
                "enum fields are int-sized");
 
 /* The schema. To add a key: add its field to struct config (config.h), then one row here:
@@ -213,6 +221,37 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(routing.zipf_s) },
     { "routing", "dedup",             CFG_BOOL,   "true", ANY,   1,   1,   NULL,
       FIELD(routing.dedup) },
+    /* The gating model (gating.h). concentration: Dirichlet parameter per expert at uniform
+     * popularity; drift: fraction of the experts whose popularity ranks are reshuffled per
+     * iteration; per_layer: each layer draws its own ranking. */
+    { "routing", "concentration",     CFG_DOUBLE, "1",    GT(0), 1,   1,   NULL,
+      FIELD(routing.concentration) },
+    { "routing", "drift",             CFG_DOUBLE, "0",    IN(0, 1), 1, 1,  NULL,
+      FIELD(routing.drift) },
+    { "routing", "per_layer",         CFG_BOOL,   "off",  ANY,   1,   1,   NULL,
+      FIELD(routing.per_layer) },
+    { "routing", "scoring",           CFG_ENUM,   "softmax", ANY, 1,  1,   score_words,
+      FIELD(routing.scoring) },
+    /* DeepSeek-V3 (arXiv:2412.19437) sec. 2.1.2, node-limited routing: M = 4; 0: off */
+    { "routing", "max_nodes",         CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+      FIELD(routing.max_nodes) },
+    /* distribution = trace: a routing trace (traces/rtrace.h) */
+    { "routing", "trace",             CFG_PATH,   "",     ANY,   1,   1,   NULL,
+      FIELD(routing.trace) },
+    /* Load balancing. capacity_factor: GShard (Lepikhin et al. 2020) / Switch (Fedus et al.
+     * 2021) expert capacity, 0 = dropless; bias_gamma: DeepSeek-V3 sec. 2.1.2 bias update
+     * speed (0.001 in its sec. 4.2), 0 = no bias; iterations bounded by routing's stream
+     * numbering (routing.h). */
+    { "balance", "capacity_factor",   CFG_DOUBLE, "0",    GE(0), 1,   1,   NULL,
+      FIELD(balance.capacity_factor) },
+    { "balance", "bias_gamma",        CFG_DOUBLE, "0",    GE(0), 1,   1,   NULL,
+      FIELD(balance.bias_gamma) },
+    { "balance", "iterations",        CFG_INT,    "1",    IN(1, 1000000), 1, 1, NULL,
+      FIELD(balance.iterations) },
+    { "balance", "placement",         CFG_ENUM,   "contiguous", ANY, 1, 1, place_words,
+      FIELD(balance.placement) },
+    { "balance", "redundant_experts", CFG_INT,    "0",    IN(0, 1048576), 1, 1, NULL,
+      FIELD(balance.redundant_experts) },
     { "traffic", "pattern",           CFG_ENUM,   "moe",  ANY,   1,   1,   pattern_words,
       FIELD(traffic.pattern) },
     { "traffic", "bytes_per_pair",    CFG_SIZE,   "1048576", ANY, 1,  1,   NULL,
@@ -839,10 +878,13 @@ static int cfg_check_parallel(struct cfg_loader *ld)
     return 0;
 }
 
-/* EP groups must tile each stage's dp GPUs and, when routing MoE traffic, the experts:
- * ep <= dp, ep | experts (pattern moe only), ep | dp. Runs after cfg_check_parallel. */
+/* EP groups must tile each stage's dp GPUs and, when routing MoE traffic, the expert slots:
+ * ep <= dp, ep | experts + redundant_experts (pattern moe only), ep | dp. Runs after
+ * cfg_check_parallel. */
 static int cfg_check_ep(struct cfg_loader *ld)
 {
+    static const char *const slots_keys[] = { "balance", "redundant_experts", "parallel", "ep",
+                                               "model", "experts" };
     struct config *c = &ld->c;
     int dp = c->parallel.dp;
     int ep = c->parallel.ep ? c->parallel.ep : dp;
@@ -855,13 +897,126 @@ static int cfg_check_ep(struct cfg_loader *ld)
              "parallel.pp)", dp);
     if (ep > dp)
         return cfg_fail_key(ld, "parallel", "ep", "%s is more than %s", shown, dp_is);
-    if (c->traffic.pattern == PATTERN_MOE && c->model.experts % ep)
+    if (c->traffic.pattern == PATTERN_MOE && !c->balance.redundant_experts &&
+        c->model.experts % ep)
         return cfg_fail_key(ld, "parallel", "ep", "%s does not divide model.experts = %d",
                             shown, c->model.experts);
+    if (c->traffic.pattern == PATTERN_MOE && (c->model.experts + c->balance.redundant_experts) % ep)
+        return cfg_fail_latest(ld, slots_keys, 3, "model.experts + balance.redundant_experts = "
+                               "%d + %d is not a multiple of parallel.ep = %s: every GPU of an "
+                               "EP group holds as many expert slots", c->model.experts,
+                               c->balance.redundant_experts, shown);
     if (dp % ep)
         return cfg_fail_key(ld, "parallel", "ep", "%s does not divide %s", shown, dp_is);
     c->parallel.ep = ep;
     return 0;
+}
+
+/* Over the EP groups of one stage (GPUs 0 .. dp-1): the most nodes a group spans, and the
+ * fewest experts any max_nodes of a group's nodes hold together (routing.h: expert e's home
+ * is GPU e * ep / E, so each GPU is home to at least per_gpu = floor(E / ep) experts). */
+static void cfg_group_nodes(const struct config *c, int per_gpu, int *span_max,
+                            long long *fewest)
+{
+    int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node, m = c->routing.max_nodes;
+    *span_max = 0;
+    *fewest = LLONG_MAX;
+    for (int g = 0; g < c->parallel.dp / ep; g++) {
+        int lo = g * ep, hi = lo + ep - 1, span = hi / gpn - lo / gpn + 1;
+        long long sum = 0;
+        if (span > *span_max)
+            *span_max = span;
+        if (m < 1 || m > span)
+            continue;
+        /* Only the first and the last node can hold part of the group, so the m nodes
+         * with the fewest of its GPUs are those two (when m allows) and then full nodes. */
+        int first = (lo / gpn + 1) * gpn - lo, last = hi % gpn + 1, taken;
+        if (span == 1) {
+            sum = ep;
+            taken = 1;
+        } else {
+            sum = first < last ? first : last;
+            taken = 1;
+            if (m > 1) {
+                sum = first + last;
+                taken = 2;
+            }
+        }
+        sum += (long long)(m - taken) * gpn;
+        if (sum * per_gpu < *fewest)
+            *fewest = sum * per_gpu;
+    }
+}
+
+/* Node-limited routing (routing.max_nodes): a token picks at most M nodes of its EP group,
+ * so M must be no more than the nodes a group spans and any M of them must be home to
+ * top_k experts. */
+static int cfg_check_max_nodes(struct cfg_loader *ld)
+{
+    static const char *const span_keys[] = { "routing", "max_nodes", "parallel", "ep",
+                                             "cluster", "gpus_per_node" };
+    static const char *const fit_keys[] = { "routing", "max_nodes", "model", "top_k",
+                                            "parallel", "ep" };
+    static const char *const trace_keys[] = { "routing", "max_nodes", "routing",
+                                              "distribution" };
+    const struct config *c = &ld->c;
+    int m = c->routing.max_nodes, span;
+    long long fewest;
+    if (!m)
+        return 0;
+    if (c->routing.distribution == DIST_TRACE)
+        return cfg_fail_latest(ld, trace_keys, 2, "routing.max_nodes = %d needs each token's "
+                               "choices; routing.distribution = trace replays counts only", m);
+    cfg_group_nodes(c, c->model.experts / c->parallel.ep, &span, &fewest);
+    if (m > span)
+        return cfg_fail_latest(ld, span_keys, 3, "routing.max_nodes = %d is more than the %d "
+                               "node%s an EP group of parallel.ep = %d GPUs spans "
+                               "(cluster.gpus_per_node = %d)", m, span, span > 1 ? "s" : "",
+                               c->parallel.ep, c->cluster.gpus_per_node);
+    if (fewest < c->model.top_k)
+        return cfg_fail_latest(ld, fit_keys, 3, "routing.max_nodes = %d: the %d nodes of an EP "
+                               "group with the fewest experts hold %lld, fewer than model.top_k "
+                               "= %d", m, m, fewest, c->model.top_k);
+    return 0;
+}
+
+/* [routing] and [balance] keys that depend on others (pattern moe only): a trace for
+ * distribution = trace; redundant experts only with an eplb placement; a placement other
+ * than contiguous needs EP groups of whole nodes or inside one node (placement.h), and
+ * the hierarchical eplb gives each of the group's nodes an equal share of the experts and
+ * of the redundant slots (DeepSeek EPLB, rebalance_experts_hierarchical). */
+static int cfg_check_balance(struct cfg_loader *ld)
+{
+    static const char *const red_keys[] = { "balance", "redundant_experts", "balance",
+                                            "placement" };
+    static const char *const eplb_keys[] = { "balance", "placement", "parallel", "ep",
+                                             "cluster", "gpus_per_node" };
+    static const char *const share_keys[] = { "balance", "placement", "model", "experts",
+                                              "balance", "redundant_experts", "parallel", "ep" };
+    const struct config *c = &ld->c;
+    const struct cfg_balance *b = &c->balance;
+    int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
+    if (c->traffic.pattern != PATTERN_MOE)
+        return 0;
+    if (c->routing.distribution == DIST_TRACE && !c->routing.trace[0])
+        return cfg_fail(ld, cfg_where(ld, "routing", "distribution"), "routing", "trace",
+                        "required when routing.distribution = trace");
+    if (b->redundant_experts && b->placement != PLACE_EPLB && b->placement != PLACE_EPLB_GLOBAL)
+        return cfg_fail_latest(ld, red_keys, 2, "balance.redundant_experts = %d needs "
+                               "balance.placement = eplb or eplb-global, got %s",
+                               b->redundant_experts, config_place_name(b->placement));
+    if (b->placement != PLACE_CONTIGUOUS && ep % gpn && gpn % ep)
+        return cfg_fail_latest(ld, eplb_keys, 3, "balance.placement = %s needs parallel.ep = %d "
+                               "to be a multiple or a divisor of cluster.gpus_per_node = %d",
+                               config_place_name(b->placement), ep, gpn);
+    int nodes = ep > gpn ? ep / gpn : 1;
+    if (b->placement == PLACE_EPLB && (c->model.experts % nodes || b->redundant_experts % nodes))
+        return cfg_fail_latest(ld, share_keys, 4, "balance.placement = eplb shares model.experts "
+                               "= %d and balance.redundant_experts = %d among the %d nodes of an "
+                               "EP group (parallel.ep / cluster.gpus_per_node): both must be "
+                               "multiples of %d", c->model.experts, b->redundant_experts, nodes,
+                               nodes);
+    return cfg_check_max_nodes(ld);
 }
 
 /* Fills in kv_heads (0: heads) and head_dim (0: hidden / heads, rounded down; a step
@@ -974,6 +1129,9 @@ static int cfg_check(struct cfg_loader *ld)
     if (c->traffic.pattern == PATTERN_MATRIX && !c->traffic.matrix[0])
         return cfg_fail(ld, cfg_where(ld, "traffic", "pattern"), "traffic", "matrix",
                         "required when traffic.pattern = matrix");
+    rc = cfg_check_balance(ld);
+    if (rc)
+        return rc;
     cfg_fill_model(&c->model);
     if (c->schedule.kind != SCHED_NONE) {
         rc = cfg_check_step(ld, head_dim_given);
@@ -982,6 +1140,8 @@ static int cfg_check(struct cfg_loader *ld)
     }
     snprintf(c->traffic.matrix_src.where, sizeof(c->traffic.matrix_src.where), "%s",
              cfg_where(ld, "traffic", "matrix"));
+    snprintf(c->routing.trace_src.where, sizeof(c->routing.trace_src.where), "%s",
+             cfg_where(ld, "routing", "trace"));
     snprintf(c->calibration.expert_table_src.where,
              sizeof(c->calibration.expert_table_src.where), "%s",
              cfg_where(ld, "calibration", "expert_table"));
@@ -1038,6 +1198,8 @@ static const char *cfg_word(const char *const *words, int i)
 
 const char *config_route_name(enum route_kind r) { return cfg_word(route_words, (int)r); }
 const char *config_dist_name(enum dist_kind d) { return cfg_word(dist_words, (int)d); }
+const char *config_score_name(enum score_kind s) { return cfg_word(score_words, (int)s); }
+const char *config_place_name(enum place_kind p) { return cfg_word(place_words, (int)p); }
 const char *config_pattern_name(enum pattern_kind p) { return cfg_word(pattern_words, (int)p); }
 const char *config_sched_name(enum sched_kind k) { return cfg_word(sched_words, (int)k); }
 const char *config_attn_name(enum attn_kind a) { return cfg_word(attn_words, (int)a); }

@@ -24,7 +24,12 @@
 #define CFG_GPUS_MAX (1 << 20)    /* config_load rejects clusters with more GPUs */
 
 enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
-enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
+/* Routing law (routing.h); trace: counts replayed from a routing trace (routing.trace). */
+enum dist_kind { DIST_UNIFORM, DIST_ZIPF, DIST_AFFINITY, DIST_TRACE };
+/* The router's scores: softmax or sigmoid of the token's logits (gating.h). */
+enum score_kind { SCORE_SOFTMAX, SCORE_SIGMOID };
+/* Expert -> GPU placement ([balance] placement; placement.h has the algorithms). */
+enum place_kind { PLACE_CONTIGUOUS, PLACE_ROUND_ROBIN, PLACE_EPLB, PLACE_EPLB_GLOBAL };
 enum pattern_kind { PATTERN_MOE, PATTERN_ALLTOALL, PATTERN_MATRIX };
 /* SCHED_NONE: no training step, only one MoE layer's traffic ([traffic] pattern). */
 enum sched_kind { SCHED_NONE, SCHED_GPIPE, SCHED_1F1B, SCHED_INTERLEAVED_1F1B, SCHED_ZB1P,
@@ -100,6 +105,22 @@ struct cfg_routing {
     enum dist_kind distribution;
     double zipf_s;
     bool dedup;               /* a token goes once to each destination GPU */
+    double concentration;     /* affinity: Dirichlet concentration per expert (gating.h) */
+    double drift;             /* fraction of the experts re-ranked per iteration, 0..1 (gating.h) */
+    bool per_layer;           /* each layer its own popularity ranking */
+    enum score_kind scoring;
+    int max_nodes;            /* node-limited routing: at most this many nodes per token; 0: off */
+    char trace[CFG_PATH_MAX]; /* trace: path resolved against the naming file's folder */
+    struct cfg_src trace_src;
+};
+
+/* Load balancing (routing.h, placement.h). */
+struct cfg_balance {
+    double capacity_factor;   /* expert capacity = floor(factor * assignments / experts); 0: dropless */
+    double bias_gamma;        /* aux-loss-free bias update speed per iteration; 0: no bias */
+    int iterations;           /* routing iterations (balance runs); >= 1 */
+    enum place_kind placement;
+    int redundant_experts;    /* extra expert replicas per EP group (eplb placements) */
 };
 
 struct cfg_traffic {
@@ -131,6 +152,7 @@ struct config {
     struct cfg_model model;
     struct cfg_parallel parallel;
     struct cfg_routing routing;
+    struct cfg_balance balance;
     struct cfg_traffic traffic;
     struct cfg_schedule schedule;
     struct cfg_calibration calibration;
@@ -156,6 +178,8 @@ int config_gpus(const struct config *c);  /* nodes * gpus_per_node */
 
 const char *config_route_name(enum route_kind r);
 const char *config_dist_name(enum dist_kind d);
+const char *config_score_name(enum score_kind s);
+const char *config_place_name(enum place_kind p);
 const char *config_pattern_name(enum pattern_kind p);
 const char *config_sched_name(enum sched_kind k);
 const char *config_attn_name(enum attn_kind a);

@@ -890,6 +890,149 @@ static void test_other_checks(void)
                    " is longer than 63 characters");
 }
 
+/* ---- [routing] gating keys and [balance] ---- */
+
+/* The schema's defaults keep the routing of before these keys: no affinity, no drift, one
+ * ranking for all layers, softmax, no node limit, no trace; dropless, no bias, one
+ * iteration, contiguous placement, no redundant experts. */
+static void test_balance_defaults(void)
+{
+    struct config c;
+    struct cfg_err e;
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, NULL, 0, &e), 0);
+    CU_ASSERT(c.routing.concentration == 1.0);
+    CU_ASSERT(c.routing.drift == 0.0);
+    CU_ASSERT_FALSE(c.routing.per_layer);
+    CU_ASSERT_EQUAL(c.routing.scoring, SCORE_SOFTMAX);
+    CU_ASSERT_EQUAL(c.routing.max_nodes, 0);
+    CU_ASSERT_STRING_EQUAL(c.routing.trace, "");
+    CU_ASSERT_STRING_EQUAL(c.routing.trace_src.where, "default");
+    CU_ASSERT(c.balance.capacity_factor == 0.0);
+    CU_ASSERT(c.balance.bias_gamma == 0.0);
+    CU_ASSERT_EQUAL(c.balance.iterations, 1);
+    CU_ASSERT_EQUAL(c.balance.placement, PLACE_CONTIGUOUS);
+    CU_ASSERT_EQUAL(c.balance.redundant_experts, 0);
+    CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_AFFINITY), "affinity");
+    CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_TRACE), "trace");
+    CU_ASSERT_STRING_EQUAL(config_score_name(SCORE_SIGMOID), "sigmoid");
+    CU_ASSERT_STRING_EQUAL(config_place_name(PLACE_ROUND_ROBIN), "round-robin");
+    CU_ASSERT_STRING_EQUAL(config_place_name(PLACE_EPLB_GLOBAL), "eplb-global");
+    CU_ASSERT_STRING_EQUAL(config_place_name((enum place_kind)9), "?");
+}
+
+/* Every key as written: DeepSeek-V3's layout on 4 nodes of 8 (ep 32, 256 experts + 32
+ * redundant = 9 slots per GPU, 4 nodes sharing 64 experts and 8 redundant each), M = 4
+ * (any 4 nodes hold 4 * 8 * 9 = 288 slots >= top_k 8). The trace path is resolved against
+ * the file's folder and remembers its line. */
+static void test_balance_loads(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    CU_ASSERT_EQUAL_FATAL(load1("bal.ini", "[cluster]\nnodes = 4\n[model]\nexperts = 256\n"
+                                "top_k = 8\n[routing]\ndistribution = trace\n"
+                                "trace = t/routes.txt\nconcentration = 0.25\ndrift = 0.1\n"
+                                "per_layer = on\nscoring = SIGMOID\nmax_nodes = 4\n"
+                                "[balance]\ncapacity_factor = 1.25\nbias_gamma = 0.001\n"
+                                "iterations = 100\nplacement = eplb\nredundant_experts = 32\n",
+                                NULL, 0, &c, &e), -EINVAL);
+    /* max_nodes with a trace is refused (below); the same without the node limit loads */
+    const char *sets[] = { "routing.max_nodes=0" };
+    CU_ASSERT_EQUAL_FATAL(load1("bal.ini", NULL, sets, 1, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.routing.distribution, DIST_TRACE);
+    snprintf(want, sizeof(want), "%s/t/routes.txt", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.routing.trace, want);
+    snprintf(want, sizeof(want), "%s/bal.ini:8", tmp_dir);
+    CU_ASSERT_STRING_EQUAL(c.routing.trace_src.where, want);
+    CU_ASSERT(c.routing.concentration == 0.25);
+    CU_ASSERT(c.routing.drift == 0.1);
+    CU_ASSERT_TRUE(c.routing.per_layer);
+    CU_ASSERT_EQUAL(c.routing.scoring, SCORE_SIGMOID);
+    CU_ASSERT_EQUAL(c.routing.max_nodes, 0);
+    CU_ASSERT(c.balance.capacity_factor == 1.25);
+    CU_ASSERT(c.balance.bias_gamma == 0.001);
+    CU_ASSERT_EQUAL(c.balance.iterations, 100);
+    CU_ASSERT_EQUAL(c.balance.placement, PLACE_EPLB);
+    CU_ASSERT_EQUAL(c.balance.redundant_experts, 32);
+    const char *zipf[] = { "routing.distribution=zipf" };
+    CU_ASSERT_EQUAL_FATAL(load1("bal.ini", NULL, zipf, 1, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.routing.max_nodes, 4);
+}
+
+/* The ranges of the schema rows, in file units. */
+static void test_balance_ranges(void)
+{
+    expect_set_err("routing.concentration=0", "--set: routing.concentration: must be > 0, got 0");
+    expect_set_err("routing.drift=1.5", "--set: routing.drift: must be <= 1, got 1.5");
+    expect_set_err("routing.max_nodes=-1", "--set: routing.max_nodes: must be >= 0, got -1");
+    expect_set_err("routing.scoring=relu", "--set: routing.scoring: 'relu' is not one of "
+                   "softmax|sigmoid");
+    expect_set_err("routing.distribution=normal", "--set: routing.distribution: 'normal' is "
+                   "not one of uniform|zipf|affinity|trace");
+    expect_set_err("balance.capacity_factor=-0.5", "--set: balance.capacity_factor: must be "
+                   ">= 0, got -0.5");
+    expect_set_err("balance.bias_gamma=-1", "--set: balance.bias_gamma: must be >= 0, got -1");
+    expect_set_err("balance.iterations=0", "--set: balance.iterations: must be >= 1, got 0");
+    expect_set_err("balance.placement=random", "--set: balance.placement: 'random' is not one "
+                   "of contiguous|round-robin|eplb|eplb-global");
+    expect_set_err("balance.redundant_experts=-2", "--set: balance.redundant_experts: must be "
+                   ">= 0, got -2");
+}
+
+/* Cross-checks of cfg_check_balance and cfg_check_max_nodes, each blaming the key set last
+ * (or, for a missing trace, the distribution's line). Hand figures:
+ *  - 8 experts + 4 redundant = 12 slots over ep 8 GPUs: not a whole number per GPU;
+ *  - 3 nodes of 8, ep 12: the first group is GPUs 0-11 (nodes 0, 1), so groups span 2
+ *    nodes and 12 is neither a multiple nor a divisor of 8;
+ *  - 2 nodes of 4, ep 8: eplb shares 7 experts and 9 redundant among 2 nodes;
+ *  - 1 node of 8: a group spans 1 node, max_nodes 2 is too many;
+ *  - 4 nodes of 2, ep 8, 8 experts: 1 per GPU, 2 per node; 2 nodes hold 4 < top_k 8. */
+static void test_balance_errors(void)
+{
+    expect_file_err("[routing]\ndistribution = trace\n", NULL, 0,
+                    ":2: routing.trace: required when routing.distribution = trace");
+    expect_file_err("[routing]\ndistribution = trace\ntrace = x.txt\nmax_nodes = 1\n", NULL, 0,
+                    ":4: routing.max_nodes: routing.max_nodes = 1 needs each token's choices; "
+                    "routing.distribution = trace replays counts only");
+    expect_file_err("[balance]\nredundant_experts = 8\n", NULL, 0,
+                    ":2: balance.redundant_experts: balance.redundant_experts = 8 needs "
+                    "balance.placement = eplb or eplb-global, got contiguous");
+    expect_file_err("[balance]\nplacement = eplb\nredundant_experts = 4\n", NULL, 0,
+                    ":3: balance.redundant_experts: model.experts + balance.redundant_experts = "
+                    "8 + 4 is not a multiple of parallel.ep = 0 (dp = 8): every GPU of an EP group holds "
+                    "as many expert slots");
+    expect_file_err("[cluster]\nnodes = 3\n[model]\nexperts = 24\n[parallel]\nep = 12\n"
+                    "[balance]\nplacement = round-robin\n", NULL, 0,
+                    ":8: balance.placement: balance.placement = round-robin needs parallel.ep = 12 "
+                    "to be a multiple or a divisor of cluster.gpus_per_node = 8");
+    expect_file_err("[cluster]\nnodes = 2\ngpus_per_node = 4\n[model]\nexperts = 7\n"
+                    "[balance]\nplacement = eplb\nredundant_experts = 9\n", NULL, 0,
+                    ":8: balance.redundant_experts: balance.placement = eplb shares model.experts "
+                    "= 7 and balance.redundant_experts = 9 among the 2 nodes of an EP group "
+                    "(parallel.ep / cluster.gpus_per_node): both must be multiples of 2");
+    expect_file_err("[routing]\nmax_nodes = 2\n", NULL, 0,
+                    ":2: routing.max_nodes: routing.max_nodes = 2 is more than the 1 node an EP "
+                    "group of parallel.ep = 8 GPUs spans (cluster.gpus_per_node = 8)");
+    expect_file_err("[cluster]\nnodes = 4\ngpus_per_node = 2\n[model]\ntop_k = 8\n"
+                    "[routing]\nmax_nodes = 2\n", NULL, 0,
+                    ":7: routing.max_nodes: routing.max_nodes = 2: the 2 nodes of an EP group "
+                    "with the fewest experts hold 4, fewer than model.top_k = 8");
+    /* straddling groups (3 nodes of 8, ep 12) span 2 nodes; contiguous needs nothing more */
+    struct config c;
+    struct cfg_err e;
+    const char *sets[] = { "cluster.nodes=3", "model.experts=24", "parallel.ep=12",
+                           "routing.max_nodes=2" };
+    CU_ASSERT_EQUAL(config_load(&c, NULL, 0, sets, 4, &e), 0);
+    const char *three[] = { "cluster.nodes=3", "model.experts=24", "parallel.ep=12",
+                            "routing.max_nodes=3" };
+    expect_msg(config_load(&c, NULL, 0, three, 4, &e), &e, "--set: routing.max_nodes: "
+               "routing.max_nodes = 3 is more than the 2 nodes an EP group of parallel.ep = 12 "
+               "GPUs spans (cluster.gpus_per_node = 8)");
+    /* not a MoE layer: the routing keys are not checked */
+    const char *a2a[] = { "traffic.pattern=alltoall", "routing.distribution=trace" };
+    CU_ASSERT_EQUAL(config_load(&c, NULL, 0, a2a, 2, &e), 0);
+}
+
 /* ---- fuzzer findings (tests/fuzz/README.md): one test per bug ---- */
 
 /* Bug 1: a --set with a control character is refused whole, shown escaped, on one line:
@@ -1040,6 +1183,10 @@ int main(void)
         { "matrix without path", test_matrix_without_path },
         { "syntax error", test_syntax_error },
         { "other checks", test_other_checks },
+        { "balance and gating defaults", test_balance_defaults },
+        { "balance and gating keys load", test_balance_loads },
+        { "balance and gating ranges", test_balance_ranges },
+        { "balance and gating cross-checks", test_balance_errors },
         { "--set control character", test_set_control_character },
         { "path control character", test_path_control_character },
         { "line led by VT, FF or CR", test_line_led_by_control_character },
