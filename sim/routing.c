@@ -1,34 +1,13 @@
-/* routing.c: synthetic top-k routing, summarised as per-pair and per-expert counts.
+/* routing.c: one MoE layer's routing as counts; see routing.h for the model.
  *
- * How a token's top_k distinct experts are drawn (each exact for its law):
- *  - top_k == experts: every expert; no draws (counts are added in closed form).
- *  - uniform: Floyd's algorithm (Bentley & Floyd, "A sample of brilliance",
- *    CACM 30(9), 1987): exactly top_k calls to rng_below, a uniform top_k-subset,
- *    which is the set law of successive uniform draws without replacement. Counts
- *    depend only on the set, so the order of the draws does not matter.
- *  - weighted (zipf): popularity becomes integer weights w[e] summing to W (below).
- *    While the experts chosen so far hold at most 3/4 of W, a draw is from the
- *    full law by an alias table (Vose, "A linear algorithm for generating random
- *    numbers with a given distribution", IEEE TSE 17(9), 1991; O(1), one
- *    rng_below call) and a repeat is rejected: that is the law conditioned on
- *    "not chosen yet", i.e. a draw without replacement, accepted with probability
- *    >= 1/4 (<= 4 tries expected). Once they hold more (skewed laws, or top_k near
- *    experts), the chosen weights are subtracted from a Fenwick tree over w
- *    (Fenwick, "A new data structure for cumulative frequency tables", SP&E 24(3),
- *    1994) and x uniform in the remaining weight is mapped to its expert in
- *    O(log E); the weights are added back after the token. Integer weights make
- *    both tables exact for w/W and keep removal and restoration exact (no drift
- *    over millions of tokens). Worst case O(top_k log E) per token. The 3/4
- *    switch point was measured (E = 256, top-8, zipf_s 1 to 5): a Fenwick pick
- *    (descent, removal, restoration) costs about as much as several rejected
- *    draws. Measured at -O2 on one 2.1 GHz EPYC core, 256 GPUs x 4096 tokens x
- *    top-8 of 256: uniform 0.035 s, zipf 1.2 0.09 s, zipf 2 to 3 0.2 to 0.3 s.
- *
- * Weights: W = 2^(61 - ceil(log2 E)), so E * W <= 2^61 (the alias table works
- * with heights w[e] * E); w[e] = max(1, round(popularity[e] * W)), and the rounding
- * residual (at most E in size) is added to the heaviest expert, so the weights
- * sum to W exactly. Then |w[e] - popularity[e] W| <= E + 1 and w[e]/W differs from
- * popularity[e] by at most (E + 1)/W < 2E(E + 1)/2^61 (2^-44 at E = 256).
+ * Per EP group: the slot layout (placement or contiguous) and, under a node limit, which
+ * experts each of the group's nodes holds (handed to the gating); then its source GPUs in
+ * order, each token picked by the gating and emitted: demand, capacity, replica, dedup,
+ * node visits. With capacity a first pass over the group's tokens counts each (choice
+ * rank, expert) demand; re-seeding the per-source streams replays the same tokens in the
+ * second pass, which keeps assignment (rank j, expert e) iff the assignments ahead of it
+ * in priority order, before[j][e] (all ranks < j) + seen[j][e] (rank j, earlier sources
+ * and tokens), are fewer than C. O(top_k * experts) memory instead of every token's picks.
  */
 #include "routing.h"
 
@@ -39,213 +18,114 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gating.h"
+#include "placement.h"
 #include "rng.h"
+#include "rtrace.h"
 
-/* Stream of the Zipf rank permutation; the per-GPU streams are 0..gpus-1. */
-#define ROUTING_STREAM_RANKS UINT64_MAX
-
-/* Scratch of one source GPU's tokens, reused across sources. */
-struct draw {
-    int experts, top_k;
-    bool weighted;
-    /* weighted only: */
-    uint64_t *weight;         /* experts: integer weights */
-    uint64_t total;           /* W = 2^total_bits, the sum of weight */
-    int total_bits;
-    uint64_t *cut;            /* experts: alias column e keeps e when y < cut[e], y in [0, W) */
-    int *alias;               /* experts: else it gives alias[e] */
-    uint64_t *tree;           /* tree_size + 1: Fenwick tree over weight, 1-based,
-                                 padded with weight-0 entries to a power of two */
-    int tree_size, tree_top;  /* tree_top: largest power of two < tree_size (0 if 1) */
-    /* all: */
-    uint64_t *mark;           /* experts: stamp of the last token that chose e */
-    int *chosen;              /* experts: the current token's experts (first top_k) */
-    uint64_t *gpu_mark;       /* ep: stamp of the last token sent to GPU g of the group */
+/* One routing_run. */
+struct run {
+    const struct routing_in *in;
+    const struct config *c;
+    struct routing *r;
+    struct gating *gate;
+    bool dedup, capped, limited;
+    bool fast;                 /* dropless, one slot per expert, no node limit: emit_fast */
+    uint64_t tokens;           /* per GPU */
+    /* slots of one group */
+    int per_gpu;               /* slots per GPU */
+    const int *slot_expert, *rep0, *rep;
+    int *slot_gpu;             /* nslots: x / per_gpu, the group's GPU of slot x */
+    int *expert_gpu;           /* experts: GPU of its first replica */
+    int *own;                  /* contiguous layout when no placement: the three above */
+    /* the group being routed */
+    int group, span;           /* span: nodes the group spans */
+    int *gpu_node;             /* ep: node (0 .. span-1 within the group) of its GPU j */
+    int *built_node;           /* ep: gpu_node of the layout last given to the gating */
+    int *node_first, *node_members, *node_fill; /* node -> home experts, scratch */
+    uint64_t cap;              /* C of the group */
+    uint64_t *before, *seen;   /* top_k * experts: capacity ranks, [j * experts + e] */
+    /* the token being emitted */
+    int *chosen, *nodes;
+    uint64_t stamp;
+    uint64_t *gpu_mark, *node_mark, *node_ok; /* ep, span, span: stamps */
+    uint64_t *rep_next;        /* experts: kept assignments of e from the current source */
+    /* totals */
+    uint64_t routed, visits, kept;
+    int visits_max;
 };
 
-static void fenwick_build(uint64_t *tree, const uint64_t *w, int n, int size)
+/* Token stream of source GPU s: layer 0, iteration 0 gives stream s (routing.h). */
+static uint64_t token_stream(int s, int layer, int iteration)
 {
-    tree[0] = 0;
-    for (int i = 1; i <= size; i++)
-        tree[i] = i <= n ? w[i - 1] : 0;
-    for (int i = 1; i <= size; i++) {
-        int j = i + (i & -i);
-        if (j <= size)
-            tree[j] += tree[i];
-    }
+    return (uint64_t)s + ((uint64_t)iteration << 21) + ((uint64_t)layer << 42);
 }
 
-/* Unsigned wrap-around makes a subtraction (delta = 0 - w) exact as well. */
-static void fenwick_add(uint64_t *tree, int size, int e, uint64_t delta)
-{
-    for (int i = e + 1; i <= size; i += i & -i)
-        tree[i] += delta;
-}
+/* ---- checks ---- */
 
-/* The expert e with prefix(e) <= x < prefix(e + 1): x must be below the tree's
- * total, so entries of weight 0 (removed or padding) are never returned. The
- * padded size makes every probe in range (no bound test). A plain branch: under
- * the skewed laws that reach this path it predicts well, and measured faster
- * than a branch-free select, which serialises the loads. */
-static int fenwick_find(const uint64_t *tree, int top, uint64_t x)
+static bool placement_ok(const struct placement *p, int experts, int ep)
 {
-    int pos = 0;
-    for (int step = top; step > 0; step >>= 1) {
-        if (tree[pos + step] <= x) {
-            pos += step;
-            x -= tree[pos];
+    if (p->experts != experts || p->ep != ep || p->slots_per_gpu < 1 ||
+        p->nslots != ep * p->slots_per_gpu || !p->slot_expert || !p->replica0 ||
+        !p->replica_slot || p->replica0[0] != 0 || p->replica0[experts] != p->nslots)
+        return false;
+    for (int e = 0; e < experts; e++) {
+        if (p->replica0[e + 1] <= p->replica0[e])
+            return false;
+        for (int i = p->replica0[e]; i < p->replica0[e + 1]; i++) {
+            int x = p->replica_slot[i];
+            if (x < 0 || x >= p->nslots || p->slot_expert[x] != e)
+                return false;
         }
     }
-    return pos;
+    return true;
 }
 
-/* Vose's method in integers: column heights are weight * n against capacity W
- * (sum of weight * n = n W), so every cut is exact and P(e) = w[e] / W exactly.
- * small/large share one stack of n entries, growing from both ends. */
-static void alias_build(uint64_t *cut, int *alias, const uint64_t *w, int n, uint64_t total,
-                        uint64_t *height, int *stack)
+static int check_routing(const struct routing_in *in)
 {
-    int ns = 0, nl = 0;
-
-    for (int e = 0; e < n; e++) {
-        height[e] = w[e] * (uint64_t)n;
-        if (height[e] < total)
-            stack[ns++] = e;
-        else
-            stack[n - 1 - nl++] = e;
+    const struct cfg_routing *rc = &in->c->routing;
+    double f = in->c->balance.capacity_factor;
+    if (rc->distribution == DIST_TRACE) {
+        const struct rtrace *t = in->trace;
+        if (!t || rc->max_nodes || t->gpus != config_gpus(in->c) ||
+            t->experts != in->c->model.experts || !rtrace_at(t, in->layer, in->iteration, 0))
+            return -EINVAL;
+    } else if (rc->distribution != DIST_UNIFORM && rc->distribution != DIST_ZIPF &&
+               rc->distribution != DIST_AFFINITY) {
+        return -EINVAL;
     }
-    while (ns > 0 && nl > 0) {
-        int s = stack[--ns], l = stack[n - nl];
-        nl--;
-        cut[s] = height[s];
-        alias[s] = l;
-        height[l] -= total - height[s];
-        if (height[l] < total)
-            stack[ns++] = l;
-        else
-            stack[n - 1 - nl++] = l;
-    }
-    /* What is left is exactly full (the sum invariant holds in integers). */
-    while (ns > 0) {
-        int e = stack[--ns];
-        cut[e] = total;
-        alias[e] = e;
-    }
-    while (nl > 0) {
-        int e = stack[n - nl--];
-        cut[e] = total;
-        alias[e] = e;
-    }
+    if (rc->distribution != DIST_UNIFORM && rc->distribution != DIST_TRACE &&
+        !(isfinite(rc->zipf_s) && rc->zipf_s >= 0))
+        return -EINVAL;
+    if (rc->distribution == DIST_AFFINITY &&
+        !(isfinite(rc->concentration) && rc->concentration > 0))
+        return -EINVAL;
+    if (!(rc->drift >= 0 && rc->drift <= 1) || rc->max_nodes < 0 || !(isfinite(f) && f >= 0))
+        return -EINVAL;
+    if (in->layer < 0 || in->layer >= GATING_INDEX_MAX || in->iteration < 0 ||
+        in->iteration >= GATING_INDEX_MAX)
+        return -EINVAL;
+    return 0;
 }
 
-/* W = 2^total_bits, so x uniform on [0, E W) splits into a uniform column (high
- * part) and an independent uniform height (low part): one rng_below per draw.
- * The select is written as a mask so that it costs no mispredicted branch. */
-static int alias_draw(const struct draw *d, struct rng *r)
+static int check_input(const struct routing_in *in, int *gpus)
 {
-    uint64_t x = rng_below(r, (uint64_t)d->experts << d->total_bits);
-    int col = (int)(x >> d->total_bits);
-    int keep = -(int)((x & (d->total - 1)) < d->cut[col]);
-
-    return (col & keep) | (d->alias[col] & ~keep);
-}
-
-/* Floyd: for j = E-K .. E-1 take t uniform in [0, j]; if t is taken, take j. */
-static void pick_uniform(struct draw *d, struct rng *r, uint64_t stamp)
-{
-    int k = 0;
-    for (int j = d->experts - d->top_k; j < d->experts; j++) {
-        int t = (int)rng_below(r, (uint64_t)j + 1);
-        if (d->mark[t] == stamp)
-            t = j;
-        d->mark[t] = stamp;
-        d->chosen[k++] = t;
-    }
-}
-
-/* Picks chosen[k..top_k) from the weight left by chosen[0..k) (chosen_w of W):
- * subtracts those from the tree, draws, removes each pick but the last, and
- * restores the tree. O((top_k + k) log E). */
-static void pick_rest_fenwick(struct draw *d, struct rng *r, uint64_t stamp, int k,
-                              uint64_t chosen_w)
-{
-    int size = d->tree_size;
-
-    for (int j = 0; j < k; j++)
-        fenwick_add(d->tree, size, d->chosen[j], 0 - d->weight[d->chosen[j]]);
-    for (; k < d->top_k; k++) {
-        int e = fenwick_find(d->tree, d->tree_top, rng_below(r, d->total - chosen_w));
-        if (k + 1 < d->top_k)
-            fenwick_add(d->tree, size, e, 0 - d->weight[e]);
-        d->mark[e] = stamp;
-        d->chosen[k] = e;
-        chosen_w += d->weight[e];
-    }
-    for (int j = 0; j + 1 < d->top_k; j++)
-        fenwick_add(d->tree, size, d->chosen[j], d->weight[d->chosen[j]]);
-}
-
-/* Rejection while the chosen hold at most 3/4 of W, then the Fenwick tree. The
- * rejection loop has no data-dependent branch: a repeat is written into
- * chosen[k] and k does not advance, so it is overwritten by the next draw (a
- * mispredicted "rejected?" branch measured about a third of the run time). */
-static void pick_weighted(struct draw *d, struct rng *r, uint64_t stamp)
-{
-    uint64_t chosen_w = 0, limit = d->total - d->total / 4;
-    int k = 0;
-
-    while (k < d->top_k && chosen_w <= limit) {
-        int e = alias_draw(d, r);
-        uint64_t fresh = d->mark[e] != stamp;
-        d->mark[e] = stamp;
-        d->chosen[k] = e;
-        chosen_w += d->weight[e] & (0 - fresh);
-        k += (int)fresh;
-    }
-    if (k < d->top_k)
-        pick_rest_fenwick(d, r, stamp, k, chosen_w);
-}
-
-/* p[e] = rank(e)^-s / H(E, s), ranks from a Fisher-Yates shuffle of the experts.
- * H is summed from the smallest term up, for accuracy. */
-static void zipf_popularity(double *p, int experts, double s, uint64_t seed, int *perm)
-{
-    struct rng r;
-    double h = 0;
-
-    rng_seed_stream(&r, seed, ROUTING_STREAM_RANKS);
-    for (int i = 0; i < experts; i++)
-        perm[i] = i;
-    for (int i = experts - 1; i > 0; i--) {
-        int j = (int)rng_below(&r, (uint64_t)i + 1);
-        int t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    for (int rank = experts; rank >= 1; rank--)
-        h += pow(rank, -s);
-    for (int i = 0; i < experts; i++)   /* perm[i] has rank i + 1 */
-        p[perm[i]] = pow(i + 1, -s) / h;
-}
-
-static int check_config(const struct config *c, int *gpus)
-{
+    const struct config *c = in->c;
     long long g = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
     int ep = c->parallel.ep, experts = c->model.experts, top_k = c->model.top_k;
     int64_t tokens = c->routing.tokens_per_gpu;
 
-    if (c->cluster.nodes < 1 || c->cluster.gpus_per_node < 1 || g > INT_MAX)
+    if (c->cluster.nodes < 1 || c->cluster.gpus_per_node < 1 || g >= GATING_INDEX_MAX)
         return -EINVAL;
-    if (ep < 1 || g % ep != 0 || experts < 1 || experts > ROUTING_EXPERTS_MAX ||
-        experts % ep != 0)
+    if (ep < 1 || g % ep != 0 || experts < 1 || experts > ROUTING_EXPERTS_MAX)
+        return -EINVAL;
+    if (in->pl ? !placement_ok(in->pl, experts, ep) : experts % ep != 0)
         return -EINVAL;
     if (top_k < 1 || top_k > experts || tokens < 0)
         return -EINVAL;
-    if (c->routing.distribution != DIST_UNIFORM && c->routing.distribution != DIST_ZIPF)
-        return -EINVAL;
-    if (c->routing.distribution == DIST_ZIPF &&
-        !(isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0))
-        return -EINVAL;
+    int rc = check_routing(in);
+    if (rc)
+        return rc;
     /* Largest count: an expert receives up to ep * tokens * 1, a pair up to tokens * top_k. */
     if ((uint64_t)tokens > UINT64_MAX / (uint64_t)top_k / (uint64_t)ep)
         return -EOVERFLOW;
@@ -255,168 +135,557 @@ static int check_config(const struct config *c, int *gpus)
     return 0;
 }
 
-static void draw_free(struct draw *d)
+/* ---- setup ---- */
+
+static int result_alloc(struct routing *r, const struct config *c, int gpus, int nslots)
 {
-    free(d->weight);
-    free(d->cut);
-    free(d->alias);
-    free(d->tree);
-    free(d->mark);
-    free(d->chosen);
-    free(d->gpu_mark);
-}
-
-/* Integer weights, the alias table and the Fenwick tree from r->popularity. */
-static int draw_init_weights(struct draw *d, const double *popularity)
-{
-    int n = d->experts, bits = 0, size = 1, big = 0;
-    uint64_t *height, sum = 0;
-
-    while (size < n) {        /* size = 2^bits = smallest power of two >= n */
-        size *= 2;
-        bits++;
-    }
-    d->tree_size = size;
-    d->tree_top = size / 2;
-    d->weight = calloc((size_t)n, sizeof(*d->weight));
-    d->cut = calloc((size_t)n, sizeof(*d->cut));
-    d->alias = calloc((size_t)n, sizeof(*d->alias));
-    d->tree = calloc((size_t)size + 1, sizeof(*d->tree));
-    height = calloc((size_t)n, sizeof(*height));
-    if (!d->weight || !d->cut || !d->alias || !d->tree || !height) {
-        free(height);
-        return -ENOMEM;
-    }
-    d->total_bits = 61 - bits;
-    d->total = (uint64_t)1 << d->total_bits;
-    for (int e = 0; e < n; e++) {
-        double w = round(ldexp(popularity[e], d->total_bits));
-        d->weight[e] = w < 1 ? 1 : (uint64_t)w;
-        sum += d->weight[e];
-        if (d->weight[e] > d->weight[big])
-            big = e;
-    }
-    /* The rounding residual (|W - sum| <= n) goes to the heaviest expert, which
-     * holds at least W/n - 1 >= 2^(61 - 2 bits) - 1 > n for n <= 2^20, so it stays
-     * positive; unsigned wrap-around handles either sign. */
-    d->weight[big] += d->total - sum;
-    alias_build(d->cut, d->alias, d->weight, n, d->total, height, d->chosen);
-    fenwick_build(d->tree, d->weight, n, size);
-    free(height);
-    return 0;
-}
-
-/* Sets up the scratch, and r->popularity from the distribution. */
-static int draw_init(struct draw *d, struct routing *r, const struct config *c, uint64_t seed)
-{
-    int n = r->experts;
-
-    memset(d, 0, sizeof(*d));
-    d->experts = n;
-    d->top_k = r->top_k;
-    d->weighted = c->routing.distribution == DIST_ZIPF;
-    d->mark = calloc((size_t)n, sizeof(*d->mark));
-    d->chosen = calloc((size_t)n, sizeof(*d->chosen));  /* n: also scratch for setup */
-    d->gpu_mark = calloc((size_t)r->ep, sizeof(*d->gpu_mark));
-    if (!d->mark || !d->chosen || !d->gpu_mark)
-        goto out_free;
-    if (!d->weighted) {
-        for (int e = 0; e < n; e++)
-            r->popularity[e] = 1.0 / n;
-        return 0;
-    }
-    zipf_popularity(r->popularity, n, c->routing.zipf_s, seed, d->chosen);
-    if (draw_init_weights(d, r->popularity))
-        goto out_free;
-    return 0;
-
-out_free:
-    draw_free(d);
-    return -ENOMEM;
-}
-
-/* top_k == experts: each token reaches every expert and every GPU of the group. */
-static void route_all(struct routing *r, int s, uint64_t tokens, bool dedup)
-{
-    int group = s / r->ep, per_gpu = r->experts / r->ep;
-    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)group * r->ep;
-    uint64_t *load = r->expert_tokens + (size_t)group * r->experts;
-
-    for (int g = 0; g < r->ep; g++)
-        row[g] += dedup ? tokens : tokens * (uint64_t)per_gpu;
-    for (int e = 0; e < r->experts; e++)
-        load[e] += tokens;
-}
-
-static void route_source(struct routing *r, struct draw *d, int s, uint64_t tokens,
-                         bool dedup, uint64_t seed)
-{
-    int group = s / r->ep, per_gpu = r->experts / r->ep;
-    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)group * r->ep;
-    uint64_t *load = r->expert_tokens + (size_t)group * r->experts;
-    struct rng rng;
-
-    rng_seed_stream(&rng, seed, (uint64_t)s);
-    memset(d->mark, 0, (size_t)d->experts * sizeof(*d->mark));
-    memset(d->gpu_mark, 0, (size_t)r->ep * sizeof(*d->gpu_mark));
-    for (uint64_t t = 0; t < tokens; t++) {
-        uint64_t stamp = t + 1;
-
-        if (d->weighted)
-            pick_weighted(d, &rng, stamp);
-        else
-            pick_uniform(d, &rng, stamp);
-        for (int k = 0; k < d->top_k; k++) {
-            int e = d->chosen[k], g = e / per_gpu;
-            load[e]++;
-            row[g] += !dedup || d->gpu_mark[g] != stamp;   /* no branch to mispredict */
-            d->gpu_mark[g] = stamp;
-        }
-    }
-}
-
-int routing_generate(struct routing *r, const struct config *c, uint64_t seed)
-{
-    struct draw d;
-    int gpus, rc;
-
-    memset(r, 0, sizeof(*r));
-    rc = check_config(c, &gpus);
-    if (rc)
-        return rc;
+    size_t groups = (size_t)(gpus / c->parallel.ep), experts = (size_t)c->model.experts;
     r->gpus = gpus;
     r->experts = c->model.experts;
     r->ep = c->parallel.ep;
     r->top_k = c->model.top_k;
+    r->gpus_per_node = c->cluster.gpus_per_node;
+    r->nslots = nslots;
     r->pair_tokens = calloc((size_t)gpus * gpus, sizeof(*r->pair_tokens));
-    r->expert_tokens = calloc((size_t)(gpus / r->ep) * r->experts, sizeof(*r->expert_tokens));
-    r->popularity = calloc((size_t)r->experts, sizeof(*r->popularity));
-    if (!r->pair_tokens || !r->expert_tokens || !r->popularity) {
-        rc = -ENOMEM;
-        goto out_free_routing;
-    }
-    rc = draw_init(&d, r, c, seed);
-    if (rc)
-        goto out_free_routing;
-    for (int s = 0; s < gpus; s++) {
-        uint64_t tokens = (uint64_t)c->routing.tokens_per_gpu;
-        if (r->top_k == r->experts)
-            route_all(r, s, tokens, c->routing.dedup);
-        else
-            route_source(r, &d, s, tokens, c->routing.dedup, seed);
-    }
-    draw_free(&d);
+    r->expert_demand = calloc(groups * experts, sizeof(*r->expert_demand));
+    r->expert_tokens = calloc(groups * experts, sizeof(*r->expert_tokens));
+    r->dropped = calloc(groups * experts, sizeof(*r->dropped));
+    r->src_demand = calloc((size_t)gpus * experts, sizeof(*r->src_demand));
+    r->slot_tokens = calloc(groups * (size_t)nslots, sizeof(*r->slot_tokens));
+    r->gpu_tokens = calloc((size_t)gpus, sizeof(*r->gpu_tokens));
+    r->popularity = calloc(experts, sizeof(*r->popularity));
+    if (!r->pair_tokens || !r->expert_demand || !r->expert_tokens || !r->dropped ||
+        !r->src_demand || !r->slot_tokens || !r->gpu_tokens || !r->popularity)
+        return -ENOMEM;
     return 0;
+}
 
-out_free_routing:
-    routing_free(r);
+/* The slot layout: the placement's, or contiguous (slot e holds expert e). */
+static int layout_init(struct run *u)
+{
+    const struct placement *p = u->in->pl;
+    int experts = u->r->experts;
+    if (p) {
+        u->per_gpu = p->slots_per_gpu;
+        u->slot_expert = p->slot_expert;
+        u->rep0 = p->replica0;
+        u->rep = p->replica_slot;
+        return 0;
+    }
+    u->own = malloc(((size_t)experts * 2 + 1) * sizeof(*u->own));
+    if (!u->own)
+        return -ENOMEM;
+    for (int e = 0; e < experts; e++) {
+        u->own[e] = e;                       /* slot_expert and replica_slot */
+        u->own[experts + e] = e;             /* replica0 */
+    }
+    u->own[2 * experts] = experts;
+    u->per_gpu = experts / u->r->ep;
+    u->slot_expert = u->rep = u->own;
+    u->rep0 = u->own + experts;
+    return 0;
+}
+
+static int scratch_init(struct run *u)
+{
+    int ep = u->r->ep, experts = u->r->experts, k = u->r->top_k;
+    u->gpu_node = calloc((size_t)ep, sizeof(*u->gpu_node));
+    u->built_node = calloc((size_t)ep, sizeof(*u->built_node));
+    u->node_first = calloc((size_t)ep + 1, sizeof(*u->node_first));
+    u->node_members = calloc((size_t)experts, sizeof(*u->node_members));
+    u->node_fill = calloc((size_t)ep, sizeof(*u->node_fill));
+    u->slot_gpu = calloc((size_t)u->r->nslots, sizeof(*u->slot_gpu));
+    u->expert_gpu = calloc((size_t)experts, sizeof(*u->expert_gpu));
+    u->chosen = calloc((size_t)k, sizeof(*u->chosen));
+    u->nodes = calloc((size_t)ep, sizeof(*u->nodes));
+    u->gpu_mark = calloc((size_t)ep, sizeof(*u->gpu_mark));
+    u->node_mark = calloc((size_t)ep, sizeof(*u->node_mark));
+    u->node_ok = calloc((size_t)ep, sizeof(*u->node_ok));
+    u->rep_next = calloc((size_t)experts, sizeof(*u->rep_next));
+    if (!u->gpu_node || !u->built_node || !u->node_first || !u->node_members ||
+        !u->node_fill || !u->chosen || !u->nodes || !u->gpu_mark || !u->node_mark ||
+        !u->node_ok || !u->rep_next || !u->slot_gpu || !u->expert_gpu)
+        return -ENOMEM;
+    for (int x = 0; x < u->r->nslots; x++)
+        u->slot_gpu[x] = x / u->per_gpu;
+    u->fast = !u->capped && !u->limited && u->r->nslots == experts;
+    for (int e = 0; e < experts; e++)
+        u->expert_gpu[e] = u->slot_gpu[u->rep[u->rep0[e]]];
+    if (u->capped) {
+        u->before = calloc((size_t)k * experts, sizeof(*u->before));
+        u->seen = calloc((size_t)k * experts, sizeof(*u->seen));
+        if (!u->before || !u->seen)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int gate_init(struct run *u)
+{
+    const struct config *c = u->c;
+    int rc = gating_popularity(u->r->popularity, c, u->in->layer, u->in->iteration,
+                               u->in->seed);
+    if (rc)
+        return rc;
+    struct gating_spec s = {
+        .experts = c->model.experts, .top_k = c->model.top_k,
+        .distribution = c->routing.distribution, .popularity = u->r->popularity,
+        .concentration = c->routing.concentration, .scoring = c->routing.scoring,
+        .bias = u->in->bias, .max_nodes = c->routing.max_nodes, .ordered = u->capped,
+    };
+    return gating_create(&u->gate, &s);
+}
+
+static void run_free(struct run *u)
+{
+    gating_free(u->gate);
+    free(u->own);
+    free(u->gpu_node);
+    free(u->built_node);
+    free(u->node_first);
+    free(u->node_members);
+    free(u->node_fill);
+    free(u->slot_gpu);
+    free(u->expert_gpu);
+    free(u->chosen);
+    free(u->nodes);
+    free(u->gpu_mark);
+    free(u->node_mark);
+    free(u->node_ok);
+    free(u->rep_next);
+    free(u->before);
+    free(u->seen);
+}
+
+/* The group's nodes: gpu_node[] and span; under a node limit, when they differ from the
+ * layout the gating has, each node's experts by home node (routing.h: expert e's home is
+ * GPU e * ep / E of the group) go to the gating, grouped by a counting sort. */
+static int group_nodes(struct run *u, int group)
+{
+    int ep = u->r->ep, gpn = u->r->gpus_per_node, lo = group * ep, experts = u->r->experts;
+    bool same = group > 0;
+    u->group = group;
+    for (int j = 0; j < ep; j++) {
+        u->gpu_node[j] = (lo + j) / gpn - lo / gpn;
+        same &= u->gpu_node[j] == u->built_node[j];
+    }
+    u->span = u->gpu_node[ep - 1] + 1;
+    if (!u->limited || same)
+        return 0;
+    memset(u->node_first, 0, ((size_t)u->span + 1) * sizeof(*u->node_first));
+    for (int e = 0; e < experts; e++)
+        u->node_first[u->gpu_node[(int64_t)e * ep / experts] + 1]++;
+    for (int n = 0; n < u->span; n++)
+        u->node_first[n + 1] += u->node_first[n];
+    for (int e = 0, n; e < experts; e++) {        /* node_fill: next free place per node */
+        n = u->gpu_node[(int64_t)e * ep / experts];
+        u->node_members[u->node_first[n] + u->node_fill[n]++] = e;
+    }
+    memset(u->node_fill, 0, (size_t)u->span * sizeof(*u->node_fill));
+    memcpy(u->built_node, u->gpu_node, (size_t)ep * sizeof(*u->gpu_node));
+    return gating_set_nodes(u->gate, u->span, u->node_first, u->node_members, NULL);
+}
+
+/* ---- emitting assignments ---- */
+
+/* Replica i of an expert (an index into rep) is on one of the token's nodes. */
+static bool replica_on_nodes(const struct run *u, int i)
+{
+    return u->node_ok[u->gpu_node[u->slot_gpu[u->rep[i]]]] == u->stamp;
+}
+
+/* The slot of a kept assignment of e from source s (routing.h, "Replicas"): among the
+ * replicas on the token's nodes when node-limited and there are some, else among all. */
+static int replica(struct run *u, int s, int e)
+{
+    int r0 = u->rep0[e], nr = u->rep0[e + 1] - r0, ok = 0;
+    if (nr == 1)
+        return u->rep[r0];
+    for (int i = r0; u->limited && i < r0 + nr; i++)
+        ok += replica_on_nodes(u, i);
+    bool any = ok == 0;
+    uint64_t want = ((uint64_t)s + u->rep_next[e]++) % (uint64_t)(any ? nr : ok);
+    for (int i = r0;; i++)
+        if ((any || replica_on_nodes(u, i)) && want-- == 0)
+            return u->rep[i];
+}
+
+/* Adds node nd to the token's nodes (mask for spans up to 64, stamps beyond); 1 if new. */
+static inline int node_reach(uint64_t *mask, uint64_t *mark, uint64_t stamp, int span, int nd)
+{
+    if (span <= 64) {
+        uint64_t bit = UINT64_C(1) << nd;
+        int fresh = !(*mask & bit);
+        *mask |= bit;
+        return fresh;
+    }
+    int fresh = mark[nd] != stamp;
+    mark[nd] = stamp;
+    return fresh;
+}
+
+/* A token on the fast path (dropless, one slot per expert, no node limit): per-source
+ * demand only; the group's demand, kept and slot counts follow from it (fast_totals).
+ * The hot loop of routing: what it reads of *u is copied to locals first, as the
+ * counter stores could alias it. */
+static void emit_fast(struct run *u, int s)
+{
+    struct routing *r = u->r;
+    const int k = r->top_k, span = u->span, *chosen = u->chosen;
+    const int *expert_gpu = u->expert_gpu, *gpu_node = u->gpu_node;
+    uint64_t *src = r->src_demand + (size_t)s * r->experts;
+    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *gpu_mark = u->gpu_mark;
+    const uint64_t stamp = ++u->stamp, dup = !u->dedup;
+    uint64_t mask = 0;
+    int reached = 0;
+
+    for (int j = 0; j < k; j++) {
+        int e = chosen[j], g = expert_gpu[e];
+        src[e]++;
+        row[g] += dup | (gpu_mark[g] != stamp);   /* no branch to mispredict */
+        gpu_mark[g] = stamp;
+        reached += node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+    }
+    u->kept += (uint64_t)k;
+    u->visits += (uint64_t)reached;
+    if (reached > u->visits_max)
+        u->visits_max = reached;
+}
+
+/* One token of source s (global id) with its picks in u->chosen (nnodes nodes in
+ * u->nodes when node-limited): capacity, replicas, every count. */
+static void emit_token(struct run *u, int s, int nnodes)
+{
+    struct routing *r = u->r;
+    const int n = r->experts, k = r->top_k, span = u->span, *chosen = u->chosen;
+    const int *slot_gpu = u->slot_gpu, *gpu_node = u->gpu_node;
+    size_t gE = (size_t)u->group * n;
+    uint64_t *demand = r->expert_demand + gE, *kept_e = r->expert_tokens + gE;
+    uint64_t *src = r->src_demand + (size_t)s * n;
+    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *slots = r->slot_tokens + (size_t)u->group * r->nslots;
+    uint64_t *gpu_mark = u->gpu_mark;
+    const uint64_t stamp = ++u->stamp, dup = !u->dedup, cap = u->cap;
+    uint64_t mask = 0;
+    int reached = 0, kept = 0;
+
+    for (int i = 0; i < nnodes; i++)
+        u->node_ok[u->nodes[i]] = stamp;
+    for (int j = 0; j < k; j++) {
+        int e = chosen[j];
+        demand[e]++;
+        src[e]++;
+        if (u->capped) {
+            size_t je = (size_t)j * n + e;
+            if (u->before[je] + u->seen[je]++ >= cap) {
+                r->dropped[gE + e]++;
+                continue;
+            }
+        }
+        kept++;
+        kept_e[e]++;
+        int x = replica(u, s, e), g = slot_gpu[x];
+        slots[x]++;
+        row[g] += dup | (gpu_mark[g] != stamp);
+        gpu_mark[g] = stamp;
+        reached += node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+    }
+    u->kept += (uint64_t)kept;
+    u->visits += (uint64_t)reached;
+    if (reached > u->visits_max)
+        u->visits_max = reached;
+}
+
+/* Source s's tokens: counted by choice rank (capacity's first pass) or emitted. */
+static void route_source(struct run *u, int s, bool count_only)
+{
+    struct rng rng;
+    int k = u->r->top_k;
+
+    rng_seed_stream(&rng, u->in->seed, token_stream(s, u->in->layer, u->in->iteration));
+    memset(u->rep_next, 0, (size_t)u->r->experts * sizeof(*u->rep_next));
+    for (uint64_t t = 0; t < u->tokens; t++) {
+        int nn = gating_pick(u->gate, &rng, u->chosen, u->nodes);
+        if (count_only) {
+            for (int j = 0; j < k; j++)
+                u->before[(size_t)j * u->r->experts + u->chosen[j]]++;
+            continue;
+        }
+        if (u->fast)
+            emit_fast(u, s);
+        else
+            emit_token(u, s, nn);
+    }
+    if (!count_only)
+        u->routed += u->tokens;
+}
+
+/* top_k == experts on the fast path: each token reaches every expert and every GPU
+ * and node of its group; counts in closed form, no draws. */
+static void route_all(struct run *u, int s)
+{
+    struct routing *r = u->r;
+    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t t = u->tokens;
+
+    for (int g = 0; g < r->ep; g++)
+        row[g] += u->dedup ? t : t * (uint64_t)u->per_gpu;
+    for (int e = 0; e < r->experts; e++)
+        r->src_demand[(size_t)s * r->experts + e] += t;
+    u->routed += t;
+    u->kept += t * (uint64_t)r->experts;
+    u->visits += t * (uint64_t)u->span;
+    if (t && u->span > u->visits_max)
+        u->visits_max = u->span;
+}
+
+/* The fast path's group counts from its sources' demand: nothing is dropped and expert
+ * e's one slot gets all of it. */
+static void fast_totals(struct run *u)
+{
+    struct routing *r = u->r;
+    size_t gE = (size_t)u->group * r->experts;
+    for (int s = u->group * r->ep; s < (u->group + 1) * r->ep; s++)
+        for (int e = 0; e < r->experts; e++)
+            r->expert_demand[gE + e] += r->src_demand[(size_t)s * r->experts + e];
+    for (int e = 0; e < r->experts; e++) {
+        r->expert_tokens[gE + e] = r->expert_demand[gE + e];
+        r->slot_tokens[(size_t)u->group * r->nslots + u->rep[u->rep0[e]]] =
+            r->expert_demand[gE + e];
+    }
+}
+
+/* C = floor(f * A / E) of the group, A its assignments (routing.h). */
+static uint64_t capacity_of(double f, uint64_t assignments, int experts)
+{
+    double c = floor(f * (double)assignments / experts);
+    return c >= 0x1p64 ? UINT64_MAX : (uint64_t)c;
+}
+
+/* before[j][e]: the group's demand of (rank j, expert e) -> of all ranks below j. */
+static void capacity_ranks(struct run *u)
+{
+    int n = u->r->experts;
+    for (int e = 0; e < n; e++) {
+        uint64_t below = 0;
+        for (int j = 0; j < u->r->top_k; j++) {
+            uint64_t here = u->before[(size_t)j * n + e];
+            u->before[(size_t)j * n + e] = below;
+            below += here;
+        }
+    }
+    memset(u->seen, 0, (size_t)u->r->top_k * n * sizeof(*u->seen));
+}
+
+static void route_group(struct run *u)
+{
+    int ep = u->r->ep, lo = u->group * ep;
+    bool all = u->fast && u->r->top_k == u->r->experts && !gating_scored(u->gate);
+    if (u->capped) {
+        memset(u->before, 0, (size_t)u->r->top_k * u->r->experts * sizeof(*u->before));
+        for (int s = lo; s < lo + ep; s++)
+            route_source(u, s, true);
+        capacity_ranks(u);
+        u->cap = capacity_of(u->c->balance.capacity_factor,
+                             (uint64_t)ep * u->tokens * (uint64_t)u->r->top_k, u->r->experts);
+    }
+    for (int s = lo; s < lo + ep; s++) {
+        if (all)
+            route_all(u, s);
+        else
+            route_source(u, s, false);
+    }
+    if (u->fast)
+        fast_totals(u);
+}
+
+/* ---- trace replay ---- */
+
+/* n kept assignments of e from source s over e's replicas, as the per-token rule. */
+static void trace_split(struct run *u, int s, int e, uint64_t n)
+{
+    struct routing *r = u->r;
+    int r0 = u->rep0[e], nr = u->rep0[e + 1] - r0;
+    uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    for (int i = 0; i < nr; i++) {
+        /* replica i gets the j < n with (s + j) mod nr = i */
+        uint64_t first = ((uint64_t)i + (uint64_t)nr - (uint64_t)s % (uint64_t)nr) % (uint64_t)nr;
+        uint64_t share = n > first ? (n - first + (uint64_t)nr - 1) / (uint64_t)nr : 0;
+        int x = u->rep[r0 + i];
+        r->slot_tokens[(size_t)u->group * r->nslots + x] += share;
+        row[x / u->per_gpu] += share;
+    }
+}
+
+static void trace_group(struct run *u)
+{
+    struct routing *r = u->r;
+    int ep = r->ep, lo = u->group * ep, n = r->experts;
+    size_t gE = (size_t)u->group * n;
+    uint64_t total = 0;
+    for (int s = lo; s < lo + ep; s++) {
+        const uint64_t *cnt = rtrace_at(u->in->trace, u->in->layer, u->in->iteration, s);
+        for (int e = 0; e < n; e++) {
+            r->expert_demand[gE + e] += cnt[e];
+            r->src_demand[(size_t)s * n + e] = cnt[e];
+            total += cnt[e];
+        }
+    }
+    uint64_t cap = u->capped ? capacity_of(u->c->balance.capacity_factor, total, n) : UINT64_MAX;
+    for (int s = lo; s < lo + ep; s++) {
+        const uint64_t *cnt = rtrace_at(u->in->trace, u->in->layer, u->in->iteration, s);
+        for (int e = 0; e < n; e++) {
+            uint64_t room = cap - r->expert_tokens[gE + e];
+            uint64_t keep = cnt[e] < room ? cnt[e] : room;
+            r->expert_tokens[gE + e] += keep;
+            r->dropped[gE + e] += cnt[e] - keep;
+            trace_split(u, s, e, keep);
+        }
+    }
+}
+
+/* popularity = each expert's share of the demand (uniform when there is none). */
+static void trace_popularity(struct routing *r)
+{
+    int groups = r->gpus / r->ep;
+    double total = 0;
+    for (int e = 0; e < r->experts; e++) {
+        double d = 0;
+        for (int g = 0; g < groups; g++)
+            d += (double)r->expert_demand[(size_t)g * r->experts + e];
+        r->popularity[e] = d;
+        total += d;
+    }
+    for (int e = 0; e < r->experts; e++)
+        r->popularity[e] = total > 0 ? r->popularity[e] / total : 1.0 / r->experts;
+}
+
+/* ---- summary ---- */
+
+static double max_over_mean(const uint64_t *v, size_t n)
+{
+    double sum = 0, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += (double)v[i];
+        max = (double)v[i] > max ? (double)v[i] : max;
+    }
+    return sum > 0 ? max / (sum / (double)n) : 0;
+}
+
+static int summarise(struct run *u, bool traced)
+{
+    struct routing *r = u->r;
+    size_t groups = (size_t)(r->gpus / r->ep), ge = groups * r->experts;
+    int nodes = r->gpus / r->gpus_per_node;
+    uint64_t demand = 0, dropped = 0;
+    for (size_t i = 0; i < ge; i++) {
+        demand += r->expert_demand[i];
+        dropped += r->dropped[i];
+    }
+    for (size_t g = 0; g < groups; g++)
+        for (int x = 0; x < r->nslots; x++)
+            r->gpu_tokens[g * r->ep + x / u->per_gpu] += r->slot_tokens[g * r->nslots + x];
+    uint64_t *node_tokens = calloc((size_t)nodes, sizeof(*node_tokens));
+    if (!node_tokens)
+        return -ENOMEM;
+    for (int s = 0; s < r->gpus; s++)
+        node_tokens[s / r->gpus_per_node] += r->gpu_tokens[s];
+    r->drop_rate = demand ? (double)dropped / (double)demand : 0;
+    r->expert_load_max_over_mean = max_over_mean(r->expert_demand, ge);
+    r->gpu_load_max_over_mean = max_over_mean(r->gpu_tokens, (size_t)r->gpus);
+    r->node_load_max_over_mean = max_over_mean(node_tokens, (size_t)nodes);
+    free(node_tokens);
+    if (traced) {
+        r->nodes_per_token = r->experts_per_node_per_token = NAN;
+        r->nodes_per_token_max = -1;
+        return 0;
+    }
+    r->nodes_per_token = u->routed ? (double)u->visits / (double)u->routed : 0;
+    r->experts_per_node_per_token = u->visits ? (double)u->kept / (double)u->visits : 0;
+    r->nodes_per_token_max = u->visits_max;
+    return 0;
+}
+
+/* ---- API ---- */
+
+static int run_groups(struct run *u, bool traced)
+{
+    int groups = u->r->gpus / u->r->ep, rc;
+    for (int g = 0; g < groups; g++) {
+        if ((rc = group_nodes(u, g)))
+            return rc;
+        if (traced)
+            trace_group(u);
+        else
+            route_group(u);
+    }
+    if (traced)
+        trace_popularity(u->r);
+    return summarise(u, traced);
+}
+
+int routing_run(struct routing *r, const struct routing_in *in)
+{
+    struct run u = { .in = in, .c = in->c, .r = r };
+    int gpus, rc;
+    bool traced = in->c->routing.distribution == DIST_TRACE;
+
+    memset(r, 0, sizeof(*r));
+    if ((rc = check_input(in, &gpus)))
+        return rc;
+    u.dedup = in->c->routing.dedup;
+    u.capped = in->c->balance.capacity_factor > 0;
+    u.limited = !traced && in->c->routing.max_nodes > 0;
+    u.tokens = (uint64_t)in->c->routing.tokens_per_gpu;
+    rc = result_alloc(r, in->c, gpus, in->pl ? in->pl->nslots : in->c->model.experts);
+    if (!rc)
+        rc = layout_init(&u);
+    if (!rc)
+        rc = scratch_init(&u);
+    if (!rc && !traced)
+        rc = gate_init(&u);
+    if (!rc)
+        rc = run_groups(&u, traced);
+    run_free(&u);
+    if (rc)
+        routing_free(r);
     return rc;
+}
+
+int routing_generate(struct routing *r, const struct config *c, uint64_t seed)
+{
+    struct routing_in in = { .c = c, .seed = seed };
+    return routing_run(r, &in);
+}
+
+void routing_bias_update(double *bias, const struct routing *r, double gamma)
+{
+    int groups = r->gpus / r->ep;
+    double total = 0;
+    for (size_t i = 0; i < (size_t)groups * r->experts; i++)
+        total += (double)r->expert_demand[i];
+    double mean = total / r->experts;
+    for (int e = 0; e < r->experts; e++) {
+        double load = 0;
+        for (int g = 0; g < groups; g++)
+            load += (double)r->expert_demand[(size_t)g * r->experts + e];
+        if (load > mean)
+            bias[e] -= gamma;
+        else if (load < mean)
+            bias[e] += gamma;
+    }
 }
 
 void routing_free(struct routing *r)
 {
     free(r->pair_tokens);
+    free(r->expert_demand);
     free(r->expert_tokens);
+    free(r->dropped);
+    free(r->src_demand);
+    free(r->slot_tokens);
+    free(r->gpu_tokens);
     free(r->popularity);
     memset(r, 0, sizeof(*r));
 }

@@ -11,10 +11,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "cu_run.h"
+#include "gating.h"
+#include "placement.h"
 #include "routing.h"
+#include "rtrace.h"
+#include "sample_oracle.h"
+#include "traffic.h"
 
 static struct config make_config(int nodes, int gpus_per_node, int experts, int top_k, int ep,
                                  int64_t tokens, enum dist_kind dist, double zipf_s, bool dedup)
@@ -212,41 +218,6 @@ static void test_zipf_top1_frequencies(void)
     routing_free(&r);
 }
 
-/* Oracle for successive weighted draws without replacement, by exact enumeration
- * over subsets: P(first |S| picks are S) satisfies P({}) = 1 and
- * P(S + e) += P(S) p_e / (1 - p(S)); then P(e among the K) = sum of P(S) over
- * |S| = K, e in S. E <= 12. */
-static void inclusion_oracle(const double *p, int experts, int k, double *incl)
-{
-    size_t n = (size_t)1 << experts;
-    double *prob = calloc(n, sizeof(*prob));
-
-    CU_ASSERT_PTR_NOT_NULL_FATAL(prob);
-    prob[0] = 1;
-    memset(incl, 0, (size_t)experts * sizeof(*incl));
-    for (size_t set = 0; set < n; set++) {
-        double mass = 0;
-        int size = 0;
-        for (size_t b = set; b; b &= b - 1)
-            size++;
-        if (prob[set] == 0)
-            continue;
-        if (size == k) {
-            for (int e = 0; e < experts; e++)
-                if (set >> e & 1)
-                    incl[e] += prob[set];
-            continue;
-        }
-        for (int e = 0; e < experts; e++)
-            if (set >> e & 1)
-                mass += p[e];
-        for (int e = 0; e < experts; e++)
-            if (!(set >> e & 1))
-                prob[set | (size_t)1 << e] += prob[set] * p[e] / (1 - mass);
-    }
-    free(prob);
-}
-
 /* top_k > 1 under Zipf, against the enumeration oracle: expert e's load is
  * Binomial(T, P(e among the K)), within 5 sigma, T = 100000 on one GPU.
  * Cases cover both draw paths of routing.c: E = 3, K = 2, s = 3 (the top expert
@@ -411,6 +382,416 @@ static void test_bad_config(void)
     }
 }
 
+/* ---- routing_run: capacity, node limit, placement, trace, metrics ---- */
+
+static uint64_t sum_u64(const uint64_t *v, size_t n)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i];
+    return s;
+}
+
+/* log P(L = l) for L ~ Binomial(n, q), by lgamma: exact up to rounding for any n. */
+static double log_binom_pmf(int n, int l, double q)
+{
+    return lgamma(n + 1.0) - lgamma(l + 1.0) - lgamma(n - l + 1.0) + l * log(q) +
+           (n - l) * log1p(-q);
+}
+
+/* Uniform routing with capacity: a token's top-k set is a uniform k-subset, so expert e's
+ * demand in a group of N tokens is Binomial(N, k/E), and the expected drop rate is
+ * E * E[max(0, L - C)] / (N k) with C = floor(f N k / E) (routing.h), summed here over the
+ * binomial pmf. 128 nodes x 8 GPUs, ep 4 (256 groups), E = 16, top-2, 25 tokens per GPU:
+ * N = 100, mean load 12.5, sd 3.3, so every f below drops a different share: C = 6, 12,
+ * 15, 25 for f = 0.5, 1, 1.25, 2 (expected 52.1%, 12.5%, 3.6%, 0.002%). Over the 4096
+ * (group, expert) loads the simulated rate has sd below 0.3%; it must be within 1%. */
+static void test_capacity_drop_rate(void)
+{
+    const double factors[] = { 0.5, 1.0, 1.25, 2.0 };
+    const int experts = 16, k = 2, n = 4 * 25;
+    for (int i = 0; i < 4; i++) {
+        struct config c = make_config(128, 8, experts, k, 4, 25, DIST_UNIFORM, 0, true);
+        c.balance.capacity_factor = factors[i];
+        uint64_t cap = (uint64_t)floor(factors[i] * n * k / experts);
+        double excess = 0;
+        for (int l = (int)cap + 1; l <= n; l++)
+            excess += (l - (double)cap) * exp(log_binom_pmf(n, l, (double)k / experts));
+        double want = experts * excess / ((double)n * k);
+        struct routing r;
+        CU_ASSERT_EQUAL_FATAL(routing_generate(&r, &c, 3 + i), 0);
+        size_t ge = (size_t)(r.gpus / r.ep) * r.experts;
+        double got = (double)sum_u64(r.dropped, ge) / (double)sum_u64(r.expert_demand, ge);
+        CU_ASSERT_DOUBLE_EQUAL(got, want, 0.01);
+        CU_ASSERT_DOUBLE_EQUAL(r.drop_rate, got, 1e-15);
+        for (size_t x = 0; x < ge; x++) {
+            CU_ASSERT(r.expert_tokens[x] <= cap);
+            CU_ASSERT_EQUAL(r.expert_tokens[x] + r.dropped[x], r.expert_demand[x]);
+        }
+        routing_free(&r);
+    }
+}
+
+/* Priority by source GPU: one expert per GPU (E = ep = 4), top-2, 1000 tokens per GPU, a
+ * bias of +10 makes expert 0 every token's first choice. A = 4 * 1000 * 2 = 8000, f = 1:
+ * C = 2000, so expert 0 keeps sources 0 and 1 whole and drops sources 2 and 3 (2000).
+ * The second choices spread over experts 1-3, about 1333 each: none dropped. Without dedup
+ * pair_tokens[s][0] is what s keeps at expert 0: 1000, 1000, 0, 0. */
+static void test_capacity_source_order(void)
+{
+    struct config c = make_config(1, 4, 4, 2, 4, 1000, DIST_UNIFORM, 0, false);
+    double bias[4] = { 10, 0, 0, 0 };
+    c.balance.capacity_factor = 1.0;
+    struct routing r;
+    struct routing_in in = { .c = &c, .bias = bias, .seed = 7 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.expert_demand[0], 4000);
+    CU_ASSERT_EQUAL(r.expert_tokens[0], 2000);
+    CU_ASSERT_EQUAL(r.dropped[0], 2000);
+    for (int e = 1; e < 4; e++)
+        CU_ASSERT_EQUAL(r.dropped[e], 0);
+    CU_ASSERT_EQUAL(pair(&r, 0, 0), 1000);
+    CU_ASSERT_EQUAL(pair(&r, 1, 0), 1000);
+    CU_ASSERT_EQUAL(pair(&r, 2, 0), 0);
+    CU_ASSERT_EQUAL(pair(&r, 3, 0), 0);
+    CU_ASSERT_DOUBLE_EQUAL(r.drop_rate, 2000.0 / 8000, 1e-15);
+    routing_free(&r);
+}
+
+/* Priority by choice rank (GShard): E = ep = 4, top-2, uniform, T = 10000 tokens per GPU,
+ * f = 0.5: C = 10000, the mean number of first choices per expert (Binomial(40000, 1/4),
+ * sd 87). First choices are kept before second ones, so each source keeps about its own
+ * first choices at each expert, T/4 = 2500, off by at most the excess of first choices
+ * over C (5 sd = 433) either way. Keeping by token order instead would let sources 0 and 1
+ * keep 5000 each and sources 2 and 3 nothing. So every |kept - 2500| < T/8 = 1250. */
+static void test_capacity_rank_order(void)
+{
+    struct config c = make_config(1, 4, 4, 2, 4, 10000, DIST_UNIFORM, 0, false);
+    c.balance.capacity_factor = 0.5;
+    struct routing r;
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&r, &c, 11), 0);
+    for (int s = 0; s < 4; s++)
+        for (int d = 0; d < 4; d++)
+            CU_ASSERT(fabs((double)pair(&r, s, d) - 2500) < 1250);
+    routing_free(&r);
+}
+
+/* Zipf draws come in priority order already (no extra draws with capacity), so a capacity
+ * no expert reaches (f = 1e6: C = 1e6 N k / E) gives the dropless counts exactly. */
+static void test_capacity_unreached(void)
+{
+    struct config c = make_config(2, 4, 16, 4, 8, 1000, DIST_ZIPF, 1.2, true);
+    struct routing a, b;
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&a, &c, 13), 0);
+    c.balance.capacity_factor = 1e6;
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&b, &c, 13), 0);
+    CU_ASSERT_TRUE(same_routing(&a, &b));
+    CU_ASSERT_EQUAL(b.drop_rate, 0.0);
+    routing_free(&a);
+    routing_free(&b);
+}
+
+/* Node limit M = 2 on 4 nodes of 4 GPUs (ep 16, E = 32, top-4, sigmoid): no token reaches
+ * more than 2 nodes (mean and maximum), and experts per node per token = 4 / nodes per
+ * token (kept / node visits, dropless). M = 4 = every node of the group picks exactly what
+ * the unlimited router picks on the same streams (zero bias: the scored path both times). */
+static void test_node_limited_run(void)
+{
+    struct config c = make_config(4, 4, 32, 4, 16, 2000, DIST_ZIPF, 0.8, true);
+    double zero[32] = { 0 };
+    c.routing.scoring = SCORE_SIGMOID;
+    c.routing.max_nodes = 2;
+    struct routing r, all, free_r;
+    struct routing_in in = { .c = &c, .seed = 17 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT(r.nodes_per_token <= 2.0 && r.nodes_per_token > 1.0);
+    CU_ASSERT_EQUAL(r.nodes_per_token_max, 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.experts_per_node_per_token, 4 / r.nodes_per_token, 1e-12);
+    c.routing.max_nodes = 4;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&all, &in), 0);
+    c.routing.max_nodes = 0;
+    in.bias = zero;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&free_r, &in), 0);
+    CU_ASSERT_TRUE(same_routing(&all, &free_r));
+    CU_ASSERT(free_r.nodes_per_token_max > 2);
+    routing_free(&r);
+    routing_free(&all);
+    routing_free(&free_r);
+}
+
+/* Share of replica i (of nr) of the n kept assignments from source s: the j < n with
+ * (s + j) mod nr = i (routing.h, "Replicas"). */
+static uint64_t replica_share(uint64_t n, int s, int i, int nr)
+{
+    uint64_t hits = 0;
+    for (uint64_t j = 0; j < n; j++)
+        hits += (uint64_t)((s + j) % (uint64_t)nr) == (uint64_t)i;
+    return hits;
+}
+
+/* A hand-made map (ep 2, 3 slots per GPU): GPU 0 holds experts 0, 1, 2 and GPU 1 holds
+ * 3, 0, 1, so experts 0 and 1 have replicas on both GPUs (slots 0 and 4, 1 and 5). 2 nodes
+ * of 2 GPUs (two groups), E = 4, top-2, 1001 tokens per GPU, no dedup. The slot and pair
+ * counts follow from each source's demand by the split rule, counted here token by token;
+ * gpu_tokens add up to every kept assignment, 4 * 1001 * 2. */
+static void test_replicas_split(void)
+{
+    int slot_expert[] = { 0, 1, 2, 3, 0, 1 }, replica0[] = { 0, 2, 4, 5, 6 };
+    int replica_slot[] = { 0, 4, 1, 5, 2, 3 };
+    struct placement pl = { .experts = 4, .ep = 2, .gpus_per_node = 2, .slots_per_gpu = 3,
+                            .nslots = 6, .slot_expert = slot_expert, .replica0 = replica0,
+                            .replica_slot = replica_slot };
+    struct config c = make_config(2, 2, 4, 2, 2, 1001, DIST_UNIFORM, 0, false);
+    struct routing r;
+    struct routing_in in = { .c = &c, .pl = &pl, .seed = 19 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.nslots, 6);
+    for (int g = 0; g < 2; g++) {
+        uint64_t slots[6] = { 0 };
+        for (int s = 2 * g; s < 2 * g + 2; s++) {
+            uint64_t to[2] = { 0 };
+            for (int e = 0; e < 4; e++) {
+                int nr = replica0[e + 1] - replica0[e];
+                for (int i = 0; i < nr; i++) {
+                    int x = replica_slot[replica0[e] + i];
+                    uint64_t n = replica_share(r.src_demand[(size_t)s * 4 + e], s, i, nr);
+                    slots[x] += n;
+                    to[x / 3] += n;
+                }
+            }
+            CU_ASSERT_EQUAL(pair(&r, s, 2 * g), to[0]);
+            CU_ASSERT_EQUAL(pair(&r, s, 2 * g + 1), to[1]);
+        }
+        CU_ASSERT_EQUAL(memcmp(r.slot_tokens + 6 * g, slots, sizeof(slots)), 0);
+    }
+    CU_ASSERT_EQUAL(sum_u64(r.gpu_tokens, 4), 4 * 1001 * 2);
+    CU_ASSERT_EQUAL(r.gpu_tokens[1], r.slot_tokens[3] + r.slot_tokens[4] + r.slot_tokens[5]);
+    routing_free(&r);
+    pl.experts = 5;                              /* does not match the model */
+    CU_ASSERT_EQUAL(routing_run(&r, &in), -EINVAL);
+}
+
+/* Node limit with replicas (routing.h): experts are grouped by home node (GPU e * ep / E:
+ * experts 0, 1 on node 0 and 2, 3 on node 1 of 2 nodes of 2 GPUs, ep 4, 2 slots per GPU),
+ * whatever the placement; top-2 of M = 1 node (q = 2), uniform, 2000 tokens per GPU.
+ * A: replicas stay home (GPU 0 {0,1}, 1 {1,0}, 2 {2,3}, 3 {3,2}): every token reaches one
+ * node, and expert 0's kept assignments alternate between its slots 0 and 3 by the split
+ * rule (both on the token's node). D: expert 0 lives only on node 1 and expert 1 only on
+ * node 0 (GPU 0 {1,2}, 1 {1,3}, 2 {0,2}, 3 {0,3}): a token whose node is 0 takes experts 0
+ * and 1, and expert 0 has no replica on node 0, so any replica serves: 2 nodes. A token
+ * whose node is 1 stays there. The two nodes win equally often (the rule is symmetric), so
+ * nodes per token = 1 + Binomial(8000, 1/2) / 8000, within 5 sigma = 0.028. */
+static void test_node_limit_replicas(void)
+{
+    int home[] = { 0, 1, 1, 0, 2, 3, 3, 2 }, home_r0[] = { 0, 2, 4, 6, 8 };
+    int home_rs[] = { 0, 3, 1, 2, 4, 7, 5, 6 };
+    int away[] = { 1, 2, 1, 3, 0, 2, 0, 3 }, away_r0[] = { 0, 2, 4, 6, 8 };
+    int away_rs[] = { 4, 6, 0, 2, 1, 5, 3, 7 };
+    struct placement a = { .experts = 4, .ep = 4, .gpus_per_node = 2, .slots_per_gpu = 2,
+                           .nslots = 8, .slot_expert = home, .replica0 = home_r0,
+                           .replica_slot = home_rs };
+    struct placement d = a;
+    d.slot_expert = away;
+    d.replica0 = away_r0;
+    d.replica_slot = away_rs;
+    struct config c = make_config(2, 2, 4, 2, 4, 2000, DIST_UNIFORM, 0, true);
+    c.routing.max_nodes = 1;
+    struct routing r;
+    struct routing_in in = { .c = &c, .pl = &a, .seed = 37 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.nodes_per_token, 1.0);
+    CU_ASSERT_EQUAL(r.nodes_per_token_max, 1);
+    uint64_t slot0 = 0, slot3 = 0;
+    for (int s = 0; s < 4; s++) {
+        slot0 += replica_share(r.src_demand[(size_t)s * 4], s, 0, 2);
+        slot3 += replica_share(r.src_demand[(size_t)s * 4], s, 1, 2);
+    }
+    CU_ASSERT_EQUAL(r.slot_tokens[0], slot0);
+    CU_ASSERT_EQUAL(r.slot_tokens[3], slot3);
+    routing_free(&r);
+    in.pl = &d;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.nodes_per_token_max, 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.nodes_per_token, 1.5, 5 * sqrt(0.25 / 8000));
+    routing_free(&r);
+}
+
+/* Writes t to a fresh temporary file, its name into path[32]. */
+static int write_trace(char *path, const struct rtrace *t)
+{
+    strcpy(path, "/tmp/test_routing_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -errno;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return -errno;
+    }
+    int rc = rtrace_write(f, t);
+    return fclose(f) || rc ? -EIO : 0;
+}
+
+/* Trace replay: the per-source demand of a routing run (zipf, no dedup), written as a trace
+ * and read back, replays to the same pair counts and so to byte-identical dispatch and
+ * combine matrices (traffic_moe). A trace has no per-token sets: the token metrics are NaN. */
+static void test_trace_roundtrip(void)
+{
+    struct config c = make_config(2, 4, 16, 4, 8, 500, DIST_ZIPF, 1.2, false);
+    struct routing r, back;
+    struct rtrace t, loaded;
+    struct rtrace_err err;
+    char path[32];
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&r, &c, 23), 0);
+    CU_ASSERT_EQUAL_FATAL(rtrace_create(&t, 1, 1, 8, 16), 0);
+    memcpy(t.tokens, r.src_demand, 8 * 16 * sizeof(*t.tokens));
+    CU_ASSERT_EQUAL_FATAL(write_trace(path, &t), 0);
+    CU_ASSERT_EQUAL_FATAL(rtrace_load(&loaded, path, 8, 16, &err), 0);
+    remove(path);
+    c.routing.distribution = DIST_TRACE;
+    struct routing_in in = { .c = &c, .seed = 99, .trace = &loaded };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&back, &in), 0);
+    CU_ASSERT_EQUAL(memcmp(r.pair_tokens, back.pair_tokens, 64 * sizeof(uint64_t)), 0);
+    CU_ASSERT_EQUAL(memcmp(r.expert_tokens, back.expert_tokens, 16 * sizeof(uint64_t)), 0);
+    CU_ASSERT(isnan(back.nodes_per_token) && isnan(back.experts_per_node_per_token));
+    CU_ASSERT_EQUAL(back.nodes_per_token_max, -1);
+    struct traffic d1, c1, d2, c2;
+    c.model.hidden = 1024;
+    CU_ASSERT_EQUAL_FATAL(traffic_moe(&d1, &c1, &r, &c), 0);
+    CU_ASSERT_EQUAL_FATAL(traffic_moe(&d2, &c2, &back, &c), 0);
+    CU_ASSERT_EQUAL(memcmp(d1.bytes, d2.bytes, 64 * sizeof(uint64_t)), 0);
+    CU_ASSERT_EQUAL(memcmp(c1.bytes, c2.bytes, 64 * sizeof(uint64_t)), 0);
+    traffic_free(&d1);
+    traffic_free(&c1);
+    traffic_free(&d2);
+    traffic_free(&c2);
+    routing_free(&r);
+    routing_free(&back);
+    rtrace_free(&t);
+    rtrace_free(&loaded);
+}
+
+/* Capacity on a trace, by hand: 2 GPUs (one group), E = 2, top-1; source 0 sent 6 to
+ * expert 0 and 2 to expert 1, source 1 sent 4 to expert 0. A = 12, f = 1: C = 6. Expert 0
+ * keeps source 0's 6 and drops source 1's 4; expert 1 keeps 2. A missing trace, a node
+ * limit, or a (layer, iteration) the trace lacks is -EINVAL. */
+static void test_trace_capacity(void)
+{
+    struct config c = make_config(1, 2, 2, 1, 2, 0, DIST_TRACE, 0, true);
+    struct rtrace t;
+    struct routing r;
+    c.balance.capacity_factor = 1.0;
+    CU_ASSERT_EQUAL_FATAL(rtrace_create(&t, 1, 1, 2, 2), 0);
+    rtrace_at(&t, 0, 0, 0)[0] = 6;
+    rtrace_at(&t, 0, 0, 0)[1] = 2;
+    rtrace_at(&t, 0, 0, 1)[0] = 4;
+    struct routing_in in = { .c = &c, .trace = &t };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.expert_tokens[0], 6);
+    CU_ASSERT_EQUAL(r.dropped[0], 4);
+    CU_ASSERT_EQUAL(r.expert_tokens[1], 2);
+    CU_ASSERT_EQUAL(pair(&r, 0, 0), 6);
+    CU_ASSERT_EQUAL(pair(&r, 0, 1), 2);
+    CU_ASSERT_EQUAL(pair(&r, 1, 0), 0);
+    CU_ASSERT_EQUAL(pair(&r, 1, 1), 0);
+    CU_ASSERT_DOUBLE_EQUAL(r.drop_rate, 4.0 / 12, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.popularity[0], 10.0 / 12, 1e-15);
+    routing_free(&r);
+    in.iteration = 1;
+    CU_ASSERT_EQUAL(routing_run(&r, &in), -EINVAL);
+    in.iteration = 0;
+    c.routing.max_nodes = 1;
+    CU_ASSERT_EQUAL(routing_run(&r, &in), -EINVAL);
+    c.routing.max_nodes = 0;
+    in.trace = NULL;
+    CU_ASSERT_EQUAL(routing_run(&r, &in), -EINVAL);
+    rtrace_free(&t);
+}
+
+/* The metrics by hand: 2 nodes of 2 GPUs, ep 4, one expert per GPU, top-2, 100 tokens per
+ * GPU; biases of +10 send every token to experts 0 (GPU 0, node 0) and 2 (GPU 2, node 1).
+ * Demand per expert 400, 0, 400, 0 (mean 200): expert and GPU max/mean 2; nodes 400 and
+ * 400: 1; every token reaches 2 nodes with 1 expert on each; nothing dropped. */
+static void test_metrics_by_hand(void)
+{
+    struct config c = make_config(2, 2, 4, 2, 4, 100, DIST_UNIFORM, 0, true);
+    double bias[4] = { 10, 0, 10, 0 };
+    struct routing r;
+    struct routing_in in = { .c = &c, .bias = bias, .seed = 29 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&r, &in), 0);
+    CU_ASSERT_EQUAL(r.gpu_tokens[0], 400);
+    CU_ASSERT_EQUAL(r.gpu_tokens[1], 0);
+    CU_ASSERT_EQUAL(r.gpu_tokens[2], 400);
+    CU_ASSERT_DOUBLE_EQUAL(r.expert_load_max_over_mean, 2.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.gpu_load_max_over_mean, 2.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.node_load_max_over_mean, 1.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.nodes_per_token, 2.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.experts_per_node_per_token, 1.0, 1e-15);
+    CU_ASSERT_EQUAL(r.nodes_per_token_max, 2);
+    CU_ASSERT_EQUAL(r.drop_rate, 0.0);
+    for (int s = 0; s < 4; s++) {
+        CU_ASSERT_EQUAL(pair(&r, s, 0), 100);
+        CU_ASSERT_EQUAL(pair(&r, s, 2), 100);
+    }
+    routing_free(&r);
+}
+
+/* Streams: layer 0, iteration 0 is routing_generate; another iteration or layer draws
+ * other tokens (8 x 8 pair sums agreeing by chance: negligible); the same inputs on the
+ * scored and capacity paths give the same result. */
+static void test_run_streams(void)
+{
+    struct config c = make_config(2, 4, 32, 4, 8, 1000, DIST_ZIPF, 1.2, true);
+    struct routing a, b, it1, l1;
+    struct routing_in in = { .c = &c, .seed = 31 };
+    CU_ASSERT_EQUAL_FATAL(routing_generate(&a, &c, 31), 0);
+    CU_ASSERT_EQUAL_FATAL(routing_run(&b, &in), 0);
+    CU_ASSERT_TRUE(same_routing(&a, &b));
+    in.iteration = 1;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&it1, &in), 0);
+    in.iteration = 0;
+    in.layer = 1;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&l1, &in), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(a.pair_tokens, it1.pair_tokens, 64 * sizeof(uint64_t)), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(a.pair_tokens, l1.pair_tokens, 64 * sizeof(uint64_t)), 0);
+    CU_ASSERT_EQUAL(memcmp(a.popularity, l1.popularity, 32 * sizeof(double)), 0);
+    routing_free(&a);
+    routing_free(&b);
+    routing_free(&it1);
+    routing_free(&l1);
+    in.layer = GATING_INDEX_MAX;
+    CU_ASSERT_EQUAL(routing_run(&a, &in), -EINVAL);
+
+    double bias[32] = { 0 };
+    bias[3] = 0.05;
+    c.routing.scoring = SCORE_SIGMOID;
+    c.routing.max_nodes = 1;
+    c.balance.capacity_factor = 1.1;
+    in.layer = 0;
+    in.bias = bias;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&a, &in), 0);
+    CU_ASSERT_EQUAL_FATAL(routing_run(&b, &in), 0);
+    CU_ASSERT_TRUE(same_routing(&a, &b));
+    CU_ASSERT_EQUAL(memcmp(a.dropped, b.dropped, 32 * sizeof(uint64_t)), 0);
+    CU_ASSERT_EQUAL(memcmp(a.slot_tokens, b.slot_tokens, 32 * sizeof(uint64_t)), 0);
+    routing_free(&a);
+    routing_free(&b);
+}
+
+/* DeepSeek-V3's update by hand: demand 5, 1, 3, 3 over two groups (mean 3): the
+ * overloaded expert 0 loses gamma, the underloaded expert 1 gains it, 2 and 3 stay. */
+static void test_bias_update(void)
+{
+    uint64_t demand[8] = { 2, 1, 1, 2, 3, 0, 2, 1 };
+    struct routing r = { .gpus = 4, .ep = 2, .experts = 4, .expert_demand = demand };
+    double bias[4] = { 0.5, 0.5, 0.5, 0.5 };
+    routing_bias_update(bias, &r, 0.001);
+    CU_ASSERT_DOUBLE_EQUAL(bias[0], 0.499, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(bias[1], 0.501, 1e-15);
+    CU_ASSERT_EQUAL(bias[2], 0.5);
+    CU_ASSERT_EQUAL(bias[3], 0.5);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -427,6 +808,18 @@ int main(void)
         {"top_k == experts", test_all_experts},
         {"zero tokens", test_zero_tokens},
         {"bad config is -EINVAL", test_bad_config},
+        {"capacity: drop rate vs the binomial law", test_capacity_drop_rate},
+        {"capacity: priority by source GPU", test_capacity_source_order},
+        {"capacity: first choices before second", test_capacity_rank_order},
+        {"capacity nobody reaches = dropless", test_capacity_unreached},
+        {"node-limited routing", test_node_limited_run},
+        {"replicas split evenly", test_replicas_split},
+        {"node limit with replicas: home nodes", test_node_limit_replicas},
+        {"trace round trip", test_trace_roundtrip},
+        {"trace with capacity by hand", test_trace_capacity},
+        {"metrics by hand", test_metrics_by_hand},
+        {"streams per layer and iteration", test_run_streams},
+        {"aux-loss-free bias update", test_bias_update},
     };
     return cu_run("routing", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
