@@ -12,8 +12,10 @@
 #include "config.h"
 #include "matrix.h"
 #include "ofile.h"
+#include "placement.h"
 #include "report.h"
 #include "routing.h"
+#include "rtrace.h"
 #include "step.h"
 #include "steprep.h"
 #include "timeline.h"
@@ -150,9 +152,92 @@ static void traffic_failed(const char *what, int e, int gpus)
     fprintf(stderr, "\n");
 }
 
-/* The collective(s) of this run: dispatch + combine, or one. 0, or 2 with the message
- * printed (bad input), or 1 (runtime failure). */
-static int build_traffic(const struct config *c, uint64_t seed, struct traffic *m, int *nm)
+static enum placement_kind placement_of(enum place_kind k)
+{
+    switch (k) {
+    case PLACE_ROUND_ROBIN: return PLACEMENT_ROUND_ROBIN;
+    case PLACE_EPLB:        return PLACEMENT_EPLB;
+    case PLACE_EPLB_GLOBAL: return PLACEMENT_EPLB_GLOBAL;
+    default:                return PLACEMENT_CONTIGUOUS;
+    }
+}
+
+/* [balance] placement: contiguous is routing's own layout (no map). The eplb kinds balance
+ * the per-expert demand, summed over the EP groups, of a first routing pass of this very
+ * layer and seed on the contiguous layout: EPLB sees the loads it is judged on, the most
+ * a placement from past statistics could achieve. 0, or 1 (reported). */
+static int build_placement(const struct config *c, const struct routing_in *in,
+                           struct placement *pl)
+{
+    enum placement_kind kind = placement_of(c->balance.placement);
+    int experts = c->model.experts, e;
+    double *load = NULL;
+    if (kind == PLACEMENT_EPLB || kind == PLACEMENT_EPLB_GLOBAL) {
+        struct routing first;
+        if ((e = routing_run(&first, in))) {
+            traffic_failed("routing", e, config_gpus(c));
+            return 1;
+        }
+        load = calloc((size_t)experts, sizeof(*load));
+        for (int g = 0; load && g < first.gpus / first.ep; g++)
+            for (int x = 0; x < experts; x++)
+                load[x] += (double)first.expert_demand[(size_t)g * experts + x];
+        routing_free(&first);
+        if (!load) {
+            fprintf(stderr, "moesim run: placement: %s\n", strerror(ENOMEM));
+            return 1;
+        }
+    }
+    e = placement_create(pl, kind, experts, c->parallel.ep, c->cluster.gpus_per_node,
+                         c->balance.redundant_experts, load);
+    free(load);
+    if (e)
+        fprintf(stderr, "moesim run: placement %s: %s\n", config_place_name(c->balance.placement),
+                strerror(-e));
+    return e ? 1 : 0;
+}
+
+/* The MoE layer's routing (layer 0, iteration 0; routing.h) into *r: the trace of
+ * routing.trace when the distribution is trace, the placement of [balance]. 0, or 2 with
+ * the message printed (bad input), or 1 (runtime failure). */
+static int route_layer(const struct config *c, uint64_t seed, struct routing *r)
+{
+    struct rtrace tr = { 0 };
+    struct placement pl = { 0 };
+    struct routing_in in = { .c = c, .seed = seed };
+    int g = config_gpus(c), e, rc = 1;
+    if (c->routing.distribution == DIST_TRACE) {
+        struct rtrace_err err;
+        e = rtrace_load(&tr, c->routing.trace, g, c->model.experts, &err);
+        if (e == -EINVAL) {
+            fprintf(stderr, "%s: routing.trace: %s\n", c->routing.trace_src.where, err.msg);
+            return 2;
+        }
+        if (e) {
+            fprintf(stderr, "moesim run: %s\n", err.msg);
+            return 1;
+        }
+        in.trace = &tr;
+    }
+    if (c->balance.placement != PLACE_CONTIGUOUS) {
+        if (build_placement(c, &in, &pl))
+            goto out;
+        in.pl = &pl;
+    }
+    if ((e = routing_run(r, &in)))
+        traffic_failed("routing", e, g);
+    rc = e ? 1 : 0;
+out:
+    placement_free(&pl);
+    rtrace_free(&tr);
+    return rc;
+}
+
+/* The collective(s) of this run: dispatch + combine, or one; a MoE layer's routing stays
+ * in *rt for the report. 0, or 2 with the message printed (bad input), or 1 (runtime
+ * failure). */
+static int build_traffic(const struct config *c, uint64_t seed, struct traffic *m, int *nm,
+                         struct routing *rt)
 {
     int g = config_gpus(c), e;
     if (c->traffic.pattern == PATTERN_ALLTOALL) {
@@ -174,14 +259,10 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
             fprintf(stderr, "moesim run: %s: %s\n", c->traffic.matrix, strerror(-e));
         return e ? 1 : 0;
     }
-    struct routing r;
     *nm = c->traffic.combine ? 2 : 1;
-    if ((e = routing_generate(&r, c, seed))) {
-        traffic_failed("routing", e, g);
-        return 1;
-    }
-    e = traffic_moe(&m[0], &m[1], &r, c);
-    routing_free(&r);
+    if ((e = route_layer(c, seed, rt)))
+        return e;
+    e = traffic_moe(&m[0], &m[1], rt, c);
     if (e)
         traffic_failed("traffic", e, g);
     return e ? 1 : 0;
@@ -267,15 +348,17 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
     struct topo *t = NULL;
     struct traffic m[2];
     struct a2a_result res[2];
+    struct routing rt;
     int nm = 0, rc = 1;
     memset(m, 0, sizeof(m));
     memset(res, 0, sizeof(res));
+    memset(&rt, 0, sizeof(rt));
     int e = topo_create(&t, &c->cluster);
     if (e) {
         fprintf(stderr, "moesim run: topology: %s\n", strerror(-e));
         goto out;
     }
-    if ((rc = build_traffic(c, o->seed, m, &nm)))
+    if ((rc = build_traffic(c, o->seed, m, &nm, &rt)))
         goto out;
     rc = 1;
     double t0 = 0;
@@ -288,6 +371,7 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
         t0 += res[p].time_s;
     }
     struct report r = { .cfg = c, .topo = t, .seed = o->seed, .nphases = nm,
+                        .routing = rt.pair_tokens ? &rt : NULL,
                         .wall_s = o->no_timing ? -1 : now_s() - t_start };
     static const char *const moe[] = { "dispatch", "combine" };
     for (int p = 0; p < nm; p++) {
@@ -308,6 +392,7 @@ out:
         a2a_free(&res[p]);
         traffic_free(&m[p]);
     }
+    routing_free(&rt);
     topo_free(t);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,53 @@ struct report_bw report_bandwidth(const struct a2a_result *a)
     return b;
 }
 
+/* "# routing ...": the law, then the gating settings that are not the defaults. */
+static void routing_line(FILE *f, const struct report *r)
+{
+    const struct config *c = r->cfg;
+    const struct cfg_routing *g = &c->routing;
+    int groups = r->topo->gpus / c->parallel.ep;
+    if (g->distribution == DIST_TRACE)
+        fprintf(f, "# routing  trace %s", g->trace);
+    else
+        fprintf(f, "# routing  %lld tokens/GPU, %s", (long long)g->tokens_per_gpu,
+                config_dist_name(g->distribution));
+    if (g->distribution == DIST_ZIPF)
+        fprintf(f, "(s=%g)", g->zipf_s);
+    if (g->distribution == DIST_AFFINITY)
+        fprintf(f, "(s=%g, concentration %g)", g->zipf_s, g->concentration);
+    if (g->scoring != SCORE_SOFTMAX)
+        fprintf(f, ", %s scores", config_score_name(g->scoring));
+    if (g->max_nodes)
+        fprintf(f, ", at most %d node%s per token", g->max_nodes, g->max_nodes > 1 ? "s" : "");
+    fprintf(f, ", dedup %s, EP %d (%d group%s), seed %llu\n",
+            g->dedup && g->distribution != DIST_TRACE ? "on" : "off", c->parallel.ep, groups,
+            groups > 1 ? "s" : "", (unsigned long long)r->seed);
+}
+
+/* "# balance ...": placement, capacity and the load-balance metrics (routing.h). */
+static void balance_line(FILE *f, const struct report *r)
+{
+    const struct cfg_balance *b = &r->cfg->balance;
+    const struct routing *rt = r->routing;
+    if (!rt)
+        return;
+    fprintf(f, "# balance  placement %s", config_place_name(b->placement));
+    if (b->redundant_experts)
+        fprintf(f, " +%d redundant", b->redundant_experts);
+    if (b->capacity_factor > 0)
+        fprintf(f, ", capacity factor %g: %.3f%% dropped", b->capacity_factor,
+                100 * rt->drop_rate);
+    else
+        fprintf(f, ", dropless");
+    fprintf(f, "; load max/mean: expert %.3f, GPU %.3f, node %.3f", rt->expert_load_max_over_mean,
+            rt->gpu_load_max_over_mean, rt->node_load_max_over_mean);
+    if (!isnan(rt->nodes_per_token))
+        fprintf(f, "; per token %.3f nodes, %.3f experts per node", rt->nodes_per_token,
+                rt->experts_per_node_per_token);
+    fprintf(f, "\n");
+}
+
 static void header(FILE *f, const struct report *r)
 {
     const struct config *c = r->cfg;
@@ -36,17 +84,11 @@ static void header(FILE *f, const struct report *r)
     fprintf(f, "route %s\n", config_route_name(k->route));
     if (c->traffic.pattern == PATTERN_MOE) {
         const struct cfg_model *m = &c->model;
-        const struct cfg_routing *g = &c->routing;
         fprintf(f, "# model    %s%shidden %d, %d experts, top-%d, dispatch %g B/elem, combine %g B/elem\n",
                 m->name, *m->name ? ": " : "", m->hidden, m->experts, m->top_k,
                 m->dispatch_bytes_per_elem, m->combine_bytes_per_elem);
-        fprintf(f, "# routing  %lld tokens/GPU, %s", (long long)g->tokens_per_gpu,
-                config_dist_name(g->distribution));
-        if (g->distribution == DIST_ZIPF)
-            fprintf(f, "(s=%g)", g->zipf_s);
-        fprintf(f, ", dedup %s, EP %d (%d group%s), seed %llu\n", g->dedup ? "on" : "off",
-                c->parallel.ep, t->gpus / c->parallel.ep, t->gpus / c->parallel.ep > 1 ? "s" : "",
-                (unsigned long long)r->seed);
+        routing_line(f, r);
+        balance_line(f, r);
     } else if (c->traffic.pattern == PATTERN_ALLTOALL) {
         fprintf(f, "# traffic  uniform all-to-all, %llu B per pair\n",
                 (unsigned long long)c->traffic.bytes_per_pair);
@@ -168,15 +210,26 @@ int report_csv(FILE *f, const struct report *r)
     }
     fprintf(f, "pattern,route,gpus,ep,seed,flows,dispatch_s,combine_s,nvlink_bytes,net_bytes,"
                "local_bytes,algbw_GBps,busbw_GBps,nvl_GBps,net_GBps,combine_algbw_GBps,"
-               "combine_busbw_GBps,send_max_over_mean,recv_max_over_mean,wall_s\n");
+               "combine_busbw_GBps,send_max_over_mean,recv_max_over_mean,wall_s,drop_rate,"
+               "expert_load_max_over_mean,gpu_load_max_over_mean,node_load_max_over_mean,"
+               "nodes_per_token,experts_per_node_per_token\n");
     fprintf(f, "%s,%s,%d,%d,%llu,%d,%.9e,%.9e,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,"
-               "%.6f,%.6f,%.6f\n",
+               "%.6f,%.6f,%.6f,",
             config_pattern_name(r->cfg->traffic.pattern), config_route_name(r->topo->route),
             r->topo->gpus, r->cfg->parallel.ep, (unsigned long long)r->seed, d->nflows,
             d->time_s, c ? c->time_s : 0.0, (unsigned long long)nvl, (unsigned long long)net,
             (unsigned long long)local, b.algbw_GBps, b.busbw_GBps, b.nvl_GBps, b.net_GBps,
             bc.algbw_GBps, bc.busbw_GBps, a2a_send_max_over_mean(d), a2a_recv_max_over_mean(d),
             r->wall_s >= 0 ? r->wall_s : 0.0);
+    const struct routing *rt = r->routing;
+    const double bal[] = { rt ? rt->drop_rate : NAN, rt ? rt->expert_load_max_over_mean : NAN,
+                           rt ? rt->gpu_load_max_over_mean : NAN,
+                           rt ? rt->node_load_max_over_mean : NAN,
+                           rt ? rt->nodes_per_token : NAN,
+                           rt ? rt->experts_per_node_per_token : NAN };
+    for (int i = 0; i < 6; i++)
+        fprintf(f, isnan(bal[i]) ? "%snan" : "%s%.6f", i ? "," : "", bal[i]);
+    fprintf(f, "\n");
     return ferror(f) ? -EIO : 0;
 }
 

@@ -4,7 +4,10 @@
  *   algbw = size / time
  *   busbw = mean bytes per GPU sent to other GPUs / time; for a uniform all-to-all of n
  *           GPUs this is algbw * (n-1)/n, nccl-tests' alltoall bus bandwidth
- *   nvl_GBps, net_GBps = bytes over NVLink legs, through NICs, per GPU / time */
+ *   nvl_GBps, net_GBps = bytes over NVLink legs, through NICs, per GPU / time
+ * A MoE layer adds its routing's load-balance metrics (routing.h): drop_rate,
+ * expert_load_max_over_mean, gpu_load_max_over_mean, node_load_max_over_mean,
+ * nodes_per_token, experts_per_node_per_token; "nan" in the CSV for other patterns. */
 #ifndef MOESIM_REPORT_H
 #define MOESIM_REPORT_H
 
@@ -13,6 +16,7 @@
 
 #include "a2a.h"
 #include "config.h"
+#include "routing.h"
 #include "topo.h"
 
 #define REPORT_MAX_PHASES 2
@@ -24,6 +28,7 @@ struct report {
     int nphases;                                 /* 2: dispatch, combine; 1: alltoall, matrix */
     const char *phase_name[REPORT_MAX_PHASES];
     const struct a2a_result *phase[REPORT_MAX_PHASES];
+    const struct routing *routing;               /* the MoE layer's; NULL for other patterns */
     double wall_s;                               /* < 0: not measured, written as 0 */
 };
 

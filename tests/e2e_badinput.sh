@@ -187,6 +187,64 @@ EOF
 expect_bad "ep > GPUs" "$tmp/ep_big.ini:7: parallel.ep:" "" -- \
     run "$tmp/ep_big.ini" "${OUTS[@]}"
 
+# ---- load balancing ([routing] gating keys, [balance]; config.c cfg_check_balance) ----
+
+write_ini trace_missing.ini <<'EOF'
+[routing]
+distribution = trace
+EOF
+# A trace replay needs routing.trace; the line of the distribution that asks for it is named.
+expect_bad "distribution = trace without routing.trace" \
+    "$tmp/trace_missing.ini:2: routing.trace:" "required" -- \
+    run "$tmp/trace_missing.ini" "${OUTS[@]}"
+
+write_ini redundant.ini <<'EOF'
+[balance]
+placement = round-robin
+redundant_experts = 8
+EOF
+# Redundant experts are placed by EPLB only; the key set last is named.
+expect_bad "redundant experts without an eplb placement" \
+    "$tmp/redundant.ini:3: balance.redundant_experts:" "eplb" -- \
+    run "$tmp/redundant.ini" "${OUTS[@]}"
+
+write_ini max_nodes.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[routing]
+max_nodes = 2
+EOF
+# One node of 8 GPUs: an EP group spans 1 node, so at most 1 node per token.
+expect_bad "max_nodes above the nodes of an EP group" \
+    "$tmp/max_nodes.ini:5: routing.max_nodes:" "spans" -- \
+    run "$tmp/max_nodes.ini" "${OUTS[@]}"
+
+write_ini drift.ini <<'EOF'
+[routing]
+drift = 1.5
+EOF
+# drift is a fraction of the experts, 0..1 (config.c cfg_keys).
+expect_bad "drift above 1" "$tmp/drift.ini:2: routing.drift:" "1.5" -- \
+    run "$tmp/drift.ini" "${OUTS[@]}"
+
+# trace_ini NAME TRACE: a MoE layer on 8 GPUs replaying TRACE (routing.trace on line 3).
+trace_ini() {
+    printf '[routing]\ndistribution = trace\ntrace = %s\n' "$2" > "$tmp/$1"
+}
+trace_ini rt_none.ini nope.txt
+# rtrace.h: "path: cannot open: <strerror>", after the key that named the file.
+expect_bad "trace: missing file" \
+    "$tmp/rt_none.ini:3: routing.trace: $tmp/nope.txt: cannot open:" "" -- \
+    run "$tmp/rt_none.ini" "${OUTS[@]}"
+
+printf 'moesim-routing-trace 1 layers=1 iterations=1 gpus=16 experts=8\n' > "$tmp/rt_gpus.txt"
+trace_ini rt_gpus.ini rt_gpus.txt
+# rtrace.h: "path:1: gpus=8 in the header, but 16 GPUs expected" (here 16 written, 8 run).
+expect_bad "trace: GPU count differs from the cluster" \
+    "$tmp/rt_gpus.ini:3: routing.trace: $tmp/rt_gpus.txt:1: gpus=16 in the header, but 8 GPUs expected" "" -- \
+    run "$tmp/rt_gpus.ini" "${OUTS[@]}"
+
 # ---- pipeline layout and training steps ([parallel], [schedule]) ----
 
 write_ini pp.ini <<'EOF'
