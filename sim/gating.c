@@ -91,7 +91,7 @@ struct gating {
     double zf[ZIG_LAYERS];    /* ziggurat: exp(-x_i), the density at layer i's edge */
     double *bias;             /* experts (all 0 without a bias) */
     double *score, *key, *tie;/* experts: s, s + b, tie-breaker of the current token */
-    int *cand;                /* experts: candidates of pick_scored */
+    int *cand;                /* experts: candidates of pick_among */
     double *gd, *gc;          /* experts, affinity: Marsaglia-Tsang d and c */
     double *ginv;             /* experts, affinity: 1/alpha when alpha < 1 (boost), else 0 */
     double normal;            /* the cached second normal of a Box-Muller pair */
@@ -99,8 +99,7 @@ struct gating {
     /* node limit */
     int max_nodes, q, nodes;
     int *first, *members;     /* nodes + 1, first[nodes]: the node layout */
-    double *node_score;       /* nodes */
-    int *node_pick;           /* nodes: chosen nodes, best first */
+    double *node_score;       /* nodes: values, -inf once taken */
     double *qbest;            /* top_k: a node's q best keys, or pick_scored's block maxima */
 };
 
@@ -356,11 +355,12 @@ static void zig_init(struct gating *g)
     }
 }
 
-/* Exp(1) by the ziggurat: REXP's fast path inline, its efix loop here. */
-static double exp_draw(const struct gating *g, struct rng *r)
+/* REXP's efix: the draw u missed the inner rectangle of its layer; retries until one is
+ * accepted (tail, wedge, or a fresh draw's rectangle). */
+static double exp_draw_slow(const struct gating *g, struct rng *r, uint64_t u)
 {
     for (;;) {
-        uint64_t u = rng_u64(r), j = u >> 11;
+        uint64_t j = u >> 11;
         int i = (int)(u & (ZIG_LAYERS - 1));
         if (j < g->zk[i])
             return (double)j * g->zw[i];
@@ -369,7 +369,16 @@ static double exp_draw(const struct gating *g, struct rng *r)
         double x = (double)j * g->zw[i];
         if (g->zf[i] + unit_open(r) * (g->zf[i - 1] - g->zf[i]) < exp(-x))
             return x;
+        u = rng_u64(r);
     }
+}
+
+/* Exp(1) by the ziggurat: the inner rectangle (about 98.9% of draws) inline. */
+static inline double exp_draw(const struct gating *g, struct rng *r)
+{
+    uint64_t u = rng_u64(r), j = u >> 11;
+    int i = (int)(u & (ZIG_LAYERS - 1));
+    return j < g->zk[i] ? (double)j * g->zw[i] : exp_draw_slow(g, r, u);
 }
 
 /* s, key and tie of every expert for one token. */
@@ -450,36 +459,47 @@ static inline void top_offer(const struct gating *g, int *top, int *n, int k, in
     top[i] = e;
 }
 
-/* Top_k of all experts. theta, the least of the maxima of top_k blocks (block b: the
- * experts e = b mod top_k, so the top_k running maxima are independent chains), is at most
- * the top_k-th key, so the top_k are among the keys >= theta; both passes are branch-free,
- * and only those few are sorted. */
-static void pick_scored(struct gating *g, int *chosen)
+/* Top_k of the candidates cand[0..nc) (nc >= top_k) into chosen, best first. theta, the
+ * least of the maxima of top_k blocks (block b: the candidates i = b mod top_k, so the
+ * running maxima are independent chains), is at most the top_k-th key, so the top_k are
+ * among the keys >= theta; both passes are branch-free, and only those few are sorted.
+ * cand is reordered. */
+static void pick_among(struct gating *g, int *cand, int nc, int *chosen)
 {
     const double *key = g->key;
-    const int n = g->experts, k = g->top_k;
+    const int k = g->top_k;
     double *block = g->qbest, theta = INFINITY;
-    int *cand = g->cand, nc = 0, nt = 0;
+    int nt = 0, kept = 0;
     for (int b = 0; b < k; b++)
         block[b] = -INFINITY;
-    for (int e = 0, b = 0; e < n; e++) {
-        block[b] = key[e] > block[b] ? key[e] : block[b];
+    for (int i = 0, b = 0; i < nc; i++) {
+        double v = key[cand[i]];
+        block[b] = v > block[b] ? v : block[b];
         b = b + 1 == k ? 0 : b + 1;
     }
     for (int b = 0; b < k; b++)
         theta = block[b] < theta ? block[b] : theta;
-    for (int e = 0; e < n; e++) {
-        cand[nc] = e;
-        nc += key[e] >= theta;
+    for (int i = 0; i < nc; i++) {
+        int e = cand[i];
+        cand[kept] = e;
+        kept += key[e] >= theta;
     }
-    for (int i = 0; i < nc; i++)
+    for (int i = 0; i < kept; i++)
         top_offer(g, chosen, &nt, k, cand[i]);
+}
+
+static void pick_scored(struct gating *g, int *chosen)
+{
+    for (int e = 0; e < g->experts; e++)
+        g->cand[e] = e;
+    pick_among(g, g->cand, g->experts, chosen);
 }
 
 /* Sum of node n's q highest keys (all of them when it has fewer). q = 1 and 2 (DeepSeek-V3:
  * 8 experts over 4 nodes) keep their best in registers; larger q pass each key down a
  * sorted list, max up and min on. No branch to mispredict: keys are never NaN, so the
- * conditional moves are maxsd/minsd. */
+ * selects are maxsd/minsd (each written with its own comparison, or GCC shares one
+ * comparison between a max and a min and branches on it). */
 static double node_value(const struct gating *g, int n)
 {
     const int q = g->q, lo = g->first[n], hi = g->first[n + 1], *m = g->members;
@@ -496,18 +516,18 @@ static double node_value(const struct gating *g, int n)
         int i = lo;
         for (; i + 1 < hi; i += 2) {
             double v = key[m[i]], w = key[m[i + 1]];
-            double lv = v > b0 ? b0 : v, lw = w > c0 ? c0 : w;
+            double lv = v < b0 ? v : b0, lw = w < c0 ? w : c0;
             b0 = v > b0 ? v : b0;
             c0 = w > c0 ? w : c0;
             b1 = lv > b1 ? lv : b1;
             c1 = lw > c1 ? lw : c1;
         }
         if (i < hi) {
-            double v = key[m[i]], lv = v > b0 ? b0 : v;
+            double v = key[m[i]], lv = v < b0 ? v : b0;
             b0 = v > b0 ? v : b0;
             b1 = lv > b1 ? lv : b1;
         }
-        double top = b0 > c0 ? b0 : c0, low = b0 > c0 ? c0 : b0, hi1 = b1 > c1 ? b1 : c1;
+        double top = b0 > c0 ? b0 : c0, low = b0 < c0 ? b0 : c0, hi1 = b1 > c1 ? b1 : c1;
         return hi - lo >= 2 ? top + (low > hi1 ? low : hi1) : hi > lo ? top : 0;
     }
     double *best = g->qbest;
@@ -518,7 +538,7 @@ static double node_value(const struct gating *g, int n)
         for (int j = 0; j < q; j++) {
             double b = best[j];
             best[j] = b > v ? b : v;
-            v = b > v ? v : b;
+            v = v < b ? v : b;
         }
     }
     for (int j = 0; j < q && j < hi - lo; j++)
@@ -526,44 +546,39 @@ static double node_value(const struct gating *g, int n)
     return s;
 }
 
-/* Moves the best node of node_pick[i..nodes) to position i (higher value, then lower
- * node): one step of a selection sort, as only the first M or so are ever needed. */
-static int node_next(struct gating *g, int i)
+/* The best node left (highest value, then lowest index), taken out of node_score (set
+ * to -inf; values are finite). Branch-free: the scan keeps the first strict maximum. */
+static int node_next(struct gating *g)
 {
-    int best = i;
-    for (int j = i + 1; j < g->nodes; j++) {
-        int a = g->node_pick[j], b = g->node_pick[best];
-        if (g->node_score[a] > g->node_score[b] ||
-            (g->node_score[a] == g->node_score[b] && a < b))
-            best = j;
+    double *v = g->node_score, best = -INFINITY;
+    int at = 0;
+    for (int n = 0; n < g->nodes; n++) {
+        bool above = v[n] > best;
+        at = above ? n : at;
+        best = above ? v[n] : best;
     }
-    int t = g->node_pick[i];
-    g->node_pick[i] = g->node_pick[best];
-    g->node_pick[best] = t;
-    return g->node_pick[i];
+    v[at] = -INFINITY;
+    return at;
 }
 
 /* Top_k among the experts of the best nodes: M of them, more only if they hold fewer
- * than top_k distinct experts (replicas). Returns the nodes used. O(E + nodes M). */
+ * than top_k distinct experts. Returns the nodes used. O(E + nodes M). */
 static int pick_node_limited(struct gating *g, int *chosen, int *nodes_out)
 {
-    int used = 0, ncand = 0, nt = 0;
-    for (int n = 0; n < g->nodes; n++) {
+    int used = 0, nc = 0;
+    for (int n = 0; n < g->nodes; n++)
         g->node_score[n] = node_value(g, n);
-        g->node_pick[n] = n;
-    }
-    while (used < g->nodes && (used < g->max_nodes || ncand < g->top_k)) {
-        int n = node_next(g, used);
+    while (used < g->nodes && (used < g->max_nodes || nc < g->top_k)) {
+        int n = node_next(g);
         nodes_out[used++] = n;
         for (int i = g->first[n]; i < g->first[n + 1]; i++) {
             int e = g->members[i];
-            if (g->mark[e] == g->stamp)
-                continue;
+            g->cand[nc] = e;
+            nc += g->mark[e] != g->stamp;
             g->mark[e] = g->stamp;
-            ncand++;
-            top_offer(g, chosen, &nt, g->top_k, e);
         }
     }
+    pick_among(g, g->cand, nc, chosen);
     return used;
 }
 
@@ -742,12 +757,10 @@ int gating_set_nodes(struct gating *g, int nodes, const int *first, const int *e
     int *f = malloc((size_t)(nodes + 1) * sizeof(*f));
     int *m = malloc((size_t)first[nodes] * sizeof(*m) + 1);
     double *ns = malloc((size_t)nodes * sizeof(*ns));
-    int *np = malloc((size_t)nodes * sizeof(*np));
-    if (!f || !m || !ns || !np) {
+    if (!f || !m || !ns) {
         free(f);
         free(m);
         free(ns);
-        free(np);
         return -ENOMEM;
     }
     memcpy(f, first, (size_t)(nodes + 1) * sizeof(*f));
@@ -755,11 +768,9 @@ int gating_set_nodes(struct gating *g, int nodes, const int *first, const int *e
     free(g->first);
     free(g->members);
     free(g->node_score);
-    free(g->node_pick);
     g->first = f;
     g->members = m;
     g->node_score = ns;
-    g->node_pick = np;
     g->nodes = nodes;
     if (short_nodes)
         *short_nodes = nodes_short(g, f, twice);
@@ -783,7 +794,7 @@ void gating_free(struct gating *g)
     free(g->mark), free(g->weight), free(g->cut), free(g->alias), free(g->tree);
     free(g->p), free(g->invp), free(g->bias), free(g->score), free(g->key), free(g->tie), free(g->cand);
     free(g->gd), free(g->gc), free(g->ginv);
-    free(g->first), free(g->members), free(g->node_score), free(g->node_pick), free(g->qbest);
+    free(g->first), free(g->members), free(g->node_score), free(g->qbest);
     free(g);
 }
 
