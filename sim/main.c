@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "a2a.h"
+#include "balance.h"
+#include "balrep.h"
 #include "config.h"
 #include "matrix.h"
 #include "ofile.h"
@@ -34,6 +36,8 @@ static const char usage_top[] =
     "  run CONFIG...   time one training step (with a [schedule] kind), or one MoE\n"
     "                  layer's dispatch and combine all-to-all (or a plain all-to-all,\n"
     "                  or a measured traffic matrix)\n"
+    "  balance CONFIG... compare routing and balancing policies side by side on one\n"
+    "                  MoE layer: loads, dropped tokens, traffic, time\n"
     "\n"
     "options:\n"
     "  -h, --help      this text; 'moesim run --help' for the command's options\n"
@@ -152,51 +156,6 @@ static void traffic_failed(const char *what, int e, int gpus)
     fprintf(stderr, "\n");
 }
 
-static enum placement_kind placement_of(enum place_kind k)
-{
-    switch (k) {
-    case PLACE_ROUND_ROBIN: return PLACEMENT_ROUND_ROBIN;
-    case PLACE_EPLB:        return PLACEMENT_EPLB;
-    case PLACE_EPLB_GLOBAL: return PLACEMENT_EPLB_GLOBAL;
-    default:                return PLACEMENT_CONTIGUOUS;
-    }
-}
-
-/* [balance] placement: contiguous is routing's own layout (no map). The eplb kinds balance
- * the per-expert demand, summed over the EP groups, of a first routing pass of this very
- * layer and seed on the contiguous layout: EPLB sees the loads it is judged on, the most
- * a placement from past statistics could achieve. 0, or 1 (reported). */
-static int build_placement(const struct config *c, const struct routing_in *in,
-                           struct placement *pl)
-{
-    enum placement_kind kind = placement_of(c->balance.placement);
-    int experts = c->model.experts, e;
-    double *load = NULL;
-    if (kind == PLACEMENT_EPLB || kind == PLACEMENT_EPLB_GLOBAL) {
-        struct routing first;
-        if ((e = routing_run(&first, in))) {
-            traffic_failed("routing", e, config_gpus(c));
-            return 1;
-        }
-        load = calloc((size_t)experts, sizeof(*load));
-        for (int g = 0; load && g < first.gpus / first.ep; g++)
-            for (int x = 0; x < experts; x++)
-                load[x] += (double)first.expert_demand[(size_t)g * experts + x];
-        routing_free(&first);
-        if (!load) {
-            fprintf(stderr, "moesim run: placement: %s\n", strerror(ENOMEM));
-            return 1;
-        }
-    }
-    e = placement_create(pl, kind, experts, c->parallel.ep, c->cluster.gpus_per_node,
-                         c->balance.redundant_experts, load);
-    free(load);
-    if (e)
-        fprintf(stderr, "moesim run: placement %s: %s\n", config_place_name(c->balance.placement),
-                strerror(-e));
-    return e ? 1 : 0;
-}
-
 /* The MoE layer's routing (layer 0, iteration 0; routing.h) into *r: the trace of
  * routing.trace when the distribution is trace, the placement of [balance]. 0, or 2 with
  * the message printed (bad input), or 1 (runtime failure). */
@@ -219,11 +178,13 @@ static int route_layer(const struct config *c, uint64_t seed, struct routing *r)
         }
         in.trace = &tr;
     }
-    if (c->balance.placement != PLACE_CONTIGUOUS) {
-        if (build_placement(c, &in, &pl))
-            goto out;
-        in.pl = &pl;
+    bool placed = false;
+    if ((e = balance_place_for(&in, &pl, &placed))) {
+        fprintf(stderr, "moesim run: placement %s: %s\n", config_place_name(c->balance.placement),
+                strerror(-e));
+        goto out;
     }
+    in.pl = placed ? &pl : NULL;
     if ((e = routing_run(r, &in)))
         traffic_failed("routing", e, g);
     rc = e ? 1 : 0;
@@ -454,6 +415,255 @@ static int cmd_run(int argc, char **argv)
     return simulate(&o, &c, t_start);
 }
 
+/* ---- moesim balance ---- */
+
+#define MAX_POLICIES 16
+#define POLICY_SETS 16
+
+static const char usage_balance[] =
+    "usage: moesim balance CONFIG... [--set section.key=value]... [--seed N]\n"
+    "                      [--policy NAME:KEY=VALUE[,KEY=VALUE...]]...\n"
+    "                      [--csv FILE] [--iter-csv FILE] [--no-timing]\n"
+    "\n"
+    "Compares routing and balancing policies side by side on one MoE layer of the\n"
+    "workload the CONFIG files describe: each policy is that config with its own\n"
+    "overrides, routed [balance] iterations times (bias updates, EPLB re-placement),\n"
+    "and the last iteration's loads, dropped tokens, traffic and times are shown.\n"
+    "Without --policy: the config as it is, then round-robin and EPLB placements (one\n"
+    "redundant expert per GPU), the aux-loss-free bias, capacity factors 1.0 and 1.25\n"
+    "and node-limited routing, where the layout allows them.\n"
+    "\n"
+    "  -s, --set K=V        override a key for every policy (repeatable)\n"
+    "  -p, --policy P       NAME:KEY=VALUE,... e.g. eplb:balance.placement=eplb,\n"
+    "                       balance.redundant_experts=8 (repeatable, at most 16)\n"
+    "      --seed N         routing seed (default 1)\n"
+    "  -c, --csv FILE       one row per policy\n"
+    "      --iter-csv FILE  one row per policy and iteration (convergence)\n"
+    "      --no-timing      write wall_s as 0\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Exit status: 0 done, 1 runtime failure, 2 bad input.\n";
+
+struct policy {
+    char name[CFG_NAME_MAX];
+    char buf[CFG_LINE_MAX + 1];
+    const char *sets[POLICY_SETS];
+    int nsets;
+    bool optional;            /* a default policy: skipped when the layout refuses it */
+};
+
+struct balance_opts {
+    struct run_opts run;      /* files, sets, seed, csv, no_timing */
+    const char *iter_csv;
+    struct policy pol[MAX_POLICIES];
+    int npol;
+};
+
+/* "NAME:k=v,k=v" into p. 0, or 2 after saying what is wrong. */
+static int parse_policy(const char *arg, struct policy *p)
+{
+    const char *colon = strchr(arg, ':');
+    size_t nlen = colon ? (size_t)(colon - arg) : 0;
+    if (!colon || nlen == 0 || nlen >= sizeof(p->name) || !colon[1])
+        return bad("--policy '%s': want NAME:KEY=VALUE[,KEY=VALUE...]", arg);
+    if (strlen(colon + 1) >= sizeof(p->buf))
+        return bad("--policy '%s': too long", arg);
+    memcpy(p->name, arg, nlen);
+    p->name[nlen] = 0;
+    if (strpbrk(p->name, ",\"\n"))
+        return bad("--policy '%s': the name may not hold ',', '\"' or a newline", arg);
+    strcpy(p->buf, colon + 1);
+    for (char *tok = strtok(p->buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (p->nsets == POLICY_SETS)
+            return bad("--policy '%s': more than 16 overrides", arg);
+        p->sets[p->nsets++] = tok;
+    }
+    return 0;
+}
+
+static void add_default(struct balance_opts *o, const char *name, const char *a, const char *b,
+                        const char *c)
+{
+    struct policy *p = &o->pol[o->npol++];
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    const char *v[3] = { a, b, c };
+    for (int i = 0; i < 3; i++)
+        if (v[i]) {
+            snprintf(p->buf + strlen(p->buf), sizeof(p->buf) - strlen(p->buf), "%s%s",
+                     p->nsets ? "," : "", v[i]);
+            p->nsets++;
+        }
+    /* split after building: the pointers must point into the final buffer */
+    p->nsets = 0;
+    for (char *tok = strtok(p->buf, ","); tok; tok = strtok(NULL, ","))
+        p->sets[p->nsets++] = tok;
+    p->optional = true;
+}
+
+/* The default comparison for the base config c. */
+static void default_policies(struct balance_opts *o, const struct config *c)
+{
+    static char red[64], nodes[64];
+    int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
+    int group_nodes = ep > gpn ? ep / gpn : 1;
+    snprintf(red, sizeof(red), "balance.redundant_experts=%d", ep);
+    snprintf(nodes, sizeof(nodes), "routing.max_nodes=%d", group_nodes / 2 ? group_nodes / 2 : 1);
+    add_default(o, "as-configured", NULL, NULL, NULL);
+    o->pol[0].optional = false;
+    add_default(o, "round-robin", "balance.placement=round-robin", "balance.redundant_experts=0",
+                NULL);
+    add_default(o, "eplb", "balance.placement=eplb", red, NULL);
+    add_default(o, "eplb-global", "balance.placement=eplb-global", red, NULL);
+    add_default(o, "bias", "balance.bias_gamma=0.01", "balance.iterations=40",
+                "routing.scoring=sigmoid");
+    add_default(o, "capacity-1.0", "balance.capacity_factor=1.0", NULL, NULL);
+    add_default(o, "capacity-1.25", "balance.capacity_factor=1.25", NULL, NULL);
+    if (group_nodes > 1)
+        add_default(o, "node-limited", nodes, NULL, NULL);
+}
+
+/* 0: parsed; 1: help printed; 2: bad usage (reported). */
+static int parse_balance(int argc, char **argv, struct balance_opts *o)
+{
+    enum { OPT_SEED = 256, OPT_ITER_CSV, OPT_NO_TIMING };
+    static const struct option opts[] = {
+        { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
+        { "policy", required_argument, NULL, 'p' },  { "csv", required_argument, NULL, 'c' },
+        { "iter-csv", required_argument, NULL, OPT_ITER_CSV },
+        { "no-timing", no_argument, NULL, OPT_NO_TIMING },
+        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+    };
+    struct run_opts *r = &o->run;
+    r->seed = 1;
+    opterr = 0;
+    optind = 1;
+    int ch, rc;
+    while ((ch = getopt_long(argc, argv, ":s:p:c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (r->nsets == MAX_SETS)
+                return bad("more than %s --set options", "256");
+            r->sets[r->nsets++] = optarg;
+            break;
+        case 'p':
+            if (o->npol == MAX_POLICIES)
+                return bad("more than %s --policy options", "16");
+            if ((rc = parse_policy(optarg, &o->pol[o->npol++])))
+                return rc;
+            break;
+        case OPT_SEED:
+            if (parse_seed(optarg, &r->seed))
+                return bad("--seed: '%s' is not a non-negative integer", optarg);
+            break;
+        case 'c': r->csv = optarg; break;
+        case OPT_ITER_CSV: o->iter_csv = optarg; break;
+        case OPT_NO_TIMING: r->no_timing = 1; break;
+        case 'h': fputs(usage_balance, stdout); return 1;
+        case ':': return bad("option '%s' needs a value", argv[optind - 1]);
+        default: return bad("unknown option '%s' (see moesim balance --help)", argv[optind - 1]);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (r->nfiles == MAX_SETS)
+            return bad("more than %s CONFIG files", "256");
+        r->files[r->nfiles++] = argv[i];
+    }
+    if (r->nfiles == 0)
+        return bad("no CONFIG file given%s (see moesim balance --help)", "");
+    return 0;
+}
+
+/* The config of one policy: the files, the common --set overrides, then its own. */
+static int policy_config(const struct balance_opts *o, const struct policy *p, struct config *c,
+                         struct cfg_err *err)
+{
+    const char *sets[MAX_SETS + POLICY_SETS];
+    int n = 0;
+    for (int i = 0; i < o->run.nsets; i++)
+        sets[n++] = o->run.sets[i];
+    for (int i = 0; i < p->nsets; i++)
+        sets[n++] = p->sets[i];
+    return config_load(c, o->run.files, o->run.nfiles, sets, n, err);
+}
+
+static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
+static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
+
+/* Runs every policy; a default policy the layout refuses is skipped and said so. */
+static int run_policies(struct balance_opts *o, struct config *cfg, struct balance_result *res,
+                        struct balrep_col *cols, int *ncols)
+{
+    for (int i = 0; i < o->npol; i++) {
+        struct policy *p = &o->pol[i];
+        struct cfg_err err = { { 0 } };
+        int e = policy_config(o, p, &cfg[*ncols], &err);
+        if (!e)
+            e = balance_run(&res[*ncols], &cfg[*ncols], o->run.seed, &err);
+        if (e == -EINVAL && p->optional) {
+            printf("(skipped %s: %s)\n", p->name, err.msg);
+            continue;
+        }
+        if (e == -EINVAL) {
+            fprintf(stderr, "moesim balance: policy %s: %s\n", p->name, err.msg);
+            return 2;
+        }
+        if (e) {
+            fprintf(stderr, "moesim balance: policy %s: %s\n", p->name, strerror(-e));
+            return 1;
+        }
+        cols[*ncols] = (struct balrep_col){ p->name, &cfg[*ncols], &res[*ncols] };
+        (*ncols)++;
+    }
+    return 0;
+}
+
+static int cmd_balance(int argc, char **argv)
+{
+    double t_start = now_s();
+    static struct balance_opts o;
+    static struct config cfg[MAX_POLICIES];
+    struct balance_result res[MAX_POLICIES];
+    struct balrep_col cols[MAX_POLICIES];
+    int ncols = 0;
+    memset(&o, 0, sizeof(o));
+    memset(res, 0, sizeof(res));
+    int rc = parse_balance(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    /* the base config must load as given; it also decides the default policies */
+    struct cfg_err err;
+    int e = config_load(&cfg[0], o.run.files, o.run.nfiles, o.run.sets, o.run.nsets, &err);
+    if (e) {
+        fprintf(stderr, e == -EINVAL ? "%s\n" : "moesim balance: %s\n",
+                e == -EINVAL ? err.msg : strerror(-e));
+        return e == -EINVAL ? 2 : 1;
+    }
+    if (o.npol == 0)
+        default_policies(&o, &cfg[0]);
+    /* user policies are checked before any runs */
+    for (int i = 0; i < o.npol; i++) {
+        if (o.pol[i].optional)
+            continue;
+        if (policy_config(&o, &o.pol[i], &cfg[i], &err) == -EINVAL) {
+            fprintf(stderr, "moesim balance: policy %s: %s\n", o.pol[i].name, err.msg);
+            return 2;
+        }
+    }
+    rc = run_policies(&o, cfg, res, cols, &ncols);
+    if (!rc) {
+        struct balrep r = { ncols, cols, o.run.seed, o.run.no_timing ? -1 : now_s() - t_start };
+        struct output outs[] = {
+            { .path = o.run.csv, .write = w_bal_csv },
+            { .path = o.iter_csv, .write = w_bal_iter },
+        };
+        if (!(rc = write_outputs(outs, 2, &r)))
+            balrep_table(stdout, &r);
+    }
+    for (int i = 0; i < ncols; i++)
+        balance_free(&res[i]);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -471,6 +681,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "balance"))
+        return cmd_balance(argc - 1, argv + 1);
     fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", cmd);
     return 2;
 }

@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "coll.h"
 #include "compute.h"
 #include "des.h"
 #include "model.h"
-#include "rng.h"
+#include "placement.h"
 #include "routing.h"
+#include "rtrace.h"
 #include "sched.h"
 #include "topo.h"
 #include "traffic.h"
@@ -91,6 +93,8 @@ struct eng {
     struct compute *cm;
     struct topo *stage_topo, *full_topo;
     struct coll_memo *memo;
+    struct rtrace trace;      /* distribution = trace: one stage's routing per layer */
+    bool have_trace;
     int gpus, pp, dp, ep, groups, pieces, M;
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
@@ -160,10 +164,30 @@ static void lane_times(const struct eng *e, const double *fin, double *out)
         out[g] = group_max(fin + g * e->ep, e->ep);
 }
 
+/* A layer's routing on one stage's GPUs (routing_run at the layer, iteration 0), with
+ * the configured gating, capacity and placement (an eplb placement from the layer's own
+ * loads, balance.h) and, for a trace, the trace's (layer, iteration 0) counts. */
+static int layer_routing(const struct eng *e, const struct config *cc, int layer,
+                         uint64_t seed, struct routing *rt)
+{
+    struct routing_in in = { .c = cc, .layer = layer, .seed = seed,
+                             .trace = e->have_trace ? &e->trace : NULL };
+    struct placement pl;
+    bool placed;
+    int rc = balance_place_for(&in, &pl, &placed);
+    if (rc)
+        return rc;
+    in.pl = placed ? &pl : NULL;
+    rc = routing_run(rt, &in);
+    if (placed)
+        placement_free(&pl);
+    return rc;
+}
+
 static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, uint64_t seed)
 {
     struct moe_tab *t = &e->moe[layer];
-    int G = e->groups, ep = e->ep, E = e->c->model.experts;
+    int G = e->groups, ep = e->ep;
     size_t n = (size_t)G * ep;
     t->f_s = calloc(n, sizeof(double));
     t->b_s = calloc(n, sizeof(double));
@@ -176,16 +200,14 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     t->bdisp_s = t->disp_s + 2 * G;
     t->bcomb_s = t->disp_s + 3 * G;
 
-    struct rng r;
-    rng_seed_stream(&r, seed, (uint64_t)layer);
     struct routing rt;
-    int rc = routing_generate(&rt, cc, rng_u64(&r));
+    int rc = layer_routing(e, cc, layer, seed, &rt);
     if (rc)
         return rc;
-    int per_gpu = E / ep;
+    int per_gpu = rt.nslots / ep;
     for (int g = 0; g < G; g++)
-        for (int x = 0; x < E; x++) {
-            double tok = (double)rt.expert_tokens[(size_t)g * E + x];
+        for (int x = 0; x < rt.nslots; x++) {
+            double tok = (double)rt.slot_tokens[(size_t)g * rt.nslots + x];
             size_t k = (size_t)g * ep + x / per_gpu;
             struct compute_t ct = compute_op(e->cm, &e->m, MODEL_EXPERT, tok);
             t->f_s[k] += ct.f_s;
@@ -284,7 +306,31 @@ static double piece_expert_params(const struct eng *e, int p)
     int moe = 0;
     for (int l = e->piece_lo[p]; l < e->piece_hi[p]; l++)
         moe += model_layer_is_moe(&e->m, l);
-    return (double)moe * (e->c->model.experts / e->ep) * e->m.op[MODEL_EXPERT].params;
+    int slots = (e->c->model.experts + e->c->balance.redundant_experts) / e->ep;
+    return (double)moe * slots * e->m.op[MODEL_EXPERT].params;
+}
+
+/* A routing trace for a step holds one stage's routing: its GPUs are the dp GPUs of a
+ * stage, its layers the model's; every stage holding a layer replays the layer's
+ * iteration 0, one micro-batch's worth (tokens as the trace counts them). */
+static int load_trace(struct eng *e, struct cfg_err *err)
+{
+    const struct config *c = e->c;
+    if (c->routing.distribution != DIST_TRACE)
+        return 0;
+    struct rtrace_err te;
+    int rc = rtrace_load(&e->trace, c->routing.trace, e->dp, c->model.experts, &te);
+    if (rc == -EINVAL)
+        snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %.1000s (a step replays "
+                 "one stage of %d GPUs)", c->routing.trace_src.where, te.msg, e->dp);
+    else if (!rc && e->trace.layers < c->model.layers) {
+        snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %d layers, the model has %d",
+                 c->routing.trace_src.where, e->trace.layers, c->model.layers);
+        rtrace_free(&e->trace);
+        rc = -EINVAL;
+    }
+    e->have_trace = rc == 0;
+    return rc;
 }
 
 static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
@@ -294,7 +340,7 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
     if (rc)
         return rc;
     if ((rc = topo_create(&e->stage_topo, &cc.cluster)) ||
-        (rc = topo_create(&e->full_topo, &e->c->cluster)))
+        (rc = topo_create(&e->full_topo, &e->c->cluster)) || (rc = load_trace(e, err)))
         return rc;
     int L = e->c->model.layers, P = e->pieces, G = e->groups;
     e->piece_lo = calloc((size_t)P, sizeof(int));
@@ -1024,6 +1070,8 @@ static void eng_free(struct eng *e)
     free(e->pair_b.v);
     des_free(e->des);
     coll_memo_free(e->memo);
+    if (e->have_trace)
+        rtrace_free(&e->trace);
     topo_free(e->stage_topo);
     topo_free(e->full_topo);
     compute_free(e->cm);

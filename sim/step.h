@@ -21,8 +21,10 @@
  * While a communication kernel runs (a2a, DP reduce), compute runs at
  * compute_share() of its speed (comm_sms of the SMs are taken).
  *
- * All-to-alls: the routing of each MoE layer is drawn once per step (routing.h, seed
- * mixed with the layer) for one stage's dp GPUs; its dispatch and combine matrices
+ * All-to-alls: the routing of each MoE layer is drawn once per step (routing.h at the
+ * layer, iteration 0, with the configured gating, capacity and placement; an eplb
+ * placement from the layer's own loads) for one stage's dp GPUs; routed experts cost
+ * one GEMM chain per physical slot (replica); its dispatch and combine matrices
  * (traffic.h) are run through the flow-level network (a2a.h) on a stage-sized copy of
  * the cluster, all EP groups of the stage at once, and the result is memoised by the
  * matrix's content: every micro-batch, every stage holding the layer and the backward

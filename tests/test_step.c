@@ -11,6 +11,7 @@
 #include "compute.h"
 #include "config.h"
 #include "cu_run.h"
+#include "ini_text.h"
 #include "model.h"
 #include "sched.h"
 #include "step.h"
@@ -19,20 +20,7 @@
 
 static int load(struct config *c, const char *text, const char *const *sets, int nsets)
 {
-    char path[] = "/tmp/test_step_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return -1;
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    struct cfg_err err;
-    const char *files[1] = { path };
-    int rc = config_load(c, files, 1, sets, nsets, &err);
-    if (rc)
-        fprintf(stderr, "config: %s\n", err.msg);
-    remove(path);
-    return rc;
+    return ini_text_load(c, text, sets, nsets);
 }
 
 /* Two GPUs on one node, one MoE layer with 2 experts and top_k 2: every token goes to

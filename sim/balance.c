@@ -1,0 +1,255 @@
+/* balance.c: a routing and balancing policy over iterations; see balance.h. */
+#include "balance.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a2a.h"
+#include "compute.h"
+#include "model.h"
+#include "placement.h"
+#include "routing.h"
+#include "rtrace.h"
+#include "topo.h"
+#include "traffic.h"
+
+/* config's placement words in placement.h's terms. */
+static enum placement_kind place_kind(enum place_kind k)
+{
+    switch (k) {
+    case PLACE_ROUND_ROBIN: return PLACEMENT_ROUND_ROBIN;
+    case PLACE_EPLB: return PLACEMENT_EPLB;
+    case PLACE_EPLB_GLOBAL: return PLACEMENT_EPLB_GLOBAL;
+    default: return PLACEMENT_CONTIGUOUS;
+    }
+}
+
+struct bal {
+    const struct config *c;
+    uint64_t seed;
+    struct rtrace trace;
+    bool have_trace;
+    double *bias;             /* experts, or NULL without bias updates */
+    double *load;             /* experts: last observed demand, summed over EP groups */
+    struct placement pl;
+    bool have_pl;
+};
+
+static int route(struct bal *b, struct routing *r, int iteration)
+{
+    struct routing_in in = { .c = b->c, .pl = b->have_pl ? &b->pl : NULL,
+                             .bias = b->bias, .layer = 0, .iteration = iteration,
+                             .seed = b->seed, .trace = b->have_trace ? &b->trace : NULL };
+    return routing_run(r, &in);
+}
+
+int balance_place(const struct config *c, const double *load, struct placement *pl,
+                  bool *placed)
+{
+    enum placement_kind k = place_kind(c->balance.placement);
+    *placed = false;
+    if (k == PLACEMENT_CONTIGUOUS)
+        return 0;
+    int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
+    int rc = placement_create(pl, k, c->model.experts, ep, gpn < ep ? gpn : ep,
+                              c->balance.redundant_experts, load);
+    *placed = rc == 0;
+    return rc;
+}
+
+/* Per-expert demand of r summed over its EP groups into load[experts]. */
+static void demand(const struct routing *r, double *load)
+{
+    int E = r->experts, groups = r->gpus / r->ep;
+    for (int e = 0; e < E; e++) {
+        load[e] = 0;
+        for (int g = 0; g < groups; g++)
+            load[e] += (double)r->expert_demand[(size_t)g * E + e];
+    }
+}
+
+int balance_place_for(const struct routing_in *in, struct placement *pl, bool *placed)
+{
+    const struct config *c = in->c;
+    enum place_kind k = c->balance.placement;
+    *placed = false;
+    if (k != PLACE_EPLB && k != PLACE_EPLB_GLOBAL)
+        return balance_place(c, NULL, pl, placed);
+    struct routing_in first = *in;
+    struct routing r;
+    first.pl = NULL;
+    double *load = calloc((size_t)c->model.experts, sizeof(double));
+    if (!load)
+        return -ENOMEM;
+    int rc = routing_run(&r, &first);
+    if (!rc) {
+        demand(&r, load);
+        routing_free(&r);
+        rc = balance_place(c, load, pl, placed);
+    }
+    free(load);
+    return rc;
+}
+
+/* The placement of iteration `it`: fixed kinds once; eplb kinds from the loads of the
+ * iteration before (the first from a pass of iteration 0 itself). */
+static int place(struct bal *b, int it)
+{
+    enum place_kind k = b->c->balance.placement;
+    bool eplb = k == PLACE_EPLB || k == PLACE_EPLB_GLOBAL;
+    if (it > 0 && !eplb)
+        return 0;
+    if (b->have_pl)
+        placement_free(&b->pl);
+    if (it > 0)
+        return balance_place(b->c, b->load, &b->pl, &b->have_pl);
+    struct routing_in in = { .c = b->c, .bias = b->bias, .iteration = 0, .seed = b->seed,
+                             .trace = b->have_trace ? &b->trace : NULL };
+    return balance_place_for(&in, &b->pl, &b->have_pl);
+}
+
+/* Forward time of each GPU's routed experts: one GEMM chain per physical slot. */
+static int expert_times(const struct config *c, const struct routing *r, double *max_s,
+                        double *mean_s)
+{
+    struct config mc = *c;
+    struct model m;
+    struct compute *cm = NULL;
+    struct cfg_err err;
+    *max_s = *mean_s = NAN;
+    mc.model.first_dense_layers = 0;    /* only the expert op is asked for */
+    if (mc.model.ffn_hidden < 1)
+        mc.model.ffn_hidden = 1;
+    if (c->model.expert_ffn_hidden < 1 || model_init(&m, &mc) || compute_create(&cm, c, &err))
+        return 0;
+    double *gpu = calloc((size_t)r->gpus, sizeof(double));
+    if (!gpu) {
+        compute_free(cm);
+        return -ENOMEM;
+    }
+    int per_gpu = r->nslots / r->ep;
+    for (int g = 0; g < r->gpus / r->ep; g++)
+        for (int x = 0; x < r->nslots; x++)
+            gpu[g * r->ep + x / per_gpu] +=
+                compute_op(cm, &m, MODEL_EXPERT, (double)r->slot_tokens[(size_t)g * r->nslots + x]).f_s;
+    *max_s = *mean_s = 0;
+    for (int i = 0; i < r->gpus; i++) {
+        *max_s = fmax(*max_s, gpu[i]);
+        *mean_s += gpu[i] / r->gpus;
+    }
+    free(gpu);
+    compute_free(cm);
+    return 0;
+}
+
+/* The measured iteration's collectives and expert time. */
+static int measure(struct balance_result *out, const struct config *c, const struct routing *r)
+{
+    struct topo *t = NULL;
+    struct traffic d = { 0 }, cb = { 0 };
+    struct a2a_result ad, ac;
+    memset(&ad, 0, sizeof(ad));
+    memset(&ac, 0, sizeof(ac));
+    int rc = topo_create(&t, &c->cluster);
+    if (!rc)
+        rc = traffic_moe(&d, &cb, r, c);
+    if (!rc)
+        rc = a2a_run(&ad, t, &d, 0.0, false);
+    if (!rc)
+        rc = a2a_run(&ac, t, &cb, ad.time_s, false);
+    if (!rc) {
+        out->dispatch_s = ad.time_s;
+        out->combine_s = ac.time_s;
+        out->nvlink_bytes = ad.nvlink_bytes + ac.nvlink_bytes;
+        out->net_bytes = ad.net_bytes + ac.net_bytes;
+        rc = expert_times(c, r, &out->expert_s, &out->expert_mean_s);
+        out->layer_s = out->dispatch_s + out->expert_s + out->combine_s;
+    }
+    a2a_free(&ad);
+    a2a_free(&ac);
+    traffic_free(&d);
+    traffic_free(&cb);
+    topo_free(t);
+    return rc;
+}
+
+static void keep_summary(struct balance_result *out, const struct routing *r)
+{
+    out->drop_rate = r->drop_rate;
+    out->expert_load_max_over_mean = r->expert_load_max_over_mean;
+    out->gpu_load_max_over_mean = r->gpu_load_max_over_mean;
+    out->node_load_max_over_mean = r->node_load_max_over_mean;
+    out->nodes_per_token = r->nodes_per_token;
+    out->experts_per_node_per_token = r->experts_per_node_per_token;
+    out->redundant = r->nslots - r->experts;
+}
+
+static int load_trace(struct bal *b, struct cfg_err *err)
+{
+    const struct config *c = b->c;
+    if (c->routing.distribution != DIST_TRACE)
+        return 0;
+    struct rtrace_err te;
+    int rc = rtrace_load(&b->trace, c->routing.trace, config_gpus(c), c->model.experts, &te);
+    if (rc == -EINVAL)
+        snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %.1000s", c->routing.trace_src.where,
+                 te.msg);
+    b->have_trace = rc == 0;
+    return rc;
+}
+
+int balance_run(struct balance_result *out, const struct config *c, uint64_t seed,
+                struct cfg_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct bal b = { .c = c, .seed = seed };
+    int E = c->model.experts, n = c->balance.iterations;
+    out->iterations = n;
+    out->iter = calloc((size_t)n, sizeof(*out->iter));
+    b.load = calloc((size_t)E, sizeof(double));
+    if (c->balance.bias_gamma > 0)
+        b.bias = calloc((size_t)E, sizeof(double));
+    int rc = out->iter && b.load && (b.bias || c->balance.bias_gamma <= 0) ? 0 : -ENOMEM;
+    if (!rc)
+        rc = load_trace(&b, err);
+    struct routing r;
+    memset(&r, 0, sizeof(r));
+    for (int it = 0; !rc && it < n; it++) {
+        routing_free(&r);
+        if ((rc = place(&b, it)) || (rc = route(&b, &r, it)))
+            break;
+        out->iter[it] = (struct balance_iter){ r.expert_load_max_over_mean,
+                                               r.gpu_load_max_over_mean, r.drop_rate };
+        demand(&r, b.load);
+        if (b.bias)
+            routing_bias_update(b.bias, &r, c->balance.bias_gamma);
+    }
+    if (!rc) {
+        keep_summary(out, &r);
+        rc = measure(out, c, &r);
+    }
+    routing_free(&r);
+    if (b.have_pl)
+        placement_free(&b.pl);
+    if (b.have_trace)
+        rtrace_free(&b.trace);
+    free(b.bias);
+    free(b.load);
+    if (rc) {
+        if (rc == -EINVAL && !err->msg[0])
+            snprintf(err->msg, sizeof(err->msg), "balance.placement: %s cannot place %d experts "
+                     "(+%d redundant) on EP groups of %d GPUs", config_place_name(c->balance.placement),
+                     E, c->balance.redundant_experts, c->parallel.ep);
+        balance_free(out);
+    }
+    return rc;
+}
+
+void balance_free(struct balance_result *r)
+{
+    free(r->iter);
+    memset(r, 0, sizeof(*r));
+}

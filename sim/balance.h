@@ -1,0 +1,65 @@
+/* balance.h: one routing and balancing policy on one MoE layer, over iterations, and
+ * what it does to load, traffic and time.
+ *
+ * The policy is the config: [routing] (distribution, scoring, max_nodes, ...) and
+ * [balance] (capacity_factor, bias_gamma, iterations, placement, redundant_experts).
+ * Layer 0 is routed `iterations` times (routing.h; the popularity drifts between
+ * iterations when routing.drift > 0). Between iterations:
+ *   - bias_gamma > 0: the aux-loss-free bias is updated from the iteration's loads
+ *     (routing_bias_update; DeepSeek-V3, arXiv:2412.19437, sec. 2.1.2);
+ *   - eplb placements are rebuilt from the loads just observed (EPLB's use: place for the
+ *     next steps from the loads of the last ones); the first iteration's placement comes
+ *     from a routing pass under contiguous placement with the same seed.
+ * The last iteration is the one measured: its dispatch and combine run through the
+ * network model (a2a.h) one after the other, and each GPU's routed-expert forward GEMMs
+ * (one per physical slot, compute.h) give the expert time of the slowest GPU.
+ */
+#ifndef MOESIM_BALANCE_H
+#define MOESIM_BALANCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct placement;
+struct routing_in;
+
+struct balance_iter {
+    double expert_load_max_over_mean, gpu_load_max_over_mean, drop_rate;
+};
+
+struct balance_result {
+    int iterations;
+    struct balance_iter *iter;          /* iterations, owned */
+    /* the last iteration (routing.h defines them) */
+    double drop_rate, expert_load_max_over_mean, gpu_load_max_over_mean;
+    double node_load_max_over_mean, nodes_per_token, experts_per_node_per_token;
+    uint64_t nvlink_bytes, net_bytes;   /* dispatch + combine */
+    double dispatch_s, combine_s;
+    double expert_s;                    /* slowest GPU's routed-expert forward; NaN when
+                                         * the model has no expert_ffn_hidden */
+    double expert_mean_s;               /* mean over GPUs */
+    double layer_s;                     /* dispatch + expert_s + combine */
+    int redundant;                      /* replicas beyond one per expert, per EP group */
+};
+
+/* 0; -EINVAL with err->msg set (bad trace: "file:line: what"; a layout the policy cannot
+ * use); -ENOMEM. c borrowed. On error *r is zeroed. */
+int balance_run(struct balance_result *r, const struct config *c, uint64_t seed,
+                struct cfg_err *err);
+void balance_free(struct balance_result *r);    /* zeroed *r is a no-op */
+
+/* The placement c->balance asks for, from per-expert loads (experts entries, summed over
+ * the EP groups; used by the eplb kinds only, may be NULL otherwise). Contiguous is
+ * routing's own layout: *placed = false and nothing to free. Else *placed = true and pl
+ * is freed with placement_free. 0, -EINVAL, -ENOMEM. */
+int balance_place(const struct config *c, const double *load, struct placement *pl,
+                  bool *placed);
+
+/* The same, for the routing `in` (in->pl is ignored): the eplb kinds balance the demand
+ * of a first routing pass of `in` itself under contiguous placement, so EPLB sees the
+ * loads it is judged on (the most a placement from past statistics could achieve). */
+int balance_place_for(const struct routing_in *in, struct placement *pl, bool *placed);
+
+#endif
