@@ -1074,6 +1074,8 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
     static const char *const sched_keys[] = { "schedule", "kind", "parallel", "pp",
                                               "schedule", "microbatches" };
     static const char *const sms_keys[] = { "schedule", "comm_sms", "cluster", "sms" };
+    static const char *const stage_keys[] = { "parallel", "pp", "cluster", "gpus_per_node",
+                                              "parallel", "dp", "cluster", "nodes" };
     const struct config *c = &ld->c;
     const struct cfg_model *m = &c->model;
     const char *kind = config_sched_name(c->schedule.kind);
@@ -1091,6 +1093,13 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
         return cfg_fail_latest(ld, sched_keys, 3, "%s (schedule.kind = %s, parallel.pp = %d, "
                                "schedule.microbatches = %d)", why, kind, c->parallel.pp,
                                c->schedule.microbatches);
+    /* The step times a stage's collectives on a copy of the cluster of dp GPUs: whole
+     * nodes, or a share of one (step.c, stage_config). */
+    int gpn = c->cluster.gpus_per_node, dp = c->parallel.dp;
+    if (dp % gpn && gpn % dp)
+        return cfg_fail_latest(ld, stage_keys, 4, "a pipeline stage of parallel.dp = %d GPUs "
+                               "neither fills whole nodes of cluster.gpus_per_node = %d nor "
+                               "divides one", dp, gpn);
     if (c->schedule.comm_sms >= c->cluster.sms)
         return cfg_fail_latest(ld, sms_keys, 2, "schedule.comm_sms = %d leaves no SM of "
                                "cluster.sms = %d for compute", c->schedule.comm_sms,

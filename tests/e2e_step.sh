@@ -161,5 +161,17 @@ else
     fail "pp=3: rc $rc: $(cat "$tmp/e2")"
 fi
 
+# A stage of 6 GPUs on nodes of 4: neither whole nodes nor a share of one.
+"$MOESIM" run "$tmp/step.ini" --set cluster.nodes=3 --set parallel.pp=2 --set parallel.ep=2 \
+    --csv "$tmp/y.csv" > /dev/null 2> "$tmp/e3"
+rc=$?
+if [ $rc -eq 2 ] && [ ! -e "$tmp/y.csv" ] && [ "$(wc -l < "$tmp/e3")" -eq 1 ] &&
+    grep -q "^--set: parallel.ep\|^--set: parallel.pp\|^--set: cluster.nodes" "$tmp/e3" &&
+    grep -q "pipeline stage of parallel.dp = 6" "$tmp/e3"; then
+    pass "stage of 6 GPUs on 4-GPU nodes: exit 2, one line naming the key"
+else
+    fail "stage alignment: rc $rc: $(cat "$tmp/e3")"
+fi
+
 echo "e2e_step: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]
