@@ -3,6 +3,7 @@
  * Every expected time is composed here from the compute model's op times (compute.h)
  * and closed-form transfer times, following the dependencies step.h states; the engine
  * must reproduce them by running its event loop. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "cu_run.h"
 #include "ini_text.h"
 #include "model.h"
+#include "rtrace.h"
 #include "sched.h"
 #include "step.h"
 
@@ -314,6 +316,45 @@ static void test_stragglers_and_determinism(void)
     step_free(&r2);
 }
 
+/* A routing trace that records what the two-GPU layer routes anyway (every token to
+ * both experts: T per source GPU and expert) replays to the identical step. */
+static void test_trace_replay(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, NULL, 0), 0);
+    struct step_result a, b;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&a, &c, 1, false, &err), 0);
+    struct rtrace t;
+    CU_ASSERT_EQUAL_FATAL(rtrace_create(&t, 1, 1, 2, 2), 0);
+    for (int g = 0; g < 2; g++)
+        for (int e = 0; e < 2; e++)
+            rtrace_at(&t, 0, 0, g)[e] = (uint64_t)c.schedule.micro_batch_tokens;
+    char path[] = "/tmp/test_step_trace_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_EQUAL(rtrace_write(f, &t), 0);
+    fclose(f);
+    rtrace_free(&t);
+    char set[128];
+    snprintf(set, sizeof(set), "routing.trace=%s", path);
+    const char *sets[2] = { "routing.distribution=trace", set };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 2), 0);
+    CU_ASSERT_EQUAL_FATAL(step_run(&b, &c, 1, false, &err), 0);
+    CU_ASSERT_DOUBLE_EQUAL(b.step_s, a.step_s, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(b.exposed_comm_s, a.exposed_comm_s, 1e-15);
+    step_free(&b);
+    /* a trace for another GPU count is refused with its name */
+    const char *bad[3] = { "routing.distribution=trace", set, "cluster.gpus_per_node=4" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, bad, 3), 0);
+    CU_ASSERT_EQUAL(step_run(&b, &c, 1, false, &err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "routing.trace"));
+    remove(path);
+    step_free(&a);
+    step_free(&b);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -323,6 +364,7 @@ int main(void)
         { "pipelines between ideal runs; times add up; streams serial", test_pipeline_bounds },
         { "1f1b activation memory: pp and 1 micro-batches", test_activation_memory },
         { "stragglers under zipf; deterministic", test_stragglers_and_determinism },
+        { "trace replay: the same routing, the same step", test_trace_replay },
     };
     return cu_run("step", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
