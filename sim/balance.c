@@ -176,6 +176,25 @@ static int measure(struct balance_result *out, const struct config *c, const str
     return rc;
 }
 
+/* The last iteration's per-expert counts and the replica count of each expert. */
+static int keep_experts(struct balance_result *out, const struct routing *r,
+                        const struct placement *pl)
+{
+    size_t n = (size_t)(r->gpus / r->ep) * r->experts;
+    out->groups = r->gpus / r->ep;
+    out->experts = r->experts;
+    out->demand = malloc(n * sizeof(uint64_t));
+    out->kept = malloc(n * sizeof(uint64_t));
+    out->replicas = malloc((size_t)r->experts * sizeof(int));
+    if (!out->demand || !out->kept || !out->replicas)
+        return -ENOMEM;
+    memcpy(out->demand, r->expert_demand, n * sizeof(uint64_t));
+    memcpy(out->kept, r->expert_tokens, n * sizeof(uint64_t));
+    for (int e = 0; e < r->experts; e++)
+        out->replicas[e] = pl ? pl->replica0[e + 1] - pl->replica0[e] : 1;
+    return 0;
+}
+
 static void keep_summary(struct balance_result *out, const struct routing *r)
 {
     out->drop_rate = r->drop_rate;
@@ -229,7 +248,9 @@ int balance_run(struct balance_result *out, const struct config *c, uint64_t see
     }
     if (!rc) {
         keep_summary(out, &r);
-        rc = measure(out, c, &r);
+        rc = keep_experts(out, &r, b.have_pl ? &b.pl : NULL);
+        if (!rc)
+            rc = measure(out, c, &r);
     }
     routing_free(&r);
     if (b.have_pl)
@@ -251,5 +272,8 @@ int balance_run(struct balance_result *out, const struct config *c, uint64_t see
 void balance_free(struct balance_result *r)
 {
     free(r->iter);
+    free(r->demand);
+    free(r->kept);
+    free(r->replicas);
     memset(r, 0, sizeof(*r));
 }

@@ -42,6 +42,10 @@ struct balance_result {
     double expert_mean_s;               /* mean over GPUs */
     double layer_s;                     /* dispatch + expert_s + combine */
     int redundant;                      /* replicas beyond one per expert, per EP group */
+    /* per (EP group, logical expert) of the last iteration, [group * experts + e] */
+    int groups, experts;
+    uint64_t *demand, *kept;            /* owned; dropped = demand - kept */
+    int *replicas;                      /* experts: replicas of each expert (1 without) */
 };
 
 /* 0; -EINVAL with err->msg set (bad trace: "file:line: what"; a layout the policy cannot

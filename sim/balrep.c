@@ -121,3 +121,24 @@ int balrep_iter_csv(FILE *f, const struct balrep *r)
     }
     return ferror(f) ? -EIO : 0;
 }
+
+int balrep_expert_csv(FILE *f, const struct balrep *r)
+{
+    fprintf(f, "policy,ep_group,expert,replicas,demand,kept,dropped,drop_rate,load_over_mean\n");
+    for (int i = 0; i < r->n; i++) {
+        const struct balance_result *b = r->cols[i].res;
+        for (int g = 0; g < b->groups; g++) {
+            const uint64_t *d = b->demand + (size_t)g * b->experts;
+            const uint64_t *k = b->kept + (size_t)g * b->experts;
+            double mean = 0;
+            for (int e = 0; e < b->experts; e++)
+                mean += (double)d[e] / b->experts;
+            for (int e = 0; e < b->experts; e++)
+                fprintf(f, "%s,%d,%d,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.9g,%.9g\n",
+                        r->cols[i].name, g, e, b->replicas[e], d[e], k[e], d[e] - k[e],
+                        d[e] ? (double)(d[e] - k[e]) / (double)d[e] : 0.0,
+                        mean > 0 ? (double)d[e] / mean : 0.0);
+        }
+    }
+    return ferror(f) ? -EIO : 0;
+}

@@ -32,5 +32,8 @@ void balrep_table(FILE *f, const struct balrep *r);
 int balrep_csv(FILE *f, const struct balrep *r);
 /* policy,iteration,expert_load_max_over_mean,gpu_load_max_over_mean,drop_rate */
 int balrep_iter_csv(FILE *f, const struct balrep *r);
+/* Per-expert load of the last iteration: policy,ep_group,expert,replicas,demand,kept,
+ * dropped,drop_rate,load_over_mean (demand / the group's mean demand per expert). */
+int balrep_expert_csv(FILE *f, const struct balrep *r);
 
 #endif

@@ -423,7 +423,7 @@ static int cmd_run(int argc, char **argv)
 static const char usage_balance[] =
     "usage: moesim balance CONFIG... [--set section.key=value]... [--seed N]\n"
     "                      [--policy NAME:KEY=VALUE[,KEY=VALUE...]]...\n"
-    "                      [--csv FILE] [--iter-csv FILE] [--no-timing]\n"
+    "                      [--csv FILE] [--iter-csv FILE] [--expert-csv FILE] [--no-timing]\n"
     "\n"
     "Compares routing and balancing policies side by side on one MoE layer of the\n"
     "workload the CONFIG files describe: each policy is that config with its own\n"
@@ -439,6 +439,7 @@ static const char usage_balance[] =
     "      --seed N         routing seed (default 1)\n"
     "  -c, --csv FILE       one row per policy\n"
     "      --iter-csv FILE  one row per policy and iteration (convergence)\n"
+    "      --expert-csv FILE one row per policy, EP group and expert: load, drops\n"
     "      --no-timing      write wall_s as 0\n"
     "  -h, --help           this text\n"
     "\n"
@@ -454,7 +455,7 @@ struct policy {
 
 struct balance_opts {
     struct run_opts run;      /* files, sets, seed, csv, no_timing */
-    const char *iter_csv;
+    const char *iter_csv, *expert_csv;
     struct policy pol[MAX_POLICIES];
     int npol;
 };
@@ -525,11 +526,12 @@ static void default_policies(struct balance_opts *o, const struct config *c)
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_balance(int argc, char **argv, struct balance_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_ITER_CSV, OPT_NO_TIMING };
+    enum { OPT_SEED = 256, OPT_ITER_CSV, OPT_EXPERT_CSV, OPT_NO_TIMING };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "policy", required_argument, NULL, 'p' },  { "csv", required_argument, NULL, 'c' },
         { "iter-csv", required_argument, NULL, OPT_ITER_CSV },
+        { "expert-csv", required_argument, NULL, OPT_EXPERT_CSV },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
         { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
     };
@@ -557,6 +559,7 @@ static int parse_balance(int argc, char **argv, struct balance_opts *o)
             break;
         case 'c': r->csv = optarg; break;
         case OPT_ITER_CSV: o->iter_csv = optarg; break;
+        case OPT_EXPERT_CSV: o->expert_csv = optarg; break;
         case OPT_NO_TIMING: r->no_timing = 1; break;
         case 'h': fputs(usage_balance, stdout); return 1;
         case ':': return bad("option '%s' needs a value", argv[optind - 1]);
@@ -588,6 +591,7 @@ static int policy_config(const struct balance_opts *o, const struct policy *p, s
 
 static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
 static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
+static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
 
 /* Runs every policy; a default policy the layout refuses is skipped and said so. */
 static int run_policies(struct balance_opts *o, struct config *cfg, struct balance_result *res,
@@ -655,8 +659,9 @@ static int cmd_balance(int argc, char **argv)
         struct output outs[] = {
             { .path = o.run.csv, .write = w_bal_csv },
             { .path = o.iter_csv, .write = w_bal_iter },
+            { .path = o.expert_csv, .write = w_bal_expert },
         };
-        if (!(rc = write_outputs(outs, 2, &r)))
+        if (!(rc = write_outputs(outs, 3, &r)))
             balrep_table(stdout, &r);
     }
     for (int i = 0; i < ncols; i++)

@@ -93,6 +93,7 @@ struct eng {
     struct compute *cm;
     struct topo *stage_topo, *full_topo;
     struct coll_memo *memo;
+    double demand, dropped;   /* token-expert assignments over the MoE layers (capacity) */
     struct rtrace trace;      /* distribution = trace: one stage's routing per layer */
     bool have_trace;
     int gpus, pp, dp, ep, groups, pieces, M;
@@ -204,6 +205,10 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     int rc = layer_routing(e, cc, layer, seed, &rt);
     if (rc)
         return rc;
+    for (size_t i = 0; i < (size_t)G * rt.experts; i++) {
+        e->demand += (double)rt.expert_demand[i];
+        e->dropped += (double)rt.dropped[i];
+    }
     int per_gpu = rt.nslots / ep;
     for (int g = 0; g < G; g++)
         for (int x = 0; x < rt.nslots; x++) {
@@ -946,6 +951,7 @@ static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
     r->tokens_per_s = T > 0 ? r->tokens / T : 0;
     r->model_flops = model_flops_per_token(&e->m) * r->tokens;
     r->mfu = T > 0 ? r->model_flops / (T * e->gpus * compute_peak_flops(e->cm)) : 0;
+    r->drop_rate = e->demand > 0 ? e->dropped / e->demand : 0;
     r->subops = e->nsops;
     r->events = e->events;
     coll_counts(e->memo, &r->a2a_simulated, &r->a2a_reused);

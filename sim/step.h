@@ -91,6 +91,7 @@ struct step_result {
     double compute_s, comm_s, exposed_comm_s, bubble_s, bubble_frac;
     double peak_act_bytes, param_bytes;   /* max over GPUs */
     double dp_reduce_s;       /* longest single DP reduce op */
+    double drop_rate;         /* assignments dropped by expert capacity, over all MoE layers */
     struct step_gpu *gpu;     /* gpus, owned */
     struct step_stage *stage; /* pp, owned */
     struct step_slice *slices;/* nslices, owned; only when asked */

@@ -40,6 +40,9 @@ void steprep_summary(FILE *f, const struct steprep *r)
             "together %.2f GiB of %.0f GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
             mem / GIB, cap / GIB, mem > cap ? ": DOES NOT FIT (before gradients and optimizer "
             "states)" : " (gradients and optimizer states not counted)");
+    if (c->balance.capacity_factor > 0)
+        fprintf(f, "  capacity factor %.3g: %.2f %% of the token-expert assignments dropped "
+                "(not computed, not sent)\n", c->balance.capacity_factor, 100 * s->drop_rate);
     fprintf(f, "\n  %5s %10s %10s %10s %10s %7s %12s %10s\n", "stage", "compute_s", "comm_s",
             "exposed_s", "bubble_s", "bubble", "peak_act_GiB", "param_GiB");
     for (int k = 0; k < s->pp; k++) {
@@ -60,15 +63,15 @@ int steprep_csv(FILE *f, const struct steprep *r)
     const struct step_result *s = r->res;
     fprintf(f, "schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,step_s,"
             "bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,"
-            "tokens_per_s,straggler_s,dp_reduce_s,overlap,wall_s\n");
+            "tokens_per_s,straggler_s,dp_reduce_s,overlap,drop_rate,wall_s\n");
     double strag = s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s;
     fprintf(f, "%s,%d,%d,%d,%d,%d,%lld,%d,%llu,%.9g,%.6f,%.6f,%.9g,%.9g,%.9g,%.6f,%.6f,%.6g,"
-            "%.9g,%.9g,%s,%.3f\n",
+            "%.9g,%.9g,%s,%.9g,%.3f\n",
             config_sched_name(c->schedule.kind), s->pp, s->dp, s->ep, s->vpp, s->microbatches,
             (long long)c->schedule.micro_batch_tokens, s->gpus, (unsigned long long)r->seed,
             s->step_s, s->bubble_frac, s->mfu, s->exposed_comm_s, s->compute_s, s->comm_s,
             s->peak_act_bytes / GIB, s->param_bytes / GIB, s->tokens_per_s, strag,
-            s->dp_reduce_s, c->schedule.overlap ? "on" : "off", wall(r));
+            s->dp_reduce_s, c->schedule.overlap ? "on" : "off", s->drop_rate, wall(r));
     return ferror(f) ? -EIO : 0;
 }
 

@@ -21,7 +21,7 @@ struct steprep {
 void steprep_summary(FILE *f, const struct steprep *r);
 /* Header + one row: schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,
  * step_s,bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,
- * tokens_per_s,straggler_s,dp_reduce_s,overlap,wall_s (per-GPU figures are means over
+ * tokens_per_s,straggler_s,dp_reduce_s,overlap,drop_rate,wall_s (per-GPU figures are means over
  * GPUs; memory is the largest GPU's). */
 int steprep_csv(FILE *f, const struct steprep *r);
 /* One row per GPU: gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,

@@ -79,6 +79,21 @@ lt "$n1" 2.000001 && pass "node-limited: nodes per token $n1 <= 2" || fail "node
 it=$(awk -F, '$1 == "bias"' "$tmp/d.iter.csv" | wc -l)
 [ "$it" -eq 40 ] && pass "convergence CSV: 40 bias iterations" || fail "convergence CSV: $it rows"
 
+# Per-expert loads: the dropped assignments add up to the policy's drop rate, and the
+# replicas to experts + redundant experts (32 + 16 for eplb).
+"$MOESIM" balance "$tmp/w.ini" --no-timing --policy "cap:balance.capacity_factor=1.0" \
+    --policy "eplb:balance.placement=eplb,balance.redundant_experts=16" \
+    --csv "$tmp/x.csv" --expert-csv "$tmp/x.exp.csv" > /dev/null 2>&1
+dr=$(val "$tmp/x.csv" cap drop_rate)
+if awk -F, -v want="$dr" '$1 == "cap" { d += $7; n += $5 }
+        END { r = d / n; exit !(n > 0 && r - want < 1e-9 && want - r < 1e-9) }' "$tmp/x.exp.csv"; then
+    pass "expert CSV: dropped / demand = drop_rate ($dr)"
+else
+    fail "expert CSV: drops do not add up to $dr"
+fi
+reps=$(awk -F, '$1 == "eplb" { r += $4 } END { print r }' "$tmp/x.exp.csv")
+[ "$reps" = 48 ] && pass "expert CSV: eplb replicas add up to 48" || fail "expert CSV: replicas $reps"
+
 # User policies replace the defaults; a bad one is refused before anything runs.
 run u --policy "rr:balance.placement=round-robin" --policy "cap:balance.capacity_factor=1.25"
 [ "$(($(wc -l < "$tmp/u.csv") - 1))" -eq 2 ] && pass "--policy: two rows" || fail "--policy rows"

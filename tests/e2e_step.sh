@@ -161,6 +161,19 @@ else
     fail "pp=3: rc $rc: $(cat "$tmp/e2")"
 fi
 
+# Expert capacity: dropless by default; capacity 1.0 under Zipf(1.0) drops assignments,
+# which are then neither sent nor computed: the step gets shorter.
+run cap --set balance.capacity_factor=1.0
+d0=$(col "$tmp/a.csv" drop_rate)
+d1=$(col "$tmp/cap.csv" drop_rate)
+s0=$(col "$tmp/a.csv" step_s)
+s1=$(col "$tmp/cap.csv" step_s)
+if [ "$d0" = 0 ] && awk -v d="$d1" -v a="$s0" -v b="$s1" 'BEGIN { exit !(d > 0 && b < a) }'; then
+    pass "capacity 1.0: drop_rate $d1, step $s0 -> $s1 s"
+else
+    fail "capacity: drop_rate $d0 / $d1, step $s0 / $s1"
+fi
+
 # A stage of 6 GPUs on nodes of 4: neither whole nodes nor a share of one.
 "$MOESIM" run "$tmp/step.ini" --set cluster.nodes=3 --set parallel.pp=2 --set parallel.ep=2 \
     --csv "$tmp/y.csv" > /dev/null 2> "$tmp/e3"
