@@ -30,7 +30,8 @@
 static const char usage_top[] =
     "usage: moesim <command> [options]\n"
     "\n"
-    "Simulates expert-parallel Mixture-of-Experts traffic on a GPU cluster.\n"
+    "Simulates expert-parallel Mixture-of-Experts training on a GPU cluster: whole\n"
+    "training steps, all-to-all traffic, routing and load balance.\n"
     "\n"
     "commands:\n"
     "  run CONFIG...   time one training step (with a [schedule] kind), or one MoE\n"
