@@ -38,6 +38,12 @@ printf "%-34s %8s s %10s KiB  (%s)\n" "deepseek-v3 step" "$wall" "$kib" \
     "$(awk '/engine:/ { sub(/^ +/, ""); print }' "${TMPDIR:-/tmp}/moesim-bench-step.out")"
 rm -f "${TMPDIR:-/tmp}/moesim-bench-step.out"
 
+echo "# moesim balance: the README's eight default policies, DeepSeek-V3 layer on 64 GPUs, Zipf(1.0)"
+out=$( { /usr/bin/time -f "%e %M" "$MOESIM" balance "$here/../configs/examples/balance-deepseek-v3.ini" \
+         --no-timing > /dev/null; } 2>&1 | tail -1)
+read -r wall kib <<<"$out"
+printf "%-34s %8s s %10s KiB\n" "balance, 8 policies" "$wall" "$kib"
+
 echo "# MoE layer kernels, CPU reference (fp32, OpenBLAS)"
 "$BUILD/tests/bench_moe_cpu"
 if [ -x "$BUILD/tests/gpu_bench_moe" ]; then
