@@ -10,7 +10,6 @@
 #include "gate_cpu.h"
 
 #include <math.h>
-#include <stdbool.h>
 
 static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
 {
@@ -31,35 +30,30 @@ static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
         s[e] /= sum;
 }
 
-/* (v, e) ranks before (bv, be): larger value, then lower index. */
-static bool before(float v, int e, float bv, int be)
+/* The value experts are ranked by: the score plus the bias, NaN taken as -inf. */
+static float rank_value(const float *s, const float *bias, int e)
 {
-    return v > bv || (v == bv && e < be);
+    float v = bias ? s[e] + bias[e] : s[e];
+    return isnan(v) ? -INFINITY : v;
 }
 
-/* K picks; each is the first, in (value desc, index asc) order, of the experts that
- * rank after the previous pick. The order is total once NaN is mapped to -inf. */
+/* The first K experts in (value desc, index asc) order: a total order, so the picks
+ * are unique. One pass in index order keeps the best so far sorted in idx[0..n); an
+ * expert enters only by ranking before the K-th, and never passes an equal value (it
+ * has the higher index), so ties stay with the lower index. O(E) compares plus O(K)
+ * per entry: about K ln(E / K) entries when the values come in random order. */
 static void topk_row(int e_n, int k_n, const float *s, const float *bias, int32_t *idx)
 {
-    float pv = INFINITY;
-    int pe = -1;
-    for (int k = 0; k < k_n; k++) {
-        float bv = -INFINITY;
-        int be = -1;
-        for (int e = 0; e < e_n; e++) {
-            float v = bias ? s[e] + bias[e] : s[e];
-            if (isnan(v))
-                v = -INFINITY;
-            if (!before(pv, pe, v, e))
-                continue;                     /* ranks before or is the last pick */
-            if (be < 0 || before(v, e, bv, be)) {
-                bv = v;
-                be = e;
-            }
-        }
-        idx[k] = be;
-        pv = bv;
-        pe = be;
+    int n = 0;
+
+    for (int e = 0; e < e_n; e++) {
+        float v = rank_value(s, bias, e);
+        if (n == k_n && !(v > rank_value(s, bias, idx[n - 1])))
+            continue;                         /* ranks after the K-th */
+        int i = n < k_n ? n++ : n - 1;
+        for (; i > 0 && v > rank_value(s, bias, idx[i - 1]); i--)
+            idx[i] = idx[i - 1];
+        idx[i] = e;
     }
 }
 

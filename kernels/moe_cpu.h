@@ -23,16 +23,18 @@ const struct moe_ops *moe_cpu_ops(void);
 
 /* Runs the experts and shared stages of a ctx from moe_cpu_ops() on `threads` pthreads
  * (1, the default: on the caller, each GEMM threaded inside OpenBLAS). With n > 1 the
- * groups are cut into n runs of about equal rows, one per pthread (the caller's
- * included), and the shared experts are dealt round-robin.
+ * n pthreads (the caller's included) claim the expert groups one at a time, in order,
+ * and the shared experts are dealt round-robin.
  * That pays where groups are small (measured: 256 experts x 64 rows, 2 cores, about
  * 1.5x) but only with OpenBLAS on one thread (openblas_set_num_threads(1), a
  * process-wide setting that is the caller's to make); otherwise OpenBLAS runs one
  * GEMM at a time. A backward whose groups name an expert twice runs on the caller.
- * Bits are those of threads = 1 under the same OpenBLAS setting. 0 or -EINVAL.
+ * Bits are those of threads = 1 under the same OpenBLAS setting.
  * The per-token loops of route, permute, combine and their backward are cut into n
- * token ranges the same way; the gate GEMMs stay whole (a row's bits in OpenBLAS depend
- * on its place in the GEMM's tiles), the backward's two on two threads when n > 1. */
+ * ranges of about T / n tokens, one per pthread. The forward gate GEMM runs in blocks of 128 tokens, fixed
+ * by token index (a row's bits in OpenBLAS may depend on its place in the GEMM's
+ * tiles), each block routed by the thread that computed it; the backward's two gate
+ * GEMMs stay whole, on two threads when n > 1. 0 or -EINVAL. */
 int moe_cpu_set_threads(struct moe_ctx *ctx, int threads);
 
 #endif

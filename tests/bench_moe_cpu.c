@@ -49,6 +49,30 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds of this process, all threads. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Returns once the process has used under a tenth of a core over a 20 ms step (at most
+ * 50 steps). After a threaded call OpenBLAS's worker threads spin for 2^28 TSC cycles
+ * (its THREAD_TIMEOUT; 0.13 s of CPU measured on the 2-core VM) before they sleep,
+ * and would share the cores with whatever is timed next. */
+static void wait_idle(void)
+{
+    const struct timespec step = { 0, 20000000 };
+
+    for (int i = 0; i < 50; i++) {
+        double c0 = cpu_s(), t0 = now_s();
+        nanosleep(&step, NULL);
+        if (cpu_s() - c0 < 0.1 * (now_s() - t0))
+            return;
+    }
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -182,7 +206,9 @@ static int bench(const struct shape *s, double budget_s, int threads)
      * many reps fit budget_s. Each rep runs the dense sgemm, the layer's forward and
      * backward, and the dense sgemm again, and takes the mean of the two dense times:
      * on a machine whose clock or neighbours drift, the layer and its reference then
-     * see the same conditions. Ratios are per rep, then the median. */
+     * see the same conditions. The layer starts once the first sgemm's OpenBLAS
+     * threads have stopped spinning (wait_idle), as the sgemm starts with no thread of
+     * the layer left. Ratios are per rep, then the median. */
     double tf[MAX_REPS], tfb[MAX_REPS], td[MAX_REPS], rf[MAX_REPS], rfb[MAX_REPS];
     int reps = 1;
     for (int i = -1; i < reps; i++) {
@@ -190,6 +216,7 @@ static int bench(const struct shape *s, double budget_s, int threads)
         double d0 = dense_run(&dn, m);
         if (threads > 0)
             openblas_set_num_threads(1);
+        wait_idle();
         double t0 = now_s();
         if (moe_forward(ops, ctx, &w, x, tokens, out) < 0)
             goto out_free;

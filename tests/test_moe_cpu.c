@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cu_run.h"
+#include "gate_cpu.h"
 #include "moe.h"
 #include "moe_cpu.h"
 
@@ -513,6 +514,33 @@ static void test_tie_break(void)
     }
 }
 
+/* A NaN value ranks as -inf, and ties among -inf go to the lower index. Sigmoid
+ * scores, K = 4 of 9. Row 0, logits {NaN, 1, NaN, 2, 0, 0, NaN, -inf, 3}: scores
+ * {NaN, s(1), NaN, s(2), 1/2, 1/2, NaN, 0, s(3)}, so 8, 3, 1, then 4 before 5 on the
+ * tie. Row 1, all NaN: 0, 1, 2, 3. With bias {0, 0, 0, 0, 0, NaN, 0, 0, -1}, row 0:
+ * s(3) - 1 = -0.047 falls below expert 7's 0 and expert 5 becomes NaN, so 3, 1, 4, 7;
+ * row 1 is unchanged. */
+static void test_topk_nan(void)
+{
+    const struct moe_cfg c = { .hidden = 1, .ffn = 1, .experts = 9, .shared = 0,
+                               .top_k = 4, .score = MOE_SCORE_SIGMOID, .norm_topk = false,
+                               .route_scale = 1.0f, .aux_alpha = 0.0f };
+    const float logits[2][9] = { { NAN, 1.0f, NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
+                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN } };
+    const float bias[9] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
+    const int32_t want[2][2][4] = { { { 8, 3, 1, 4 }, { 0, 1, 2, 3 } },
+                                    { { 3, 1, 4, 7 }, { 0, 1, 2, 3 } } };
+    float scores[18], w[8], aux;
+    int32_t idx[8], counts[9];
+
+    for (int b = 0; b < 2; b++) {
+        gate_cpu_fwd(&c, b ? bias : NULL, 2, &logits[0][0], scores, idx, w, counts, &aux);
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < 4; k++)
+                CU_ASSERT_EQUAL(idx[t * 4 + k], want[b][t][k]);
+    }
+}
+
 /* top_k = E with equal weights is a dense mixture. A zero gate gives s = 1/E
  * (softmax, unnormalized) or s = 1/2 normalized to 1/E (sigmoid); either way out =
  * (1/E) sum_e FFN_e(x) + shared, computed here directly with ref_ffn. */
@@ -826,6 +854,62 @@ static void test_threads_same_bits(void)
     model_free(&m);
 }
 
+/* 300 tokens: the forward gate GEMM runs in blocks of 128, 128 and 44 rows. Every
+ * logit is x W_g (in double) within fp32 rounding: H = 8 products below 1 in size, so
+ * |err| < 8 * 8 * 2^-24 = 4e-6, checked at 1e-5. The output is the double reference's
+ * (selection margin >= GAP_MIN), and 1, 2 and 3 pthreads give the same bits, forward
+ * and backward. */
+static void test_route_blocks(void)
+{
+    const struct moe_ops *ops = cpu();
+    struct moe_cfg c = { .hidden = 8, .ffn = 6, .experts = 6, .shared = 1, .top_k = 2,
+                         .score = MOE_SCORE_SOFTMAX, .norm_topk = true,
+                         .route_scale = 1.0f, .aux_alpha = 0.01f };
+    const int tn = 300, hn = 8, en = 6;
+    const size_t on = (size_t)tn * hn;
+    struct model m;
+    struct moe_ctx *ctx;
+    CU_ASSERT_EQUAL_FATAL(model_init_margin(&m, &c, tn, 31, 1.0f, 0), 0);
+    const float *x = m.theta + m.off[T_X], *g = m.theta + m.off[T_GATE];
+    float *o1 = malloc(on * sizeof(float)), *o = malloc(on * sizeof(float));
+    float *g1 = malloc(m.off[T_COUNT] * sizeof(float));
+    double *th = theta_double(&m), *ref = malloc(on * sizeof(double));
+    CU_ASSERT_FATAL(o1 && o && g1 && th && ref);
+
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_cpu_set_threads(ctx, 2), 0);
+    CU_ASSERT_EQUAL(ops->route(ctx, &m.w, x, tn), 0);
+    int logits_ok = 1;
+    for (int t = 0; t < tn; t++)
+        for (int e = 0; e < en; e++) {
+            double l = 0.0;
+            for (int h = 0; h < hn; h++)
+                l += (double)x[t * hn + h] * g[h * en + e];
+            logits_ok &= fabs(ctx->logits[t * en + e] - l) <= 1e-5;
+        }
+    CU_ASSERT_TRUE(logits_ok);
+    ops->ctx_free(ctx);
+
+    ref_loss(&m, th, ref, NULL, NULL, NULL);
+    CU_ASSERT_EQUAL_FATAL(run_layer_threads(&m, o1, NULL, 1), 0);
+    memcpy(g1, m.grad, m.off[T_COUNT] * sizeof(float));
+    int out_ok = 1;
+    for (size_t i = 0; i < on; i++)
+        out_ok &= fabs(o1[i] - ref[i]) <= 1e-5 + 1e-4 * fabs(ref[i]);
+    CU_ASSERT_TRUE(out_ok);
+    for (int n = 2; n <= 3; n++) {
+        CU_ASSERT_EQUAL_FATAL(run_layer_threads(&m, o, NULL, n), 0);
+        CU_ASSERT_TRUE(bits_equal(o, o1, on));
+        CU_ASSERT_TRUE(bits_equal(m.grad, g1, m.off[T_COUNT]));
+    }
+    free(o1);
+    free(o);
+    free(g1);
+    free(th);
+    free(ref);
+    model_free(&m);
+}
+
 /* A rank with no tokens: every count is 0, the aux loss is 0, and forward and
  * backward succeed without touching a gradient. */
 static void test_zero_tokens(void)
@@ -912,12 +996,14 @@ int main(void)
         { "gradients, top_k = experts", test_gradients_fd_all_experts },
         { "permute layout and identity", test_permute_layout },
         { "ties go to the lower index", test_tie_break },
+        { "NaN ranks last", test_topk_nan },
         { "top_k = E is a dense mixture", test_dense_mixture },
         { "one expert per token is its FFN", test_single_expert },
         { "bias selects, weights unbiased", test_bias_selects_not_weights },
         { "rank split is bitwise exact", test_rank_split_exact },
         { "deterministic", test_deterministic },
         { "pthreads give the same bits", test_threads_same_bits },
+        { "gate GEMM in token blocks", test_route_blocks },
         { "no tokens", test_zero_tokens },
         { "bad arguments", test_bad_arguments },
     };
