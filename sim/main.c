@@ -47,6 +47,7 @@ static const char usage_top[] =
 static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
+    "                  [--layer-csv FILE]\n"
     "                  [--no-timing]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides.\n"
@@ -64,6 +65,8 @@ static const char usage_run[] =
     "      --gpu-csv FILE per-GPU finish times and bytes (step: per-GPU time breakdown)\n"
     "      --link-csv FILE per-link bytes, busy time and utilization, per phase\n"
     "                     (not for steps)\n"
+    "      --layer-csv FILE per model layer of a step: drops, loads, all-to-all and\n"
+    "                     expert times (steps only)\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "  -h, --help         this text\n"
     "\n"
@@ -75,7 +78,7 @@ struct run_opts {
     const char *sets[MAX_SETS];
     int nfiles, nsets;
     uint64_t seed;
-    const char *trace, *csv, *gpu_csv, *link_csv;
+    const char *trace, *csv, *gpu_csv, *link_csv, *layer_csv;
     int no_timing;
 };
 
@@ -103,12 +106,13 @@ static int parse_seed(const char *s, uint64_t *out)
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_LINK_CSV, OPT_NO_TIMING };
+    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_LINK_CSV, OPT_LAYER_CSV, OPT_NO_TIMING };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "trace", required_argument, NULL, 't' },   { "csv", required_argument, NULL, 'c' },
         { "gpu-csv", required_argument, NULL, OPT_GPU_CSV },
         { "link-csv", required_argument, NULL, OPT_LINK_CSV },
+        { "layer-csv", required_argument, NULL, OPT_LAYER_CSV },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
         { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
     };
@@ -131,6 +135,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
         case 'c': o->csv = optarg; break;
         case OPT_GPU_CSV: o->gpu_csv = optarg; break;
         case OPT_LINK_CSV: o->link_csv = optarg; break;
+        case OPT_LAYER_CSV: o->layer_csv = optarg; break;
         case OPT_NO_TIMING: o->no_timing = 1; break;
         case 'h': fputs(usage_run, stdout); return 1;
         case ':': return bad("option '%s' needs a value", argv[optind - 1]);
@@ -251,6 +256,7 @@ static int w_link_csv(FILE *f, const void *x) { return report_link_csv(f, x); }
 static int w_step_trace(FILE *f, const void *x) { return steprep_trace(f, x); }
 static int w_step_csv(FILE *f, const void *x) { return steprep_csv(f, x); }
 static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x); }
+static int w_step_layer_csv(FILE *f, const void *x) { return steprep_layer_csv(f, x); }
 
 static int open_write(struct output *out, const void *r)
 {
@@ -307,6 +313,11 @@ static int write_outputs(struct output *all, int nout, const void *r)
 
 static int simulate(const struct run_opts *o, const struct config *c, double t_start)
 {
+    if (o->layer_csv) {
+        fprintf(stderr, "moesim run: --layer-csv: only for a training step (set "
+                "schedule.kind)\n");
+        return 2;
+    }
     struct topo *t = NULL;
     struct traffic m[2];
     struct a2a_result res[2];
@@ -384,8 +395,9 @@ static int simulate_step(const struct run_opts *o, const struct config *c, doubl
         { .path = o->trace, .write = w_step_trace },
         { .path = o->csv, .write = w_step_csv },
         { .path = o->gpu_csv, .write = w_step_gpu_csv },
+        { .path = o->layer_csv, .write = w_step_layer_csv },
     };
-    int rc = write_outputs(outs, 3, &r);
+    int rc = write_outputs(outs, 4, &r);
     if (!rc)
         steprep_summary(stdout, &r);
     step_free(&res);

@@ -94,6 +94,7 @@ struct eng {
     struct topo *stage_topo, *full_topo;
     struct coll_memo *memo;
     double demand, dropped;   /* token-expert assignments over the MoE layers (capacity) */
+    struct step_layer *layer; /* per model layer */
     struct rtrace trace;      /* distribution = trace: one stage's routing per layer */
     bool have_trace;
     int gpus, pp, dp, ep, groups, pieces, M;
@@ -209,6 +210,11 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
         e->demand += (double)rt.expert_demand[i];
         e->dropped += (double)rt.dropped[i];
     }
+    struct step_layer *sl = &e->layer[layer];
+    sl->moe = 1;
+    sl->drop_rate = rt.drop_rate;
+    sl->expert_load_max_over_mean = rt.expert_load_max_over_mean;
+    sl->gpu_load_max_over_mean = rt.gpu_load_max_over_mean;
     int per_gpu = rt.nslots / ep;
     for (int g = 0; g < G; g++)
         for (int x = 0; x < rt.nslots; x++) {
@@ -244,6 +250,9 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     traffic_free(&bd);
     traffic_free(&bcb);
     routing_free(&rt);
+    sl->dispatch_s = group_max(t->disp_s, G);
+    sl->combine_s = group_max(t->comb_s, G);
+    sl->experts_fwd_s = group_max(t->f_s, G * ep);
     return rc;
 }
 
@@ -351,10 +360,12 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
     e->piece_lo = calloc((size_t)P, sizeof(int));
     e->piece_hi = calloc((size_t)P, sizeof(int));
     e->moe = calloc((size_t)L, sizeof(*e->moe));
+    e->layer = calloc((size_t)L, sizeof(*e->layer));
     e->send_s = malloc((size_t)e->pp * e->pp * G * sizeof(double));
     e->act_bytes = calloc((size_t)P * G * e->ep, sizeof(double));
     e->reduce_s = calloc((size_t)P * G, sizeof(double));
-    if (!e->piece_lo || !e->piece_hi || !e->moe || !e->send_s || !e->act_bytes || !e->reduce_s)
+    if (!e->piece_lo || !e->piece_hi || !e->moe || !e->layer || !e->send_s || !e->act_bytes ||
+        !e->reduce_s)
         return -ENOMEM;
     for (size_t i = 0; i < (size_t)e->pp * e->pp * G; i++)
         e->send_s[i] = -1;
@@ -952,6 +963,9 @@ static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
     r->model_flops = model_flops_per_token(&e->m) * r->tokens;
     r->mfu = T > 0 ? r->model_flops / (T * e->gpus * compute_peak_flops(e->cm)) : 0;
     r->drop_rate = e->demand > 0 ? e->dropped / e->demand : 0;
+    r->layer = e->layer;      /* ownership moves to the result */
+    r->layers = e->c->model.layers;
+    e->layer = NULL;
     r->subops = e->nsops;
     r->events = e->events;
     coll_counts(e->memo, &r->a2a_simulated, &r->a2a_reused);
@@ -1059,6 +1073,7 @@ static void eng_free(struct eng *e)
             free(e->lanes[l].act_peak);
         }
     free(e->lanes);
+    free(e->layer);
     free(e->piece_lo);
     free(e->piece_hi);
     free(e->send_s);
@@ -1189,6 +1204,7 @@ int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool 
 
 void step_free(struct step_result *r)
 {
+    free(r->layer);
     free(r->gpu);
     free(r->stage);
     free(r->slices);

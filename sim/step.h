@@ -80,6 +80,15 @@ struct step_stage {           /* per pipeline rank: means over its GPUs */
     double peak_act_bytes, param_bytes;   /* max over its GPUs */
 };
 
+/* Per model layer (routing drawn once per step, one micro-batch's worth). */
+struct step_layer {
+    int moe;                  /* 0: dense layer (the rest is 0) */
+    double drop_rate;         /* assignments dropped by expert capacity */
+    double expert_load_max_over_mean, gpu_load_max_over_mean;
+    double dispatch_s, combine_s;   /* forward all-to-alls, slowest EP group */
+    double experts_fwd_s;     /* slowest GPU's routed-expert forward */
+};
+
 struct step_result {
     int gpus, pp, dp, ep, vpp, lanes, pieces, microbatches;
     double step_s;
@@ -94,6 +103,8 @@ struct step_result {
     double drop_rate;         /* assignments dropped by expert capacity, over all MoE layers */
     struct step_gpu *gpu;     /* gpus, owned */
     struct step_stage *stage; /* pp, owned */
+    struct step_layer *layer; /* model.layers, owned */
+    int layers;
     struct step_slice *slices;/* nslices, owned; only when asked */
     int64_t nslices;
     int64_t subops, events;

@@ -89,6 +89,20 @@ int steprep_gpu_csv(FILE *f, const struct steprep *r)
     return ferror(f) ? -EIO : 0;
 }
 
+int steprep_layer_csv(FILE *f, const struct steprep *r)
+{
+    const struct step_result *s = r->res;
+    fprintf(f, "layer,moe,drop_rate,expert_load_max_over_mean,gpu_load_max_over_mean,"
+            "dispatch_s,combine_s,experts_fwd_s\n");
+    for (int l = 0; l < s->layers; l++) {
+        const struct step_layer *x = &s->layer[l];
+        fprintf(f, "%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", l, x->moe, x->drop_rate,
+                x->expert_load_max_over_mean, x->gpu_load_max_over_mean, x->dispatch_s,
+                x->combine_s, x->experts_fwd_s);
+    }
+    return ferror(f) ? -EIO : 0;
+}
+
 static const char *const kind_names[] = { "F", "B", "W" };
 static const char *const stream_names[] = { "compute", "comm", "p2p" };
 

@@ -27,6 +27,10 @@ int steprep_csv(FILE *f, const struct steprep *r);
 /* One row per GPU: gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,
  * bubble_s,peak_activation_GiB,param_GiB. */
 int steprep_gpu_csv(FILE *f, const struct steprep *r);
+/* One row per model layer: layer,moe,drop_rate,expert_load_max_over_mean,
+ * gpu_load_max_over_mean,dispatch_s,combine_s,experts_fwd_s (one micro-batch; dense
+ * layers have moe 0 and zeros). */
+int steprep_layer_csv(FILE *f, const struct steprep *r);
 /* Chrome trace: one process per lane ("stage r, EP group g"), threads compute, comm and
  * p2p; one slice per sub-op named "<F|B|W> <what>" with args mb, piece, layer. Needs the
  * step run with keep_slices. */

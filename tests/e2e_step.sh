@@ -163,7 +163,16 @@ fi
 
 # Expert capacity: dropless by default; capacity 1.0 under Zipf(1.0) drops assignments,
 # which are then neither sent nor computed: the step gets shorter.
-run cap --set balance.capacity_factor=1.0
+run cap --set balance.capacity_factor=1.0 --layer-csv "$tmp/cap.layers.csv"
+# every MoE layer routes the same number of assignments, so the step's drop rate is the
+# mean of the MoE layers' (layer 0 is dense)
+if awk -F, -v want="$(col "$tmp/cap.csv" drop_rate)" 'NR > 1 { n++; if ($2 == 1) { m++; d += $3 } }
+        END { r = d / m; exit !(n == 8 && m == 7 && r - want < 1e-6 && want - r < 1e-6) }' \
+        "$tmp/cap.layers.csv"; then
+    pass "layer CSV: 8 layers, 7 MoE, their mean drop rate is the step's"
+else
+    fail "layer CSV: $(cat "$tmp/cap.layers.csv" | head -3)"
+fi
 d0=$(col "$tmp/a.csv" drop_rate)
 d1=$(col "$tmp/cap.csv" drop_rate)
 s0=$(col "$tmp/a.csv" step_s)
