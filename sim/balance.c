@@ -125,20 +125,16 @@ static int expert_times(const struct config *c, const struct routing *r, double 
         mc.model.ffn_hidden = 1;
     if (c->model.expert_ffn_hidden < 1 || model_init(&m, &mc) || compute_create(&cm, c, &err))
         return 0;
-    double *gpu = calloc((size_t)r->gpus, sizeof(double));
+    struct compute_t *gpu = malloc((size_t)r->gpus * sizeof(*gpu));
     if (!gpu) {
         compute_free(cm);
         return -ENOMEM;
     }
-    int per_gpu = r->nslots / r->ep;
-    for (int g = 0; g < r->gpus / r->ep; g++)
-        for (int x = 0; x < r->nslots; x++)
-            gpu[g * r->ep + x / per_gpu] +=
-                compute_op(cm, &m, MODEL_EXPERT, (double)r->slot_tokens[(size_t)g * r->nslots + x]).f_s;
+    compute_routed_experts(cm, &m, r, gpu);
     *max_s = *mean_s = 0;
     for (int i = 0; i < r->gpus; i++) {
-        *max_s = fmax(*max_s, gpu[i]);
-        *mean_s += gpu[i] / r->gpus;
+        *max_s = fmax(*max_s, gpu[i].f_s);
+        *mean_s += gpu[i].f_s / r->gpus;
     }
     free(gpu);
     compute_free(cm);

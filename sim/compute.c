@@ -1,6 +1,7 @@
 /* compute.c: roofline times of a model's ops on one GPU, and the expert calibration
  * table; see compute.h. */
 #include "compute.h"
+#include "routing.h"
 #include "textin.h"
 
 #include <errno.h>
@@ -409,4 +410,20 @@ double compute_share(const struct compute *cm)
 double compute_peak_flops(const struct compute *cm)
 {
     return cm->peak_flops;
+}
+
+void compute_routed_experts(const struct compute *cm, const struct model *m,
+                            const struct routing *r, struct compute_t *per_gpu)
+{
+    int per_slot_gpu = r->nslots / r->ep;
+    memset(per_gpu, 0, (size_t)r->gpus * sizeof(*per_gpu));
+    for (int g = 0; g < r->gpus / r->ep; g++)
+        for (int x = 0; x < r->nslots; x++) {
+            struct compute_t t = compute_op(cm, m, MODEL_EXPERT,
+                                            (double)r->slot_tokens[(size_t)g * r->nslots + x]);
+            struct compute_t *o = &per_gpu[g * r->ep + x / per_slot_gpu];
+            o->f_s += t.f_s;
+            o->b_s += t.b_s;
+            o->w_s += t.w_s;
+        }
 }

@@ -55,6 +55,13 @@ double compute_mem_s(const struct compute *cm, double bytes);
 struct compute_t compute_op(const struct compute *cm, const struct model *m, enum model_op op,
                             double tokens);
 
+/* Routed-expert times of every GPU of the routing r: one GEMM chain per physical slot
+ * (slot x of EP group g is on GPU g * ep + x / (nslots / ep)), summed per GPU into
+ * per_gpu[r->gpus] (overwritten). */
+struct routing;
+void compute_routed_experts(const struct compute *cm, const struct model *m,
+                            const struct routing *r, struct compute_t *per_gpu);
+
 /* Fraction of full speed compute keeps while communication kernels run: (sms - comm_sms) / sms. */
 double compute_share(const struct compute *cm);
 

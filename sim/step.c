@@ -215,17 +215,19 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     sl->drop_rate = rt.drop_rate;
     sl->expert_load_max_over_mean = rt.expert_load_max_over_mean;
     sl->gpu_load_max_over_mean = rt.gpu_load_max_over_mean;
-    int per_gpu = rt.nslots / ep;
-    for (int g = 0; g < G; g++)
-        for (int x = 0; x < rt.nslots; x++) {
-            double tok = (double)rt.slot_tokens[(size_t)g * rt.nslots + x];
-            size_t k = (size_t)g * ep + x / per_gpu;
-            struct compute_t ct = compute_op(e->cm, &e->m, MODEL_EXPERT, tok);
-            t->f_s[k] += ct.f_s;
-            t->b_s[k] += ct.b_s;
-            t->w_s[k] += ct.w_s;
-            t->pairs[k] += tok;
-        }
+    struct compute_t *ct = malloc(n * sizeof(*ct));
+    if (!ct) {
+        routing_free(&rt);
+        return -ENOMEM;
+    }
+    compute_routed_experts(e->cm, &e->m, &rt, ct);
+    for (size_t k = 0; k < n; k++) {
+        t->f_s[k] = ct[k].f_s;
+        t->b_s[k] = ct[k].b_s;
+        t->w_s[k] = ct[k].w_s;
+        t->pairs[k] = (double)rt.gpu_tokens[k];
+    }
+    free(ct);
 
     /* Forward: dispatch and combine. Backward: the combine's gradient travels the
      * dispatch's way and the dispatch's gradient the combine's, both at the combine's

@@ -3,6 +3,7 @@
  * counts from the closed form its comment states. Files are made in a mkdtemp folder.
  * Run from the repository root (the sample is traces/samples/routing-2x2x8x16.txt). */
 #include "cu_run.h"
+#include "zero_line.h"
 #include "rtrace.h"
 #include "tmp_dir.h"
 
@@ -424,17 +425,6 @@ static void test_bad_duplicate(void)
                "layer 1 iteration 1 gpu 7 expert 15 given twice (first at line 3)");
     expect_bad(H "\t0 1 2 3 0\n0 1 2 3 0 # again\n", 3,
                "layer 0 iteration 1 gpu 2 expert 3 given twice (first at line 2)");
-}
-
-/* head, then `zeros` '0' characters, then tail, into text (large enough); returns text. */
-static char *zero_line(char *text, const char *head, size_t zeros, const char *tail)
-{
-    size_t h = strlen(head);
-
-    memcpy(text, head, h);
-    memset(text + h, '0', zeros);
-    strcpy(text + h + zeros, tail);
-    return text;
 }
 
 /* Lines hold at most 4096 bytes: H + "0 0 0 0 " + 4088 zeros is 4096 bytes on line 2 and

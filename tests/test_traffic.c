@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "cu_run.h"
+#include "zero_line.h"
 #include "matrix.h"
 #include "routing.h"
 #include "traffic.h"
@@ -354,17 +355,6 @@ static void test_bad_separator(void)
     expect_bad("0 1\f5\n", 1, "control character 0x0c in line");
     expect_bad("0 1\r5\n", 1, "control character 0x0d in line");
     expect_bad("0 1 5\r\r\n", 1, "control character 0x0d in line");
-}
-
-/* head, then `zeros` '0' characters, then tail, into text (large enough); returns text. */
-static char *zero_line(char *text, const char *head, size_t zeros, const char *tail)
-{
-    size_t h = strlen(head);
-
-    memcpy(text, head, h);
-    memset(text + h, '0', zeros);
-    strcpy(text + h + zeros, tail);
-    return text;
 }
 
 /* Bug 4: lines are read into a 4096-byte buffer. "0 1 " + 4092 zeros is 4096 bytes and
