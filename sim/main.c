@@ -1,12 +1,17 @@
 /* main.c: the moesim command line. Exit status: 0 done, 1 runtime failure, 2 bad input. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <ini.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "a2a.h"
 #include "balance.h"
@@ -20,6 +25,7 @@
 #include "rtrace.h"
 #include "step.h"
 #include "steprep.h"
+#include "textin.h"
 #include "timeline.h"
 #include "topo.h"
 #include "traffic.h"
@@ -73,20 +79,70 @@ static const char usage_run[] =
     "Exit status: 0 done, 1 runtime failure, 2 bad input (one line on stderr says\n"
     "what and where; no output file is written).\n";
 
+/* ---- output options: one table per command ---- */
+
+static int w_timeline(FILE *f, const void *x) { return timeline_write(f, x); }
+static int w_csv(FILE *f, const void *x) { return report_csv(f, x); }
+static int w_gpu_csv(FILE *f, const void *x) { return report_gpu_csv(f, x); }
+static int w_link_csv(FILE *f, const void *x) { return report_link_csv(f, x); }
+static int w_step_trace(FILE *f, const void *x) { return steprep_trace(f, x); }
+static int w_step_csv(FILE *f, const void *x) { return steprep_csv(f, x); }
+static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x); }
+static int w_step_layer_csv(FILE *f, const void *x) { return steprep_layer_csv(f, x); }
+static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
+static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
+static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
+
+/* An output option, --NAME FILE, given at most once. write[MODE_LAYER] writes it from
+ * moesim run's struct report (and from moesim balance's struct balrep), write[MODE_STEP]
+ * from a training step's struct steprep; NULL: not available there. To add an output,
+ * add a row to the command's table and give its writer: the option, the duplicate and
+ * collision checks, the temporary file and the commit come with the row. */
+enum { MODE_LAYER, MODE_STEP };
+struct out_def {
+    const char *name;                  /* long option without "--" */
+    int short_opt;                     /* 0: none */
+    int (*write[2])(FILE *f, const void *ctx);
+};
+
+#define MAX_OUTS 8
+enum { RUN_TRACE = 0 };                /* run_outs' row of --trace: timelines are recorded
+                                          only when it is asked for */
+static const struct out_def run_outs[] = {
+    { "trace", 't', { w_timeline, w_step_trace } },
+    { "csv", 'c', { w_csv, w_step_csv } },
+    { "gpu-csv", 0, { w_gpu_csv, w_step_gpu_csv } },
+    { "link-csv", 0, { w_link_csv, NULL } },
+    { "layer-csv", 0, { NULL, w_step_layer_csv } },
+};
+static const struct out_def balance_outs[] = {
+    { "csv", 'c', { w_bal_csv, NULL } },
+    { "iter-csv", 0, { w_bal_iter, NULL } },
+    { "expert-csv", 0, { w_bal_expert, NULL } },
+};
+#define NROWS(t) (int)(sizeof(t) / sizeof((t)[0]))
+
 struct run_opts {
     const char *files[MAX_SETS];
     const char *sets[MAX_SETS];
     int nfiles, nsets;
     uint64_t seed;
-    const char *trace, *csv, *gpu_csv, *link_csv, *layer_csv;
+    const char *out[MAX_OUTS];         /* by row of the command's out_def table; NULL: none */
     int no_timing;
 };
 
-static int bad(const char *fmt, const char *what)
+/* "moesim CMD: " and the message, one line on stderr (control bytes escaped, as a
+ * path may hold them). Returns 2, the status of bad input. */
+__attribute__((format(printf, 2, 3)))
+static int bad(const char *cmd, const char *fmt, ...)
 {
-    fprintf(stderr, "moesim run: ");
-    fprintf(stderr, fmt, what);
-    fprintf(stderr, "\n");
+    char raw[2 * CFG_ERR_MAX], msg[2 * CFG_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    textin_escape(msg, sizeof(msg), raw);
+    fprintf(stderr, "moesim %s: %s\n", cmd, msg);
     return 2;
 }
 
@@ -103,53 +159,272 @@ static int parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
+/* getopt_long's table: fixed[0..nfixed), then one entry per row of defs (val OPT_OUT +
+ * row), then the terminating zeros. opts has room for MAX_FIXED + MAX_OUTS + 1. */
+#define OPT_OUT 512
+#define MAX_FIXED 8
+static void build_opts(struct option *opts, const struct option *fixed, int nfixed,
+                       const struct out_def *defs, int ndefs)
+{
+    int n = 0;
+    for (int i = 0; i < nfixed; i++)
+        opts[n++] = fixed[i];
+    for (int i = 0; i < ndefs; i++)
+        opts[n++] = (struct option){ defs[i].name, required_argument, NULL, OPT_OUT + i };
+    opts[n] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* The row of defs that getopt's ch selects (its long option or its short letter), or -1. */
+static int out_row(int ch, const struct out_def *defs, int ndefs)
+{
+    for (int i = 0; i < ndefs; i++)
+        if (ch == OPT_OUT + i || (defs[i].short_opt && ch == defs[i].short_opt))
+            return i;
+    return -1;
+}
+
+/* Records an output option; one given twice is refused (which one would win is a guess). */
+static int set_output(const char *cmd, const char **slot, const char *name, const char *arg)
+{
+    if (*slot)
+        return bad(cmd, "--%s given twice ('%s' and '%s')", name, *slot, arg);
+    *slot = arg;
+    return 0;
+}
+
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_GPU_CSV, OPT_LINK_CSV, OPT_LAYER_CSV, OPT_NO_TIMING };
-    static const struct option opts[] = {
+    enum { OPT_SEED = 256, OPT_NO_TIMING };
+    static const struct option fixed[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
-        { "trace", required_argument, NULL, 't' },   { "csv", required_argument, NULL, 'c' },
-        { "gpu-csv", required_argument, NULL, OPT_GPU_CSV },
-        { "link-csv", required_argument, NULL, OPT_LINK_CSV },
-        { "layer-csv", required_argument, NULL, OPT_LAYER_CSV },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
-        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },
     };
+    struct option opts[MAX_FIXED + MAX_OUTS + 1];
+    build_opts(opts, fixed, NROWS(fixed), run_outs, NROWS(run_outs));
     o->seed = 1;
     opterr = 0;
     optind = 1;
-    int ch;
+    int ch, row, rc;
     while ((ch = getopt_long(argc, argv, ":s:t:c:h", opts, NULL)) != -1) {
+        if ((row = out_row(ch, run_outs, NROWS(run_outs))) >= 0) {
+            if ((rc = set_output("run", &o->out[row], run_outs[row].name, optarg)))
+                return rc;
+            continue;
+        }
         switch (ch) {
         case 's':
             if (o->nsets == MAX_SETS)
-                return bad("more than %s --set options", "256");
+                return bad("run", "more than %d --set options", MAX_SETS);
             o->sets[o->nsets++] = optarg;
             break;
         case OPT_SEED:
             if (parse_seed(optarg, &o->seed))
-                return bad("--seed: '%s' is not a non-negative integer", optarg);
+                return bad("run", "--seed: '%s' is not a non-negative integer", optarg);
             break;
-        case 't': o->trace = optarg; break;
-        case 'c': o->csv = optarg; break;
-        case OPT_GPU_CSV: o->gpu_csv = optarg; break;
-        case OPT_LINK_CSV: o->link_csv = optarg; break;
-        case OPT_LAYER_CSV: o->layer_csv = optarg; break;
         case OPT_NO_TIMING: o->no_timing = 1; break;
         case 'h': fputs(usage_run, stdout); return 1;
-        case ':': return bad("option '%s' needs a value", argv[optind - 1]);
-        default: return bad("unknown option '%s' (see moesim run --help)", argv[optind - 1]);
+        case ':': return bad("run", "option '%s' needs a value", argv[optind - 1]);
+        default: return bad("run", "unknown option '%s' (see moesim run --help)", argv[optind - 1]);
         }
     }
     for (int i = optind; i < argc; i++) {
         if (o->nfiles == MAX_SETS)
-            return bad("more than %s CONFIG files", "256");
+            return bad("run", "more than %d CONFIG files", MAX_SETS);
         o->files[o->nfiles++] = argv[i];
     }
     if (o->nfiles == 0)
-        return bad("no CONFIG file given%s (see moesim run --help)", "");
+        return bad("run", "no CONFIG file given (see moesim run --help)");
     return 0;
+}
+
+/* ---- the files a run reads: no output may name one ---- */
+
+struct input {
+    char what[CFG_PATH_MAX + 64];      /* "config file cfg.ini", "routing.trace (cfg.ini:7)" */
+    struct ofile_id id;
+};
+struct inputs {
+    struct input *v;
+    int n, cap;
+};
+
+/* Adds path as an input; one that cannot be identified (missing) is left out: nothing
+ * can overwrite it. 0 or -ENOMEM. */
+__attribute__((format(printf, 3, 4)))
+static int add_input(struct inputs *in, const char *path, const char *fmt, ...)
+{
+    struct ofile_id id;
+    if (!path[0] || ofile_identify(path, &id))
+        return 0;
+    if (in->n == in->cap) {
+        int cap = in->cap ? 2 * in->cap : 16;
+        struct input *v = realloc(in->v, (size_t)cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        in->v = v;
+        in->cap = cap;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(in->v[in->n].what, sizeof(in->v[in->n].what), fmt, ap);
+    va_end(ap);
+    in->v[in->n++].id = id;
+    return 0;
+}
+
+static int add_config_file(struct inputs *in, const char *path, const char *by, int depth);
+
+/* An `include = path` of one config file (before any section; config.h). */
+struct include_scan {
+    struct inputs *in;
+    const char *path;                  /* the including file */
+    int depth, rc;
+};
+
+static int on_include(void *user, const char *section, const char *name, const char *value)
+{
+    struct include_scan *s = user;
+    char path[CFG_PATH_MAX];
+    const char *slash = strrchr(s->path, '/');
+    int ndir = value[0] == '/' || !slash ? 0 : (int)(slash - s->path) + 1;
+    if (section[0] || strcmp(name, "include") || !value[0] || s->rc)
+        return 1;
+    if (snprintf(path, sizeof(path), "%.*s%s", ndir, s->path, value) < (int)sizeof(path))
+        s->rc = add_config_file(s->in, path, s->path, s->depth + 1);
+    return 1;
+}
+
+/* A config file and, read with the same INI parser, the files it includes. config_load
+ * has read them all without error, so no include chain is deeper than the limit. */
+static int add_config_file(struct inputs *in, const char *path, const char *by, int depth)
+{
+    int e = by ? add_input(in, path, "config file %s (included by %s)", path, by)
+               : add_input(in, path, "config file %s", path);
+    if (e || depth >= CFG_INCLUDE_DEPTH)
+        return e;
+    struct include_scan s = { in, path, depth, 0 };
+    ini_parse(path, on_include, &s);
+    return s.rc;
+}
+
+/* The config files and the files c names. 0 or -ENOMEM. */
+static int add_inputs(struct inputs *in, const char *const *files, int nfiles,
+                      const struct config *c)
+{
+    int e = 0;
+    for (int i = 0; i < nfiles && !e; i++)
+        e = add_config_file(in, files[i], NULL, 0);
+    if (!e)
+        e = add_input(in, c->routing.trace, "routing.trace (%s)", c->routing.trace_src.where);
+    if (!e)
+        e = add_input(in, c->traffic.matrix, "traffic.matrix (%s)", c->traffic.matrix_src.where);
+    if (!e)
+        e = add_input(in, c->calibration.expert_table, "calibration.expert_table (%s)",
+                      c->calibration.expert_table_src.where);
+    return e;
+}
+
+/* ---- outputs: checked before the run, written and committed in one place ---- */
+
+struct output {
+    const char *name;                  /* option without "--", for messages */
+    const char *path;                  /* NULL: not requested */
+    int (*write)(FILE *f, const void *ctx);
+    struct ofile of;
+};
+
+/* outs[i] for row i of defs, with the writer of mode. */
+static void outputs_init(struct output *outs, const struct out_def *defs, int ndefs,
+                         const char *const *paths, int mode)
+{
+    for (int i = 0; i < ndefs; i++)
+        outs[i] = (struct output){ defs[i].name, paths[i], defs[i].write[mode], { 0 } };
+}
+
+/* ofile_probe's refusal in words. */
+static const char *probe_why(int e)
+{
+    switch (e) {
+    case -EINVAL: return "empty file name";
+    case -ENOENT: return "no such folder";
+    case -EISDIR: return "is a folder";
+    case -ENAMETOOLONG: return "name too long";
+    default: return strerror(-e);
+    }
+}
+
+/* Before the run: every requested output can be written and names neither an input nor
+ * another output (by device and inode, or by folder and name for a new file). 0, or 2
+ * with one line said. */
+static int outputs_check(const char *cmd, struct output *outs, int n, const struct inputs *in)
+{
+    for (int i = 0; i < n; i++) {
+        struct output *a = &outs[i];
+        if (!a->path)
+            continue;
+        int e = ofile_probe(&a->of, a->path);
+        if (e)
+            return bad(cmd, "--%s '%s': %s", a->name, a->path, probe_why(e));
+        for (int j = 0; j < i; j++)
+            if (outs[j].path && ofile_same(&a->of.id, &outs[j].of.id))
+                return bad(cmd, "--%s '%s': names the same file as --%s '%s'", a->name, a->path,
+                           outs[j].name, outs[j].path);
+        for (int k = 0; k < in->n; k++)
+            if (ofile_same(&a->of.id, &in->v[k].id))
+                return bad(cmd, "--%s '%s': names an input of the run, the %s", a->name,
+                           a->path, in->v[k].what);
+    }
+    return 0;
+}
+
+/* Whether an output goes to standard output (then the summary is not printed). */
+static bool outputs_to_stdout(const struct output *outs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (outs[i].path && outs[i].of.kind == OFILE_STDOUT)
+            return true;
+    return false;
+}
+
+/* Opens, writes and (in place) commits, or (to a temporary) flushes one output. */
+static int output_write(const char *cmd, struct output *out, const void *ctx)
+{
+    int e = ofile_open(&out->of, out->path);
+    if (e) {
+        bad(cmd, "--%s '%s': cannot write: %s", out->name, out->path, strerror(-e));
+        return e;
+    }
+    errno = 0;
+    e = out->write(out->of.f, ctx);
+    if (e == -EIO && errno)
+        e = -errno;                           /* the failed write's reason, which ferror loses */
+    if (!e)
+        e = out->of.kind == OFILE_REPLACE ? ofile_flush(&out->of) : ofile_commit(&out->of);
+    if (e)
+        bad(cmd, "--%s '%s': write failed: %s", out->name, out->path, strerror(-e));
+    return e;
+}
+
+/* Regular files first, each to its temporary; then the outputs written in place
+ * (standard output, a FIFO, a device), which cannot be taken back; then the renames.
+ * A failure before the renames leaves no new file. A rename failing after others
+ * succeeded leaves those complete files: removing them would lose what they replaced.
+ * 0, or 1 with one line said. */
+static int outputs_write(const char *cmd, struct output *outs, int n, const void *ctx)
+{
+    int e = 0;
+    for (int pass = 0; pass < 2 && !e; pass++)
+        for (int i = 0; i < n && !e; i++)
+            if (outs[i].path && (outs[i].of.kind == OFILE_REPLACE) == (pass == 0))
+                e = output_write(cmd, &outs[i], ctx);
+    for (int i = 0; i < n && !e; i++)
+        if (outs[i].of.f && (e = ofile_commit(&outs[i].of)))
+            bad(cmd, "--%s '%s': %s", outs[i].name, outs[i].path, strerror(-e));
+    for (int i = 0; i < n; i++)
+        ofile_abort(&outs[i].of);
+    return e ? 1 : 0;
 }
 
 /* A failure to build the traffic; out of memory says what the G x G matrices need. */
@@ -242,82 +517,11 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* One requested output: where it goes, what writes it, its NAME.tmp while written. */
-struct output {
-    const char *path;
-    int (*write)(FILE *f, const void *ctx);
-    struct ofile of;
-};
-
-static int w_timeline(FILE *f, const void *x) { return timeline_write(f, x); }
-static int w_csv(FILE *f, const void *x) { return report_csv(f, x); }
-static int w_gpu_csv(FILE *f, const void *x) { return report_gpu_csv(f, x); }
-static int w_link_csv(FILE *f, const void *x) { return report_link_csv(f, x); }
-static int w_step_trace(FILE *f, const void *x) { return steprep_trace(f, x); }
-static int w_step_csv(FILE *f, const void *x) { return steprep_csv(f, x); }
-static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x); }
-static int w_step_layer_csv(FILE *f, const void *x) { return steprep_layer_csv(f, x); }
-
-static int open_write(struct output *out, const void *r)
+/* One layer's traffic (or a plain all-to-all, or a matrix) through the network model.
+ * 0, 1 (runtime failure) or 2 (bad input, reported). */
+static int simulate(const struct run_opts *o, const struct config *c, struct output *outs,
+                    int nout, double t_start)
 {
-    int e = ofile_open(&out->of, out->path);
-    if (e) {
-        fprintf(stderr, "moesim run: %s: cannot write: %s\n", out->path, strerror(-e));
-        return e;
-    }
-    if ((e = out->write(out->of.f, r)))
-        fprintf(stderr, "moesim run: %s: write failed: %s\n", out->path, strerror(-e));
-    return e;
-}
-
-/* A target that is a folder would fail its rename after others succeeded: refuse first. */
-static int check_target(const struct output *out)
-{
-    struct stat st;
-    if (stat(out->path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "moesim run: %s: is a directory\n", out->path);
-        return -EISDIR;
-    }
-    return 0;
-}
-
-/* Every file is written to NAME.tmp first; all are renamed only when all are complete,
- * and if a rename still fails, the ones already renamed are removed: a failed run
- * leaves no output. */
-static int write_outputs(struct output *all, int nout, const void *r)
-{
-    enum { NOUT = 4 };
-    if (nout > NOUT)
-        return 1;
-    int e = 0, committed = 0;
-    for (int i = 0; i < nout && !e; i++)
-        if (all[i].path)
-            e = open_write(&all[i], r);
-    for (int i = 0; i < nout && !e; i++)
-        if (all[i].path)
-            e = check_target(&all[i]);
-    for (int i = 0; i < nout && !e; i++) {
-        if (all[i].path && (e = ofile_commit(&all[i].of)))
-            fprintf(stderr, "moesim run: %s: %s\n", all[i].path, strerror(-e));
-        committed = e ? i : i + 1;
-    }
-    if (!e)
-        return 0;
-    for (int i = 0; i < nout; i++) {
-        ofile_abort(&all[i].of);
-        if (i < committed && all[i].path)
-            remove(all[i].path);      /* renamed before a later output failed */
-    }
-    return 1;
-}
-
-static int simulate(const struct run_opts *o, const struct config *c, double t_start)
-{
-    if (o->layer_csv) {
-        fprintf(stderr, "moesim run: --layer-csv: only for a training step (set "
-                "schedule.kind)\n");
-        return 2;
-    }
     struct topo *t = NULL;
     struct traffic m[2];
     struct a2a_result res[2];
@@ -336,7 +540,7 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
     rc = 1;
     double t0 = 0;
     for (int p = 0; p < nm; p++) {
-        e = a2a_run(&res[p], t, &m[p], t0, o->trace != NULL);
+        e = a2a_run(&res[p], t, &m[p], t0, o->out[RUN_TRACE] != NULL);
         if (e) {
             fprintf(stderr, "moesim run: simulation failed: %s\n", strerror(-e));
             goto out;
@@ -352,13 +556,7 @@ static int simulate(const struct run_opts *o, const struct config *c, double t_s
                                                             : config_pattern_name(c->traffic.pattern);
         r.phase[p] = &res[p];
     }
-    struct output outs[] = {
-        { .path = o->trace, .write = w_timeline },
-        { .path = o->csv, .write = w_csv },
-        { .path = o->gpu_csv, .write = w_gpu_csv },
-        { .path = o->link_csv, .write = w_link_csv },
-    };
-    if ((rc = write_outputs(outs, 4, &r)) == 0)
+    if ((rc = outputs_write("run", outs, nout, &r)) == 0 && !outputs_to_stdout(outs, nout))
         report_summary(stdout, &r);
 out:
     for (int p = 0; p < 2; p++) {
@@ -371,16 +569,12 @@ out:
 }
 
 /* One training step. 0, 1 (runtime failure) or 2 (bad input, reported). */
-static int simulate_step(const struct run_opts *o, const struct config *c, double t_start)
+static int simulate_step(const struct run_opts *o, const struct config *c, struct output *outs,
+                         int nout, double t_start)
 {
-    if (o->link_csv) {
-        fprintf(stderr, "moesim run: --link-csv: not available for a training step "
-                "(schedule.kind %s)\n", config_sched_name(c->schedule.kind));
-        return 2;
-    }
     struct step_result res;
     struct cfg_err err;
-    int e = step_run(&res, c, o->seed, o->trace != NULL, &err);
+    int e = step_run(&res, c, o->seed, o->out[RUN_TRACE] != NULL, &err);
     if (e == -EINVAL) {
         fprintf(stderr, "moesim run: %s\n", err.msg);
         return 2;
@@ -391,14 +585,8 @@ static int simulate_step(const struct run_opts *o, const struct config *c, doubl
     }
     struct steprep r = { .cfg = c, .seed = o->seed, .res = &res,
                          .wall_s = o->no_timing ? -1 : now_s() - t_start };
-    struct output outs[] = {
-        { .path = o->trace, .write = w_step_trace },
-        { .path = o->csv, .write = w_step_csv },
-        { .path = o->gpu_csv, .write = w_step_gpu_csv },
-        { .path = o->layer_csv, .write = w_step_layer_csv },
-    };
-    int rc = write_outputs(outs, 4, &r);
-    if (!rc)
+    int rc = outputs_write("run", outs, nout, &r);
+    if (!rc && !outputs_to_stdout(outs, nout))
         steprep_summary(stdout, &r);
     step_free(&res);
     return rc;
@@ -423,9 +611,26 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "moesim run: %s\n", strerror(-e));
         return 1;
     }
-    if (c.schedule.kind != SCHED_NONE)
-        return simulate_step(&o, &c, t_start);
-    return simulate(&o, &c, t_start);
+    int mode = c.schedule.kind != SCHED_NONE ? MODE_STEP : MODE_LAYER, n = NROWS(run_outs);
+    for (int i = 0; i < n; i++) {
+        if (!o.out[i] || run_outs[i].write[mode])
+            continue;
+        if (mode == MODE_STEP)
+            return bad("run", "--%s: not available for a training step (schedule.kind %s)",
+                       run_outs[i].name, config_sched_name(c.schedule.kind));
+        return bad("run", "--%s: only for a training step (set schedule.kind)", run_outs[i].name);
+    }
+    struct output outs[MAX_OUTS];
+    struct inputs in = { 0 };
+    outputs_init(outs, run_outs, n, o.out, mode);
+    if (add_inputs(&in, o.files, o.nfiles, &c)) {
+        fprintf(stderr, "moesim run: out of memory\n");
+        rc = 1;
+    } else if (!(rc = outputs_check("run", outs, n, &in)))
+        rc = mode == MODE_STEP ? simulate_step(&o, &c, outs, n, t_start)
+                               : simulate(&o, &c, outs, n, t_start);
+    free(in.v);
+    return rc;
 }
 
 /* ---- moesim balance ---- */
@@ -467,8 +672,7 @@ struct policy {
 };
 
 struct balance_opts {
-    struct run_opts run;      /* files, sets, seed, csv, no_timing */
-    const char *iter_csv, *expert_csv;
+    struct run_opts run;      /* files, sets, seed, outputs (balance_outs), no_timing */
     struct policy pol[MAX_POLICIES];
     int npol;
 };
@@ -479,17 +683,18 @@ static int parse_policy(const char *arg, struct policy *p)
     const char *colon = strchr(arg, ':');
     size_t nlen = colon ? (size_t)(colon - arg) : 0;
     if (!colon || nlen == 0 || nlen >= sizeof(p->name) || !colon[1])
-        return bad("--policy '%s': want NAME:KEY=VALUE[,KEY=VALUE...]", arg);
+        return bad("balance", "--policy '%s': want NAME:KEY=VALUE[,KEY=VALUE...]", arg);
     if (strlen(colon + 1) >= sizeof(p->buf))
-        return bad("--policy '%s': too long", arg);
+        return bad("balance", "--policy '%s': too long", arg);
     memcpy(p->name, arg, nlen);
     p->name[nlen] = 0;
     if (strpbrk(p->name, ",\"\n"))
-        return bad("--policy '%s': the name may not hold ',', '\"' or a newline", arg);
+        return bad("balance", "--policy '%s': the name may not hold ',', '\"' or a newline",
+                   arg);
     strcpy(p->buf, colon + 1);
     for (char *tok = strtok(p->buf, ","); tok; tok = strtok(NULL, ",")) {
         if (p->nsets == POLICY_SETS)
-            return bad("--policy '%s': more than 16 overrides", arg);
+            return bad("balance", "--policy '%s': more than %d overrides", arg, POLICY_SETS);
         p->sets[p->nsets++] = tok;
     }
     return 0;
@@ -539,53 +744,57 @@ static void default_policies(struct balance_opts *o, const struct config *c)
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_balance(int argc, char **argv, struct balance_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_ITER_CSV, OPT_EXPERT_CSV, OPT_NO_TIMING };
-    static const struct option opts[] = {
+    enum { OPT_SEED = 256, OPT_NO_TIMING };
+    static const struct option fixed[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
-        { "policy", required_argument, NULL, 'p' },  { "csv", required_argument, NULL, 'c' },
-        { "iter-csv", required_argument, NULL, OPT_ITER_CSV },
-        { "expert-csv", required_argument, NULL, OPT_EXPERT_CSV },
+        { "policy", required_argument, NULL, 'p' },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
-        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },
     };
+    struct option opts[MAX_FIXED + MAX_OUTS + 1];
+    build_opts(opts, fixed, NROWS(fixed), balance_outs, NROWS(balance_outs));
     struct run_opts *r = &o->run;
     r->seed = 1;
     opterr = 0;
     optind = 1;
-    int ch, rc;
+    int ch, row, rc;
     while ((ch = getopt_long(argc, argv, ":s:p:c:h", opts, NULL)) != -1) {
+        if ((row = out_row(ch, balance_outs, NROWS(balance_outs))) >= 0) {
+            if ((rc = set_output("balance", &r->out[row], balance_outs[row].name, optarg)))
+                return rc;
+            continue;
+        }
         switch (ch) {
         case 's':
             if (r->nsets == MAX_SETS)
-                return bad("more than %s --set options", "256");
+                return bad("balance", "more than %d --set options", MAX_SETS);
             r->sets[r->nsets++] = optarg;
             break;
         case 'p':
             if (o->npol == MAX_POLICIES)
-                return bad("more than %s --policy options", "16");
+                return bad("balance", "more than %d --policy options", MAX_POLICIES);
             if ((rc = parse_policy(optarg, &o->pol[o->npol++])))
                 return rc;
             break;
         case OPT_SEED:
             if (parse_seed(optarg, &r->seed))
-                return bad("--seed: '%s' is not a non-negative integer", optarg);
+                return bad("balance", "--seed: '%s' is not a non-negative integer", optarg);
             break;
-        case 'c': r->csv = optarg; break;
-        case OPT_ITER_CSV: o->iter_csv = optarg; break;
-        case OPT_EXPERT_CSV: o->expert_csv = optarg; break;
         case OPT_NO_TIMING: r->no_timing = 1; break;
         case 'h': fputs(usage_balance, stdout); return 1;
-        case ':': return bad("option '%s' needs a value", argv[optind - 1]);
-        default: return bad("unknown option '%s' (see moesim balance --help)", argv[optind - 1]);
+        case ':': return bad("balance", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return bad("balance", "unknown option '%s' (see moesim balance --help)",
+                       argv[optind - 1]);
         }
     }
     for (int i = optind; i < argc; i++) {
         if (r->nfiles == MAX_SETS)
-            return bad("more than %s CONFIG files", "256");
+            return bad("balance", "more than %d CONFIG files", MAX_SETS);
         r->files[r->nfiles++] = argv[i];
     }
     if (r->nfiles == 0)
-        return bad("no CONFIG file given%s (see moesim balance --help)", "");
+        return bad("balance", "no CONFIG file given (see moesim balance --help)");
     return 0;
 }
 
@@ -602,13 +811,10 @@ static int policy_config(const struct balance_opts *o, const struct policy *p, s
     return config_load(c, o->run.files, o->run.nfiles, sets, n, err);
 }
 
-static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
-static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
-static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
-
-/* Runs every policy; a default policy the layout refuses is skipped and said so. */
+/* Runs every policy; a default policy the layout refuses is skipped and said so on
+ * stdout, unless quiet (an output goes there). */
 static int run_policies(struct balance_opts *o, struct config *cfg, struct balance_result *res,
-                        struct balrep_col *cols, int *ncols)
+                        struct balrep_col *cols, int *ncols, bool quiet)
 {
     for (int i = 0; i < o->npol; i++) {
         struct policy *p = &o->pol[i];
@@ -617,7 +823,8 @@ static int run_policies(struct balance_opts *o, struct config *cfg, struct balan
         if (!e)
             e = balance_run(&res[*ncols], &cfg[*ncols], o->run.seed, &err);
         if (e == -EINVAL && p->optional) {
-            printf("(skipped %s: %s)\n", p->name, err.msg);
+            if (!quiet)
+                printf("(skipped %s: %s)\n", p->name, err.msg);
             continue;
         }
         if (e == -EINVAL) {
@@ -634,6 +841,32 @@ static int run_policies(struct balance_opts *o, struct config *cfg, struct balan
     return 0;
 }
 
+/* The base config, which must load as given and decides the default policies, and
+ * the user policies, checked before any runs; their files are the inputs. 0, or 1 or 2
+ * with one line said. */
+static int balance_configs(struct balance_opts *o, struct config *cfg, struct inputs *in)
+{
+    const struct run_opts *r = &o->run;
+    struct cfg_err err;
+    int e = config_load(&cfg[0], r->files, r->nfiles, r->sets, r->nsets, &err);
+    if (e == -EINVAL)
+        return bad("balance", "%s", err.msg);
+    if (!e && !(e = add_inputs(in, r->files, r->nfiles, &cfg[0])) && o->npol == 0)
+        default_policies(o, &cfg[0]);
+    for (int i = 0; i < o->npol && !e; i++) {
+        if (o->pol[i].optional)
+            continue;
+        e = policy_config(o, &o->pol[i], &cfg[i], &err);
+        if (e == -EINVAL)
+            return bad("balance", "policy %s: %s", o->pol[i].name, err.msg);
+        if (!e)
+            e = add_inputs(in, NULL, 0, &cfg[i]);
+    }
+    if (e)
+        fprintf(stderr, "moesim balance: %s\n", strerror(-e));
+    return e ? 1 : 0;
+}
+
 static int cmd_balance(int argc, char **argv)
 {
     double t_start = now_s();
@@ -641,49 +874,64 @@ static int cmd_balance(int argc, char **argv)
     static struct config cfg[MAX_POLICIES];
     struct balance_result res[MAX_POLICIES];
     struct balrep_col cols[MAX_POLICIES];
-    int ncols = 0;
+    struct output outs[MAX_OUTS];
+    struct inputs in = { 0 };
+    int ncols = 0, nout = NROWS(balance_outs);
     memset(&o, 0, sizeof(o));
     memset(res, 0, sizeof(res));
     int rc = parse_balance(argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    /* the base config must load as given; it also decides the default policies */
-    struct cfg_err err;
-    int e = config_load(&cfg[0], o.run.files, o.run.nfiles, o.run.sets, o.run.nsets, &err);
-    if (e) {
-        fprintf(stderr, e == -EINVAL ? "%s\n" : "moesim balance: %s\n",
-                e == -EINVAL ? err.msg : strerror(-e));
-        return e == -EINVAL ? 2 : 1;
-    }
-    if (o.npol == 0)
-        default_policies(&o, &cfg[0]);
-    /* user policies are checked before any runs */
-    for (int i = 0; i < o.npol; i++) {
-        if (o.pol[i].optional)
-            continue;
-        if (policy_config(&o, &o.pol[i], &cfg[i], &err) == -EINVAL) {
-            fprintf(stderr, "moesim balance: policy %s: %s\n", o.pol[i].name, err.msg);
-            return 2;
-        }
-    }
-    rc = run_policies(&o, cfg, res, cols, &ncols);
+    outputs_init(outs, balance_outs, nout, o.run.out, MODE_LAYER);
+    if (!(rc = balance_configs(&o, cfg, &in)) && !(rc = outputs_check("balance", outs, nout, &in)))
+        rc = run_policies(&o, cfg, res, cols, &ncols, outputs_to_stdout(outs, nout));
     if (!rc) {
         struct balrep r = { ncols, cols, o.run.seed, o.run.no_timing ? -1 : now_s() - t_start };
-        struct output outs[] = {
-            { .path = o.run.csv, .write = w_bal_csv },
-            { .path = o.iter_csv, .write = w_bal_iter },
-            { .path = o.expert_csv, .write = w_bal_expert },
-        };
-        if (!(rc = write_outputs(outs, 3, &r)))
+        if (!(rc = outputs_write("balance", outs, nout, &r)) && !outputs_to_stdout(outs, nout))
             balrep_table(stdout, &r);
     }
     for (int i = 0; i < ncols; i++)
         balance_free(&res[i]);
+    free(in.v);
     return rc;
 }
 
+/* A closed standard stream is opened read-only on /dev/null: a file this process opens
+ * later must not become fd 1 (the summary would go into it), and writes to a closed
+ * stdout must still fail (EBADF), to be reported. */
+static void keep_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF && open("/dev/null", O_RDONLY) != fd)
+            return;
+}
+
+/* Standard output's write errors (a full disk, a closed pipe) fail the run: 1 and one
+ * line, unless rc already says a failure, whose line was said. */
+static int finish_stdout(const char *who, int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    if (rc == 0)
+        fprintf(stderr, "%s: standard output: %s\n", who, strerror(errno ? errno : EIO));
+    return rc ? rc : 1;
+}
+
+/* Exit status: 0 done, 1 runtime failure, 2 bad input; a run killed by SIGINT, SIGTERM
+ * or SIGHUP removes its temporary files first and dies of the signal (128 + its number).
+ * SIGPIPE and SIGXFSZ are ignored, so that a closed pipe or a file-size limit is a write
+ * error like any other: reported, temporaries removed, exit 1. */
 int main(int argc, char **argv)
 {
+    keep_std_fds();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    int e = ofile_catch_signals();
+    if (e) {
+        fprintf(stderr, "moesim: cannot catch signals: %s\n", strerror(-e));
+        return 1;
+    }
     if (argc < 2) {
         fputs(usage_top, stderr);
         return 2;
@@ -691,16 +939,16 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage_top, stdout);
-        return 0;
+        return finish_stdout("moesim", 0);
     }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
         printf("moesim %s\n", MOESIM_VERSION);
-        return 0;
+        return finish_stdout("moesim", 0);
     }
     if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 1, argv + 1);
+        return finish_stdout("moesim run", cmd_run(argc - 1, argv + 1));
     if (!strcmp(cmd, "balance"))
-        return cmd_balance(argc - 1, argv + 1);
+        return finish_stdout("moesim balance", cmd_balance(argc - 1, argv + 1));
     fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", cmd);
     return 2;
 }
