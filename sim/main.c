@@ -76,8 +76,12 @@ static const char usage_run[] =
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "  -h, --help         this text\n"
     "\n"
-    "Exit status: 0 done, 1 runtime failure, 2 bad input (one line on stderr says\n"
-    "what and where; no output file is written).\n";
+    "An output FILE is written to a temporary file beside it, renamed when complete; - is\n"
+    "standard output (the summary is then left out); a FIFO or device is written in\n"
+    "place. An output may not name an input or another output.\n"
+    "Exit status: 0 done, 1 runtime failure (a write error too), 2 bad input (one line\n"
+    "on stderr says what and where; no output file is written), 128 + N when killed by\n"
+    "signal N (temporary files removed).\n";
 
 /* ---- output options: one table per command ---- */
 
@@ -121,6 +125,8 @@ static const struct out_def balance_outs[] = {
     { "expert-csv", 0, { w_bal_expert, NULL } },
 };
 #define NROWS(t) (int)(sizeof(t) / sizeof((t)[0]))
+_Static_assert(NROWS(run_outs) <= MAX_OUTS && NROWS(balance_outs) <= MAX_OUTS,
+               "raise MAX_OUTS");
 
 struct run_opts {
     const char *files[MAX_SETS];
@@ -201,6 +207,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
         { "help", no_argument, NULL, 'h' },
     };
+    _Static_assert(NROWS(fixed) <= MAX_FIXED, "raise MAX_FIXED");
     struct option opts[MAX_FIXED + MAX_OUTS + 1];
     build_opts(opts, fixed, NROWS(fixed), run_outs, NROWS(run_outs));
     o->seed = 1;
@@ -661,7 +668,9 @@ static const char usage_balance[] =
     "      --no-timing      write wall_s as 0\n"
     "  -h, --help           this text\n"
     "\n"
-    "Exit status: 0 done, 1 runtime failure, 2 bad input.\n";
+    "Outputs as for moesim run (- is standard output, then without the table).\n"
+    "Exit status: 0 done, 1 runtime failure, 2 bad input (one line on stderr, starting\n"
+    "'moesim balance:'), 128 + N when killed by signal N.\n";
 
 struct policy {
     char name[CFG_NAME_MAX];
@@ -751,6 +760,7 @@ static int parse_balance(int argc, char **argv, struct balance_opts *o)
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
         { "help", no_argument, NULL, 'h' },
     };
+    _Static_assert(NROWS(fixed) <= MAX_FIXED, "raise MAX_FIXED");
     struct option opts[MAX_FIXED + MAX_OUTS + 1];
     build_opts(opts, fixed, NROWS(fixed), balance_outs, NROWS(balance_outs));
     struct run_opts *r = &o->run;
