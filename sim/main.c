@@ -257,8 +257,9 @@ struct inputs {
     int n, cap;
 };
 
-/* Adds path as an input; one that cannot be identified (missing) is left out: nothing
- * can overwrite it. 0 or -ENOMEM. */
+/* Adds path as an input, existing or not (a routing trace may be named and not read);
+ * one that cannot be identified (its folder is missing) is left out: no output can be
+ * written there. 0 or -ENOMEM. */
 __attribute__((format(printf, 3, 4)))
 static int add_input(struct inputs *in, const char *path, const char *fmt, ...)
 {

@@ -193,7 +193,8 @@ static mode_t new_file_mode(void)
     return 0666 & ~mask;
 }
 
-/* ofile_probe's checks of an OFILE_REPLACE target: it or its folder must be writable. */
+/* ofile_probe's checks of an OFILE_REPLACE target: the file, if it exists, and its
+ * folder must be writable. */
 static int probe_replace(struct ofile *o, const struct stat *st)
 {
     char dir[OFILE_PATH_MAX];
@@ -212,6 +213,8 @@ static int probe_replace(struct ofile *o, const struct stat *st)
         o->uid = st->st_uid;
         o->gid = st->st_gid;
         o->replaces = true;
+        if (access(o->target, W_OK) != 0)     /* a read-only file is not replaced either */
+            return -errno;
     }
     return access(dir, W_OK | X_OK) == 0 ? 0 : -errno;
 }

@@ -12,7 +12,7 @@
 #   - write failures without a device: a file-size limit (ulimit -f; SIGXFSZ ignored by
 #     the shell or not) and a FIFO whose reader leaves early: non-zero exit, one line,
 #     no temporary, no new file; the summary to a closed stdout or a pipe nobody reads:
-#     non-zero exit, one line;
+#     non-zero exit, one line; the summary to a file past its size limit: the same;
 #   - every error line of `moesim balance` starts with "moesim balance:".
 # The reference for content is the same run written to a plain new file: the contract
 # is that where the bytes go changes nothing about them (--no-timing: byte-identical).
@@ -153,6 +153,12 @@ refused "output = a symlink to the config" "moesim run: --csv" "an input" -- \
     run "$cfg" --csv "$w/cfg-link.ini"
 refused "output = the traffic matrix" "moesim run: --csv" "traffic.matrix" -- \
     run "$mcfg" --csv "$matrix"
+echo "trace" > "$w/routing.txt"
+refused "output = the routing trace a --set names" "moesim run: --csv" "routing.trace (--set)" -- \
+    run "$cfg" --set routing.trace="$w/routing.txt" --csv "$w/routing.txt"
+refused "output = the calibration table a --set names" "moesim run: --gpu-csv" \
+    "calibration.expert_table" -- \
+    run "$cfg" --set calibration.expert_table="$w/routing.txt" --gpu-csv "$w/../w/routing.txt"
 refused "output = another output (existing file)" "moesim run: --gpu-csv" "--csv" -- \
     run "$cfg" --csv "$w/s.csv" --gpu-csv "$w/./s.csv"
 refused "output = another output (new file)" "moesim run: --csv" "--trace" -- \
@@ -268,6 +274,13 @@ rc=$?
 check "summary to a closed stdout: exit 1, one line" \
     '[ $rc -eq 1 ] && one_line "$w/err" && grep -q "^moesim run: standard output:" "$w/err"'
 rm -f "$w"/*
+# A full disk, played by a file-size limit of 0 on stdout's file; stderr is a pipe,
+# which the limit does not touch.
+(ulimit -f 0; exec "$MOESIM" run "$cfg" > "$w/stdout") 2>&1 | cat > "$m/err"
+rc=${PIPESTATUS[0]}
+check "summary to a full file: exit 1, one line" \
+    '[ $rc -eq 1 ] && one_line "$m/err" && grep -q "^moesim run: standard output: File too large" "$m/err"'
+rm -f "$w"/* "$m"/*
 no_reader "$MOESIM" run "$cfg" 2> "$w/err"
 rc=$?
 check "summary to a pipe nobody reads: exit 1, one line" \
