@@ -1,4 +1,5 @@
-# Where each GPU's step time goes, from `moesim run STEP.ini --gpu-csv FILE`.
+# Where each GPU's step time goes, from `moesim run STEP.ini --gpu-csv FILE` (a run with
+# [schedule] kind; a layer run's --gpu-csv is plots/gpu_finish.gp's).
 # Usage: gnuplot -e "csv='gpus.csv'; out='step.png'" plots/step_gpus.gp
 # One stacked bar per GPU, in seconds: compute (its own kernels), waiting for the
 # slowest GPU of its EP group at the expert GEMMs (stragglers), communication that no
@@ -6,6 +7,17 @@
 # bar is the step time; GPUs of one stage sit side by side.
 if (!exists("csv")) csv = 'gpus.csv'
 if (!exists("out")) out = 'step.png'
+# The columns are read by position: refuse any other file before drawing anything.
+want = "gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,bubble_s"
+head = system(sprintf("head -n 1 '%s' 2>/dev/null", csv))
+if (strstrt(head, want) != 1) {
+    if (strstrt(head, "gpu,send_finish_s,") == 1) {
+        print sprintf("step_gpus.gp: %s is a layer run's --gpu-csv (no [schedule] kind); plot it with plots/gpu_finish.gp", csv)
+    } else {
+        print sprintf("step_gpus.gp: %s is not a training step's --gpu-csv (its header must start '%s')", csv, want)
+    }
+    exit status 2
+}
 set terminal pngcairo size 1200,500 noenhanced font ",10"
 set output out
 set datafile separator ","

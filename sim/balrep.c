@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <math.h>
 
+#include "csv.h"
+
 #define NAME_W 26
 #define COL_W 14
 
@@ -86,45 +88,72 @@ void balrep_table(FILE *f, const struct balrep *r)
             "combine; %.2f s wall\n", r->wall_s < 0 ? 0 : r->wall_s);
 }
 
+static const char csv_cols[] =
+    "policy,distribution,scoring,placement,redundant_experts,capacity_factor,bias_gamma,"
+    "max_nodes,iterations,drop_rate,expert_load_max_over_mean,gpu_load_max_over_mean,"
+    "node_load_max_over_mean,nodes_per_token,experts_per_node_per_token,nvlink_bytes,"
+    "net_bytes,dispatch_s,expert_s,combine_s,layer_s,seed,wall_s";
+
+/* Each row's identifying columns are its policy's config's. */
 int balrep_csv(FILE *f, const struct balrep *r)
 {
-    fprintf(f, "policy,distribution,scoring,placement,redundant_experts,capacity_factor,"
-            "bias_gamma,max_nodes,iterations,drop_rate,expert_load_max_over_mean,"
-            "gpu_load_max_over_mean,node_load_max_over_mean,nodes_per_token,"
-            "experts_per_node_per_token,nvlink_bytes,net_bytes,dispatch_s,expert_s,combine_s,"
-            "layer_s,seed,wall_s\n");
+    struct csv w;
+    csv_header(f, csv_cols);
+    csv_begin(&w, f);
     for (int i = 0; i < r->n; i++) {
         const struct config *c = r->cols[i].cfg;
         const struct balance_result *b = r->cols[i].res;
-        fprintf(f, "%s,%s,%s,%s,%d,%.9g,%.9g,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%" PRIu64
-                ",%" PRIu64 ",%.9g,%.9g,%.9g,%.9g,%" PRIu64 ",%.3f\n", r->cols[i].name,
-                config_dist_name(c->routing.distribution), config_score_name(c->routing.scoring),
-                config_place_name(c->balance.placement), b->redundant, c->balance.capacity_factor,
-                c->balance.bias_gamma, c->routing.max_nodes, c->balance.iterations, b->drop_rate,
-                b->expert_load_max_over_mean, b->gpu_load_max_over_mean,
-                b->node_load_max_over_mean, b->nodes_per_token, b->experts_per_node_per_token,
-                b->nvlink_bytes, b->net_bytes, b->dispatch_s, b->expert_s, b->combine_s,
-                b->layer_s, r->seed, r->wall_s < 0 ? 0 : r->wall_s);
+        csv_str(&w, r->cols[i].name);
+        csv_str(&w, config_dist_name(c->routing.distribution));
+        csv_str(&w, config_score_name(c->routing.scoring));
+        csv_str(&w, config_place_name(c->balance.placement));
+        csv_int(&w, b->redundant);
+        csv_num(&w, c->balance.capacity_factor);
+        csv_num(&w, c->balance.bias_gamma);
+        csv_int(&w, c->routing.max_nodes);
+        csv_int(&w, c->balance.iterations);
+        const double nums[] = { b->drop_rate, b->expert_load_max_over_mean,
+                                b->gpu_load_max_over_mean, b->node_load_max_over_mean,
+                                b->nodes_per_token, b->experts_per_node_per_token };
+        for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++)
+            csv_num(&w, nums[k]);
+        csv_u64(&w, b->nvlink_bytes);
+        csv_u64(&w, b->net_bytes);
+        const double times[] = { b->dispatch_s, b->expert_s, b->combine_s, b->layer_s };
+        for (size_t k = 0; k < sizeof(times) / sizeof(times[0]); k++)
+            csv_num(&w, times[k]);
+        csv_u64(&w, r->seed);
+        csv_num(&w, r->wall_s < 0 ? 0 : r->wall_s);
+        csv_ident(&w, csv_cols, c);
+        csv_end(&w);
     }
     return ferror(f) ? -EIO : 0;
 }
 
 int balrep_iter_csv(FILE *f, const struct balrep *r)
 {
-    fprintf(f, "policy,iteration,expert_load_max_over_mean,gpu_load_max_over_mean,drop_rate\n");
+    struct csv w;
+    fputs("policy,iteration,expert_load_max_over_mean,gpu_load_max_over_mean,drop_rate\n", f);
+    csv_begin(&w, f);
     for (int i = 0; i < r->n; i++) {
         const struct balance_result *b = r->cols[i].res;
-        for (int it = 0; it < b->iterations; it++)
-            fprintf(f, "%s,%d,%.9g,%.9g,%.9g\n", r->cols[i].name, it,
-                    b->iter[it].expert_load_max_over_mean, b->iter[it].gpu_load_max_over_mean,
-                    b->iter[it].drop_rate);
+        for (int it = 0; it < b->iterations; it++) {
+            csv_str(&w, r->cols[i].name);
+            csv_int(&w, it);
+            csv_num(&w, b->iter[it].expert_load_max_over_mean);
+            csv_num(&w, b->iter[it].gpu_load_max_over_mean);
+            csv_num(&w, b->iter[it].drop_rate);
+            csv_end(&w);
+        }
     }
     return ferror(f) ? -EIO : 0;
 }
 
 int balrep_expert_csv(FILE *f, const struct balrep *r)
 {
-    fprintf(f, "policy,ep_group,expert,replicas,demand,kept,dropped,drop_rate,load_over_mean\n");
+    struct csv w;
+    fputs("policy,ep_group,expert,replicas,demand,kept,dropped,drop_rate,load_over_mean\n", f);
+    csv_begin(&w, f);
     for (int i = 0; i < r->n; i++) {
         const struct balance_result *b = r->cols[i].res;
         for (int g = 0; g < b->groups; g++) {
@@ -133,11 +162,18 @@ int balrep_expert_csv(FILE *f, const struct balrep *r)
             double mean = 0;
             for (int e = 0; e < b->experts; e++)
                 mean += (double)d[e] / b->experts;
-            for (int e = 0; e < b->experts; e++)
-                fprintf(f, "%s,%d,%d,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.9g,%.9g\n",
-                        r->cols[i].name, g, e, b->replicas[e], d[e], k[e], d[e] - k[e],
-                        d[e] ? (double)(d[e] - k[e]) / (double)d[e] : 0.0,
-                        mean > 0 ? (double)d[e] / mean : 0.0);
+            for (int e = 0; e < b->experts; e++) {
+                csv_str(&w, r->cols[i].name);
+                csv_int(&w, g);
+                csv_int(&w, e);
+                csv_int(&w, b->replicas[e]);
+                csv_u64(&w, d[e]);
+                csv_u64(&w, k[e]);
+                csv_u64(&w, d[e] - k[e]);
+                csv_num(&w, d[e] ? (double)(d[e] - k[e]) / (double)d[e] : 0.0);
+                csv_num(&w, mean > 0 ? (double)d[e] / mean : 0.0);
+                csv_end(&w);
+            }
         }
     }
     return ferror(f) ? -EIO : 0;

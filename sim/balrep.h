@@ -28,7 +28,8 @@ void balrep_table(FILE *f, const struct balrep *r);
  * capacity_factor,bias_gamma,max_nodes,iterations,drop_rate,expert_load_max_over_mean,
  * gpu_load_max_over_mean,node_load_max_over_mean,nodes_per_token,
  * experts_per_node_per_token,nvlink_bytes,net_bytes,dispatch_s,expert_s,combine_s,
- * layer_s,seed,wall_s */
+ * layer_s,seed,wall_s, then the identifying columns of csv.h (of each policy's config) that
+ * are not among these. Numbers as csv.h writes them, here and below. */
 int balrep_csv(FILE *f, const struct balrep *r);
 /* policy,iteration,expert_load_max_over_mean,gpu_load_max_over_mean,drop_rate */
 int balrep_iter_csv(FILE *f, const struct balrep *r);

@@ -53,7 +53,7 @@ static const char usage_top[] =
 static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
-    "                  [--layer-csv FILE]\n"
+    "                  [--layer-csv FILE] [--routing-trace FILE]\n"
     "                  [--no-timing]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides.\n"
@@ -73,6 +73,9 @@ static const char usage_run[] =
     "                     (not for steps)\n"
     "      --layer-csv FILE per model layer of a step: drops, loads, all-to-all and\n"
     "                     expert times (steps only)\n"
+    "      --routing-trace FILE the routing drawn, as a routing trace (traces/FORMAT.md):\n"
+    "                     tokens per (MoE layer, source GPU, expert); replay it with\n"
+    "                     routing.distribution=trace, routing.trace=FILE\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "  -h, --help         this text\n"
     "\n"
@@ -93,6 +96,8 @@ static int w_step_trace(FILE *f, const void *x) { return steprep_trace(f, x); }
 static int w_step_csv(FILE *f, const void *x) { return steprep_csv(f, x); }
 static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x); }
 static int w_step_layer_csv(FILE *f, const void *x) { return steprep_layer_csv(f, x); }
+static int w_rtrace(FILE *f, const void *x) { return report_routing_trace(f, x); }
+static int w_step_rtrace(FILE *f, const void *x) { return steprep_routing_trace(f, x); }
 static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
 static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
 static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
@@ -110,14 +115,16 @@ struct out_def {
 };
 
 #define MAX_OUTS 8
-enum { RUN_TRACE = 0 };                /* run_outs' row of --trace: timelines are recorded
-                                          only when it is asked for */
+enum { RUN_TRACE = 0, RUN_ROUTING_TRACE = 5 };  /* run_outs' rows of --trace and
+                                          --routing-trace: what they write is recorded only
+                                          when they are asked for */
 static const struct out_def run_outs[] = {
     { "trace", 't', { w_timeline, w_step_trace } },
     { "csv", 'c', { w_csv, w_step_csv } },
     { "gpu-csv", 0, { w_gpu_csv, w_step_gpu_csv } },
     { "link-csv", 0, { w_link_csv, NULL } },
     { "layer-csv", 0, { NULL, w_step_layer_csv } },
+    { "routing-trace", 0, { w_rtrace, w_step_rtrace } },
 };
 static const struct out_def balance_outs[] = {
     { "csv", 'c', { w_bal_csv, NULL } },
@@ -582,7 +589,9 @@ static int simulate_step(const struct run_opts *o, const struct config *c, struc
 {
     struct step_result res;
     struct cfg_err err;
-    int e = step_run(&res, c, o->seed, o->out[RUN_TRACE] != NULL, &err);
+    unsigned keep = (o->out[RUN_TRACE] ? STEP_KEEP_SLICES : 0) |
+                    (o->out[RUN_ROUTING_TRACE] ? STEP_KEEP_ROUTING : 0);
+    int e = step_run(&res, c, o->seed, keep, &err);
     if (e == -EINVAL) {
         fprintf(stderr, "moesim run: %s\n", err.msg);
         return 2;
@@ -628,6 +637,9 @@ static int cmd_run(int argc, char **argv)
                        run_outs[i].name, config_sched_name(c.schedule.kind));
         return bad("run", "--%s: only for a training step (set schedule.kind)", run_outs[i].name);
     }
+    if (o.out[RUN_ROUTING_TRACE] && mode == MODE_LAYER && c.traffic.pattern != PATTERN_MOE)
+        return bad("run", "--routing-trace: traffic.pattern %s has no routing (only moe)",
+                   config_pattern_name(c.traffic.pattern));
     struct output outs[MAX_OUTS];
     struct inputs in = { 0 };
     outputs_init(outs, run_outs, n, o.out, mode);

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "csv.h"
+#include "rtrace.h"
+
 #define TOP_LINKS 5
 
 struct report_bw report_bandwidth(const struct a2a_result *a)
@@ -196,6 +199,12 @@ static const struct a2a_result *combine_of(const struct report *r)
     return r->cfg->traffic.pattern == PATTERN_MOE ? NULL : r->phase[0];
 }
 
+static const char csv_cols[] =
+    "pattern,route,gpus,ep,seed,flows,dispatch_s,combine_s,nvlink_bytes,net_bytes,local_bytes,"
+    "algbw_GBps,busbw_GBps,nvl_GBps,net_GBps,combine_algbw_GBps,combine_busbw_GBps,"
+    "send_max_over_mean,recv_max_over_mean,wall_s,drop_rate,expert_load_max_over_mean,"
+    "gpu_load_max_over_mean,node_load_max_over_mean,nodes_per_token,experts_per_node_per_token";
+
 int report_csv(FILE *f, const struct report *r)
 {
     const struct a2a_result *d = r->phase[0], *c = combine_of(r);
@@ -208,50 +217,73 @@ int report_csv(FILE *f, const struct report *r)
         net += r->phase[p]->net_bytes;
         local += r->phase[p]->local_bytes;
     }
-    fprintf(f, "pattern,route,gpus,ep,seed,flows,dispatch_s,combine_s,nvlink_bytes,net_bytes,"
-               "local_bytes,algbw_GBps,busbw_GBps,nvl_GBps,net_GBps,combine_algbw_GBps,"
-               "combine_busbw_GBps,send_max_over_mean,recv_max_over_mean,wall_s,drop_rate,"
-               "expert_load_max_over_mean,gpu_load_max_over_mean,node_load_max_over_mean,"
-               "nodes_per_token,experts_per_node_per_token\n");
-    fprintf(f, "%s,%s,%d,%d,%llu,%d,%.9e,%.9e,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,"
-               "%.6f,%.6f,%.6f,",
-            config_pattern_name(r->cfg->traffic.pattern), config_route_name(r->topo->route),
-            r->topo->gpus, r->cfg->parallel.ep, (unsigned long long)r->seed, d->nflows,
-            d->time_s, c ? c->time_s : 0.0, (unsigned long long)nvl, (unsigned long long)net,
-            (unsigned long long)local, b.algbw_GBps, b.busbw_GBps, b.nvl_GBps, b.net_GBps,
-            bc.algbw_GBps, bc.busbw_GBps, a2a_send_max_over_mean(d), a2a_recv_max_over_mean(d),
-            r->wall_s >= 0 ? r->wall_s : 0.0);
+    csv_header(f, csv_cols);
+    struct csv w;
+    csv_begin(&w, f);
+    csv_str(&w, config_pattern_name(r->cfg->traffic.pattern));
+    csv_str(&w, config_route_name(r->topo->route));
+    csv_int(&w, r->topo->gpus);
+    csv_int(&w, r->cfg->parallel.ep);
+    csv_u64(&w, r->seed);
+    csv_int(&w, d->nflows);
+    csv_num(&w, d->time_s);
+    csv_num(&w, c ? c->time_s : 0.0);
+    csv_u64(&w, nvl);
+    csv_u64(&w, net);
+    csv_u64(&w, local);
+    const double bw[] = { b.algbw_GBps, b.busbw_GBps, b.nvl_GBps, b.net_GBps, bc.algbw_GBps,
+                          bc.busbw_GBps, a2a_send_max_over_mean(d), a2a_recv_max_over_mean(d),
+                          r->wall_s >= 0 ? r->wall_s : 0.0 };
+    for (size_t i = 0; i < sizeof(bw) / sizeof(bw[0]); i++)
+        csv_num(&w, bw[i]);
+    /* NaN (an empty field) where the metric does not exist: no routing, a trace's token
+     * metrics */
     const struct routing *rt = r->routing;
     const double bal[] = { rt ? rt->drop_rate : NAN, rt ? rt->expert_load_max_over_mean : NAN,
                            rt ? rt->gpu_load_max_over_mean : NAN,
                            rt ? rt->node_load_max_over_mean : NAN,
                            rt ? rt->nodes_per_token : NAN,
                            rt ? rt->experts_per_node_per_token : NAN };
-    for (int i = 0; i < 6; i++)
-        fprintf(f, isnan(bal[i]) ? "%snan" : "%s%.6f", i ? "," : "", bal[i]);
-    fprintf(f, "\n");
-    return ferror(f) ? -EIO : 0;
+    for (size_t i = 0; i < sizeof(bal) / sizeof(bal[0]); i++)
+        csv_num(&w, bal[i]);
+    csv_ident(&w, csv_cols, r->cfg);
+    return csv_end(&w);
 }
+
+static const char gpu_cols[] = "gpu,send_finish_s,recv_finish_s,send_bytes,recv_bytes,"
+                               "combine_send_finish_s,combine_recv_finish_s";
 
 int report_gpu_csv(FILE *f, const struct report *r)
 {
     const struct a2a_result *d = r->phase[0], *c = combine_of(r);
-    fprintf(f, "gpu,send_finish_s,recv_finish_s,send_bytes,recv_bytes,"
-               "combine_send_finish_s,combine_recv_finish_s\n");
-    for (int g = 0; g < d->gpus; g++)
-        fprintf(f, "%d,%.9e,%.9e,%llu,%llu,%.9e,%.9e\n", g, d->send_finish_s[g],
-                d->recv_finish_s[g], (unsigned long long)d->send_bytes[g],
-                (unsigned long long)d->recv_bytes[g], c ? c->send_finish_s[g] : 0.0,
-                c ? c->recv_finish_s[g] : 0.0);
+    struct csv w;
+    csv_header(f, gpu_cols);
+    csv_begin(&w, f);
+    for (int g = 0; g < d->gpus; g++) {
+        csv_int(&w, g);
+        csv_num(&w, d->send_finish_s[g]);
+        csv_num(&w, d->recv_finish_s[g]);
+        csv_u64(&w, d->send_bytes[g]);
+        csv_u64(&w, d->recv_bytes[g]);
+        csv_num(&w, c ? c->send_finish_s[g] : 0.0);
+        csv_num(&w, c ? c->recv_finish_s[g] : 0.0);
+        csv_ident(&w, gpu_cols, r->cfg);
+        csv_end(&w);
+    }
     return ferror(f) ? -EIO : 0;
 }
+
+static const char link_cols[] = "phase,link,name,kind,owner,capacity_GBps,bytes,busy_s,"
+                                "utilization";
 
 int report_link_csv(FILE *f, const struct report *r)
 {
     static const char *const kind[] = { "nvl_tx", "nvl_rx", "nic_tx", "nic_rx", "leaf_up",
                                         "leaf_down" };
     const struct topo *t = r->topo;
-    fprintf(f, "phase,link,name,kind,owner,capacity_GBps,bytes,busy_s,utilization\n");
+    struct csv w;
+    csv_header(f, link_cols);
+    csv_begin(&w, f);
     for (int p = 0; p < r->nphases; p++) {
         const struct a2a_result *a = r->phase[p];
         for (int l = 0; l < t->nlinks; l++) {
@@ -260,11 +292,29 @@ int report_link_csv(FILE *f, const struct report *r)
             char name[64];
             topo_link_name(t, l, name, sizeof(name));
             double busy = (double)a->link_bytes[l] / t->links[l].cap_Bps;
-            fprintf(f, "%s,%d,%s,%s,%d,%.6g,%llu,%.9e,%.6f\n", r->phase_name[p], l, name,
-                    kind[t->links[l].kind], t->links[l].owner, t->links[l].cap_Bps / 1e9,
-                    (unsigned long long)a->link_bytes[l], busy,
-                    a->time_s > 0 ? busy / a->time_s : 0.0);
+            csv_str(&w, r->phase_name[p]);
+            csv_int(&w, l);
+            csv_str(&w, name);
+            csv_str(&w, kind[t->links[l].kind]);
+            csv_int(&w, t->links[l].owner);
+            csv_num(&w, t->links[l].cap_Bps / 1e9);
+            csv_u64(&w, a->link_bytes[l]);
+            csv_num(&w, busy);
+            csv_num(&w, a->time_s > 0 ? busy / a->time_s : 0.0);
+            csv_ident(&w, link_cols, r->cfg);
+            csv_end(&w);
         }
     }
     return ferror(f) ? -EIO : 0;
+}
+
+/* A view of the routing's per-source demand as a one-layer, one-iteration trace: the
+ * layout of src_demand, [s * experts + e], is that of (layer 0, iteration 0). */
+int report_routing_trace(FILE *f, const struct report *r)
+{
+    const struct routing *rt = r->routing;
+    if (!rt)
+        return -EINVAL;
+    const struct rtrace view = { 1, 1, rt->gpus, rt->experts, rt->src_demand };
+    return rtrace_write(f, &view);
 }

@@ -7,7 +7,9 @@
  *   nvl_GBps, net_GBps = bytes over NVLink legs, through NICs, per GPU / time
  * A MoE layer adds its routing's load-balance metrics (routing.h): drop_rate,
  * expert_load_max_over_mean, gpu_load_max_over_mean, node_load_max_over_mean,
- * nodes_per_token, experts_per_node_per_token; "nan" in the CSV for other patterns. */
+ * nodes_per_token, experts_per_node_per_token; empty in the CSV for other patterns (and
+ * the token metrics of a replayed trace). CSV fields as csv.h says, identifying columns
+ * of the run at the end of every row. */
 #ifndef MOESIM_REPORT_H
 #define MOESIM_REPORT_H
 
@@ -43,5 +45,9 @@ int report_gpu_csv(FILE *f, const struct report *r);  /* one row per GPU; 0 or -
 /* One row per phase and link that carried bytes: capacity, bytes, busy time
  * (bytes / capacity) and utilization (busy time / phase time). 0 or -EIO. */
 int report_link_csv(FILE *f, const struct report *r);
+/* The MoE layer's routing as a routing trace (traces/FORMAT.md): layer 0, iteration 0,
+ * every GPU's demand per expert before capacity drops. 0, -EIO, or -EINVAL when the run
+ * has no routing (a plain all-to-all, a traffic matrix). */
+int report_routing_trace(FILE *f, const struct report *r);
 
 #endif

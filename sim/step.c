@@ -95,8 +95,9 @@ struct eng {
     struct coll_memo *memo;
     double demand, dropped;   /* token-expert assignments over the MoE layers (capacity) */
     struct step_layer *layer; /* per model layer */
-    struct rtrace trace;      /* distribution = trace: one stage's routing per layer */
+    struct rtrace trace;      /* distribution = trace: one stage's routing per MoE layer */
     bool have_trace;
+    struct rtrace drawn;      /* STEP_KEEP_ROUTING: the routing drawn, per MoE layer */
     int gpus, pp, dp, ep, groups, pieces, M;
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
@@ -168,11 +169,14 @@ static void lane_times(const struct eng *e, const double *fin, double *out)
 
 /* A layer's routing on one stage's GPUs (routing_run at the layer, iteration 0), with
  * the configured gating, capacity and placement (an eplb placement from the layer's own
- * loads, balance.h) and, for a trace, the trace's (layer, iteration 0) counts. */
+ * loads, balance.h) and, for a trace, the counts of the trace's (MoE layer, iteration 0):
+ * a trace numbers the MoE layers only (traces/FORMAT.md), model layer l is MoE layer
+ * l - first_dense_layers. */
 static int layer_routing(const struct eng *e, const struct config *cc, int layer,
                          uint64_t seed, struct routing *rt)
 {
-    struct routing_in in = { .c = cc, .layer = layer, .seed = seed,
+    struct routing_in in = { .c = cc, .seed = seed,
+                             .layer = e->have_trace ? layer - e->m.first_dense_layers : layer,
                              .trace = e->have_trace ? &e->trace : NULL };
     struct placement pl;
     bool placed;
@@ -210,6 +214,9 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
         e->demand += (double)rt.expert_demand[i];
         e->dropped += (double)rt.dropped[i];
     }
+    if (e->drawn.tokens)
+        memcpy(rtrace_at(&e->drawn, layer - e->m.first_dense_layers, 0, 0), rt.src_demand,
+               (size_t)e->dp * (size_t)rt.experts * sizeof(*rt.src_demand));
     struct step_layer *sl = &e->layer[layer];
     sl->moe = 1;
     sl->drop_rate = rt.drop_rate;
@@ -327,11 +334,13 @@ static double piece_expert_params(const struct eng *e, int p)
 }
 
 /* A routing trace for a step holds one stage's routing: its GPUs are the dp GPUs of a
- * stage, its layers the model's; every stage holding a layer replays the layer's
- * iteration 0, one micro-batch's worth (tokens as the trace counts them). */
+ * stage, its layers the model's MoE layers (layer 0: the first MoE layer); every stage
+ * holding a layer replays the layer's iteration 0, one micro-batch's worth (tokens as the
+ * trace counts them). A longer trace's later layers are not used. */
 static int load_trace(struct eng *e, struct cfg_err *err)
 {
     const struct config *c = e->c;
+    int moe_layers = c->model.layers - c->model.first_dense_layers;
     if (c->routing.distribution != DIST_TRACE)
         return 0;
     struct rtrace_err te;
@@ -339,9 +348,9 @@ static int load_trace(struct eng *e, struct cfg_err *err)
     if (rc == -EINVAL)
         snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %.1000s (a step replays "
                  "one stage of %d GPUs)", c->routing.trace_src.where, te.msg, e->dp);
-    else if (!rc && e->trace.layers < c->model.layers) {
-        snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %d layers, the model has %d",
-                 c->routing.trace_src.where, e->trace.layers, c->model.layers);
+    else if (!rc && e->trace.layers < moe_layers) {
+        snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %d layers, the model has "
+                 "%d MoE layers", c->routing.trace_src.where, e->trace.layers, moe_layers);
         rtrace_free(&e->trace);
         rc = -EINVAL;
     }
@@ -948,6 +957,8 @@ static int run_events(struct eng *e)
 
 static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
 {
+    r->routing = e->drawn;    /* ownership moves to the result (zeroed when not kept) */
+    memset(&e->drawn, 0, sizeof(e->drawn));
     double T = 0;
     for (int64_t i = 0; i < e->nsops; i++)
         T = fmax(T, e->sops[i].t1_s);
@@ -1095,6 +1106,7 @@ static void eng_free(struct eng *e)
     coll_memo_free(e->memo);
     if (e->have_trace)
         rtrace_free(&e->trace);
+    rtrace_free(&e->drawn);
     topo_free(e->stage_topo);
     topo_free(e->full_topo);
     compute_free(e->cm);
@@ -1175,13 +1187,36 @@ static int build_sends(struct eng *e)
     return rc;
 }
 
-int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool keep_slices,
+/* The record of the routing drawn: one iteration of every MoE layer on a stage's GPUs. */
+static int keep_routing(struct eng *e, struct cfg_err *err)
+{
+    const struct config *c = e->c;
+    int moe_layers = c->model.layers - c->model.first_dense_layers;
+    if (moe_layers < 1) {
+        snprintf(err->msg, sizeof(err->msg), "model.first_dense_layers: all %d layers are "
+                 "dense: no routing to record", c->model.layers);
+        return -EINVAL;
+    }
+    int rc = rtrace_create(&e->drawn, moe_layers, 1, e->dp, c->model.experts);
+    if (rc == -E2BIG) {
+        snprintf(err->msg, sizeof(err->msg), "the routing record of %d MoE layers x %d GPUs x "
+                 "%d experts passes %d entries", moe_layers, e->dp, c->model.experts,
+                 RTRACE_ENTRIES_MAX);
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+int step_run(struct step_result *r, const struct config *c, uint64_t seed, unsigned keep,
              struct cfg_err *err)
 {
     struct eng e;
+    bool keep_slices = keep & STEP_KEEP_SLICES;
     memset(r, 0, sizeof(*r));
     memset(&e, 0, sizeof(e));
     int rc = eng_setup(&e, c, err);
+    if (!rc && (keep & STEP_KEEP_ROUTING))
+        rc = keep_routing(&e, err);
     if (!rc)
         rc = build_tables(&e, seed, err);
     if (!rc)
@@ -1206,6 +1241,7 @@ int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool 
 
 void step_free(struct step_result *r)
 {
+    rtrace_free(&r->routing);
     free(r->layer);
     free(r->gpu);
     free(r->stage);

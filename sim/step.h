@@ -22,8 +22,9 @@
  * compute_share() of its speed (comm_sms of the SMs are taken).
  *
  * All-to-alls: the routing of each MoE layer is drawn once per step (routing.h at the
- * layer, iteration 0, with the configured gating, capacity and placement; an eplb
- * placement from the layer's own loads) for one stage's dp GPUs; routed experts cost
+ * layer, iteration 0, or replayed from a trace's MoE layer, with the configured gating,
+ * capacity and placement; an eplb placement from the layer's own loads) for one stage's
+ * dp GPUs; routed experts cost
  * one GEMM chain per physical slot (replica); its dispatch and combine matrices
  * (traffic.h) are run through the flow-level network (a2a.h) on a stage-sized copy of
  * the cluster, all EP groups of the stage at once, and the result is memoised by the
@@ -43,6 +44,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "rtrace.h"
 
 enum step_stream { STEP_COMPUTE, STEP_COMM, STEP_P2P };
 
@@ -109,12 +111,23 @@ struct step_result {
     int64_t nslices;
     int64_t subops, events;
     int a2a_simulated, a2a_reused;
+    /* With STEP_KEEP_ROUTING, the routing drawn as a routing trace (rtrace.h): layer i is
+     * the model's i-th MoE layer (model layer first_dense_layers + i), one iteration, the
+     * dp GPUs of one stage (every stage holding a layer routes it alike), each source
+     * GPU's demand per expert, before capacity drops. Run again with it as routing.trace,
+     * the step routes the same demand. Owned; zeroed without the flag. */
+    struct rtrace routing;
 };
 
+#define STEP_KEEP_SLICES 1u       /* step_run's keep: r->slices */
+#define STEP_KEEP_ROUTING 2u      /* step_run's keep: r->routing */
+
 /* Runs the step of c (schedule.kind != SCHED_NONE). Borrows c. 0; -EINVAL with err->msg
- * set (a layout or calibration the step cannot use: one line naming what); -ENOMEM.
- * On error *r is zeroed. With keep_slices, r->slices holds every sub-op. */
-int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool keep_slices,
+ * set (a layout or calibration the step cannot use, a model without MoE layers whose
+ * routing is to be kept: one line naming what); -ENOMEM. On error *r is zeroed. keep is
+ * 0 or STEP_KEEP_* flags or'ed: with STEP_KEEP_SLICES r->slices holds every sub-op, with
+ * STEP_KEEP_ROUTING r->routing the routing drawn. */
+int step_run(struct step_result *r, const struct config *c, uint64_t seed, unsigned keep,
              struct cfg_err *err);
 void step_free(struct step_result *r);    /* zeroed *r is a no-op */
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "chrome.h"
+#include "csv.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -57,50 +58,92 @@ void steprep_summary(FILE *f, const struct steprep *r)
             wall(r));
 }
 
+static const char csv_cols[] =
+    "schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,step_s,bubble_frac,mfu,"
+    "exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,tokens_per_s,straggler_s,"
+    "dp_reduce_s,overlap,drop_rate,wall_s";
+
 int steprep_csv(FILE *f, const struct steprep *r)
 {
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
-    fprintf(f, "schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,step_s,"
-            "bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,"
-            "tokens_per_s,straggler_s,dp_reduce_s,overlap,drop_rate,wall_s\n");
-    double strag = s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s;
-    fprintf(f, "%s,%d,%d,%d,%d,%d,%lld,%d,%llu,%.9g,%.6f,%.6f,%.9g,%.9g,%.9g,%.6f,%.6f,%.6g,"
-            "%.9g,%.9g,%s,%.9g,%.3f\n",
-            config_sched_name(c->schedule.kind), s->pp, s->dp, s->ep, s->vpp, s->microbatches,
-            (long long)c->schedule.micro_batch_tokens, s->gpus, (unsigned long long)r->seed,
-            s->step_s, s->bubble_frac, s->mfu, s->exposed_comm_s, s->compute_s, s->comm_s,
-            s->peak_act_bytes / GIB, s->param_bytes / GIB, s->tokens_per_s, strag,
-            s->dp_reduce_s, c->schedule.overlap ? "on" : "off", s->drop_rate, wall(r));
-    return ferror(f) ? -EIO : 0;
+    struct csv w;
+    csv_header(f, csv_cols);
+    csv_begin(&w, f);
+    csv_str(&w, config_sched_name(c->schedule.kind));
+    const int ints[] = { s->pp, s->dp, s->ep, s->vpp, s->microbatches };
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+        csv_int(&w, ints[i]);
+    csv_int(&w, c->schedule.micro_batch_tokens);
+    csv_int(&w, s->gpus);
+    csv_u64(&w, r->seed);
+    const double nums[] = { s->step_s, s->bubble_frac, s->mfu, s->exposed_comm_s, s->compute_s,
+                            s->comm_s, s->peak_act_bytes / GIB, s->param_bytes / GIB,
+                            s->tokens_per_s,
+                            s->step_s - s->compute_s - s->exposed_comm_s - s->bubble_s,
+                            s->dp_reduce_s };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        csv_num(&w, nums[i]);
+    csv_str(&w, c->schedule.overlap ? "on" : "off");
+    csv_num(&w, s->drop_rate);
+    csv_num(&w, wall(r));
+    csv_ident(&w, csv_cols, c);
+    return csv_end(&w);
 }
+
+static const char gpu_cols[] = "gpu,stage,ep_group,compute_s,straggler_s,comm_s,"
+                               "exposed_comm_s,bubble_s,peak_activation_GiB,param_GiB";
 
 int steprep_gpu_csv(FILE *f, const struct steprep *r)
 {
     const struct step_result *s = r->res;
-    fprintf(f, "gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,bubble_s,"
-            "peak_activation_GiB,param_GiB\n");
+    struct csv w;
+    csv_header(f, gpu_cols);
+    csv_begin(&w, f);
     for (int g = 0; g < s->gpus; g++) {
         const struct step_gpu *x = &s->gpu[g];
-        fprintf(f, "%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f,%.6f\n", g, g / s->dp,
-                (g % s->dp) / s->ep, x->compute_s, x->straggler_s, x->comm_s,
-                x->exposed_comm_s, x->bubble_s, x->peak_act_bytes / GIB, x->param_bytes / GIB);
+        csv_int(&w, g);
+        csv_int(&w, g / s->dp);
+        csv_int(&w, (g % s->dp) / s->ep);
+        const double nums[] = { x->compute_s, x->straggler_s, x->comm_s, x->exposed_comm_s,
+                                x->bubble_s, x->peak_act_bytes / GIB, x->param_bytes / GIB };
+        for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+            csv_num(&w, nums[i]);
+        csv_ident(&w, gpu_cols, r->cfg);
+        csv_end(&w);
     }
     return ferror(f) ? -EIO : 0;
 }
 
+static const char layer_cols[] = "layer,moe,drop_rate,expert_load_max_over_mean,"
+                                 "gpu_load_max_over_mean,dispatch_s,combine_s,experts_fwd_s";
+
 int steprep_layer_csv(FILE *f, const struct steprep *r)
 {
     const struct step_result *s = r->res;
-    fprintf(f, "layer,moe,drop_rate,expert_load_max_over_mean,gpu_load_max_over_mean,"
-            "dispatch_s,combine_s,experts_fwd_s\n");
+    struct csv w;
+    csv_header(f, layer_cols);
+    csv_begin(&w, f);
     for (int l = 0; l < s->layers; l++) {
         const struct step_layer *x = &s->layer[l];
-        fprintf(f, "%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", l, x->moe, x->drop_rate,
-                x->expert_load_max_over_mean, x->gpu_load_max_over_mean, x->dispatch_s,
-                x->combine_s, x->experts_fwd_s);
+        csv_int(&w, l);
+        csv_int(&w, x->moe);
+        const double nums[] = { x->drop_rate, x->expert_load_max_over_mean,
+                                x->gpu_load_max_over_mean, x->dispatch_s, x->combine_s,
+                                x->experts_fwd_s };
+        for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+            csv_num(&w, nums[i]);
+        csv_ident(&w, layer_cols, r->cfg);
+        csv_end(&w);
     }
     return ferror(f) ? -EIO : 0;
+}
+
+int steprep_routing_trace(FILE *f, const struct steprep *r)
+{
+    if (!r->res->routing.tokens)
+        return -EINVAL;
+    return rtrace_write(f, &r->res->routing);
 }
 
 static const char *const kind_names[] = { "F", "B", "W" };
@@ -149,7 +192,7 @@ int steprep_trace(FILE *f, const struct steprep *r)
             { "mb", x->mb, NULL }, { "piece", x->piece, NULL }, { "layer", x->layer, NULL },
         };
         rc = chrome_complete(ch, x->lane, x->stream, kind_names[x->kind % 3], name, x->t0_s,
-                             x->t1_s - x->t0_s, args, 3);
+                             x->t1_s, args, 3);
     }
     int rc2 = chrome_close(ch);
     return rc ? rc : rc2;

@@ -22,7 +22,8 @@ void steprep_summary(FILE *f, const struct steprep *r);
 /* Header + one row: schedule,pp,dp,ep,vpp,microbatches,micro_batch_tokens,gpus,seed,
  * step_s,bubble_frac,mfu,exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,
  * tokens_per_s,straggler_s,dp_reduce_s,overlap,drop_rate,wall_s (per-GPU figures are means over
- * GPUs; memory is the largest GPU's). */
+ * GPUs; memory is the largest GPU's). Every CSV here writes numbers as csv.h says and
+ * ends each row with the identifying columns of csv.h that it does not hold. */
 int steprep_csv(FILE *f, const struct steprep *r);
 /* One row per GPU: gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,
  * bubble_s,peak_activation_GiB,param_GiB. */
@@ -31,6 +32,10 @@ int steprep_gpu_csv(FILE *f, const struct steprep *r);
  * gpu_load_max_over_mean,dispatch_s,combine_s,experts_fwd_s (one micro-batch; dense
  * layers have moe 0 and zeros). */
 int steprep_layer_csv(FILE *f, const struct steprep *r);
+/* The routing drawn, as a routing trace (traces/FORMAT.md; step.h's step_result.routing):
+ * one layer per MoE layer, one iteration, the GPUs of one stage. Needs the step run with
+ * STEP_KEEP_ROUTING (-EINVAL without). */
+int steprep_routing_trace(FILE *f, const struct steprep *r);
 /* Chrome trace: one process per lane ("stage r, EP group g"), threads compute, comm and
  * p2p; one slice per sub-op named "<F|B|W> <what>" with args mb, piece, layer. Needs the
  * step run with keep_slices. */

@@ -18,10 +18,10 @@ static const char TRICKY[] = "a\"b\\c/\n\t\x01\x1f \xc3\xa9 \xe2\x9c\x93";
 
 /* The sample trace, hand-counted by "ph":
  *   M: 2 process_name + 2 process_sort_index + 2 thread_name + 1 thread_sort_index = 7
- *   X: 3 (F0 with args, the TRICKY name, one without args)
+ *   X: 6 (F0 with args, the TRICKY name, one without args, two abutting, one before 0)
  *   b, e: 2 each (two overlapping flows, ids 1 and 2)
- *   C: 2
- * 16 events. Bad calls in between must write nothing. */
+ *   C: 3
+ * 20 events. Bad calls in between must write nothing. */
 static int write_sample(FILE *f)
 {
     struct chrome *c;
@@ -32,6 +32,7 @@ static int write_sample(FILE *f)
                                 { .key = "op", .str = "dispatch" } };
     struct chrome_arg fa[1] = { { .key = "bytes", .num = 4096 } };
     struct chrome_arg ca[2] = { { .key = "nvl_tx", .num = 0.5 }, { .key = "nic_tx", .num = 0.25 } };
+    struct chrome_arg tiny[2] = { { .key = "small", .num = 1.5e-5 }, { .key = "big", .num = 1e20 } };
     struct chrome_arg nan_arg[1] = { { .key = "x", .num = NAN } };
     struct chrome_arg str_series[1] = { { .key = "x", .str = "s" } };
     int bad = 0;
@@ -43,17 +44,26 @@ static int write_sample(FILE *f)
     rc |= chrome_thread_name(c, 0, 0, "compute");
     rc |= chrome_thread_name(c, 0, 1, "comm");
     rc |= chrome_thread_sort(c, 0, 1, 5);
-    rc |= chrome_complete(c, 0, 0, "compute", "F0", 1.5e-6, 2.25e-6, xa, 2);
-    rc |= chrome_complete(c, 0, 1, "esc", TRICKY, 4e-6, 1e-6, NULL, 0);
-    rc |= chrome_complete(c, 1, 0, "compute", "B0", 0.001, 0.0005, NULL, 0);
+    rc |= chrome_complete(c, 0, 0, "compute", "F0", 1.5e-6, 3.75e-6, xa, 2);
+    rc |= chrome_complete(c, 0, 1, "esc", TRICKY, 4e-6, 5e-6, NULL, 0);
+    rc |= chrome_complete(c, 1, 0, "compute", "B0", 0.001, 0.0015, NULL, 0);
+    /* One track, abutting at 2.4 ns: start 0.6 ns -> 1, end 2.4 ns -> 2, so "dur" is 1 ns
+     * (rounding the duration 1.8 ns apart would give 2 ns and end at 3, over the next
+     * slice's start 2.4 ns -> 2). */
+    rc |= chrome_complete(c, 1, 1, "compute", "A", 0.6e-9, 2.4e-9, NULL, 0);
+    rc |= chrome_complete(c, 1, 1, "compute", "B", 2.4e-9, 3.2e-9, NULL, 0);
+    rc |= chrome_complete(c, 1, 1, "compute", "neg", -1.5e-6, -1e-6, NULL, 0);
     rc |= chrome_async(c, 0, "net", "flow", 1, 1e-6, 5e-6, fa, 1);
     rc |= chrome_async(c, 0, "net", "flow", 2, 2e-6, 3e-6, NULL, 0);
     rc |= chrome_counter(c, 0, "link util", 1e-6, ca, 2);
     rc |= chrome_counter(c, 0, "link util", 5e-6, ca, 1);
-    bad += chrome_complete(c, 0, 0, "compute", "neg", 1.0, -1e-9, NULL, 0) == -EINVAL;
+    rc |= chrome_counter(c, 1, "fixed", 6e-6, tiny, 2);
+    bad += chrome_complete(c, 0, 0, "compute", "back", 1.0, 1.0 - 1e-9, NULL, 0) == -EINVAL;
     bad += chrome_complete(c, 0, 0, "compute", "nan", NAN, 1.0, NULL, 0) == -EINVAL;
-    bad += chrome_complete(c, 0, 0, "compute", "nanarg", 1.0, 1.0, nan_arg, 1) == -EINVAL;
-    bad += chrome_complete(c, 0, 0, NULL, "nocat", 1.0, 1.0, NULL, 0) == -EINVAL;
+    bad += chrome_complete(c, 0, 0, "compute", "inf", 1.0, INFINITY, NULL, 0) == -EINVAL;
+    bad += chrome_complete(c, 0, 0, "compute", "far", 0, 1e10, NULL, 0) == -EINVAL;
+    bad += chrome_complete(c, 0, 0, "compute", "nanarg", 1.0, 2.0, nan_arg, 1) == -EINVAL;
+    bad += chrome_complete(c, 0, 0, NULL, "nocat", 1.0, 2.0, NULL, 0) == -EINVAL;
     bad += chrome_async(c, 0, "net", "back", 3, 2.0, 1.0, NULL, 0) == -EINVAL;
     bad += chrome_async(c, 0, "net", "bigid", 1ull << 53, 1.0, 2.0, NULL, 0) == -EINVAL;
     bad += chrome_counter(c, 0, "empty", 1.0, ca, 0) == -EINVAL;
@@ -62,7 +72,7 @@ static int write_sample(FILE *f)
     int rc_close = chrome_close(c);
     if (rc != 0)
         return -1;
-    if (bad != 9)
+    if (bad != 11)
         return -2;
     return rc_close;
 }
@@ -87,7 +97,7 @@ static const char PY[] =
     "ev = d[\"traceEvents\"]\n"
     "n = {}\n"
     "for e in ev: n[e[\"ph\"]] = n.get(e[\"ph\"], 0) + 1\n"
-    "ok = d[\"displayTimeUnit\"] == \"ms\" and n == {\"M\": 7, \"X\": 3, \"b\": 2, \"e\": 2, \"C\": 2}\n"
+    "ok = d[\"displayTimeUnit\"] == \"ms\" and n == {\"M\": 7, \"X\": 6, \"b\": 2, \"e\": 2, \"C\": 3}\n"
     "b = {e[\"id\"]: e for e in ev if e[\"ph\"] == \"b\"}\n"
     "en = {e[\"id\"]: e for e in ev if e[\"ph\"] == \"e\"}\n"
     "ok = ok and sorted(b) == [1, 2] and sorted(en) == [1, 2]\n"
@@ -134,10 +144,16 @@ static void test_json_valid(void)
                            "\xc3\xa9 \xe2\x9c\x93\"") != NULL);
     /* 1 ms = 1000.000 us; 0.5 ms = 500.000 us. */
     CU_ASSERT(strstr(text, "\"ts\":1000.000,\"dur\":500.000}") != NULL);
+    /* The abutting pair: A ends where B starts (0.001 + 0.001 = 0.002 us); -1.5 us. */
+    CU_ASSERT(strstr(text, "\"name\":\"A\",\"ts\":0.001,\"dur\":0.001}") != NULL);
+    CU_ASSERT(strstr(text, "\"name\":\"B\",\"ts\":0.002,\"dur\":0.001}") != NULL);
+    CU_ASSERT(strstr(text, "\"name\":\"neg\",\"ts\":-1.500,\"dur\":0.500}") != NULL);
     CU_ASSERT(strstr(text, "{\"ph\":\"M\",\"pid\":0,\"tid\":1,\"name\":\"thread_sort_index\","
                            "\"args\":{\"sort_index\":5}}") != NULL);
     CU_ASSERT(strstr(text, "{\"ph\":\"C\",\"pid\":0,\"name\":\"link util\",\"ts\":1.000,"
                            "\"args\":{\"nvl_tx\":0.5,\"nic_tx\":0.25}}") != NULL);
+    /* Numbers never in exponent form: 1.5e-5 and 1e20 in fixed notation. */
+    CU_ASSERT(strstr(text, "\"args\":{\"small\":0.000015,\"big\":100000000000000000000}") != NULL);
     /* The last event has no trailing comma before the closing text. */
     size_t n = strlen(text);
     const char *tail = "}\n],\n\"displayTimeUnit\":\"ms\"}\n";

@@ -239,7 +239,7 @@ static void test_pipeline_bounds(void)
         CU_ASSERT_EQUAL_FATAL(sched_ideal_run(s, v[1], v[3], v[5], v[1] + v[3] + v[5], &hi), 0);
         struct step_result r;
         struct cfg_err err;
-        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, true, &err), 0);
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, STEP_KEEP_SLICES, &err), 0);
         CU_ASSERT(r.step_s >= lo.makespan_s * (1 - 1e-9));
         CU_ASSERT(r.step_s <= hi.makespan_s * (1 + 1e-6));
         if (r.step_s < lo.makespan_s * (1 - 1e-9) || r.step_s > hi.makespan_s * (1 + 1e-6))
@@ -355,6 +355,87 @@ static void test_trace_replay(void)
     step_free(&b);
 }
 
+/* The routing a step records (STEP_KEEP_ROUTING): moe2 with 3 layers, the first dense,
+ * so 2 MoE layers; every token goes to both experts, so each of the 2 GPUs demands
+ * T = 256 of each expert in each MoE layer, and the dense layer has no number. */
+static void test_routing_record(void)
+{
+    static const char *const sets[] = { "model.layers=3", "model.first_dense_layers=1" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 2), 0);
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, STEP_KEEP_ROUTING, &err), 0);
+    const struct rtrace *t = &r.routing;
+    CU_ASSERT_EQUAL(t->layers, 2);
+    CU_ASSERT_EQUAL(t->iterations, 1);
+    CU_ASSERT_EQUAL(t->gpus, 2);
+    CU_ASSERT_EQUAL(t->experts, 2);
+    for (int i = 0; i < 2 * 2 * 2; i++)
+        CU_ASSERT_EQUAL(t->tokens[i], 256u);
+    CU_ASSERT_PTR_NULL(r.slices);
+    step_free(&r);
+    /* without the flag nothing is kept */
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+    CU_ASSERT_PTR_NULL(r.routing.tokens);
+    step_free(&r);
+    /* an all-dense model has no routing to record: refused, naming the key */
+    static const char *const dense[] = { "model.layers=3", "model.first_dense_layers=3" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, dense, 2), 0);
+    CU_ASSERT_EQUAL(step_run(&r, &c, 1, STEP_KEEP_ROUTING, &err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "model.first_dense_layers"));
+}
+
+/* A skewed routing recorded, written, replayed: the replay records the same counts and
+ * (no dedup, no capacity: the traffic is the demand) runs the same step. Each record
+ * sums, per MoE layer and GPU, to T * top_k = 256 * 2 assignments. A trace with fewer
+ * layers than the model's MoE layers is refused. */
+static void test_routing_record_replay(void)
+{
+    static const char *const sets[] = {
+        "model.layers=3", "model.first_dense_layers=1", "model.experts=8",
+        "routing.distribution=zipf", "routing.zipf_s=1.2", "routing.per_layer=on",
+        "routing.dedup=false",
+    };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 7), 0);
+    struct step_result a, b;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&a, &c, 3, STEP_KEEP_ROUTING, &err), 0);
+    for (int l = 0; l < 2; l++)
+        for (int g = 0; g < 2; g++) {
+            uint64_t sum = 0, *x = rtrace_at(&a.routing, l, 0, g);
+            for (int e = 0; e < 8; e++)
+                sum += x[e];
+            CU_ASSERT_EQUAL(sum, 512u);
+        }
+    char path[] = "/tmp/test_step_record_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_EQUAL(rtrace_write(f, &a.routing), 0);
+    fclose(f);
+    char set[128];
+    snprintf(set, sizeof(set), "routing.trace=%s", path);
+    const char *replay[9] = { sets[0], sets[1], sets[2], sets[3], sets[4], sets[5], sets[6],
+                              "routing.distribution=trace", set };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, replay, 9), 0);
+    CU_ASSERT_EQUAL_FATAL(step_run(&b, &c, 3, STEP_KEEP_ROUTING, &err), 0);
+    CU_ASSERT_EQUAL(b.routing.layers, a.routing.layers);
+    CU_ASSERT(memcmp(b.routing.tokens, a.routing.tokens, 2 * 2 * 8 * sizeof(uint64_t)) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(b.step_s, a.step_s, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(b.layer[2].dispatch_s, a.layer[2].dispatch_s, 1e-15);
+    step_free(&b);
+    /* the same file for a model with 3 MoE layers: one too few */
+    const char *more[9] = { sets[0], "model.first_dense_layers=0", sets[2], sets[3], sets[4],
+                            sets[5], sets[6], "routing.distribution=trace", set };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, more, 9), 0);
+    CU_ASSERT_EQUAL(step_run(&b, &c, 3, 0, &err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "2 layers, the model has 3 MoE layers"));
+    remove(path);
+    step_free(&a);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -365,6 +446,9 @@ int main(void)
         { "1f1b activation memory: pp and 1 micro-batches", test_activation_memory },
         { "stragglers under zipf; deterministic", test_stragglers_and_determinism },
         { "trace replay: the same routing, the same step", test_trace_replay },
+        { "routing record: MoE layers only, T per expert", test_routing_record },
+        { "routing record written and replayed: same counts, same step",
+          test_routing_record_replay },
     };
     return cu_run("step", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHROME_ID_MAX 9007199254740991ull  /* 2^53 - 1: largest exact JavaScript integer */
 
@@ -42,10 +43,17 @@ int chrome_close(struct chrome *c)
     return rc;
 }
 
-/* A time in seconds that still is finite in microseconds. */
-static bool time_ok(double t_s)
+#define CHROME_NS_MAX 0x1p62                /* |time| in ns: 146 years, exact in int64_t */
+
+/* t_s in whole nanoseconds, rounded to nearest (halves away from zero); false when it is
+ * not finite or past CHROME_NS_MAX. */
+static bool to_ns(double t_s, int64_t *ns)
 {
-    return isfinite(t_s * 1e6);
+    double x = t_s * 1e9;
+    if (!isfinite(x) || fabs(x) > CHROME_NS_MAX)
+        return false;
+    *ns = (int64_t)llround(x);
+    return true;
 }
 
 static bool args_ok(const struct chrome_arg *args, size_t n, bool numeric_only)
@@ -82,6 +90,30 @@ static void put_str(FILE *f, const char *s)
     putc('"', f);
 }
 
+/* A finite number in JSON without an exponent: "%.15g" when that has none (integers
+ * below 1e15 exact), else fixed notation with 15 significant digits, trailing zeros
+ * dropped (1.5e-05 -> 0.000015; 1e+20 -> 100000000000000000000). */
+static void put_num(FILE *f, double v)
+{
+    char buf[400];
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (!strchr(buf, 'e')) {
+        fputs(buf, f);
+        return;
+    }
+    int mag = (int)floor(log10(fabs(v)));
+    int dec = mag >= 14 ? 0 : 14 - mag;
+    snprintf(buf, sizeof(buf), "%.*f", dec, v);
+    char *end = buf + strlen(buf);
+    if (strchr(buf, '.')) {
+        while (end[-1] == '0')
+            *--end = 0;
+        if (end[-1] == '.')
+            *--end = 0;
+    }
+    fputs(buf, f);
+}
+
 /* ,"args":{"k":v,...} -- nothing when n is 0. */
 static void put_args(FILE *f, const struct chrome_arg *args, size_t n)
 {
@@ -96,7 +128,7 @@ static void put_args(FILE *f, const struct chrome_arg *args, size_t n)
         if (args[i].str)
             put_str(f, args[i].str);
         else
-            fprintf(f, "%.15g", args[i].num);
+            put_num(f, args[i].num);
     }
     putc('}', f);
 }
@@ -109,10 +141,12 @@ static void put_head(struct chrome *c, char ph, int pid)
     fprintf(c->f, "{\"ph\":\"%c\",\"pid\":%d", ph, pid);
 }
 
-/* ,"ts":1.500 -- seconds written as microseconds, 1 ns resolution. */
-static void put_time(FILE *f, const char *key, double t_s)
+/* ,"ts":1.500 -- whole nanoseconds written as microseconds, in integer arithmetic. */
+static void put_time(FILE *f, const char *key, int64_t ns)
 {
-    fprintf(f, ",\"%s\":%.3f", key, t_s * 1e6);
+    uint64_t a = ns < 0 ? -(uint64_t)ns : (uint64_t)ns;
+    fprintf(f, ",\"%s\":%s%" PRIu64 ".%03u", key, ns < 0 ? "-" : "", a / 1000,
+            (unsigned)(a % 1000));
 }
 
 static int put_end(struct chrome *c)
@@ -176,9 +210,10 @@ static void put_cat_name(FILE *f, const char *cat, const char *name)
 }
 
 int chrome_complete(struct chrome *c, int pid, int tid, const char *cat, const char *name,
-                    double t0_s, double dur_s, const struct chrome_arg *args, size_t nargs)
+                    double t0_s, double t1_s, const struct chrome_arg *args, size_t nargs)
 {
-    if (!c || !cat || !name || !time_ok(t0_s) || !time_ok(dur_s) || dur_s < 0 ||
+    int64_t ns0, ns1;
+    if (!c || !cat || !name || !to_ns(t0_s, &ns0) || !to_ns(t1_s, &ns1) || t1_s < t0_s ||
         !args_ok(args, nargs, false))
         return -EINVAL;
     if (ferror(c->f))
@@ -186,8 +221,8 @@ int chrome_complete(struct chrome *c, int pid, int tid, const char *cat, const c
     put_head(c, 'X', pid);
     fprintf(c->f, ",\"tid\":%d", tid);
     put_cat_name(c->f, cat, name);
-    put_time(c->f, "ts", t0_s);
-    put_time(c->f, "dur", dur_s);
+    put_time(c->f, "ts", ns0);
+    put_time(c->f, "dur", ns1 - ns0);     /* >= 0: rounding keeps the order */
     put_args(c->f, args, nargs);
     return put_end(c);
 }
@@ -195,7 +230,8 @@ int chrome_complete(struct chrome *c, int pid, int tid, const char *cat, const c
 int chrome_async(struct chrome *c, int pid, const char *cat, const char *name, uint64_t id,
                  double t0_s, double t1_s, const struct chrome_arg *args, size_t nargs)
 {
-    if (!c || !cat || !name || id > CHROME_ID_MAX || !time_ok(t0_s) || !time_ok(t1_s) ||
+    int64_t ns0, ns1;
+    if (!c || !cat || !name || id > CHROME_ID_MAX || !to_ns(t0_s, &ns0) || !to_ns(t1_s, &ns1) ||
         t1_s < t0_s || !args_ok(args, nargs, false))
         return -EINVAL;
     if (ferror(c->f))
@@ -203,7 +239,7 @@ int chrome_async(struct chrome *c, int pid, const char *cat, const char *name, u
     put_head(c, 'b', pid);
     put_cat_name(c->f, cat, name);
     fprintf(c->f, ",\"id\":%" PRIu64, id);
-    put_time(c->f, "ts", t0_s);
+    put_time(c->f, "ts", ns0);
     put_args(c->f, args, nargs);
     int rc = put_end(c);
     if (rc < 0)
@@ -211,21 +247,22 @@ int chrome_async(struct chrome *c, int pid, const char *cat, const char *name, u
     put_head(c, 'e', pid);
     put_cat_name(c->f, cat, name);
     fprintf(c->f, ",\"id\":%" PRIu64, id);
-    put_time(c->f, "ts", t1_s);
+    put_time(c->f, "ts", ns1);
     return put_end(c);
 }
 
 int chrome_counter(struct chrome *c, int pid, const char *name, double t_s,
                    const struct chrome_arg *series, size_t nseries)
 {
-    if (!c || !name || !time_ok(t_s) || nseries == 0 || !args_ok(series, nseries, true))
+    int64_t ns;
+    if (!c || !name || !to_ns(t_s, &ns) || nseries == 0 || !args_ok(series, nseries, true))
         return -EINVAL;
     if (ferror(c->f))
         return -EIO;
     put_head(c, 'C', pid);
     fputs(",\"name\":", c->f);
     put_str(c->f, name);
-    put_time(c->f, "ts", t_s);
+    put_time(c->f, "ts", ns);
     put_args(c->f, series, nseries);
     return put_end(c);
 }

@@ -5,14 +5,20 @@
  * written as they are given, in that order (viewers sort by time). Format reference:
  * "Trace Event Format", Google, docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
  *
- * Byte-deterministic: times given in seconds are written as microseconds with "%.3f"
- * (1 ns resolution); other numbers with "%.15g" (integers exact up to 1e15). printf
- * is assumed to run in the "C" locale (the tools never call setlocale).
+ * Byte-deterministic: a time given in seconds is rounded to the nearest whole
+ * nanosecond and written as microseconds with three decimals (1.500 for 1.5e-6 s). A
+ * complete slice's start and end are rounded, and its duration written is the difference
+ * of the two: slices that follow each other in seconds (t1 of one <= t0 of the next) never
+ * overlap once written, as rounding start and duration apart would make them by 1 ns.
+ * Other numbers are written with "%.15g" (integers exact up to 1e15), in fixed notation
+ * where that would have an exponent (0.000015, not 1.5e-05). printf is assumed
+ * to run in the "C" locale (the tools never call setlocale).
  * Strings (names, categories, keys, string args) must be UTF-8; '"', '\\' and bytes
  * below 0x20 are escaped (\" \\ \u00XX), other bytes are copied.
  *
  * Errors: functions return 0; -EINVAL for a NULL string, a non-finite time or number
- * (JSON has no NaN/Infinity), a negative duration, or an async id > 2^53 - 1 (viewers
+ * (JSON has no NaN/Infinity: a trace never holds one), a time beyond 2^62 ns (146 years),
+ * an end before its start, or an async id > 2^53 - 1 (viewers
  * read ids as JavaScript doubles); -EIO once the FILE has an error (see ferror).
  * Nothing is written for an event that fails with -EINVAL.
  */
@@ -47,10 +53,11 @@ int chrome_process_sort(struct chrome *c, int pid, int sort_index);
 int chrome_thread_name(struct chrome *c, int pid, int tid, const char *name);
 int chrome_thread_sort(struct chrome *c, int pid, int tid, int sort_index);
 
-/* Complete slice ("X") on thread (pid, tid) from t0_s for dur_s >= 0 seconds; nargs
- * entries of args (borrowed; args may be NULL when nargs is 0) become its "args". */
+/* Complete slice ("X") on thread (pid, tid) from t0_s to t1_s >= t0_s seconds (written
+ * as "ts" and "dur", rounded as above); nargs entries of args (borrowed; args may be NULL
+ * when nargs is 0) become its "args". */
 int chrome_complete(struct chrome *c, int pid, int tid, const char *cat, const char *name,
-                    double t0_s, double dur_s, const struct chrome_arg *args, size_t nargs);
+                    double t0_s, double t1_s, const struct chrome_arg *args, size_t nargs);
 
 /* Async slice: a "b"/"e" pair (nestable async, paired by pid, cat, name and id) from
  * t0_s to t1_s >= t0_s in process pid, not tied to a thread. Give each concurrent

@@ -1,4 +1,5 @@
-/* rtrace.h: the routing trace: per MoE layer, iteration and source GPU, how many tokens
+/* rtrace.h: the routing trace: per MoE layer (numbered from 0 over the MoE layers only,
+ * dense layers skipped), iteration and source GPU, how many tokens
  * went to each expert (token-expert assignments: a token routed to k experts counts
  * once at each). Written by moesim and moeprof, read to replay routing.
  *
@@ -64,8 +65,9 @@ int rtrace_load(struct rtrace *t, const char *path, int want_gpus, int want_expe
  * entry in index order (layer, then iteration, gpu, expert ascending), single spaces,
  * '\n' line ends (borrows f and t; does not close f). Loading the output gives t back;
  * the same t gives the same bytes. Returns 0; -EIO when a write fails (a failure the
- * stream still buffers shows at the caller's fclose); -EINVAL for a t that
- * rtrace_create did not make. */
+ * stream still buffers shows at the caller's fclose); -EINVAL for a t without counts
+ * or with a dimension below 1 (a t that rtrace_create did not make; a view that borrows
+ * its counts is fine). */
 int rtrace_write(FILE *f, const struct rtrace *t);
 
 #endif

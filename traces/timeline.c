@@ -79,8 +79,8 @@ int timeline_write(FILE *f, const struct report *r)
     for (int p = 0; p < r->nphases && !e; p++) {
         const struct a2a_result *a = r->phase[p];
         for (int g = 0; g < r->topo->gpus && !e; g++)
-            e = chrome_complete(c, g, PHASE_TID, "phase", r->phase_name[p], a->t0_s, a->time_s,
-                                NULL, 0);
+            e = chrome_complete(c, g, PHASE_TID, "phase", r->phase_name[p], a->t0_s,
+                                a->t0_s + a->time_s, NULL, 0);
         if (!e)
             e = flows(c, a, &id);
         if (!e)

@@ -3,7 +3,8 @@
  * for leaf uplinks when the fabric has leaves. In each GPU process:
  *   - a "phase" thread with one slice per collective (dispatch, combine, ...);
  *   - async slices "send" (on the source) and "recv" (on the destination), one per flow,
- *     from when its data starts flowing to when its last byte arrives; args: peer, bytes;
+ *     from when its data starts flowing to when its last byte arrives; args: dst (on
+ *     "send") or src (on "recv"), the peer's GPU id, and bytes;
  *   - counter tracks "nvl_tx", "nvl_rx", "nic_tx", "nic_rx": the link's total rate in GB/s.
  * Needs each phase run with series = true. */
 #ifndef MOESIM_TIMELINE_H
