@@ -9,7 +9,8 @@
 #   - the gnuplot scripts draw the CSV they are for and refuse the other --gpu-csv;
 #   - the routing trace replays: run again with routing.trace = that file, the new
 #     routing trace is byte-identical and so are the CSVs (all columns but those that
-#     name the distribution and the token metrics a trace does not have).
+#     name the distribution and the token metrics a trace does not have); a run that has
+#     no routing to write, or would write over the trace it replays, is refused.
 # Runs use --no-timing and routing.dedup = false (a replay never deduplicates); the big
 # examples run on fewer nodes, micro-batches or tokens so that the whole takes seconds.
 #
@@ -183,6 +184,36 @@ for ini in configs/examples/*.ini; do
         fail "$name: routing trace replay: $(head -c 300 "$d/err2")"
     fi
 done
+
+# --routing-trace refused before the run (exit 2, one line naming it, no file): a pattern
+# without routing, a step whose layers are all dense, the file the run replays.
+# refused NAME WANT ARGS...: moesim ARGS exits 2 with one stderr line holding WANT.
+refused() {
+    local name=$1 want=$2
+    shift 2
+    "$MOESIM" "$@" > /dev/null 2> "$tmp/refused.err"
+    local rc=$?
+    if [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/refused.err")" -eq 1 ] &&
+        grep -q -- "$want" "$tmp/refused.err" && [ ! -e "$tmp/never.txt" ]; then
+        pass "--routing-trace refused: $name: $(cat "$tmp/refused.err")"
+    else
+        fail "--routing-trace $name: rc $rc: $(head -c 300 "$tmp/refused.err")"
+    fi
+}
+refused "all-to-all" "traffic.pattern alltoall has no routing" \
+    run configs/examples/alltoall-64.ini --routing-trace "$tmp/never.txt"
+refused "all layers dense" "model.first_dense_layers: all 32 layers are dense" \
+    run configs/examples/default.ini --set model.first_dense_layers=32 \
+    --set model.ffn_hidden=14336 --routing-trace "$tmp/never.txt"
+cp "$tmp/mixtral-1node/routing.txt" "$tmp/in.txt"
+refused "the trace it replays" "names an input of the run, the routing.trace" \
+    run configs/examples/mixtral-1node.ini --set routing.distribution=trace \
+    --set routing.trace="$tmp/in.txt" --routing-trace "$tmp/in.txt"
+if cmp -s "$tmp/in.txt" "$tmp/mixtral-1node/routing.txt"; then
+    pass "the refused run left its input trace as it was"
+else
+    fail "the input trace changed"
+fi
 
 # moesim balance on its example, fewer tokens.
 b=$tmp/balance
