@@ -10,7 +10,9 @@
 #   CLI usage:     "moesim run: ..." / "moesim: ..."       (sim/main.c, one line)
 #   matrix file:   "CFG:LINE: traffic.matrix: MATRIX:LINE: <documented message>"
 #                  (matrix.h / traces/FORMAT.md "Errors" table; the config key that named
-#                  the file comes first, as for every other key)
+#                  the file comes first, as for every other key; routing traces alike)
+#   empty config:  "FILE: the config sets no key ..."     (config.h)
+#   moesim balance: any of these after "moesim balance: " (README.md)
 #
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_badinput.sh
 set -u
