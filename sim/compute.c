@@ -19,6 +19,10 @@
 #define TABLE_FIELDS_MAX 3        /* tokens, fwd_us, bwd_us */
 #define TABLE_SHOW 40             /* characters of an offending field quoted in a message */
 #define TABLE_TOKENS_MAX 9007199254740992.0  /* 2^53: token counts stay exact as doubles */
+/* Longest time of a row: 1e9 us (1000 s) for one expert's GEMMs is beyond any GPU, and
+ * keeps a step's sums of expert times (x tokens / row.tokens beyond the last row, x ops,
+ * layers and micro-batches) far from overflowing a double. */
+#define TABLE_US_MAX 1e9
 
 #ifdef __GNUC__
 #define COMPUTE_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -122,8 +126,8 @@ static bool parse_tokens(const char *s, double *out)
     return v > 0;
 }
 
-/* A finite decimal number >= 0 ("12", "0.5", "1e3"), in microseconds; *out in
- * seconds. No sign in front, no hex, inf or nan. */
+/* A decimal number from 0 to TABLE_US_MAX ("12", "0.5", "1e3"), in microseconds; *out
+ * in seconds. No sign in front, no hex, inf or nan. */
 static bool parse_us(const char *s, double *out)
 {
     char *end;
@@ -133,7 +137,7 @@ static bool parse_us(const char *s, double *out)
         return false;
     errno = 0;
     v = strtod(s, &end);
-    if (*end || errno == ERANGE || !isfinite(v) || v < 0)
+    if (*end || errno == ERANGE || !isfinite(v) || v < 0 || v > TABLE_US_MAX)
         return false;
     *out = v * 1e-6;
     return true;
@@ -191,8 +195,8 @@ static int parse_row(struct table_reader *r, char **field, int n, struct cfg_err
     for (int i = 1; i < n; i++) {
         double *t = i == 1 ? &row.fwd_s : &row.bwd_s;
         if (!parse_us(field[i], t))
-            return fail(err, -EINVAL, where, "%s '%.*s' is not a finite number >= 0",
-                        table_names[i], TABLE_SHOW, field[i]);
+            return fail(err, -EINVAL, where, "%s '%.*s' is not a number from 0 to %.0f us",
+                        table_names[i], TABLE_SHOW, field[i], TABLE_US_MAX);
     }
     if (n == 2)
         row.bwd_s = 2 * row.fwd_s;   /* input and weight gradient, each as the forward */

@@ -16,7 +16,7 @@
  * tokens beyond the last row and below the first: t(n) = t(row) * n / row.tokens),
  * replacing the curve for MODEL_EXPERT. The table is CSV: '#' comment lines and blank
  * lines anywhere, the header `tokens,fwd_us` or `tokens,fwd_us,bwd_us`, then rows of
- * whole tokens (strictly increasing, 1..2^53) and times in us (finite, >= 0). bwd_us is
+ * whole tokens (strictly increasing, 1..2^53) and times in us (0 to 1e9). bwd_us is
  * the input and weight gradient together, split half to b_s, half to w_s; without it
  * the backward is 2 x fwd_us (b_s = w_s = f_s), as the two backward GEMMs of each
  * forward one repeat its FLOPs.
@@ -38,8 +38,8 @@ struct compute_t {
 };
 
 /* Reads the calibration table if any. 0; -EINVAL with err->msg "file:line: what" for a
- * bad table (rows must have increasing tokens > 0 and times >= 0; "file: what" when it
- * cannot be opened or is not a regular file), or "section.key: what" for a cluster
+ * bad table (rows must have increasing tokens > 0 and times from 0 to 1e9 us; "file:
+ * what" when it cannot be opened or is not a regular file), or "section.key: what" for a cluster
  * figure the formulas cannot use (peak or hbm not > 0, an efficiency outside (0, 1],
  * gemm_half_rows < 0, sms < 1, comm_sms outside 0..sms-1); -EIO on a read error;
  * -ENOMEM. c borrowed; *out is NULL on failure. */

@@ -59,9 +59,7 @@ struct cfg_key {
     size_t off, size;           /* the field in struct config */
 };
 
-#define ANY      { -INFINITY, INFINITY, false, false }
-#define GE(x)    { (x), INFINITY, false, false }
-#define GT(x)    { (x), INFINITY, true, false }
+#define ANY      { -INFINITY, INFINITY, false, false }   /* only for non-numeric keys */
 #define IN(a, b) { (a), (b), false, false }
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
@@ -101,36 +99,42 @@ _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) 
 /* The schema. To add a key: add its field to struct config (config.h), then one row here:
  * section, key, type, default as written in a file, allowed range in file units, SI
  * conversion (SI = value * mul / div), enum words, FIELD(member). A new section needs
- * nothing more. Checks that involve two keys go in cfg_check(). */
+ * nothing more. Checks that involve two keys go in cfg_check().
+ * Every numeric key has a finite range (README.md lists them), wide enough for any real
+ * cluster or model and narrow enough that nothing derived from them overflows: a layer
+ * moves at most CFG_ASSIGN_MAX token-expert assignments (cfg_check_volume), each of at
+ * most hidden (2^24) x bytes per element (< 64) bytes, so a collective moves < 2^63 bytes;
+ * bandwidths >= 1e-3 GB/s (over an oversubscription <= 1000) and FLOP rates >= 1e-3 TFLOP/s
+ * at efficiencies >= 1e-3 keep every time below ~1e40 s, far from a double's 1.8e308. */
 static const struct cfg_key cfg_keys[] = {
     { "cluster", "name",              CFG_NAME,   "",     ANY,   1,   1,   NULL,
       FIELD(cluster.name) },
-    { "cluster", "nodes",             CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+    { "cluster", "nodes",             CFG_INT,    "1",    IN(1, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(cluster.nodes) },
-    { "cluster", "gpus_per_node",     CFG_INT,    "8",    GE(1), 1,   1,   NULL,
+    { "cluster", "gpus_per_node",     CFG_INT,    "8",    IN(1, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(cluster.gpus_per_node) },
-    { "cluster", "nvlink_GBps",       CFG_DOUBLE, "450",  GT(0), 1e9, 1,   NULL,
+    { "cluster", "nvlink_GBps",       CFG_DOUBLE, "450",  IN(1e-3, 1e9), 1e9, 1,   NULL,
       FIELD(cluster.nvlink_Bps) },
-    { "cluster", "nic_GBps",          CFG_DOUBLE, "50",   GT(0), 1e9, 1,   NULL,
+    { "cluster", "nic_GBps",          CFG_DOUBLE, "50",   IN(1e-3, 1e9), 1e9, 1,   NULL,
       FIELD(cluster.nic_Bps) },
-    { "cluster", "nvlink_latency_us", CFG_DOUBLE, "1.0",  GE(0), 1,   1e6, NULL,
+    { "cluster", "nvlink_latency_us", CFG_DOUBLE, "1.0",  IN(0, 1e6), 1,   1e6, NULL,
       FIELD(cluster.nvlink_lat_s) },
-    { "cluster", "nic_latency_us",    CFG_DOUBLE, "2.0",  GE(0), 1,   1e6, NULL,
+    { "cluster", "nic_latency_us",    CFG_DOUBLE, "2.0",  IN(0, 1e6), 1,   1e6, NULL,
       FIELD(cluster.nic_lat_s) },
-    { "cluster", "switch_latency_us", CFG_DOUBLE, "1.0",  GE(0), 1,   1e6, NULL,
+    { "cluster", "switch_latency_us", CFG_DOUBLE, "1.0",  IN(0, 1e6), 1,   1e6, NULL,
       FIELD(cluster.switch_lat_s) },
-    { "cluster", "oversubscription",  CFG_DOUBLE, "1",    GE(1), 1,   1,   NULL,
+    { "cluster", "oversubscription",  CFG_DOUBLE, "1",    IN(1, 1000), 1,   1,   NULL,
       FIELD(cluster.oversubscription) },
-    { "cluster", "nodes_per_leaf",    CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "cluster", "nodes_per_leaf",    CFG_INT,    "0",    IN(0, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(cluster.nodes_per_leaf) },
     { "cluster", "route",             CFG_ENUM,   "rail", ANY,   1,   1,   route_words,
       FIELD(cluster.route) },
     /* The compute model of training steps (compute.h). Defaults: one H100 SXM, NVIDIA H100
      * Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOP/s "with sparsity", half of
      * that dense; HBM3 3.35 TB/s; 80 GB; 132 SMs (the SXM5 part). */
-    { "cluster", "gpu_tflops_bf16",   CFG_DOUBLE, "989",  GT(0), 1e12, 1,  NULL,
+    { "cluster", "gpu_tflops_bf16",   CFG_DOUBLE, "989",  IN(1e-3, 1e6), 1e12, 1,  NULL,
       FIELD(cluster.gpu_flops) },
-    { "cluster", "hbm_GBps",          CFG_DOUBLE, "3350", GT(0), 1e9, 1,   NULL,
+    { "cluster", "hbm_GBps",          CFG_DOUBLE, "3350", IN(1e-3, 1e6), 1e9, 1,   NULL,
       FIELD(cluster.hbm_Bps) },
     { "cluster", "sms",               CFG_INT,    "132",  IN(1, 65536), 1, 1, NULL,
       FIELD(cluster.sms) },
@@ -138,13 +142,13 @@ static const struct cfg_key cfg_keys[] = {
      * GEMM reaches about 3/4 of the dense peak; one with 64 rows, half of a 128-row tile
      * (the M side of the usual Hopper BF16 GEMM tiles), half of that; memory-bound
      * kernels reach 80% of the HBM peak. */
-    { "cluster", "gemm_efficiency",   CFG_DOUBLE, "0.75", { 0, 1, true, false }, 1, 1, NULL,
+    { "cluster", "gemm_efficiency",   CFG_DOUBLE, "0.75", IN(1e-3, 1), 1, 1, NULL,
       FIELD(cluster.gemm_eff) },
-    { "cluster", "gemm_half_rows",    CFG_DOUBLE, "64",   GT(0), 1,   1,   NULL,
+    { "cluster", "gemm_half_rows",    CFG_DOUBLE, "64",   { 0, 1e9, true, false }, 1,   1,   NULL,
       FIELD(cluster.gemm_half_rows) },
-    { "cluster", "hbm_efficiency",    CFG_DOUBLE, "0.8",  { 0, 1, true, false }, 1, 1, NULL,
+    { "cluster", "hbm_efficiency",    CFG_DOUBLE, "0.8",  IN(1e-3, 1), 1, 1, NULL,
       FIELD(cluster.hbm_eff) },
-    { "cluster", "gpu_mem_GiB",       CFG_DOUBLE, "80",   GT(0), 1073741824, 1, NULL,
+    { "cluster", "gpu_mem_GiB",       CFG_DOUBLE, "80",   IN(1e-3, 1e6), 1073741824, 1, NULL,
       FIELD(cluster.gpu_mem_bytes) },
     { "model", "name",                CFG_NAME,   "",     ANY,   1,   1,   NULL,
       FIELD(model.name) },
@@ -153,16 +157,16 @@ static const struct cfg_key cfg_keys[] = {
     /* experts: the routing tables' limit (ROUTING_EXPERTS_MAX) */
     { "model", "experts",             CFG_INT,    "8",    IN(1, 1048576), 1, 1, NULL,
       FIELD(model.experts) },
-    { "model", "top_k",               CFG_INT,    "2",    GE(1), 1,   1,   NULL,
+    { "model", "top_k",               CFG_INT,    "2",    IN(1, 1048576), 1,   1,   NULL,
       FIELD(model.top_k) },
-    { "model", "shared_experts",      CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "model", "shared_experts",      CFG_INT,    "0",    IN(0, 1048576), 1,   1,   NULL,
       FIELD(model.shared_experts) },
     /* 0: not given */
-    { "model", "expert_ffn_hidden",   CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "model", "expert_ffn_hidden",   CFG_INT,    "0",    IN(0, 16777216), 1,   1,   NULL,
       FIELD(model.expert_ffn_hidden) },
-    { "model", "layers",              CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+    { "model", "layers",              CFG_INT,    "1",    IN(1, 1048576), 1,   1,   NULL,
       FIELD(model.layers) },
-    { "model", "first_dense_layers",  CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "model", "first_dense_layers",  CFG_INT,    "0",    IN(0, 1048576), 1,   1,   NULL,
       FIELD(model.first_dense_layers) },
     { "model", "dispatch_bytes_per_elem", CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.dispatch_bytes_per_elem) },
@@ -203,28 +207,28 @@ static const struct cfg_key cfg_keys[] = {
     { "model", "v_head_dim",          CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
       FIELD(model.v_head_dim) },
     /* 0: dp; cfg_check_ep() fills it in */
-    { "parallel", "ep",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "parallel", "ep",               CFG_INT,    "0",    IN(0, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(parallel.ep) },
-    { "parallel", "pp",               CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+    { "parallel", "pp",               CFG_INT,    "1",    IN(1, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(parallel.pp) },
     /* 0: GPUs / pp; cfg_check_parallel() fills it in */
-    { "parallel", "dp",               CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "parallel", "dp",               CFG_INT,    "0",    IN(0, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(parallel.dp) },
-    { "parallel", "vpp",              CFG_INT,    "1",    GE(1), 1,   1,   NULL,
+    { "parallel", "vpp",              CFG_INT,    "1",    IN(1, 1048576), 1,   1,   NULL,
       FIELD(parallel.vpp) },
     /* tokens, hidden and bytes per element bounded so that a pair's bytes fit 64 bits */
     { "routing", "tokens_per_gpu",    CFG_INT64,  "4096", IN(0, 1e9), 1, 1, NULL,
       FIELD(routing.tokens_per_gpu) },
     { "routing", "distribution",      CFG_ENUM,   "uniform", ANY, 1,  1,   dist_words,
       FIELD(routing.distribution) },
-    { "routing", "zipf_s",            CFG_DOUBLE, "1.0",  GE(0), 1,   1,   NULL,
+    { "routing", "zipf_s",            CFG_DOUBLE, "1.0",  IN(0, 100), 1,   1,   NULL,
       FIELD(routing.zipf_s) },
     { "routing", "dedup",             CFG_BOOL,   "true", ANY,   1,   1,   NULL,
       FIELD(routing.dedup) },
     /* The gating model (gating.h). concentration: Dirichlet parameter per expert at uniform
      * popularity; drift: fraction of the experts whose popularity ranks are reshuffled per
      * iteration; per_layer: each layer draws its own ranking. */
-    { "routing", "concentration",     CFG_DOUBLE, "1",    GT(0), 1,   1,   NULL,
+    { "routing", "concentration",     CFG_DOUBLE, "1",    IN(1e-3, 1e6), 1,   1,   NULL,
       FIELD(routing.concentration) },
     { "routing", "drift",             CFG_DOUBLE, "0",    IN(0, 1), 1, 1,  NULL,
       FIELD(routing.drift) },
@@ -233,7 +237,7 @@ static const struct cfg_key cfg_keys[] = {
     { "routing", "scoring",           CFG_ENUM,   "softmax", ANY, 1,  1,   score_words,
       FIELD(routing.scoring) },
     /* DeepSeek-V3 (arXiv:2412.19437) sec. 2.1.2, node-limited routing: M = 4; 0: off */
-    { "routing", "max_nodes",         CFG_INT,    "0",    GE(0), 1,   1,   NULL,
+    { "routing", "max_nodes",         CFG_INT,    "0",    IN(0, CFG_GPUS_MAX), 1,   1,   NULL,
       FIELD(routing.max_nodes) },
     /* distribution = trace: a routing trace (traces/rtrace.h) */
     { "routing", "trace",             CFG_PATH,   "",     ANY,   1,   1,   NULL,
@@ -242,9 +246,9 @@ static const struct cfg_key cfg_keys[] = {
      * 2021) expert capacity, 0 = dropless; bias_gamma: DeepSeek-V3 sec. 2.1.2 bias update
      * speed (0.001 in its sec. 4.2), 0 = no bias; iterations bounded by routing's stream
      * numbering (routing.h). */
-    { "balance", "capacity_factor",   CFG_DOUBLE, "0",    GE(0), 1,   1,   NULL,
+    { "balance", "capacity_factor",   CFG_DOUBLE, "0",    IN(0, 1e6), 1,   1,   NULL,
       FIELD(balance.capacity_factor) },
-    { "balance", "bias_gamma",        CFG_DOUBLE, "0",    GE(0), 1,   1,   NULL,
+    { "balance", "bias_gamma",        CFG_DOUBLE, "0",    IN(0, 1), 1,   1,   NULL,
       FIELD(balance.bias_gamma) },
     { "balance", "iterations",        CFG_INT,    "1",    IN(1, 1000000), 1, 1, NULL,
       FIELD(balance.iterations) },
@@ -273,7 +277,7 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(schedule.overlap) },
     /* DeepSeek-V3 (arXiv:2412.19437) sec. 3.2.2: 20 SMs run the all-to-all kernels, and
      * sec. 3.5.1: 20 of the H800's 132 SMs */
-    { "schedule", "comm_sms",         CFG_INT,    "20",   GE(0), 1,   1,   NULL,
+    { "schedule", "comm_sms",         CFG_INT,    "20",   IN(0, 65536), 1,   1,   NULL,
       FIELD(schedule.comm_sms) },
     { "schedule", "dp_reduce",        CFG_ENUM,   "ring", ANY,   1,   1,   reduce_words,
       FIELD(schedule.dp_reduce) },
@@ -321,6 +325,7 @@ struct cfg_file {
     int line;                       /* lines read so far = line of the current key */
     int fail_line;                  /* line of the first failed key or read, 0 if none */
     int depth;                      /* 0 for the files given to config_load */
+    int key_line[CFG_NKEYS];        /* line that set each key in this file, 0 if none */
 };
 
 /* ---- errors: the first one wins ---- */
@@ -378,6 +383,72 @@ static bool cfg_section_known(const char *sec)
         if (!strcmp(cfg_keys[i].section, sec))
             return true;
     return false;
+}
+
+/* Edit distance (Levenshtein: insert, delete, substitute one character) between a and b,
+ * letters compared in any case; more than CFG_NEAR_MAX + 1 is reported as that. */
+#define CFG_NEAR_MAX 3
+#define CFG_NEAR_LEN 96               /* longer names are not compared */
+static int cfg_distance(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    int row[CFG_NEAR_LEN + 1];
+    if (na > CFG_NEAR_LEN || nb > CFG_NEAR_LEN)
+        return CFG_NEAR_MAX + 1;
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+            int best = diag + !same, up = row[j];
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[nb] < CFG_NEAR_MAX + 1 ? row[nb] : CFG_NEAR_MAX + 1;
+}
+
+/* The known key closest to sec.key, or NULL: the first in schema order at the smallest
+ * edit distance of the whole "section.key", when that is at most a quarter of its length
+ * (at least 1, at most CFG_NEAR_MAX); else the same key name in another section. */
+static const struct cfg_key *cfg_nearest(const char *sec, const char *key)
+{
+    char name[2 * CFG_NEAR_LEN], known[2 * CFG_NEAR_LEN];
+    const struct cfg_key *best = NULL, *moved = NULL;
+    int best_d = CFG_NEAR_MAX + 1, len = snprintf(name, sizeof(name), "%s.%s", sec, key);
+    int limit = len / 4 < 1 ? 1 : len / 4 > CFG_NEAR_MAX ? CFG_NEAR_MAX : len / 4;
+    if (len < 0 || (size_t)len >= sizeof(name))
+        return NULL;
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
+        snprintf(known, sizeof(known), "%s.%s", cfg_keys[i].section, cfg_keys[i].key);
+        int d = cfg_distance(name, known);
+        if (d < best_d) {
+            best_d = d;
+            best = &cfg_keys[i];
+        }
+        if (!moved && !strcasecmp(cfg_keys[i].key, key))
+            moved = &cfg_keys[i];
+    }
+    return best_d <= limit ? best : moved;
+}
+
+/* "unknown key" or "unknown section 'sec'", with "; did you mean s.k?" when one is near. */
+static int cfg_fail_unknown(struct cfg_loader *ld, const char *where, const char *sec,
+                            const char *key)
+{
+    const struct cfg_key *k = cfg_nearest(sec, key);
+    char hint[128] = "";
+    if (k)
+        snprintf(hint, sizeof(hint), "; did you mean %s.%s?", k->section, k->key);
+    if (!cfg_section_known(sec))
+        return cfg_fail(ld, where, sec, key, "unknown section '%s'%s", sec, hint);
+    return cfg_fail(ld, where, sec, key, "unknown key%s", hint);
 }
 
 /* Where section.key was last set: "file:line", "--set" or "default". */
@@ -458,17 +529,20 @@ static int cfg_strtosize(const char *s, uint64_t *out)
 
 /* ---- one value into its field ---- */
 
+/* "must be >= lo and <= hi, got text" (a side at infinity left out). */
 static int cfg_check_range(struct cfg_loader *ld, const struct cfg_key *k, const char *where,
                            double v, const char *text)
 {
     const struct cfg_range *r = &k->range;
-    if (v < r->lo || (r->lo_open && v == r->lo))
-        return cfg_fail(ld, where, k->section, k->key, "must be %s %.15g, got %s",
-                        r->lo_open ? ">" : ">=", r->lo, text);
-    if (v > r->hi || (r->hi_open && v == r->hi))
-        return cfg_fail(ld, where, k->section, k->key, "must be %s %.15g, got %s",
-                        r->hi_open ? "<" : "<=", r->hi, text);
-    return 0;
+    char lo[48] = "", hi[48] = "";
+    if (!(v < r->lo || (r->lo_open && v == r->lo) || v > r->hi || (r->hi_open && v == r->hi)))
+        return 0;
+    if (isfinite(r->lo))
+        snprintf(lo, sizeof(lo), "%s %.15g", r->lo_open ? ">" : ">=", r->lo);
+    if (isfinite(r->hi))
+        snprintf(hi, sizeof(hi), "%s%s %.15g", *lo ? " and " : "", r->hi_open ? "<" : "<=",
+                 r->hi);
+    return cfg_fail(ld, where, k->section, k->key, "must be %s%s, got %s", lo, hi, text);
 }
 
 static int cfg_put_int(struct cfg_loader *ld, const struct cfg_key *k, const char *s,
@@ -598,10 +672,8 @@ static int cfg_set(struct cfg_loader *ld, const char *sec, const char *key, cons
                    const char *where, const char *dir)
 {
     const struct cfg_key *k = cfg_find(sec, key);
-    if (!k && !cfg_section_known(sec))
-        return cfg_fail(ld, where, sec, key, "unknown section '%s'", sec);
     if (!k)
-        return cfg_fail(ld, where, sec, key, "unknown key");
+        return cfg_fail_unknown(ld, where, sec, key);
     int rc = cfg_put(ld, k, value, where, dir);
     if (rc)
         return rc;
@@ -713,8 +785,18 @@ static int cfg_on_key(void *user, const char *section, const char *name, const c
     if (f->ld->rc)
         return 0;
     snprintf(where, sizeof(where), "%s:%d", f->shown, f->line);
-    int rc = *section ? cfg_set(f->ld, section, name, value, where, f->dir)
-                      : cfg_include(f, name, value, where);
+    /* Within one file a key is set once; a later file or --set overrides (config.h). */
+    const struct cfg_key *k = *section ? cfg_find(section, name) : NULL;
+    int rc = 0;
+    if (k && f->key_line[k - cfg_keys])
+        rc = cfg_fail(f->ld, where, section, name, "repeated (first at line %d)",
+                      f->key_line[k - cfg_keys]);
+    else if (*section)
+        rc = cfg_set(f->ld, section, name, value, where, f->dir);
+    else
+        rc = cfg_include(f, name, value, where);
+    if (!rc && k)
+        f->key_line[k - cfg_keys] = f->line;
     if (rc) {
         f->fail_line = f->line;
         return 0;
@@ -792,32 +874,6 @@ static int cfg_apply_set(struct cfg_loader *ld, const char *arg)
 
 /* ---- checks across keys, after everything is loaded ---- */
 
-static int cfg_check_gpus(struct cfg_loader *ld)
-{
-    const struct cfg_cluster *cl = &ld->c.cluster;
-    long long gpus = (long long)cl->nodes * cl->gpus_per_node;
-    if (gpus <= CFG_GPUS_MAX)
-        return 0;
-    const char *key = strcmp(cfg_where(ld, "cluster", "nodes"), "default") ? "nodes"
-                                                                          : "gpus_per_node";
-    return cfg_fail(ld, cfg_where(ld, "cluster", key), "cluster", key,
-                    "nodes * gpus_per_node = %d * %d = %lld GPUs is more than %d",
-                    cl->nodes, cl->gpus_per_node, gpus, CFG_GPUS_MAX);
-}
-
-/* "where: section.key: what", where is where section.key was last set. */
-__attribute__((format(printf, 4, 5)))
-static int cfg_fail_key(struct cfg_loader *ld, const char *sec, const char *key,
-                        const char *fmt, ...)
-{
-    char what[CFG_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    return cfg_fail(ld, cfg_where(ld, sec, key), sec, key, "%s", what);
-}
-
 /* Of the n keys in names ("section", "key" pairs), the one set last: a rule on several
  * keys of equal standing blames the one the user changed most recently. All at their
  * defaults: the first. */
@@ -847,13 +903,53 @@ static int cfg_fail_latest(struct cfg_loader *ld, const char *const *names, int 
     return cfg_fail(ld, ld->src[k - cfg_keys].where, k->section, k->key, "%s", what);
 }
 
-/* Where to blame section.key for a value it lacks: where it was set, or, still at its
- * default, where the key that needs it (by_sec.by_key) was set. */
-static const char *cfg_where_or(const struct cfg_loader *ld, const char *sec, const char *key,
-                                const char *by_sec, const char *by_key)
+/* As cfg_fail_latest, for a message that starts "<first key> = <value>": blaming that
+ * first key, the message drops the repeat and reads as a range error does ("model.top_k:
+ * 9 is more than ..."); blaming another, it names the first key's value in full. */
+__attribute__((format(printf, 4, 5)))
+static int cfg_fail_rule(struct cfg_loader *ld, const char *const *names, int n,
+                         const char *fmt, ...)
 {
-    const char *w = cfg_where(ld, sec, key);
-    return strcmp(w, "default") ? w : cfg_where(ld, by_sec, by_key);
+    char what[CFG_ERR_MAX], first[2 * CFG_NAME_MAX];
+    const struct cfg_key *k = cfg_latest(ld, names, n);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    int len = snprintf(first, sizeof(first), "%s.%s = ", names[0], names[1]);
+    const char *text = what;
+    if (k == cfg_find(names[0], names[1]) && len > 0 && !strncmp(what, first, (size_t)len))
+        text += len;
+    return cfg_fail(ld, ld->src[k - cfg_keys].where, k->section, k->key, "%s", text);
+}
+
+/* "where: section.key: what" for a value section.key lacks: where is the latest setting
+ * among names (section.key itself and the keys that call for the value). */
+__attribute__((format(printf, 6, 7)))
+static int cfg_fail_need(struct cfg_loader *ld, const char *sec, const char *key,
+                         const char *const *names, int n, const char *fmt, ...)
+{
+    char what[CFG_ERR_MAX];
+    const struct cfg_key *k = cfg_latest(ld, names, n);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return cfg_fail(ld, ld->src[k - cfg_keys].where, sec, key, "%s", what);
+}
+
+/* The keys whose product is the GPU count, and the parallel layout derived from it. */
+#define CFG_GPU_KEYS "cluster", "nodes", "cluster", "gpus_per_node"
+
+static int cfg_check_gpus(struct cfg_loader *ld)
+{
+    static const char *const keys[] = { CFG_GPU_KEYS };
+    const struct cfg_cluster *cl = &ld->c.cluster;
+    long long gpus = (long long)cl->nodes * cl->gpus_per_node;
+    if (gpus <= CFG_GPUS_MAX)
+        return 0;
+    return cfg_fail_latest(ld, keys, 2, "nodes * gpus_per_node = %d * %d = %lld GPUs is more "
+                           "than %d", cl->nodes, cl->gpus_per_node, gpus, CFG_GPUS_MAX);
 }
 
 /* GPUs = pp * dp (config.h): pp | gpus; dp = 0 becomes gpus / pp, any other dp must be
@@ -861,15 +957,17 @@ static const char *cfg_where_or(const struct cfg_loader *ld, const char *sec, co
 static int cfg_check_parallel(struct cfg_loader *ld)
 {
     static const char *const vpp_kind[] = { "parallel", "vpp", "schedule", "kind" };
+    static const char *const pp_keys[] = { "parallel", "pp", CFG_GPU_KEYS };
+    static const char *const dp_keys[] = { "parallel", "dp", "parallel", "pp", CFG_GPU_KEYS };
     struct cfg_parallel *p = &ld->c.parallel;
     int gpus = ld->c.cluster.nodes * ld->c.cluster.gpus_per_node;
     if (gpus % p->pp)
-        return cfg_fail_key(ld, "parallel", "pp", "%d does not divide the %d GPUs "
-                            "(cluster.nodes * cluster.gpus_per_node)", p->pp, gpus);
+        return cfg_fail_rule(ld, pp_keys, 3, "parallel.pp = %d does not divide the %d GPUs "
+                             "(cluster.nodes * cluster.gpus_per_node)", p->pp, gpus);
     if (p->dp && p->dp != gpus / p->pp)
-        return cfg_fail_key(ld, "parallel", "dp", "%d is not GPUs / parallel.pp = %d / %d = %d "
-                            "(GPUs = pp * dp: there is no tensor parallelism)", p->dp, gpus,
-                            p->pp, gpus / p->pp);
+        return cfg_fail_rule(ld, dp_keys, 4, "parallel.dp = %d is not GPUs / parallel.pp = "
+                             "%d / %d = %d (GPUs = pp * dp: there is no tensor parallelism)",
+                             p->dp, gpus, p->pp, gpus / p->pp);
     p->dp = gpus / p->pp;
     if (p->vpp > 1 && ld->c.schedule.kind != SCHED_INTERLEAVED_1F1B)
         return cfg_fail_latest(ld, vpp_kind, 2, "parallel.vpp = %d needs schedule.kind = "
@@ -885,6 +983,11 @@ static int cfg_check_ep(struct cfg_loader *ld)
 {
     static const char *const slots_keys[] = { "balance", "redundant_experts", "parallel", "ep",
                                                "model", "experts" };
+    static const char *const dp_keys[] = { "parallel", "ep", "parallel", "dp", "parallel", "pp",
+                                           CFG_GPU_KEYS };
+    static const char *const experts_keys[] = { "parallel", "ep", "model", "experts",
+                                                "parallel", "dp", "parallel", "pp",
+                                                CFG_GPU_KEYS };
     struct config *c = &ld->c;
     int dp = c->parallel.dp;
     int ep = c->parallel.ep ? c->parallel.ep : dp;
@@ -895,20 +998,61 @@ static int cfg_check_ep(struct cfg_loader *ld)
         snprintf(shown, sizeof(shown), "0 (dp = %d)", dp);
     snprintf(dp_is, sizeof(dp_is), "parallel.dp = %d (cluster.nodes * cluster.gpus_per_node / "
              "parallel.pp)", dp);
+    /* A derived ep (0) is blamed on what it derives from, not on parallel.ep. */
+    int from = c->parallel.ep ? 0 : 1;
     if (ep > dp)
-        return cfg_fail_key(ld, "parallel", "ep", "%s is more than %s", shown, dp_is);
+        return cfg_fail_rule(ld, dp_keys, 5, "parallel.ep = %s is more than %s", shown, dp_is);
     if (c->traffic.pattern == PATTERN_MOE && !c->balance.redundant_experts &&
         c->model.experts % ep)
-        return cfg_fail_key(ld, "parallel", "ep", "%s does not divide model.experts = %d",
-                            shown, c->model.experts);
+        return cfg_fail_rule(ld, experts_keys + 2 * from, 6 - from, "parallel.ep = %s does not "
+                             "divide model.experts = %d", shown, c->model.experts);
     if (c->traffic.pattern == PATTERN_MOE && (c->model.experts + c->balance.redundant_experts) % ep)
         return cfg_fail_latest(ld, slots_keys, 3, "model.experts + balance.redundant_experts = "
                                "%d + %d is not a multiple of parallel.ep = %s: every GPU of an "
                                "EP group holds as many expert slots", c->model.experts,
                                c->balance.redundant_experts, shown);
     if (dp % ep)
-        return cfg_fail_key(ld, "parallel", "ep", "%s does not divide %s", shown, dp_is);
+        return cfg_fail_rule(ld, dp_keys, 5, "parallel.ep = %s does not divide %s", shown,
+                             dp_is);
     c->parallel.ep = ep;
+    return 0;
+}
+
+/* What one collective moves stays countable in 64 bits (the schema comment): a MoE layer
+ * routes at most CFG_ASSIGN_MAX token-expert assignments on the GPUs that route it (all
+ * of them; a step's stage of dp GPUs, one micro-batch each), and a uniform all-to-all
+ * moves at most 2^63 bytes in all. */
+static int cfg_check_volume(struct cfg_loader *ld)
+{
+    static const char *const run_keys[] = { "routing", "tokens_per_gpu", "model", "top_k",
+                                            CFG_GPU_KEYS };
+    static const char *const step_keys[] = { "schedule", "micro_batch_tokens", "model", "top_k",
+                                             "parallel", "pp", CFG_GPU_KEYS };
+    static const char *const a2a_keys[] = { "traffic", "bytes_per_pair", "traffic", "pattern",
+                                            CFG_GPU_KEYS };
+    const struct config *c = &ld->c;
+    /* Products in doubles are exact up to 2^53, far above the 2^33 they are held to. */
+    double gpus = (double)c->cluster.nodes * c->cluster.gpus_per_node, k = c->model.top_k;
+    double run = gpus * (double)c->routing.tokens_per_gpu * k;
+    double step = c->parallel.dp * (double)c->schedule.micro_batch_tokens * k;
+    uint64_t pairs = (uint64_t)gpus * (uint64_t)gpus;            /* at most 2^40 */
+    if (c->traffic.pattern == PATTERN_ALLTOALL && c->traffic.bytes_per_pair > (1ull << 63) / pairs)
+        return cfg_fail_rule(ld, a2a_keys, 4, "traffic.bytes_per_pair = %" PRIu64 " to each of "
+                             "%.0f x %.0f GPU pairs is more than 2^63 bytes in all",
+                             c->traffic.bytes_per_pair, gpus, gpus);
+    if (c->traffic.pattern != PATTERN_MOE)
+        return 0;
+    if (run > (double)CFG_ASSIGN_MAX)
+        return cfg_fail_rule(ld, run_keys, 4, "routing.tokens_per_gpu = %lld x model.top_k = %d "
+                             "x %.0f GPUs = %.0f token-expert assignments in a layer, more than "
+                             "2^33", (long long)c->routing.tokens_per_gpu, c->model.top_k, gpus,
+                             run);
+    if (c->schedule.kind != SCHED_NONE && step > (double)CFG_ASSIGN_MAX)
+        return cfg_fail_rule(ld, step_keys, 5, "schedule.micro_batch_tokens = %lld x "
+                             "model.top_k = %d x parallel.dp = %d GPUs = %.0f token-expert "
+                             "assignments in a micro-batch's layer, more than 2^33",
+                             (long long)c->schedule.micro_batch_tokens, c->model.top_k,
+                             c->parallel.dp, step);
     return 0;
 }
 
@@ -993,14 +1137,16 @@ static int cfg_check_balance(struct cfg_loader *ld)
                                              "cluster", "gpus_per_node" };
     static const char *const share_keys[] = { "balance", "placement", "model", "experts",
                                               "balance", "redundant_experts", "parallel", "ep" };
+    static const char *const trace_keys[] = { "routing", "trace", "routing", "distribution",
+                                              "traffic", "pattern" };
     const struct config *c = &ld->c;
     const struct cfg_balance *b = &c->balance;
     int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
     if (c->traffic.pattern != PATTERN_MOE)
         return 0;
     if (c->routing.distribution == DIST_TRACE && !c->routing.trace[0])
-        return cfg_fail(ld, cfg_where(ld, "routing", "distribution"), "routing", "trace",
-                        "required when routing.distribution = trace");
+        return cfg_fail_need(ld, "routing", "trace", trace_keys, 3, "required when "
+                             "routing.distribution = trace");
     if (b->redundant_experts && b->placement != PLACE_EPLB && b->placement != PLACE_EPLB_GLOBAL)
         return cfg_fail_latest(ld, red_keys, 2, "balance.redundant_experts = %d needs "
                                "balance.placement = eplb or eplb-global, got %s",
@@ -1045,22 +1191,29 @@ static long long cfg_pieces(const struct config *c)
 static int cfg_check_attention(struct cfg_loader *ld, bool head_dim_given)
 {
     static const char *const mla_keys[] = { "kv_lora_rank", "qk_nope_head_dim", "v_head_dim" };
+    static const char *const heads_keys[] = { "model", "heads", "model", "hidden", "model",
+                                              "head_dim", "model", "attention" };
+    static const char *const kv_keys[] = { "model", "kv_heads", "model", "heads", "model",
+                                           "attention" };
     const struct cfg_model *m = &ld->c.model;
     if (m->attention == ATTN_GQA) {
         if (!head_dim_given && m->hidden % m->heads)
-            return cfg_fail_key(ld, "model", "heads", "%d does not divide model.hidden = %d "
-                                "(model.head_dim = 0: hidden / heads)", m->heads, m->hidden);
+            return cfg_fail_rule(ld, heads_keys, 4, "model.heads = %d does not divide "
+                                 "model.hidden = %d (model.head_dim = 0: hidden / heads)",
+                                 m->heads, m->hidden);
         if (m->heads % m->kv_heads)
-            return cfg_fail_key(ld, "model", "kv_heads", "%d does not divide model.heads = %d",
-                                m->kv_heads, m->heads);
+            return cfg_fail_rule(ld, kv_keys, 3, "model.kv_heads = %d does not divide "
+                                 "model.heads = %d", m->kv_heads, m->heads);
         return 0;
     }
     const int dims[] = { m->kv_lora_rank, m->qk_nope_head_dim, m->v_head_dim };
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        const char *const need[] = { "model", mla_keys[i], "model", "attention", "schedule",
+                                     "kind" };
         if (dims[i] < 1)
-            return cfg_fail(ld, cfg_where_or(ld, "model", mla_keys[i], "model", "attention"),
-                            "model", mla_keys[i], "required (> 0) for model.attention = mla "
-                            "in a training step");
+            return cfg_fail_need(ld, "model", mla_keys[i], need, 3, "required (> 0) for "
+                                 "model.attention = mla in a training step");
+    }
     return 0;
 }
 
@@ -1076,6 +1229,11 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
     static const char *const sms_keys[] = { "schedule", "comm_sms", "cluster", "sms" };
     static const char *const stage_keys[] = { "parallel", "pp", "cluster", "gpus_per_node",
                                               "parallel", "dp", "cluster", "nodes" };
+    static const char *const ffn_keys[] = { "model", "ffn_hidden", "model",
+                                            "first_dense_layers", "schedule", "kind" };
+    static const char *const expert_ffn_keys[] = { "model", "expert_ffn_hidden", "model",
+                                                   "first_dense_layers", "model", "layers",
+                                                   "schedule", "kind" };
     const struct config *c = &ld->c;
     const struct cfg_model *m = &c->model;
     const char *kind = config_sched_name(c->schedule.kind);
@@ -1105,39 +1263,43 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
                                "cluster.sms = %d for compute", c->schedule.comm_sms,
                                c->cluster.sms);
     if (m->first_dense_layers && m->ffn_hidden < 1)
-        return cfg_fail(ld, cfg_where_or(ld, "model", "ffn_hidden", "model", "first_dense_layers"),
-                        "model", "ffn_hidden", "required (> 0) for the %d dense layers "
-                        "(model.first_dense_layers) of a training step", m->first_dense_layers);
+        return cfg_fail_need(ld, "model", "ffn_hidden", ffn_keys, 3, "required (> 0) for the "
+                             "%d dense layers (model.first_dense_layers) of a training step",
+                             m->first_dense_layers);
     if (m->first_dense_layers < m->layers && m->expert_ffn_hidden < 1)
-        return cfg_fail(ld, cfg_where_or(ld, "model", "expert_ffn_hidden", "schedule", "kind"),
-                        "model", "expert_ffn_hidden", "required (> 0) for the MoE layers of a "
-                        "training step (schedule.kind = %s)", kind);
+        return cfg_fail_need(ld, "model", "expert_ffn_hidden", expert_ffn_keys, 4, "required "
+                             "(> 0) for the MoE layers of a training step (schedule.kind = %s)",
+                             kind);
     return cfg_check_attention(ld, head_dim_given);
 }
 
 static int cfg_check(struct cfg_loader *ld)
 {
+    static const char *const dense_keys[] = { "model", "first_dense_layers", "model", "layers" };
+    static const char *const top_k_keys[] = { "model", "top_k", "model", "experts" };
+    static const char *const matrix_keys[] = { "traffic", "matrix", "traffic", "pattern" };
     struct config *c = &ld->c;
     bool head_dim_given = c->model.head_dim != 0;
     int rc = cfg_check_gpus(ld);
     if (rc)
         return rc;
     if (c->model.first_dense_layers > c->model.layers)
-        return cfg_fail(ld, cfg_where(ld, "model", "first_dense_layers"), "model",
-                        "first_dense_layers", "%d is more than model.layers = %d",
-                        c->model.first_dense_layers, c->model.layers);
+        return cfg_fail_rule(ld, dense_keys, 2, "model.first_dense_layers = %d is more than "
+                             "model.layers = %d", c->model.first_dense_layers, c->model.layers);
     if (c->model.top_k > c->model.experts)
-        return cfg_fail(ld, cfg_where(ld, "model", "top_k"), "model", "top_k",
-                        "%d is more than model.experts = %d", c->model.top_k, c->model.experts);
+        return cfg_fail_rule(ld, top_k_keys, 2, "model.top_k = %d is more than model.experts = "
+                             "%d", c->model.top_k, c->model.experts);
     rc = cfg_check_parallel(ld);
     if (rc)
         return rc;
     rc = cfg_check_ep(ld);
+    if (!rc)
+        rc = cfg_check_volume(ld);
     if (rc)
         return rc;
     if (c->traffic.pattern == PATTERN_MATRIX && !c->traffic.matrix[0])
-        return cfg_fail(ld, cfg_where(ld, "traffic", "pattern"), "traffic", "matrix",
-                        "required when traffic.pattern = matrix");
+        return cfg_fail_need(ld, "traffic", "matrix", matrix_keys, 2, "required when "
+                             "traffic.pattern = matrix");
     rc = cfg_check_balance(ld);
     if (rc)
         return rc;
@@ -1155,6 +1317,22 @@ static int cfg_check(struct cfg_loader *ld)
              sizeof(c->calibration.expert_table_src.where), "%s",
              cfg_where(ld, "calibration", "expert_table"));
     return 0;
+}
+
+/* Every key has a default, so no key is required; but files that set nothing at all
+ * (empty, comments only) and no --set are a mistake, such as the wrong file given. */
+static int cfg_check_sets_something(struct cfg_loader *ld, const char *const *files,
+                                    int nfiles)
+{
+    char shown[CFG_PATH_MAX];
+    if (!nfiles || ld->nsets)
+        return 0;
+    textin_escape(shown, sizeof(shown), files[0]);
+    if (nfiles == 1)
+        return cfg_failf(ld, -EINVAL, "%s: the config sets no key (the file is empty or only "
+                         "comments, and no --set)", shown);
+    return cfg_failf(ld, -EINVAL, "%s: the config sets no key (the %d files given are empty "
+                     "or only comments, and no --set)", shown, nfiles);
 }
 
 /* ---- API ---- */
@@ -1177,6 +1355,8 @@ int config_load(struct config *c, const char *const *files, int nfiles,
         rc = cfg_read_file(ld, files[i], 0, NULL);
     for (int i = 0; !rc && i < nsets; i++)
         rc = cfg_apply_set(ld, sets[i]);
+    if (!rc)
+        rc = cfg_check_sets_something(ld, files, nfiles);
     if (!rc)
         rc = cfg_check(ld);
     if (rc) {

@@ -1,11 +1,15 @@
 /* config.h: the run description, read from INI files (inih) and --set overrides.
  *
- * Files are read in order; a later file or --set overrides an earlier value.
+ * Files are read in order; a later file or --set overrides an earlier value, but one
+ * file sets a key at most once ("f.ini:7: model.experts: repeated (first at line 3)").
  * A top-level `include = path` (before any section) reads another file first,
  * relative to the including file's folder. Human units in the files (GB/s, us),
- * SI in this struct (bytes/s, s). Every key is checked: unknown sections and keys,
- * non-numeric, out-of-range and inconsistent values are errors that name
- * "file:line: section.key: what is wrong" (overrides name "--set").
+ * SI in this struct (bytes/s, s). Every key is checked: unknown sections and keys (with
+ * "; did you mean section.key?" when a known one is near), non-numeric, out-of-range
+ * (every number has a finite range, README.md) and inconsistent values are errors that
+ * name "file:line: section.key: what is wrong" (overrides name "--set"); a rule between
+ * keys names the one set last. Every key has a default, but files that set no key at
+ * all and no --set are refused ("f.ini: the config sets no key ...").
  * A line holds at most CFG_LINE_MAX characters and no control character but tab (a
  * '\r' before the '\n' is fine); a --set holds none but tab either. Files and
  * includes must be regular files. Messages escape control characters (\n, \xNN).
@@ -22,6 +26,9 @@
 #define CFG_LINE_MAX 199          /* longest accepted INI line, bytes, without the newline */
 #define CFG_INCLUDE_DEPTH 8       /* include chains deeper than this are an error */
 #define CFG_GPUS_MAX (1 << 20)    /* config_load rejects clusters with more GPUs */
+/* Most token-expert assignments one MoE layer routes (over the GPUs of its all-to-all);
+ * at most 2^24 (hidden) x 64 bytes each, a layer's collective moves < 2^63 bytes. */
+#define CFG_ASSIGN_MAX (1ull << 33)
 
 enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
 /* Routing law (routing.h); trace: counts replayed from a routing trace (routing.trace). */

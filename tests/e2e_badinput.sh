@@ -10,7 +10,9 @@
 #   CLI usage:     "moesim run: ..." / "moesim: ..."       (sim/main.c, one line)
 #   matrix file:   "CFG:LINE: traffic.matrix: MATRIX:LINE: <documented message>"
 #                  (matrix.h / traces/FORMAT.md "Errors" table; the config key that named
-#                  the file comes first, as for every other key)
+#                  the file comes first, as for every other key; routing traces alike)
+#   empty config:  "FILE: the config sets no key ..."     (config.h)
+#   moesim balance: any of these after "moesim balance: " (README.md)
 #
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_badinput.sh
 set -u
@@ -392,6 +394,116 @@ expect_bad "--set unknown key" "--set: cluster.nodez:" "" -- \
 expect_bad "--set bad value" "--set: cluster.nodes:" "'abc'" -- \
     run "$tmp/ok.ini" --set cluster.nodes=abc "${OUTS[@]}"
 
+# ---- numeric sanity: every number has a range (README.md), named with the key ----
+
+write_ini moe.ini <<'EOF'
+[cluster]
+nodes = 1
+gpus_per_node = 8
+[model]
+experts = 8
+top_k = 2
+EOF
+# Finite numbers so far out that derived times would overflow or vanish.
+expect_bad "nvlink_GBps = 1e-308" "--set: cluster.nvlink_GBps:" ">= 0.001 and <= 1000000000" -- \
+    run "$tmp/moe.ini" --set cluster.nvlink_GBps=1e-308 "${OUTS[@]}"
+expect_bad "nvlink_latency_us = 1e308" "--set: cluster.nvlink_latency_us:" \
+    ">= 0 and <= 1000000, got 1e308" -- \
+    run "$tmp/moe.ini" --set cluster.nvlink_latency_us=1e308 "${OUTS[@]}"
+expect_bad "gpu_tflops_bf16 = 1e-300" "--set: cluster.gpu_tflops_bf16:" \
+    ">= 0.001 and <= 1000000, got 1e-300" -- \
+    run "$tmp/moe.ini" --set cluster.gpu_tflops_bf16=1e-300 "${OUTS[@]}"
+write_ini absurd.ini <<'EOF'
+[cluster]
+nodes = 1
+hbm_GBps = 1e-300
+EOF
+expect_bad "hbm_GBps = 1e-300 in a file" "$tmp/absurd.ini:3: cluster.hbm_GBps:" \
+    ">= 0.001 and <= 1000000" -- run "$tmp/absurd.ini" "${OUTS[@]}"
+expect_bad "gpus_per_node = 1e9" "--set: cluster.gpus_per_node:" "<= 1048576, got 1000000000" -- \
+    run "$tmp/moe.ini" --set cluster.gpus_per_node=1000000000 "${OUTS[@]}"
+# 8 GPUs x 1e9 tokens x top_k 2 = 1.6e10 token-expert assignments > 2^33 in one layer.
+expect_bad "a layer past 2^33 assignments" "--set: routing.tokens_per_gpu:" "more than 2^33" -- \
+    run "$tmp/moe.ini" --set routing.tokens_per_gpu=1000000000 "${OUTS[@]}"
+# 8 x 8 pairs x 2^60 bytes = 2^66 > 2^63.
+expect_bad "an all-to-all past 2^63 bytes" "--set: traffic.bytes_per_pair:" "2^63" -- \
+    run "$tmp/ok.ini" --set traffic.bytes_per_pair=1152921504606846976 "${OUTS[@]}"
+
+# A calibration row past 1e9 us: named at the table's line (compute.h).
+printf 'tokens,fwd_us\n64,10\n# huge\n128,1e308\n' > "$tmp/calib.csv"
+write_ini calib.ini <<'EOF'
+include = moe.ini
+[model]
+expert_ffn_hidden = 512
+[schedule]
+kind = 1f1b
+[calibration]
+expert_table = calib.csv
+EOF
+expect_bad "calibration time 1e308" "" "$tmp/calib.csv:4: fwd_us '1e308'" -- \
+    run "$tmp/calib.ini" "${OUTS[@]}"
+
+# ---- config hygiene: repeats, unknown keys, blame, empty configs ----
+
+write_ini repeat.ini <<'EOF'
+[model]
+experts = 8
+top_k = 2
+; experts again, in another [model] section
+[model]
+experts = 16
+EOF
+expect_bad "key repeated in one file" "$tmp/repeat.ini:6: model.experts:" \
+    "repeated (first at line 2)" -- run "$tmp/repeat.ini" "${OUTS[@]}"
+# Across files and --set the later one wins: experts 16 then --set 8 loads.
+write_ini later.ini <<'EOF'
+[model]
+experts = 16
+EOF
+rm -rf "$out" && mkdir "$out"
+if "$MOESIM" run "$tmp/moe.ini" "$tmp/later.ini" --set model.experts=8 --set model.experts=8 \
+       --csv "$out/run.csv" > /dev/null 2>&1 && [ -s "$out/run.csv" ]; then
+    pass "a key in two files and two --set: the later wins"
+else
+    fail "a key in two files and two --set did not load"
+fi
+expect_bad "did you mean, --set" "--set: schedule.microbatch:" \
+    "unknown key; did you mean schedule.microbatches?" -- \
+    run "$tmp/moe.ini" --set schedule.microbatch=3 "${OUTS[@]}"
+write_ini typo.ini <<'EOF'
+[model]
+expert = 8
+EOF
+expect_bad "did you mean, file" "$tmp/typo.ini:2: model.expert:" \
+    "unknown key; did you mean model.experts?" -- run "$tmp/typo.ini" "${OUTS[@]}"
+# The file sets nodes = 1 and top_k = 2; each --set breaks a rule and is the one named.
+expect_bad "--set blamed for a GPU count past 2^20" "--set: cluster.gpus_per_node:" \
+    "2 * 1048576 = 2097152 GPUs" -- \
+    run "$tmp/moe.ini" --set cluster.nodes=2 --set cluster.gpus_per_node=1048576 "${OUTS[@]}"
+expect_bad "--set blamed for top_k > experts" "--set: model.experts:" \
+    "model.top_k = 2 is more than model.experts = 1" -- \
+    run "$tmp/moe.ini" --set model.experts=1 "${OUTS[@]}"
+: > "$tmp/empty.ini"
+printf '; only\n# comments\n\n' > "$tmp/comments.ini"
+expect_bad "empty config" "$tmp/empty.ini: the config sets no key" "" -- \
+    run "$tmp/empty.ini" "${OUTS[@]}"
+expect_bad "comments-only config" "$tmp/comments.ini: the config sets no key" "" -- \
+    run "$tmp/comments.ini" "${OUTS[@]}"
+rm -rf "$out" && mkdir "$out"
+if "$MOESIM" run "$tmp/empty.ini" --set traffic.pattern=alltoall --csv "$out/run.csv" \
+       > /dev/null 2>&1 && [ -s "$out/run.csv" ]; then
+    pass "an empty config with a --set runs"
+else
+    fail "an empty config with a --set did not run"
+fi
+# moesim balance puts its prefix before config errors too.
+expect_bad "balance: repeated key" "moesim balance: $tmp/repeat.ini:6: model.experts:" "" -- \
+    balance "$tmp/repeat.ini"
+expect_bad "balance: empty config" "moesim balance: $tmp/empty.ini: the config sets no key" "" -- \
+    balance "$tmp/empty.ini"
+expect_bad "balance: absurd --set" "moesim balance: --set: routing.zipf_s:" "<= 100" -- \
+    balance "$tmp/moe.ini" --set routing.zipf_s=1e308
+
 # ---- command line ----
 
 expect_bad "--seed not a number" "moesim run: --seed:" "'abc'" -- \
@@ -463,6 +575,43 @@ matrix_ini mx_neg.ini mx_neg.txt
 expect_bad "matrix: negative bytes" \
     "$tmp/mx_neg.ini:5: traffic.matrix: $tmp/mx_neg.txt:1: bytes '-5' is not a non-negative integer" "" -- \
     run "$tmp/mx_neg.ini" "${OUTS[@]}"
+
+# Pairs that add up past 2^63 bytes (they used to wrap 64 bits): refused at the line.
+printf '0 1 18446744073709551615\n' > "$tmp/mx_max.txt"
+matrix_ini mx_max.ini mx_max.txt
+expect_bad "matrix: one pair of 2^64-1 bytes" \
+    "$tmp/mx_max.ini:5: traffic.matrix: $tmp/mx_max.txt:1: bytes 18446744073709551615 take the total past 9223372036854775808 (2^63)" "" -- \
+    run "$tmp/mx_max.ini" "${OUTS[@]}"
+printf '0 1 9223372036854775808\n# c\n1 0 9223372036854775808\n' > "$tmp/mx_wrap.txt"
+matrix_ini mx_wrap.ini mx_wrap.txt
+expect_bad "matrix: two pairs whose sum wraps 64 bits" \
+    "$tmp/mx_wrap.ini:5: traffic.matrix: $tmp/mx_wrap.txt:3: bytes 9223372036854775808 take the total past" "" -- \
+    run "$tmp/mx_wrap.ini" "${OUTS[@]}"
+
+# ---- routing trace ----
+
+# trace_ini NAME TRACEFILE: 8 GPUs, 8 experts, the trace key on line 7.
+trace_ini() {
+    printf '[cluster]\nnodes = 1\n[model]\nexperts = 8\n[routing]\ndistribution = trace\ntrace = %s\n' \
+        "$2" > "$tmp/$1"
+}
+# A count of 2^64-1 used to stop the run with "Numerical result out of range" (exit 1).
+printf 'moesim-routing-trace 1 layers=1 iterations=1 gpus=8 experts=8\n0 0 0 0 18446744073709551615\n' \
+    > "$tmp/rt_max.txt"
+trace_ini rt_max.ini rt_max.txt
+expect_bad "routing trace: a count of 2^64-1" \
+    "$tmp/rt_max.ini:7: routing.trace: $tmp/rt_max.txt:2: tokens 18446744073709551615 is more than 8589934592 (2^33)" "" -- \
+    run "$tmp/rt_max.ini" "${OUTS[@]}"
+# 2^32 + 2^32 tokens in layer 0, iteration 0 is 2^33; one more is past it.
+printf 'moesim-routing-trace 1 layers=1 iterations=1 gpus=8 experts=8\n0 0 0 0 4294967296\n0 0 7 7 4294967296\n0 0 3 1 1\n' \
+    > "$tmp/rt_sum.txt"
+trace_ini rt_sum.ini rt_sum.txt
+expect_bad "routing trace: a layer past 2^33 tokens" \
+    "$tmp/rt_sum.ini:7: routing.trace: $tmp/rt_sum.txt:4: layer 0 iteration 0: tokens add up to more than 8589934592 (2^33)" "" -- \
+    run "$tmp/rt_sum.ini" "${OUTS[@]}"
+expect_bad "balance: routing trace past 2^33" \
+    "moesim balance: " "$tmp/rt_sum.ini:7: routing.trace: $tmp/rt_sum.txt:4: layer 0" -- \
+    balance "$tmp/rt_sum.ini"
 
 # ---- help and version: exit 0, text on stdout, nothing on stderr ----
 

@@ -70,6 +70,51 @@ static inline const char *lines_broken(const char *p, size_t n, size_t max)
 
 #define INV(cond) do { if (!(cond)) return "accepted, but not " #cond; } while (0)
 
+/* lo <= v <= hi, give or take a rounding of the unit conversion (GB/s * 1e9 and such). */
+static inline bool in_si(double v, double lo, double hi)
+{
+    return isfinite(v) && v >= lo * (1 - 1e-12) && v <= hi * (1 + 1e-12);
+}
+
+/* NULL, or the first value outside the ranges README.md lists for the numeric keys
+ * (in SI units: GB/s x 1e9, us x 1e-6, TFLOP/s x 1e12, GiB x 2^30), or a collective past
+ * the limits of cfg_check_volume: CFG_ASSIGN_MAX token-expert assignments per layer, 2^63
+ * bytes per uniform all-to-all. */
+static inline const char *config_ranges_broken(const struct config *c)
+{
+    const struct cfg_cluster *cl = &c->cluster;
+    const struct cfg_model *m = &c->model;
+    const double gpus = (double)cl->nodes * cl->gpus_per_node;
+    INV(cl->nodes <= CFG_GPUS_MAX && cl->gpus_per_node <= CFG_GPUS_MAX);
+    INV(in_si(cl->nvlink_Bps, 1e6, 1e18) && in_si(cl->nic_Bps, 1e6, 1e18));
+    INV(in_si(cl->nvlink_lat_s, 0, 1) && in_si(cl->nic_lat_s, 0, 1));
+    INV(in_si(cl->switch_lat_s, 0, 1));
+    INV(cl->oversubscription <= 1000 && cl->nodes_per_leaf <= CFG_GPUS_MAX);
+    INV(in_si(cl->gpu_flops, 1e9, 1e18) && in_si(cl->hbm_Bps, 1e6, 1e15));
+    INV(cl->sms <= 65536 && cl->gemm_eff >= 1e-3 && cl->hbm_eff >= 1e-3);
+    INV(cl->gemm_half_rows <= 1e9 && in_si(cl->gpu_mem_bytes, 1e-3 * 0x1p30, 1e6 * 0x1p30));
+    INV(m->hidden <= 1 << 24 && m->experts <= 1 << 20 && m->top_k <= 1 << 20);
+    INV(m->shared_experts <= 1 << 20 && m->expert_ffn_hidden <= 1 << 24);
+    INV(m->layers <= 1 << 20 && m->first_dense_layers <= 1 << 20);
+    INV(m->dispatch_bytes_per_elem < 64 && m->combine_bytes_per_elem < 64);
+    INV(c->parallel.vpp <= 1 << 20 && c->parallel.pp <= CFG_GPUS_MAX);
+    INV(c->routing.tokens_per_gpu <= 1000000000 && c->routing.zipf_s <= 100);
+    INV(in_si(c->routing.concentration, 1e-3, 1e6) && c->routing.drift >= 0);
+    INV(c->routing.drift <= 1 && c->routing.max_nodes >= 0 && c->routing.max_nodes <= CFG_GPUS_MAX);
+    INV(in_si(c->balance.capacity_factor, 0, 1e6) && in_si(c->balance.bias_gamma, 0, 1));
+    INV(c->balance.iterations >= 1 && c->balance.iterations <= 1000000);
+    INV(c->balance.redundant_experts >= 0 && c->balance.redundant_experts <= 1 << 20);
+    INV(c->schedule.microbatches <= 1 << 20 && c->schedule.micro_batch_tokens <= 1000000000);
+    INV(c->schedule.comm_sms <= 65536);
+    INV(c->traffic.pattern != PATTERN_MOE ||
+        gpus * (double)c->routing.tokens_per_gpu * m->top_k <= (double)CFG_ASSIGN_MAX);
+    INV(c->traffic.pattern != PATTERN_MOE || c->schedule.kind == SCHED_NONE ||
+        c->parallel.dp * (double)c->schedule.micro_batch_tokens * m->top_k <= (double)CFG_ASSIGN_MAX);
+    INV(c->traffic.pattern != PATTERN_ALLTOALL ||
+        gpus * gpus * (double)c->traffic.bytes_per_pair <= 0x1p63);
+    return NULL;
+}
+
 /* NULL, or the first broken promise about the keys of training steps: their ranges, and
  * when a step is asked (schedule.kind != none) cfg_check()'s rules between them. */
 static inline const char *config_step_broken(const struct config *c)
@@ -142,7 +187,8 @@ static inline const char *config_broken(const struct config *c)
     INV(memchr(cl->name, '\0', CFG_NAME_MAX) && memchr(m->name, '\0', CFG_NAME_MAX));
     INV(memchr(c->traffic.matrix, '\0', sizeof(c->traffic.matrix)));
     INV(memchr(c->traffic.matrix_src.where, '\0', sizeof(c->traffic.matrix_src.where)));
-    return config_step_broken(c);
+    const char *why = config_ranges_broken(c);
+    return why ? why : config_step_broken(c);
 }
 
 /* p[0..n) as a decimal of digits only, at most 2^64 - 1 (traces/FORMAT.md). */
@@ -191,7 +237,7 @@ static inline int oracle_line(const char *p, size_t size, size_t s, size_t *e, s
 static inline const char *matrix_broken(const struct traffic *m, int gpus, const char *p, size_t size)
 {
     size_t n = (size_t)gpus * (size_t)gpus, f[3][2];
-    uint64_t *want = calloc(n, sizeof(*want)), v[3];
+    uint64_t *want = calloc(n, sizeof(*want)), v[3], total = 0;
     unsigned char *seen = calloc(n, 1);
     const char *why = m->gpus != gpus || !m->bytes ? "wrong gpus or no bytes"
                                                    : lines_broken(p, size, TRACE_LINE_MAX);
@@ -210,9 +256,12 @@ static inline const char *matrix_broken(const struct traffic *m, int gpus, const
             why = "accepted a GPU id out of range";
         else if (!why) {
             size_t at = v[0] * (size_t)gpus + v[1];
-            why = seen[at] ? "accepted a pair given twice" : NULL;
+            why = seen[at] ? "accepted a pair given twice"
+                : v[2] > (1ull << 63) - total ? "accepted pairs adding up to more than 2^63 bytes"
+                : NULL;
             seen[at] = 1;
             want[at] = v[2];
+            total += v[2];
         }
     }
     for (size_t i = 0; i < n && !why; i++)
@@ -305,11 +354,18 @@ static inline const char *rtrace_broken(const struct rtrace *t, int want_gpus, i
         why = "accepted a file without a header";
     if (!why && nlist)
         qsort(list, nlist, sizeof(*list), oracle_entry_cmp);
+    /* Sorted by index, the entries of one (layer, iteration) are adjacent. */
+    uint64_t block_size = dim[2] * dim[3], block_total = 0;
     for (size_t i = 0; i < nlist && !why; i++) {
+        if (i && list[i].at / block_size != list[i - 1].at / block_size)
+            block_total = 0;
+        block_total += list[i].tokens > (1ull << 33) ? (1ull << 33) + 1 : list[i].tokens;
         if (i && list[i].at == list[i - 1].at)
             why = "accepted an entry given twice";
         else if (t->tokens[list[i].at] != list[i].tokens)
             why = "tokens differ from the file";
+        else if (block_total > (1ull << 33))
+            why = "accepted a layer and iteration of more than 2^33 tokens";
         nonzero += list[i].tokens != 0;
     }
     size_t n = why ? 0 : (size_t)(dim[0] * dim[1] * dim[2] * dim[3]);

@@ -318,6 +318,25 @@ static void test_table_fwd_only(void)
     compute_free(cm);
 }
 
+/* The longest time a row may hold, 1e9 us (compute.h), loads: 1000 s forward, 2000 s
+ * backward split half and half, at 10 tokens. */
+static void test_table_longest(void)
+{
+    struct config c;
+    struct model m;
+    struct compute *cm;
+
+    CU_ASSERT_EQUAL_FATAL(write_table("tokens,fwd_us\n10,1e9\n"), 0);
+    table_config(&c, &m);
+    cm = create_ok(&c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cm);
+    struct compute_t t = compute_op(cm, &m, MODEL_EXPERT, 10);
+    CU_ASSERT_DOUBLE_EQUAL(t.f_s, 1000, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(t.b_s, 1000, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(t.w_s, 1000, 1e-9);
+    compute_free(cm);
+}
+
 /* text is refused with -EINVAL and err.msg "<path>:<line>: ...". */
 static void expect_bad_table(const char *text, int line, const char *what)
 {
@@ -355,6 +374,10 @@ static void test_table_bad(void)
     expect_bad_table("tokens,fwd_us\n10,inf\n", 2, "fwd_us 'inf'");
     expect_bad_table("tokens,fwd_us\n10,1e999\n", 2, "fwd_us '1e999'");
     expect_bad_table("tokens,fwd_us\n10,0x10\n", 2, "fwd_us '0x10'");
+    /* compute.h: times are at most 1e9 us, so sums of them stay finite */
+    expect_bad_table("tokens,fwd_us\n10,1e308\n", 2, "fwd_us '1e308' is not a number from 0 "
+                     "to 1000000000 us");
+    expect_bad_table("tokens,fwd_us,bwd_us\n10,1,1000000001\n", 2, "bwd_us '1000000001'");
     expect_bad_table("tokens,fwd_us\n10,\n", 2, "fwd_us ''");
     expect_bad_table("tokens,fwd_us\n10,1,2\n", 2, "extra field '2'");
     expect_bad_table("tokens,fwd_us,bwd_us\n10,1\n", 2, "2 fields, the header names 3");
@@ -420,6 +443,7 @@ int main(void)
         { "routed expert on the curve", test_expert_curve },
         { "calibration: exact, linear, proportional", test_table_interpolation },
         { "calibration without bwd_us", test_table_fwd_only },
+        { "calibration: the longest time loads", test_table_longest },
         { "calibration: bad tables name their line", test_table_bad },
         { "calibration: missing file, folder", test_table_unreadable },
         { "cluster figures the formulas cannot use", test_bad_cluster },

@@ -304,9 +304,12 @@ static void test_parallel_errors(void)
                     "(cluster.nodes * cluster.gpus_per_node / parallel.pp)");
     struct config c;
     struct cfg_err e;
+    char want[2 * CFG_PATH_MAX];
+    /* ep 0 is derived from dp, so the latest of what dp derives from is blamed: pp */
+    snprintf(want, sizeof(want), "%s/ep0.ini:4: parallel.pp: parallel.ep = 0 (dp = 3) does "
+             "not divide model.experts = 8", tmp_dir);
     expect_msg(load1("ep0.ini", "[cluster]\ngpus_per_node = 12\n[parallel]\npp = 4\n", NULL, 0,
-                     &c, &e), &e, "default: parallel.ep: 0 (dp = 3) does not divide "
-               "model.experts = 8");
+                     &c, &e), &e, want);
 }
 
 /* GB/s * 1e9 is exact for these values (results are integers below 2^53); us / 1e6 rounds
@@ -324,6 +327,8 @@ static void test_units(void)
                    "nic_latency_us = 0\n"
                    "switch_latency_us = 0.25\n"
                    "route = PXN\n"
+                   "[model]\n"                 /* 8 GPUs x 1e9 tokens x top_k 1 <= 2^33 */
+                   "top_k = 1\n"
                    "[routing]\n"
                    "tokens_per_gpu = 1000000000\n"
                    "distribution = zipf\n"
@@ -444,8 +449,9 @@ static void test_step_errors(void)
 }
 
 /* The same rules named at file lines. dualpipev cuts the model into 2 * pp = 4 pieces,
- * more than 3 layers; kind (line 6) was set after layers (line 2) and pp (line 4). No
- * ffn_hidden: blamed on first_dense_layers' line 3; no expert_ffn_hidden: on kind's line. */
+ * more than 3 layers; kind (line 6) was set after layers (line 2) and pp (line 4). A
+ * missing ffn_hidden, expert_ffn_hidden or MLA rank is blamed on the latest of the keys
+ * that call for it: kind's line, or first_dense_layers' when it comes after kind. */
 static void test_step_errors_in_files(void)
 {
     expect_file_err("[model]\nlayers = 3\n[parallel]\npp = 2\n[schedule]\nkind = dualpipev\n",
@@ -453,14 +459,18 @@ static void test_step_errors_in_files(void)
                     "pieces (parallel.pp = 2, parallel.vpp = 1), more than model.layers = 3");
     expect_file_err("[model]\nlayers = 4\nfirst_dense_layers = 1\nexpert_ffn_hidden = 512\n"
                     "[schedule]\nkind = gpipe\n", NULL, 0,
-                    ":3: model.ffn_hidden: required (> 0) for the 1 dense layers "
+                    ":6: model.ffn_hidden: required (> 0) for the 1 dense layers "
+                    "(model.first_dense_layers) of a training step");
+    expect_file_err("[schedule]\nkind = gpipe\n[model]\nlayers = 4\nfirst_dense_layers = 1\n"
+                    "expert_ffn_hidden = 512\n", NULL, 0,
+                    ":5: model.ffn_hidden: required (> 0) for the 1 dense layers "
                     "(model.first_dense_layers) of a training step");
     expect_file_err("[schedule]\n\nkind = gpipe\n", NULL, 0,
                     ":3: model.expert_ffn_hidden: required (> 0) for the MoE layers of a "
                     "training step (schedule.kind = gpipe)");
     expect_file_err("[model]\nexpert_ffn_hidden = 512\nattention = mla\nkv_lora_rank = 512\n"
                     "qk_nope_head_dim = 0\n[schedule]\nkind = gpipe\n", NULL, 0,
-                    ":5: model.qk_nope_head_dim: required (> 0) for model.attention = mla in a "
+                    ":7: model.qk_nope_head_dim: required (> 0) for model.attention = mla in a "
                     "training step");
     expect_file_err("[model]\nexpert_ffn_hidden = 512\n[schedule]\nkind = 1f1b\n"
                     "[traffic]\npattern = matrix\nmatrix = m.txt\n", NULL, 0,
@@ -491,33 +501,37 @@ static void test_step_sched_rules(void)
 /* Each new key refuses a value outside its schema range. */
 static void test_step_ranges(void)
 {
-    expect_set_err("cluster.gemm_efficiency=0", "--set: cluster.gemm_efficiency: must be > 0, "
-                   "got 0");
-    expect_set_err("cluster.gemm_efficiency=1.5", "--set: cluster.gemm_efficiency: must be <= 1, "
-                   "got 1.5");
-    expect_set_err("cluster.hbm_efficiency=-0.1", "--set: cluster.hbm_efficiency: must be > 0, "
-                   "got -0.1");
-    expect_set_err("cluster.gemm_half_rows=0", "--set: cluster.gemm_half_rows: must be > 0, "
-                   "got 0");
-    expect_set_err("cluster.gpu_tflops_bf16=0", "--set: cluster.gpu_tflops_bf16: must be > 0, "
-                   "got 0");
-    expect_set_err("cluster.gpu_mem_GiB=0", "--set: cluster.gpu_mem_GiB: must be > 0, got 0");
-    expect_set_err("cluster.sms=0", "--set: cluster.sms: must be >= 1, got 0");
-    expect_set_err("parallel.pp=0", "--set: parallel.pp: must be >= 1, got 0");
-    expect_set_err("parallel.dp=-1", "--set: parallel.dp: must be >= 0, got -1");
-    expect_set_err("parallel.vpp=0", "--set: parallel.vpp: must be >= 1, got 0");
-    expect_set_err("schedule.microbatches=0", "--set: schedule.microbatches: must be >= 1, "
-                   "got 0");
+    expect_set_err("cluster.gemm_efficiency=0", "--set: cluster.gemm_efficiency: must be >= "
+                   "0.001 and <= 1, got 0");
+    expect_set_err("cluster.gemm_efficiency=1.5", "--set: cluster.gemm_efficiency: must be >= "
+                   "0.001 and <= 1, got 1.5");
+    expect_set_err("cluster.hbm_efficiency=-0.1", "--set: cluster.hbm_efficiency: must be >= "
+                   "0.001 and <= 1, got -0.1");
+    expect_set_err("cluster.gemm_half_rows=0", "--set: cluster.gemm_half_rows: must be > 0 and "
+                   "<= 1000000000, got 0");
+    expect_set_err("cluster.gpu_tflops_bf16=0", "--set: cluster.gpu_tflops_bf16: must be >= "
+                   "0.001 and <= 1000000, got 0");
+    expect_set_err("cluster.gpu_mem_GiB=0", "--set: cluster.gpu_mem_GiB: must be >= 0.001 and "
+                   "<= 1000000, got 0");
+    expect_set_err("cluster.sms=0", "--set: cluster.sms: must be >= 1 and <= 65536, got 0");
+    expect_set_err("parallel.pp=0", "--set: parallel.pp: must be >= 1 and <= 1048576, got 0");
+    expect_set_err("parallel.dp=-1", "--set: parallel.dp: must be >= 0 and <= 1048576, got -1");
+    expect_set_err("parallel.vpp=0", "--set: parallel.vpp: must be >= 1 and <= 1048576, got 0");
+    expect_set_err("schedule.microbatches=0", "--set: schedule.microbatches: must be >= 1 and "
+                   "<= 1048576, got 0");
     expect_set_err("schedule.micro_batch_tokens=0", "--set: schedule.micro_batch_tokens: must "
-                   "be >= 1, got 0");
-    expect_set_err("schedule.comm_sms=-1", "--set: schedule.comm_sms: must be >= 0, got -1");
+                   "be >= 1 and <= 1000000000, got 0");
+    expect_set_err("schedule.comm_sms=-1", "--set: schedule.comm_sms: must be >= 0 and <= 65536, "
+                   "got -1");
     expect_set_err("schedule.grad_bytes_per_param=0", "--set: schedule.grad_bytes_per_param: "
-                   "must be > 0, got 0");
-    expect_set_err("model.heads=0", "--set: model.heads: must be >= 1, got 0");
-    expect_set_err("model.seq_len=0", "--set: model.seq_len: must be >= 1, got 0");
-    expect_set_err("model.vocab=16777217", "--set: model.vocab: must be <= 16777216, "
+                   "must be > 0 and <= 8, got 0");
+    expect_set_err("model.heads=0", "--set: model.heads: must be >= 1 and <= 16777216, got 0");
+    expect_set_err("model.seq_len=0", "--set: model.seq_len: must be >= 1 and <= 16777216, "
+                   "got 0");
+    expect_set_err("model.vocab=16777217", "--set: model.vocab: must be >= 1 and <= 16777216, "
                    "got 16777217");
-    expect_set_err("model.kv_lora_rank=-1", "--set: model.kv_lora_rank: must be >= 0, got -1");
+    expect_set_err("model.kv_lora_rank=-1", "--set: model.kv_lora_rank: must be >= 0 and <= "
+                   "16777216, got -1");
     expect_set_err("schedule.kind=zb2", "--set: schedule.kind: 'zb2' is not one of "
                    "none|gpipe|1f1b|interleaved-1f1b|zb1p|dualpipe|dualpipev");
     expect_set_err("model.attention=mha", "--set: model.attention: 'mha' is not one of gqa|mla");
@@ -766,24 +780,26 @@ static void test_trailing_junk(void)
 
 static void test_negative(void)
 {
-    expect_file_err("[cluster]\nnodes = -1\n", NULL, 0, ":2: cluster.nodes: must be >= 1, got -1");
+    expect_file_err("[cluster]\nnodes = -1\n", NULL, 0, ":2: cluster.nodes: must be >= 1 and "
+                    "<= 1048576, got -1");
     expect_file_err("[cluster]\nnic_latency_us = -2\n", NULL, 0,
-                    ":2: cluster.nic_latency_us: must be >= 0, got -2");
-    expect_set_err("routing.tokens_per_gpu=-5", "--set: routing.tokens_per_gpu: must be >= 0, got -5");
+                    ":2: cluster.nic_latency_us: must be >= 0 and <= 1000000, got -2");
+    expect_set_err("routing.tokens_per_gpu=-5", "--set: routing.tokens_per_gpu: must be >= 0 "
+                   "and <= 1000000000, got -5");
     /* 2^33 parses as int64 but is over the schema's bound of 1e9 tokens */
-    expect_set_err("routing.tokens_per_gpu=8589934592",
-                   "--set: routing.tokens_per_gpu: must be <= 1000000000, got 8589934592");
+    expect_set_err("routing.tokens_per_gpu=8589934592", "--set: routing.tokens_per_gpu: must be "
+                   ">= 0 and <= 1000000000, got 8589934592");
     expect_set_err("cluster.oversubscription=0.5",
-                   "--set: cluster.oversubscription: must be >= 1, got 0.5");
+                   "--set: cluster.oversubscription: must be >= 1 and <= 1000, got 0.5");
 }
 
-/* Bandwidths must be > 0; the message quotes the value as written. */
+/* Bandwidths must be at least 1e-3 GB/s; the message quotes the value as written. */
 static void test_zero_bandwidth(void)
 {
     expect_file_err("[cluster]\nnvlink_GBps = 0\n", NULL, 0,
-                    ":2: cluster.nvlink_GBps: must be > 0, got 0");
+                    ":2: cluster.nvlink_GBps: must be >= 0.001 and <= 1000000000, got 0");
     expect_file_err("[cluster]\n\nnic_GBps = 0.0\n", NULL, 0,
-                    ":3: cluster.nic_GBps: must be > 0, got 0.0");
+                    ":3: cluster.nic_GBps: must be >= 0.001 and <= 1000000000, got 0.0");
 }
 
 static void test_top_k_gt_experts(void)
@@ -793,14 +809,14 @@ static void test_top_k_gt_experts(void)
 }
 
 /* 6 GPUs, ep 3 divides 6 but not 8 experts. With ep unset it is dp = all 16 GPUs (pp 1,
- * --set), 8 % 16 != 0, and ep was never set: "default". */
+ * --set), 8 % 16 != 0: blamed on what dp derives from, set last by the --set. */
 static void test_ep_not_dividing_experts(void)
 {
     const char *sets[] = { "cluster.gpus_per_node=16" };
     expect_file_err("[cluster]\ngpus_per_node = 6\n[model]\nexperts = 8\n[parallel]\nep = 3\n",
                     NULL, 0, ":6: parallel.ep: 3 does not divide model.experts = 8");
-    expect_set_err(sets[0], "default: parallel.ep: 0 (dp = 16) does not divide "
-                   "model.experts = 8");
+    expect_set_err(sets[0], "--set: cluster.gpus_per_node: parallel.ep = 0 (dp = 16) does not "
+                   "divide model.experts = 8");
 }
 
 /* 6 GPUs at pp 1 = dp 6: ep 4 divides 8 experts but not 6; ep 16 > dp = 8. */
@@ -845,7 +861,7 @@ static void test_overlong_line(void)
     struct config c;
     struct cfg_err e;
     char text[512];
-    snprintf(text, sizeof(text), "[cluster]\n; %0197d\n", 0);    /* "; " + 197 digits */
+    snprintf(text, sizeof(text), "[cluster]\nnodes = 1\n; %0197d\n", 0);   /* "; " + 197 */
     CU_ASSERT_EQUAL(load1("long.ini", text, NULL, 0, &c, &e), 0);
     snprintf(text, sizeof(text), "[cluster]\nname = %0193d\n", 0);  /* "name = " + 193 */
     expect_file_err(text, NULL, 0, ":2: line longer than 199 characters");
@@ -880,9 +896,12 @@ static void test_other_checks(void)
 {
     expect_file_err("[model]\nlayers = 4\nfirst_dense_layers = 5\n", NULL, 0,
                     ":3: model.first_dense_layers: 5 is more than model.layers = 4");
-    /* 2000 * 1000 = 2e6 GPUs > 2^20 = 1048576 */
+    /* 2000 * 1000 = 2e6 GPUs > 2^20 = 1048576: blamed on the one set last */
     expect_file_err("[cluster]\nnodes = 2000\ngpus_per_node = 1000\n", NULL, 0,
-                    ":2: cluster.nodes: nodes * gpus_per_node = 2000 * 1000 = 2000000 GPUs "
+                    ":3: cluster.gpus_per_node: nodes * gpus_per_node = 2000 * 1000 = 2000000 "
+                    "GPUs is more than 1048576");
+    expect_file_err("[cluster]\ngpus_per_node = 1000\nnodes = 2000\n", NULL, 0,
+                    ":3: cluster.nodes: nodes * gpus_per_node = 2000 * 1000 = 2000000 GPUs "
                     "is more than 1048576");
     /* 64 characters do not fit in name[64] with its NUL */
     expect_set_err("model.name=" "0123456789012345678901234567890123456789012345678901234567890123",
@@ -962,21 +981,25 @@ static void test_balance_loads(void)
 /* The ranges of the schema rows, in file units. */
 static void test_balance_ranges(void)
 {
-    expect_set_err("routing.concentration=0", "--set: routing.concentration: must be > 0, got 0");
-    expect_set_err("routing.drift=1.5", "--set: routing.drift: must be <= 1, got 1.5");
-    expect_set_err("routing.max_nodes=-1", "--set: routing.max_nodes: must be >= 0, got -1");
+    expect_set_err("routing.concentration=0", "--set: routing.concentration: must be >= 0.001 "
+                   "and <= 1000000, got 0");
+    expect_set_err("routing.drift=1.5", "--set: routing.drift: must be >= 0 and <= 1, got 1.5");
+    expect_set_err("routing.max_nodes=-1", "--set: routing.max_nodes: must be >= 0 and <= "
+                   "1048576, got -1");
     expect_set_err("routing.scoring=relu", "--set: routing.scoring: 'relu' is not one of "
                    "softmax|sigmoid");
     expect_set_err("routing.distribution=normal", "--set: routing.distribution: 'normal' is "
                    "not one of uniform|zipf|affinity|trace");
     expect_set_err("balance.capacity_factor=-0.5", "--set: balance.capacity_factor: must be "
-                   ">= 0, got -0.5");
-    expect_set_err("balance.bias_gamma=-1", "--set: balance.bias_gamma: must be >= 0, got -1");
-    expect_set_err("balance.iterations=0", "--set: balance.iterations: must be >= 1, got 0");
+                   ">= 0 and <= 1000000, got -0.5");
+    expect_set_err("balance.bias_gamma=-1", "--set: balance.bias_gamma: must be >= 0 and <= 1, "
+                   "got -1");
+    expect_set_err("balance.iterations=0", "--set: balance.iterations: must be >= 1 and <= "
+                   "1000000, got 0");
     expect_set_err("balance.placement=random", "--set: balance.placement: 'random' is not one "
                    "of contiguous|round-robin|eplb|eplb-global");
     expect_set_err("balance.redundant_experts=-2", "--set: balance.redundant_experts: must be "
-                   ">= 0, got -2");
+                   ">= 0 and <= 1048576, got -2");
 }
 
 /* Cross-checks of cfg_check_balance and cfg_check_max_nodes, each blaming the key set last
@@ -1142,6 +1165,179 @@ static void test_section_name(void)
     expect_file_err(text, NULL, 0, want);
 }
 
+/* ---- numeric sanity (README.md "Ranges") ---- */
+
+/* Absurd values that parse as finite numbers are refused with the key and its range;
+ * the ends of the ranges load, converted to SI (GB/s x 1e9, us x 1e-6, TFLOP/s x 1e12). */
+static void test_absurd_values(void)
+{
+    struct config c;
+    struct cfg_err e;
+    expect_set_err("cluster.nvlink_GBps=1e-308", "--set: cluster.nvlink_GBps: must be >= 0.001 "
+                   "and <= 1000000000, got 1e-308");
+    expect_set_err("cluster.nic_GBps=1e300", "--set: cluster.nic_GBps: must be >= 0.001 and <= "
+                   "1000000000, got 1e300");
+    expect_set_err("cluster.nvlink_latency_us=1e308", "--set: cluster.nvlink_latency_us: must be "
+                   ">= 0 and <= 1000000, got 1e308");
+    expect_set_err("cluster.switch_latency_us=1000000.5", "--set: cluster.switch_latency_us: "
+                   "must be >= 0 and <= 1000000, got 1000000.5");
+    expect_set_err("cluster.gpu_tflops_bf16=1e-300", "--set: cluster.gpu_tflops_bf16: must be "
+                   ">= 0.001 and <= 1000000, got 1e-300");
+    expect_set_err("cluster.hbm_GBps=4.9e-324", "--set: cluster.hbm_GBps: must be >= 0.001 and "
+                   "<= 1000000, got 4.9e-324");
+    expect_set_err("cluster.gemm_efficiency=1e-300", "--set: cluster.gemm_efficiency: must be "
+                   ">= 0.001 and <= 1, got 1e-300");
+    expect_set_err("cluster.gemm_half_rows=1e308", "--set: cluster.gemm_half_rows: must be > 0 "
+                   "and <= 1000000000, got 1e308");
+    expect_set_err("cluster.oversubscription=1e9", "--set: cluster.oversubscription: must be "
+                   ">= 1 and <= 1000, got 1e9");
+    expect_set_err("cluster.gpus_per_node=1000000000", "--set: cluster.gpus_per_node: must be "
+                   ">= 1 and <= 1048576, got 1000000000");
+    expect_set_err("model.layers=2147483647", "--set: model.layers: must be >= 1 and <= "
+                   "1048576, got 2147483647");
+    expect_set_err("routing.zipf_s=1e308", "--set: routing.zipf_s: must be >= 0 and <= 100, got "
+                   "1e308");
+    expect_set_err("balance.capacity_factor=1e308", "--set: balance.capacity_factor: must be "
+                   ">= 0 and <= 1000000, got 1e308");
+    expect_set_err("balance.bias_gamma=2", "--set: balance.bias_gamma: must be >= 0 and <= 1, "
+                   "got 2");
+    const char *ends[] = { "cluster.nvlink_GBps=1e-3", "cluster.nic_GBps=1e9",
+                           "cluster.nvlink_latency_us=1e6", "cluster.gpu_tflops_bf16=1e6",
+                           "cluster.hbm_GBps=0.001", "cluster.gemm_efficiency=0.001",
+                           "cluster.oversubscription=1000" };
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, ends, 7, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 1e6, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 1e18, 1e3);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_lat_s, 1.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 1e18, 1e3);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.hbm_Bps, 1e6, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gemm_eff, 1e-3, 1e-18);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.oversubscription, 1000, 0);
+}
+
+/* A layer routes at most 2^33 = 8589934592 token-expert assignments: 8 GPUs x 1e9 tokens
+ * x top_k 1 = 8e9 loads (test_units), x top_k 2 = 1.6e10 does not, blamed on the key set
+ * last. A step: dp 4 (step_ini) x 1e9 tokens x top_k 2 = 8e9 loads, x top_k 3 = 1.2e10
+ * does not. A uniform all-to-all moves at most 2^63 bytes: 8 x 8 pairs x 2^57 loads, one
+ * byte more per pair does not. */
+static void test_volume(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *run[] = { "model.top_k=2", "routing.tokens_per_gpu=1000000000" };
+    const char *run_k[] = { "routing.tokens_per_gpu=1000000000", "model.top_k=2" };
+    const char *step_ok[] = { "schedule.micro_batch_tokens=1000000000" };
+    const char *step[] = { "schedule.micro_batch_tokens=1000000000", "model.top_k=3" };
+    const char *a2a_ok[] = { "traffic.pattern=alltoall", "traffic.bytes_per_pair=144115188075855872" };
+    const char *a2a[] = { "traffic.pattern=alltoall", "traffic.bytes_per_pair=144115188075855873" };
+    expect_msg(config_load(&c, NULL, 0, run, 2, &e), &e, "--set: routing.tokens_per_gpu: "
+               "1000000000 x model.top_k = 2 x 8 GPUs = 16000000000 token-expert assignments "
+               "in a layer, more than 2^33");
+    expect_msg(config_load(&c, NULL, 0, run_k, 2, &e), &e, "--set: model.top_k: "
+               "routing.tokens_per_gpu = 1000000000 x model.top_k = 2 x 8 GPUs = 16000000000 "
+               "token-expert assignments in a layer, more than 2^33");
+    CU_ASSERT_EQUAL(load1("step.ini", step_ini, step_ok, 1, &c, &e), 0);
+    /* tokens_per_gpu keeps its default 4096: 8 x 4096 x 3 is far below 2^33 */
+    expect_step_err(step, 2, "--set: model.top_k: schedule.micro_batch_tokens = 1000000000 x "
+                    "model.top_k = 3 x parallel.dp = 4 GPUs = 12000000000 token-expert "
+                    "assignments in a micro-batch's layer, more than 2^33");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, a2a_ok, 2, &e), 0);
+    CU_ASSERT_EQUAL(c.traffic.bytes_per_pair, 1ull << 57);
+    expect_msg(config_load(&c, NULL, 0, a2a, 2, &e), &e, "--set: traffic.bytes_per_pair: "
+               "144115188075855873 to each of 8 x 8 GPU pairs is more than 2^63 bytes in all");
+}
+
+/* ---- config hygiene ---- */
+
+/* A key set twice in one file names both lines, even in two [model] sections; across
+ * files, includes and --set the later one wins (test_override_order). */
+static void test_repeated_key(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *twice[] = { "model.experts=16", "model.experts=32" };
+    expect_file_err("[model]\nexperts = 8\ntop_k = 2\n; again\nexperts = 16\n", NULL, 0,
+                    ":5: model.experts: repeated (first at line 2)");
+    expect_file_err("[model]\nexperts = 8\n[cluster]\nnodes = 2\n[model]\nexperts = 8\n", NULL,
+                    0, ":6: model.experts: repeated (first at line 2)");
+    write_file("inc.ini", "[model]\nexperts = 8\n");
+    CU_ASSERT_EQUAL_FATAL(load1("top.ini", "include = inc.ini\n[model]\nexperts = 16\n", NULL, 0,
+                                &c, &e), 0);
+    CU_ASSERT_EQUAL(c.model.experts, 16);
+    CU_ASSERT_EQUAL_FATAL(load1("top.ini", NULL, twice, 2, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.model.experts, 32);
+}
+
+/* An unknown key names the nearest known one when it is close (edit distance at most a
+ * quarter of "section.key", up to 3; case does not count), or the same key in another
+ * section; else nothing. In a file and in --set. */
+static void test_did_you_mean(void)
+{
+    expect_set_err("schedule.microbatch=3", "--set: schedule.microbatch: unknown key; did you "
+                   "mean schedule.microbatches?");
+    expect_file_err("[model]\nexpert = 8\n", NULL, 0,
+                    ":2: model.expert: unknown key; did you mean model.experts?");
+    expect_file_err("[cluster]\nNodes = 2\n", NULL, 0,
+                    ":2: cluster.Nodes: unknown key; did you mean cluster.nodes?");
+    expect_set_err("model.nodes=2", "--set: model.nodes: unknown key; did you mean "
+                   "cluster.nodes?");
+    expect_set_err("clustr.nodes=2", "--set: clustr.nodes: unknown section 'clustr'; did you "
+                   "mean cluster.nodes?");
+    expect_set_err("model.zzzzzzz=2", "--set: model.zzzzzzz: unknown key");
+    expect_set_err("nosuch.thing=2", "--set: nosuch.thing: unknown section 'nosuch'");
+}
+
+/* A --set is blamed for what it breaks, alone or with other keys: the rule names the key
+ * set last. The file sets nodes = 2 on line 2; --set gpus_per_node = 2^20 makes 2^21
+ * GPUs; --set experts = 1 makes the file's top_k = 2 too many. */
+static void test_set_blame(void)
+{
+    struct config c;
+    struct cfg_err e;
+    const char *gpn[] = { "cluster.gpus_per_node=1048576" };
+    const char *experts[] = { "model.experts=1" };
+    const char *two[] = { "model.experts=4", "model.top_k=8" };
+    write_file("blame.ini", "[cluster]\nnodes = 2\n[model]\ntop_k = 2\n");
+    expect_msg(load1("blame.ini", NULL, gpn, 1, &c, &e), &e, "--set: cluster.gpus_per_node: "
+               "nodes * gpus_per_node = 2 * 1048576 = 2097152 GPUs is more than 1048576");
+    expect_msg(load1("blame.ini", NULL, experts, 1, &c, &e), &e, "--set: model.experts: "
+               "model.top_k = 2 is more than model.experts = 1");
+    expect_msg(load1("blame.ini", NULL, two, 2, &c, &e), &e, "--set: model.top_k: 8 is more "
+               "than model.experts = 4");
+}
+
+/* Every key has a default, so a config that sets none (empty, comments only, an include
+ * of such a file) is refused, naming the first file; with a --set, or another file that
+ * sets a key, it loads. config_load with no file at all is the defaults (test_defaults). */
+static void test_empty_config(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char pa[CFG_PATH_MAX], pb[CFG_PATH_MAX], want[2 * CFG_PATH_MAX];
+    const char *files[] = { tmp_path(pa, "empty.ini"), tmp_path(pb, "com.ini") };
+    const char *gpn[] = { "cluster.gpus_per_node=4" };
+    write_file("empty.ini", "");
+    write_file("com.ini", "; nothing\n# at all\n\n[cluster]\n");
+    snprintf(want, sizeof(want), "%s: the config sets no key (the file is empty or only "
+             "comments, and no --set)", pa);
+    expect_msg(config_load(&c, files, 1, NULL, 0, &e), &e, want);
+    snprintf(want, sizeof(want), "%s: the config sets no key (the 2 files given are empty or "
+             "only comments, and no --set)", pa);
+    expect_msg(config_load(&c, files, 2, NULL, 0, &e), &e, want);
+    snprintf(want, sizeof(want), "%s: the config sets no key (the file is empty or only "
+             "comments, and no --set)", pb);
+    expect_msg(config_load(&c, files + 1, 1, NULL, 0, &e), &e, want);
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 2, gpn, 1, &e), 0);
+    CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 4);
+    write_file("com.ini", "include = empty.ini\n");
+    snprintf(want, sizeof(want), "%s: the config sets no key (the file is empty or only "
+             "comments, and no --set)", pb);
+    expect_msg(config_load(&c, files + 1, 1, NULL, 0, &e), &e, want);
+    write_file("com.ini", "[model]\ntop_k = 1\n");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 2, NULL, 0, &e), 0);
+    CU_ASSERT_EQUAL(c.model.top_k, 1);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -1194,6 +1390,12 @@ int main(void)
         { "huge line", test_huge_line },
         { "not a regular file", test_not_regular_file },
         { "section name", test_section_name },
+        { "absurd values", test_absurd_values },
+        { "collective volume", test_volume },
+        { "key repeated in a file", test_repeated_key },
+        { "did you mean", test_did_you_mean },
+        { "--set blame", test_set_blame },
+        { "empty config", test_empty_config },
     };
     return cu_run("config", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -283,14 +283,16 @@ static int suite_init(void)
         "[parallel]\npp = 2\ndp = 8\nvpp = 2\n[schedule]\nkind = interleaved-1f1b\n"
         "microbatches = 4\nmicro_batch_tokens = 4096\noverlap = on\ncomm_sms = 20\n"
         "dp_reduce = tree\ngrad_bytes_per_param = 2\n[calibration]\nexpert_table = t.csv\n",
-        "0 1 5\n\t1 0\t7   # reply\r\n\n# c\n2 2 0\n3 0 18446744073709551615\n",
+        /* the bytes add up to 2^63, the most a matrix may hold (matrix.h) */
+        "0 1 5\n\t1 0\t7   # reply\r\n\n# c\n2 2 0\n3 0 9223372036854775796\n",
         "# only comments\n\n   \n", "",
     };
     static const char *const wrong_keys[] = { "cluster.bogus", "nosuch.nodes", "include",
                                               ".nodes", "cluster.", "cluster.nodes.x" };
     static const char *const rt_texts[] = {
+        /* 2^33 tokens, the most a layer and iteration may hold (rtrace.h) */
         "moesim-routing-trace 1 layers=1 iterations=1 gpus=1 experts=1\n0 0 0 0 "
-        "18446744073709551615\n",
+        "8589934592\n",
         "# c\r\n\tmoesim-routing-trace\t1 layers=3 iterations=2 gpus=4 experts=5 # h\r\n\n"
         "2 1 3 4 7\r\n0 0 0 0 0 # zero\n1 1 1 1 1\n",
         "moesim-routing-trace 1 layers=2 iterations=2 gpus=8 experts=16",

@@ -159,7 +159,8 @@ static uint64_t rng_next(uint64_t *s)
 }
 
 /* Round trip: seeded random traces of 1..4 x 1..3 x 1..9 x 1..17, about half the counts
- * 0, the rest small, any 64-bit value or 2^64 - 1, load back count for count, and writing
+ * 0, the rest small, up to 2^25 or 2^25 itself (at most 9 x 17 < 256 of them make at most
+ * 2^33 = RTRACE_TOKENS_MAX per layer and iteration), load back count for count, and writing
  * what was loaded gives the same bytes (the order is the index order, whatever t). */
 static void test_round_trip(void)
 {
@@ -176,7 +177,8 @@ static void test_round_trip(void)
         CU_ASSERT_EQUAL_FATAL(rtrace_create(&t, l, it, g, e), 0);
         for (size_t i = 0; i < entries(&t); i++) {
             uint64_t v = rng_next(&r), kind = v % 8;
-            t.tokens[i] = kind < 4 ? 0 : kind < 6 ? v >> 50 : kind < 7 ? rng_next(&r) : UINT64_MAX;
+            t.tokens[i] = kind < 4 ? 0 : kind < 6 ? v >> 50 : kind < 7 ? rng_next(&r) >> 39
+                                                                    : RTRACE_TOKENS_MAX >> 8;
         }
         CU_ASSERT_EQUAL_FATAL(write_trace(path, "w.txt", &t), 0);
         CU_ASSERT_EQUAL_FATAL(rtrace_load(&back, path, round % 2 ? g : 0, round % 3 ? e : 0,
@@ -404,7 +406,7 @@ static void test_bad_ids(void)
 }
 
 /* Counts are digits only: a sign, an exponent, a point, a hex prefix, text; 2^64 does
- * not fit 64 bits (2^64 - 1 does: write test, round trip). */
+ * not fit 64 bits (2^64 - 1 does, but is more than RTRACE_TOKENS_MAX: token totals). */
 static void test_bad_tokens(void)
 {
     expect_bad(H "0 0 0 0 -5\n", 2, "tokens '-5' is not a non-negative integer");
@@ -415,6 +417,37 @@ static void test_bad_tokens(void)
     expect_bad(H "0 0 0 0 five\n", 2, "tokens 'five' is not a non-negative integer");
     expect_bad(H "0 0 0 0 18446744073709551616\n", 2,
                "tokens '18446744073709551616' is larger than 18446744073709551615");
+}
+
+/* A count is at most 2^33 (RTRACE_TOKENS_MAX), and so are the tokens of one layer and
+ * iteration together, over its GPUs and experts: 2^33 alone loads, and 2^33 split over
+ * two GPUs and two experts; 2^33 + 1 or 2^64 - 1 in one entry, or one token more than
+ * 2^33 in a layer and iteration (entries of other iterations and layers do not count)
+ * is refused at the line that passes the limit. */
+static void test_bad_token_totals(void)
+{
+    static const char *const ok[] = {
+        H "1 1 7 15 8589934592\n",
+        H "0 1 0 0 4294967296\n0 1 7 15 4294967295\n0 1 3 3 1\n0 0 0 0 8589934592\n",
+    };
+    char path[128];
+    struct rtrace t;
+    struct rtrace_err err = { { 0 } };
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        CU_ASSERT_EQUAL_FATAL(write_file(path, "t.txt", ok[i], strlen(ok[i])), 0);
+        CU_ASSERT_EQUAL(rtrace_load(&t, path, 8, 16, &err), 0);
+        rtrace_free(&t);
+    }
+    CU_ASSERT_EQUAL(RTRACE_TOKENS_MAX, 8589934592ull);
+    expect_bad(H "1 1 7 15 8589934593\n", 2, "tokens 8589934593 is more than 8589934592 (2^33)");
+    expect_bad(H "0 0 0 0 18446744073709551615\n", 2,
+               "tokens 18446744073709551615 is more than 8589934592 (2^33)");
+    expect_bad(H "0 1 0 0 4294967296\n1 1 0 0 9\n0 0 2 2 9\n# c\n0 1 7 15 4294967296\n"
+               "0 1 3 3 1\n0 1 3 4 0\n", 7,
+               "layer 0 iteration 1: tokens add up to more than 8589934592 (2^33)");
+    expect_bad(H "1 0 0 0 8589934592\n1 0 0 1 1\n", 3,
+               "layer 1 iteration 0: tokens add up to more than 8589934592 (2^33)");
 }
 
 /* An entry on line 3 and again on line 6 (a comment and another entry between), with
@@ -499,6 +532,7 @@ int main(void)
         { "bad: entry fields", test_bad_fields },
         { "bad: ids", test_bad_ids },
         { "bad: tokens", test_bad_tokens },
+        { "bad: token counts and totals past 2^33", test_bad_token_totals },
         { "bad: duplicate entry", test_bad_duplicate },
         { "bad: long line", test_bad_long_line },
         { "bad: control characters", test_bad_control },

@@ -194,11 +194,13 @@ static void test_matrix_write_text(void)
     fclose(f);
 }
 
-/* Round trip: a 4-GPU matrix with zeros, a nonzero diagonal and 2^64 - 1 loads
- * back entry for entry. */
+/* Round trip: a 4-GPU matrix with zeros, a nonzero diagonal and one pair that brings
+ * the total to exactly 2^63 (MATRIX_TOTAL_MAX; the others add up to 1048635) loads back
+ * entry for entry. */
 static void test_matrix_round_trip(void)
 {
-    uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, UINT64_MAX, 1, 2, 0, 0, 0, 0, 42};
+    uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, (1ull << 63) - 1048635, 1, 2, 0, 0,
+                          0, 0, 42};
     struct traffic m = {4, bytes}, back;
     struct traffic_err err = {{0}};
     char path[32];
@@ -301,11 +303,21 @@ static void test_bad_bytes_negative(void)
     expect_bad("0 1 1.5\n", 1, "bytes '1.5' is not a non-negative integer");
 }
 
-/* 2^64 = 18446744073709551616 does not fit 64 bits; 2^64 - 1 does (round trip). */
+/* 2^64 = 18446744073709551616 does not fit 64 bits. 2^64 - 1 does, but the pairs of a
+ * matrix add up to at most 2^63 (MATRIX_TOTAL_MAX): one pair of 2^64 - 1, 2^62 + 2^62 and
+ * one byte more, or two pairs of 2^63 (whose sum, 2^64, is 0 in 64 bits) are refused at
+ * the line that passes it, whatever the lines between. */
 static void test_bad_bytes_overflow(void)
 {
     expect_bad("0 1 18446744073709551616\n", 1,
                "bytes '18446744073709551616' is larger than 18446744073709551615");
+    expect_bad("0 1 18446744073709551615\n", 1,
+               "bytes 18446744073709551615 take the total past 9223372036854775808 (2^63)");
+    expect_bad("0 1 4611686018427387904\n1 0 4611686018427387904\n# c\n2 2 0\n0 2 1\n", 5,
+               "bytes 1 take the total past 9223372036854775808 (2^63)");
+    expect_bad("0 1 9223372036854775808\n1 0 9223372036854775808\n", 2,
+               "bytes 9223372036854775808 take the total past 9223372036854775808 (2^63)");
+    CU_ASSERT_EQUAL(MATRIX_TOTAL_MAX, 9223372036854775808ull);
 }
 
 /* A fourth field before any comment is an error. */

@@ -13,9 +13,10 @@
 #define MATRIX_FIELDS 3
 #define MATRIX_LINE_MAX 4096      /* longest line, bytes, without '\n' or a '\r' before it */
 
-/* One non-blank line; first_line[src * gpus + dst] is the line a pair was given on. */
+/* One non-blank line; first_line[src * gpus + dst] is the line a pair was given on;
+ * *total: the bytes of the lines before, at most MATRIX_TOTAL_MAX. */
 static int parse_line(struct traffic *m, char *text, const struct textin_at *at,
-                      uint64_t *first_line)
+                      uint64_t *first_line, uint64_t *total)
 {
     char *field[MATRIX_FIELDS + 1];
     int n = textin_split(text, field, MATRIX_FIELDS), src = 0, dst = 0, rc;
@@ -40,6 +41,10 @@ static int parse_line(struct traffic *m, char *text, const struct textin_at *at,
     if (first_line[i])
         return textin_fail(at, -EINVAL, "pair %d %d given twice (first at line %" PRIu64 ")",
                            src, dst, first_line[i]);
+    if (bytes > MATRIX_TOTAL_MAX - *total)
+        return textin_fail(at, -EINVAL, "bytes %" PRIu64 " take the total past %llu (2^63)",
+                           bytes, MATRIX_TOTAL_MAX);
+    *total += bytes;
     first_line[i] = at->line;
     m->bytes[i] = bytes;
     return 0;
@@ -50,11 +55,12 @@ static int load_lines(struct traffic *m, FILE *f, uint64_t *first_line, struct t
 {
     char text[MATRIX_LINE_MAX + 2];
     size_t len = 0;
+    uint64_t total = 0;
     int rc;
 
     while ((rc = textin_getline(f, text, MATRIX_LINE_MAX, &len)) > 0) {
         at->line++;
-        rc = parse_line(m, text, at, first_line);
+        rc = parse_line(m, text, at, first_line, &total);
         if (rc)
             return rc;
     }

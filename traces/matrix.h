@@ -4,7 +4,8 @@
  * (digits only, no sign), fields separated by spaces or tabs; '#' starts a comment
  * that runs to the end of the line; blank lines are ignored. A pair not listed
  * moves 0 bytes; a pair may be listed once. src == dst is allowed (bytes kept
- * local). Full description: traces/FORMAT.md.
+ * local). The bytes of all pairs add up to at most MATRIX_TOTAL_MAX. Full description:
+ * traces/FORMAT.md.
  */
 #ifndef MOESIM_MATRIX_H
 #define MOESIM_MATRIX_H
@@ -12,6 +13,10 @@
 #include <stdio.h>
 
 #include "traffic.h"
+
+/* Most bytes of one matrix, all pairs together: 2^63, as a configured layer's collective
+ * (config.h, CFG_ASSIGN_MAX), so that sums over its pairs, links and phases fit 64 bits. */
+#define MATRIX_TOTAL_MAX (1ull << 63)
 
 /* Read path into *m, created for `gpus` GPUs (the caller frees it with
  * traffic_free). Returns 0; -EINVAL for bad input (unreadable file, bad line,
@@ -23,12 +28,13 @@
  *   "path:4: bytes '99999999999999999999' is larger than 18446744073709551615"
  *   "path:4: extra field '7' after 'src dst bytes'"
  *   "path:4: pair 1 2 given twice (first at line 3)"
+ *   "path:4: bytes 5 take the total past 9223372036854775808 (2^63)"
  * -EIO on a read error, -ENOMEM (both also with err->msg). On error *m is zeroed. */
 int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_err *err);
 
 /* Write a '# src dst bytes' header, then every nonzero pair in src-major order,
  * one `src dst bytes` line each (borrows f and m; does not close f). Loading the
- * output gives m back. Returns 0, or -EIO when a write fails. */
+ * output gives m back (when its total keeps to MATRIX_TOTAL_MAX). Returns 0, or -EIO when a write fails. */
 int matrix_write(FILE *f, const struct traffic *m);
 
 #endif

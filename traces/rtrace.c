@@ -1,7 +1,8 @@
 /* rtrace.c: reader and writer of the routing trace (format: rtrace.h, traces/FORMAT.md).
  * Lines are read into a fixed buffer (textin_getline); repeats are found with one bit per
- * entry, and the line of the first listing is looked up again only when there is one,
- * so a trace costs its counts plus 1/64 of them. */
+ * entry, and the line of the first listing is looked up again only when there is one;
+ * each (layer, iteration) keeps a running total of its tokens while loading. So a trace
+ * costs its counts plus 1/64 of them, and 1/(gpus * experts) of them for the totals. */
 #include "rtrace.h"
 #include "textin.h"
 
@@ -30,6 +31,7 @@ struct loader {
     struct textin_at at;      /* at.line: the line last read */
     uint64_t header_line;     /* 0 until the header is read */
     unsigned char *seen;      /* bit i: entry i listed already */
+    uint64_t *total;          /* tokens so far of each (layer, iteration), in index order */
 };
 
 int rtrace_create(struct rtrace *t, int layers, int iterations, int gpus, int experts)
@@ -112,7 +114,8 @@ static int parse_header(struct loader *ld, char **field, int n, int want_gpus,
         return textin_fail(at, -EINVAL, "%d x %d x %d x %d entries (layers x iterations x "
                            "gpus x experts) are more than %d", dim[0], dim[1], dim[2], dim[3],
                            RTRACE_ENTRIES_MAX);
-    if (!rc && !(ld->seen = calloc(((size_t)dim[0] * dim[1] * dim[2] * dim[3] + 7) / 8, 1)))
+    if (!rc && (!(ld->seen = calloc(((size_t)dim[0] * dim[1] * dim[2] * dim[3] + 7) / 8, 1)) ||
+                !(ld->total = calloc((size_t)dim[0] * (size_t)dim[1], sizeof(*ld->total)))))
         rc = -ENOMEM;
     if (rc)
         return textin_fail(at, rc, "%s", strerror(-rc));
@@ -195,8 +198,18 @@ static int parse_line(struct loader *ld, char *text, int want_gpus, int want_exp
     rc = parse_entry(ld, &ld->at, text, &i, &tokens);
     if (rc <= 0)
         return rc;
+    if (tokens > RTRACE_TOKENS_MAX)
+        return textin_fail(&ld->at, -EINVAL, "tokens %" PRIu64 " is more than %llu (2^33)",
+                           tokens, RTRACE_TOKENS_MAX);
     if (ld->seen[i >> 3] & (1u << (i & 7)))
         return duplicate(ld, i);
+    /* Both addends are at most 2^33: the sum cannot wrap. */
+    size_t block = i / ((size_t)ld->t->gpus * (size_t)ld->t->experts);
+    if (ld->total[block] + tokens > RTRACE_TOKENS_MAX)
+        return textin_fail(&ld->at, -EINVAL, "layer %d iteration %d: tokens add up to more "
+                           "than %llu (2^33)", (int)(block / (size_t)ld->t->iterations),
+                           (int)(block % (size_t)ld->t->iterations), RTRACE_TOKENS_MAX);
+    ld->total[block] += tokens;
     ld->seen[i >> 3] |= (unsigned char)(1u << (i & 7));
     ld->t->tokens[i] = tokens;
     return 0;
@@ -226,7 +239,7 @@ static int load_lines(struct loader *ld, int want_gpus, int want_experts)
 int rtrace_load(struct rtrace *t, const char *path, int want_gpus, int want_experts,
                 struct rtrace_err *err)
 {
-    struct loader ld = { t, NULL, { path, 0, err->msg, sizeof(err->msg) }, 0, NULL };
+    struct loader ld = { t, NULL, { path, 0, err->msg, sizeof(err->msg) }, 0, NULL, NULL };
     char why[128];
     int rc;
 
@@ -235,6 +248,7 @@ int rtrace_load(struct rtrace *t, const char *path, int want_gpus, int want_expe
         return textin_fail(&ld.at, -EINVAL, "%s", why);
     rc = load_lines(&ld, want_gpus, want_experts);
     free(ld.seen);
+    free(ld.total);
     fclose(ld.f);
     if (rc)
         rtrace_free(t);

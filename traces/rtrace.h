@@ -23,6 +23,11 @@
 #define RTRACE_VERSION 1                      /* second field: the format's version */
 /* Most entries (layers * iterations * gpus * experts) of one trace: 2 GiB of counts. */
 #define RTRACE_ENTRIES_MAX (1 << 28)
+/* Most tokens of one (layer, iteration), every GPU and expert together (so of one entry
+ * too): config.h's CFG_ASSIGN_MAX, so that a replayed layer's bytes (x hidden x bytes
+ * per element) fit 64 bits as a synthetic one's do, and any sum of counts (at most 2^28
+ * such totals) fits too. */
+#define RTRACE_TOKENS_MAX (1ull << 33)
 
 struct rtrace {
     int layers, iterations, gpus, experts;
@@ -55,19 +60,22 @@ uint64_t *rtrace_at(const struct rtrace *t, int layer, int iteration, int gpu);
  *   "path:1: gpus=8 in the header, but 16 GPUs expected"
  *   "path:5: expert 16 is not an expert id (0..15)"
  *   "path:5: tokens '1e3' is not a non-negative integer"
+ *   "path:5: tokens 9999999999 is more than 8589934592 (2^33)"
+ *   "path:7: layer 0 iteration 1: tokens add up to more than 8589934592 (2^33)"
  *   "path:9: layer 0 iteration 1 gpu 2 expert 3 given twice (first at line 5)"
  * (every message: traces/FORMAT.md); -EIO on a read error, -ENOMEM (both also with
- * err->msg). On error *t is zeroed. Memory: the counts and one bit per entry. */
+ * err->msg). On error *t is zeroed. Memory: the counts, one bit per entry and, while
+ * loading, one running total per (layer, iteration). */
 int rtrace_load(struct rtrace *t, const char *path, int want_gpus, int want_experts,
                 struct rtrace_err *err);
 
 /* Writes the header, a '# layer iteration gpu expert tokens' line, then every nonzero
  * entry in index order (layer, then iteration, gpu, expert ascending), single spaces,
- * '\n' line ends (borrows f and t; does not close f). Loading the output gives t back;
- * the same t gives the same bytes. Returns 0; -EIO when a write fails (a failure the
- * stream still buffers shows at the caller's fclose); -EINVAL for a t without counts
- * or with a dimension below 1 (a t that rtrace_create did not make; a view that borrows
- * its counts is fine). */
+ * '\n' line ends (borrows f and t; does not close f). Loading the output gives t back
+ * when its totals keep to RTRACE_TOKENS_MAX; the same t gives the same bytes. Returns 0;
+ * -EIO when a write fails (a failure the stream still buffers shows at the caller's
+ * fclose); -EINVAL for a t without counts or with a dimension below 1 (a t that
+ * rtrace_create did not make; a view that borrows its counts is fine). */
 int rtrace_write(FILE *f, const struct rtrace *t);
 
 #endif
