@@ -44,6 +44,8 @@
 
 #include "config.h"
 
+struct limits_progress;
+
 enum step_stream { STEP_COMPUTE, STEP_COMM, STEP_P2P };
 
 /* What a sub-op is (names in step_what_name). */
@@ -116,6 +118,10 @@ struct step_result {
  * On error *r is zeroed. With keep_slices, r->slices holds every sub-op. */
 int step_run(struct step_result *r, const struct config *c, uint64_t seed, bool keep_slices,
              struct cfg_err *err);
+/* step_run telling p (limits.h; borrowed, may be NULL) its progress: the layers' tables
+ * (routing and collectives, most of the time) as the first 90%, then the events. */
+int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
+                  bool keep_slices, struct cfg_err *err, const struct limits_progress *p);
 void step_free(struct step_result *r);    /* zeroed *r is a no-op */
 
 const char *step_what_name(enum step_what w);
