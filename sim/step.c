@@ -898,7 +898,8 @@ static void on_done(struct des *d, void *arg)
     double now = des_now(d);
     struct lane *ln = &e->lanes[s->lane];
     int id = (int)(s - e->sops);
-    if (++e->events % e->every == 0 && e->prog)
+    e->events++;
+    if (e->prog && e->events % e->every == 0)
         limits_tick(e->prog, 0.9 + 0.1 * (double)e->events / e->nsops, "event", e->events,
                     e->nsops);
     s->t1_s = now;

@@ -70,9 +70,11 @@ refused "model.layers = 100000" "moesim run: model.layers = 100000: " "the run n
 refused "balance.iterations = 1000000" "moesim balance: balance.iterations = 1000000: " \
     "(--max-events)" -- balance $EX/balance-deepseek-v3.ini --set balance.iterations=1000000 \
     --csv "$out/bal.csv"
-refused "65536 GPUs" "moesim run: cluster.nodes = 8192: " "of memory" -- \
+# 65536 GPUs: 8 G^2-byte matrices of 34 GB each (refused for memory unless the machine
+# has hundreds of GB; then for their 4e9 flows or 2.7e8 routed tokens).
+refused "65536 GPUs" "moesim run: cluster.nodes = 8192: " "the run needs about" -- \
     run $EX/mixtral-1node.ini --set cluster.nodes=8192 "${OUTS[@]}"
-refused "65536 GPUs, all-to-all" "moesim run: cluster.nodes = 8192: " "(--max-mem)" -- \
+refused "65536 GPUs, all-to-all" "moesim run: cluster.nodes = 8192: " "the run needs about" -- \
     run $EX/alltoall-64.ini --set cluster.nodes=8192 "${OUTS[@]}"
 refused "a step on 100000 layers" "moesim run: model.layers = 100000: " "" -- \
     run $EX/deepseek-v3-train.ini --set model.layers=100000 "${OUTS[@]}"
