@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "des.h"
+#include "limits.h"
 
 /* Flows that start at the same time enter the network together, in one event. */
 struct batch {
@@ -24,6 +25,8 @@ struct run {
     int *flow_of;             /* network flow id -> flow index */
     uint64_t wake;            /* pending completion event, 0 if none */
     int err;
+    const struct limits_progress *prog;  /* NULL: none */
+    int done, every;          /* flows completed; progress every `every` of them */
 };
 
 static void on_wake(struct des *d, void *arg);
@@ -51,6 +54,8 @@ static void on_done(void *arg, int id, double t_end_s)
 {
     struct run *u = arg;
     u->r->flows[u->flow_of[id]].end_s = t_end_s;
+    if (u->prog && (++u->done % u->every == 0 || u->done == u->r->nflows))
+        limits_tick(u->prog, (double)u->done / u->r->nflows, "flow", u->done, u->r->nflows);
 }
 
 static void on_wake(struct des *d, void *arg)
@@ -228,6 +233,12 @@ static void finish_times(struct a2a_result *r)
 int a2a_run(struct a2a_result *r, const struct topo *t, const struct traffic *m,
             double t0_s, bool series)
 {
+    return a2a_run_with(r, t, m, t0_s, series, NULL);
+}
+
+int a2a_run_with(struct a2a_result *r, const struct topo *t, const struct traffic *m,
+                 double t0_s, bool series, const struct limits_progress *p)
+{
     memset(r, 0, sizeof(*r));
     if (m->gpus != t->gpus || !(t0_s >= 0))
         return -EINVAL;
@@ -236,7 +247,8 @@ int a2a_run(struct a2a_result *r, const struct topo *t, const struct traffic *m,
     if (e)
         goto out_free_r;
     lay_out(r, t, m);
-    struct run u = { .r = r, .t = t };
+    struct run u = { .r = r, .t = t, .prog = p && p->fn ? p : NULL,
+                     .every = r->nflows / 100 > 1 ? r->nflows / 100 : 1 };
     double *cap = malloc((size_t)t->nlinks * sizeof(*cap));
     u.order = malloc((r->nflows ? (size_t)r->nflows : 1) * sizeof(int));
     u.net_id = malloc((r->nflows ? (size_t)r->nflows : 1) * sizeof(int));

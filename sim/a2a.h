@@ -15,6 +15,8 @@
 #include "topo.h"
 #include "traffic.h"
 
+struct limits_progress;
+
 struct a2a_flow {
     int src, dst;
     uint64_t bytes;
@@ -53,6 +55,9 @@ struct a2a_result {
  * total rate. 0, -EINVAL (matrix size differs from the topology), -ENOMEM. */
 int a2a_run(struct a2a_result *r, const struct topo *t, const struct traffic *m,
             double t0_s, bool series);
+/* a2a_run telling p (limits.h; borrowed, may be NULL) the flows done, about every 1%. */
+int a2a_run_with(struct a2a_result *r, const struct topo *t, const struct traffic *m,
+                 double t0_s, bool series, const struct limits_progress *p);
 void a2a_free(struct a2a_result *r);   /* zeroed struct is a no-op */
 
 /* max/mean of per-GPU remote bytes sent (recv: received); 1 when all equal, 0 when none. */

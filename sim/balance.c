@@ -9,6 +9,7 @@
 
 #include "a2a.h"
 #include "compute.h"
+#include "limits.h"
 #include "model.h"
 #include "placement.h"
 #include "routing.h"
@@ -219,6 +220,12 @@ static int load_trace(struct bal *b, struct cfg_err *err)
 int balance_run(struct balance_result *out, const struct config *c, uint64_t seed,
                 struct cfg_err *err)
 {
+    return balance_run_with(out, c, seed, err, NULL);
+}
+
+int balance_run_with(struct balance_result *out, const struct config *c, uint64_t seed,
+                     struct cfg_err *err, const struct limits_progress *p)
+{
     memset(out, 0, sizeof(*out));
     struct bal b = { .c = c, .seed = seed };
     int E = c->model.experts, n = c->balance.iterations;
@@ -241,6 +248,7 @@ int balance_run(struct balance_result *out, const struct config *c, uint64_t see
         demand(&r, b.load);
         if (b.bias)
             routing_bias_update(b.bias, &r, c->balance.bias_gamma);
+        limits_tick(p, (it + 1.0) / n, "iteration", it + 1, n);
     }
     if (!rc) {
         keep_summary(out, &r);

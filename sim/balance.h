@@ -22,6 +22,7 @@
 
 #include "config.h"
 
+struct limits_progress;
 struct placement;
 struct routing_in;
 
@@ -52,6 +53,9 @@ struct balance_result {
  * use); -ENOMEM. c borrowed. On error *r is zeroed. */
 int balance_run(struct balance_result *r, const struct config *c, uint64_t seed,
                 struct cfg_err *err);
+/* balance_run telling p (limits.h; borrowed, may be NULL) each iteration done. */
+int balance_run_with(struct balance_result *r, const struct config *c, uint64_t seed,
+                     struct cfg_err *err, const struct limits_progress *p);
 void balance_free(struct balance_result *r);    /* zeroed *r is a no-op */
 
 /* The placement c->balance asks for, from per-expert loads (experts entries, summed over

@@ -17,6 +17,7 @@
 #include "balance.h"
 #include "balrep.h"
 #include "config.h"
+#include "limits.h"
 #include "matrix.h"
 #include "ofile.h"
 #include "placement.h"
@@ -54,7 +55,7 @@ static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
     "                  [--layer-csv FILE] [--routing-trace FILE]\n"
-    "                  [--no-timing]\n"
+    "                  [--no-timing] [--max-mem BYTES] [--max-events N]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides.\n"
     "With [schedule] kind (gpipe | 1f1b | interleaved-1f1b | zb1p | dualpipe | dualpipev)\n"
@@ -77,11 +78,16 @@ static const char usage_run[] =
     "                     tokens per (MoE layer, source GPU, expert); replay it with\n"
     "                     routing.distribution=trace, routing.trace=FILE\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
+    "      --max-mem BYTES  refuse (exit 2) a run estimated to need more memory; suffix\n"
+    "                     K M G T (1000^n) or KiB MiB GiB TiB; default half the RAM\n"
+    "      --max-events N refuse a run estimated to take more events (routed tokens,\n"
+    "                     flow starts and ends, step sub-ops); default 2e8\n"
     "  -h, --help         this text\n"
     "\n"
     "An output FILE is written to a temporary file beside it, renamed when complete; - is\n"
     "standard output (the summary is then left out); a FIFO or device is written in\n"
-    "place. An output may not name an input or another output.\n"
+    "place. An output may not name an input or another output. On a terminal, long\n"
+    "runs show their progress on stderr.\n"
     "Exit status: 0 done, 1 runtime failure (a write error too), 2 bad input (one line\n"
     "on stderr says what and where; no output file is written), 128 + N when killed by\n"
     "signal N (temporary files removed).\n";
@@ -142,6 +148,7 @@ struct run_opts {
     uint64_t seed;
     const char *out[MAX_OUTS];         /* by row of the command's out_def table; NULL: none */
     int no_timing;
+    struct limits lim;                 /* --max-mem, --max-events */
 };
 
 /* "moesim CMD: " and the message, one line on stderr (control bytes escaped, as a
@@ -157,6 +164,27 @@ static int bad(const char *cmd, const char *fmt, ...)
     textin_escape(msg, sizeof(msg), raw);
     fprintf(stderr, "moesim %s: %s\n", cmd, msg);
     return 2;
+}
+
+/* --max-mem BYTES (mem) or --max-events N into l. 0, or 2 after saying what is wrong. */
+static int parse_limit(const char *cmd, bool mem, const char *arg, struct limits *l)
+{
+    if (mem && limits_parse_bytes(arg, &l->max_bytes))
+        return bad(cmd, "--max-mem: '%s' is not a size (a positive number, optional suffix "
+                   "K M G T KB MB GB TB KiB MiB GiB TiB)", arg);
+    if (!mem && limits_parse_count(arg, &l->max_events))
+        return bad(cmd, "--max-events: '%s' is not a positive number", arg);
+    return 0;
+}
+
+/* Refuses runs (one after another) whose estimate passes o's limits: 0, or 2 and one line
+ * naming the key that weighs most. */
+static int check_limits(const char *cmd, const struct run_opts *o, const struct config *const *c,
+                        int n, enum limits_cmd k)
+{
+    char msg[512];
+    bool trace = k == LIMITS_RUN && o->out[RUN_TRACE];
+    return limits_check(c, n, k, trace, &o->lim, msg, sizeof(msg)) ? bad(cmd, "%s", msg) : 0;
 }
 
 static int parse_seed(const char *s, uint64_t *out)
@@ -208,16 +236,19 @@ static int set_output(const char *cmd, const char **slot, const char *name, cons
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_NO_TIMING };
+    enum { OPT_SEED = 256, OPT_NO_TIMING, OPT_MAX_MEM, OPT_MAX_EVENTS };
     static const struct option fixed[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
+        { "max-mem", required_argument, NULL, OPT_MAX_MEM },
+        { "max-events", required_argument, NULL, OPT_MAX_EVENTS },
         { "help", no_argument, NULL, 'h' },
     };
     _Static_assert(NROWS(fixed) <= MAX_FIXED, "raise MAX_FIXED");
     struct option opts[MAX_FIXED + MAX_OUTS + 1];
     build_opts(opts, fixed, NROWS(fixed), run_outs, NROWS(run_outs));
     o->seed = 1;
+    limits_default(&o->lim);
     opterr = 0;
     optind = 1;
     int ch, row, rc;
@@ -238,6 +269,11 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
                 return bad("run", "--seed: '%s' is not a non-negative integer", optarg);
             break;
         case OPT_NO_TIMING: o->no_timing = 1; break;
+        case OPT_MAX_MEM:
+        case OPT_MAX_EVENTS:
+            if ((rc = parse_limit("run", ch == OPT_MAX_MEM, optarg, &o->lim)))
+                return rc;
+            break;
         case 'h': fputs(usage_run, stdout); return 1;
         case ':': return bad("run", "option '%s' needs a value", argv[optind - 1]);
         default: return bad("run", "unknown option '%s' (see moesim run --help)", argv[optind - 1]);
@@ -448,7 +484,7 @@ static void traffic_failed(const char *what, int e, int gpus)
     fprintf(stderr, "moesim run: %s failed: %s", what, strerror(-e));
     if (e == -ENOMEM)
         fprintf(stderr, " (%d GPUs: each G x G byte matrix needs %.3g GB)", gpus,
-                (double)gpus * gpus * sizeof(uint64_t) / 1e9);
+                limits_matrix_bytes(gpus) / 1e9);
     fprintf(stderr, "\n");
 }
 
@@ -554,8 +590,17 @@ static int simulate(const struct run_opts *o, const struct config *c, struct out
         goto out;
     rc = 1;
     double t0 = 0;
+    static const char *const moe[] = { "dispatch", "combine" };
+    struct limits_tty tty;
+    char pre[64];
+    limits_tty_init(&tty, "moesim run:");
+    struct limits_progress pg = limits_tty_hook(&tty);
     for (int p = 0; p < nm; p++) {
-        e = a2a_run(&res[p], t, &m[p], t0, o->out[RUN_TRACE] != NULL);
+        snprintf(pre, sizeof(pre), "moesim run: %s", c->traffic.pattern == PATTERN_MOE ? moe[p]
+                 : config_pattern_name(c->traffic.pattern));
+        limits_tty_prefix(&tty, pre);
+        e = a2a_run_with(&res[p], t, &m[p], t0, o->out[RUN_TRACE] != NULL, &pg);
+        limits_tty_clear(&tty);
         if (e) {
             fprintf(stderr, "moesim run: simulation failed: %s\n", strerror(-e));
             goto out;
@@ -565,7 +610,6 @@ static int simulate(const struct run_opts *o, const struct config *c, struct out
     struct report r = { .cfg = c, .topo = t, .seed = o->seed, .nphases = nm,
                         .routing = rt.pair_tokens ? &rt : NULL,
                         .wall_s = o->no_timing ? -1 : now_s() - t_start };
-    static const char *const moe[] = { "dispatch", "combine" };
     for (int p = 0; p < nm; p++) {
         r.phase_name[p] = c->traffic.pattern == PATTERN_MOE ? moe[p]
                                                             : config_pattern_name(c->traffic.pattern);
@@ -591,7 +635,11 @@ static int simulate_step(const struct run_opts *o, const struct config *c, struc
     struct cfg_err err;
     unsigned keep = (o->out[RUN_TRACE] ? STEP_KEEP_SLICES : 0) |
                     (o->out[RUN_ROUTING_TRACE] ? STEP_KEEP_ROUTING : 0);
-    int e = step_run(&res, c, o->seed, keep, &err);
+    struct limits_tty tty;
+    limits_tty_init(&tty, "moesim run: step");
+    struct limits_progress pg = limits_tty_hook(&tty);
+    int e = step_run_with(&res, c, o->seed, keep, &err, &pg);
+    limits_tty_clear(&tty);
     if (e == -EINVAL) {
         fprintf(stderr, "moesim run: %s\n", err.msg);
         return 2;
@@ -646,7 +694,8 @@ static int cmd_run(int argc, char **argv)
     if (add_inputs(&in, o.files, o.nfiles, &c)) {
         fprintf(stderr, "moesim run: out of memory\n");
         rc = 1;
-    } else if (!(rc = outputs_check("run", outs, n, &in)))
+    } else if (!(rc = outputs_check("run", outs, n, &in)) &&
+               !(rc = check_limits("run", &o, (const struct config *[]){ &c }, 1, LIMITS_RUN)))
         rc = mode == MODE_STEP ? simulate_step(&o, &c, outs, n, t_start)
                                : simulate(&o, &c, outs, n, t_start);
     free(in.v);
@@ -662,6 +711,7 @@ static const char usage_balance[] =
     "usage: moesim balance CONFIG... [--set section.key=value]... [--seed N]\n"
     "                      [--policy NAME:KEY=VALUE[,KEY=VALUE...]]...\n"
     "                      [--csv FILE] [--iter-csv FILE] [--expert-csv FILE] [--no-timing]\n"
+    "                      [--max-mem BYTES] [--max-events N]\n"
     "\n"
     "Compares routing and balancing policies side by side on one MoE layer of the\n"
     "workload the CONFIG files describe: each policy is that config with its own\n"
@@ -679,6 +729,8 @@ static const char usage_balance[] =
     "      --iter-csv FILE  one row per policy and iteration (convergence)\n"
     "      --expert-csv FILE one row per policy, EP group and expert: load, drops\n"
     "      --no-timing      write wall_s as 0\n"
+    "      --max-mem BYTES  refuse (exit 2) when all policies together are estimated to\n"
+    "      --max-events N   need more memory or events (defaults as for moesim run)\n"
     "  -h, --help           this text\n"
     "\n"
     "Outputs as for moesim run (- is standard output, then without the table).\n"
@@ -766,11 +818,13 @@ static void default_policies(struct balance_opts *o, const struct config *c)
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_balance(int argc, char **argv, struct balance_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_NO_TIMING };
+    enum { OPT_SEED = 256, OPT_NO_TIMING, OPT_MAX_MEM, OPT_MAX_EVENTS };
     static const struct option fixed[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "policy", required_argument, NULL, 'p' },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
+        { "max-mem", required_argument, NULL, OPT_MAX_MEM },
+        { "max-events", required_argument, NULL, OPT_MAX_EVENTS },
         { "help", no_argument, NULL, 'h' },
     };
     _Static_assert(NROWS(fixed) <= MAX_FIXED, "raise MAX_FIXED");
@@ -778,6 +832,7 @@ static int parse_balance(int argc, char **argv, struct balance_opts *o)
     build_opts(opts, fixed, NROWS(fixed), balance_outs, NROWS(balance_outs));
     struct run_opts *r = &o->run;
     r->seed = 1;
+    limits_default(&r->lim);
     opterr = 0;
     optind = 1;
     int ch, row, rc;
@@ -804,6 +859,11 @@ static int parse_balance(int argc, char **argv, struct balance_opts *o)
                 return bad("balance", "--seed: '%s' is not a non-negative integer", optarg);
             break;
         case OPT_NO_TIMING: r->no_timing = 1; break;
+        case OPT_MAX_MEM:
+        case OPT_MAX_EVENTS:
+            if ((rc = parse_limit("balance", ch == OPT_MAX_MEM, optarg, &r->lim)))
+                return rc;
+            break;
         case 'h': fputs(usage_balance, stdout); return 1;
         case ':': return bad("balance", "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -839,12 +899,19 @@ static int policy_config(const struct balance_opts *o, const struct policy *p, s
 static int run_policies(struct balance_opts *o, struct config *cfg, struct balance_result *res,
                         struct balrep_col *cols, int *ncols, bool quiet)
 {
+    struct limits_tty tty;
+    char pre[CFG_NAME_MAX + 32];
+    limits_tty_init(&tty, "moesim balance:");
+    struct limits_progress pg = limits_tty_hook(&tty);
     for (int i = 0; i < o->npol; i++) {
         struct policy *p = &o->pol[i];
         struct cfg_err err = { { 0 } };
+        snprintf(pre, sizeof(pre), "moesim balance: %s (%d/%d)", p->name, i + 1, o->npol);
+        limits_tty_prefix(&tty, pre);
         int e = policy_config(o, p, &cfg[*ncols], &err);
         if (!e)
-            e = balance_run(&res[*ncols], &cfg[*ncols], o->run.seed, &err);
+            e = balance_run_with(&res[*ncols], &cfg[*ncols], o->run.seed, &err, &pg);
+        limits_tty_clear(&tty);
         if (e == -EINVAL && p->optional) {
             if (!quiet)
                 printf("(skipped %s: %s)\n", p->name, err.msg);
@@ -862,6 +929,20 @@ static int run_policies(struct balance_opts *o, struct config *cfg, struct balan
         (*ncols)++;
     }
     return 0;
+}
+
+/* The limits over every policy, loaded into cfg as run_policies will load them (a default
+ * policy the layout refuses is left out). 0, or 2 with one line said. */
+static int balance_limits(const struct balance_opts *o, struct config *cfg)
+{
+    const struct config *pc[MAX_POLICIES];
+    int n = 0;
+    for (int i = 0; i < o->npol; i++) {
+        struct cfg_err err;
+        if (!policy_config(o, &o->pol[i], &cfg[n], &err))
+            pc[n] = &cfg[n], n++;
+    }
+    return check_limits("balance", &o->run, pc, n, LIMITS_BALANCE);
 }
 
 /* The base config, which must load as given and decides the default policies, and
@@ -906,7 +987,8 @@ static int cmd_balance(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     outputs_init(outs, balance_outs, nout, o.run.out, MODE_LAYER);
-    if (!(rc = balance_configs(&o, cfg, &in)) && !(rc = outputs_check("balance", outs, nout, &in)))
+    if (!(rc = balance_configs(&o, cfg, &in)) && !(rc = outputs_check("balance", outs, nout, &in)) &&
+        !(rc = balance_limits(&o, cfg)))
         rc = run_policies(&o, cfg, res, cols, &ncols, outputs_to_stdout(outs, nout));
     if (!rc) {
         struct balrep r = { ncols, cols, o.run.seed, o.run.no_timing ? -1 : now_s() - t_start };

@@ -20,6 +20,7 @@
 #include "coll.h"
 #include "compute.h"
 #include "des.h"
+#include "limits.h"
 #include "model.h"
 #include "placement.h"
 #include "routing.h"
@@ -121,6 +122,8 @@ struct eng {
     struct des *des;
     int rc;
     int64_t events;
+    const struct limits_progress *prog;  /* NULL: none */
+    int64_t every;            /* events between progress ticks */
 };
 
 static int op_index(const struct eng *e, int mb, int piece, int kind, int g)
@@ -392,9 +395,11 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
     e->shared = compute_op(e->cm, m, MODEL_SHARED, e->T);
     e->embed = compute_op(e->cm, m, MODEL_EMBED, e->T);
     e->head = compute_op(e->cm, m, MODEL_HEAD, e->T);
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L; l++) {
         if (model_layer_is_moe(m, l) && (rc = moe_layer_tables(e, &cc, l, seed)))
             return rc;
+        limits_tick(e->prog, 0.9 * (l + 1) / L, "layer", l + 1, L);
+    }
     /* Activation bytes of one micro-batch through each piece, per GPU. */
     for (int p = 0; p < P; p++)
         for (int g = 0; g < G; g++)
@@ -903,6 +908,9 @@ static void on_done(struct des *d, void *arg)
     struct lane *ln = &e->lanes[s->lane];
     int id = (int)(s - e->sops);
     e->events++;
+    if (e->prog && e->events % e->every == 0)
+        limits_tick(e->prog, 0.9 + 0.1 * (double)e->events / e->nsops, "event", e->events,
+                    e->nsops);
     s->t1_s = now;
     if (s->stream != STEP_P2P) {
         account(e, ln, now);
@@ -935,6 +943,7 @@ static int run_events(struct eng *e)
     int rc = des_create(&e->des);
     if (rc)
         return rc;
+    e->every = e->nsops / 100 > 1 ? e->nsops / 100 : 1;
     for (int64_t i = 0; i < e->nsops; i++)
         if (e->sops[i].nwait == 0 && e->sops[i].stream == STEP_P2P)
             start_p2p(e, (int)i);
@@ -1210,10 +1219,17 @@ static int keep_routing(struct eng *e, struct cfg_err *err)
 int step_run(struct step_result *r, const struct config *c, uint64_t seed, unsigned keep,
              struct cfg_err *err)
 {
+    return step_run_with(r, c, seed, keep, err, NULL);
+}
+
+int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
+                  unsigned keep, struct cfg_err *err, const struct limits_progress *p)
+{
     struct eng e;
     bool keep_slices = keep & STEP_KEEP_SLICES;
     memset(r, 0, sizeof(*r));
     memset(&e, 0, sizeof(e));
+    e.prog = p && p->fn ? p : NULL;
     int rc = eng_setup(&e, c, err);
     if (!rc && (keep & STEP_KEEP_ROUTING))
         rc = keep_routing(&e, err);

@@ -46,6 +46,8 @@
 #include "config.h"
 #include "rtrace.h"
 
+struct limits_progress;
+
 enum step_stream { STEP_COMPUTE, STEP_COMM, STEP_P2P };
 
 /* What a sub-op is (names in step_what_name). */
@@ -129,6 +131,10 @@ struct step_result {
  * STEP_KEEP_ROUTING r->routing the routing drawn. */
 int step_run(struct step_result *r, const struct config *c, uint64_t seed, unsigned keep,
              struct cfg_err *err);
+/* step_run telling p (limits.h; borrowed, may be NULL) its progress: the layers' tables
+ * (routing and collectives, most of the time) as the first 90%, then the events. */
+int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
+                  unsigned keep, struct cfg_err *err, const struct limits_progress *p);
 void step_free(struct step_result *r);    /* zeroed *r is a no-op */
 
 const char *step_what_name(enum step_what w);
