@@ -65,6 +65,10 @@ refused "schedule.microbatches = 1048576" "moesim run: schedule.microbatches = 1
     "the run needs about" -- run $EX/default.ini --set schedule.microbatches=1048576 "${OUTS[@]}"
 refused "routing.tokens_per_gpu = 1e8" "moesim run: routing.tokens_per_gpu = 100000000: " \
     "(--max-events)" -- run $EX/mixtral-1node.ini --set routing.tokens_per_gpu=100000000 "${OUTS[@]}"
+# 1e9 tokens per GPU passes the config's own bound (2^33 token-expert assignments in a
+# layer) before any estimate: refused by the config, naming the key.
+refused "routing.tokens_per_gpu = 1e9" "--set: routing.tokens_per_gpu: " \
+    "more than 2^33" -- run $EX/mixtral-1node.ini --set routing.tokens_per_gpu=1000000000 "${OUTS[@]}"
 refused "model.layers = 100000" "moesim run: model.layers = 100000: " "the run needs about" -- \
     run $EX/default.ini --set model.layers=100000 "${OUTS[@]}"
 refused "balance.iterations = 1000000" "moesim balance: balance.iterations = 1000000: " \
