@@ -55,8 +55,9 @@ int balance_place(const struct config *c, const double *load, struct placement *
     if (k == PLACEMENT_CONTIGUOUS)
         return 0;
     int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
-    int rc = placement_create(pl, k, c->model.experts, ep, gpn < ep ? gpn : ep,
-                              c->balance.redundant_experts, load);
+    int rc = placement_create_grouped(pl, k, c->model.experts, ep, gpn < ep ? gpn : ep,
+                                      c->balance.redundant_experts,
+                                      c->balance.expert_groups, load);
     *placed = rc == 0;
     return rc;
 }

@@ -2,7 +2,8 @@
  * what it does to load, traffic and time.
  *
  * The policy is the config: [routing] (distribution, scoring, max_nodes, ...) and
- * [balance] (capacity_factor, bias_gamma, iterations, placement, redundant_experts).
+ * [balance] (capacity_factor, bias_gamma, iterations, placement, redundant_experts,
+ * expert_groups).
  * Layer 0 is routed `iterations` times (routing.h; the popularity drifts between
  * iterations when routing.drift > 0). Between iterations:
  *   - bias_gamma > 0: the aux-loss-free bias is updated from the iteration's loads

@@ -256,6 +256,14 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(balance.placement) },
     { "balance", "redundant_experts", CFG_INT,    "0",    IN(0, 1048576), 1, 1, NULL,
       FIELD(balance.redundant_experts) },
+    /* eplb's num_groups (DeepSeek EPLB, rebalance_experts_hierarchical): groups of
+     * experts / expert_groups consecutive experts, whole groups packed onto nodes; 0 = one
+     * per node. Not the router's groups: routing.max_nodes limits a token to the home
+     * nodes of contiguous placement (routing.h), which eplb keeps only with one group per
+     * node; with more, a group may move to another node, and a token's replicas there
+     * count as extra nodes (nodes_per_token_max shows it). */
+    { "balance", "expert_groups",     CFG_INT,    "0",    IN(0, 1048576), 1, 1, NULL,
+      FIELD(balance.expert_groups) },
     { "traffic", "pattern",           CFG_ENUM,   "moe",  ANY,   1,   1,   pattern_words,
       FIELD(traffic.pattern) },
     { "traffic", "bytes_per_pair",    CFG_SIZE,   "1048576", ANY, 1,  1,   NULL,
@@ -1124,6 +1132,33 @@ static int cfg_check_max_nodes(struct cfg_loader *ld)
     return 0;
 }
 
+/* balance.expert_groups G (eplb only): DeepSeek EPLB asserts num_groups % num_nodes == 0
+ * and num_logical_experts % num_groups == 0. nodes: those of an EP group. */
+static int cfg_check_groups(struct cfg_loader *ld, int nodes)
+{
+    static const char *const kind_keys[] = { "balance", "expert_groups", "balance",
+                                             "placement" };
+    static const char *const node_keys[] = { "balance", "expert_groups", "parallel", "ep",
+                                             "cluster", "gpus_per_node" };
+    static const char *const div_keys[] = { "balance", "expert_groups", "model", "experts" };
+    const struct config *c = &ld->c;
+    int g = c->balance.expert_groups;
+    if (!g)
+        return 0;
+    if (c->balance.placement != PLACE_EPLB)
+        return cfg_fail_latest(ld, kind_keys, 2, "balance.expert_groups = %d needs "
+                               "balance.placement = eplb, got %s", g,
+                               config_place_name(c->balance.placement));
+    if (g % nodes)
+        return cfg_fail_latest(ld, node_keys, 3, "balance.expert_groups = %d is not a multiple "
+                               "of the %d node%s of an EP group (parallel.ep / "
+                               "cluster.gpus_per_node)", g, nodes, nodes > 1 ? "s" : "");
+    if (c->model.experts % g)
+        return cfg_fail_latest(ld, div_keys, 2, "balance.expert_groups = %d does not divide "
+                               "model.experts = %d", g, c->model.experts);
+    return 0;
+}
+
 /* [routing] and [balance] keys that depend on others (pattern moe only): a trace for
  * distribution = trace; redundant experts only with an eplb placement; a placement other
  * than contiguous needs EP groups of whole nodes or inside one node (placement.h), and
@@ -1162,7 +1197,8 @@ static int cfg_check_balance(struct cfg_loader *ld)
                                "EP group (parallel.ep / cluster.gpus_per_node): both must be "
                                "multiples of %d", c->model.experts, b->redundant_experts, nodes,
                                nodes);
-    return cfg_check_max_nodes(ld);
+    int rc = cfg_check_groups(ld, nodes);
+    return rc ? rc : cfg_check_max_nodes(ld);
 }
 
 /* Fills in kv_heads (0: heads) and head_dim (0: hidden / heads, rounded down; a step

@@ -128,6 +128,7 @@ struct cfg_balance {
     int iterations;           /* routing iterations (balance runs); >= 1 */
     enum place_kind placement;
     int redundant_experts;    /* extra expert replicas per EP group (eplb placements) */
+    int expert_groups;        /* eplb: expert groups packed onto nodes; 0: one per node */
 };
 
 struct cfg_traffic {

@@ -803,10 +803,11 @@ static void default_policies(struct balance_opts *o, const struct config *c)
     snprintf(nodes, sizeof(nodes), "routing.max_nodes=%d", group_nodes / 2 ? group_nodes / 2 : 1);
     add_default(o, "as-configured", NULL, NULL, NULL);
     o->pol[0].optional = false;
+    /* expert_groups is eplb's alone: the other placements drop the base config's */
     add_default(o, "round-robin", "balance.placement=round-robin", "balance.redundant_experts=0",
-                NULL);
+                "balance.expert_groups=0");
     add_default(o, "eplb", "balance.placement=eplb", red, NULL);
-    add_default(o, "eplb-global", "balance.placement=eplb-global", red, NULL);
+    add_default(o, "eplb-global", "balance.placement=eplb-global", red, "balance.expert_groups=0");
     add_default(o, "bias", "balance.bias_gamma=0.01", "balance.iterations=40",
                 "routing.scoring=sigmoid");
     add_default(o, "capacity-1.0", "balance.capacity_factor=1.0", NULL, NULL);

@@ -116,35 +116,59 @@ static void pack(const double *w, int n, int packs, int *pos, struct pack_buf *b
     }
 }
 
-/* rebalance_experts_hierarchical of eplb.py with num_groups = num_nodes = nodes.
- * Step 1 (groups to nodes) is then the identity: balanced_packing with one group per
- * node returns it, so node n keeps experts [n * E/nodes, (n+1) * E/nodes).
- * Step 2: replicate each node's experts into its nslots / nodes physical experts.
- * Step 3: pack those onto the node's ep / nodes GPUs by load per replica.
- * nodes = 1 is the global policy. -ENOMEM. */
-static int fill_eplb(struct placement *p, const double *load, int nodes)
+/* Step 1 of rebalance_experts_hierarchical: mlog2log[m] = the logical expert that node
+ * m / (E / nodes) holds as its (m mod (E / nodes))-th expert. The E / groups experts of a
+ * group stay together, in order; balanced_packing puts groups / nodes groups on each node
+ * by group load (sum of its experts' loads), rank r on a node taking that node's r-th
+ * run of E / groups. One group per node: pack() is the identity, so mlog2log[m] = m. */
+static void groups_to_nodes(const double *load, int experts, int groups, int nodes,
+                            int *mlog2log, double *gw, int *gpos, struct pack_buf *b)
+{
+    int gs = experts / groups;
+    for (int g = 0; g < groups; g++) {
+        gw[g] = 0.0;
+        for (int j = 0; j < gs; j++)
+            gw[g] += load[g * gs + j];
+    }
+    pack(gw, groups, nodes, gpos, b);
+    for (int g = 0; g < groups; g++)
+        for (int j = 0; j < gs; j++)
+            mlog2log[gpos[g] * gs + j] = g * gs + j;
+}
+
+/* rebalance_experts_hierarchical of eplb.py with num_groups = groups, num_nodes = nodes
+ * (nodes | groups | E). Step 1: groups onto nodes (groups_to_nodes). Step 2: replicate
+ * each node's E / nodes experts, in their step-1 order, into its nslots / nodes physical
+ * experts. Step 3: pack those onto the node's ep / nodes GPUs by load per replica.
+ * groups = nodes = 1 is the global policy. -ENOMEM. */
+static int fill_eplb(struct placement *p, const double *load, int nodes, int groups)
 {
     int en = p->experts / nodes, pn = p->nslots / nodes, gn = p->ep / nodes;
+    int ni = pn > groups ? pn : groups, np = gn > nodes ? gn : nodes;
+    int *mlog2log = malloc((size_t)p->experts * sizeof(*mlog2log));
     int *phy2log = malloc((size_t)pn * sizeof(*phy2log));
     int *cnt = malloc((size_t)en * sizeof(*cnt));
-    int *pos = malloc((size_t)pn * sizeof(*pos));
-    double *w = malloc((size_t)pn * sizeof(*w));
+    int *pos = malloc((size_t)ni * sizeof(*pos));
+    double *w = calloc((size_t)ni, sizeof(*w));     /* zeroed: gcc cannot see groups >= 1 */
     struct pack_buf b = {
-        .items = malloc((size_t)pn * sizeof(*b.items)),
-        .pack_w = malloc((size_t)gn * sizeof(*b.pack_w)),
-        .pack_n = malloc((size_t)gn * sizeof(*b.pack_n)),
+        .items = malloc((size_t)ni * sizeof(*b.items)),
+        .pack_w = malloc((size_t)np * sizeof(*b.pack_w)),
+        .pack_n = malloc((size_t)np * sizeof(*b.pack_n)),
     };
     int rc = -ENOMEM;
-    if (!phy2log || !cnt || !pos || !w || !b.items || !b.pack_w || !b.pack_n)
+    if (!mlog2log || !phy2log || !cnt || !pos || !w || !b.items || !b.pack_w || !b.pack_n)
         goto out_free;
+    groups_to_nodes(load, p->experts, groups, nodes, mlog2log, w, pos, &b);
     for (int n = 0; n < nodes; n++) {
-        const double *nl = load + (size_t)n * en;
-        replicate(nl, en, pn, phy2log, cnt);
+        const int *nm = mlog2log + (size_t)n * en;
+        for (int j = 0; j < en; j++)
+            w[j] = load[nm[j]];
+        replicate(w, en, pn, phy2log, cnt);
         for (int j = 0; j < pn; j++)
-            w[j] = nl[phy2log[j]] / cnt[phy2log[j]];
+            w[j] = load[nm[phy2log[j]]] / cnt[phy2log[j]];
         pack(w, pn, gn, pos, &b);
         for (int j = 0; j < pn; j++)
-            p->slot_expert[n * pn + pos[j]] = n * en + phy2log[j];
+            p->slot_expert[n * pn + pos[j]] = nm[phy2log[j]];
     }
     rc = 0;
 out_free:
@@ -155,6 +179,7 @@ out_free:
     free(pos);
     free(cnt);
     free(phy2log);
+    free(mlog2log);
     return rc;
 }
 
@@ -253,12 +278,13 @@ out_free_buf:
     return rc;
 }
 
-/* The -EINVAL rules of placement_create; *gpn is clamped to ep, *nodes set. */
+/* The -EINVAL rules of placement_create_grouped; *gpn is clamped to ep, *nodes and
+ * *groups set (groups 0: one per node; eplb-global: one). */
 static bool args_ok(enum placement_kind kind, int experts, int ep, int *gpn, int redundant,
-                    const double *load, int *nodes)
+                    const double *load, int *nodes, int *groups)
 {
-    if (experts < 1 || ep < 1 || *gpn < 1 || redundant < 0 || experts > INT_MAX - redundant ||
-        (experts + redundant) % ep != 0)
+    if (experts < 1 || ep < 1 || *gpn < 1 || redundant < 0 || *groups < 0 ||
+        experts > INT_MAX - redundant || (experts + redundant) % ep != 0)
         return false;
     if (*gpn > ep)
         *gpn = ep;
@@ -268,13 +294,17 @@ static bool args_ok(enum placement_kind kind, int experts, int ep, int *gpn, int
     switch (kind) {
     case PLACEMENT_CONTIGUOUS:
     case PLACEMENT_ROUND_ROBIN:
-        return redundant == 0 && experts % ep == 0;
+        return *groups == 0 && redundant == 0 && experts % ep == 0;
     case PLACEMENT_EPLB:
-        if (experts % *nodes != 0 || redundant % *nodes != 0)
+        if (!*groups)
+            *groups = *nodes;
+        if (*groups % *nodes != 0 || experts % *groups != 0 || redundant % *nodes != 0)
             return false;
         break;
     case PLACEMENT_EPLB_GLOBAL:
-        *nodes = 1;
+        if (*groups != 0)
+            return false;
+        *nodes = *groups = 1;
         break;
     default:
         return false;
@@ -287,14 +317,15 @@ static bool args_ok(enum placement_kind kind, int experts, int ep, int *gpn, int
     return true;
 }
 
-int placement_create(struct placement *p, enum placement_kind kind, int experts, int ep,
-                     int gpus_per_node, int redundant, const double *load)
+int placement_create_grouped(struct placement *p, enum placement_kind kind, int experts,
+                             int ep, int gpus_per_node, int redundant, int groups,
+                             const double *load)
 {
     int nodes = 1;
     if (!p)
         return -EINVAL;
     memset(p, 0, sizeof(*p));
-    if (!args_ok(kind, experts, ep, &gpus_per_node, redundant, load, &nodes))
+    if (!args_ok(kind, experts, ep, &gpus_per_node, redundant, load, &nodes, &groups))
         return -EINVAL;
     int rc = alloc(p, experts, ep, gpus_per_node, experts + redundant);
     if (rc < 0)
@@ -304,7 +335,7 @@ int placement_create(struct placement *p, enum placement_kind kind, int experts,
     else if (kind == PLACEMENT_ROUND_ROBIN)
         fill_round_robin(p);
     else
-        rc = fill_eplb(p, load, nodes);
+        rc = fill_eplb(p, load, nodes, groups);
     if (rc < 0)
         goto out_free_p;
     build_csr(p);
@@ -316,4 +347,10 @@ int placement_create(struct placement *p, enum placement_kind kind, int experts,
 out_free_p:
     placement_free(p);
     return rc;
+}
+
+int placement_create(struct placement *p, enum placement_kind kind, int experts, int ep,
+                     int gpus_per_node, int redundant, const double *load)
+{
+    return placement_create_grouped(p, kind, experts, ep, gpus_per_node, redundant, 0, load);
 }

@@ -20,7 +20,8 @@
  * Node limit (routing.max_nodes M, gating.h): the router's node groups are a property of
  *   the model, not of the placement: expert e belongs to its home node, that of GPU
  *   e * ep / E of the group (where contiguous puts it; DeepSeek-V3's expert groups, one per
- *   node, which the hierarchical eplb keeps on their node).
+ *   node, which the hierarchical eplb keeps on their node unless balance.expert_groups
+ *   exceeds the nodes).
  * Replicas: the j-th kept assignment (j = 0, 1, ...) of expert e from source GPU s goes
  *   to replica (s + j) mod r of the r replicas (in slot order) it may use: all of them, or
  *   under a node limit those on the token's nodes; if a placement moved all of e's

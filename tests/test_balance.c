@@ -10,6 +10,7 @@
 #include "config.h"
 #include "cu_run.h"
 #include "ini_text.h"
+#include "placement.h"
 #include "routing.h"
 
 /* 2 nodes x 4 GPUs, one EP group of 8, 32 experts top-4, Zipf(1.0). */
@@ -108,6 +109,36 @@ static void test_eplb_lowers_gpu_load(void)
     balance_free(&ep2);
 }
 
+/* balance.expert_groups reaches the placement: the config of DeepSeek EPLB's README
+ * example (12 experts in 4 groups, 16 slots, 2 nodes of 4 GPUs) places its layer-0 loads
+ * as the README publishes; expert_groups = 0 and = 2 (the nodes) agree with each other
+ * and not with it (node 0 then holds e0..e5; the README's node 0 holds e8). */
+static void test_expert_groups_place(void)
+{
+    static const double w[12] = { 90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86 };
+    static const int want[16] = { 5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1 };
+    const char *sets[5] = { "model.experts=12", "model.top_k=2", "balance.placement=eplb",
+                            "balance.redundant_experts=4", "balance.expert_groups=4" };
+    struct config c;
+    struct placement pl, p0;
+    bool placed;
+    CU_ASSERT_EQUAL_FATAL(load(&c, sets, 5), 0);
+    CU_ASSERT_EQUAL_FATAL(balance_place(&c, w, &pl, &placed), 0);
+    CU_ASSERT_FATAL(placed && pl.nslots == 16);
+    for (int s = 0; s < 16; s++)
+        CU_ASSERT_EQUAL(pl.slot_expert[s], want[s]);
+    placement_free(&pl);
+    sets[4] = "balance.expert_groups=2";
+    CU_ASSERT_EQUAL_FATAL(load(&c, sets, 5), 0);
+    CU_ASSERT_EQUAL_FATAL(balance_place(&c, w, &pl, &placed), 0);
+    CU_ASSERT_EQUAL_FATAL(load(&c, sets, 4), 0);
+    CU_ASSERT_EQUAL_FATAL(balance_place(&c, w, &p0, &placed), 0);
+    CU_ASSERT(memcmp(pl.slot_expert, p0.slot_expert, 16 * sizeof(int)) == 0);
+    CU_ASSERT(memcmp(pl.slot_expert, want, 16 * sizeof(int)) != 0);
+    placement_free(&p0);
+    placement_free(&pl);
+}
+
 /* Capacity 1.0 under Zipf drops tokens, and the dropped assignments are not computed:
  * the slowest GPU's expert time does not grow. */
 static void test_capacity_saves_time(void)
@@ -134,6 +165,7 @@ int main(void)
         { "bias: Zipf(1.0) max/mean below 1.10", test_bias_converges },
         { "EPLB replicas lower the GPU load", test_eplb_lowers_gpu_load },
         { "capacity: drops save expert time", test_capacity_saves_time },
+        { "expert_groups: DeepSeek EPLB's README example", test_expert_groups_place },
     };
     return cu_run("balance", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -931,6 +931,7 @@ static void test_balance_defaults(void)
     CU_ASSERT_EQUAL(c.balance.iterations, 1);
     CU_ASSERT_EQUAL(c.balance.placement, PLACE_CONTIGUOUS);
     CU_ASSERT_EQUAL(c.balance.redundant_experts, 0);
+    CU_ASSERT_EQUAL(c.balance.expert_groups, 0);
     CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_AFFINITY), "affinity");
     CU_ASSERT_STRING_EQUAL(config_dist_name(DIST_TRACE), "trace");
     CU_ASSERT_STRING_EQUAL(config_score_name(SCORE_SIGMOID), "sigmoid");
@@ -1000,6 +1001,8 @@ static void test_balance_ranges(void)
                    "of contiguous|round-robin|eplb|eplb-global");
     expect_set_err("balance.redundant_experts=-2", "--set: balance.redundant_experts: must be "
                    ">= 0 and <= 1048576, got -2");
+    expect_set_err("balance.expert_groups=-2", "--set: balance.expert_groups: must be >= 0 "
+                   "and <= 1048576, got -2");
 }
 
 /* Cross-checks of cfg_check_balance and cfg_check_max_nodes, each blaming the key set last
@@ -1033,6 +1036,19 @@ static void test_balance_errors(void)
                     ":8: balance.redundant_experts: balance.placement = eplb shares model.experts "
                     "= 7 and balance.redundant_experts = 9 among the 2 nodes of an EP group "
                     "(parallel.ep / cluster.gpus_per_node): both must be multiples of 2");
+    /* expert_groups: eplb only; a multiple of the 2 nodes (of 4 GPUs) dividing 12 experts */
+    expect_file_err("[balance]\nexpert_groups = 4\n", NULL, 0,
+                    ":2: balance.expert_groups: balance.expert_groups = 4 needs "
+                    "balance.placement = eplb, got contiguous");
+    expect_file_err("[cluster]\nnodes = 2\ngpus_per_node = 4\n[model]\nexperts = 12\n"
+                    "[balance]\nplacement = eplb\nredundant_experts = 4\nexpert_groups = 3\n",
+                    NULL, 0, ":9: balance.expert_groups: balance.expert_groups = 3 is not a "
+                    "multiple of the 2 nodes of an EP group (parallel.ep / "
+                    "cluster.gpus_per_node)");
+    expect_file_err("[cluster]\nnodes = 2\ngpus_per_node = 4\n[model]\nexperts = 12\n"
+                    "[balance]\nplacement = eplb\nredundant_experts = 4\nexpert_groups = 8\n",
+                    NULL, 0, ":9: balance.expert_groups: balance.expert_groups = 8 does not "
+                    "divide model.experts = 12");
     expect_file_err("[routing]\nmax_nodes = 2\n", NULL, 0,
                     ":2: routing.max_nodes: routing.max_nodes = 2 is more than the 1 node an EP "
                     "group of parallel.ep = 8 GPUs spans (cluster.gpus_per_node = 8)");

@@ -164,6 +164,68 @@ static void test_eplb_two_nodes(void)
     placement_free(&p);
 }
 
+/* The worked example of DeepSeek's EPLB README (github.com/deepseek-ai/EPLB): two layers
+ * of E = 12 experts, 16 replicas, num_groups 4 (3 experts each), 2 nodes, 8 GPUs (4 per
+ * node, 2 slots each). Its published phy2log is want[] below; worked here by hand:
+ *
+ * Layer 0, loads 90,132,40,61,104,165,39,4,73,56,183,86.
+ *   Groups: g0 262, g1 330, g2 116, g3 325. Onto 2 nodes of 2 groups, heaviest first:
+ *   g1 N0, g3 N1, g0 N1 (325 < 330, now full), g2 N0. N0 = e3..e8, N1 = e9,e10,e11,e0,e1,e2.
+ *   N0 replicates e5 (165 -> 82.5), then e4 (104 -> 52): physical e3,e4,e5,e6,e7,e8,e5,e4
+ *   = 61,52,82.5,39,4,73,82.5,52. Pack heaviest first on G0..G3: e5 G0, e5' G1, e8 G2,
+ *   e3 G3, e4 G3 (61 least; full), e4' G2 (full), e6 G0 (82.5 tie, lowest; full), e7 G1.
+ *   Slots 0-7: 5,6 | 5,7 | 8,4 | 3,4.
+ *   N1 replicates e10 (183 -> 91.5), then e1 (132 -> 66): physical e9,e10,e11,e0,e1,e2,
+ *   e10,e1 = 56,91.5,86,90,66,40,91.5,66. Pack: e10 G4, e10' G5, e0 G6, e11 G7, e1 G7
+ *   (full), e1' G6 (full), e9 G4 (tie, lowest; full), e2 G5. Slots 8-15: 10,9 | 10,2 |
+ *   0,1 | 11,1.
+ * Layer 1, loads 20,107,104,64,19,197,187,157,172,86,16,27.
+ *   Groups: g0 231, g1 280, g2 516, g3 129: g2 N0, g1 N1, g0 N1 (full), g3 N0.
+ *   N0 = e6..e11 replicates e6 (187 -> 93.5), then e8 (172 -> 86): physical e6,e7,e8,e9,
+ *   e10,e11,e6,e8 = 93.5,157,86,86,16,27,93.5,86. Pack: e7 G0, e6 G1, e6' G2, then the
+ *   three 86s in index order (e8, e9, e8'): G3, G3 (full), G1 (93.5 tie; full); e11 G2
+ *   (full), e10 G0. Slots 0-7: 7,10 | 6,8 | 6,11 | 8,9. (Another order of the equal 86s
+ *   gives 9,8 or 8,8 with e9 on G1: the published map has them in index order.)
+ *   N1 = e3,e4,e5,e0,e1,e2 replicates e5 (197 -> 98.5), then e1 (107 -> 53.5): physical
+ *   e3,e4,e5,e0,e1,e2,e5,e1 = 64,19,98.5,20,53.5,104,98.5,53.5. Pack: e2 G4, e5 G5,
+ *   e5' G6, e3 G7, e1 G7 (full), e1' G5 (tie, lowest; full), e0 G6 (full), e4 G4.
+ *   Slots 8-15: 2,4 | 5,1 | 5,0 | 3,1.
+ * E % ep = 12 % 8 != 0: no contiguous fallback. Replica counts: how often each expert
+ * appears in want[]; expert e's CSR lists exactly the slots s with want[s] = e. */
+static void test_eplb_reference_example(void)
+{
+    static const double load[2][12] = {
+        { 90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86 },
+        { 20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27 },
+    };
+    static const int want[2][16] = {
+        { 5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1 },
+        { 7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1 },
+    };
+    static const int logcnt[2][12] = {
+        { 1, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2, 1 },
+        { 1, 2, 1, 1, 1, 2, 2, 1, 2, 1, 1, 1 },
+    };
+    for (int l = 0; l < 2; l++) {
+        struct placement p;
+        CU_ASSERT_FATAL(placement_create_grouped(&p, PLACEMENT_EPLB, 12, 8, 4, 4, 4,
+                                                 load[l]) == 0);
+        CU_ASSERT_EQUAL(p.slots_per_gpu, 2);
+        expect_map(&p, want[l], 16);
+        for (int e = 0; e < 12; e++) {
+            CU_ASSERT_EQUAL(p.replica0[e + 1] - p.replica0[e], logcnt[l][e]);
+            int j = p.replica0[e];
+            for (int s = 0; s < 16; s++)
+                if (want[l][s] == e) {
+                    CU_ASSERT_FATAL(j < p.replica0[e + 1]);
+                    CU_ASSERT_EQUAL(p.replica_slot[j], s);
+                    j++;
+                }
+        }
+        placement_free(&p);
+    }
+}
+
 /* The greedy can lose to contiguous; then the contiguous map with own-GPU copies is
  * kept. E = 4, ep = 2, one node, R = 2, loads {2,1,3,0}; spg = 3.
  * Contiguous: G0 = e0+e1 = 3, G1 = e2+e3 = 3 (max 3 = the mean, 6 / 2).
@@ -372,6 +434,88 @@ static void test_never_raises(void)
     CU_ASSERT(better > 10000);
 }
 
+/* expert_groups = nodes (or 0) is the one-group-per-node policy of test_eplb_two_nodes,
+ * slot for slot: packing one group per node is the identity (eplb.py's
+ * balanced_packing with one item per pack). Then over random shapes: groups = nodes gives
+ * what groups = 0 gives. */
+static void test_groups_equal_nodes(void)
+{
+    double load[MAX_E] = { 8, 4, 2, 2, 1, 1, 1, 1 };
+    int want[12] = { 1, 0, 3, 0, 0, 2, 6, 4, 4, 7, 5, 5 };
+    struct placement p, q;
+    CU_ASSERT_FATAL(placement_create_grouped(&p, PLACEMENT_EPLB, 8, 4, 2, 4, 2, load) == 0);
+    expect_map(&p, want, 12);
+    placement_free(&p);
+    struct rng r;
+    rng_seed(&r, 3);
+    int differ = 0, n = 0;
+    for (int t = 0; t < 2000; t++) {
+        int E, ep, gpn, R;
+        random_shape(&r, PLACEMENT_EPLB, &E, &ep, &gpn, &R);
+        zipf_load(&r, load, E);
+        int nodes = gpn < ep ? ep / gpn : 1;
+        CU_ASSERT_FATAL(placement_create(&p, PLACEMENT_EPLB, E, ep, gpn, R, load) == 0);
+        CU_ASSERT_FATAL(placement_create_grouped(&q, PLACEMENT_EPLB, E, ep, gpn, R, nodes,
+                                                 load) == 0);
+        differ += memcmp(p.slot_expert, q.slot_expert, (size_t)p.nslots * sizeof(int)) != 0;
+        n += nodes > 1;
+        placement_free(&q);
+        placement_free(&p);
+    }
+    CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT(n > 500);                          /* many of them span several nodes */
+}
+
+/* Random shapes with G expert groups, a multiple of the nodes that divides E: the
+ * invariants of any map; each GPU holds slots_per_gpu slots (counted through the CSR);
+ * each group's experts all on one node and each node home to G / nodes whole groups (so
+ * its E / nodes experts); and a second run gives the same map. */
+static void test_groups_properties(void)
+{
+    struct rng r;
+    rng_seed(&r, 5);
+    double load[MAX_E];
+    int bad = 0, moved = 0;
+    for (int t = 0; t < 3000; t++) {
+        int E, ep, gpn, R;
+        random_shape(&r, PLACEMENT_EPLB, &E, &ep, &gpn, &R);
+        int nodes = gpn < ep ? ep / gpn : 1, en = E / nodes, G = 0;
+        /* a multiple of nodes dividing E: nodes * d, d | E / nodes, drawn at random */
+        do
+            G = nodes * (1 + (int)rng_below(&r, (uint64_t)en));
+        while (E % G);
+        zipf_load(&r, load, E);
+        struct placement p, q;
+        CU_ASSERT_FATAL(placement_create_grouped(&p, PLACEMENT_EPLB, E, ep, gpn, R, G, load) == 0);
+        /* as eplb-global: without the home-node rule, which G > nodes breaks */
+        bad += !invariants_hold(&p, PLACEMENT_EPLB_GLOBAL, E, ep, gpn, R, load);
+        int per_gpu[MAX_EP] = { 0 }, node_of[MAX_E], per_node[MAX_EP] = { 0 };
+        for (int e = 0; e < E; e++) {
+            node_of[e] = -1;
+            for (int j = p.replica0[e]; j < p.replica0[e + 1]; j++) {
+                int g = p.replica_slot[j] / p.slots_per_gpu, nd = g / (ep / nodes);
+                per_gpu[g]++;
+                bad += node_of[e] >= 0 && node_of[e] != nd;
+                node_of[e] = nd;
+            }
+            per_node[node_of[e]]++;
+            bad += e % (E / G) && node_of[e] != node_of[e - 1];   /* group on one node */
+        }
+        for (int g = 0; g < ep; g++)
+            bad += per_gpu[g] != p.slots_per_gpu;
+        for (int nd = 0; nd < nodes; nd++)
+            bad += per_node[nd] != en;
+        for (int e = 0; e < E; e++)
+            moved += node_of[e] != e / en;
+        CU_ASSERT_FATAL(placement_create_grouped(&q, PLACEMENT_EPLB, E, ep, gpn, R, G, load) == 0);
+        bad += memcmp(p.slot_expert, q.slot_expert, (size_t)p.nslots * sizeof(int)) != 0;
+        placement_free(&q);
+        placement_free(&p);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(moved > 0);                        /* groups do leave their home node */
+}
+
 static void expect_einval(enum placement_kind kind, int E, int ep, int gpn, int R,
                           const double *load)
 {
@@ -380,6 +524,15 @@ static void expect_einval(enum placement_kind kind, int E, int ep, int gpn, int 
     CU_ASSERT_EQUAL(placement_create(&p, kind, E, ep, gpn, R, load), -EINVAL);
     CU_ASSERT(p.experts == 0 && p.nslots == 0 && p.slot_expert == NULL &&
               p.replica0 == NULL && p.replica_slot == NULL);
+}
+
+static void expect_einval_groups(enum placement_kind kind, int E, int ep, int gpn, int R,
+                                 int G, const double *load)
+{
+    struct placement p;
+    memset(&p, 0xab, sizeof(p));
+    CU_ASSERT_EQUAL(placement_create_grouped(&p, kind, E, ep, gpn, R, G, load), -EINVAL);
+    CU_ASSERT(p.experts == 0 && p.nslots == 0 && p.slot_expert == NULL);
 }
 
 static void test_bad_args(void)
@@ -411,6 +564,16 @@ static void test_bad_args(void)
     expect_einval(PLACEMENT_EPLB, 8, 4, 2, 0, nan_);
     expect_einval(PLACEMENT_EPLB_GLOBAL, 8, 4, 2, 0, inf_);
     expect_einval((enum placement_kind)7, 8, 4, 2, 0, load);
+    /* expert groups: 2 nodes of 2 GPUs, E = 8, R = 4 */
+    CU_ASSERT_EQUAL(placement_create_grouped(NULL, PLACEMENT_EPLB, 8, 4, 2, 4, 2, load), -EINVAL);
+    expect_einval_groups(PLACEMENT_EPLB, 8, 4, 2, 4, -2, load);      /* G < 0 */
+    expect_einval_groups(PLACEMENT_EPLB, 8, 4, 2, 4, 1, load);       /* 1 % 2 nodes */
+    expect_einval_groups(PLACEMENT_EPLB, 8, 4, 2, 4, 6, load);       /* 8 % 6 */
+    expect_einval_groups(PLACEMENT_EPLB_GLOBAL, 8, 4, 2, 4, 1, load); /* global: no groups */
+    expect_einval_groups(PLACEMENT_CONTIGUOUS, 8, 4, 2, 0, 2, NULL);
+    expect_einval_groups(PLACEMENT_ROUND_ROBIN, 8, 4, 2, 0, 2, NULL);
+    CU_ASSERT(placement_create_grouped(&p, PLACEMENT_EPLB, 8, 4, 2, 4, 8, load) == 0);
+    placement_free(&p);
 }
 
 int main(void)
@@ -421,10 +584,13 @@ int main(void)
         { "round_robin", test_round_robin },
         { "eplb_one_node", test_eplb_one_node },
         { "eplb_two_nodes", test_eplb_two_nodes },
+        { "eplb_reference_example", test_eplb_reference_example },
         { "fallback", test_fallback },
         { "invariants", test_invariants },
         { "zipf_lowers_max", test_zipf_lowers_max },
         { "never_raises", test_never_raises },
+        { "groups_equal_nodes", test_groups_equal_nodes },
+        { "groups_properties", test_groups_properties },
         { "bad_args", test_bad_args },
     };
     return cu_run("placement", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
