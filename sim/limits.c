@@ -177,6 +177,10 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
      * side send), a W; embed and head in F and B. Then a DP reduce per piece and lane
      * (a rank holds at most two copies of a piece). */
     double per_mb = Lm * (11 + 2 * shared) + Ld * 4 + 6 * pieces + 4;
+    /* zb1p's W is chunks (step.h): per MoE layer the routed experts' (out of the B), the
+     * shared experts' and the rest, one per dense layer, the head's. */
+    if (c->schedule.kind == SCHED_ZB1P)
+        per_mb += Lm * (1 + shared) + Ld + 1;
     e->subops = groups * (M * per_mb + 2 * pieces);
     e->tokens = Lm * dp * tokens_of(c->schedule.micro_batch_tokens) * passes(c);
     /* Four all-to-alls per MoE layer on the stage (each flow inside an EP group), the

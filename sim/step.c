@@ -67,12 +67,15 @@ struct sop {
     int succ0, nsucc;         /* into eng.succ */
     uint8_t stream, what, kind, act;
     uint8_t queued_comm;      /* a communication sub-op that runs on the compute stream */
+    uint8_t filling;          /* fill_w: running ahead of its queue place; yields (try_start) */
 };
 
 struct lane {
     int rank, group;
     struct ivec cq, mq;       /* compute and communication queues, in order */
     int ch, mh;               /* their heads */
+    struct ivec wq;           /* fill_w: the weight-gradient sub-ops of cq, in cq order */
+    int wh;                   /* its first entry not known to have started */
     int comp_run, comm_run;   /* running sub-op or -1 */
     double comp_left_s, comp_rate, comp_since_s;
     uint64_t comp_ev;
@@ -102,6 +105,7 @@ struct eng {
     int gpus, pp, dp, ep, groups, pieces, M;
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
+    bool fill_w;              /* W ops are fillers (zb1p): see try_start */
     double share;
     int *piece_lo, *piece_hi; /* layers [lo, hi) of each piece */
     struct compute_t attn, ffn, gate, shared, embed, head;
@@ -122,6 +126,9 @@ struct eng {
     struct des *des;
     int rc;
     int64_t events;
+    struct seg { int id; double t0_s, t1_s; } *segs;  /* fill_w: the parts of weight-
+                                                       * gradient chunks that yielded */
+    int64_t nsegs, capsegs;
     const struct limits_progress *prog;  /* NULL: none */
     int64_t every;            /* events between progress ticks */
 };
@@ -608,6 +615,52 @@ static double piece_wgrad_s(const struct eng *e, int p, int g)
     return s;
 }
 
+/* The compute sub-op `what` of `layer` (-1: head) in B(x->mb, x->piece) on x's lane, or -1
+ * when that B has none. A B's sub-ops are contiguous from its entry to its exit. */
+static int b_subop(const struct emit *x, int what, int layer)
+{
+    const struct eng *e = x->e;
+    int oi = op_index(e, x->mb, x->piece, SCHED_B, x->g);
+    int hi = e->exitp[oi] > e->lastc[oi] ? e->exitp[oi] : e->lastc[oi];
+    for (int i = e->entry[oi]; i >= 0 && i <= hi; i++)
+        if (e->sops[i].stream == STEP_COMPUTE && e->sops[i].what == what &&
+            e->sops[i].layer == layer)
+            return i;
+    return -1;
+}
+
+/* A W op of a filling schedule (fill_w) as chunks, each after the sub-op of its own B
+ * that makes the chunk's output gradient, in the order the B makes them: the head's,
+ * then per layer from the top: the shared experts', the routed experts', the rest
+ * (attention, gate or dense FFN, and the embedding below the first layer). The sum is
+ * piece_wgrad_s. *first is -1: the chunks' dependencies replace the op's. */
+static void emit_wgrad_chunks(struct emit *x, int *first, int *exit_id, int *lastc)
+{
+    struct eng *e = x->e;
+    int p = x->piece, id = -1;
+    *first = -1;
+    if (p == e->pieces - 1)
+        id = emit(x, STEP_COMPUTE, STEP_WGRAD, -1, e->head.w_s, b_subop(x, STEP_HEAD, -1), -1);
+    for (int l = e->piece_hi[p] - 1; l >= e->piece_lo[p]; l--) {
+        double rest = e->attn.w_s + (p == 0 && l == e->piece_lo[p] ? e->embed.w_s : 0);
+        if (!model_layer_is_moe(&e->m, l)) {
+            rest += e->ffn.w_s;
+        } else {
+            rest += e->gate.w_s;
+            if (e->c->model.shared_experts > 0)
+                emit(x, STEP_COMPUTE, STEP_WGRAD, l, e->shared.w_s,
+                     b_subop(x, STEP_SHARED, l), -1);
+            else
+                rest += e->shared.w_s;
+            emit(x, STEP_COMPUTE, STEP_WGRAD, l,
+                 group_max(e->moe[l].w_s + (size_t)x->g * e->ep, e->ep),
+                 b_subop(x, STEP_EXPERTS, l), -1);
+        }
+        id = emit(x, STEP_COMPUTE, STEP_WGRAD, l, rest, b_subop(x, STEP_ATTN, l), -1);
+    }
+    *exit_id = *lastc = id;
+}
+
 /* Straggler wait of each GPU of lane (rank, g) in one op (at full speed). */
 static void add_straggler(struct eng *e, int rank, int g, int piece, int kind, bool w_in_b)
 {
@@ -714,6 +767,8 @@ static int build_graph(struct eng *e)
                         emit_forward(&x, &first, &ex, &lc);
                     else if (op->kind == SCHED_B)
                         emit_backward(&x, &first, &ex, &lc);
+                    else if (e->fill_w)
+                        emit_wgrad_chunks(&x, &first, &ex, &lc);
                     else
                         first = ex = lc = emit(&x, STEP_COMPUTE, STEP_WGRAD, -1,
                                                piece_wgrad_s(e, op->piece, g), -1, -1);
@@ -738,6 +793,10 @@ static int build_graph(struct eng *e)
                 }
                 if (!rc)
                     rc = enqueue(e, ln, &seq[0], nseq == 2 ? &seq[1] : NULL);
+                /* fill_w: a W's chunks may also start early, in this order (try_start). */
+                if (!rc && e->fill_w && s->ops[r][k].kind == SCHED_W)
+                    for (int i = 0; i < seq[0].n && !rc; i++)
+                        rc = ivec_push(&ln->wq, seq[0].v[i]);
                 /* The DP reduce of a piece follows its last backward op on this rank. */
                 for (int q = 0; q < nseq && !rc; q++) {
                     const struct sched_op *op = &s->ops[r][k + q];
@@ -867,6 +926,72 @@ static void act_change(struct eng *e, struct lane *ln, const struct sop *s, int 
     }
 }
 
+/* fill_w (zb1p): the weight-gradient chunk a lane may run while the head of its compute
+ * queue waits and its communication stream runs, rather than leave the compute idle
+ * under the all-to-all: the first chunk of the queue's W's not started, if its inputs
+ * are done; -1 otherwise. Taking them in order keeps the started ones a prefix of the
+ * queue's W's, so a W's last chunk still ends after every earlier one. */
+static int next_filler(struct eng *e, struct lane *ln)
+{
+    while (ln->wh < ln->wq.n && !isnan(e->sops[ln->wq.v[ln->wh]].t0_s))
+        ln->wh++;
+    if (ln->wh < ln->wq.n && e->sops[ln->wq.v[ln->wh]].nwait == 0)
+        return ln->wq.v[ln->wh];
+    return -1;
+}
+
+/* A filler yields the compute stream to the queue's head, which is ready: the part of
+ * its work done is logged for the trace and the rest waits as a chunk not started.
+ * False (it keeps running) when it is about to end anyway or the log cannot grow. */
+static bool yield_filler(struct eng *e, struct lane *ln, double now)
+{
+    int id = ln->comp_run;
+    struct sop *s = &e->sops[id];
+    double left = ln->comp_left_s - (now - ln->comp_since_s) * ln->comp_rate;
+    if (left <= 1e-9 * s->work_s)
+        return false;
+    if (now > s->t0_s && e->nsegs == e->capsegs) {
+        int64_t cap = e->capsegs ? 2 * e->capsegs : 64;
+        struct seg *v = realloc(e->segs, (size_t)cap * sizeof(*v));
+        if (!v) {
+            e->rc = -ENOMEM;
+            return false;
+        }
+        e->segs = v;
+        e->capsegs = cap;
+    }
+    if (now > s->t0_s)                 /* it started at this instant: nothing to log */
+        e->segs[e->nsegs++] = (struct seg){ id, s->t0_s, now };
+    account(e, ln, now);
+    des_cancel(e->des, ln->comp_ev);
+    ln->comp_run = -1;
+    s->work_s = left;
+    s->t0_s = NAN;
+    s->filling = 0;
+    return true;
+}
+
+/* The compute sub-op to start now, -1 for none: the queue's head when its inputs are
+ * done (a running filler yields to it), else, while the communication stream runs and
+ * the compute stream is free, a filler (*fill set). */
+static int next_compute(struct eng *e, struct lane *ln, double now, bool *fill)
+{
+    if (ln->comp_run >= 0 && !e->sops[ln->comp_run].filling)
+        return -1;
+    /* Past what started early as a filler: done, or running and from here on in its own
+     * place (it no longer yields). */
+    while (ln->ch < ln->cq.n && !isnan(e->sops[ln->cq.v[ln->ch]].t0_s))
+        e->sops[ln->cq.v[ln->ch++]].filling = 0;
+    bool ready = ln->ch < ln->cq.n && e->sops[ln->cq.v[ln->ch]].nwait == 0;
+    if (ln->comp_run >= 0 &&
+        (!e->sops[ln->comp_run].filling || !ready || !yield_filler(e, ln, now)))
+        return -1;
+    if (ready)
+        return ln->cq.v[ln->ch++];
+    *fill = true;
+    return ln->comm_run >= 0 ? next_filler(e, ln) : -1;
+}
+
 static void try_start(struct eng *e, struct lane *ln)
 {
     double now = des_now(e->des);
@@ -878,9 +1003,11 @@ static void try_start(struct eng *e, struct lane *ln)
         schedule_end(e, id, now + e->sops[id].work_s, NULL);
         set_comp_rate(e, ln, e->share);
     }
-    if (ln->comp_run < 0 && ln->ch < ln->cq.n && e->sops[ln->cq.v[ln->ch]].nwait == 0) {
-        int id = ln->cq.v[ln->ch++];
+    bool fill = false;
+    int id = next_compute(e, ln, now, &fill);
+    if (id >= 0) {
         struct sop *s = &e->sops[id];
+        s->filling = fill;
         account(e, ln, now);
         ln->comp_run = id;
         s->t0_s = now;
@@ -963,6 +1090,21 @@ static int run_events(struct eng *e)
 }
 
 /* ---- results ---- */
+
+/* Appends the slice of s from t0_s to t1_s (r->slices has room). */
+static void put_slice(struct step_result *r, const struct sop *s, double t0_s, double t1_s)
+{
+    struct step_slice *x = &r->slices[r->nslices++];
+    x->t0_s = t0_s;
+    x->t1_s = t1_s;
+    x->lane = s->lane;
+    x->mb = s->mb;
+    x->piece = s->piece;
+    x->layer = s->layer;
+    x->stream = s->queued_comm ? STEP_COMPUTE : s->stream;
+    x->what = s->what;
+    x->kind = s->kind;
+}
 
 static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
 {
@@ -1060,24 +1202,14 @@ static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
     r->bubble_frac = T > 0 ? r->bubble_s / T : 0;
     if (!keep_slices)
         return 0;
-    r->slices = malloc((size_t)(e->nsops ? e->nsops : 1) * sizeof(*r->slices));
+    r->slices = malloc((size_t)(e->nsops + e->nsegs + 1) * sizeof(*r->slices));
     if (!r->slices)
         return -ENOMEM;
-    for (int64_t i = 0; i < e->nsops; i++) {
-        const struct sop *s = &e->sops[i];
-        if (s->work_s <= 0)
-            continue;
-        struct step_slice *x = &r->slices[r->nslices++];
-        x->t0_s = s->t0_s;
-        x->t1_s = s->t1_s;
-        x->lane = s->lane;
-        x->mb = s->mb;
-        x->piece = s->piece;
-        x->layer = s->layer;
-        x->stream = s->queued_comm ? STEP_COMPUTE : s->stream;
-        x->what = s->what;
-        x->kind = s->kind;
-    }
+    for (int64_t i = 0; i < e->nsops; i++)
+        if (e->sops[i].work_s > 0)
+            put_slice(r, &e->sops[i], e->sops[i].t0_s, e->sops[i].t1_s);
+    for (int64_t i = 0; i < e->nsegs; i++)
+        put_slice(r, &e->sops[e->segs[i].id], e->segs[i].t0_s, e->segs[i].t1_s);
     return 0;
 }
 
@@ -1091,6 +1223,7 @@ static void eng_free(struct eng *e)
         for (int l = 0; l < e->nlanes; l++) {
             free(e->lanes[l].cq.v);
             free(e->lanes[l].mq.v);
+            free(e->lanes[l].wq.v);
             free(e->lanes[l].act_cur);
             free(e->lanes[l].act_peak);
         }
@@ -1111,6 +1244,7 @@ static void eng_free(struct eng *e)
     free(e->lastc);
     free(e->pair_f.v);
     free(e->pair_b.v);
+    free(e->segs);
     des_free(e->des);
     coll_memo_free(e->memo);
     if (e->have_trace)
@@ -1134,6 +1268,7 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
     e->M = c->schedule.microbatches;
     e->T = (double)c->schedule.micro_batch_tokens;
     e->overlap = c->schedule.overlap;
+    e->fill_w = c->schedule.kind == SCHED_ZB1P;
     if (c->schedule.kind == SCHED_NONE) {
         snprintf(err->msg, sizeof(err->msg), "schedule.kind: none: no training step to run");
         return -EINVAL;

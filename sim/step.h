@@ -14,7 +14,12 @@
  *      next piece.
  *   B: mirror: [head], per layer in reverse: combine-grad a2a -> experts B (+ W when the
  *      schedule does not split W) -> dispatch-grad a2a -> gate, shared, attn B; send back.
- *   W: all weight gradients of the piece as one compute op (split-W schedules).
+ *   W: all weight gradients of the piece as one compute op (dualpipe, dualpipev); zb1p:
+ *      as chunks (head; per layer from the top: shared experts, routed experts, the
+ *      rest), each after the sub-op of its own B that makes its input. zb1p's chunks
+ *      also fill: while the head of the lane's compute queue waits and its
+ *      communication stream runs, the oldest chunk whose inputs are done runs, and
+ *      yields (the rest of it waits) as soon as that head can start.
  * Overlapped F&B pairs (dualpipe, dualpipev) interleave the two ops' sub-ops, segment by
  * segment, so one's all-to-all runs under the other's compute. With overlap off every
  * communication sub-op runs on the compute stream (nothing hides) and pairs run F then B.

@@ -181,6 +181,17 @@ static void test_step_count(void)
     struct limits_est tr;
     limits_estimate(&tr, &c, LIMITS_RUN, true);
     CU_ASSERT(tr.bytes >= e.bytes + 214 * sizeof(struct step_slice));
+    /* zb1p: each B without the experts' weight gradient (B piece 1: 15, B piece 0: 9),
+     * W chunks: piece 1 head + 2 x (shared, experts, rest) = 7, piece 0 shared, experts,
+     * rest + the dense layer's = 4: 60 per micro-batch, 4 x 60 + 2 = 242. Estimate: 59 +
+     * 3 x 2 + 1 + 1 = 67 per micro-batch, 4 x 67 + 4 = 272. */
+    c.schedule.kind = SCHED_ZB1P;
+    limits_estimate(&e, &c, LIMITS_RUN, false);
+    CU_ASSERT_EQUAL(e.subops, 272);
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+    CU_ASSERT_EQUAL(r.subops, 242);
+    CU_ASSERT(e.subops >= r.subops && e.subops <= 1.25 * r.subops);
+    step_free(&r);
 }
 
 /* A balance policy: iterations x 8 GPUs x 1000 tokens, the measured iteration's dispatch

@@ -301,6 +301,71 @@ static void test_dualpipe(void)
     }
 }
 
+/* The relation the DualPipe formula assumes. In the table's terms B is the full backward
+ * and B - W its input-gradient part (sched_ideal_run's b_s), and the formula
+ * (H-1)(F&B + B - 3W) = (H-1)(F&B + (B-W) - 2W) holds exactly when F = B - W (the
+ * DualPipe figures draw F, B_input and W as equal chunks), W <= F and F&B between
+ * max(F, B) and F + B. Where F != B - W, with the same W and F&B conditions, the worst
+ * rank's bubble lies between the formula with min(F, B-W) and with max(F, B-W) in place
+ * of B - W:
+ *   (H-1)(F&B + min(F, B-W) - 2W) <= bubble <= (H-1)(F&B + max(F, B-W) - 2W),
+ * and equals the upper end when F > B - W: the formula then falls short by exactly
+ * (H-1)(F - (B-W)); when F < B - W it overstates by at most (H-1)(B-W - F).
+ * Hand-worked instance: DualPipeV pp = 2 (H = 2), M = 4, F = 2, B-W = 1, W = 1, F&B = 4.
+ * Rank 0 runs F0 F1 F2 (piece 0) [0, 6], F0 (piece 3) [6, 8], B0, W0 (piece 3) [8, 10],
+ * F1 (piece 3) [10, 12], the pair F3 & B1 [12, 16]; the next pair needs rank 1's B0 of
+ * piece 1, done at 18: idle 2; likewise before its last pair (idle [24, 26]). Bubble 4 =
+ * 1 x (4 + 2 - 2); the formula says 1 x (4 + 3 - 3) = 3.
+ * The rest: shapes drawn at random (pp, M >= 2 pp, F, B-W, W, F&B within the bounds);
+ * the bounds and the exact cases are this test's statement, checked on every draw. */
+static void test_dualpipe_relation(void)
+{
+    struct sched_ideal r;
+    struct sched *s = run(SCHED_DUALPIPEV, 2, 4, 1, 2, 1, 1, 4, &r);
+    if (s) {
+        CU_ASSERT(near(r.bubble_s[0], 4) && near(max_of(r.bubble_s, 2), 4));
+        CU_ASSERT(near(r.start_s[0][7], 12) && near(r.end_s[0][7], 16));
+        CU_ASSERT(near(r.start_s[0][9], 18));
+        sched_ideal_free(&r);
+        sched_free(s);
+    }
+    struct rng g;
+    int exact = 0, over = 0, under = 0;
+    rng_seed(&g, 20250101);
+    for (int i = 0; i < 3000; i++) {
+        int v = (int)rng_below(&g, 2);
+        int pp = v ? 1 + (int)rng_below(&g, 8) : 2 + 2 * (int)rng_below(&g, 4);
+        int M = 2 * pp + 2 * (int)rng_below(&g, 4), H = v ? pp : pp / 2;
+        double F = 0.1 + rng_double(&g), Bi = i % 3 == 0 ? F : 0.1 + rng_double(&g);
+        double W = fmin(F, Bi) * rng_double(&g), B = Bi + W;
+        double FB = fmax(F, B) + (F + B - fmax(F, B)) * rng_double(&g);
+        s = run(v ? SCHED_DUALPIPEV : SCHED_DUALPIPE, pp, M, 1, F, Bi, W, FB, &r);
+        if (!s)
+            continue;
+        double got = max_of(r.bubble_s, pp), formula = (H - 1) * (FB + B - 3 * W);
+        double lo = (H - 1) * (FB + fmin(F, Bi) - 2 * W), hi = (H - 1) * (FB + fmax(F, Bi) - 2 * W);
+        double tol = 1e-9 * fmax(1.0, hi);
+        bool ok = got >= lo - tol && got <= hi + tol;
+        if (F == Bi) {
+            ok = ok && near(got, formula);
+            exact++;
+        } else if (F > Bi) {
+            ok = ok && near(got, hi);
+            under++;
+        } else {
+            over++;
+        }
+        CU_ASSERT(ok);
+        if (!ok)
+            fprintf(stderr, "\n  %s pp %d M %d F %g B-W %g W %g F&B %g: bubble %g, formula %g, "
+                    "bounds [%g, %g]", v ? "dualpipev" : "dualpipe", pp, M, F, Bi, W, FB, got,
+                    formula, lo, hi);
+        sched_ideal_free(&r);
+        sched_free(s);
+    }
+    CU_ASSERT(exact > 500 && under > 500 && over > 500);
+}
+
 /* Interleaved 1F1B: bubble (PP-1)(F+B)/vpp on every rank, F and B per rank-stage, so a
  * piece takes F/vpp and B/vpp (Narayanan et al. 2021, sec. 2.2). Activation on rank 0:
  * its 2 (pp-1) + (vpp-1) pp warm-up units plus the first steady one, each 1/vpp of a
@@ -575,6 +640,7 @@ int main(void)
         { "gpipe and 1f1b: published bubble and activation", test_gpipe_1f1b },
         { "zb1p: published bubble and activation", test_zb1p },
         { "dualpipe and dualpipev: published bubble and activation", test_dualpipe },
+        { "dualpipe: the formula's F = B - W, and bounds elsewhere", test_dualpipe_relation },
         { "interleaved 1f1b: bubble / vpp", test_interleaved },
         { "invariants over every schedule and shape", test_invariants },
         { "ideal run refuses bad lists", test_refuse },

@@ -150,6 +150,143 @@ static void test_sm_share(void)
     step_free(&r);
 }
 
+/* zb1p, one stage, one micro-batch: F0, B0 (input gradient), W0. The W runs as chunks,
+ * each after the sub-op of B0 that makes its output gradient: the head's (Hw, after the
+ * head), the shared expert's (Sw, after its backward), the routed experts' (Xw, after
+ * theirs), the rest (attention, gate, embedding). While the head of the compute queue
+ * waits on an all-to-all, the oldest chunk whose inputs are done runs; it yields when
+ * that head can start, and what is left of it waits for the next gap or its own place.
+ * comm_sms 0 (no slowdown). With Sb the shared expert's input gradient:
+ *   F  = e + a + g + max(D, S) + X + C + h (as 1F1B)
+ *   B0 = h_b + max(CG, Sb) + X_b + DG + g_b + a_b, the gaps filled as follows:
+ *     gap 1 = max(0, CG - Sb) takes fill1 = min(gap 1, Hw + Sw) (Xw is not ready yet),
+ *     gap 2 = DG takes fill2 = min(DG, Hw + Sw - fill1 + Xw),
+ *   then the W work left in its own place: Hw + Sw + Xw - fill1 - fill2 + a_w + g_w + e_w,
+ *   then the DP reduce R.
+ * Exposed: max(0, D - S) + C + (gap 1 - fill1) + (DG - fill2) + R; never more than
+ * 1F1B's (test_overlap_closed_form), whose full B hides CG under Sb + Sw and DG under
+ * Xw. Three NVLink rates: 50 GB/s (no gap 1; the experts' chunk yields at the end of
+ * DG), 15 (gap 1 ends inside the shared chunk), 5 (the chunks run out in both gaps). */
+static void test_zb1p_fill_closed_form(void)
+{
+    static const char *const rates[] = { "cluster.nvlink_GBps=50", "cluster.nvlink_GBps=15",
+                                         "cluster.nvlink_GBps=5" };
+    for (int k = 0; k < 3; k++) {
+        const char *sets[2] = { "schedule.kind=zb1p", rates[k] };
+        struct config c;
+        CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 2), 0);
+        struct layer_times t;
+        times_moe2(&c, &t);
+        double S = t.shared.f_s, Sb = t.shared.b_s, Sw = t.shared.w_s, Hw = t.head.w_s;
+        double Xw = t.exp.w_s;
+        double F = t.emb.f_s + t.attn.f_s + t.gate.f_s + fmax(t.d, S) + t.exp.f_s + t.c +
+                   t.head.f_s;
+        double gap1 = fmax(0, t.cg - Sb), fill1 = fmin(gap1, Hw + Sw);
+        double fill2 = fmin(t.dg, Hw + Sw - fill1 + Xw);
+        double B = t.head.b_s + fmax(t.cg, Sb) + t.exp.b_s + t.dg + t.gate.b_s + t.attn.b_s;
+        double W = Hw + Sw + Xw - fill1 - fill2 + t.attn.w_s + t.gate.w_s + t.emb.w_s;
+        double exposed = fmax(0, t.d - S) + t.c + (gap1 - fill1) + (t.dg - fill2) + t.reduce;
+        double exposed_1f1b = fmax(0, t.d - S) + t.c + fmax(0, t.cg - Sb - Sw) +
+                              fmax(0, t.dg - Xw) + t.reduce;
+        /* the three regimes the rates are for */
+        CU_ASSERT(k == 0 ? gap1 == 0 && fill2 < Hw + Sw - fill1 + Xw
+                  : k == 1 ? gap1 > Hw && gap1 < Hw + Sw
+                           : gap1 > Hw + Sw && t.dg > Xw);
+        struct step_result r;
+        struct cfg_err err;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, STEP_KEEP_SLICES, &err), 0);
+        check_rel(r.step_s, F + B + W + t.reduce);
+        check_rel(r.exposed_comm_s, exposed);
+        CU_ASSERT(r.exposed_comm_s <= exposed_1f1b * (1 + REL));
+        /* the W slices, pieces of yielded chunks included, add up to the W's work */
+        double wsum = 0;
+        for (int64_t i = 0; i < r.nslices; i++)
+            if (r.slices[i].what == STEP_WGRAD)
+                wsum += r.slices[i].t1_s - r.slices[i].t0_s;
+        check_rel(wsum, Hw + Sw + Xw + t.attn.w_s + t.gate.w_s + t.emb.w_s);
+        step_free(&r);
+    }
+}
+
+/* EP across nodes: 4 nodes of 4 GPUs, 2 (or 4) pipeline stages, EP groups of 8 over two
+ * nodes, skewed routing, a 50 GB/s NIC and 20 of 132 SMs for communication. zb1p hides
+ * at least as much communication as 1F1B on the same step (W chunks fill the gaps the
+ * all-to-alls leave; 1F1B only runs the experts' weight gradient beside the dispatch
+ * gradient), and the step is no longer. The per-GPU accounts add up to the step and
+ * each lane's compute slices (yielded pieces included) neither overlap nor miss time. */
+static const char ep2nodes[] =
+    "[cluster]\nnodes = 4\ngpus_per_node = 4\nnvlink_GBps = 450\nnic_GBps = 50\n"
+    "gpu_tflops_bf16 = 989\nhbm_GBps = 3350\nsms = 132\n"
+    "[model]\nhidden = 1024\nexperts = 16\ntop_k = 4\nshared_experts = 1\n"
+    "expert_ffn_hidden = 512\nffn_hidden = 4096\nlayers = 8\nfirst_dense_layers = 1\n"
+    "seq_len = 1024\nvocab = 8192\nheads = 8\n"
+    "[parallel]\nep = 8\n"
+    "[routing]\ndistribution = zipf\nzipf_s = 1.0\n"
+    "[schedule]\nmicrobatches = 8\nmicro_batch_tokens = 2048\noverlap = on\ncomm_sms = 20\n";
+
+static int slice_cmp(const void *a, const void *b)
+{
+    const struct step_slice *x = a, *y = b;
+    if (x->lane != y->lane)
+        return x->lane - y->lane;
+    return (x->t0_s > y->t0_s) - (x->t0_s < y->t0_s);
+}
+
+static void check_lanes(struct step_result *r)
+{
+    qsort(r->slices, (size_t)r->nslices, sizeof(*r->slices), slice_cmp);
+    double *busy = calloc((size_t)r->lanes, sizeof(double));
+    CU_ASSERT_FATAL(busy != NULL);
+    const struct step_slice *prev = NULL;
+    for (int64_t i = 0; i < r->nslices; i++) {
+        const struct step_slice *x = &r->slices[i];
+        if (x->stream != STEP_COMPUTE)
+            continue;
+        busy[x->lane] += x->t1_s - x->t0_s;
+        if (prev && prev->lane == x->lane)
+            CU_ASSERT(x->t0_s >= prev->t1_s - 1e-12);
+        prev = x;
+    }
+    for (int l = 0; l < r->lanes; l++) {
+        const struct step_gpu *g = &r->gpu[(l / (r->dp / r->ep)) * r->dp + (l % (r->dp / r->ep)) *
+                                           r->ep];
+        check_rel(busy[l], g->compute_s + g->straggler_s);
+    }
+    for (int g = 0; g < r->gpus; g++) {
+        const struct step_gpu *x = &r->gpu[g];
+        CU_ASSERT_DOUBLE_EQUAL(x->compute_s + x->straggler_s + x->exposed_comm_s + x->bubble_s,
+                               r->step_s, 1e-9 * r->step_s);
+    }
+    free(busy);
+}
+
+static void test_zb1p_hides_multinode(void)
+{
+    for (int pp = 2; pp <= 4; pp += 2) {
+        char pps[32];
+        snprintf(pps, sizeof(pps), "parallel.pp=%d", pp);
+        struct step_result r[2];
+        for (int k = 0; k < 2; k++) {
+            char nodes[32];
+            snprintf(nodes, sizeof(nodes), "cluster.nodes=%d", 2 * pp);
+            const char *sets[3] = { k ? "schedule.kind=zb1p" : "schedule.kind=1f1b", pps, nodes };
+            struct config c;
+            struct cfg_err err;
+            CU_ASSERT_EQUAL_FATAL(load(&c, ep2nodes, sets, 3), 0);
+            CU_ASSERT_FATAL(c.parallel.dp > c.cluster.gpus_per_node);   /* EP over nodes */
+            CU_ASSERT_EQUAL_FATAL(step_run(&r[k], &c, 1, STEP_KEEP_SLICES, &err), 0);
+            check_lanes(&r[k]);
+        }
+        CU_ASSERT(r[1].exposed_comm_s <= r[0].exposed_comm_s);
+        CU_ASSERT(r[1].step_s <= r[0].step_s);
+        if (r[1].exposed_comm_s > r[0].exposed_comm_s || r[1].step_s > r[0].step_s)
+            fprintf(stderr, "  pp %d: zb1p exposed %.6g step %.6g, 1f1b %.6g %.6g\n", pp,
+                    r[1].exposed_comm_s, r[1].step_s, r[0].exposed_comm_s, r[0].step_s);
+        step_free(&r[0]);
+        step_free(&r[1]);
+    }
+}
+
 /* One stage, M micro-batches, overlap off: every schedule runs the same ops back to
  * back, step = M (F + B) + R. */
 static void test_one_stage_sum(void)
@@ -441,6 +578,9 @@ int main(void)
     static const struct cu_test tests[] = {
         { "overlap on/off: closed-form step and exposed comm", test_overlap_closed_form },
         { "comm SMs slow the compute beside them", test_sm_share },
+        { "zb1p: W chunks fill the all-to-all gaps (closed form)", test_zb1p_fill_closed_form },
+        { "zb1p hides at least 1F1B's communication, EP over nodes",
+          test_zb1p_hides_multinode },
         { "one stage: M (F + B) + R for every schedule", test_one_stage_sum },
         { "pipelines between ideal runs; times add up; streams serial", test_pipeline_bounds },
         { "1f1b activation memory: pp and 1 micro-batches", test_activation_memory },
