@@ -7,6 +7,7 @@
 
 #include "chrome.h"
 #include "csv.h"
+#include "report.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -28,6 +29,9 @@ void steprep_summary(FILE *f, const struct steprep *r)
             config_sched_name(c->schedule.kind), s->microbatches,
             (long long)c->schedule.micro_batch_tokens, c->schedule.overlap ? "on" : "off",
             (unsigned long long)r->seed);
+    fprintf(f, "  links            ");
+    report_link_rates(f, &c->cluster);
+    fprintf(f, " (line rate x efficiency = achieved, per GPU per direction)\n");
     fprintf(f, "  step time        %10.4f s    tokens/s %12.0f    MFU %5.1f %%\n", s->step_s,
             s->tokens_per_s, 100 * s->mfu);
     fprintf(f, "  per GPU (mean)   compute %.4f s, comm %.4f s, exposed comm %.4f s, "
