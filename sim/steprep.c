@@ -42,7 +42,7 @@ void steprep_summary(FILE *f, const struct steprep *r)
     for (int g = 0; g < s->gpus; g++)
         mem = fmax(mem, s->gpu[g].peak_act_bytes + s->gpu[g].param_bytes);
     fprintf(f, "  memory (max GPU) activations %.2f GiB, parameters %.2f GiB (BF16 weights); "
-            "together %.2f GiB of %.0f GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
+            "together %.2f GiB of %.4g GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
             mem / GIB, cap / GIB, mem > cap ? ": DOES NOT FIT (before gradients and optimizer "
             "states)" : " (gradients and optimizer states not counted)");
     if (c->balance.capacity_factor > 0)

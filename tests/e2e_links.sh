@@ -63,6 +63,13 @@ else
     fail "step summary lacks '$want': $(grep links "$tmp/step.out") $(head -c 300 "$tmp/err")"
 fi
 
+# The H800's usable HBM, 84,943,110,144 B = 79.109... GiB, printed to 4 digits.
+if grep -q "GiB of 79.11 GiB" "$tmp/step.out"; then
+    pass "step summary: H800 memory 84943110144 B = 79.11 GiB"
+else
+    fail "step summary memory: $(grep memory "$tmp/step.out")"
+fi
+
 # ---- closed form: one 2-GPU all-to-all per tier ----
 # Line rates and latencies in file units; each pair moves S bytes, so each GPU sends one
 # flow of S alone on its path: NVLink (1 node x 2 GPUs) 2 nvl + S / (e B); NICs (2 nodes x
