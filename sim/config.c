@@ -117,6 +117,12 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(cluster.nvlink_Bps) },
     { "cluster", "nic_GBps",          CFG_DOUBLE, "50",   IN(1e-3, 1e9), 1e9, 1,   NULL,
       FIELD(cluster.nic_Bps) },
+    /* Achievable fraction of the line rate (protocol overhead): topo.c builds every link
+     * at line rate x efficiency. 1: the line rate, as before these keys. */
+    { "cluster", "nvlink_efficiency", CFG_DOUBLE, "1",    IN(1e-3, 1), 1,   1,   NULL,
+      FIELD(cluster.nvlink_eff) },
+    { "cluster", "nic_efficiency",    CFG_DOUBLE, "1",    IN(1e-3, 1), 1,   1,   NULL,
+      FIELD(cluster.nic_eff) },
     { "cluster", "nvlink_latency_us", CFG_DOUBLE, "1.0",  IN(0, 1e6), 1,   1e6, NULL,
       FIELD(cluster.nvlink_lat_s) },
     { "cluster", "nic_latency_us",    CFG_DOUBLE, "2.0",  IN(0, 1e6), 1,   1e6, NULL,

@@ -55,6 +55,8 @@ struct cfg_cluster {
     int gpus_per_node;
     double nvlink_Bps;        /* per GPU, per direction */
     double nic_Bps;           /* per GPU (one NIC per GPU), per direction */
+    double nvlink_eff;        /* nvlink_efficiency: fraction of nvlink_Bps a transfer reaches */
+    double nic_eff;           /* nic_efficiency: fraction of nic_Bps a transfer reaches */
     double nvlink_lat_s;      /* per NVLink hop */
     double nic_lat_s;         /* per NIC crossed */
     double switch_lat_s;      /* per fabric switch crossed */

@@ -25,6 +25,13 @@ struct report_bw report_bandwidth(const struct a2a_result *a)
     return b;
 }
 
+void report_link_rates(FILE *f, const struct cfg_cluster *k)
+{
+    fprintf(f, "NVLink %g GB/s x %g = %g GB/s, NIC %g GB/s x %g = %g GB/s", k->nvlink_Bps / 1e9,
+            k->nvlink_eff, k->nvlink_Bps * k->nvlink_eff / 1e9, k->nic_Bps / 1e9, k->nic_eff,
+            k->nic_Bps * k->nic_eff / 1e9);
+}
+
 /* "# routing ...": the law, then the gating settings that are not the defaults. */
 static void routing_line(FILE *f, const struct report *r)
 {
@@ -77,14 +84,15 @@ static void header(FILE *f, const struct report *r)
     const struct config *c = r->cfg;
     const struct cfg_cluster *k = &c->cluster;
     const struct topo *t = r->topo;
-    fprintf(f, "# cluster  %s%s%d nodes x %d GPUs = %d, NVLink %g GB/s, NIC %g GB/s per GPU, ",
-            k->name, *k->name ? ": " : "", k->nodes, k->gpus_per_node, t->gpus,
-            k->nvlink_Bps / 1e9, k->nic_Bps / 1e9);
+    fprintf(f, "# cluster  %s%s%d nodes x %d GPUs = %d, ", k->name, *k->name ? ": " : "",
+            k->nodes, k->gpus_per_node, t->gpus);
     if (t->leaves > 1)
         fprintf(f, "%d leaves %g:1, ", t->leaves, k->oversubscription);
     else
         fprintf(f, "non-blocking fabric, ");
-    fprintf(f, "route %s\n", config_route_name(k->route));
+    fprintf(f, "route %s\n# links    ", config_route_name(k->route));
+    report_link_rates(f, k);
+    fprintf(f, " (line rate x efficiency = achieved, per GPU per direction)\n");
     if (c->traffic.pattern == PATTERN_MOE) {
         const struct cfg_model *m = &c->model;
         fprintf(f, "# model    %s%shidden %d, %d experts, top-%d, dispatch %g B/elem, combine %g B/elem\n",

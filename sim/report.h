@@ -39,6 +39,10 @@ struct report_bw {
 };
 
 struct report_bw report_bandwidth(const struct a2a_result *a);
+/* "NVLink 450 GB/s x 0.836 = 376.2 GB/s, NIC 50 GB/s x 0.98 = 49 GB/s": per tier, the
+ * line rate, its efficiency and the achieved rate the links are built with (topo.h);
+ * per GPU, per direction. No newline. */
+void report_link_rates(FILE *f, const struct cfg_cluster *k);
 void report_summary(FILE *f, const struct report *r);
 int report_csv(FILE *f, const struct report *r);      /* header + one row; 0 or -EIO */
 int report_gpu_csv(FILE *f, const struct report *r);  /* one row per GPU; 0 or -EIO */

@@ -7,6 +7,7 @@
 
 #include "chrome.h"
 #include "csv.h"
+#include "report.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -28,6 +29,9 @@ void steprep_summary(FILE *f, const struct steprep *r)
             config_sched_name(c->schedule.kind), s->microbatches,
             (long long)c->schedule.micro_batch_tokens, c->schedule.overlap ? "on" : "off",
             (unsigned long long)r->seed);
+    fprintf(f, "  links            ");
+    report_link_rates(f, &c->cluster);
+    fprintf(f, " (line rate x efficiency = achieved, per GPU per direction)\n");
     fprintf(f, "  step time        %10.4f s    tokens/s %12.0f    MFU %5.1f %%\n", s->step_s,
             s->tokens_per_s, 100 * s->mfu);
     fprintf(f, "  per GPU (mean)   compute %.4f s, comm %.4f s, exposed comm %.4f s, "
@@ -38,7 +42,7 @@ void steprep_summary(FILE *f, const struct steprep *r)
     for (int g = 0; g < s->gpus; g++)
         mem = fmax(mem, s->gpu[g].peak_act_bytes + s->gpu[g].param_bytes);
     fprintf(f, "  memory (max GPU) activations %.2f GiB, parameters %.2f GiB (BF16 weights); "
-            "together %.2f GiB of %.0f GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
+            "together %.2f GiB of %.4g GiB%s\n", s->peak_act_bytes / GIB, s->param_bytes / GIB,
             mem / GIB, cap / GIB, mem > cap ? ": DOES NOT FIT (before gradients and optimizer "
             "states)" : " (gradients and optimizer states not counted)");
     if (c->balance.capacity_factor > 0)

@@ -29,8 +29,11 @@ int topo_create(struct topo **out, const struct cfg_cluster *c)
 {
     *out = NULL;
     if (c->nodes < 1 || c->gpus_per_node < 1 || !(c->nvlink_Bps > 0) || !(c->nic_Bps > 0) ||
+        !(c->nvlink_eff > 0 && c->nvlink_eff <= 1) || !(c->nic_eff > 0 && c->nic_eff <= 1) ||
         !(c->oversubscription >= 1) || c->nodes_per_leaf < 0)
         return -EINVAL;
+    /* Achieved rates; x 1.0 is exact, so efficiency 1 gives the line rates bit for bit. */
+    double nvl = c->nvlink_Bps * c->nvlink_eff, nic = c->nic_Bps * c->nic_eff;
     struct topo *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
@@ -52,15 +55,15 @@ int topo_create(struct topo **out, const struct cfg_cluster *c)
         return -ENOMEM;
     }
     for (int g = 0; g < t->gpus; g++) {
-        set_link(t, topo_nvl_tx(t, g), LINK_NVL_TX, g, c->nvlink_Bps);
-        set_link(t, topo_nvl_rx(t, g), LINK_NVL_RX, g, c->nvlink_Bps);
-        set_link(t, topo_nic_tx(t, g), LINK_NIC_TX, g, c->nic_Bps);
-        set_link(t, topo_nic_rx(t, g), LINK_NIC_RX, g, c->nic_Bps);
+        set_link(t, topo_nvl_tx(t, g), LINK_NVL_TX, g, nvl);
+        set_link(t, topo_nvl_rx(t, g), LINK_NVL_RX, g, nvl);
+        set_link(t, topo_nic_tx(t, g), LINK_NIC_TX, g, nic);
+        set_link(t, topo_nic_rx(t, g), LINK_NIC_RX, g, nic);
     }
     for (int l = 0; t->leaves > 1 && l < t->leaves; l++) {
         int first = l * t->nodes_per_leaf;
         int n = t->nodes - first < t->nodes_per_leaf ? t->nodes - first : t->nodes_per_leaf;
-        double up = (double)n * t->gpus_per_node * c->nic_Bps / c->oversubscription;
+        double up = (double)n * t->gpus_per_node * nic / c->oversubscription;
         set_link(t, leaf_up(t, l), LINK_LEAF_UP, l, up);
         set_link(t, leaf_down(t, l), LINK_LEAF_DOWN, l, up);
     }

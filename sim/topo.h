@@ -7,6 +7,11 @@
  * oversubscription bytes/s; traffic between leaves crosses both. With
  * nodes_per_leaf = 0 all nodes hang off one non-blocking fabric switch.
  *
+ * Capacities are achieved rates: line rate x efficiency (cfg nvlink_efficiency for the
+ * NVLink links, nic_efficiency for NIC and leaf links), the fraction of the line rate a
+ * point-to-point bandwidth test reaches. A transfer of b bytes alone on its path takes
+ * lat + b / (efficiency x line rate) of its slowest link.
+ *
  * Latency of a path (fluid model: data starts flowing after it):
  *   inside a node: 2 NVLink hops (GPU -> switch -> GPU)     = 2 nvl
  *   rail-direct:   NIC, fabric switch, NIC                    = 2 nic + 1 sw
@@ -31,7 +36,7 @@ enum link_kind { LINK_NVL_TX, LINK_NVL_RX, LINK_NIC_TX, LINK_NIC_RX, LINK_LEAF_U
 struct topo_link {
     enum link_kind kind;
     int owner;                /* GPU id, or leaf id for LEAF_UP/LEAF_DOWN */
-    double cap_Bps;
+    double cap_Bps;           /* achieved: line rate x efficiency */
 };
 
 struct topo {

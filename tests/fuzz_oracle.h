@@ -87,6 +87,8 @@ static inline const char *config_ranges_broken(const struct config *c)
     const double gpus = (double)cl->nodes * cl->gpus_per_node;
     INV(cl->nodes <= CFG_GPUS_MAX && cl->gpus_per_node <= CFG_GPUS_MAX);
     INV(in_si(cl->nvlink_Bps, 1e6, 1e18) && in_si(cl->nic_Bps, 1e6, 1e18));
+    INV(cl->nvlink_eff >= 1e-3 && cl->nvlink_eff <= 1 && cl->nic_eff >= 1e-3 &&
+        cl->nic_eff <= 1);
     INV(in_si(cl->nvlink_lat_s, 0, 1) && in_si(cl->nic_lat_s, 0, 1));
     INV(in_si(cl->switch_lat_s, 0, 1));
     INV(cl->oversubscription <= 1000 && cl->nodes_per_leaf <= CFG_GPUS_MAX);
@@ -169,6 +171,7 @@ static inline const char *config_broken(const struct config *c)
     memcpy(&combine, &c->traffic.combine, 1);
     INV(cl->nodes >= 1 && cl->gpus_per_node >= 1 && gpus >= 1 && gpus <= CFG_GPUS_MAX);
     INV(isfinite(cl->nvlink_Bps) && cl->nvlink_Bps > 0 && isfinite(cl->nic_Bps) && cl->nic_Bps > 0);
+    INV(cl->nvlink_eff > 0 && cl->nvlink_eff <= 1 && cl->nic_eff > 0 && cl->nic_eff <= 1);
     INV(isfinite(cl->nvlink_lat_s + cl->nic_lat_s + cl->switch_lat_s));
     INV(cl->nvlink_lat_s >= 0 && cl->nic_lat_s >= 0 && cl->switch_lat_s >= 0);
     INV(isfinite(cl->oversubscription) && cl->oversubscription >= 1 && cl->nodes_per_leaf >= 0);

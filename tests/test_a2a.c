@@ -21,6 +21,8 @@ static struct topo *mk_topo(int nodes, int gpn)
     c.gpus_per_node = gpn;
     c.nvlink_Bps = NVL;
     c.nic_Bps = NIC;
+    c.nvlink_eff = 1;
+    c.nic_eff = 1;
     c.nvlink_lat_s = L_NVL;
     c.nic_lat_s = L_NIC;
     c.switch_lat_s = L_SW;

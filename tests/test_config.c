@@ -802,6 +802,30 @@ static void test_zero_bandwidth(void)
                     ":3: cluster.nic_GBps: must be >= 0.001 and <= 1000000000, got 0.0");
 }
 
+/* Link efficiencies: default 1 (the line rate, as before the keys); a file's value is
+ * stored as written (a fraction, no unit); outside [0.001, 1] and non-numbers are refused
+ * naming the key. */
+static void test_link_efficiency(void)
+{
+    struct config c;
+    struct cfg_err e;
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, NULL, 0, &e), 0);
+    CU_ASSERT(c.cluster.nvlink_eff == 1.0);
+    CU_ASSERT(c.cluster.nic_eff == 1.0);
+    CU_ASSERT_EQUAL_FATAL(load1("eff.ini", "[cluster]\nnvlink_efficiency = 0.836\n"
+                                "nic_efficiency = 0.98\n", NULL, 0, &c, &e), 0);
+    CU_ASSERT(c.cluster.nvlink_eff == 0.836);
+    CU_ASSERT(c.cluster.nic_eff == 0.98);
+    expect_set_err("cluster.nvlink_efficiency=0", "--set: cluster.nvlink_efficiency: must be "
+                   ">= 0.001 and <= 1, got 0");
+    expect_set_err("cluster.nic_efficiency=1.01", "--set: cluster.nic_efficiency: must be "
+                   ">= 0.001 and <= 1, got 1.01");
+    expect_set_err("cluster.nic_efficiency=nan", "--set: cluster.nic_efficiency: 'nan' is not "
+                   "a number");
+    expect_file_err("[cluster]\nnvlink_efficiency = -0.5\n", NULL, 0,
+                    ":2: cluster.nvlink_efficiency: must be >= 0.001 and <= 1, got -0.5");
+}
+
 static void test_top_k_gt_experts(void)
 {
     expect_file_err("[model]\nexperts = 8\ntop_k = 9\n", NULL, 0,
@@ -1384,6 +1408,7 @@ int main(void)
         { "trailing junk", test_trailing_junk },
         { "negative", test_negative },
         { "zero bandwidth", test_zero_bandwidth },
+        { "link efficiency", test_link_efficiency },
         { "top_k > experts", test_top_k_gt_experts },
         { "ep does not divide experts", test_ep_not_dividing_experts },
         { "ep does not divide gpus", test_ep_not_dividing_gpus },

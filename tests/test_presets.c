@@ -335,6 +335,10 @@ static void test_h100_cluster(void)
     CU_ASSERT_EQUAL(config_gpus(&c), 64);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 450e9, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    /* point-to-point tests: NVLink p2pBandwidthLatencyTest 376 of 450 GB/s (NVIDIA/nccl
+     * issue 1264), ConnectX-7 perftest 392 of 400 Gb/s (NVIDIA/nccl issue 2409) */
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_eff, 376.0 / 450, 5e-4);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_eff, 392.0 / 400, 5e-4);
     CU_ASSERT_EQUAL(c.cluster.route, ROUTE_RAIL);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.oversubscription, 1, 0);
     CU_ASSERT_EQUAL(c.cluster.nodes_per_leaf, 0);
@@ -369,8 +373,10 @@ static void test_h100_2to1_cluster(void)
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 989e12, 0);     /* included */
 }
 
-/* arXiv:2412.19437 sec. 3.1: 2048 H800, 8 per node; sec. 3.2.2: NVLink 160 GB/s,
- * IB 50 GB/s, IB to the same-index GPU then NVLink (hierarchical). */
+/* arXiv:2412.19437 sec. 3.1: 2048 H800, 8 per node; sec. 3.2.2: IB 50 GB/s, IB to the
+ * same-index GPU then NVLink (hierarchical); arXiv:2505.09343: NVLink 400 GB/s both ways
+ * = 200 per direction; the H100 presets' link efficiencies; usable HBM 84,943,110,144 B
+ * (cudaGetDeviceProperties in deepseek-ai/profile-data's traces). */
 static void test_h800_cluster(void)
 {
     struct config c;
@@ -379,14 +385,16 @@ static void test_h800_cluster(void)
     CU_ASSERT_EQUAL(c.cluster.nodes, 256);
     CU_ASSERT_EQUAL(c.cluster.gpus_per_node, 8);
     CU_ASSERT_EQUAL(config_gpus(&c), 2048);
-    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 160e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 200e9, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_eff, 376.0 / 450, 5e-4);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_eff, 392.0 / 400, 5e-4);
     CU_ASSERT_EQUAL(c.cluster.route, ROUTE_HIER);
     /* H800 SXM datasheet: the H100 SXM's compute and memory; sec. 3.5.1: 132 SMs */
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_flops, 989e12, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.hbm_Bps, 3350e9, 0);
     CU_ASSERT_EQUAL(c.cluster.sms, 132);
-    CU_ASSERT_DOUBLE_EQUAL(c.cluster.gpu_mem_bytes, 80.0 * (1 << 30), 0);
+    CU_ASSERT(c.cluster.gpu_mem_bytes == 84943110144.0);
 }
 
 /* ---- examples ---- */
@@ -464,7 +472,7 @@ static void test_h800_example(void)
     CU_ASSERT_EQUAL(config_gpus(&c), 64);
     CU_ASSERT_EQUAL(c.parallel.ep, 64);
     CU_ASSERT_EQUAL(c.cluster.route, ROUTE_HIER);
-    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 160e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 200e9, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
     CU_ASSERT_STRING_EQUAL(c.model.name, "deepseek-v3");
     CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1, 0);

@@ -1,6 +1,7 @@
 /* test_topo.c: links, capacities, routes and latencies, checked by hand against topo.h. */
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "cu_run.h"
@@ -14,6 +15,8 @@ static struct cfg_cluster cluster(int nodes, int gpn, enum route_kind route)
     c.gpus_per_node = gpn;
     c.nvlink_Bps = 450e9;
     c.nic_Bps = 50e9;
+    c.nvlink_eff = 1;
+    c.nic_eff = 1;
     c.nvlink_lat_s = 1e-6;
     c.nic_lat_s = 2e-6;
     c.switch_lat_s = 0.5e-6;
@@ -137,6 +140,50 @@ static void test_leaves(void)
     topo_free(t);
 }
 
+/* Capacities are line rate x efficiency on every tier: NVLink 450 x 0.75, NIC 50 x 0.5;
+ * a leaf's uplink of 2 nodes of 4 NICs at 2:1 is 2 x 4 x 25 / 2 = 100 GB/s (the
+ * oversubscription stays a ratio of achieved rates). Efficiency 1 is the line rate
+ * exactly (test_links). Latencies do not change. */
+static void test_efficiency(void)
+{
+    struct cfg_cluster c = cluster(4, 4, ROUTE_RAIL);
+    c.nvlink_eff = 0.75;
+    c.nic_eff = 0.5;
+    c.nodes_per_leaf = 2;
+    c.oversubscription = 2;
+    struct topo *t;
+    CU_ASSERT_EQUAL_FATAL(topo_create(&t, &c), 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[topo_nvl_tx(t, 3)].cap_Bps, 337.5e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[topo_nvl_rx(t, 9)].cap_Bps, 337.5e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[topo_nic_tx(t, 3)].cap_Bps, 25e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[topo_nic_rx(t, 9)].cap_Bps, 25e9, 0);
+    CU_ASSERT_EQUAL(t->links[4 * 16].kind, LINK_LEAF_UP);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[4 * 16].cap_Bps, 100e9, 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->links[4 * 16 + 3].cap_Bps, 100e9, 0);
+    int l[TOPO_MAX_HOPS];
+    double lat;
+    CU_ASSERT_EQUAL(topo_route(t, 0, 12, l, &lat), 4);
+    CU_ASSERT_DOUBLE_EQUAL(lat, 2 * 2e-6 + 3 * 0.5e-6, 1e-18);
+    topo_free(t);
+}
+
+/* An efficiency outside (0, 1], or NaN, is refused like a zero bandwidth. */
+static void test_bad_efficiency(void)
+{
+    const double bad[] = { 0, -0.5, 1.0000001, NAN };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct cfg_cluster c = cluster(2, 4, ROUTE_RAIL);
+        struct topo *t = NULL;
+        c.nvlink_eff = bad[i];
+        CU_ASSERT_EQUAL(topo_create(&t, &c), -EINVAL);
+        CU_ASSERT_PTR_NULL(t);
+        c = cluster(2, 4, ROUTE_RAIL);
+        c.nic_eff = bad[i];
+        CU_ASSERT_EQUAL(topo_create(&t, &c), -EINVAL);
+        CU_ASSERT_PTR_NULL(t);
+    }
+}
+
 /* Zero bandwidth is refused (config rejects it too, this is the library's own guard). */
 static void test_bad(void)
 {
@@ -156,6 +203,8 @@ int main(void)
         { "route pxn", test_route_pxn },
         { "route hierarchical", test_route_hier },
         { "leaves and oversubscription", test_leaves },
+        { "capacities at line rate x efficiency", test_efficiency },
+        { "efficiency outside (0, 1]", test_bad_efficiency },
         { "bad cluster", test_bad },
     };
     return cu_run("topo", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
