@@ -64,8 +64,9 @@ struct model {
 
 /* 0, or -EINVAL when the config cannot describe a step (no ffn_hidden with dense
  * layers, no expert_ffn_hidden with MoE layers; also hidden, layers, seq_len, vocab or
- * heads < 1, first_dense_layers outside 0..layers, top_k outside 1..experts, GQA
- * kv_heads outside 1..heads, MLA kv_lora_rank or v_head_dim < 1); c borrowed.
+ * heads < 1, first_dense_layers outside 0..layers, moe_every < 1, an ffn_act not in
+ * enum ffn_act, top_k outside 1..experts, GQA kv_heads outside 1..heads, MLA
+ * kv_lora_rank or v_head_dim < 1); c borrowed.
  * kv_heads and head_dim of 0 are read as config.h fills them in. Formulas, byte counts
  * and sources: model.c. */
 int model_init(struct model *m, const struct config *c);
