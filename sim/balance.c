@@ -123,6 +123,7 @@ static int expert_times(const struct config *c, const struct routing *r, double 
     struct cfg_err err;
     *max_s = *mean_s = NAN;
     mc.model.first_dense_layers = 0;    /* only the expert op is asked for */
+    mc.model.moe_every = 1;
     if (mc.model.ffn_hidden < 1)
         mc.model.ffn_hidden = 1;
     if (c->model.expert_ffn_hidden < 1 || model_init(&m, &mc) || compute_create(&cm, c, &err))

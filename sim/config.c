@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L     /* strdup, strcasecmp */
 #endif
 #include "config.h"
+#include "model.h"
 #include "sched.h"
 #include "textin.h"
 
@@ -72,6 +73,7 @@ static const char *const pattern_words[] = { "moe", "alltoall", "matrix", NULL }
 static const char *const sched_words[] = { "none", "gpipe", "1f1b", "interleaved-1f1b", "zb1p",
                                            "dualpipe", "dualpipev", NULL };
 static const char *const attn_words[] = { "gqa", "mla", NULL };
+static const char *const ffn_act_words[] = { "swiglu", "geglu", "relu", "gelu", NULL };
 static const char *const reduce_words[] = { "ring", "tree", NULL };
 static const char *const true_words[] = { "true", "on", "yes", "1", NULL };
 static const char *const false_words[] = { "false", "off", "no", "0", NULL };
@@ -88,12 +90,15 @@ _Static_assert(SCHED_NONE == 0 && SCHED_GPIPE == 1 && SCHED_1F1B == 2 &&
                SCHED_INTERLEAVED_1F1B == 3 && SCHED_ZB1P == 4 && SCHED_DUALPIPE == 5 &&
                SCHED_DUALPIPEV == 6, "sched_words order");
 _Static_assert(ATTN_GQA == 0 && ATTN_MLA == 1, "attn_words order");
+_Static_assert(FFN_SWIGLU == 0 && FFN_GEGLU == 1 && FFN_RELU == 2 && FFN_GELU == 3,
+               "ffn_act_words order");
 _Static_assert(REDUCE_RING == 0 && REDUCE_TREE == 1, "reduce_words order");
 _Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
 _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
                sizeof(enum pattern_kind) == sizeof(int) && sizeof(enum sched_kind) == sizeof(int) &&
                sizeof(enum attn_kind) == sizeof(int) && sizeof(enum reduce_kind) == sizeof(int) &&
-               sizeof(enum score_kind) == sizeof(int) && sizeof(enum place_kind) == sizeof(int),
+               sizeof(enum score_kind) == sizeof(int) && sizeof(enum place_kind) == sizeof(int) &&
+               sizeof(enum ffn_act) == sizeof(int),
                "enum fields are int-sized");
 
 /* The schema. To add a key: add its field to struct config (config.h), then one row here:
@@ -174,6 +179,9 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(model.layers) },
     { "model", "first_dense_layers",  CFG_INT,    "0",    IN(0, 1048576), 1,   1,   NULL,
       FIELD(model.first_dense_layers) },
+    /* after the first_dense_layers, layer l is MoE when (l + 1) % moe_every == 0 (model.h) */
+    { "model", "moe_every",           CFG_INT,    "1",    IN(1, 1048576), 1,   1,   NULL,
+      FIELD(model.moe_every) },
     { "model", "dispatch_bytes_per_elem", CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.dispatch_bytes_per_elem) },
     { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
@@ -189,6 +197,9 @@ static const struct cfg_key cfg_keys[] = {
     /* 0: not given (needed only when there are dense layers) */
     { "model", "ffn_hidden",          CFG_INT,    "0",    IN(0, 16777216), 1, 1, NULL,
       FIELD(model.ffn_hidden) },
+    /* dense FFNs, shared and routed experts alike */
+    { "model", "ffn_act",             CFG_ENUM,   "swiglu", ANY, 1,   1,   ffn_act_words,
+      FIELD(model.ffn_act) },
     { "model", "attention",           CFG_ENUM,   "gqa",  ANY,   1,   1,   attn_words,
       FIELD(model.attention) },
     { "model", "heads",               CFG_INT,    "32",   IN(1, 16777216), 1, 1, NULL,
@@ -1260,7 +1271,8 @@ static int cfg_check_attention(struct cfg_loader *ld, bool head_dim_given)
 }
 
 /* Checks of the keys only a training step reads (schedule.kind != none). A step of dense
- * layers only (first_dense_layers = layers) is allowed: the baseline without MoE traffic. */
+ * layers only (first_dense_layers = layers, or moe_every > layers) is allowed: the
+ * baseline without MoE traffic. Which layers are MoE: model_cfg_layer_is_moe (model.h). */
 static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
 {
     static const char *const kind_pattern[] = { "schedule", "kind", "traffic", "pattern" };
@@ -1272,10 +1284,11 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
     static const char *const stage_keys[] = { "parallel", "pp", "cluster", "gpus_per_node",
                                               "parallel", "dp", "cluster", "nodes" };
     static const char *const ffn_keys[] = { "model", "ffn_hidden", "model",
-                                            "first_dense_layers", "schedule", "kind" };
+                                            "first_dense_layers", "model", "moe_every",
+                                            "schedule", "kind" };
     static const char *const expert_ffn_keys[] = { "model", "expert_ffn_hidden", "model",
                                                    "first_dense_layers", "model", "layers",
-                                                   "schedule", "kind" };
+                                                   "model", "moe_every", "schedule", "kind" };
     const struct config *c = &ld->c;
     const struct cfg_model *m = &c->model;
     const char *kind = config_sched_name(c->schedule.kind);
@@ -1304,12 +1317,14 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
         return cfg_fail_latest(ld, sms_keys, 2, "schedule.comm_sms = %d leaves no SM of "
                                "cluster.sms = %d for compute", c->schedule.comm_sms,
                                c->cluster.sms);
-    if (m->first_dense_layers && m->ffn_hidden < 1)
-        return cfg_fail_need(ld, "model", "ffn_hidden", ffn_keys, 3, "required (> 0) for the "
-                             "%d dense layers (model.first_dense_layers) of a training step",
-                             m->first_dense_layers);
-    if (m->first_dense_layers < m->layers && m->expert_ffn_hidden < 1)
-        return cfg_fail_need(ld, "model", "expert_ffn_hidden", expert_ffn_keys, 4, "required "
+    int moe = model_cfg_moe_layers(m), dense = m->layers - moe;
+    if (dense && m->ffn_hidden < 1)
+        return cfg_fail_need(ld, "model", "ffn_hidden", ffn_keys, 4, "required (> 0) for the "
+                             "%d dense layers (model.first_dense_layers = %d, model.moe_every = "
+                             "%d) of a training step", dense, m->first_dense_layers,
+                             m->moe_every);
+    if (moe && m->expert_ffn_hidden < 1)
+        return cfg_fail_need(ld, "model", "expert_ffn_hidden", expert_ffn_keys, 5, "required "
                              "(> 0) for the MoE layers of a training step (schedule.kind = %s)",
                              kind);
     return cfg_check_attention(ld, head_dim_given);

@@ -42,6 +42,9 @@ enum pattern_kind { PATTERN_MOE, PATTERN_ALLTOALL, PATTERN_MATRIX };
 enum sched_kind { SCHED_NONE, SCHED_GPIPE, SCHED_1F1B, SCHED_INTERLEAVED_1F1B, SCHED_ZB1P,
                   SCHED_DUALPIPE, SCHED_DUALPIPEV };
 enum attn_kind { ATTN_GQA, ATTN_MLA };
+/* The FFN of dense layers, shared and routed experts (model.h): gated, three matrices
+ * (SwiGLU, GeGLU), or two (ReLU, GeLU). */
+enum ffn_act { FFN_SWIGLU, FFN_GEGLU, FFN_RELU, FFN_GELU };
 enum reduce_kind { REDUCE_RING, REDUCE_TREE };
 
 /* Where a value came from: "file:line", or "--set", or "default". */
@@ -82,12 +85,14 @@ struct cfg_model {
     int expert_ffn_hidden;
     int layers;
     int first_dense_layers;
+    int moe_every;            /* after those, every moe_every-th layer is MoE (model.h) */
     double dispatch_bytes_per_elem;
     double combine_bytes_per_elem;
     /* transformer structure (used by training steps) */
     int seq_len;
     int vocab;
-    int ffn_hidden;           /* dense FFN intermediate size (SwiGLU); 0: none given */
+    int ffn_hidden;           /* dense FFN intermediate size; 0: none given */
+    enum ffn_act ffn_act;     /* every FFN's activation */
     enum attn_kind attention;
     int heads;
     int kv_heads;             /* GQA; 0 in the input comes back as heads */

@@ -11,6 +11,7 @@
  *   the process itself (code, libraries, stdio): about 2 MB measured: 4 MiB.
  */
 #include "limits.h"
+#include "model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -168,8 +169,9 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
     double pp = s.pp, dp = s.dp, ep = s.ep, groups = fmax(1, floor(dp / ep));
     double pieces = c->schedule.kind == SCHED_INTERLEAVED_1F1B ? pp * clamp(c->parallel.vpp, 1, INFINITY)
                     : c->schedule.kind == SCHED_DUALPIPEV ? 2 * pp : pp;
-    double L = clamp(c->model.layers, 1, INFINITY), Ld = clamp(c->model.first_dense_layers, 0, L);
-    double Lm = L - Ld, M = clamp(c->schedule.microbatches, 1, INFINITY);
+    double L = clamp(c->model.layers, 1, INFINITY);
+    double Lm = clamp(model_cfg_moe_layers(&c->model), 0, L), Ld = L - Lm;
+    double M = clamp(c->schedule.microbatches, 1, INFINITY);
     double shared = c->model.shared_experts > 0 ? 1 : 0;
     /* Per micro-batch through all pieces: a MoE layer's F is attn, gate, dispatch, shared,
      * experts, combine, its B combine, shared, experts, experts_w, dispatch, gate, attn; a

@@ -11,7 +11,9 @@
  *   residual add   reads two, writes one (one per sublayer, on    6h
  *                  ATTN and on FFN or GATE)
  *   RoPE           reads and writes the rotated part of q and k   GQA 4(a + g)d, MLA 4(a + 1)dr
- *   SwiGLU         silu(gate) * up: reads two, writes one         6f
+ *   gated act      act(gate) * up (SwiGLU, GeGLU): reads two,     6f
+ *                  writes one
+ *   plain act      act(up) (ReLU, GeLU): reads one, writes one    4f
  *   router         FP32 softmax (reads, writes E) and top-k       12E
  *                  (reads E)
  *   embedding      reads a row, writes it                         4h
@@ -22,8 +24,12 @@
  * Activations kept for the backward (act_bytes_per_token):
  *   RMSNorm        its input and the FP32 1/rms                   2h + 4
  *   weight GEMM    its input, once for GEMMs that share it        2k
- *   SwiGLU         gate and up outputs, and the product (the      6f
+ *   SwiGLU, GeGLU  gate and up outputs, and the product (the      6f
  *                  down GEMM's input)
+ *   GeLU           its input (the up output) and its output (the  4f
+ *                  down GEMM's input)
+ *   ReLU           its output only: the down GEMM's input, whose  2f
+ *                  sign is all its backward needs
  *   flash attn     q, k, v, o and the FP32 logsumexp per head     GQA 2(2ad + 2gd) + 4a
  *                  (no s^2 scores: recomputed in the backward;    MLA 2(2a(dn+dr) + 2a dv) + 4a
  *                  Dao et al. 2022, FlashAttention, sec. 3.1)
@@ -35,8 +41,12 @@
  * Ours keeps no dropout masks (1h after attention, 1h after the MLP, as^2 of the s^2
  * terms: LLM pre-training runs without dropout) and no s^2 scores or softmax (5as: flash
  * attention), and counts the 1/rms and logsumexp statistics. For g = a, d = h/a and a
- * SwiGLU of f = 8h/3 (the FLOPs of their 4h GeLU MLP) a dense layer keeps
- * 12h + 4a + 4 (attention) + 20h + 4 (FFN) = 32h + 4a + 8: their 34h less the two masks.
+ * SwiGLU of f = 8h/3 (the FLOPs of their 4h GeLU MLP), or their GeLU MLP itself (f = 4h),
+ * a dense layer keeps 12h + 4a + 4 (attention) + 20h + 4 (FFN) = 32h + 4a + 8: their 34h
+ * less the two masks.
+ *
+ * FFN FLOPs are the GEMMs' (3 for gated, 2 for plain activations); the activation's own
+ * few FLOPs per element are timed as the memory traffic above.
  *
  * Parameters: every weight GEMM's k * n, RMSNorm weights (h each; MLA's two latent norms
  * ql and kvl), embedding and head V * h each (untied: tie_word_embeddings is false in the
@@ -68,15 +78,20 @@ static void add_norm(struct model_opdesc *d, double h)
     d->act_bytes_per_token += BF16_B * h + FP32_B;
 }
 
-/* SwiGLU FFN h -> f -> h: gate and up (h x f), down (f x h); keeps the gate and up
- * outputs and their product, not its input (the caller keeps that once). */
-static void add_swiglu(struct model_opdesc *d, double h, double f)
+/* FFN h -> f -> h, not keeping its input (the caller keeps that once). Gated (SwiGLU,
+ * GeGLU; Shazeer 2020, "GLU Variants Improve Transformer", arXiv:2002.05202): gate and up
+ * (h x f), down (f x h). Plain (ReLU, GeLU; Vaswani et al. 2017, eq. 2): up (h x f), down
+ * (f x h). Traffic and kept activations: the tables at the top. */
+static void add_ffn(struct model_opdesc *d, double h, double f, enum ffn_act act)
 {
+    bool gated = act == FFN_SWIGLU || act == FFN_GEGLU;
+
     add_gemm(d, h, f);
-    add_gemm(d, h, f);
+    if (gated)
+        add_gemm(d, h, f);
     add_gemm(d, f, h);
-    d->mem_bytes_per_token += 3 * BF16_B * f;
-    d->act_bytes_per_token += 3 * BF16_B * f;
+    d->mem_bytes_per_token += (gated ? 3 : 2) * BF16_B * f;
+    d->act_bytes_per_token += (gated ? 3 : act == FFN_GELU ? 2 : 1) * BF16_B * f;
 }
 
 /* Causal attention core per token: QK^T is 2 * a * dqk FLOPs per (query, key) pair and
@@ -140,10 +155,11 @@ static void build_mla(struct model_opdesc *d, const struct cfg_model *c, double 
  * fills them in (heads, hidden / heads). */
 static int check(const struct cfg_model *c, int kv_heads, int head_dim)
 {
-    int dense = c->first_dense_layers, moe = c->layers - c->first_dense_layers;
+    int moe = model_cfg_moe_layers(c), dense = c->layers - moe;
 
-    if (c->hidden < 1 || c->layers < 1 || dense < 0 || moe < 0 || c->seq_len < 1 ||
-        c->vocab < 1 || c->heads < 1)
+    if (c->hidden < 1 || c->layers < 1 || c->first_dense_layers < 0 ||
+        c->first_dense_layers > c->layers || c->moe_every < 1 || c->seq_len < 1 ||
+        c->vocab < 1 || c->heads < 1 || (unsigned)c->ffn_act > FFN_GELU)
         return -EINVAL;
     if (dense > 0 && c->ffn_hidden < 1)
         return -EINVAL;
@@ -166,7 +182,7 @@ int model_init(struct model *m, const struct config *cfg)
     int hd = c->head_dim ? c->head_dim : c->heads > 0 ? c->hidden / c->heads : 0;
     double h = c->hidden, fe = c->expert_ffn_hidden, E = c->experts;
     struct model_opdesc *op = m->op;
-    int rc;
+    int rc, moe = model_cfg_moe_layers(c);
 
     memset(m, 0, sizeof(*m));
     rc = check(c, g, hd);
@@ -175,6 +191,7 @@ int model_init(struct model *m, const struct config *cfg)
     m->hidden = c->hidden;
     m->layers = c->layers;
     m->first_dense_layers = c->first_dense_layers;
+    m->moe_every = c->moe_every;
     m->experts = c->experts;
     m->top_k = c->top_k;
     m->shared_experts = c->shared_experts;
@@ -188,24 +205,24 @@ int model_init(struct model *m, const struct config *cfg)
     else
         build_mla(&op[MODEL_ATTN], c, h, c->seq_len);
 
-    if (c->first_dense_layers > 0) {
+    if (moe < c->layers) {
         add_norm(&op[MODEL_FFN], h);
-        add_swiglu(&op[MODEL_FFN], h, c->ffn_hidden);
+        add_ffn(&op[MODEL_FFN], h, c->ffn_hidden, c->ffn_act);
         op[MODEL_FFN].mem_bytes_per_token += 3 * BF16_B * h;
         op[MODEL_FFN].act_bytes_per_token += BF16_B * h;
     }
 
-    if (c->layers > c->first_dense_layers) {
+    if (moe > 0) {
         /* The normed x kept here is also the shared experts' input and what is dispatched. */
         add_norm(&op[MODEL_GATE], h);
         add_gemm(&op[MODEL_GATE], h, E);
         op[MODEL_GATE].mem_bytes_per_token += 3 * BF16_B * h + 3 * FP32_B * E;
         op[MODEL_GATE].act_bytes_per_token += BF16_B * h + FP32_B * (E + c->top_k);
-        /* Shared experts as one SwiGLU of width ns * fe, as DeepSeek-V2/V3 run them. */
+        /* Shared experts as one FFN of width ns * fe, as DeepSeek-V2/V3 run them. */
         if (c->shared_experts > 0)
-            add_swiglu(&op[MODEL_SHARED], h, c->shared_experts * fe);
+            add_ffn(&op[MODEL_SHARED], h, c->shared_experts * fe, c->ffn_act);
         /* One routed expert, per token-expert pair: its own (dispatched) input copy. */
-        add_swiglu(&op[MODEL_EXPERT], h, fe);
+        add_ffn(&op[MODEL_EXPERT], h, fe, c->ffn_act);
         op[MODEL_EXPERT].act_bytes_per_token += BF16_B * h;
     }
 
@@ -216,9 +233,45 @@ int model_init(struct model *m, const struct config *cfg)
     return 0;
 }
 
+/* The one rule (model.h): MoE layers among 0..layer-1, the first F dense, then every
+ * N-th counted from the model's first layer: the multiples of N in F+1..layer. */
+static int moe_before(int first_dense, int every, int layer)
+{
+    if (every < 1 || first_dense < 0 || layer <= first_dense)
+        return 0;
+    return layer / every - first_dense / every;
+}
+
+static bool is_moe(int layers, int first_dense, int every, int layer)
+{
+    return layer >= 0 && layer < layers &&
+           moe_before(first_dense, every, layer + 1) > moe_before(first_dense, every, layer);
+}
+
 bool model_layer_is_moe(const struct model *m, int layer)
 {
-    return layer >= m->first_dense_layers && layer < m->layers;
+    return is_moe(m->layers, m->first_dense_layers, m->moe_every, layer);
+}
+
+int model_moe_layers(const struct model *m)
+{
+    return moe_before(m->first_dense_layers, m->moe_every, m->layers);
+}
+
+int model_moe_index(const struct model *m, int layer)
+{
+    return model_layer_is_moe(m, layer) ? moe_before(m->first_dense_layers, m->moe_every, layer)
+                                        : -1;
+}
+
+bool model_cfg_layer_is_moe(const struct cfg_model *c, int layer)
+{
+    return is_moe(c->layers, c->first_dense_layers, c->moe_every, layer);
+}
+
+int model_cfg_moe_layers(const struct cfg_model *c)
+{
+    return c->layers < 1 ? 0 : moe_before(c->first_dense_layers, c->moe_every, c->layers);
 }
 
 double model_op_flops(const struct model *m, enum model_op op, double tokens)
@@ -237,7 +290,7 @@ double model_op_flops(const struct model *m, enum model_op op, double tokens)
  * token passes through: PaLM's 6 N + 12 L H Q T with the causal half of the core. */
 double model_flops_per_token(const struct model *m)
 {
-    int dense = m->first_dense_layers, moe = m->layers - m->first_dense_layers;
+    int moe = model_moe_layers(m), dense = m->layers - moe;
     double fwd = m->layers * model_op_flops(m, MODEL_ATTN, 1) +
                  dense * model_op_flops(m, MODEL_FFN, 1) +
                  moe * (model_op_flops(m, MODEL_GATE, 1) + model_op_flops(m, MODEL_SHARED, 1) +
@@ -250,7 +303,7 @@ double model_flops_per_token(const struct model *m)
 static double params_with(const struct model *m, double routed)
 {
     const struct model_opdesc *op = m->op;
-    int dense = m->first_dense_layers, moe = m->layers - m->first_dense_layers;
+    int moe = model_moe_layers(m), dense = m->layers - moe;
 
     return op[MODEL_EMBED].params + m->layers * op[MODEL_ATTN].params +
            dense * op[MODEL_FFN].params +

@@ -180,13 +180,12 @@ static void lane_times(const struct eng *e, const double *fin, double *out)
 /* A layer's routing on one stage's GPUs (routing_run at the layer, iteration 0), with
  * the configured gating, capacity and placement (an eplb placement from the layer's own
  * loads, balance.h) and, for a trace, the counts of the trace's (MoE layer, iteration 0):
- * a trace numbers the MoE layers only (traces/FORMAT.md), model layer l is MoE layer
- * l - first_dense_layers. */
+ * a trace numbers the MoE layers only (traces/FORMAT.md), model_moe_index. */
 static int layer_routing(const struct eng *e, const struct config *cc, int layer,
                          uint64_t seed, struct routing *rt)
 {
     struct routing_in in = { .c = cc, .seed = seed,
-                             .layer = e->have_trace ? layer - e->m.first_dense_layers : layer,
+                             .layer = e->have_trace ? model_moe_index(&e->m, layer) : layer,
                              .trace = e->have_trace ? &e->trace : NULL };
     struct placement pl;
     bool placed;
@@ -225,7 +224,7 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
         e->dropped += (double)rt.dropped[i];
     }
     if (e->drawn.tokens)
-        memcpy(rtrace_at(&e->drawn, layer - e->m.first_dense_layers, 0, 0), rt.src_demand,
+        memcpy(rtrace_at(&e->drawn, model_moe_index(&e->m, layer), 0, 0), rt.src_demand,
                (size_t)e->dp * (size_t)rt.experts * sizeof(*rt.src_demand));
     struct step_layer *sl = &e->layer[layer];
     sl->moe = 1;
@@ -350,7 +349,7 @@ static double piece_expert_params(const struct eng *e, int p)
 static int load_trace(struct eng *e, struct cfg_err *err)
 {
     const struct config *c = e->c;
-    int moe_layers = c->model.layers - c->model.first_dense_layers;
+    int moe_layers = model_moe_layers(&e->m);
     if (c->routing.distribution != DIST_TRACE)
         return 0;
     struct rtrace_err te;
@@ -1335,10 +1334,11 @@ static int build_sends(struct eng *e)
 static int keep_routing(struct eng *e, struct cfg_err *err)
 {
     const struct config *c = e->c;
-    int moe_layers = c->model.layers - c->model.first_dense_layers;
+    int moe_layers = model_moe_layers(&e->m);
     if (moe_layers < 1) {
         snprintf(err->msg, sizeof(err->msg), "model.first_dense_layers: all %d layers are "
-                 "dense: no routing to record", c->model.layers);
+                 "dense (model.moe_every = %d): no routing to record", c->model.layers,
+                 c->model.moe_every);
         return -EINVAL;
     }
     int rc = rtrace_create(&e->drawn, moe_layers, 1, e->dp, c->model.experts);

@@ -119,7 +119,7 @@ struct step_result {
     int64_t subops, events;
     int a2a_simulated, a2a_reused;
     /* With STEP_KEEP_ROUTING, the routing drawn as a routing trace (rtrace.h): layer i is
-     * the model's i-th MoE layer (model layer first_dense_layers + i), one iteration, the
+     * the model's i-th MoE layer (model_moe_index, model.h), one iteration, the
      * dp GPUs of one stage (every stage holding a layer routes it alike), each source
      * GPU's demand per expert, before capacity drops. Run again with it as routing.trace,
      * the step routes the same demand. Owned; zeroed without the flag. */

@@ -184,6 +184,33 @@ else
     fail "capacity: drop_rate $d0 / $d1, step $s0 / $s1"
 fi
 
+# MoE on every other layer (model.moe_every = 2, no dense prefix): layers 1, 3, 5, 7 are
+# MoE, 0, 2, 4, 6 dense; only the MoE layers have all-to-alls, and the routing trace
+# numbers just those 4.
+run every2 --set model.first_dense_layers=0 --set model.moe_every=2 \
+    --layer-csv "$tmp/every2.layers.csv" --routing-trace "$tmp/every2.rt"
+if awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i }
+        NR > 1 { n++; l = $c["layer"]; moe = $c["moe"]; d = $c["dispatch_s"]
+                 if (moe != l % 2 || (moe && !(d > 0)) || (!moe && d != 0)) bad++ }
+        END { exit !(n == 8 && !bad) }' "$tmp/every2.layers.csv" &&
+    head -n 1 "$tmp/every2.rt" | grep -q "^moesim-routing-trace 1 layers=4 "; then
+    pass "moe_every 2: all-to-alls on layers 1, 3, 5, 7 only; the routing trace has 4 layers"
+else
+    fail "moe_every 2: $(head -n 3 "$tmp/every2.layers.csv"); $(head -n 1 "$tmp/every2.rt")"
+fi
+
+# Bad values of the shape keys: exit 2, one line naming the key, no output file.
+for kv in model.moe_every=0 model.ffn_act=swish; do
+    "$MOESIM" run "$tmp/step.ini" --set "$kv" --csv "$tmp/z.csv" > /dev/null 2> "$tmp/e4"
+    rc=$?
+    if [ $rc -eq 2 ] && [ ! -e "$tmp/z.csv" ] && [ "$(wc -l < "$tmp/e4")" -eq 1 ] &&
+        grep -q "^--set: ${kv%%=*}: " "$tmp/e4"; then
+        pass "$kv: exit 2, one line naming the key"
+    else
+        fail "$kv: rc $rc: $(cat "$tmp/e4")"
+    fi
+done
+
 # A stage of 6 GPUs on nodes of 4: neither whole nodes nor a share of one.
 "$MOESIM" run "$tmp/step.ini" --set cluster.nodes=3 --set parallel.pp=2 --set parallel.ep=2 \
     --csv "$tmp/y.csv" > /dev/null 2> "$tmp/e3"

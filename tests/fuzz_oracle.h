@@ -98,6 +98,7 @@ static inline const char *config_ranges_broken(const struct config *c)
     INV(m->hidden <= 1 << 24 && m->experts <= 1 << 20 && m->top_k <= 1 << 20);
     INV(m->shared_experts <= 1 << 20 && m->expert_ffn_hidden <= 1 << 24);
     INV(m->layers <= 1 << 20 && m->first_dense_layers <= 1 << 20);
+    INV(m->moe_every >= 1 && m->moe_every <= 1 << 20 && (unsigned)m->ffn_act <= FFN_GELU);
     INV(m->dispatch_bytes_per_elem < 64 && m->combine_bytes_per_elem < 64);
     INV(c->parallel.vpp <= 1 << 20 && c->parallel.pp <= CFG_GPUS_MAX);
     INV(c->routing.tokens_per_gpu <= 1000000000 && c->routing.zipf_s <= 100);
@@ -152,8 +153,12 @@ static inline const char *config_step_broken(const struct config *c)
     INV(c->traffic.pattern == PATTERN_MOE);
     INV(pieces <= m->layers && !sched_check(k, p->pp, s->microbatches, p->vpp));
     INV(s->comm_sms < cl->sms);
-    INV(m->first_dense_layers == m->layers || m->expert_ffn_hidden >= 1);
-    INV(m->first_dense_layers == 0 || m->ffn_hidden >= 1);
+    /* model.h's rule, one layer at a time: after the dense prefix every moe_every-th */
+    int moe = 0;
+    for (int l = m->first_dense_layers; l < m->layers; l++)
+        moe += (l + 1) % m->moe_every == 0;
+    INV(moe == 0 || m->expert_ffn_hidden >= 1);
+    INV(moe == m->layers || m->ffn_hidden >= 1);
     INV(m->attention != ATTN_GQA || (m->head_dim >= 1 && m->heads % m->kv_heads == 0));
     INV(m->attention != ATTN_MLA ||
         (m->kv_lora_rank >= 1 && m->qk_nope_head_dim >= 1 && m->v_head_dim >= 1));

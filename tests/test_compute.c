@@ -72,6 +72,7 @@ static void tiny_model(struct config *c, struct model *m)
     c->model.vocab = 10;
     c->model.layers = 2;
     c->model.first_dense_layers = 1;
+    c->model.moe_every = 1;
     c->model.ffn_hidden = 12;
     c->model.experts = 4;
     c->model.top_k = 2;

@@ -188,6 +188,8 @@ static void test_step_defaults(void)
     CU_ASSERT_EQUAL(c.model.qk_nope_head_dim, 0);
     CU_ASSERT_EQUAL(c.model.qk_rope_head_dim, 0);
     CU_ASSERT_EQUAL(c.model.v_head_dim, 0);
+    CU_ASSERT_EQUAL(c.model.moe_every, 1);          /* every layer MoE, as before the key */
+    CU_ASSERT_EQUAL(c.model.ffn_act, FFN_SWIGLU);
     CU_ASSERT_EQUAL(c.parallel.pp, 1);
     CU_ASSERT_EQUAL(c.parallel.dp, 8);
     CU_ASSERT_EQUAL(c.parallel.ep, 8);
@@ -397,6 +399,19 @@ static void test_step_loads(void)
     /* all 8 layers dense: a step without MoE layers needs no expert width */
     const char *dense[] = { "model.first_dense_layers=8", "model.expert_ffn_hidden=0" };
     CU_ASSERT_EQUAL(load1("step.ini", NULL, dense, 2, &c, &e), 0);
+    /* moe_every 9 > 8 layers: no MoE layer either */
+    const char *sparse[] = { "model.first_dense_layers=0", "model.moe_every=9",
+                             "model.expert_ffn_hidden=0" };
+    CU_ASSERT_EQUAL(load1("step.ini", NULL, sparse, 3, &c, &e), 0);
+    /* the words of ffn_act */
+    static const char *const acts[] = { "swiglu", "geglu", "relu", "gelu" };
+    for (int i = 0; i < 4; i++) {
+        char set[64];
+        const char *sets[] = { set };
+        snprintf(set, sizeof(set), "model.ffn_act=%s", acts[i]);
+        CU_ASSERT_EQUAL_FATAL(load1("step.ini", NULL, sets, 1, &c, &e), 0);
+        CU_ASSERT_EQUAL(c.model.ffn_act, (enum ffn_act)i);
+    }
 }
 
 /* Without a step the step's cross-checks are not made: 24 heads with hidden 4096 load,
@@ -446,6 +461,16 @@ static void test_step_errors(void)
                     "mla in a training step");
     expect_step_err(mla_v, 3, "--set: model.v_head_dim: required (> 0) for model.attention = "
                     "mla in a training step");
+    /* moe_every 2 with no dense prefix: layers 0, 2, 4, 6 are dense and need ffn_hidden;
+     * moe_every 9 > 8 layers with no dense prefix leaves no MoE layer, 8 dense ones */
+    const char *every2[] = { "model.first_dense_layers=0", "model.ffn_hidden=0",
+                             "model.moe_every=2" };
+    expect_step_err(every2, 3, "--set: model.ffn_hidden: required (> 0) for the 4 dense layers "
+                    "(model.first_dense_layers = 0, model.moe_every = 2) of a training step");
+    const char *every2_ok[] = { "model.first_dense_layers=0", "model.moe_every=2" };
+    struct config c;
+    struct cfg_err e;
+    CU_ASSERT_EQUAL(load1("step.ini", step_ini, every2_ok, 2, &c, &e), 0);
 }
 
 /* The same rules named at file lines. dualpipev cuts the model into 2 * pp = 4 pieces,
@@ -460,11 +485,11 @@ static void test_step_errors_in_files(void)
     expect_file_err("[model]\nlayers = 4\nfirst_dense_layers = 1\nexpert_ffn_hidden = 512\n"
                     "[schedule]\nkind = gpipe\n", NULL, 0,
                     ":6: model.ffn_hidden: required (> 0) for the 1 dense layers "
-                    "(model.first_dense_layers) of a training step");
+                    "(model.first_dense_layers = 1, model.moe_every = 1) of a training step");
     expect_file_err("[schedule]\nkind = gpipe\n[model]\nlayers = 4\nfirst_dense_layers = 1\n"
                     "expert_ffn_hidden = 512\n", NULL, 0,
                     ":5: model.ffn_hidden: required (> 0) for the 1 dense layers "
-                    "(model.first_dense_layers) of a training step");
+                    "(model.first_dense_layers = 1, model.moe_every = 1) of a training step");
     expect_file_err("[schedule]\n\nkind = gpipe\n", NULL, 0,
                     ":3: model.expert_ffn_hidden: required (> 0) for the MoE layers of a "
                     "training step (schedule.kind = gpipe)");
@@ -535,6 +560,10 @@ static void test_step_ranges(void)
     expect_set_err("schedule.kind=zb2", "--set: schedule.kind: 'zb2' is not one of "
                    "none|gpipe|1f1b|interleaved-1f1b|zb1p|dualpipe|dualpipev");
     expect_set_err("model.attention=mha", "--set: model.attention: 'mha' is not one of gqa|mla");
+    expect_set_err("model.ffn_act=swish", "--set: model.ffn_act: 'swish' is not one of "
+                   "swiglu|geglu|relu|gelu");
+    expect_set_err("model.moe_every=0", "--set: model.moe_every: must be >= 1 and <= 1048576, "
+                   "got 0");
     expect_set_err("schedule.dp_reduce=ring2", "--set: schedule.dp_reduce: 'ring2' is not one "
                    "of ring|tree");
     expect_set_err("schedule.overlap=maybe", "--set: schedule.overlap: 'maybe' is not a boolean "

@@ -194,6 +194,36 @@ static void test_step_count(void)
     step_free(&r);
 }
 
+/* step_ini with MoE on every other layer, no dense prefix: layers 1 and 3 MoE, 0 and 2
+ * dense (model.h). Sub-ops by hand as above:
+ *   F piece 0: join, embed, attn, ffn, attn gate dispatch shared experts combine, send = 11
+ *   F piece 1: join, attn, ffn, attn gate dispatch shared experts combine, head = 10
+ *   B piece 1: join, head, combine shared experts experts_w dispatch gate attn, ffn, attn,
+ *     send = 12
+ *   B piece 0: join, combine shared experts experts_w dispatch gate attn, ffn, attn,
+ *     embed = 11
+ * 44 per micro-batch, x 4, + 2 reduces: 178. The estimate: per micro-batch 2 * 13 +
+ * 2 * 4 + 12 + 4 = 50, x 4, + 4: 204. Tokens: 2 MoE layers x 2 GPUs x 128. Flows:
+ * 4 * 2 * 2 + 4 + 8 = 28. */
+static void test_step_count_moe_every(void)
+{
+    static const char *const sets[] = { "model.first_dense_layers=0", "model.moe_every=2" };
+    struct config c;
+    memset(&c, 0, sizeof(c));
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, step_ini, sets, 2), 0);
+    struct limits_est e;
+    limits_estimate(&e, &c, LIMITS_RUN, false);
+    CU_ASSERT_EQUAL(e.subops, 204);
+    CU_ASSERT_EQUAL(e.tokens, 2 * 2 * 128);
+    CU_ASSERT_EQUAL(e.flows, 28);
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+    CU_ASSERT_EQUAL(r.subops, 178);
+    CU_ASSERT(e.subops >= r.subops && e.subops <= 1.25 * r.subops);
+    step_free(&r);
+}
+
 /* A balance policy: iterations x 8 GPUs x 1000 tokens, the measured iteration's dispatch
  * and combine (2 x 8 x 3 flows); an eplb placement adds a first pass. Policies one after
  * another add their events; the peak holds the earlier ones' kept results. */
@@ -430,6 +460,7 @@ int main(void)
         { "all-to-all count", test_alltoall_count },
         { "layer count", test_layer_count },
         { "step count", test_step_count },
+        { "step count, MoE every other layer", test_step_count_moe_every },
         { "balance count", test_balance_count },
         { "monotonic in every key", test_monotonic },
         { "absurd values", test_absurd },

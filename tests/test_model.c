@@ -28,7 +28,9 @@ static void gqa_config(struct config *c, int hidden, int heads, int kv_heads, in
     c->model.vocab = vocab;
     c->model.layers = layers;
     c->model.first_dense_layers = first_dense;
+    c->model.moe_every = 1;
     c->model.ffn_hidden = ffn_hidden;
+    c->model.ffn_act = FFN_SWIGLU;
 }
 
 static void moe_fields(struct config *c, int experts, int top_k, int shared, int expert_ffn)
@@ -150,6 +152,160 @@ static void test_tiny_params_and_bytes(void)
     }
     CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), 1624, 0);
     CU_ASSERT_DOUBLE_EQUAL(model_params_active(&m), 1336, 0);
+}
+
+/* The tiny model with each activation. GeGLU has SwiGLU's three matrices and bytes:
+ * the numbers of test_tiny_params_and_bytes. ReLU and GeLU have two matrices, up h x f
+ * and down f x h: FFN 8x12, 12x8; SHARED and EXPERT 8x6, 6x8.
+ *   params  FFN 8 + 2 * 96 = 200; SHARED = EXPERT = 2 * 48 = 96; total 80 + 2 * 200 +
+ *           200 + (40 + 96 + 4 * 96) + 88 = 1288; active 1288 - 2 * 96 = 1096.
+ *   FLOPs   FFN 2 * 2 * 96 = 384, SHARED and EXPERT 2 * 2 * 48 = 192; a token: layer 0
+ *           640 + 384, layer 1 640 + 64 + 192 + 2 * 192, head 160: 2464, 3x: 7392.
+ *   traffic act(up) reads one and writes one, 4f: FFN 32 + 48 + 48 = 128; SHARED,
+ *           EXPERT 4 fe = 24.
+ *   kept    GeLU its input and output, 4f: FFN 20 + 16 + 48 = 84, SHARED 24, EXPERT
+ *           16 + 24 = 40. ReLU its output alone, 2f: FFN 20 + 16 + 24 = 60, SHARED 12,
+ *           EXPERT 16 + 12 = 28. */
+static void test_tiny_activations(void)
+{
+    static const struct {
+        enum ffn_act act;
+        int ngemm;
+        double ffn, expert, total, active, flops;        /* params, params, ..., per token */
+        double ffn_mem, expert_mem, ffn_act, shared_act, expert_act;
+    } cases[] = {
+        { FFN_SWIGLU, 3, 296, 144, 1624, 1336, 8832, 152, 36, 108, 36, 52 },
+        { FFN_GEGLU, 3, 296, 144, 1624, 1336, 8832, 152, 36, 108, 36, 52 },
+        { FFN_GELU, 2, 200, 96, 1288, 1096, 7392, 128, 24, 84, 24, 40 },
+        { FFN_RELU, 2, 200, 96, 1288, 1096, 7392, 128, 24, 60, 12, 28 },
+    };
+    struct config c;
+    struct model m;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tiny(&c);
+        c.model.ffn_act = cases[i].act;
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(m.op[MODEL_FFN].ngemm, cases[i].ngemm);
+        CU_ASSERT_EQUAL_FATAL(m.op[MODEL_SHARED].ngemm, cases[i].ngemm);
+        CU_ASSERT_EQUAL_FATAL(m.op[MODEL_EXPERT].ngemm, cases[i].ngemm);
+        expect_gemm(&m.op[MODEL_FFN], 0, 8, 12);
+        expect_gemm(&m.op[MODEL_FFN], cases[i].ngemm - 1, 12, 8);
+        expect_gemm(&m.op[MODEL_EXPERT], 0, 8, 6);
+        expect_gemm(&m.op[MODEL_EXPERT], cases[i].ngemm - 1, 6, 8);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_FFN].params, cases[i].ffn, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_SHARED].params, cases[i].expert, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_EXPERT].params, cases[i].expert, 0);
+        CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), cases[i].total, 0);
+        CU_ASSERT_DOUBLE_EQUAL(model_params_active(&m), cases[i].active, 0);
+        CU_ASSERT_DOUBLE_EQUAL(model_flops_per_token(&m), cases[i].flops, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_FFN].mem_bytes_per_token, cases[i].ffn_mem, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_SHARED].mem_bytes_per_token, cases[i].expert_mem, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_EXPERT].mem_bytes_per_token, cases[i].expert_mem, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_FFN].act_bytes_per_token, cases[i].ffn_act, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_SHARED].act_bytes_per_token, cases[i].shared_act, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_EXPERT].act_bytes_per_token, cases[i].expert_act, 0);
+    }
+}
+
+/* Korthikanti et al.'s own GeLU MLP (f = 4h) keeps 20h + 4 with its norm: their 19h MLP
+ * (2h input, 8h GeLU input, 8h second GEMM input, 1h dropout mask) less the mask, plus
+ * the RMSNorm's 2h input and 1/rms. h 768: 15364. */
+static void test_gelu_korthikanti(void)
+{
+    struct config c;
+    struct model m;
+
+    gqa_config(&c, 768, 12, 12, 64, 2048, 50257, 1, 1, 4 * 768);
+    c.model.ffn_act = FFN_GELU;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_DOUBLE_EQUAL(m.op[MODEL_FFN].act_bytes_per_token, 20 * 768 + 4, 0);
+}
+
+/* MoE layers by brute force: l >= F and (l + 1) % N == 0 (model.h). */
+static int moe_layers_by_hand(int layers, int first_dense, int every, int *index_of)
+{
+    int n = 0;
+    for (int l = 0; l < layers; l++)
+        index_of[l] = l >= first_dense && (l + 1) % every == 0 ? n++ : -1;
+    return n;
+}
+
+/* Every (layers, first_dense_layers, moe_every) up to 12: the helpers against the loop
+ * above, and both helper families agree. */
+static void test_moe_every_rule(void)
+{
+    struct config c;
+    struct model m;
+    int index_of[12];
+
+    for (int L = 1; L <= 12; L++)
+        for (int F = 0; F <= L; F++)
+            for (int N = 1; N <= 13; N++) {
+                int n = moe_layers_by_hand(L, F, N, index_of);
+                tiny(&c);
+                c.model.layers = L;
+                c.model.first_dense_layers = F;
+                c.model.moe_every = N;
+                CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+                CU_ASSERT_EQUAL(model_moe_layers(&m), n);
+                CU_ASSERT_EQUAL(model_cfg_moe_layers(&c.model), n);
+                for (int l = -1; l <= L; l++) {
+                    int want = l >= 0 && l < L ? index_of[l] : -1;
+                    CU_ASSERT_EQUAL(model_moe_index(&m, l), want);
+                    CU_ASSERT_EQUAL(model_layer_is_moe(&m, l), want >= 0);
+                    CU_ASSERT_EQUAL(model_cfg_layer_is_moe(&c.model, l), want >= 0);
+                }
+            }
+    /* GShard / Switch, every other layer: 1, 3, 5 of 6 */
+    tiny(&c);
+    c.model.layers = 6;
+    c.model.first_dense_layers = 0;
+    c.model.moe_every = 2;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_FALSE(model_layer_is_moe(&m, 0));
+    CU_ASSERT_TRUE(model_layer_is_moe(&m, 1));
+    CU_ASSERT_FALSE(model_layer_is_moe(&m, 4));
+    CU_ASSERT_TRUE(model_layer_is_moe(&m, 5));
+    CU_ASSERT_EQUAL(model_moe_index(&m, 5), 2);
+}
+
+/* The tiny model with 6 layers, the first dense, then MoE every 2nd: layers 1, 3, 5 MoE,
+ * 0, 2, 4 dense. Per-op counts of test_tiny_params_and_bytes and test_tiny_flops:
+ *   params  80 + 6 * 200 + 3 * 296 + 3 * (40 + 144 + 4 * 144) + 88 = 4536; active
+ *           4536 - 3 * 2 * 144 = 3672; with ReLU (test_tiny_activations' per-op counts)
+ *           80 + 1200 + 3 * 200 + 3 * (40 + 96 + 4 * 96) + 88 = 3528.
+ *   FLOPs   6 * 640 + 3 * 576 + 3 * (64 + 288 + 2 * 288) + 160 = 8512, 3x: 25536.
+ * moe_every 7 > 6 layers: all dense, no expert width needed: 80 + 6 * 496 + 88 = 3144. */
+static void test_moe_every_counts(void)
+{
+    struct config c;
+    struct model m;
+
+    tiny(&c);
+    c.model.layers = 6;
+    c.model.moe_every = 2;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_EQUAL(model_moe_layers(&m), 3);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), 4536, 0);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_active(&m), 3672, 0);
+    CU_ASSERT_DOUBLE_EQUAL(model_flops_per_token(&m), 25536, 0);
+    c.model.ffn_act = FFN_RELU;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), 3528, 0);
+    tiny(&c);
+    c.model.layers = 6;
+    c.model.first_dense_layers = 0;
+    c.model.moe_every = 7;
+    c.model.expert_ffn_hidden = 0;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_EQUAL(model_moe_layers(&m), 0);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), 3144, 0);
+    /* moe_every 2 with no dense prefix still has dense layers: ffn_hidden is needed */
+    c.model.moe_every = 2;
+    c.model.expert_ffn_hidden = 6;
+    c.model.ffn_hidden = 0;
+    CU_ASSERT_EQUAL(model_init(&m, &c), -EINVAL);
 }
 
 /* MLA with h 16, a 2, ql 8, kvl 4, dn 3, dr 2, dv 4, s 10 (DeepSeek-V2 sec. 2.1 shapes):
@@ -311,6 +467,39 @@ static void test_published(void)
     }
 }
 
+/* Switch-Base-128 (configs/models/switch-base-128.ini; config.json of
+ * google/switch-base-128): h 768, 12 heads of 64, V 32128, ReLU FFNs of 3072, 128 experts,
+ * top-1, its 12 encoder and 12 decoder blocks as one stack of 24 with MoE on every other
+ * block. Ours: embedding 32128 * 768 = 24,674,304; attention 768 + 4 * 768^2 =
+ * 2,360,064 a layer; dense FFN 768 + 2 * 768 * 3072 = 4,719,360; MoE layer 768 +
+ * 768 * 128 + 128 * 4,718,592 = 604,078,848; head 768 + 24,674,304: 24,674,304 +
+ * 24 * 2,360,064 + 12 * 4,719,360 + 12 * 604,078,848 + 24,675,072 = 7,411,569,408;
+ * active (1 of 128 experts) less 12 * 127 * 4,718,592: 220,435,200.
+ * The checkpoint by hand, from the same config.json and the Hugging Face
+ * SwitchTransformers layout: shared embedding (tied to the head) 24,674,304; encoder 12 x
+ * (attention 2,359,296 + 2 norms of 768) + relative bias 32 * 12 + 6 dense FFNs of
+ * 4,718,592 + 6 x (router 98,304 + 128 experts) + final norm = 3,681,111,168; decoder
+ * the same with cross-attention (2,359,296 + a norm of 768 more a block) =
+ * 3,709,431,936: total 7,415,217,408. Ours is 0.05% under: no cross-attention (-28.3M),
+ * an untied head (+24.7M). The paper's Table 9 (arXiv:2101.03961) gives 7B, to the
+ * billion. */
+static void test_switch_base(void)
+{
+    struct config c;
+    struct model m;
+
+    gqa_config(&c, 768, 12, 12, 64, 512, 32128, 24, 0, 3072);
+    moe_fields(&c, 128, 1, 0, 3072);
+    c.model.moe_every = 2;
+    c.model.ffn_act = FFN_RELU;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    CU_ASSERT_EQUAL(model_moe_layers(&m), 12);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_total(&m), 7411569408.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(model_params_active(&m), 220435200.0, 0);
+    CU_ASSERT(fabs(model_params_total(&m) / 7415217408.0 - 1) <= 0.001);
+    CU_ASSERT(fabs(model_params_total(&m) - 7e9) <= 0.5e9);
+}
+
 /* DeepSeek-V3's attention alone, 187,114,496 (summed above), and the MLA core:
  * 128 heads of dqk 192 and dv 128 over s = 4096: 128 * 320 * 4096 = 167,772,160 FLOPs. */
 static void test_published_v3_attention(void)
@@ -366,6 +555,8 @@ static void test_invalid(void)
         { offsetof(struct cfg_model, vocab), 0 },
         { offsetof(struct cfg_model, heads), 0 },
         { offsetof(struct cfg_model, hidden), 0 },
+        { offsetof(struct cfg_model, moe_every), 0 },
+        { offsetof(struct cfg_model, ffn_act), 4 },           /* past FFN_GELU */
     };
     struct config c;
     struct model m;
@@ -396,10 +587,15 @@ int main(void)
         { "tiny model: GEMM shapes and core", test_tiny_shapes },
         { "tiny model: FLOPs per op and per token", test_tiny_flops },
         { "tiny model: params, traffic, activations", test_tiny_params_and_bytes },
+        { "tiny model: each FFN activation", test_tiny_activations },
+        { "GeLU MLP against Korthikanti et al. 2022", test_gelu_korthikanti },
+        { "moe_every: which layers are MoE", test_moe_every_rule },
+        { "moe_every: params and FLOPs", test_moe_every_counts },
         { "MLA shapes, with and without the q latent", test_mla },
         { "activations against Korthikanti et al. 2022", test_activations_korthikanti },
         { "published totals and active counts", test_published },
         { "DeepSeek-V3 attention params and MLA core", test_published_v3_attention },
+        { "Switch-Base-128: ReLU experts every other layer", test_switch_base },
         { "MFU numerator: PaLM's 6N + causal core", test_flops_palm },
         { "GQA kv_heads and head_dim defaults", test_gqa_defaults },
         { "configs that cannot describe a step", test_invalid },

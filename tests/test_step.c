@@ -573,6 +573,96 @@ static void test_routing_record_replay(void)
     step_free(&a);
 }
 
+/* moe2 with 4 layers and moe_every 2: layers 1 and 3 are MoE, 0 and 2 dense (model.h).
+ * Overlap off, so every kernel counts: comm = two MoE layers' four all-to-alls, each the
+ * closed form of times_moe2, and the DP reduce of the dense weights, now the embedding,
+ * 4 attentions, 2 dense FFNs, 2 gates and shared experts and the head (ring of 2 GPUs:
+ * 2 steps of half the bytes). The layer table and the slices show all-to-alls on layers
+ * 1 and 3 only, FFNs on 0 and 2 only; the routing record holds the 2 MoE layers. */
+static void test_moe_every_step(void)
+{
+    static const char *const sets[] = { "model.layers=4", "model.moe_every=2",
+                                        "schedule.overlap=off" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 3), 0);
+    struct layer_times t;
+    times_moe2(&c, &t);
+    struct model m;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+    double dense = m.op[MODEL_EMBED].params + 4 * m.op[MODEL_ATTN].params +
+                   2 * m.op[MODEL_FFN].params +
+                   2 * (m.op[MODEL_GATE].params + m.op[MODEL_SHARED].params) +
+                   m.op[MODEL_HEAD].params;
+    double bytes = llround(dense * c.schedule.grad_bytes_per_param / 2);
+    double reduce = 2 * (2 * c.cluster.nvlink_lat_s + bytes / c.cluster.nvlink_Bps);
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, STEP_KEEP_SLICES | STEP_KEEP_ROUTING, &err), 0);
+    check_rel(r.comm_s, 2 * (t.d + t.c + t.cg + t.dg) + reduce);
+    check_rel(r.exposed_comm_s, r.comm_s);
+    CU_ASSERT_EQUAL_FATAL(r.layers, 4);
+    for (int l = 0; l < 4; l++) {
+        CU_ASSERT_EQUAL(r.layer[l].moe, l % 2);
+        if (l % 2) {
+            check_rel(r.layer[l].dispatch_s, t.d);
+            check_rel(r.layer[l].combine_s, t.c);
+        } else {
+            CU_ASSERT_DOUBLE_EQUAL(r.layer[l].dispatch_s, 0, 0);
+            CU_ASSERT_DOUBLE_EQUAL(r.layer[l].combine_s, 0, 0);
+        }
+    }
+    int a2a[4] = { 0 }, ffn[4] = { 0 };
+    for (int64_t i = 0; i < r.nslices; i++) {
+        const struct step_slice *x = &r.slices[i];
+        if (x->layer < 0 || x->layer >= 4)
+            continue;
+        a2a[x->layer] += x->what == STEP_DISPATCH || x->what == STEP_COMBINE;
+        ffn[x->layer] += x->what == STEP_FFN;
+    }
+    /* as many all-to-all slices on layer 3 as on layer 1, FFN slices on 2 as on 0 */
+    CU_ASSERT(a2a[0] == 0 && a2a[2] == 0 && a2a[1] > 0 && a2a[1] == a2a[3]);
+    CU_ASSERT(ffn[1] == 0 && ffn[3] == 0 && ffn[0] > 0 && ffn[0] == ffn[2]);
+    CU_ASSERT_EQUAL(r.routing.layers, 2);
+    for (int i = 0; i < 2 * 2 * 2; i++)
+        CU_ASSERT_EQUAL(r.routing.tokens[i], 256u);
+    step_free(&r);
+}
+
+/* With moe_every 2 a trace's MoE layer i is model layer 2i + 1: a skewed, per-layer
+ * routing recorded, written and replayed gives the same counts and the same step. */
+static void test_moe_every_replay(void)
+{
+    static const char *const sets[] = {
+        "model.layers=4", "model.moe_every=2", "model.experts=8",
+        "routing.distribution=zipf", "routing.zipf_s=1.2", "routing.per_layer=on",
+        "routing.dedup=false",
+    };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 7), 0);
+    struct step_result a, b;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&a, &c, 5, STEP_KEEP_ROUTING, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(a.routing.layers, 2);
+    char path[] = "/tmp/test_step_every_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_EQUAL(rtrace_write(f, &a.routing), 0);
+    fclose(f);
+    char set[128];
+    snprintf(set, sizeof(set), "routing.trace=%s", path);
+    const char *replay[9] = { sets[0], sets[1], sets[2], sets[3], sets[4], sets[5], sets[6],
+                              "routing.distribution=trace", set };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, replay, 9), 0);
+    CU_ASSERT_EQUAL_FATAL(step_run(&b, &c, 5, STEP_KEEP_ROUTING, &err), 0);
+    CU_ASSERT(memcmp(b.routing.tokens, a.routing.tokens, 2 * 2 * 8 * sizeof(uint64_t)) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(b.step_s, a.step_s, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(b.layer[3].dispatch_s, a.layer[3].dispatch_s, 1e-15);
+    remove(path);
+    step_free(&b);
+    step_free(&a);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -589,6 +679,8 @@ int main(void)
         { "routing record: MoE layers only, T per expert", test_routing_record },
         { "routing record written and replayed: same counts, same step",
           test_routing_record_replay },
+        { "moe_every 2: all-to-alls on MoE layers only", test_moe_every_step },
+        { "moe_every 2: a trace's MoE layers replayed", test_moe_every_replay },
     };
     return cu_run("step", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
