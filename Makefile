@@ -12,7 +12,8 @@ CC       ?= cc
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 # -iquote: our headers (sim/sched.h) must not shadow system ones (<sched.h>).
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -iquote sim -iquote traces -iquote kernels
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -iquote sim -iquote traces -iquote kernels \
+            -iquote profile
 WARN     := -std=c11 -Wall -Wextra -Werror
 LDLIBS   := -linih -lopenblas -lpthread -lm
 # Build folder; `make asan` uses its own so the two never mix.
@@ -52,9 +53,19 @@ BENCH_BINS := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
 E2E        := $(sort $(wildcard tests/e2e_*.sh))
 MOESIM     := $(BUILD)/bin/moesim
 
+# ---- moeprof (profile/): MPI programs, compiled and linked with mpicc (OpenMPI).
+# profile/*.c but main.c go into libmoeprof.a; tests/mpi_test_*.c are MPI test programs
+# that tests/e2e_moeprof.sh runs under mpirun.
+MPICC      ?= mpicc
+PROF_SRCS  := $(filter-out profile/main.c,$(wildcard profile/*.c))
+PROF_OBJS  := $(PROF_SRCS:%.c=$(BUILD)/%.o)
+MOEPROF    := $(BUILD)/bin/moeprof
+MPI_SRCS   := $(wildcard tests/mpi_test_*.c)
+MPI_BINS   := $(MPI_SRCS:tests/%.c=$(BUILD)/tests/%)
+
 .PHONY: all deps run test unit e2e bench asan clean
 
-all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS)
+all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS) $(MOEPROF) $(MPI_BINS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -92,14 +103,33 @@ $(MOESIM): $(BUILD)/sim/main.o $(BUILD)/libmoesim.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
+$(BUILD)/profile/%.o: profile/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/mpi_test_%.o: tests/mpi_test_%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libmoeprof.a: $(PROF_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(MOEPROF): $(BUILD)/profile/main.o $(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/mpi_test_%: $(BUILD)/tests/mpi_test_%.o $(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
 run: deps $(MOESIM)
 	$(MOESIM) run configs/examples/default.ini
 
 unit: $(TEST_BINS) $(GPU_TESTS)
 	@set -e; for t in $(TEST_BINS) $(GPU_TESTS); do echo "== $$t"; $$t; done
 
-e2e: $(MOESIM)
-	@set -e; for t in $(E2E); do echo "== $$t"; MOESIM=$(MOESIM) bash $$t; done
+e2e: $(MOESIM) $(MOEPROF) $(MPI_BINS)
+	@set -e; for t in $(E2E); do echo "== $$t"; MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash $$t; done
 
 # The sanitizer pass runs the same suites; CI has time for it.
 test: deps
@@ -117,7 +147,8 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d) \
-         $(CU_OBJS:.o=.d) $(GPU_BINS:=.d)
+         $(CU_OBJS:.o=.d) $(GPU_BINS:=.d) $(PROF_OBJS:.o=.d) $(BUILD)/profile/main.d \
+         $(MPI_BINS:=.d)
 
 # Keep objects that chains of rules make (tests/gpu_*.o).
 .SECONDARY:

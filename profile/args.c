@@ -1,0 +1,153 @@
+/* args.c: `moeprof run`'s options (see args.h). */
+#include "args.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char args_usage[] =
+    "usage: moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]\n"
+    "                   [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N]\n"
+    "                   [--seed N] [--out DIR]\n"
+    "\n"
+    "Runs a real expert-parallel MoE layer, forward and backward, on every rank\n"
+    "(start it with mpirun -np N), times every phase and records the routing and the\n"
+    "traffic. The config is moesim's: [model] hidden, experts, top_k, shared_experts,\n"
+    "expert_ffn_hidden; [parallel] ep (ranks per EP group; the ranks must be a\n"
+    "multiple of it); [routing] tokens_per_gpu (tokens per rank), scoring,\n"
+    "distribution (uniform, or zipf: a per-expert selection bias); [balance] placement.\n"
+    "\n"
+    "  --iters N     timed iterations (5)        --warmup N  untimed first (2)\n"
+    "  --layers N    MoE layers, each its own weights (1)\n"
+    "  --seed N      weights, tokens and skew (1)\n"
+    "  --out DIR     write phases.csv, trace.json, routing.trace and the dispatch and\n"
+    "                combine byte matrices there (DIR is created if missing)\n"
+    "  --backend     cpu (fp32, the kernels' oracle); cuda: not built into moeprof yet\n"
+    "  --comm        mpi (MPI_Alltoall / MPI_Alltoallv); nccl: not built in yet\n";
+
+/* A decimal integer in [lo, hi]. */
+static int parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < (unsigned long long)lo || v > (unsigned long long)hi)
+        return -1;
+    *out = (long long)v;
+    return 0;
+}
+
+int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
+{
+    enum { O_BACKEND = 256, O_COMM, O_ITERS, O_WARMUP, O_LAYERS, O_SEED, O_OUT };
+    static const struct option opts[] = {
+        { "set", required_argument, NULL, 's' },
+        { "backend", required_argument, NULL, O_BACKEND },
+        { "comm", required_argument, NULL, O_COMM },
+        { "iters", required_argument, NULL, O_ITERS },
+        { "warmup", required_argument, NULL, O_WARMUP },
+        { "layers", required_argument, NULL, O_LAYERS },
+        { "seed", required_argument, NULL, O_SEED },
+        { "out", required_argument, NULL, O_OUT },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(a, 0, sizeof(*a));
+    a->iters = 5;
+    a->warmup = 2;
+    a->layers = 1;
+    a->seed = 1;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    long long v;
+    while ((ch = getopt_long(argc, argv, ":s:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (a->nsets == ARGS_MAX)
+                goto too_many;
+            a->sets[a->nsets++] = optarg;
+            break;
+        case O_BACKEND:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
+                snprintf(msg, msg_n, "moeprof run: --backend: '%s' is not cpu or cuda", optarg);
+                return -EINVAL;
+            }
+            a->backend = strcmp(optarg, "cpu") ? ARGS_CUDA : ARGS_CPU;
+            break;
+        case O_COMM:
+            if (strcmp(optarg, "mpi") && strcmp(optarg, "nccl")) {
+                snprintf(msg, msg_n, "moeprof run: --comm: '%s' is not mpi or nccl", optarg);
+                return -EINVAL;
+            }
+            a->comm = strcmp(optarg, "mpi") ? ARGS_NCCL : ARGS_MPI;
+            break;
+        case O_ITERS:
+        case O_WARMUP:
+        case O_LAYERS: {
+            const char *name = ch == O_ITERS ? "iters" : ch == O_WARMUP ? "warmup" : "layers";
+            long long lo = ch == O_WARMUP ? 0 : 1;
+            if (parse_int(optarg, lo, 1 << 20, &v)) {
+                snprintf(msg, msg_n, "moeprof run: --%s: '%s' is not an integer in %lld..%d",
+                         name, optarg, lo, 1 << 20);
+                return -EINVAL;
+            }
+            *(ch == O_ITERS ? &a->iters : ch == O_WARMUP ? &a->warmup : &a->layers) = (int)v;
+            break;
+        }
+        case O_SEED:
+            if (parse_int(optarg, 0, (1ll << 62), &v)) {
+                snprintf(msg, msg_n, "moeprof run: --seed: '%s' is not a non-negative integer",
+                         optarg);
+                return -EINVAL;
+            }
+            a->seed = (uint64_t)v;
+            break;
+        case O_OUT:
+            if (a->out) {
+                snprintf(msg, msg_n, "moeprof run: --out given twice ('%s' and '%s')", a->out,
+                         optarg);
+                return -EINVAL;
+            }
+            a->out = optarg;
+            break;
+        case 'h':
+            a->help = 1;
+            return 0;
+        case ':':
+            snprintf(msg, msg_n, "moeprof run: option '%s' needs a value", argv[optind - 1]);
+            return -EINVAL;
+        default:
+            snprintf(msg, msg_n, "moeprof run: unknown option '%s' (see moeprof run --help)",
+                     argv[optind - 1]);
+            return -EINVAL;
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (a->nfiles == ARGS_MAX)
+            goto too_many;
+        a->files[a->nfiles++] = argv[i];
+    }
+    if (a->nfiles == 0) {
+        snprintf(msg, msg_n, "moeprof run: no CONFIG file given (see moeprof run --help)");
+        return -EINVAL;
+    }
+    return 0;
+
+too_many:
+    snprintf(msg, msg_n, "moeprof run: more than %d CONFIG files or --set options", ARGS_MAX);
+    return -EINVAL;
+}
+
+int args_config(const struct args *a, struct config *c, char *msg, size_t msg_n)
+{
+    struct cfg_err err;
+    int rc = config_load(c, a->files, a->nfiles, a->sets, a->nsets, &err);
+    if (rc)
+        snprintf(msg, msg_n, "%s", err.msg);
+    return rc;
+}

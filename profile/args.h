@@ -1,0 +1,44 @@
+/* args.h: the command line of `moeprof run` and the config it names.
+ *
+ *   moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]
+ *               [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N] [--seed N]
+ *               [--out DIR]
+ * Every rank parses the same argv, so every rank reaches the same verdict; the
+ * message is one line, "moeprof run: what is wrong" or config.h's "file:line:
+ * section.key: what is wrong".
+ */
+#ifndef MOEPROF_ARGS_H
+#define MOEPROF_ARGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define ARGS_MAX 256
+
+enum args_backend { ARGS_CPU, ARGS_CUDA };
+enum args_comm { ARGS_MPI, ARGS_NCCL };
+
+struct args {
+    const char *files[ARGS_MAX];
+    int nfiles;
+    const char *sets[ARGS_MAX];
+    int nsets;
+    enum args_backend backend;
+    enum args_comm comm;
+    int iters, warmup, layers;      /* defaults 5, 2, 1 */
+    uint64_t seed;                  /* default 1 */
+    const char *out;                /* NULL: no files */
+    int help;                       /* --help given: usage printed by the caller */
+};
+
+extern const char args_usage[];
+
+/* 0 parsed; -EINVAL with msg (one line, no newline) for bad usage. */
+int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n);
+
+/* config_load of a's files and sets: 0, or -EINVAL / -ENOMEM with msg. */
+int args_config(const struct args *a, struct config *c, char *msg, size_t msg_n);
+
+#endif

@@ -1,0 +1,393 @@
+/* eplayer.c: one rank of an expert-parallel MoE layer (see eplayer.h). */
+#include "eplayer.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exchange.h"
+#include "layout.h"
+#include "tensors.h"
+
+struct epl {
+    const struct moe_ops *ops;
+    struct moe_cfg cfg;
+    const struct lay *lay;
+    struct xch x;
+    int rank, ranks, tokens;
+    int first, nmine;            /* this rank's slots: [first, first + nmine) */
+    struct moe_ctx *ctx;
+    struct moe_weights w, dw;
+    float *bias;                 /* [E] or NULL; backend memory (host on CPU) */
+    float *zeros;                /* host, max(H E, H F) zeros, for epl_zero_grads */
+
+    int32_t *pick;               /* [T K] global slot of each (t, k) */
+    int32_t *slot_rows;          /* [nslots] rows sent to each global slot */
+    int32_t *slot_cur;           /* [nslots] send cursor */
+    int32_t *expert_rows;        /* [E] assignments per expert from this rank */
+    int32_t *send_rows;          /* [ranks] */
+    int32_t *recv_rows;          /* [ranks] */
+    int32_t *cnt_send, *cnt_recv;/* [ranks * max_slots] */
+    int32_t *grp_rows;           /* [nmine] rows received per own slot */
+    int32_t *grp_expert;         /* [nmine] */
+    int max_rows;                /* ranks T K */
+    void *rx, *ex_x, *ex_y, *ex_dy, *ex_dx;   /* [max_rows x H] */
+};
+
+static int check_spec(const struct epl_spec *s, int size)
+{
+    if (!s || !s->lay || moe_cfg_check(&s->cfg) < 0 || s->cfg.aux_alpha != 0.0f ||
+        s->tokens < 0 || s->lay->ranks != size || s->lay->experts != s->cfg.experts)
+        return -EINVAL;
+    if ((int64_t)size * s->tokens * s->cfg.top_k > INT32_MAX / 2)
+        return -EINVAL;
+    return 0;
+}
+
+static int alloc_host(struct epl *l)
+{
+    const struct lay *y = l->lay;
+    size_t tk = (size_t)l->tokens * l->cfg.top_k, r = (size_t)l->ranks;
+    size_t zn = (size_t)l->cfg.hidden * (l->cfg.experts > l->cfg.ffn ? l->cfg.experts
+                                                                         : l->cfg.ffn);
+    l->pick = calloc(tk ? tk : 1, sizeof(int32_t));
+    l->slot_rows = calloc((size_t)y->nslots, sizeof(int32_t));
+    l->slot_cur = calloc((size_t)y->nslots, sizeof(int32_t));
+    l->expert_rows = calloc((size_t)l->cfg.experts, sizeof(int32_t));
+    l->send_rows = calloc(r, sizeof(int32_t));
+    l->recv_rows = calloc(r, sizeof(int32_t));
+    l->cnt_send = calloc(r * (size_t)(y->max_slots ? y->max_slots : 1), sizeof(int32_t));
+    l->cnt_recv = calloc(r * (size_t)(y->max_slots ? y->max_slots : 1), sizeof(int32_t));
+    l->grp_rows = calloc((size_t)(l->nmine ? l->nmine : 1), sizeof(int32_t));
+    l->grp_expert = calloc((size_t)(l->nmine ? l->nmine : 1), sizeof(int32_t));
+    l->zeros = calloc(zn, sizeof(float));
+    if (!l->pick || !l->slot_rows || !l->slot_cur || !l->expert_rows || !l->send_rows ||
+        !l->recv_rows || !l->cnt_send || !l->cnt_recv || !l->grp_rows || !l->grp_expert ||
+        !l->zeros)
+        return -ENOMEM;
+    for (int i = 0; i < l->nmine; i++)
+        l->grp_expert[i] = y->slot_expert[l->first + i];
+    return 0;
+}
+
+int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spec *s)
+{
+    int size = 0, rank = 0;
+    if (!out || !ops || !s)
+        return -EINVAL;
+    if (MPI_Comm_size(s->comm, &size) != MPI_SUCCESS ||
+        MPI_Comm_rank(s->comm, &rank) != MPI_SUCCESS)
+        return -EIO;
+    if (check_spec(s, size) < 0)
+        return -EINVAL;
+    struct epl *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->ops = ops;
+    l->cfg = s->cfg;
+    l->lay = s->lay;
+    l->rank = rank;
+    l->ranks = size;
+    l->tokens = s->tokens;
+    l->first = s->lay->rank0[rank];
+    l->nmine = s->lay->rank0[rank + 1] - l->first;
+    l->max_rows = size * s->tokens * s->cfg.top_k;
+    const size_t rows_h = (size_t)(l->max_rows ? l->max_rows : 1) * s->cfg.hidden;
+
+    int rc = alloc_host(l);
+    bool *held = calloc((size_t)s->cfg.experts, sizeof(bool));
+    if (!rc && !held)
+        rc = -ENOMEM;
+    for (int i = 0; !rc && i < l->nmine; i++)
+        held[l->grp_expert[i]] = true;
+    if (!rc)
+        rc = tns_weights(&l->w, ops, &s->cfg, held, false, s->seed, s->layer);
+    if (!rc)
+        rc = tns_weights(&l->dw, ops, &s->cfg, held, true, s->seed, s->layer);
+    free(held);
+    if (!rc)
+        rc = ops->ctx_create(&l->ctx, &s->cfg, s->tokens, l->max_rows);
+    void **bufs[] = { &l->rx, &l->ex_x, &l->ex_y, &l->ex_dy, &l->ex_dx };
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]) && !rc; i++)
+        rc = ops->alloc(bufs[i], rows_h);
+    if (!rc && s->bias) {
+        rc = ops->alloc((void **)&l->bias, (size_t)s->cfg.experts);
+        if (!rc)
+            rc = ops->upload(l->bias, s->bias, (size_t)s->cfg.experts);
+        l->w.bias = l->bias;
+    }
+    if (!rc)
+        rc = xch_create(&l->x, s->comm, s->cfg.hidden);
+    if (rc) {
+        epl_free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void epl_free(struct epl *l)
+{
+    if (!l)
+        return;
+    xch_free(&l->x);
+    if (l->ops) {
+        l->ops->ctx_free(l->ctx);
+        tns_weights_free(&l->w, l->ops, &l->cfg);
+        tns_weights_free(&l->dw, l->ops, &l->cfg);
+        l->ops->free(l->bias);
+        l->ops->free(l->rx);
+        l->ops->free(l->ex_x);
+        l->ops->free(l->ex_y);
+        l->ops->free(l->ex_dy);
+        l->ops->free(l->ex_dx);
+    }
+    free(l->pick);
+    free(l->slot_rows);
+    free(l->slot_cur);
+    free(l->expert_rows);
+    free(l->send_rows);
+    free(l->recv_rows);
+    free(l->cnt_send);
+    free(l->cnt_recv);
+    free(l->grp_rows);
+    free(l->grp_expert);
+    free(l->zeros);
+    free(l);
+}
+
+/* After route: each (t, k) to a slot (layout.h's replica rule), slot_pos rewritten into
+ * send order (global slot order = destination rank, then its slots; token order
+ * inside a slot), and the per-slot and per-rank row counts. */
+static void assign(struct epl *l)
+{
+    struct moe_ctx *c = l->ctx;
+    const struct lay *y = l->lay;
+    const int tk = c->tokens * l->cfg.top_k;
+
+    memset(l->expert_rows, 0, (size_t)l->cfg.experts * sizeof(int32_t));
+    memset(l->slot_rows, 0, (size_t)y->nslots * sizeof(int32_t));
+    for (int i = 0; i < tk; i++) {
+        int e = c->topk_idx[i];
+        int g = lay_pick(y, l->rank, e, l->expert_rows[e]++);
+        l->pick[i] = g;
+        l->slot_rows[g]++;
+    }
+    int32_t off = 0;
+    for (int g = 0; g < y->nslots; g++) {
+        l->slot_cur[g] = off;
+        off += l->slot_rows[g];
+    }
+    for (int i = 0; i < tk; i++) {
+        int32_t pos = l->slot_cur[l->pick[i]]++;
+        c->slot_pos[i] = pos;
+        c->perm_slot[pos] = i;
+    }
+    for (int d = 0; d < l->ranks; d++) {
+        l->send_rows[d] = 0;
+        for (int g = y->rank0[d]; g < y->rank0[d + 1]; g++)
+            l->send_rows[d] += l->slot_rows[g];
+    }
+}
+
+/* Received rows (source-major: source s, then own slot i) to slot-major (slot i, then
+ * source s) or back (to_slots false). */
+static void regroup(const struct epl *l, const float *in, float *out, bool to_slots)
+{
+    const size_t h = (size_t)l->cfg.hidden;
+    const int ms = l->lay->max_slots;
+    size_t src_off = 0;                       /* row where (s, i) starts, source-major */
+    for (int s = 0; s < l->ranks; s++) {
+        for (int i = 0; i < l->nmine; i++) {
+            size_t slot_off = 0;              /* row where (i, s) starts, slot-major */
+            for (int j = 0; j < i; j++)
+                slot_off += (size_t)l->grp_rows[j];
+            for (int q = 0; q < s; q++)
+                slot_off += (size_t)l->cnt_recv[q * ms + i];
+            size_t n = (size_t)l->cnt_recv[s * ms + i] * h;
+            if (to_slots)
+                memcpy(out + slot_off * h, in + src_off * h, n * sizeof(float));
+            else
+                memcpy(out + src_off * h, in + slot_off * h, n * sizeof(float));
+            src_off += (size_t)l->cnt_recv[s * ms + i];
+        }
+    }
+}
+
+/* Bytes sent to other ranks by an exchange of rows[d] rows to each rank d. */
+static uint64_t remote_bytes(const struct epl *l, const int32_t *rows)
+{
+    uint64_t b = 0;
+    for (int d = 0; d < l->ranks; d++)
+        if (d != l->rank)
+            b += (uint64_t)rows[d] * (uint64_t)l->cfg.hidden * l->ops->elem_bytes;
+    return b;
+}
+
+static struct moe_groups groups(const struct epl *l)
+{
+    struct moe_groups g = { .n = l->nmine, .first = 0, .expert = l->grp_expert,
+                            .rows = l->grp_rows };
+    return g;
+}
+
+int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
+{
+    const struct moe_ops *ops = l->ops;
+    const int ms = l->lay->max_slots;
+    double t0 = tmr_start(t);
+    int rc = ops->route(l->ctx, &l->w, x, l->tokens);
+    if (rc)
+        return rc;
+    assign(l);
+    tmr_stop(t, TMR_F, TMR_ROUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = ops->permute(l->ctx, x, l->ctx->xp);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_F, TMR_PERMUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    memset(l->cnt_send, 0, (size_t)l->ranks * ms * sizeof(int32_t));
+    for (int d = 0; d < l->ranks; d++)
+        for (int g = l->lay->rank0[d]; g < l->lay->rank0[d + 1]; g++)
+            l->cnt_send[d * ms + (g - l->lay->rank0[d])] = l->slot_rows[g];
+    rc = xch_counts(&l->x, l->cnt_send, l->cnt_recv, ms);
+    if (rc)
+        return rc;
+    for (int i = 0; i < l->nmine; i++)
+        l->grp_rows[i] = 0;
+    for (int s = 0; s < l->ranks; s++) {
+        l->recv_rows[s] = 0;
+        for (int i = 0; i < l->nmine; i++) {
+            l->recv_rows[s] += l->cnt_recv[s * ms + i];
+            l->grp_rows[i] += l->cnt_recv[s * ms + i];
+        }
+    }
+    tmr_stop(t, TMR_F, TMR_COUNTS, t0, (uint64_t)(l->ranks - 1) * ms * sizeof(int32_t));
+
+    t0 = tmr_start(t);
+    rc = xch_rows(&l->x, l->ctx->xp, l->send_rows, l->rx, l->recv_rows);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_F, TMR_DISPATCH, t0, remote_bytes(l, l->send_rows));
+
+    t0 = tmr_start(t);
+    struct moe_groups g = groups(l);
+    regroup(l, l->rx, l->ex_x, true);
+    rc = ops->experts_fwd(l->ctx, &l->w, &g, l->ex_x, l->ex_y);
+    if (rc)
+        return rc;
+    regroup(l, l->ex_y, l->rx, false);
+    tmr_stop(t, TMR_F, TMR_EXPERTS, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = xch_rows(&l->x, l->rx, l->recv_rows, l->ctx->yp, l->send_rows);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_F, TMR_COMBINE, t0, remote_bytes(l, l->recv_rows));
+
+    t0 = tmr_start(t);
+    rc = ops->combine(l->ctx, l->ctx->yp, out);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_F, TMR_UNPERMUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = ops->shared_fwd(l->ctx, &l->w, x, out);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_F, TMR_SHARED, t0, 0);
+    return 0;
+}
+
+int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struct tmr *t)
+{
+    const struct moe_ops *ops = l->ops;
+    double t0 = tmr_start(t);
+    int rc = ops->combine_bwd(l->ctx, dout, l->ctx->yp, l->ctx->dyp);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_UNPERMUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = xch_rows(&l->x, l->ctx->dyp, l->send_rows, l->rx, l->recv_rows);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_COMBINE, t0, remote_bytes(l, l->send_rows));
+
+    t0 = tmr_start(t);
+    struct moe_groups g = groups(l);
+    regroup(l, l->rx, l->ex_dy, true);
+    rc = ops->experts_bwd(l->ctx, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
+    if (rc)
+        return rc;
+    regroup(l, l->ex_dx, l->rx, false);
+    tmr_stop(t, TMR_B, TMR_EXPERTS, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = xch_rows(&l->x, l->rx, l->recv_rows, l->ctx->dxp, l->send_rows);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_DISPATCH, t0, remote_bytes(l, l->recv_rows));
+
+    t0 = tmr_start(t);
+    rc = ops->permute_bwd(l->ctx, l->ctx->dxp, dx);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_PERMUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = ops->route_bwd(l->ctx, &l->w, x, dx, &l->dw);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_ROUTE, t0, 0);
+
+    t0 = tmr_start(t);
+    rc = ops->shared_bwd(l->ctx, &l->w, x, dout, dx, &l->dw);
+    if (rc)
+        return rc;
+    tmr_stop(t, TMR_B, TMR_SHARED, t0, 0);
+    return 0;
+}
+
+const struct moe_weights *epl_weights(const struct epl *l)
+{
+    return &l->w;
+}
+
+struct moe_weights *epl_grads(struct epl *l)
+{
+    return &l->dw;
+}
+
+void epl_zero_grads(struct epl *l)
+{
+    const struct moe_cfg *c = &l->cfg;
+    const size_t h = (size_t)c->hidden, f = (size_t)c->ffn;
+    l->ops->upload(l->dw.gate, l->zeros, h * (size_t)c->experts);
+    for (int e = 0; e < c->experts; e++) {
+        if (!l->dw.w1[e])
+            continue;
+        l->ops->upload(l->dw.w1[e], l->zeros, h * f);
+        l->ops->upload(l->dw.w3[e], l->zeros, h * f);
+        l->ops->upload(l->dw.w2[e], l->zeros, h * f);
+    }
+    for (int s = 0; s < c->shared; s++) {
+        l->ops->upload(l->dw.sw1[s], l->zeros, h * f);
+        l->ops->upload(l->dw.sw3[s], l->zeros, h * f);
+        l->ops->upload(l->dw.sw2[s], l->zeros, h * f);
+    }
+}
+
+const int32_t *epl_expert_counts(const struct epl *l)
+{
+    return l->expert_rows;
+}
+
+const int32_t *epl_send_rows(const struct epl *l)
+{
+    return l->send_rows;
+}

@@ -1,0 +1,77 @@
+/* eplayer.h: one rank's share of an expert-parallel MoE layer, forward and backward,
+ * on a backend of kernels/moe.h with the all-to-alls of exchange.h between its stages.
+ *
+ * Each rank routes its own T tokens with the real gate and top-k, sends each token's
+ * rows to the ranks holding its experts (layout.h: slots and replicas), runs the FFNs
+ * of its slots on the rows it received, sends the outputs back, and sums each
+ * token's K outputs with its routing weights; then the shared experts. The backward
+ * mirrors it with its own two all-to-alls and accumulates dx, and the gradients of
+ * the gate, of the experts this rank holds and of the shared experts.
+ *
+ * Equality with the one-process layer (moe_forward / moe_backward on the ranks'
+ * tokens concatenated in rank order): an expert's rank receives its rows source by
+ * source and regroups them slot by slot, so an expert with one slot sees its rows in
+ * the global token order, in one GEMM, as in one process; the per-token stages read
+ * the same values in the same order. Where OpenBLAS gives a row the same bits in any
+ * GEMM (the CPU backend's gate GEMM runs in blocks of 128 tokens: T a multiple of
+ * 128), outputs, expert gradients and dx match bit for bit; the gate and shared
+ * gradients are per-rank partial sums (their sum over ranks is the one-process
+ * gradient up to rounding). The aux loss must be off (aux_alpha = 0): its counts
+ * would have to be global.
+ *
+ * Send order: the rank rewrites ctx->slot_pos after route so that permute writes the
+ * rows straight into the dispatch order (destination rank, then its slots, then
+ * token order); the per-token stages (permute, combine and their backward) read
+ * slot_pos only, so their results do not change. CPU backend only for now (slot_pos
+ * is host memory there).
+ *
+ * Memory, besides the ctx: 5 buffers of R x H elems, R = ranks T K (the most rows a
+ * rank can receive).
+ */
+#ifndef MOEPROF_EPLAYER_H
+#define MOEPROF_EPLAYER_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "moe.h"
+#include "timer.h"
+
+struct lay;
+
+struct epl_spec {
+    struct moe_cfg cfg;          /* aux_alpha must be 0 */
+    const struct lay *lay;       /* borrowed for the layer's life; lay->ranks = comm size */
+    MPI_Comm comm;               /* the EP group, borrowed */
+    int tokens;                  /* T per rank, >= 0 */
+    uint64_t seed;               /* tensors.h: the weights */
+    int layer;
+    const float *bias;           /* [E] selection bias (moe.h), copied; NULL: none */
+};
+
+struct epl;                      /* opaque */
+
+/* 0, -EINVAL (bad spec), -ENOMEM, -EIO (MPI), or the backend's error. */
+int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spec *s);
+void epl_free(struct epl *l);                    /* NULL is a no-op */
+
+/* x [T x H] -> out [T x H] (overwritten). t: the timer (NULL: untimed). Collective
+ * over the group. Borrows everything. */
+int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t);
+
+/* After epl_forward on the same x: dx += dL/dx, gradients += (epl_grads) for
+ * L = sum(out * dout). Collective. */
+int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struct tmr *t);
+
+/* The weights and gradients: gate and shared experts on every rank; expert e's only
+ * where this rank holds a slot of e (NULL elsewhere). Owned by the layer. */
+const struct moe_weights *epl_weights(const struct epl *l);
+struct moe_weights *epl_grads(struct epl *l);
+void epl_zero_grads(struct epl *l);
+
+/* After a forward: expert e's token-expert assignments from this rank ([E] host) and
+ * the rows this rank sent to each rank of the group ([ranks] host). */
+const int32_t *epl_expert_counts(const struct epl *l);
+const int32_t *epl_send_rows(const struct epl *l);
+
+#endif

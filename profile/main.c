@@ -1,0 +1,424 @@
+/* main.c: the moeprof command line. Run under mpirun; every rank runs this.
+ * Exit status: 0 done, 1 runtime failure, 2 bad input (one line from the lowest rank
+ * that found it; the others exit 2 quietly). A failure in the middle of the run, where
+ * the other ranks may be inside a collective, aborts the job (MPI_Abort).
+ */
+#include <errno.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "balance.h"
+#include "clock.h"
+#include "config.h"
+#include "eplayer.h"
+#include "gating.h"
+#include "layout.h"
+#include "moe_cpu.h"
+#include "ofile.h"
+#include "placement.h"
+#include "records.h"
+#include "tensors.h"
+#include "timer.h"
+
+#define MSG_MAX 1400
+#define CLOCK_ROUNDS 20
+/* Zipf skew: expert e's selection bias is ZIPF_BIAS log(E p_e), in score units (a
+ * softmax score of E experts is about 1/E; p_e its popularity, gating.h). */
+#define ZIPF_BIAS 0.05
+
+static const char usage_top[] =
+    "usage: moeprof <command> [options]   (under mpirun -np N)\n"
+    "\n"
+    "Measures an expert-parallel Mixture-of-Experts layer on real ranks.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG...   run the layer forward and backward, time every phase\n"
+    "\n"
+    "  -h, --help      this text; 'moeprof run --help' for the command's options\n";
+
+struct world {
+    int rank, size;
+};
+
+/* Every rank brings rc and msg; if any rc is nonzero, the lowest such rank prints its
+ * msg and every rank returns true (the caller exits 2). */
+static bool refused(const struct world *w, int rc, const char *msg)
+{
+    int mine = rc ? w->rank : w->size, first = w->size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == w->size)
+        return false;
+    if (first == w->rank)
+        fprintf(stderr, "%s\n", msg);
+    return true;
+}
+
+/* A runtime failure on this rank: one line, then the whole job goes down. */
+static void die(const struct world *w, const char *what, int rc)
+{
+    fprintf(stderr, "moeprof: rank %d: %s: %s\n", w->rank, what, strerror(rc < 0 ? -rc : rc));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+/* The checks moeprof adds to config_load's. 0, or -EINVAL with msg. */
+static int check_run(const struct args *a, const struct config *c, int ranks, char *msg,
+                     size_t n)
+{
+    if (a->backend == ARGS_CUDA)
+        return snprintf(msg, n, "moeprof run: --backend cuda: not built into this moeprof "
+                        "yet (only cpu)"), -EINVAL;
+    if (a->comm == ARGS_NCCL)
+        return snprintf(msg, n, "moeprof run: --comm nccl: not built into this moeprof yet "
+                        "(only mpi)"), -EINVAL;
+    if (ranks % c->parallel.ep)
+        return snprintf(msg, n, "moeprof run: parallel.ep = %d needs a multiple of %d ranks; "
+                        "mpirun started %d", c->parallel.ep, c->parallel.ep, ranks), -EINVAL;
+    if (c->model.expert_ffn_hidden < 1)
+        return snprintf(msg, n, "moeprof run: model.expert_ffn_hidden: not set (moeprof needs "
+                        "the experts' width)"), -EINVAL;
+    if (c->routing.distribution != DIST_UNIFORM && c->routing.distribution != DIST_ZIPF)
+        return snprintf(msg, n, "moeprof run: routing.distribution = %s: moeprof runs uniform "
+                        "or zipf", config_dist_name(c->routing.distribution)), -EINVAL;
+    if ((double)ranks * c->routing.tokens_per_gpu * c->model.top_k > (double)(INT32_MAX / 2))
+        return snprintf(msg, n, "moeprof run: routing.tokens_per_gpu = %lld: too many tokens "
+                        "for one layer", (long long)c->routing.tokens_per_gpu), -EINVAL;
+    return 0;
+}
+
+/* The EP layout of the config's placement (eplb from the popularity of layer 0). */
+static int make_layout(const struct config *c, uint64_t seed, struct lay *l, char *msg,
+                       size_t n)
+{
+    const int E = c->model.experts, ep = c->parallel.ep;
+    double *load = calloc((size_t)E, sizeof(double));
+    if (!load)
+        return -ENOMEM;
+    int rc = gating_popularity(load, c, 0, 0, seed);
+    struct placement pl;
+    bool placed = false;
+    if (!rc)
+        rc = balance_place(c, load, &pl, &placed);
+    if (!rc)
+        rc = placed ? lay_from_placement(l, &pl) : lay_contiguous(l, ep, E);
+    if (placed)
+        placement_free(&pl);
+    free(load);
+    if (rc)
+        snprintf(msg, n, "moeprof run: balance.placement = %s: cannot place %d experts on %d "
+                 "ranks (parallel.ep)", config_place_name(c->balance.placement), E, ep);
+    return rc;
+}
+
+/* --out DIR: made if missing, and writable. */
+static int check_out(const char *dir, char *msg, size_t n)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 && mkdir(dir, 0777) != 0)
+        return snprintf(msg, n, "moeprof run: --out %s: %s", dir, strerror(errno)), -EINVAL;
+    char p[OFILE_PATH_MAX];
+    snprintf(p, sizeof(p), "%s/phases.csv", dir);
+    struct ofile o;
+    int rc = ofile_probe(&o, p);
+    if (rc)
+        return snprintf(msg, n, "moeprof run: --out %s: %s", dir, strerror(-rc)), -EINVAL;
+    return 0;
+}
+
+struct layer_run {
+    struct epl *l;
+    void *x, *dout;
+    float *out, *dx;
+    float *bias;
+};
+
+static int write_file(const char *dir, const char *name, const struct rec_run *r,
+                      int (*fn)(FILE *, const struct rec_run *, int, int, int, int), int layer,
+                      int iter, int combine, int dense)
+{
+    char p[OFILE_PATH_MAX];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    struct ofile o;
+    int rc = ofile_open(&o, p);
+    if (rc)
+        return rc;
+    rc = fn(o.f, r, layer, iter, combine, dense);
+    if (rc) {
+        ofile_abort(&o);
+        return rc;
+    }
+    return ofile_commit(&o);
+}
+
+static int w_csv(FILE *f, const struct rec_run *r, int a, int b, int c, int d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return rec_phases_csv(f, r);
+}
+
+static int w_chrome(FILE *f, const struct rec_run *r, int a, int b, int c, int d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return rec_chrome(f, r);
+}
+
+static int w_rtrace(FILE *f, const struct rec_run *r, int a, int b, int c, int d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return rec_routing_trace(f, r);
+}
+
+static int write_outputs(const char *dir, const struct rec_run *r)
+{
+    int rc = write_file(dir, "phases.csv", r, w_csv, 0, 0, 0, 0);
+    rc = rc ? rc : write_file(dir, "trace.json", r, w_chrome, 0, 0, 0, 0);
+    rc = rc ? rc : write_file(dir, "routing.trace", r, w_rtrace, 0, 0, 0, 0);
+    for (int l = 0; l < r->layers && !rc; l++)
+        for (int it = 0; it < r->iters && !rc; it++)
+            for (int k = 0; k < 4 && !rc; k++) {
+                char name[96];
+                snprintf(name, sizeof(name), "%s-l%d-i%d.%s", k & 1 ? "combine" : "dispatch", l,
+                         it, k & 2 ? "alltoallv" : "matrix");
+                rc = write_file(dir, name, r, rec_matrix, l, it, k & 1, k >> 1);
+            }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct world w;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &w.size);
+    char msg[MSG_MAX] = "";
+    int rc = 0;
+
+    if (argc < 2 || strcmp(argv[1], "run")) {
+        bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+        if (w.rank == 0) {
+            if (help)
+                fputs(usage_top, stdout);
+            else
+                fprintf(stderr, "moeprof: %s%s%s (see moeprof --help)\n",
+                        argc < 2 ? "no command" : "unknown command '",
+                        argc < 2 ? "" : argv[1], argc < 2 ? "" : "'");
+        }
+        MPI_Finalize();
+        return help ? 0 : 2;
+    }
+    struct args a;
+    struct config c;
+    struct lay lay = { 0 };
+    rc = args_parse(&a, argc - 1, argv + 1, msg, sizeof(msg));
+    if (!rc && a.help) {
+        if (w.rank == 0)
+            fputs(args_usage, stdout);
+        MPI_Finalize();
+        return 0;
+    }
+    if (!rc)
+        rc = args_config(&a, &c, msg, sizeof(msg));
+    if (!rc)
+        rc = check_run(&a, &c, w.size, msg, sizeof(msg));
+    if (!rc)
+        rc = make_layout(&c, a.seed, &lay, msg, sizeof(msg));
+    if (!rc && a.out && w.rank == 0)
+        rc = check_out(a.out, msg, sizeof(msg));
+    if (refused(&w, rc, msg)) {
+        lay_free(&lay);
+        MPI_Finalize();
+        return 2;
+    }
+    if (w.rank == 0)
+        ofile_catch_signals();
+
+    const int ep = c.parallel.ep, T = (int)c.routing.tokens_per_gpu, L = a.layers;
+    const struct moe_ops *ops = moe_cpu_ops();
+    struct moe_cfg mc = { .hidden = c.model.hidden, .ffn = c.model.expert_ffn_hidden,
+                          .experts = c.model.experts, .shared = c.model.shared_experts,
+                          .top_k = c.model.top_k,
+                          .score = c.routing.scoring == SCORE_SIGMOID ? MOE_SCORE_SIGMOID
+                                                                      : MOE_SCORE_SOFTMAX,
+                          .norm_topk = true, .route_scale = 1.0f, .aux_alpha = 0.0f };
+    MPI_Comm ep_comm;
+    MPI_Comm_split(MPI_COMM_WORLD, w.rank / ep, w.rank, &ep_comm);
+    const size_t tn = (size_t)T * mc.hidden;
+
+    struct layer_run *lr = calloc((size_t)L, sizeof(*lr));
+    double *pop = calloc((size_t)mc.experts, sizeof(double));
+    if (!lr || !pop)
+        die(&w, "setup", -ENOMEM);
+    for (int l = 0; l < L; l++) {
+        struct layer_run *x = &lr[l];
+        if (c.routing.distribution == DIST_ZIPF) {
+            x->bias = calloc((size_t)mc.experts, sizeof(float));
+            if (!x->bias)
+                die(&w, "setup", -ENOMEM);
+            rc = gating_popularity(pop, &c, l, 0, a.seed);
+            if (rc)
+                die(&w, "routing popularity", rc);
+            for (int e = 0; e < mc.experts; e++)
+                x->bias[e] = (float)(ZIPF_BIAS * log(mc.experts * pop[e]));
+        }
+        struct epl_spec s = { .cfg = mc, .lay = &lay, .comm = ep_comm, .tokens = T,
+                              .seed = a.seed, .layer = l, .bias = x->bias };
+        rc = epl_create(&x->l, ops, &s);
+        rc = rc ? rc : tns_tokens(&x->x, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_X,
+                                  a.seed, l);
+        rc = rc ? rc : tns_tokens(&x->dout, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_DOUT,
+                                  a.seed, l);
+        x->out = calloc(tn ? tn : 1, sizeof(float));
+        x->dx = calloc(tn ? tn : 1, sizeof(float));
+        if (!rc && (!x->out || !x->dx))
+            rc = -ENOMEM;
+        if (rc)
+            die(&w, "layer setup", rc);
+    }
+
+    /* Clock offsets, then warm-up, timed and untimed iterations. */
+    double *off = calloc((size_t)w.size, sizeof(double));
+    double *err = calloc((size_t)w.size, sizeof(double));
+    struct tmr tm;
+    size_t per_rank = (size_t)a.iters * L * TMR_NPHASES;
+    size_t cnt_n = (size_t)L * a.iters * mc.experts, rows_n = (size_t)L * a.iters * ep;
+    int32_t *cnt = calloc(cnt_n, sizeof(int32_t)), *rows = calloc(rows_n, sizeof(int32_t));
+    if (!off || !err || !cnt || !rows || tmr_create(&tm, per_rank))
+        die(&w, "setup", -ENOMEM);
+    rc = clk_offsets(MPI_COMM_WORLD, CLOCK_ROUNDS, off, err);
+    if (rc)
+        die(&w, "clock offsets", rc);
+
+    double t_timed = 0, t_plain = 0;
+    for (int it = 0; it < a.warmup + 2 * a.iters; it++) {
+        bool timed = it >= a.warmup && it < a.warmup + a.iters;
+        struct tmr *t = timed ? &tm : NULL;
+        for (int l = 0; l < L; l++) {
+            epl_zero_grads(lr[l].l);
+            memset(lr[l].dx, 0, tn * sizeof(float));
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = tmr_now_s();
+        for (int l = 0; l < L && !rc; l++) {
+            tm.iter = it - a.warmup;
+            tm.layer = l;
+            rc = epl_forward(lr[l].l, lr[l].x, lr[l].out, t);
+        }
+        for (int l = L - 1; l >= 0 && !rc; l--) {
+            tm.layer = l;
+            rc = epl_backward(lr[l].l, lr[l].x, lr[l].dout, lr[l].dx, t);
+        }
+        if (rc)
+            die(&w, "layer", rc);
+        double dt = tmr_now_s() - t0;
+        if (timed) {
+            t_timed += dt;
+            for (int l = 0; l < L; l++) {
+                memcpy(cnt + ((size_t)l * a.iters + tm.iter) * mc.experts,
+                       epl_expert_counts(lr[l].l), (size_t)mc.experts * sizeof(int32_t));
+                memcpy(rows + ((size_t)l * a.iters + tm.iter) * ep, epl_send_rows(lr[l].l),
+                       (size_t)ep * sizeof(int32_t));
+            }
+        } else if (it >= a.warmup) {
+            t_plain += dt;
+        }
+    }
+
+    /* Gather everything on rank 0. */
+    int nrec = (int)tm.n, rec_bytes = (int)(tm.n * sizeof(struct tmr_rec));
+    int *all_n = calloc((size_t)w.size, sizeof(int)), *displ = calloc((size_t)w.size, sizeof(int));
+    size_t *rec0 = calloc((size_t)w.size + 1, sizeof(size_t));
+    struct tmr_rec *all = NULL;
+    int32_t *all_cnt = NULL, *all_rows = NULL;
+    double tt[2] = { t_timed, t_plain }, tmax[2] = { 0, 0 };
+    if (!all_n || !displ || !rec0)
+        die(&w, "gather", -ENOMEM);
+    MPI_Gather(&nrec, 1, MPI_INT, all_n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (w.rank == 0) {
+        for (int k = 0; k < w.size; k++) {
+            rec0[k + 1] = rec0[k] + (size_t)all_n[k];
+            displ[k] = (int)(rec0[k] * sizeof(struct tmr_rec));
+            all_n[k] *= (int)sizeof(struct tmr_rec);
+        }
+        all = calloc(rec0[w.size] ? rec0[w.size] : 1, sizeof(struct tmr_rec));
+        all_cnt = calloc(cnt_n * w.size, sizeof(int32_t));
+        all_rows = calloc(rows_n * w.size, sizeof(int32_t));
+        if (!all || !all_cnt || !all_rows)
+            die(&w, "gather", -ENOMEM);
+    }
+    MPI_Gatherv(tm.rec, rec_bytes, MPI_BYTE, all, all_n, displ, MPI_BYTE, 0, MPI_COMM_WORLD);
+    MPI_Reduce(tt, tmax, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    /* Counts and rows arrive rank-major; records.h wants (layer, iter, rank). */
+    MPI_Gather(cnt, (int)cnt_n, MPI_INT32_T, all_cnt, (int)cnt_n, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    MPI_Gather(rows, (int)rows_n, MPI_INT32_T, all_rows, (int)rows_n, MPI_INT32_T, 0,
+               MPI_COMM_WORLD);
+
+    int exit_rc = 0;
+    if (w.rank == 0) {
+        int32_t *cnt_li = calloc(cnt_n * w.size, sizeof(int32_t));
+        int32_t *rows_li = calloc(rows_n * w.size, sizeof(int32_t));
+        if (!cnt_li || !rows_li)
+            die(&w, "gather", -ENOMEM);
+        for (int k = 0; k < w.size; k++)
+            for (size_t li = 0; li < (size_t)L * a.iters; li++) {
+                memcpy(cnt_li + (li * w.size + k) * mc.experts,
+                       all_cnt + (size_t)k * cnt_n + li * mc.experts,
+                       (size_t)mc.experts * sizeof(int32_t));
+                memcpy(rows_li + (li * w.size + k) * ep, all_rows + (size_t)k * rows_n + li * ep,
+                       (size_t)ep * sizeof(int32_t));
+            }
+        struct rec_run r = { .ranks = w.size, .ep = ep, .layers = L, .iters = a.iters,
+                             .experts = mc.experts, .hidden = mc.hidden,
+                             .elem_bytes = ops->elem_bytes, .rec = all, .rec0 = rec0,
+                             .offset_s = off, .err_s = err, .counts = cnt_li,
+                             .send_rows = rows_li };
+        printf("# moeprof run: %d ranks, EP groups of %d, %d experts (%s), top-%d, %d shared, "
+               "hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), %d iterations "
+               "(+%d warm-up), backend %s, comm mpi\n", w.size, ep, mc.experts,
+               config_place_name(c.balance.placement), mc.top_k, mc.shared, mc.hidden, mc.ffn,
+               T, L, a.iters, a.warmup, ops->name);
+        rec_summary(stdout, &r);
+        double it_t = tmax[0] / a.iters, it_p = tmax[1] / a.iters;
+        printf("# iteration (slowest rank): %.3f ms timed, %.3f ms untimed: instrumentation "
+               "overhead %+.1f %%\n", 1e3 * it_t, 1e3 * it_p, 100.0 * (it_t - it_p) / it_p);
+        if (a.out) {
+            int wr = write_outputs(a.out, &r);
+            if (wr) {
+                fprintf(stderr, "moeprof: --out %s: %s\n", a.out, strerror(-wr));
+                exit_rc = 1;
+            }
+        }
+        free(cnt_li);
+        free(rows_li);
+    }
+    for (int l = 0; l < L; l++) {
+        epl_free(lr[l].l);
+        ops->free(lr[l].x);
+        ops->free(lr[l].dout);
+        free(lr[l].out);
+        free(lr[l].dx);
+        free(lr[l].bias);
+    }
+    free(lr);
+    free(pop);
+    free(off);
+    free(err);
+    free(cnt);
+    free(rows);
+    free(all_n);
+    free(displ);
+    free(rec0);
+    free(all);
+    free(all_cnt);
+    free(all_rows);
+    tmr_free(&tm);
+    lay_free(&lay);
+    MPI_Comm_free(&ep_comm);
+    MPI_Finalize();
+    return exit_rc;
+}

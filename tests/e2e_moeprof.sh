@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# e2e_moeprof.sh: moeprof under mpirun (OpenMPI), on the CPU backend.
+#  1. The expert-parallel layer equals the one-process layer (tests/mpi_test_eplayer.c,
+#     its own oracle) for N = 1, 2, 3, 4 ranks.
+#  2. `moeprof run` of the bundled example writes what it promises: phases.csv with one
+#     row per (rank, iteration, layer, phase), 15 phases (counts has no backward); a
+#     routing trace whose counts add up to tokens_per_gpu x top_k per (iteration, rank);
+#     dispatch matrices whose row sums are the same tokens x hidden x 4 bytes and whose
+#     dense nccl-tests form equals the sparse form rounded up to 16 bytes; combine the
+#     transpose of dispatch; a Chrome trace that is valid JSON with one process per rank
+#     and every phase; the same seed gives the same routing trace and matrices.
+#  3. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
+#     exit 2, the message once, no file in --out DIR.
+#  4. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
+# Run from the repository root: MOEPROF=build/bin/moeprof BUILD=build bash tests/e2e_moeprof.sh
+set -u
+
+MOEPROF=${MOEPROF:-build/bin/moeprof}
+BUILD=${BUILD:-build}
+EPTEST=$BUILD/tests/mpi_test_eplayer
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+# OpenMPI's own allocations are not ours to check under ASan.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+MPIRUN=(timeout 60 mpirun --oversubscribe -q)
+[ "$(id -u)" -eq 0 ] && MPIRUN+=(--allow-run-as-root)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moeprof-e2e.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+npass=0
+nfail=0
+pass() { echo "ok - $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+
+# ---- 1. N-rank layer == one-process layer
+for n in 1 2 3 4; do
+    if "${MPIRUN[@]}" -np "$n" "$EPTEST" > "$tmp/ep$n.log" 2>&1 &&
+        grep -q "^PASS: np=$n, 0 failure" "$tmp/ep$n.log"; then
+        pass "eplayer == one-process layer, np=$n ($(grep -c '^ok' "$tmp/ep$n.log") tensors)"
+    else
+        fail "eplayer np=$n"; grep -v '^ok' "$tmp/ep$n.log" | head -20
+    fi
+done
+
+# ---- 2. the example's records
+CFG=configs/examples/moeprof-cpu.ini
+T=512 K=2 H=256 ITERS=3
+run_example() { # DIR NP
+    "${MPIRUN[@]}" -np "$2" "$MOEPROF" run $CFG --iters $ITERS --warmup 1 --seed 7 \
+        --out "$1" > "$1.stdout" 2> "$1.stderr"
+}
+if run_example "$tmp/a" 4; then pass "example runs on 4 ranks"; else
+    fail "example on 4 ranks"; cat "$tmp/a.stderr"; fi
+grep -q "^  fwd.dispatch " "$tmp/a.stdout" && grep -q "clock offsets" "$tmp/a.stdout" &&
+    pass "summary table has the phases and the clock offsets" || fail "summary table"
+
+rows=$(($(wc -l < "$tmp/a/phases.csv") - 1))
+[ "$rows" -eq $((4 * ITERS * 15)) ] && pass "phases.csv: $rows rows = 4 ranks x $ITERS x 15" ||
+    fail "phases.csv has $rows rows, want $((4 * ITERS * 15))"
+
+# Routing trace: per (iteration, gpu) the counts add up to T x K.
+bad=$(awk -v want=$((T * K)) '!/^#/ && NF == 5 { s[$2 " " $3] += $5 }
+      END { n = 0; for (k in s) if (s[k] != want) n++; print n + (length(s) == 0) }' \
+      "$tmp/a/routing.trace")
+[ "$bad" -eq 0 ] && pass "routing trace: counts add to tokens x top_k on every rank" ||
+    fail "routing trace counts ($bad bad)"
+
+# Dispatch rows sum to T K H 4 bytes; dense == sparse rounded to 16; combine = transpose.
+python3 - "$tmp/a" $ITERS $((T * K * H * 4)) <<'PY' && pass "matrices: row sums, dense == sparse, combine = transpose" || fail "matrices"
+import sys
+d, iters, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def sparse(p):
+    m = {}
+    for line in open(p):
+        line = line.split('#')[0].split()
+        if line: m[(int(line[0]), int(line[1]))] = int(line[2])
+    return m
+for it in range(iters):
+    disp = sparse(f"{d}/dispatch-l0-i{it}.matrix")
+    comb = sparse(f"{d}/combine-l0-i{it}.matrix")
+    dense = [list(map(int, l.split())) for l in open(f"{d}/dispatch-l0-i{it}.alltoallv")]
+    n = len(dense)
+    assert all(len(r) == n for r in dense)
+    for s in range(n):
+        assert sum(v for (a, b), v in disp.items() if a == s) == want, (it, s)
+        for t in range(n):
+            v = disp.get((s, t), 0)
+            assert dense[s][t] == (v + 15) // 16 * 16
+            assert comb.get((t, s), 0) == v
+PY
+
+python3 - "$tmp/a/trace.json" <<'PY' && pass "trace.json: valid JSON, one process per rank, every phase" || fail "trace.json"
+import json, sys
+t = json.load(open(sys.argv[1]))["traceEvents"]
+pids = {e["pid"] for e in t if e.get("ph") == "X"}
+names = {e["name"] for e in t if e.get("ph") == "X"}
+assert pids == {0, 1, 2, 3}, pids
+want = {f"F {s}" for s in "gate permute counts dispatch experts combine unpermute shared".split()}
+want |= {f"B {s}" for s in "gate permute dispatch experts combine unpermute shared".split()}
+assert names == want, names ^ want
+PY
+
+if run_example "$tmp/b" 4 && cmp -s "$tmp/a/routing.trace" "$tmp/b/routing.trace" &&
+    cmp -s "$tmp/a/dispatch-l0-i2.matrix" "$tmp/b/dispatch-l0-i2.matrix"; then
+    pass "same seed, same routing trace and matrices"
+else
+    fail "determinism"
+fi
+
+# ---- 3. bad input: exit 2, the message once, nothing in --out
+expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
+    local name=$1 np=$2 want=$3 out=$tmp/bad-$1
+    shift 3
+    "${MPIRUN[@]}" -np "$np" "$MOEPROF" run "$@" --out "$out" > "$tmp/bad.stdout" 2> "$tmp/bad.stderr"
+    local rc=$?
+    local n; n=$(grep -cF -- "$want" "$tmp/bad.stderr")
+    local files; files=$(ls -A "$out" 2> /dev/null | wc -l)
+    if [ "$rc" -eq 2 ] && [ "$n" -eq 1 ] && [ "$files" -eq 0 ] && [ ! -s "$tmp/bad.stdout" ]; then
+        pass "bad input: $name (exit 2, one line)"
+    else
+        fail "bad input: $name (rc $rc, message $n times, $files files)"; cat "$tmp/bad.stderr"
+    fi
+}
+expect_bad set-key 2 "--set: model.expertz: unknown key" $CFG --set model.expertz=3
+expect_bad ep-ranks 3 "parallel.ep = 2 needs a multiple of 2 ranks" $CFG
+expect_bad option 2 "unknown option '--bogus'" $CFG --bogus
+expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
+    --set parallel.ep=4
+
+# ---- 4. one rank killed mid-run: all exit non-zero within 10 s
+timeout 60 mpirun --oversubscribe -q $([ "$(id -u)" -eq 0 ] && echo --allow-run-as-root) \
+    -np 2 "$MOEPROF" run $CFG --iters 100000 --warmup 0 > /dev/null 2> "$tmp/kill.stderr" &
+tpid=$!                              # timeout's pid; mpirun is its child, the ranks mpirun's
+victim=""
+mpid=""
+for _ in $(seq 1 100); do
+    [ -n "$mpid" ] || mpid=$(pgrep -P "$tpid" -x mpirun)
+    kids=$([ -n "$mpid" ] && pgrep -P "$mpid" -x moeprof | tr '\n' ' ')
+    [ "$(echo $kids | wc -w)" -eq 2 ] && victim=$(echo $kids | cut -d' ' -f2) && break
+    sleep 0.1
+done
+if [ -n "$victim" ]; then
+    sleep 1
+    others=$(pgrep -P "$mpid" -x moeprof | grep -vx "$victim" | tr '\n' ' ')
+    t0=$(date +%s.%N)
+    kill -KILL "$victim"
+    wait "$tpid"
+    rc=$?
+    # mpirun's exit may come a moment before its ranks are gone: wait for them too.
+    for _ in $(seq 1 100); do
+        alive=0
+        for p in $others; do
+            [ -e "/proc/$p" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2> /dev/null)" != Z ] &&
+                alive=$((alive + 1))
+        done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    dt=$(echo "$(date +%s.%N) - $t0" | bc)
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$alive" -eq 0 ] &&
+        [ "$(echo "$dt < 10" | bc)" -eq 1 ]; then
+        pass "killed rank: mpirun exit $rc after ${dt%???????} s, no rank left"
+    else
+        fail "killed rank: rc $rc after $dt s, $alive ranks alive"
+    fi
+else
+    fail "killed rank: ranks did not start"; kill "$tpid" 2> /dev/null; wait "$tpid"
+fi
+
+echo "# e2e_moeprof: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
