@@ -107,7 +107,8 @@ _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) 
  * Every numeric key has a finite range (README.md lists them), wide enough for any real
  * cluster or model and narrow enough that nothing derived from them overflows: a layer
  * moves at most CFG_ASSIGN_MAX token-expert assignments (cfg_check_volume), each of at
- * most hidden (2^24) x bytes per element (< 64) bytes, so a collective moves < 2^63 bytes;
+ * most hidden (2^24) x bytes per element (< 64) bytes, so a collective moves < 2^63 bytes
+ * (the legs of a two-level dispatch: < 2^63 on each tier, < 2^64 in all);
  * bandwidths >= 1e-3 GB/s (over an oversubscription <= 1000) and FLOP rates >= 1e-3 TFLOP/s
  * at efficiencies >= 1e-3 keep every time below ~1e40 s, far from a double's 1.8e308. */
 static const struct cfg_key cfg_keys[] = {

@@ -27,7 +27,8 @@
 #define CFG_INCLUDE_DEPTH 8       /* include chains deeper than this are an error */
 #define CFG_GPUS_MAX (1 << 20)    /* config_load rejects clusters with more GPUs */
 /* Most token-expert assignments one MoE layer routes (over the GPUs of its all-to-all);
- * at most 2^24 (hidden) x 64 bytes each, a layer's collective moves < 2^63 bytes. */
+ * at most 2^24 (hidden) x 64 bytes each, a layer's collective moves < 2^63 bytes (the legs
+ * of a two-level dispatch: < 2^63 on each tier, a relayed token on both). */
 #define CFG_ASSIGN_MAX (1ull << 33)
 
 enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
