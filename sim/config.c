@@ -1219,18 +1219,18 @@ static unsigned long cfg_order(const struct cfg_loader *ld, const char *sec, con
 static void cfg_fill_precision(struct cfg_loader *ld)
 {
     struct cfg_model *m = &ld->c.model;
-    if (cfg_order(ld, "model", "dispatch_dtype") > cfg_order(ld, "model", "dispatch_bytes_per_elem"))
-        m->dispatch_bytes_per_elem = config_dtype_bytes(m->dispatch_dtype, m->hidden, m->fp8_block);
+    int h = m->hidden, blk = m->fp8_block;
+    if (cfg_order(ld, "model", "dispatch_dtype") >
+        cfg_order(ld, "model", "dispatch_bytes_per_elem"))
+        m->dispatch_bytes_per_elem = config_dtype_bytes(m->dispatch_dtype, h, blk);
     if (cfg_order(ld, "model", "combine_dtype") > cfg_order(ld, "model", "combine_bytes_per_elem"))
-        m->combine_bytes_per_elem = config_dtype_bytes(m->combine_dtype, m->hidden, m->fp8_block);
+        m->combine_bytes_per_elem = config_dtype_bytes(m->combine_dtype, h, blk);
     m->combine_grad_bytes_per_elem = m->combine_bytes_per_elem;
     m->dispatch_grad_bytes_per_elem = m->combine_bytes_per_elem;
     if (cfg_order(ld, "model", "combine_grad_dtype"))
-        m->combine_grad_bytes_per_elem = config_dtype_bytes(m->combine_grad_dtype, m->hidden,
-                                                            m->fp8_block);
+        m->combine_grad_bytes_per_elem = config_dtype_bytes(m->combine_grad_dtype, h, blk);
     if (cfg_order(ld, "model", "dispatch_grad_dtype"))
-        m->dispatch_grad_bytes_per_elem = config_dtype_bytes(m->dispatch_grad_dtype, m->hidden,
-                                                             m->fp8_block);
+        m->dispatch_grad_bytes_per_elem = config_dtype_bytes(m->dispatch_grad_dtype, h, blk);
 }
 
 /* Pieces the schedule cuts the model into (sched.h). */

@@ -157,8 +157,8 @@ static int result_alloc(struct routing *r, const struct config *c, int gpus, int
     r->slot_tokens = calloc(groups * (size_t)nslots, sizeof(*r->slot_tokens));
     r->gpu_tokens = calloc((size_t)gpus, sizeof(*r->gpu_tokens));
     r->popularity = calloc(experts, sizeof(*r->popularity));
-    if (!r->pair_tokens || !r->src_node_tokens || !r->expert_demand || !r->expert_tokens || !r->dropped ||
-        !r->src_demand || !r->slot_tokens || !r->gpu_tokens || !r->popularity)
+    if (!r->pair_tokens || !r->src_node_tokens || !r->expert_demand || !r->expert_tokens ||
+        !r->dropped || !r->src_demand || !r->slot_tokens || !r->gpu_tokens || !r->popularity)
         return -ENOMEM;
     return 0;
 }

@@ -33,10 +33,10 @@
  *   both.
  * Trace (routing.distribution = trace): rtrace_at(trace, layer, iteration, s) is source
  *   s's demand. A trace has counts, not per-token sets or ranks, so there is no dedup
- *   (pair_tokens and src_node_tokens count assignments), capacity keeps by source GPU order alone, the token
- *   metrics are NaN, and source s's kept count n of expert e is split over its r replicas
- *   as above: n / r each, one more to the (n mod r) replicas from s mod r on. popularity is
- *   each expert's share of all the demand.
+ *   (pair_tokens and src_node_tokens count assignments), capacity keeps by source GPU
+ *   order alone, the token metrics are NaN, and source s's kept count n of expert e is
+ *   split over its r replicas as above: n / r each, one more to the (n mod r) replicas
+ *   from s mod r on. popularity is each expert's share of all the demand.
  * Streams: source GPU s draws from rng_seed_stream(seed, s + 2^21 iteration + 2^42 layer),
  *   so layer 0, iteration 0 is stream s, as routing_generate has always used; results do
  *   not depend on the order GPUs are visited. The popularity comes from the same seed
