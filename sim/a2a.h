@@ -3,7 +3,9 @@
  * Every nonzero off-diagonal entry of the byte matrix is one flow from src to dst
  * along topo_route(); it starts sharing bandwidth at t0 + the path's latency, as events
  * of the discrete-event core, and the flow-level network times it. The diagonal is local
- * and crosses no link.
+ * and crosses no link. For a two-level (hierarchical) MoE matrix the entries are legs
+ * (traffic.h): the network legs and the relays' NVLink forwards run concurrently, the
+ * model of DeepEP's chunked pipeline, and per-GPU counts include what a relay forwards.
  */
 #ifndef MOESIM_A2A_H
 #define MOESIM_A2A_H

@@ -75,6 +75,7 @@ static const char *const sched_words[] = { "none", "gpipe", "1f1b", "interleaved
 static const char *const attn_words[] = { "gqa", "mla", NULL };
 static const char *const ffn_act_words[] = { "swiglu", "geglu", "relu", "gelu", NULL };
 static const char *const reduce_words[] = { "ring", "tree", NULL };
+static const char *const dtype_words[] = { "bf16", "fp16", "fp8", "fp32", NULL };
 static const char *const true_words[] = { "true", "on", "yes", "1", NULL };
 static const char *const false_words[] = { "false", "off", "no", "0", NULL };
 
@@ -93,12 +94,14 @@ _Static_assert(ATTN_GQA == 0 && ATTN_MLA == 1, "attn_words order");
 _Static_assert(FFN_SWIGLU == 0 && FFN_GEGLU == 1 && FFN_RELU == 2 && FFN_GELU == 3,
                "ffn_act_words order");
 _Static_assert(REDUCE_RING == 0 && REDUCE_TREE == 1, "reduce_words order");
+_Static_assert(DTYPE_BF16 == 0 && DTYPE_FP16 == 1 && DTYPE_FP8 == 2 && DTYPE_FP32 == 3,
+               "dtype_words order");
 _Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
 _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
                sizeof(enum pattern_kind) == sizeof(int) && sizeof(enum sched_kind) == sizeof(int) &&
                sizeof(enum attn_kind) == sizeof(int) && sizeof(enum reduce_kind) == sizeof(int) &&
                sizeof(enum score_kind) == sizeof(int) && sizeof(enum place_kind) == sizeof(int) &&
-               sizeof(enum ffn_act) == sizeof(int),
+               sizeof(enum ffn_act) == sizeof(int) && sizeof(enum dtype_kind) == sizeof(int),
                "enum fields are int-sized");
 
 /* The schema. To add a key: add its field to struct config (config.h), then one row here:
@@ -108,7 +111,8 @@ _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) 
  * Every numeric key has a finite range (README.md lists them), wide enough for any real
  * cluster or model and narrow enough that nothing derived from them overflows: a layer
  * moves at most CFG_ASSIGN_MAX token-expert assignments (cfg_check_volume), each of at
- * most hidden (2^24) x bytes per element (< 64) bytes, so a collective moves < 2^63 bytes;
+ * most hidden (2^24) x bytes per element (< 64) bytes, so a collective moves < 2^63 bytes
+ * (the legs of a two-level dispatch: < 2^63 on each tier, < 2^64 in all);
  * bandwidths >= 1e-3 GB/s (over an oversubscription <= 1000) and FLOP rates >= 1e-3 TFLOP/s
  * at efficiencies >= 1e-3 keep every time below ~1e40 s, far from a double's 1.8e308. */
 static const struct cfg_key cfg_keys[] = {
@@ -186,6 +190,20 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(model.dispatch_bytes_per_elem) },
     { "model", "combine_bytes_per_elem",  CFG_DOUBLE, "2", { 0, 64, true, false }, 1, 1, NULL,
       FIELD(model.combine_bytes_per_elem) },
+    /* The format of each all-to-all (config.h, cfg_fill_precision): a dtype set after the
+     * matching *_bytes_per_elem wins; an unset gradient dtype follows the combine.
+     * fp8_block: elements per FP32 scale, 1x128 in DeepSeek-V3 (arXiv:2412.19437 sec.
+     * 3.3.2); at most hidden's bound. */
+    { "model", "dispatch_dtype",      CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(model.dispatch_dtype) },
+    { "model", "combine_dtype",       CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(model.combine_dtype) },
+    { "model", "combine_grad_dtype",  CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(model.combine_grad_dtype) },
+    { "model", "dispatch_grad_dtype", CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(model.dispatch_grad_dtype) },
+    { "model", "fp8_block",           CFG_INT,    "128",  IN(1, 16777216), 1, 1, NULL,
+      FIELD(model.fp8_block) },
     /* Transformer structure, used by training steps (model.h). Sizes are at most 2^24, as
      * hidden: the product of two is exact in a double. The defaults go with the default
      * hidden 4096: 32 heads of 128 and a 32000-token vocabulary, as Mixtral-8x7B
@@ -1178,7 +1196,8 @@ static int cfg_check_groups(struct cfg_loader *ld, int nodes)
 
 /* [routing] and [balance] keys that depend on others (pattern moe only): a trace for
  * distribution = trace; redundant experts only with an eplb placement; a placement other
- * than contiguous needs EP groups of whole nodes or inside one node (placement.h), and
+ * than contiguous, or the hierarchical route, needs EP groups of whole nodes or inside
+ * one node (placement.h, traffic.h), and
  * the hierarchical eplb gives each of the group's nodes an equal share of the experts and
  * of the redundant slots (DeepSeek EPLB, rebalance_experts_hierarchical). */
 static int cfg_check_balance(struct cfg_loader *ld)
@@ -1191,6 +1210,8 @@ static int cfg_check_balance(struct cfg_loader *ld)
                                               "balance", "redundant_experts", "parallel", "ep" };
     static const char *const trace_keys[] = { "routing", "trace", "routing", "distribution",
                                               "traffic", "pattern" };
+    static const char *const hier_keys[] = { "cluster", "route", "parallel", "ep", "cluster",
+                                             "gpus_per_node" };
     const struct config *c = &ld->c;
     const struct cfg_balance *b = &c->balance;
     int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
@@ -1214,6 +1235,14 @@ static int cfg_check_balance(struct cfg_loader *ld)
                                "EP group (parallel.ep / cluster.gpus_per_node): both must be "
                                "multiples of %d", c->model.experts, b->redundant_experts, nodes,
                                nodes);
+    /* The two-level dispatch (traffic.h) relays a token through the GPU of its EP group
+     * with the sender's local index on each node: groups of whole nodes, or in one. */
+    if (c->cluster.route == ROUTE_HIER && ep % gpn && gpn % ep)
+        return cfg_fail_latest(ld, hier_keys, 3, "cluster.route = hierarchical needs "
+                               "parallel.ep = %d to be a multiple or a divisor of "
+                               "cluster.gpus_per_node = %d (a token is relayed by the GPU of "
+                               "its EP group with the sender's local index on each node)",
+                               ep, gpn);
     int rc = cfg_check_groups(ld, nodes);
     return rc ? rc : cfg_check_max_nodes(ld);
 }
@@ -1226,6 +1255,34 @@ static void cfg_fill_model(struct cfg_model *m)
         m->kv_heads = m->heads;
     if (!m->head_dim)
         m->head_dim = m->hidden / m->heads;
+}
+
+/* When the key was set: 0 for its default, then 1, 2, ... in the order of setting. */
+static unsigned long cfg_order(const struct cfg_loader *ld, const char *sec, const char *key)
+{
+    const struct cfg_key *k = cfg_find(sec, key);
+    return k ? ld->order[k - cfg_keys] : 0;
+}
+
+/* The bytes per element of the four all-to-alls (config.h): the forward two from their
+ * dtype when it was set after their *_bytes_per_elem (a later file or --set overrides an
+ * earlier one, whichever of the two it names); each gradient from its dtype when set,
+ * else the combine's. Both at their defaults: 2 bytes, BF16. */
+static void cfg_fill_precision(struct cfg_loader *ld)
+{
+    struct cfg_model *m = &ld->c.model;
+    int h = m->hidden, blk = m->fp8_block;
+    if (cfg_order(ld, "model", "dispatch_dtype") >
+        cfg_order(ld, "model", "dispatch_bytes_per_elem"))
+        m->dispatch_bytes_per_elem = config_dtype_bytes(m->dispatch_dtype, h, blk);
+    if (cfg_order(ld, "model", "combine_dtype") > cfg_order(ld, "model", "combine_bytes_per_elem"))
+        m->combine_bytes_per_elem = config_dtype_bytes(m->combine_dtype, h, blk);
+    m->combine_grad_bytes_per_elem = m->combine_bytes_per_elem;
+    m->dispatch_grad_bytes_per_elem = m->combine_bytes_per_elem;
+    if (cfg_order(ld, "model", "combine_grad_dtype"))
+        m->combine_grad_bytes_per_elem = config_dtype_bytes(m->combine_grad_dtype, h, blk);
+    if (cfg_order(ld, "model", "dispatch_grad_dtype"))
+        m->dispatch_grad_bytes_per_elem = config_dtype_bytes(m->dispatch_grad_dtype, h, blk);
 }
 
 /* Pieces the schedule cuts the model into (sched.h). */
@@ -1361,6 +1418,7 @@ static int cfg_check(struct cfg_loader *ld)
     if (rc)
         return rc;
     cfg_fill_model(&c->model);
+    cfg_fill_precision(ld);
     if (c->schedule.kind != SCHED_NONE) {
         rc = cfg_check_step(ld, head_dim_given);
         if (rc)
@@ -1450,3 +1508,22 @@ const char *config_pattern_name(enum pattern_kind p) { return cfg_word(pattern_w
 const char *config_sched_name(enum sched_kind k) { return cfg_word(sched_words, (int)k); }
 const char *config_attn_name(enum attn_kind a) { return cfg_word(attn_words, (int)a); }
 const char *config_reduce_name(enum reduce_kind r) { return cfg_word(reduce_words, (int)r); }
+const char *config_dtype_name(enum dtype_kind d) { return cfg_word(dtype_words, (int)d); }
+
+double config_dtype_bytes(enum dtype_kind d, int hidden, int fp8_block)
+{
+    if (hidden < 1 || fp8_block < 1)
+        return NAN;
+    switch (d) {
+    case DTYPE_BF16:
+    case DTYPE_FP16:
+        return 2;
+    case DTYPE_FP32:
+        return 4;
+    case DTYPE_FP8: {
+        double scales = ceil((double)hidden / fp8_block);
+        return ((double)hidden + 4 * scales) / hidden;
+    }
+    }
+    return NAN;
+}

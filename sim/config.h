@@ -27,7 +27,8 @@
 #define CFG_INCLUDE_DEPTH 8       /* include chains deeper than this are an error */
 #define CFG_GPUS_MAX (1 << 20)    /* config_load rejects clusters with more GPUs */
 /* Most token-expert assignments one MoE layer routes (over the GPUs of its all-to-all);
- * at most 2^24 (hidden) x 64 bytes each, a layer's collective moves < 2^63 bytes. */
+ * at most 2^24 (hidden) x 64 bytes each, a layer's collective moves < 2^63 bytes (the legs
+ * of a two-level dispatch: < 2^63 on each tier, a relayed token on both). */
 #define CFG_ASSIGN_MAX (1ull << 33)
 
 enum route_kind { ROUTE_RAIL, ROUTE_PXN, ROUTE_HIER };
@@ -45,6 +46,8 @@ enum attn_kind { ATTN_GQA, ATTN_MLA };
 /* The FFN of dense layers, shared and routed experts (model.h): gated, three matrices
  * (SwiGLU, GeGLU), or two (ReLU, GeLU). */
 enum ffn_act { FFN_SWIGLU, FFN_GEGLU, FFN_RELU, FFN_GELU };
+/* Number format of an all-to-all's elements ([model] *_dtype; config_dtype_bytes). */
+enum dtype_kind { DTYPE_BF16, DTYPE_FP16, DTYPE_FP8, DTYPE_FP32 };
 enum reduce_kind { REDUCE_RING, REDUCE_TREE };
 
 /* Where a value came from: "file:line", or "--set", or "default". */
@@ -86,8 +89,18 @@ struct cfg_model {
     int layers;
     int first_dense_layers;
     int moe_every;            /* after those, every moe_every-th layer is MoE (model.h) */
+    /* Bytes per element of the four all-to-alls of a MoE layer: the forward dispatch and
+     * combine, and the backward's: the combine's gradient (it travels the dispatch's
+     * way, from each token's GPU to its experts) and the dispatch's gradient (the
+     * combine's way). Each comes from its *_dtype key (config_dtype_bytes) or, for the
+     * forward two, from the *_bytes_per_elem key, whichever was set last; a gradient
+     * whose dtype is not set takes the combine's (today's BF16 gradients). */
     double dispatch_bytes_per_elem;
     double combine_bytes_per_elem;
+    double combine_grad_bytes_per_elem;   /* filled in by config_load */
+    double dispatch_grad_bytes_per_elem;  /* filled in by config_load */
+    enum dtype_kind dispatch_dtype, combine_dtype, combine_grad_dtype, dispatch_grad_dtype;
+    int fp8_block;            /* FP8: one FP32 scale per this many elements of a token */
     /* transformer structure (used by training steps) */
     int seq_len;
     int vocab;
@@ -199,5 +212,13 @@ const char *config_pattern_name(enum pattern_kind p);
 const char *config_sched_name(enum sched_kind k);
 const char *config_attn_name(enum attn_kind a);
 const char *config_reduce_name(enum reduce_kind r);
+const char *config_dtype_name(enum dtype_kind d);
+
+/* Bytes per element of a token's vector of `hidden` elements in format d: 2 (bf16, fp16),
+ * 4 (fp32), or for fp8 1 plus one 4-byte FP32 scale per fp8_block elements, a partial
+ * last block included: (hidden + 4 * ceil(hidden / fp8_block)) / hidden, which is
+ * 1 + 4 / fp8_block exactly when fp8_block divides hidden (DeepSeek-V3's 1x128 tiles,
+ * arXiv:2412.19437 sec. 3.3.2). NAN for a bad value or hidden, fp8_block < 1. */
+double config_dtype_bytes(enum dtype_kind d, int hidden, int fp8_block);
 
 #endif

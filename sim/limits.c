@@ -122,8 +122,8 @@ static void shape_of(struct shape *s, const struct config *c, bool step)
 static double routing_bytes(double g, const struct shape *s)
 {
     double groups = fmax(1, floor(g / s->ep));
-    return 8 * g * g + 8 * g * s->E + 24 * groups * s->E + 8 * groups * s->slots + 8 * g +
-           256 * s->E + 64 * g;
+    return 8 * g * g + 8 * g * (g / s->gpn) + 8 * g * s->E + 24 * groups * s->E +
+           8 * groups * s->slots + 8 * g + 256 * s->E + 64 * g;
 }
 
 /* Routing passes per routed layer: capacity routes twice (count, then keep); an eplb

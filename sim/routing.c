@@ -40,6 +40,7 @@ struct run {
     int *own;                  /* contiguous layout when no placement: the three above */
     /* the group being routed */
     int group, span;           /* span: nodes the group spans */
+    int node0;                 /* global node of the group's first GPU */
     int *gpu_node;             /* ep: node (0 .. span-1 within the group) of its GPU j */
     int *built_node;           /* ep: gpu_node of the layout last given to the gating */
     int *node_first, *node_members, *node_fill; /* node -> home experts, scratch */
@@ -145,8 +146,10 @@ static int result_alloc(struct routing *r, const struct config *c, int gpus, int
     r->ep = c->parallel.ep;
     r->top_k = c->model.top_k;
     r->gpus_per_node = c->cluster.gpus_per_node;
+    r->nodes = gpus / r->gpus_per_node;
     r->nslots = nslots;
     r->pair_tokens = calloc((size_t)gpus * gpus, sizeof(*r->pair_tokens));
+    r->src_node_tokens = calloc((size_t)gpus * r->nodes, sizeof(*r->src_node_tokens));
     r->expert_demand = calloc(groups * experts, sizeof(*r->expert_demand));
     r->expert_tokens = calloc(groups * experts, sizeof(*r->expert_tokens));
     r->dropped = calloc(groups * experts, sizeof(*r->dropped));
@@ -154,8 +157,8 @@ static int result_alloc(struct routing *r, const struct config *c, int gpus, int
     r->slot_tokens = calloc(groups * (size_t)nslots, sizeof(*r->slot_tokens));
     r->gpu_tokens = calloc((size_t)gpus, sizeof(*r->gpu_tokens));
     r->popularity = calloc(experts, sizeof(*r->popularity));
-    if (!r->pair_tokens || !r->expert_demand || !r->expert_tokens || !r->dropped ||
-        !r->src_demand || !r->slot_tokens || !r->gpu_tokens || !r->popularity)
+    if (!r->pair_tokens || !r->src_node_tokens || !r->expert_demand || !r->expert_tokens ||
+        !r->dropped || !r->src_demand || !r->slot_tokens || !r->gpu_tokens || !r->popularity)
         return -ENOMEM;
     return 0;
 }
@@ -265,6 +268,7 @@ static int group_nodes(struct run *u, int group)
     int ep = u->r->ep, gpn = u->r->gpus_per_node, lo = group * ep, experts = u->r->experts;
     bool same = group > 0;
     u->group = group;
+    u->node0 = lo / gpn;
     for (int j = 0; j < ep; j++) {
         u->gpu_node[j] = (lo + j) / gpn - lo / gpn;
         same &= u->gpu_node[j] == u->built_node[j];
@@ -335,6 +339,7 @@ static void emit_fast(struct run *u, int s)
     const int *expert_gpu = u->expert_gpu, *gpu_node = u->gpu_node;
     uint64_t *src = r->src_demand + (size_t)s * r->experts;
     uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *nrow = r->src_node_tokens + (size_t)s * r->nodes + u->node0;
     uint64_t *gpu_mark = u->gpu_mark;
     const uint64_t stamp = ++u->stamp, dup = !u->dedup;
     uint64_t mask = 0;
@@ -345,7 +350,9 @@ static void emit_fast(struct run *u, int s)
         src[e]++;
         row[g] += dup | (gpu_mark[g] != stamp);   /* no branch to mispredict */
         gpu_mark[g] = stamp;
-        reached += node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+        int fresh = node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+        nrow[gpu_node[g]] += dup | (uint64_t)fresh;
+        reached += fresh;
     }
     u->kept += (uint64_t)k;
     u->visits += (uint64_t)reached;
@@ -364,6 +371,7 @@ static void emit_token(struct run *u, int s, int nnodes)
     uint64_t *demand = r->expert_demand + gE, *kept_e = r->expert_tokens + gE;
     uint64_t *src = r->src_demand + (size_t)s * n;
     uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *nrow = r->src_node_tokens + (size_t)s * r->nodes + u->node0;
     uint64_t *slots = r->slot_tokens + (size_t)u->group * r->nslots;
     uint64_t *gpu_mark = u->gpu_mark;
     const uint64_t stamp = ++u->stamp, dup = !u->dedup, cap = u->cap;
@@ -389,7 +397,9 @@ static void emit_token(struct run *u, int s, int nnodes)
         slots[x]++;
         row[g] += dup | (gpu_mark[g] != stamp);
         gpu_mark[g] = stamp;
-        reached += node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+        int fresh = node_reach(&mask, u->node_mark, stamp, span, gpu_node[g]);
+        nrow[gpu_node[g]] += dup | (uint64_t)fresh;
+        reached += fresh;
     }
     u->kept += (uint64_t)kept;
     u->visits += (uint64_t)reached;
@@ -427,10 +437,16 @@ static void route_all(struct run *u, int s)
 {
     struct routing *r = u->r;
     uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *nrow = r->src_node_tokens + (size_t)s * r->nodes + u->node0;
     uint64_t t = u->tokens;
 
-    for (int g = 0; g < r->ep; g++)
+    for (int g = 0; g < r->ep; g++) {
         row[g] += u->dedup ? t : t * (uint64_t)u->per_gpu;
+        if (!u->dedup)
+            nrow[u->gpu_node[g]] += t * (uint64_t)u->per_gpu;
+        else if (g == 0 || u->gpu_node[g] != u->gpu_node[g - 1])
+            nrow[u->gpu_node[g]] += t;
+    }
     for (int e = 0; e < r->experts; e++)
         r->src_demand[(size_t)s * r->experts + e] += t;
     u->routed += t;
@@ -508,6 +524,7 @@ static void trace_split(struct run *u, int s, int e, uint64_t n)
     struct routing *r = u->r;
     int r0 = u->rep0[e], nr = u->rep0[e + 1] - r0;
     uint64_t *row = r->pair_tokens + (size_t)s * r->gpus + (size_t)u->group * r->ep;
+    uint64_t *nrow = r->src_node_tokens + (size_t)s * r->nodes + u->node0;
     for (int i = 0; i < nr; i++) {
         /* replica i gets the j < n with (s + j) mod nr = i */
         uint64_t first = ((uint64_t)i + (uint64_t)nr - (uint64_t)s % (uint64_t)nr) % (uint64_t)nr;
@@ -515,6 +532,7 @@ static void trace_split(struct run *u, int s, int e, uint64_t n)
         int x = u->rep[r0 + i];
         r->slot_tokens[(size_t)u->group * r->nslots + x] += share;
         row[x / u->per_gpu] += share;
+        nrow[u->gpu_node[x / u->per_gpu]] += share;
     }
 }
 
@@ -680,6 +698,7 @@ void routing_bias_update(double *bias, const struct routing *r, double gamma)
 void routing_free(struct routing *r)
 {
     free(r->pair_tokens);
+    free(r->src_node_tokens);
     free(r->expert_demand);
     free(r->expert_tokens);
     free(r->dropped);

@@ -29,13 +29,15 @@
  *   as nodes_per_token_max shows). Each source splits its tokens evenly, within one per
  *   replica.
  * Dedup (routing.dedup): a token counts once in pair_tokens per destination GPU however
- *   many of its kept experts are there; without, once per kept expert.
+ *   many of its kept experts are there, and once in src_node_tokens per destination node
+ *   however many of its kept experts' GPUs are there; without, once per kept expert in
+ *   both.
  * Trace (routing.distribution = trace): rtrace_at(trace, layer, iteration, s) is source
  *   s's demand. A trace has counts, not per-token sets or ranks, so there is no dedup
- *   (pair_tokens counts assignments), capacity keeps by source GPU order alone, the token
- *   metrics are NaN, and source s's kept count n of expert e is split over its r replicas
- *   as above: n / r each, one more to the (n mod r) replicas from s mod r on. popularity is
- *   each expert's share of all the demand.
+ *   (pair_tokens and src_node_tokens count assignments), capacity keeps by source GPU
+ *   order alone, the token metrics are NaN, and source s's kept count n of expert e is
+ *   split over its r replicas as above: n / r each, one more to the (n mod r) replicas
+ *   from s mod r on. popularity is each expert's share of all the demand.
  * Streams: source GPU s draws from rng_seed_stream(seed, s + 2^21 iteration + 2^42 layer),
  *   so layer 0, iteration 0 is stream s, as routing_generate has always used; results do
  *   not depend on the order GPUs are visited. The popularity comes from the same seed
@@ -59,10 +61,15 @@ struct rtrace;
 struct routing {
     int gpus, experts, ep, top_k;
     int gpus_per_node;
+    int nodes;                /* gpus / gpus_per_node */
     int nslots;               /* physical slots per EP group */
     /* gpus * gpus, [src * gpus + dst]: tokens src sends to dst (kept assignments, deduped
      * as above). Zero outside src's EP group. */
     uint64_t *pair_tokens;
+    /* gpus * nodes, [src * nodes + node]: tokens src sends to a node (kept assignments,
+     * deduped per node as above), its own node included: what a two-level dispatch sends
+     * over the network once per remote node (traffic.h). Zero outside src's EP group. */
+    uint64_t *src_node_tokens;
     /* (gpus / ep) * experts, [group * experts + e]: the assignments logical expert e of
      * EP group `group` was chosen for (expert_demand) and kept (expert_tokens); dropped =
      * demand - kept. Dropless, expert_tokens = expert_demand. */

@@ -246,10 +246,12 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     free(ct);
 
     /* Forward: dispatch and combine. Backward: the combine's gradient travels the
-     * dispatch's way and the dispatch's gradient the combine's, both at the combine's
-     * bytes per element (BF16 gradients). */
+     * dispatch's way (its paths and directions, traffic.h) and the dispatch's gradient the
+     * combine's (with the relays' reduction under route hierarchical), each at its own
+     * bytes per element (config.h). */
     struct config bc = *cc;
-    bc.model.dispatch_bytes_per_elem = cc->model.combine_bytes_per_elem;
+    bc.model.dispatch_bytes_per_elem = cc->model.combine_grad_bytes_per_elem;
+    bc.model.combine_bytes_per_elem = cc->model.dispatch_grad_bytes_per_elem;
     struct traffic d = { 0 }, cb = { 0 }, bd = { 0 }, bcb = { 0 };
     const double *fin;
     rc = traffic_moe(&d, &cb, &rt, cc);

@@ -20,6 +20,9 @@
  *   hierarchical:  rail-direct to the same-index GPU of the destination node, then NVLink
  * A forwarding GPU adds its own NVLink hops (2 nvl); pxn and hierarchical fall back to
  * rail-direct when source and destination already share a rail.
+ * These are per-pair paths (uniform all-to-alls, matrices, sends, rings). A MoE layer's
+ * traffic under hierarchical is built by traffic_moe as legs of the two-level dispatch
+ * (traffic.h), each inside a node or on one rail, so each takes one tier here.
  */
 #ifndef MOESIM_TOPO_H
 #define MOESIM_TOPO_H

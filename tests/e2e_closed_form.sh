@@ -9,7 +9,8 @@
 #   - latency: same node 2 nvl; rail-direct 2 nic + 1 sw (3 sw across leaves);
 #     pxn = NVLink to the GPU on the destination's rail, then rail-direct;
 #     hierarchical = rail-direct to the same-index GPU of the destination node, then
-#     NVLink; a forwarding leg adds 2 nvl;
+#     NVLink; a forwarding leg adds 2 nvl (for a matrix; MoE traffic under
+#     hierarchical is two-level, case (g));
 #   - every GPU has NVLink tx/rx and NIC tx/rx links of nvlink_GBps / nic_GBps
 #     (1 GB = 1e9 B); a leaf's uplink is nodes_per_leaf * gpus_per_node * nic / oversub.
 # Times are compared with relative tolerance TOL = 1e-6 (well inside 1e-3; the CSV
@@ -285,6 +286,63 @@ check "(f) 16 experts, no dedup: combine time" "$tmp/f16n.csv" 0 combine_s "2*$L
 # from the combine's own start (a2a.h: "last end ... - t0"), so the one-node form holds.
 check "(f) 8 experts: gpu 2 combine receive finish" "$tmp/f8d.gpu.csv" 2 combine_recv_finish_s \
     "2*$L + 7*$T*$H*2/$B"
+
+# ---- (g) two-level dispatch (route = hierarchical): 2 nodes x 8 GPUs, ep 16, every token
+# picks every expert (16 experts, top_k 16, dedup), T tokens per GPU, hidden H; the
+# dispatch in FP8 with one 4-byte scale per 128 elements, PD = H * (1 + 4/128) bytes per
+# token; the combine in BF16, PC = 2H (traffic.h). Each token of GPU s reaches all 16
+# GPUs: 7 NVLink copies to its node's peers, ONE network copy to the same-index GPU of
+# the other node (not 8 as rail), which forwards it to its 7 peers. So every same-node
+# pair carries 2T (its own T and T relayed for the other node's same-index GPU) and
+# every same-index pair T:
+#   nvlink bytes = 16 * 7 * 2T * P, net bytes = 16 * T * P, local = 16 * T * P;
+#   the tiers share no link and run concurrently (NVLink tx/rx: 7 flows of 2TP, B/7
+#   each; NIC: one flow of TP each):
+#   time = max(2L + 14 T P / B, 2 nic_lat + sw_lat + T P / nic).
+# The combine is the mirror at PC (the relays sum their node's outputs: one network
+# copy per (token, node) again). Rail sends 8 network copies per token.
+T=64
+H=512
+PD="$H*(1 + 4/128)"
+PC="2*$H"
+hier_ini() {   # hier_ini ROUTE
+    cluster_ini 2 "route = $1"
+    printf '[model]
+experts = 16
+top_k = 16
+hidden = %s
+' "$H"
+    printf 'dispatch_dtype = fp8
+combine_dtype = bf16
+'
+    printf '[parallel]
+ep = 16
+'
+    printf '[routing]
+tokens_per_gpu = %s
+dedup = true
+' "$T"
+}
+hier_ini hierarchical > "$tmp/g.ini"
+hier_ini rail > "$tmp/g_rail.ini"
+sim g "$tmp/g.ini"
+sim g_rail "$tmp/g_rail.ini"
+check "(g) hierarchical: dispatch net bytes, one copy per remote node" "$tmp/g.csv" 0 \
+    net_bytes "16*$T*($PD + $PC)" exact
+check "(g) hierarchical: nvlink bytes" "$tmp/g.csv" 0 nvlink_bytes "16*7*2*$T*($PD + $PC)" exact
+check "(g) hierarchical: local bytes" "$tmp/g.csv" 0 local_bytes "16*$T*($PD + $PC)" exact
+check "(g) hierarchical: dispatch time" "$tmp/g.csv" 0 dispatch_s \
+    "max(2*$L + 14*$T*$PD/$B, 2*$NL + $SW + $T*$PD/$NIC)"
+check "(g) hierarchical: combine time (the mirror)" "$tmp/g.csv" 0 combine_s \
+    "max(2*$L + 14*$T*$PC/$B, 2*$NL + $SW + $T*$PC/$NIC)"
+check "(g) hierarchical: relay gpu 0 receives 1 network + 7 x 2 NVLink copies" \
+    "$tmp/g.gpu.csv" 0 recv_bytes "15*$T*$PD" exact
+check "(g) rail: 8 network copies per token" "$tmp/g_rail.csv" 0 net_bytes \
+    "16*8*$T*($PD + $PC)" exact
+# With NVLink at 100 GB/s the relays' forwarding is the slower tier: 14TP/100e9 > TP/nic.
+sim g_slow "$tmp/g.ini" --set cluster.nvlink_GBps=100
+check "(g) hierarchical, NVLink 100 GB/s: NVLink-bound dispatch" "$tmp/g_slow.csv" 0 dispatch_s \
+    "max(2*$L + 14*$T*$PD/100e9, 2*$NL + $SW + $T*$PD/$NIC)"
 
 check_all
 echo "# e2e_closed_form: $npass passed, $nfail failed"

@@ -100,6 +100,8 @@ static inline const char *config_ranges_broken(const struct config *c)
     INV(m->layers <= 1 << 20 && m->first_dense_layers <= 1 << 20);
     INV(m->moe_every >= 1 && m->moe_every <= 1 << 20 && (unsigned)m->ffn_act <= FFN_GELU);
     INV(m->dispatch_bytes_per_elem < 64 && m->combine_bytes_per_elem < 64);
+    INV(m->combine_grad_bytes_per_elem < 64 && m->dispatch_grad_bytes_per_elem < 64);
+    INV(m->fp8_block >= 1 && m->fp8_block <= 1 << 24 && (unsigned)m->dispatch_dtype <= DTYPE_FP32);
     INV(c->parallel.vpp <= 1 << 20 && c->parallel.pp <= CFG_GPUS_MAX);
     INV(c->routing.tokens_per_gpu <= 1000000000 && c->routing.zipf_s <= 100);
     INV(in_si(c->routing.concentration, 1e-3, 1e6) && c->routing.drift >= 0);
@@ -185,9 +187,13 @@ static inline const char *config_broken(const struct config *c)
     INV(m->first_dense_layers >= 0 && m->first_dense_layers <= m->layers);
     INV(isfinite(m->dispatch_bytes_per_elem) && m->dispatch_bytes_per_elem > 0);
     INV(isfinite(m->combine_bytes_per_elem) && m->combine_bytes_per_elem > 0);
+    INV(isfinite(m->combine_grad_bytes_per_elem) && m->combine_grad_bytes_per_elem > 0);
+    INV(isfinite(m->dispatch_grad_bytes_per_elem) && m->dispatch_grad_bytes_per_elem > 0);
     INV(pp >= 1 && dp >= 1 && (long long)pp * dp == gpus);
     INV(ep >= 1 && ep <= dp && dp % ep == 0);
     INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
+    INV(cl->route != ROUTE_HIER || c->traffic.pattern != PATTERN_MOE ||
+        ep % cl->gpus_per_node == 0 || cl->gpus_per_node % ep == 0);
     INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);
     INV((unsigned)cl->route <= ROUTE_HIER && (unsigned)c->routing.distribution <= DIST_ZIPF);
     INV((unsigned)c->traffic.pattern <= PATTERN_MATRIX && dedup <= 1 && combine <= 1);

@@ -133,6 +133,7 @@ static const char *const tokens[] = {
     "[schedule]\n", "[calibration]\n", "kind = ", "pp = ", "vpp = ", "dp = ", "none", "gpipe",
     "1f1b", "interleaved-1f1b", "zb1p", "dualpipe", "dualpipev", "gqa", "mla", "ring", "tree",
     "kind = dualpipe\n", "attention = mla\n", "heads = ", "132", "16777216", "16777217",
+    "fp8", "bf16", "dispatch_dtype = ", "combine_grad_dtype = ", "fp8_block = ",
 };
 #define NTOKENS (sizeof(tokens) / sizeof(tokens[0]))
 /* Half the routing trace's tokens come from here: the header's pieces, its limits. */

@@ -154,9 +154,11 @@ static const struct model_expect model_expect[] = {
     { "mixtral-8x7b.ini", "mixtral-8x7b", 4096, 8, 2, 0, 14336, 32, 0, 2, 2, 1, FFN_SWIGLU },
     /* mistral-community/Mixtral-8x22B-v0.1 config.json */
     { "mixtral-8x22b.ini", "mixtral-8x22b", 6144, 8, 2, 0, 16384, 56, 0, 2, 2, 1, FFN_SWIGLU },
-    /* arXiv:2412.19437 sec. 4.2 (shape) and sec. 3.3 (FP8 dispatch, BF16 combine);
-     * deepseek-ai/DeepSeek-V3 config.json */
-    { "deepseek-v3.ini", "deepseek-v3", 7168, 256, 8, 1, 2048, 61, 3, 1, 2, 1, FFN_SWIGLU },
+    /* arXiv:2412.19437 sec. 4.2 (shape) and sec. 3.3 (FP8 dispatch with one FP32 scale per
+     * 1x128 tile: 1 + 4/128 bytes per element; BF16 combine); deepseek-ai/DeepSeek-V3
+     * config.json */
+    { "deepseek-v3.ini", "deepseek-v3", 7168, 256, 8, 1, 2048, 61, 3, 1 + 4.0 / 128, 2, 1,
+      FFN_SWIGLU },
     /* arXiv:2405.04434; config_236B.json in deepseek-ai/DeepSeek-V3 */
     { "deepseek-v2.ini", "deepseek-v2", 5120, 160, 6, 2, 1536, 60, 1, 2, 2, 1, FFN_SWIGLU },
     /* arXiv:2405.04434 Appendix B; config_16B.json in deepseek-ai/DeepSeek-V3 */
@@ -467,7 +469,7 @@ static void test_layer_example(void)
     CU_ASSERT_EQUAL(c.model.hidden, 7168);
     CU_ASSERT_EQUAL(c.model.experts, 256);
     CU_ASSERT_EQUAL(c.model.top_k, 8);
-    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1 + 4.0 / 128, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, 2, 0);
     CU_ASSERT_EQUAL(c.routing.tokens_per_gpu, 4096);
     CU_ASSERT_EQUAL(c.routing.distribution, DIST_ZIPF);
@@ -528,7 +530,24 @@ static void test_h800_example(void)
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nvlink_Bps, 200e9, 0);
     CU_ASSERT_DOUBLE_EQUAL(c.cluster.nic_Bps, 50e9, 0);
     CU_ASSERT_STRING_EQUAL(c.model.name, "deepseek-v3");
-    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1 + 4.0 / 128, 0);
+}
+
+/* arXiv:2412.19437 sec. 3.3.3: FP8 (with sec. 3.3.2's FP32 scale per 1x128 tile) for the
+ * dispatch and the combine's gradient (the activation gradient before the MoE
+ * down-projections, sent the dispatch's way), BF16 for the combine and the dispatch's
+ * gradient: 1 + 4/128 and 2 bytes per element. */
+static void test_deepseek_v3_precision(void)
+{
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load_model(&c, "deepseek-v3.ini"), 0);
+    CU_ASSERT_EQUAL(c.model.dispatch_dtype, DTYPE_FP8);
+    CU_ASSERT_EQUAL(c.model.combine_grad_dtype, DTYPE_FP8);
+    CU_ASSERT_EQUAL(c.model.fp8_block, 128);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_bytes_per_elem, 1.03125, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.combine_bytes_per_elem, 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.combine_grad_bytes_per_elem, 1.03125, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.dispatch_grad_bytes_per_elem, 2, 0);
 }
 
 /* The matrix path is resolved against the example's folder and the file exists. */
@@ -562,6 +581,7 @@ int main(void)
         { "examples/alltoall-64.ini", test_alltoall_example },
         { "examples/mixtral-1node.ini", test_mixtral_example },
         { "examples/deepseek-v3-ep64-h800.ini", test_h800_example },
+        { "deepseek-v3 all-to-all precision", test_deepseek_v3_precision },
         { "examples/matrix.ini", test_matrix_example },
     };
     return cu_run("presets", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));

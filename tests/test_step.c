@@ -62,8 +62,10 @@ static void times_moe2(const struct config *c, struct layer_times *t)
     t->head = compute_op(cm, &m, MODEL_HEAD, T);
     t->d = lat + T * h * c->model.dispatch_bytes_per_elem / bw;
     t->c = lat + T * h * c->model.combine_bytes_per_elem / bw;
-    t->cg = t->c;             /* gradients travel at the combine's bytes per element */
-    t->dg = t->c;
+    /* the combine's gradient goes the dispatch's way, the dispatch's the combine's; each at
+     * its own bytes per element (the combine's unless set: config.h) */
+    t->cg = lat + T * h * c->model.combine_grad_bytes_per_elem / bw;
+    t->dg = lat + T * h * c->model.dispatch_grad_bytes_per_elem / bw;
     /* Dense weights reduced over the 2 GPUs (ring of 2: 2 steps of half the bytes); the
      * routed experts are not replicated (dp / ep = 1). */
     double dense = m.op[MODEL_EMBED].params + m.op[MODEL_ATTN].params +
@@ -122,6 +124,29 @@ static void test_overlap_closed_form(void)
         CU_ASSERT_DOUBLE_EQUAL(r.gpu[0].straggler_s, 0, 1e-15);
         step_free(&r);
     }
+}
+
+/* The backward's all-to-alls at their own precision: the combine's gradient in FP32 (4
+ * bytes), the dispatch's in FP8 with one 4-byte scale per 128 elements (1 + 4/128), the
+ * forward as before (FP8 1 byte, BF16 2). Overlap off: every all-to-all is exposed,
+ *   comm = D + C + CG + DG + R, CG = 2 L + T h 4 / B, DG = 2 L + T h 1.03125 / B. */
+static void test_grad_precision(void)
+{
+    struct config c;
+    const char *sets[3] = { "schedule.overlap=off", "model.combine_grad_dtype=fp32",
+                            "model.dispatch_grad_dtype=fp8" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, moe2, sets, 3), 0);
+    struct layer_times t;
+    times_moe2(&c, &t);
+    double T = 256, h = 512, B = 50e9, L = 3e-6;
+    check_rel(t.cg, 2 * L + T * h * 4 / B);
+    check_rel(t.dg, 2 * L + T * h * (1 + 4.0 / 128) / B);
+    struct step_result r;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, false, &err), 0);
+    check_rel(r.comm_s, t.d + t.c + t.cg + t.dg + t.reduce);
+    check_rel(r.exposed_comm_s, t.d + t.c + t.cg + t.dg + t.reduce);
+    step_free(&r);
 }
 
 /* Communication kernels take comm_sms = 40 of 100 SMs: the shared expert that runs
@@ -667,6 +692,7 @@ int main(void)
 {
     static const struct cu_test tests[] = {
         { "overlap on/off: closed-form step and exposed comm", test_overlap_closed_form },
+        { "backward all-to-alls at their own precision", test_grad_precision },
         { "comm SMs slow the compute beside them", test_sm_share },
         { "zb1p: W chunks fill the all-to-all gaps (closed form)", test_zb1p_fill_closed_form },
         { "zb1p hides at least 1F1B's communication, EP over nodes",
