@@ -8,7 +8,8 @@
  * `moesim run layer.ini --set cluster.nodes=1`.
  * Promises checked (sim/main.c, STYLE.md "Errors"): the status is 0, 1 or 2; on 2
  * standard error is exactly one non-empty line whose only control character is its
- * final '\n', and nothing went to standard output; on 0 nothing went to standard
+ * final '\n' and which does not end in ':' or ': ' (an empty message), and nothing went
+ * to standard output; on 0 nothing went to standard
  * error. ASan, UBSan and LeakSanitizer catch the rest. A broken promise prints why and
  * aborts, so libFuzzer keeps the input.
  *
@@ -257,11 +258,14 @@ static void broken(const char *why, int rc, char **argv, int argc, const char *e
     abort();
 }
 
-/* Why err (len bytes) is not one line of text ending in '\n', or NULL. */
+/* Why err (len bytes) is not one line of text ending in '\n' (nor one whose message is
+ * empty: "moesim run: "), or NULL. */
 static const char *not_one_line(const char *err, size_t len)
 {
     if (len < 2 || err[len - 1] != '\n')
         return "stderr is not one non-empty line ending in a newline";
+    if (err[len - 2] == ':' || (len > 2 && err[len - 2] == ' ' && err[len - 3] == ':'))
+        return "stderr ends in ':', its message empty";
     for (size_t i = 0; i + 1 < len; i++)
         if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f)
             return "stderr holds a control character before its end";
