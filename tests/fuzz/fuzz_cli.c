@@ -9,20 +9,21 @@
  * Promises checked (sim/main.c, STYLE.md "Errors"): the status is 0, 1 or 2; on 2
  * standard error is exactly one non-empty line whose only control character is its
  * final '\n' and which does not end in ':' or ': ' (an empty message), and nothing went
- * to standard output; on 0 nothing went to standard
- * error. ASan, UBSan and LeakSanitizer catch the rest. A broken promise prints why and
- * aborts, so libFuzzer keeps the input.
+ * to standard output; on 1 the message is not EINVAL's (bad input found late and
+ * reported as a runtime failure); on 0 nothing went to standard error. ASan, UBSan and
+ * LeakSanitizer catch the rest. A broken promise prints why and aborts, so libFuzzer
+ * keeps the input.
  *
- * Where it runs: one mkdtemp folder per process (fuzz_input.h), made the working
- * directory, holding the configs, a matrix (m.txt) and a routing trace (rt.txt) that
- * --set may name. Nothing may be written outside it: open, fopen, mkstemp, rename and
- * unlink are wrapped (-Wl,--wrap) and, while the command runs, refuse (EACCES) any write
- * that does not land in that folder, and any write over the files above, so that every
- * input sees the same folder; the files an input wrote are removed after it. Standard
- * output goes to /dev/null (fd 1), and the command's stdout and stderr streams are
- * memory streams. A config larger than the caps below loads as an error (config_load
- * is wrapped too), so that one input takes milliseconds, not minutes.
- * Relative paths on libFuzzer's command line are made absolute before the chdir.
+ * Where it runs: one mkdtemp folder per process (fuzz_input.h), the working directory
+ * while the command runs, holding the configs, a matrix (m.txt) and a routing trace
+ * (rt.txt) that --set may name. Nothing may be written outside it: open, fopen, mkstemp,
+ * rename and unlink are wrapped (-Wl,--wrap) and, while the command runs, refuse (EACCES)
+ * any write that does not land in that folder, and any write over the files above, so
+ * that every input sees the same folder; the files an input wrote are removed after it.
+ * Standard output goes to /dev/null (fd 1), and the command's stdout and stderr streams
+ * are memory streams. A config larger than the caps below loads as an error (config_load
+ * is wrapped too), so that one input takes milliseconds, not minutes. Crash files go
+ * where libFuzzer would put them (see LLVMFuzzerInitialize).
  * FUZZ_CLI_SHOW=1 in the environment prints each input's status, argv and stderr. */
 #define _XOPEN_SOURCE 700       /* realpath */
 #include "config.h"
@@ -59,6 +60,7 @@ static const char step_ini[] =
     "[model]\nhidden = 256\nexperts = 8\ntop_k = 2\nexpert_ffn_hidden = 512\nlayers = 4\n"
     "seq_len = 256\nheads = 4\nvocab = 1000\n"
     "[parallel]\npp = 2\nep = 4\n"
+    "[routing]\ntokens_per_gpu = 64\n"
     "[schedule]\nkind = 1f1b\nmicrobatches = 4\nmicro_batch_tokens = 64\n";
 static const char matrix_txt[] = "# src dst bytes\n0 1 1000\n1 0 2000\n7 3 5k\n";
 static const char rtrace_txt[] =
@@ -174,6 +176,9 @@ int __wrap_config_load(struct config *c, const char *const *files, int nfiles,
         big = "more than 4096 tokens";
     else if (c->schedule.microbatches > 32 || c->parallel.vpp > 4 || c->balance.iterations > 16)
         big = "more than 32 micro-batches, vpp 4 or 16 balance iterations";
+    else if (c->routing.tokens_per_gpu * config_gpus(c) * c->model.top_k *
+                 c->balance.iterations > (1 << 16))
+        big = "more than 2^16 token-expert choices (tokens, GPUs, top_k, iterations)";
     if (!big)
         return 0;
     snprintf(err->msg, sizeof(err->msg), "fuzz_cli: %s", big);
@@ -196,45 +201,47 @@ static void clean_dir(void)
     closedir(d);
 }
 
-/* ---- libFuzzer's arguments: relative paths made absolute, then the chdir ---- */
+/* ---- setup: the folder, and where libFuzzer writes a crash ---- */
 
-static bool path_flag(const char *arg)
-{
-    static const char *const flags[] = { "-artifact_prefix=", "-exact_artifact_path=",
-                                         "-dict=", "-merge_control_file=",
-                                         "-features_dir=", "-seed_inputs=" };
-    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
-        if (!strncmp(arg, flags[i], strlen(flags[i])))
-            return true;
-    return false;
-}
+static int home = -1;               /* the working directory libFuzzer runs in */
 
+/* The command runs with dir as its working directory; so does a crash report inside it.
+ * So libFuzzer's artifact paths are made absolute: -artifact_prefix= and
+ * -exact_artifact_path= relative to the working directory, and -artifact_prefix=<it>/
+ * added when neither is given. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char cwd[PATH_MAX], path[PATH_MAX];
-    char **v = calloc((size_t)*argc + 1, sizeof(*v));
+    static const char *const flags[] = { "-artifact_prefix=", "-exact_artifact_path=" };
+    char cwd[PATH_MAX], path[2 * PATH_MAX];
+    char **v = calloc((size_t)*argc + 2, sizeof(*v));
+    bool given = false;
     if (!v || !getcwd(cwd, sizeof(cwd)))
         abort();
     for (int i = 0; i < *argc; i++) {
-        const char *a = (*argv)[i], *eq = strchr(a, '=');
-        size_t head = 0;
-        if (i > 0 && a[0] == '-' && path_flag(a))
-            head = (size_t)(eq - a) + 1;
-        else if (i == 0 || a[0] == '-')
-            head = strlen(a);                    /* not a path: kept as it is */
-        if (a[head] && a[head] != '/') {
-            snprintf(path, sizeof(path), "%.*s%s/%s", (int)head, a, cwd, a + head);
-            v[i] = strdup(path);
-        } else {
-            v[i] = strdup(a);
+        const char *a = (*argv)[i];
+        v[i] = (*argv)[i];
+        for (int f = 0; f < 2 && i > 0; f++) {
+            size_t n = strlen(flags[f]);
+            if (strncmp(a, flags[f], n))
+                continue;
+            given = true;
+            if (a[n] != '/') {
+                snprintf(path, sizeof(path), "%s%s/%s", flags[f], cwd, a + n);
+                v[i] = strdup(path);
+            }
         }
         if (!v[i])
+            abort();
+    }
+    if (!given) {
+        snprintf(path, sizeof(path), "-artifact_prefix=%s/", cwd);
+        if (!(v[(*argc)++] = strdup(path)))
             abort();
     }
     *argv = v;                                   /* kept for the life of the process */
 
     fuzz_input_path(path, sizeof(path), "fuzz_cli", "x");
-    if (!realpath(dirname(path), dir) || chdir(dir))
+    if (!realpath(dirname(path), dir) || (home = __real_open(".", O_RDONLY)) < 0)
         abort();
     for (int i = 0; i < NBASE; i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, base_files[i].name);
@@ -272,6 +279,15 @@ static const char *not_one_line(const char *err, size_t len)
     return NULL;
 }
 
+/* Whether err (len bytes) ends in ": <strerror(EINVAL)>\n", the way main prints an errno
+ * (an argument may hold the words too, but not at the end). */
+static bool ends_with_einval(const char *err, size_t len)
+{
+    char tail[64];
+    int n = snprintf(tail, sizeof(tail), ": %s\n", strerror(EINVAL));
+    return n > 0 && len >= (size_t)n && !strcmp(err + len - (size_t)n, tail);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const pick[4][2] = { { "layer.ini" }, { "step.ini" }, { NULL },
@@ -307,9 +323,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char *const none[] = { "x", NULL };
     optind = 0;                      /* glibc's getopt forgets the last scan (its pointer */
     getopt(1, none, "");             /* into the freed argv) only when called at optind 0 */
+    if (chdir(dir))
+        abort();
     guarding = true;
     int rc = moesim_main(argc, argv);
     guarding = false;
+    if (fchdir(home))
+        abort();
     fclose(stderr);
     fclose(stdout);
     stderr = saved_err;
@@ -321,6 +341,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         why = "exit status not 0, 1 or 2";
     else if (rc == 2 && (why = not_one_line(err, nerr)) == NULL && nout)
         why = "bad input, yet something went to stdout";
+    else if (rc == 1 && ends_with_einval(err, nerr))
+        why = "status 1 for EINVAL: bad input taken for a runtime failure";
     else if (rc == 0 && nerr)
         why = "status 0, yet something went to stderr";
     if (why)
