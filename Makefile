@@ -5,6 +5,7 @@
 #   make test     deps + build + every test (unit, end-to-end, sanitizers)
 #   make bench    benchmarks; figures go to docs/PERFORMANCE.md by hand
 #   make asan     unit and end-to-end tests built with ASan + UBSan
+#   make fuzz     libFuzzer harnesses, FUZZ_S seconds each (clang; tests/fuzz/README.md)
 #   make clean
 
 CC       ?= cc
@@ -145,6 +146,71 @@ bench: deps $(BENCH_BINS) $(MOESIM)
 
 clean:
 	rm -rf build
+
+# ---- make fuzz: the libFuzzer harnesses of tests/fuzz (README.md there), built with clang
+# into build/fuzz and run FUZZ_S seconds each; never part of `make` or `make test`.
+#   make fuzz FUZZ_S=600 FUZZ_TARGETS="config cli" FUZZ_OPTS=-runs=1000000
+# (FUZZ_OPTS: more libFuzzer flags; -runs=N stops after N inputs, if sooner.)
+# New inputs go to build/fuzz/corpus/NAME (kept between runs); the seeds of
+# tests/fuzz/corpus/NAME are only read. A finding stops the run: crash-* files in
+# build/fuzz/crashes, replayed with build/fuzz/fuzz_NAME FILE.
+FUZZ_S       ?= 60
+FUZZ_TARGETS ?= config matrix rtrace cli
+FUZZ_OPTS    ?=
+FUZZ_CC      ?= clang
+FUZZ_PKGS    := clang libclang-rt-14-dev
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := $(WARN) -g -O1 $(FUZZ_SAN)
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/sim/main.o
+FUZZ_BINS    := $(FUZZ_DIR)/fuzz_config $(FUZZ_DIR)/fuzz_matrix $(FUZZ_DIR)/fuzz_rtrace \
+                $(FUZZ_DIR)/fuzz_cli
+# What fuzz_cli's wrappers intercept (tests/fuzz/fuzz_cli.c).
+FUZZ_WRAP    := -Wl,--wrap=open,--wrap=fopen,--wrap=mkstemp,--wrap=rename,--wrap=unlink \
+                -Wl,--wrap=config_load
+
+.PHONY: fuzz fuzz-build fuzz-deps
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+
+# The library, instrumented for coverage; main.c with its main renamed for fuzz_cli.
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_DIR)/obj/sim/main.o: sim/main.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Dmain=moesim_main \
+	    -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/libmoesim.a: $(filter-out %/main.o,$(FUZZ_OBJS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_cli: tests/fuzz/fuzz_cli.c $(FUZZ_DIR)/obj/sim/main.o $(FUZZ_DIR)/libmoesim.a
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ \
+	    $(filter %.c %.o %.a,$^) $(FUZZ_WRAP) $(LDLIBS)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmoesim.a
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ \
+	    $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+fuzz-build: fuzz-deps
+	$(MAKE) $(FUZZ_BINS)
+
+# -malloc_limit_mb for fuzz_rtrace: a routing trace may hold 2^28 counts (2 GiB) whole.
+fuzz: fuzz-build
+	@set -e; mkdir -p $(FUZZ_DIR)/crashes; for t in $(FUZZ_TARGETS); do \
+	  [ -x $(FUZZ_DIR)/fuzz_$$t ] || { echo "make fuzz: no harness '$$t' (FUZZ_TARGETS)"; exit 2; }; \
+	  o=""; [ $$t = rtrace ] && o="-malloc_limit_mb=4096"; \
+	  [ -f tests/fuzz/$$t.dict ] && o="$$o -dict=$(CURDIR)/tests/fuzz/$$t.dict"; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "== fuzz_$$t, $(FUZZ_S) s"; \
+	  $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_S) -print_final_stats=1 $$o $(FUZZ_OPTS) \
+	    -artifact_prefix=$(CURDIR)/$(FUZZ_DIR)/crashes/ \
+	    $(CURDIR)/$(FUZZ_DIR)/corpus/$$t $(CURDIR)/tests/fuzz/corpus/$$t; \
+	done
+
+-include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d) \
          $(CU_OBJS:.o=.d) $(GPU_BINS:=.d) $(PROF_OBJS:.o=.d) $(BUILD)/profile/main.d \

@@ -256,7 +256,8 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(routing.tokens_per_gpu) },
     { "routing", "distribution",      CFG_ENUM,   "uniform", ANY, 1,  1,   dist_words,
       FIELD(routing.distribution) },
-    { "routing", "zipf_s",            CFG_DOUBLE, "1.0",  IN(0, 100), 1,   1,   NULL,
+    /* zipf_s <= 50: the rarest of 2^20 experts keeps a normal popularity (2^-1000) */
+    { "routing", "zipf_s",            CFG_DOUBLE, "1.0",  IN(0, 50), 1, 1,  NULL,
       FIELD(routing.zipf_s) },
     { "routing", "dedup",             CFG_BOOL,   "true", ANY,   1,   1,   NULL,
       FIELD(routing.dedup) },

@@ -762,9 +762,9 @@ static int parse_policy(const char *arg, struct policy *p)
         return bad("balance", "--policy '%s': too long", arg);
     memcpy(p->name, arg, nlen);
     p->name[nlen] = 0;
-    if (strpbrk(p->name, ",\"\n"))
-        return bad("balance", "--policy '%s': the name may not hold ',', '\"' or a newline",
-                   arg);
+    if (strpbrk(p->name, ",\"\t") || textin_clean_len(p->name, nlen) < nlen)
+        return bad("balance", "--policy '%s': the name may not hold ',', '\"' or a control "
+                   "character", arg);
     strcpy(p->buf, colon + 1);
     for (char *tok = strtok(p->buf, ","); tok; tok = strtok(NULL, ",")) {
         if (p->nsets == POLICY_SETS)
@@ -1055,6 +1055,8 @@ int main(int argc, char **argv)
         return finish_stdout("moesim run", cmd_run(argc - 1, argv + 1));
     if (!strcmp(cmd, "balance"))
         return finish_stdout("moesim balance", cmd_balance(argc - 1, argv + 1));
-    fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", cmd);
+    char esc[2 * CFG_ERR_MAX];
+    textin_escape(esc, sizeof(esc), cmd);          /* one line, whatever cmd holds */
+    fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", esc);
     return 2;
 }

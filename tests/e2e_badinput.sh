@@ -501,7 +501,7 @@ expect_bad "balance: repeated key" "moesim balance: $tmp/repeat.ini:6: model.exp
     balance "$tmp/repeat.ini"
 expect_bad "balance: empty config" "moesim balance: $tmp/empty.ini: the config sets no key" "" -- \
     balance "$tmp/empty.ini"
-expect_bad "balance: absurd --set" "moesim balance: --set: routing.zipf_s:" "<= 100" -- \
+expect_bad "balance: absurd --set" "moesim balance: --set: routing.zipf_s:" "<= 50" -- \
     balance "$tmp/moe.ini" --set routing.zipf_s=1e308
 
 # ---- command line ----
@@ -518,6 +518,9 @@ expect_bad "no config file given" "moesim run: no CONFIG file" "" -- \
     run "${OUTS[@]}"
 expect_bad "unknown command" "moesim: unknown command" "'frob'" -- \
     frob
+# A control character in an argument is escaped: the line stays one line (fuzz_cli).
+expect_bad "unknown command with a newline, escaped" "moesim: unknown command" "'fr\\nob'" -- \
+    $'fr\nob'
 
 # ---- traffic matrix ----
 

@@ -103,7 +103,7 @@ static inline const char *config_ranges_broken(const struct config *c)
     INV(m->combine_grad_bytes_per_elem < 64 && m->dispatch_grad_bytes_per_elem < 64);
     INV(m->fp8_block >= 1 && m->fp8_block <= 1 << 24 && (unsigned)m->dispatch_dtype <= DTYPE_FP32);
     INV(c->parallel.vpp <= 1 << 20 && c->parallel.pp <= CFG_GPUS_MAX);
-    INV(c->routing.tokens_per_gpu <= 1000000000 && c->routing.zipf_s <= 100);
+    INV(c->routing.tokens_per_gpu <= 1000000000 && c->routing.zipf_s <= 50);
     INV(in_si(c->routing.concentration, 1e-3, 1e6) && c->routing.drift >= 0);
     INV(c->routing.drift <= 1 && c->routing.max_nodes >= 0 && c->routing.max_nodes <= CFG_GPUS_MAX);
     INV(in_si(c->balance.capacity_factor, 0, 1e6) && in_si(c->balance.bias_gamma, 0, 1));

@@ -5,12 +5,14 @@
  * wrong", and for a schedule's own rules from sched_check() (sched.h). */
 #include "config.h"
 #include "cu_run.h"
+#include "gating.h"
 #include "sched.h"
 
 #include <CUnit/Basic.h>
 
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1264,7 +1266,7 @@ static void test_absurd_values(void)
                    ">= 1 and <= 1048576, got 1000000000");
     expect_set_err("model.layers=2147483647", "--set: model.layers: must be >= 1 and <= "
                    "1048576, got 2147483647");
-    expect_set_err("routing.zipf_s=1e308", "--set: routing.zipf_s: must be >= 0 and <= 100, got "
+    expect_set_err("routing.zipf_s=1e308", "--set: routing.zipf_s: must be >= 0 and <= 50, got "
                    "1e308");
     expect_set_err("balance.capacity_factor=1e308", "--set: balance.capacity_factor: must be "
                    ">= 0 and <= 1000000, got 1e308");
@@ -1407,6 +1409,36 @@ static void test_empty_config(void)
     CU_ASSERT_EQUAL(c.model.top_k, 1);
 }
 
+/* Bug 6 (fuzz_cli): `routing.zipf_s = 476` loaded, and then routing failed ("routing
+ * failed: Invalid argument", exit 1; a training step printed "moesim run: " alone): the
+ * rarest of E experts has popularity E^-s / H, which underflows to 0 once s log2 E passes
+ * about 1074, and gating refuses a popularity of 0. Now zipf_s is at most 50, so that
+ * even 2^20 experts keep 2^-1000 > DBL_MIN for the rarest: all > 0, summing to 1. */
+static void test_zipf_s_underflow(void)
+{
+    struct config c;
+    struct cfg_err e;
+    char experts[64];
+    snprintf(experts, sizeof(experts), "model.experts=%d", GATING_EXPERTS_MAX);
+    const char *sets[] = { "routing.distribution=zipf", "routing.zipf_s=50", experts };
+    expect_set_err("routing.zipf_s=50.5", "--set: routing.zipf_s: must be >= 0 and <= 50, "
+                   "got 50.5");
+    expect_set_err("routing.zipf_s=476", "--set: routing.zipf_s: must be >= 0 and <= 50, "
+                   "got 476");
+    CU_ASSERT_EQUAL_FATAL(config_load(&c, NULL, 0, sets, 3, &e), 0);
+    double *p = malloc(GATING_EXPERTS_MAX * sizeof(*p)), sum = 0;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL_FATAL(gating_popularity(p, &c, 0, 0, 1), 0);
+    int positive = 0;
+    for (int i = 0; i < GATING_EXPERTS_MAX; i++) {
+        positive += p[i] >= DBL_MIN;
+        sum += p[i];
+    }
+    CU_ASSERT_EQUAL(positive, GATING_EXPERTS_MAX);
+    CU_ASSERT_DOUBLE_EQUAL(sum, 1.0, 1e-12);
+    free(p);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -1466,6 +1498,8 @@ int main(void)
         { "did you mean", test_did_you_mean },
         { "--set blame", test_set_blame },
         { "empty config", test_empty_config },
+
+        { "zipf_s underflow", test_zipf_s_underflow },
     };
     return cu_run("config", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }
