@@ -307,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             argv[argc++] = (char *)pick[data[0] % 4][k];
     }
     argv[argc] = NULL;
-    memcpy(shown, argv, sizeof(argv));           /* getopt permutes argv */
+    memcpy(shown, argv, (size_t)(argc + 1) * sizeof(*argv));   /* getopt permutes argv */
     if (argc < 2) {                              /* `moesim` alone: usage, not one line */
         free(copy);
         return -1;
