@@ -632,7 +632,7 @@ static int simulate_step(const struct run_opts *o, const struct config *c, struc
                          int nout, double t_start)
 {
     struct step_result res;
-    struct cfg_err err;
+    struct cfg_err err = { .msg = "" };
     unsigned keep = (o->out[RUN_TRACE] ? STEP_KEEP_SLICES : 0) |
                     (o->out[RUN_ROUTING_TRACE] ? STEP_KEEP_ROUTING : 0);
     struct limits_tty tty;
@@ -640,12 +640,13 @@ static int simulate_step(const struct run_opts *o, const struct config *c, struc
     struct limits_progress pg = limits_tty_hook(&tty);
     int e = step_run_with(&res, c, o->seed, keep, &err, &pg);
     limits_tty_clear(&tty);
-    if (e == -EINVAL) {
+    if (e == -EINVAL && err.msg[0]) {
         fprintf(stderr, "moesim run: %s\n", err.msg);
         return 2;
     }
-    if (e) {
-        fprintf(stderr, "moesim run: step simulation failed: %s\n", strerror(-e));
+    if (e) {          /* -EINVAL without a message: a check inside the engine, not the input */
+        fprintf(stderr, "moesim run: step simulation failed: %s\n",
+                e == -EINVAL ? "an internal consistency check failed" : strerror(-e));
         return 1;
     }
     struct steprep r = { .cfg = c, .seed = o->seed, .res = &res,
@@ -1039,7 +1040,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (argc < 2) {
-        fputs(usage_top, stderr);
+        fputs("moesim: no command: give run or balance (see moesim --help)\n", stderr);
         return 2;
     }
     const char *cmd = argv[1];

@@ -518,6 +518,7 @@ expect_bad "no config file given" "moesim run: no CONFIG file" "" -- \
     run "${OUTS[@]}"
 expect_bad "unknown command" "moesim: unknown command" "'frob'" -- \
     frob
+expect_bad "no command at all" "moesim: no command" "see moesim --help" --
 # A control character in an argument is escaped: the line stays one line (fuzz_cli).
 expect_bad "unknown command with a newline, escaped" "moesim: unknown command" "'fr\\nob'" -- \
     $'fr\nob'
