@@ -9,6 +9,13 @@
  *   scores  s_t = softmax(l_t) or sigmoid(l_t)   (cfg.score)
  *   choice  the K experts with the largest s_t,e + bias_e; ties go to the lower
  *           expert index; slot k = 0..K-1 in that order (deterministic)
+ *   NaN     ranks above every number, NaNs tie (lower index first), as PyTorch's
+ *           topk and sort order it (pytorch/pytorch#16762); a softmax row with a NaN
+ *           logit is NaN throughout (so is one with +inf, or all -inf). A token whose
+ *           router made a NaN is sent to that expert with a NaN weight, and its output
+ *           row is NaN: the fault reaches the loss instead of being routed around. A
+ *           NaN bias alone picks its expert but, being in no weight, stays out of the
+ *           output. Every backend ranks this way (gate_cpu.c, gate.cu).
  *   weights w_t,k = route_scale * s_t,e_k [/ sum_j s_t,e_j if norm_topk]
  *           (the bias picks experts but never enters a weight: DeepSeek-V3's
  *           auxiliary-loss-free balancing, arXiv:2412.19437 sec. 2.1.2)

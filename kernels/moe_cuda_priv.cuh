@@ -181,11 +181,19 @@ static __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+/* The larger of a and b, NaN when either is, +0 over -0: the same value whichever
+ * comes first (up to a NaN's payload). fmaxf would drop a NaN; moe.h wants it kept. */
+static __device__ __forceinline__ float max_nan(float a, float b)
+{
+    return isnan(a) || a > b || (a == b && !signbit(a)) ? a : b;
+}
+
+/* Warp maximum by max_nan: NaN on every lane when any lane holds one. */
 static __device__ __forceinline__ float warp_max(float v)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        v = max_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "cu_run.h"
+#include "gate_cpu.h"
 #include "moe.h"
 #include "moe_cpu.h"
 #include "moe_cuda.h"
@@ -839,6 +840,110 @@ static void test_zero_tokens(void)
     layer_free(&l);
 }
 
+/* moe.h's NaN rule on the GPU, against gate_cpu_fwd on the same logits (the rows of
+ * test_moe_cpu.c's test_topk_nan): the top-k kernel alone, logits copied into the ctx,
+ * sigmoid without and with a bias holding +inf and NaN, then a softmax row with one
+ * NaN logit. Choices equal exactly; scores and weights NaN at the same places and
+ * within F32_TOL elsewhere. Then the whole layer with W_g[0][2] = NaN (sigmoid): every
+ * token's first choice is expert 2 and every output element is NaN. */
+static int nan_case(const struct moe_cfg *c, const float *logits, int tokens,
+                    const float *bias)
+{
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const size_t te = (size_t)tokens * c->experts, tk = (size_t)tokens * c->top_k;
+    float cs[64], cw[64], aux;
+    int32_t ci[64], cn[16];
+    struct moe_ctx *ctx = NULL;
+    void *x = NULL, *gate = NULL, *db = NULL;
+    int bad = 0;
+
+    gate_cpu_fwd(c, bias, tokens, logits, cs, ci, cw, cn, &aux);
+    int rc = gpu->ctx_create(&ctx, c, tokens, (int)tk);
+    if (rc == 0)
+        rc = gpu->alloc(&x, (size_t)tokens * c->hidden);
+    if (rc == 0)
+        rc = gpu->alloc(&gate, (size_t)c->hidden * c->experts);
+    if (rc == 0 && bias)
+        rc = moe_cuda_malloc(&db, (size_t)c->experts * sizeof(float));
+    if (rc == 0 && bias)
+        rc = moe_cuda_copy(db, bias, (size_t)c->experts * sizeof(float));
+    if (rc == 0)
+        rc = moe_cuda_copy(ctx->logits, logits, te * sizeof(float));
+    struct moe_weights w = { gate, db, NULL, NULL, NULL, NULL, NULL, NULL };
+    if (rc == 0)
+        rc = moe_cuda_route_piece(ctx, &w, x, tokens, MOE_CUDA_ROUTE_TOPK);
+    if (rc == 0)
+        rc = moe_cuda_sync(ctx);
+    int32_t *gi = rc == 0 ? fetch_raw(ctx->topk_idx, tk * 4) : NULL;
+    float *gs = rc == 0 ? fetch_raw(ctx->scores, te * 4) : NULL;
+    float *gw = rc == 0 ? fetch_raw(ctx->topk_w, tk * 4) : NULL;
+    if (rc < 0 || !gi || !gs || !gw) {
+        printf("\n  NaN rule: GPU run failed (%d)", rc);
+        bad++;
+    } else {
+        bad += same_ints("NaN rule", "topk_idx", gi, ci, tk);
+        for (size_t i = 0; i < te + tk; i++) {
+            float g = i < te ? gs[i] : gw[i - te], r = i < te ? cs[i] : cw[i - te];
+            bool ok = isnan(g) ? isnan(r) != 0 : !isnan(r) && fabs(g - r) <= F32_TOL;
+            if (!ok && bad++ < SHOW)
+                printf("\n  NaN rule: %s[%zu]: gpu %g, cpu %g", i < te ? "scores" : "topk_w",
+                       i < te ? i : i - te, g, r);
+        }
+    }
+    free(gi);
+    free(gs);
+    free(gw);
+    gpu->free(db);
+    gpu->free(gate);
+    gpu->free(x);
+    gpu->ctx_free(ctx);
+    return bad;
+}
+
+static void test_nan_rule(void)
+{
+    const struct moe_cfg c = { 8, 8, 9, 0, 4, SIGMOID, false, 1.0f, 0.0f };
+    const float logits[3][9] = { { NAN, 1.0f, -NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
+                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN },
+                                 { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN } };
+    const float bias[9] = { 0.0f, 0.0f, 0.0f, INFINITY, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
+    const float row[9] = { 1.0f, 2.0f, 0.5f, -1.0f, NAN, 0.0f, 3.0f, 1.0f, 0.0f };
+    struct moe_cfg sm = c;
+    sm.score = SOFTMAX;
+    CU_ASSERT_EQUAL(nan_case(&c, &logits[0][0], 3, NULL), 0);
+    CU_ASSERT_EQUAL(nan_case(&c, &logits[0][0], 3, bias), 0);
+    CU_ASSERT_EQUAL(nan_case(&sm, row, 1, NULL), 0);
+
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const struct moe_cfg lc = { 16, 16, 6, 1, 2, SIGMOID, false, 1.0f, 0.0f };
+    const int t = 12;
+    struct layer l;
+    struct side gs;
+    struct moe_ctx *ctx;
+    void *out;
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &lc, t, 43, BIAS_NONE), 0);
+    l.v[T_GATE][2] = NAN;
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 16), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&ctx, &lc, t, t * 2), 0);
+    CU_ASSERT_EQUAL(moe_forward(gpu, ctx, &gs.w, gs.v[T_X], t, out), 0);
+    int32_t *idx = fetch_raw(ctx->topk_idx, (size_t)t * 2 * 4);
+    float *o = fetch_elems(&gs, out, (size_t)t * 16);
+    CU_ASSERT_FATAL(idx && o);
+    bool ok = true;
+    for (int i = 0; i < t; i++)
+        ok &= idx[i * 2] == 2;
+    for (int i = 0; i < t * 16; i++)
+        ok &= isnan(o[i]) != 0;
+    CU_ASSERT_TRUE(ok);
+    free(idx);
+    free(o);
+    gpu->ctx_free(ctx);
+    gpu->free(out);
+    side_free(&gs);
+    layer_free(&l);
+}
+
 /* What the backend refuses, with -EINVAL and nothing written. */
 static void test_bad_arguments(void)
 {
@@ -890,6 +995,7 @@ int main(void)
         { "deterministic", test_deterministic },
         { "rank split", test_rank_split },
         { "no tokens", test_zero_tokens },
+        { "NaN ranked as on the CPU", test_nan_rule },
         { "bad arguments", test_bad_arguments },
     };
     char why[256] = "unknown";

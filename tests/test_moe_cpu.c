@@ -514,30 +514,95 @@ static void test_tie_break(void)
     }
 }
 
-/* A NaN value ranks as -inf, and ties among -inf go to the lower index. Sigmoid
- * scores, K = 4 of 9. Row 0, logits {NaN, 1, NaN, 2, 0, 0, NaN, -inf, 3}: scores
- * {NaN, s(1), NaN, s(2), 1/2, 1/2, NaN, 0, s(3)}, so 8, 3, 1, then 4 before 5 on the
- * tie. Row 1, all NaN: 0, 1, 2, 3. With bias {0, 0, 0, 0, 0, NaN, 0, 0, -1}, row 0:
- * s(3) - 1 = -0.047 falls below expert 7's 0 and expert 5 becomes NaN, so 3, 1, 4, 7;
- * row 1 is unchanged. */
+/* moe.h's NaN rule: a NaN value ranks above every number, +inf included, whatever its
+ * sign; NaNs tie, so the lower index first. Sigmoid scores, K = 4 of 9 (s(x) = the
+ * sigmoid):
+ *   row 0, logits {NaN, 1, -NaN, 2, 0, 0, NaN, -inf, 3}: scores {NaN, s(1), NaN, s(2),
+ *          1/2, 1/2, NaN, 0, s(3)}: the NaNs 0, 2, 6, then the best number, 8;
+ *   row 1, all NaN: 0, 1, 2, 3;
+ *   row 2, {0 x 8, NaN}: 8, then the ties 0, 1, 2.
+ * With bias {0, 0, 0, +inf, 0, NaN, 0, 0, -1}: row 0 has NaNs at 0, 2, 5, 6; row 1 is
+ * unchanged; row 2: the NaNs 5 and 8, then +inf (3), then 0.
+ * Weights (no normalization, scale 1) are the chosen scores: NaN exactly where the
+ * chosen score is. A softmax row with one NaN logit is NaN throughout, so its choice is
+ * the tie order 0..3 and every weight is NaN. */
 static void test_topk_nan(void)
 {
     const struct moe_cfg c = { .hidden = 1, .ffn = 1, .experts = 9, .shared = 0,
                                .top_k = 4, .score = MOE_SCORE_SIGMOID, .norm_topk = false,
                                .route_scale = 1.0f, .aux_alpha = 0.0f };
-    const float logits[2][9] = { { NAN, 1.0f, NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
-                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN } };
-    const float bias[9] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
-    const int32_t want[2][2][4] = { { { 8, 3, 1, 4 }, { 0, 1, 2, 3 } },
-                                    { { 3, 1, 4, 7 }, { 0, 1, 2, 3 } } };
-    float scores[18], w[8], aux;
-    int32_t idx[8], counts[9];
+    const float logits[3][9] = { { NAN, 1.0f, -NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
+                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN },
+                                 { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN } };
+    const float bias[9] = { 0.0f, 0.0f, 0.0f, INFINITY, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
+    const int32_t want[2][3][4] = { { { 0, 2, 6, 8 }, { 0, 1, 2, 3 }, { 8, 0, 1, 2 } },
+                                    { { 0, 2, 5, 6 }, { 0, 1, 2, 3 }, { 5, 8, 3, 0 } } };
+    float scores[27], w[12], aux;
+    int32_t idx[12], counts[9];
 
     for (int b = 0; b < 2; b++) {
-        gate_cpu_fwd(&c, b ? bias : NULL, 2, &logits[0][0], scores, idx, w, counts, &aux);
-        for (int t = 0; t < 2; t++)
-            for (int k = 0; k < 4; k++)
+        gate_cpu_fwd(&c, b ? bias : NULL, 3, &logits[0][0], scores, idx, w, counts, &aux);
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < 4; k++) {
                 CU_ASSERT_EQUAL(idx[t * 4 + k], want[b][t][k]);
+                CU_ASSERT_EQUAL(isnan(w[t * 4 + k]) != 0,
+                                isnan(scores[t * 9 + idx[t * 4 + k]]) != 0);
+            }
+        if (b == 0)                                   /* row 0's 4th pick: s(3) */
+            CU_ASSERT_TRUE(!isnan(w[3]) && w[3] == scores[8]);
+    }
+
+    struct moe_cfg sm = c;
+    sm.score = MOE_SCORE_SOFTMAX;
+    const float row[9] = { 1.0f, 2.0f, 0.5f, -1.0f, NAN, 0.0f, 3.0f, 1.0f, 0.0f };
+    gate_cpu_fwd(&sm, NULL, 1, row, scores, idx, w, counts, &aux);
+    for (int e = 0; e < 9; e++)
+        CU_ASSERT_TRUE(isnan(scores[e]));
+    for (int k = 0; k < 4; k++) {
+        CU_ASSERT_EQUAL(idx[k], k);
+        CU_ASSERT_TRUE(isnan(w[k]));
+    }
+}
+
+/* The NaN rule through the whole layer: one NaN in the gate matrix (W_g[0][2]) makes
+ * logit 2 NaN for every token. Sigmoid: every token's first choice is expert 2, its
+ * weight NaN, and every output row NaN (ranked as -inf, expert 2 would never be chosen
+ * and every output would be finite). Softmax: every score is NaN, the choice is 0, 1,
+ * and again every output row is NaN. The backward runs and its gate gradient is NaN
+ * (never silently finite). */
+static void test_nan_layer(void)
+{
+    const struct moe_ops *ops = cpu();
+    for (int score = 0; score < 2; score++) {
+        struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 6, .shared = 1, .top_k = 2,
+                             .score = score ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX,
+                             .norm_topk = false, .route_scale = 1.0f, .aux_alpha = 0.0f };
+        const int tn = 10, hn = 8, kn = 2;
+        struct model m;
+        struct moe_ctx *ctx;
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 41, 1.0f, 0), 0);
+        m.theta[m.off[T_GATE] + 2] = NAN;
+        float *out = malloc((size_t)tn * hn * sizeof(float));
+        CU_ASSERT_FATAL(out != NULL);
+        CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx, &c, tn, tn * kn), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx, &m.w, m.theta, tn, out), 0);
+        int ok = 1;
+        for (int t = 0; t < tn; t++) {
+            ok &= ctx->topk_idx[t * kn] == (score ? 2 : 0);
+            ok &= score || ctx->topk_idx[t * kn + 1] == 1;
+            ok &= isnan(ctx->topk_w[t * kn]) != 0;
+            for (int h = 0; h < hn; h++)
+                ok &= isnan(out[t * hn + h]) != 0;
+        }
+        CU_ASSERT_TRUE(ok);
+        CU_ASSERT_EQUAL(moe_backward(ops, ctx, &m.w, m.theta, m.r, m.grad, &m.dw), 0);
+        int gate_nan = 0;
+        for (size_t i = m.off[T_GATE]; i < m.off[T_GATE + 1]; i++)
+            gate_nan |= isnan(m.grad[i]) != 0;
+        CU_ASSERT_TRUE(gate_nan);
+        ops->ctx_free(ctx);
+        free(out);
+        model_free(&m);
     }
 }
 
@@ -996,7 +1061,8 @@ int main(void)
         { "gradients, top_k = experts", test_gradients_fd_all_experts },
         { "permute layout and identity", test_permute_layout },
         { "ties go to the lower index", test_tie_break },
-        { "NaN ranks last", test_topk_nan },
+        { "NaN ranks first", test_topk_nan },
+        { "a NaN logit reaches the output", test_nan_layer },
         { "top_k = E is a dense mixture", test_dense_mixture },
         { "one expert per token is its FFN", test_single_expert },
         { "bias selects, weights unbiased", test_bias_selects_not_weights },
