@@ -12,8 +12,9 @@
  * and dh, SwiGLU backward over all rows, a batch of dW1, dW3, dx = da W1^T, and a
  * batch of dx += db W3^T. A batch is one grouped cuBLAS call (or a loop, by mode); it
  * is cut early where it would overflow or where an expert would appear twice (its dW
- * would be accumulated by two problems of one call). Shared experts are dense GEMMs
- * over all T tokens, one cublasGemmEx each, expert by expert; their outputs and dx
+ * would be accumulated by two problems of one call). Shared experts (width Fs =
+ * cfg.shared_ffn, its own) are dense GEMMs over all T tokens, one cublasGemmEx each,
+ * expert by expert; their outputs and dx
  * are accumulated by the GEMMs themselves (beta = 1), in expert order.
  */
 #include "moe_cuda_priv.cuh"
@@ -300,7 +301,7 @@ int expert_cuda_shared_fwd(struct moe_ctx *ctx, const struct moe_weights *w, con
     int rc = check_shared(ctx, w, NULL);
     if (rc < 0)
         return rc;
-    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.ffn;
+    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.shared_ffn;
     if (ctx->cfg.shared == 0 || t == 0)
         return 0;
     if (!x || !out || !aligned16(x) || !aligned16(out))
@@ -326,7 +327,7 @@ int expert_cuda_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, con
     int rc = dw ? check_shared(ctx, w, dw) : -EINVAL;
     if (rc < 0)
         return rc;
-    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.ffn;
+    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.shared_ffn;
     if (ctx->cfg.shared == 0 || t == 0)
         return 0;
     if (!x || !dout || !dx || !aligned16(x) || !aligned16(dout) || !aligned16(dx))

@@ -7,7 +7,8 @@
 
 int moe_cfg_check(const struct moe_cfg *c)
 {
-    if (!c || c->hidden < 1 || c->ffn < 1 || c->experts < 1 || c->shared < 0)
+    if (!c || c->hidden < 1 || c->ffn < 1 || c->experts < 1 || c->shared < 0 ||
+        c->shared_ffn < 0)
         return -EINVAL;
     if (c->top_k < 1 || c->top_k > c->experts)
         return -EINVAL;
@@ -16,6 +17,11 @@ int moe_cfg_check(const struct moe_cfg *c)
     if (!isfinite(c->route_scale) || !isfinite(c->aux_alpha) || c->aux_alpha < 0.0f)
         return -EINVAL;
     return 0;
+}
+
+int moe_shared_ffn(const struct moe_cfg *c)
+{
+    return c->shared_ffn > 0 ? c->shared_ffn : c->ffn;
 }
 
 double moe_expert_flops(const struct moe_cfg *c, double rows, bool backward)

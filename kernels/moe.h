@@ -21,7 +21,13 @@
  *           auxiliary-loss-free balancing, arXiv:2412.19437 sec. 2.1.2)
  *   out_t   = sum_k w_t,k FFN_e_k(x_t) + sum_s FFN_shared_s(x_t)
  *   FFN(x)  = (silu(x W1) * (x W3)) W2,  W1 and W3 [H x F], W2 [F x H],
- *           silu(a) = a sigmoid(a)
+ *           silu(a) = a sigmoid(a); F = cfg.ffn for routed experts, cfg.shared_ffn
+ *           (Fs) for shared ones. S shared experts of width Fs are one of width S Fs
+ *           whose W1, W3 are theirs side by side and W2 theirs stacked (the sum over
+ *           s is the product over the concatenated inner dimension), so a model that
+ *           counts its shared experts as one FFN of width ns fe (DeepSeek-V2/V3, and
+ *           moesim's model.shared_experts x model.expert_ffn_hidden) maps to S = 1,
+ *           Fs = ns fe, or equally S = ns, Fs = fe.
  * Aux loss (cfg.aux_alpha > 0): DeepSeek-V3's balance loss (arXiv:2412.19437 eqs.
  * 17-20) taken over the whole batch of T tokens:
  *   L_aux = alpha * sum_e f_e P_e,  f_e = E / (K T) * count_e,
@@ -56,7 +62,7 @@ enum moe_score { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 };
 
 struct moe_cfg {
     int hidden;                /* H */
-    int ffn;                   /* F: intermediate width of every expert, routed or shared */
+    int ffn;                   /* F: intermediate width of every routed expert */
     int experts;               /* E: routed experts */
     int shared;                /* S >= 0: shared experts, weight 1 for every token */
     int top_k;                 /* K, 1 <= K <= E */
@@ -64,6 +70,10 @@ struct moe_cfg {
     bool norm_topk;            /* divide the K selected scores by their sum */
     float route_scale;         /* multiplies every routing weight; 1 = none */
     float aux_alpha;           /* >= 0; 0 = no aux loss */
+    int shared_ffn;            /* Fs: intermediate width of every shared expert; 0 = F
+                                  (the default: a cfg written before this field was
+                                  added keeps its meaning). Last, so positional
+                                  initializers of the fields above still fit. */
 };
 
 /* Weights or their gradients (same shapes). Pointer arrays are host arrays of
@@ -75,7 +85,8 @@ struct moe_weights {
                                   no gradient (unused in a gradient struct) */
     void **w1, **w3;           /* [E] -> elem [H x F] */
     void **w2;                 /* [E] -> elem [F x H] */
-    void **sw1, **sw3, **sw2;  /* [S] shared experts, same shapes; NULL when S = 0 */
+    void **sw1, **sw3;         /* [S] -> elem [H x Fs]; NULL when S = 0 */
+    void **sw2;                /* [S] -> elem [Fs x H]; NULL when S = 0 */
 };
 
 /* A run of expert groups back to back in one buffer: group g is rows[g] rows (from
@@ -95,7 +106,7 @@ struct moe_groups {
  * xp..dxp as its dispatch/combine buffers; stages write only what their contract says.
  * Source side (tokens of this rank; T = tokens of the last route <= max_tokens): */
 struct moe_ctx {
-    struct moe_cfg cfg;        /* copy, fixed at create */
+    struct moe_cfg cfg;        /* copy, fixed at create; its shared_ffn is Fs (never 0) */
     int max_tokens;            /* source-side capacity (0: an experts-only ctx) */
     int max_rows;              /* expert-side capacity in rows (0: a source-only ctx) */
     int tokens;                /* T, set by route */
@@ -114,7 +125,8 @@ struct moe_ctx {
     float *dtopk_w;            /* [T x K] dL/dw, written by combine_bwd */
     float *dlogits;            /* [T x E] dL/dl, written by route_bwd */
     void *xp, *yp, *dyp, *dxp; /* elem [T*K x H] permuted buffers */
-    void *shared_a, *shared_b; /* elem [S][T x F]: x W1, x W3 of the shared experts */
+    void *shared_a, *shared_b; /* elem [S][max_tokens x Fs]: x W1, x W3 of the shared
+                                  experts, expert s from element s max_tokens Fs */
     /* Expert side (rows received for the experts run here; <= max_rows): */
     void *act_a, *act_b;       /* elem [max_rows x F]: x W1, x W3 of row r, saved for backward */
     void *priv;                /* backend scratch */
@@ -170,9 +182,12 @@ struct moe_ops {
                       const void *dout, void *dx, struct moe_weights *dw);
 };
 
-/* 0, or -EINVAL when a size is < 1 (S < 0), K > E, the score is unknown, route_scale
- * is not finite or aux_alpha is negative or not finite. */
+/* 0, or -EINVAL when a size is < 1 (S < 0, shared_ffn < 0), K > E, the score is
+ * unknown, route_scale is not finite or aux_alpha is negative or not finite. */
 int moe_cfg_check(const struct moe_cfg *c);
+
+/* Fs: c->shared_ffn, or c->ffn where that is 0. A ctx's cfg copy holds Fs itself. */
+int moe_shared_ffn(const struct moe_cfg *c);
 
 /* FLOPs of the expert GEMMs over `rows` token-expert pairs, 2 m n k per GEMM:
  * forward 3 GEMMs = 6 H F rows; backward 6 GEMMs = 12 H F rows. The gate GEMM

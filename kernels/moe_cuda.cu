@@ -4,8 +4,9 @@
  * A ctx is one device allocation, carved like moe_cpu.c's block (a first layout pass
  * sizes it), plus a stream, a cuBLAS handle, a GEMM batch with its pinned pointer
  * ring, and a pinned copy of the routing summary. Its size in bytes is about
- *   T (14 E + 28 K + 8 K H + 4 S F + 4) + 4 R F + 4 max(R, T) F + 32 MiB
- * (T = max_tokens, R = max_rows; max(R, T) is R when S = 0), plus CUB's radix-sort
+ *   T (14 E + 28 K + 8 K H + 4 S Fs + 4) + 4 R F + 4 max(R F, T Fs) + 32 MiB
+ * (T = max_tokens, R = max_rows, Fs = moe_shared_ffn; max(R F, T Fs) is R F when
+ * S = 0), plus CUB's radix-sort
  * scratch and 8 E bytes of aux partials for each of MOE_CUDA_AUX_CHUNKS token chunks.
  */
 #include <cub/device/device_radix_sort.cuh>
@@ -169,10 +170,10 @@ static void layout(struct moe_ctx *x, struct moe_cuda_priv *p, struct bump *b)
     const struct moe_cfg *c = &x->cfg;
     size_t t = (size_t)x->max_tokens, e = (size_t)c->experts, k = (size_t)c->top_k;
     size_t h = (size_t)c->hidden, f = (size_t)c->ffn, s = (size_t)c->shared;
-    size_t r = (size_t)x->max_rows, srows = r;
+    size_t fs = (size_t)c->shared_ffn, r = (size_t)x->max_rows, scratch = r * f;
 
-    if (s > 0 && t > srows)
-        srows = t;                          /* shared experts run one at a time */
+    if (s > 0 && t * fs > scratch)
+        scratch = t * fs;                   /* shared experts run one at a time */
     x->logits = (float *)take(b, t * e, sizeof(float));
     x->scores = (float *)take(b, t * e, sizeof(float));
     x->dlogits = (float *)take(b, t * e, sizeof(float));
@@ -188,12 +189,12 @@ static void layout(struct moe_ctx *x, struct moe_cuda_priv *p, struct bump *b)
     x->yp = take(b, t * k * h, sizeof(bf16));
     x->dyp = take(b, t * k * h, sizeof(bf16));
     x->dxp = take(b, t * k * h, sizeof(bf16));
-    x->shared_a = take(b, s * t * f, sizeof(bf16));
-    x->shared_b = take(b, s * t * f, sizeof(bf16));
+    x->shared_a = take(b, s * t * fs, sizeof(bf16));
+    x->shared_b = take(b, s * t * fs, sizeof(bf16));
     x->act_a = take(b, r * f, sizeof(bf16));
     x->act_b = take(b, r * f, sizeof(bf16));
-    p->s1 = (bf16 *)take(b, srows * f, sizeof(bf16));
-    p->s2 = (bf16 *)take(b, srows * f, sizeof(bf16));
+    p->s1 = (bf16 *)take(b, scratch, sizeof(bf16));
+    p->s2 = (bf16 *)take(b, scratch, sizeof(bf16));
     p->ztok = (float *)take(b, t, sizeof(float));
     p->aux_part = (double *)take(b, (size_t)MOE_CUDA_AUX_CHUNKS * e, sizeof(double));
     p->dl16 = (bf16 *)take(b, t * e, sizeof(bf16));
@@ -287,13 +288,13 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
 {
     if (!out || moe_cfg_check(c) < 0 || max_tokens < 0 || max_rows < 0 ||
         (int64_t)max_tokens * c->top_k > INT32_MAX || c->hidden % 8 || c->ffn % 8 ||
-        c->experts > MOE_CUDA_MAX_EXPERTS)
+        moe_shared_ffn(c) % 8 || c->experts > MOE_CUDA_MAX_EXPERTS)
         return -EINVAL;
     /* The size (top of file) in double first, so that no size_t product wraps. */
     double t = max_tokens, r = max_rows, e = c->experts, k = c->top_k, h = c->hidden;
-    double f = c->ffn, s = c->shared;
-    if (t * (14.0 * e + 28.0 * k + 8.0 * k * h + 4.0 * s * f + 4.0) + 4.0 * r * f +
-            4.0 * (r > t ? r : t) * f > 0x1p56)
+    double f = c->ffn, s = c->shared, fs = moe_shared_ffn(c);
+    if (t * (14.0 * e + 28.0 * k + 8.0 * k * h + 4.0 * s * fs + 4.0) + 4.0 * r * f +
+            4.0 * (r * f > t * fs ? r * f : t * fs) > 0x1p56)
         return -ENOMEM;
     struct moe_ctx *x = (struct moe_ctx *)calloc(1, sizeof(*x));
     struct moe_cuda_priv *p = (struct moe_cuda_priv *)calloc(1, sizeof(*p));
@@ -303,6 +304,7 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
         return -ENOMEM;
     }
     x->cfg = *c;
+    x->cfg.shared_ffn = moe_shared_ffn(c);
     x->max_tokens = max_tokens;
     x->max_rows = max_rows;
     x->priv = p;

@@ -28,8 +28,8 @@
  * same operands; in GROUPED mode cuBLAS picks one kernel per call from all its
  * problems, so a subset may round differently (same numbers within bf16 tolerance).
  *
- * Limits (else -EINVAL): hidden and ffn multiples of 8 (rows are whole 16-byte
- * vectors), experts <= MOE_CUDA_MAX_EXPERTS, and every elem pointer handed to a stage
+ * Limits (else -EINVAL): hidden, ffn and shared_ffn multiples of 8 (rows are whole
+ * 16-byte vectors), experts <= MOE_CUDA_MAX_EXPERTS, and every elem pointer handed to a stage
  * 16-byte aligned (alloc returns 256-byte aligned memory).
  * Errors: 0 or -EINVAL, -ENOMEM (device or pinned memory), -EIO (a CUDA or cuBLAS call
  * failed; one line on stderr names the call, file and line).

@@ -42,9 +42,9 @@ struct shape {
 };
 
 static const struct shape shapes[] = {
-    { "dsv3", { 7168, 2048, 256, 0, 8, MOE_SCORE_SIGMOID, true, 2.5f, 1e-4f },
+    { "dsv3", { 7168, 2048, 256, 0, 8, MOE_SCORE_SIGMOID, true, 2.5f, 1e-4f, 0 },
       { 4096, 16384 }, 2 },
-    { "mixtral", { 4096, 14336, 8, 0, 2, MOE_SCORE_SOFTMAX, true, 1.0f, 0.02f }, { 4096, 0 },
+    { "mixtral", { 4096, 14336, 8, 0, 2, MOE_SCORE_SOFTMAX, true, 1.0f, 0.02f, 0 }, { 4096, 0 },
       1 },
 };
 

@@ -98,8 +98,9 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
     l->t = tokens;
     l->rng = seed;
     size_t h = c->hidden, f = c->ffn, e = c->experts, s = c->shared, t = tokens;
+    size_t fs = moe_shared_ffn(c);
     size_t n[T_COUNT] = { t * h, h * e, e * h * f, e * h * f, e * f * h,
-                          s * h * f, s * h * f, s * f * h, t * h };
+                          s * h * fs, s * h * fs, s * fs * h, t * h };
     for (int i = 0; i < T_COUNT; i++) {
         l->n[i] = n[i];
         l->v[i] = calloc(n[i] + 1, sizeof(float));
@@ -109,7 +110,7 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
         }
         float a = i == T_X || i == T_DOUT ? 1.0f
                 : i == T_GATE ? 4.5f / sqrtf((float)h)
-                : sqrtf(3.0f / (float)(i == T_W2 || i == T_SW2 ? f : h));
+                : sqrtf(3.0f / (float)(i == T_W2 ? f : i == T_SW2 ? fs : h));
         for (size_t j = 0; j < n[i]; j++)
             l->v[i][j] = unif(&l->rng, a);
     }
@@ -165,6 +166,7 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
     const struct moe_cfg *c = &l->c;
     const size_t e = c->experts, m = c->experts > c->shared ? c->experts : c->shared;
     const size_t each = (size_t)c->hidden * c->ffn * ops->elem_bytes;
+    const size_t each_s = (size_t)c->hidden * moe_shared_ffn(c) * ops->elem_bytes;
     int rc = 0;
 
     memset(s, 0, sizeof(*s));
@@ -200,8 +202,8 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
     for (int i = 0; i < 3; i++) {
         point(p[i], s->v[T_W1 + i], c->experts, each);
         point(p[3 + i], s->g[T_W1 + i], c->experts, each);
-        point(p[6 + i], s->v[T_SW1 + i], c->shared, each);
-        point(p[9 + i], s->g[T_SW1 + i], c->shared, each);
+        point(p[6 + i], s->v[T_SW1 + i], c->shared, each_s);
+        point(p[9 + i], s->g[T_SW1 + i], c->shared, each_s);
     }
     bool sh = c->shared > 0;
     s->w = (struct moe_weights){ s->v[T_GATE], s->bias, p[0], p[1], p[2],
@@ -426,9 +428,10 @@ static int compare_routing(const char *label, const struct moe_ctx *g,
 static int compare_grads(const char *label, const struct layer *l, const struct side *gs,
                          const struct side *cs)
 {
-    const size_t hf = (size_t)l->c.hidden * l->c.ffn;
     int bad = 0;
     for (int i = 0; i < T_DOUT; i++) {
+        const size_t hf = (size_t)l->c.hidden * (i >= T_SW1 ? moe_shared_ffn(&l->c)
+                                                             : l->c.ffn);
         float *g = fetch_elems(gs, gs->g[i], l->n[i]);
         const float *r = cs->g[i];
         char what[48];
@@ -460,19 +463,19 @@ struct tcase {
 #define SOFTMAX MOE_SCORE_SOFTMAX
 #define SIGMOID MOE_SCORE_SIGMOID
 static const struct tcase cases[] = {
-    { "softmax E16 K4 S1 aux", { 64, 48, 16, 1, 4, SOFTMAX, false, 1.0f, 0.01f }, 96,
+    { "softmax E16 K4 S1 Fs80 aux", { 64, 48, 16, 1, 4, SOFTMAX, false, 1.0f, 0.01f, 80 }, 96,
       BIAS_NONE, 11 },
-    { "sigmoid E8 K2 norm, skewed, 2 empty", { 32, 40, 8, 0, 2, SIGMOID, true, 2.5f, 0.01f },
+    { "sigmoid E8 K2 norm, skewed, 2 empty", { 32, 40, 8, 0, 2, SIGMOID, true, 2.5f, 0.01f, 0 },
       150, BIAS_SKEW, 12 },
-    { "softmax E64 K6 S2 norm, skewed", { 128, 64, 64, 2, 6, SOFTMAX, true, 1.0f, 0.001f },
+    { "softmax E64 K6 S2 norm, skewed", { 128, 64, 64, 2, 6, SOFTMAX, true, 1.0f, 0.001f, 0 },
       200, BIAS_SKEW, 13 },
-    { "sigmoid E32 K1, random bias", { 64, 32, 32, 0, 1, SIGMOID, false, 1.0f, 0.0f }, 64,
+    { "sigmoid E32 K1, random bias", { 64, 32, 32, 0, 1, SIGMOID, false, 1.0f, 0.0f, 0 }, 64,
       BIAS_RANDOM, 14 },
-    { "softmax E300 K8 norm", { 64, 32, 300, 0, 8, SOFTMAX, true, 1.0f, 0.001f }, 64,
+    { "softmax E300 K8 norm", { 64, 32, 300, 0, 8, SOFTMAX, true, 1.0f, 0.001f, 0 }, 64,
       BIAS_NONE, 15 },
-    { "sigmoid E1100 K3 (generic top-k), mostly empty",
-      { 32, 16, 1100, 1, 3, SIGMOID, true, 1.0f, 0.01f }, 40, BIAS_NONE, 16 },
-    { "softmax K = E = 4", { 16, 16, 4, 1, 4, SOFTMAX, false, 1.0f, 0.05f }, 32, BIAS_NONE,
+    { "sigmoid E1100 K3 (generic top-k) S1 Fs24, mostly empty",
+      { 32, 16, 1100, 1, 3, SIGMOID, true, 1.0f, 0.01f, 24 }, 40, BIAS_NONE, 16 },
+    { "softmax K = E = 4", { 16, 16, 4, 1, 4, SOFTMAX, false, 1.0f, 0.05f, 0 }, 32, BIAS_NONE,
       17 },
 };
 
@@ -770,7 +773,7 @@ static int split_run(const struct layer *l, struct side *gs, enum moe_cuda_gemm 
 
 static void test_rank_split(void)
 {
-    const struct moe_cfg c = { 32, 24, 8, 1, 3, SIGMOID, true, 2.5f, 0.01f };
+    const struct moe_cfg c = { 32, 24, 8, 1, 3, SIGMOID, true, 2.5f, 0.01f, 40 };
     for (int mode = 0; mode < 2; mode++) {
         struct layer l;
         struct side gs;
@@ -809,7 +812,7 @@ static void test_rank_split(void)
 static void test_zero_tokens(void)
 {
     const struct moe_ops *gpu = moe_cuda_ops();
-    const struct moe_cfg c = { 16, 8, 5, 1, 2, SOFTMAX, true, 1.0f, 0.1f };
+    const struct moe_cfg c = { 16, 8, 5, 1, 2, SOFTMAX, true, 1.0f, 0.1f, 0 };
     struct layer l;
     struct side gs;
     struct moe_ctx *ctx;
@@ -902,7 +905,7 @@ static int nan_case(const struct moe_cfg *c, const float *logits, int tokens,
 
 static void test_nan_rule(void)
 {
-    const struct moe_cfg c = { 8, 8, 9, 0, 4, SIGMOID, false, 1.0f, 0.0f };
+    const struct moe_cfg c = { 8, 8, 9, 0, 4, SIGMOID, false, 1.0f, 0.0f, 0 };
     const float logits[3][9] = { { NAN, 1.0f, -NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
                                  { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN },
                                  { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN } };
@@ -915,7 +918,7 @@ static void test_nan_rule(void)
     CU_ASSERT_EQUAL(nan_case(&sm, row, 1, NULL), 0);
 
     const struct moe_ops *gpu = moe_cuda_ops();
-    const struct moe_cfg lc = { 16, 16, 6, 1, 2, SIGMOID, false, 1.0f, 0.0f };
+    const struct moe_cfg lc = { 16, 16, 6, 1, 2, SIGMOID, false, 1.0f, 0.0f, 0 };
     const int t = 12;
     struct layer l;
     struct side gs;
@@ -948,7 +951,7 @@ static void test_nan_rule(void)
 static void test_bad_arguments(void)
 {
     const struct moe_ops *gpu = moe_cuda_ops();
-    const struct moe_cfg good = { 16, 8, 4, 0, 2, SOFTMAX, false, 1.0f, 0.0f };
+    const struct moe_cfg good = { 16, 8, 4, 0, 2, SOFTMAX, false, 1.0f, 0.0f, 0 };
     struct moe_cfg c = good;
     struct moe_ctx *ctx;
     struct layer l;

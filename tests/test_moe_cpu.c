@@ -92,8 +92,9 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     m->c = *c;
     m->t = tokens;
     size_t h = c->hidden, f = c->ffn, e = c->experts, s = c->shared;
+    size_t fs = moe_shared_ffn(c);
     size_t n[T_COUNT] = { tokens * h, h * e, e * h * f, e * h * f, e * f * h,
-                          s * h * f, s * h * f, s * f * h };
+                          s * h * fs, s * h * fs, s * fs * h };
     m->off[0] = 0;
     for (int i = 0; i < T_COUNT; i++)
         m->off[i + 1] = m->off[i] + n[i];
@@ -107,7 +108,7 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     }
     for (int i = 0; i < T_COUNT; i++) {
         float a = i == T_X ? 1.0f : i == T_GATE ? gate_a
-                : sqrtf(3.0f / (float)(i == T_W2 || i == T_SW2 ? f : h));
+                : sqrtf(3.0f / (float)(i == T_W2 ? f : i == T_SW2 ? fs : h));
         for (size_t j = m->off[i]; j < m->off[i + 1]; j++)
             m->theta[j] = unif(&seed, a);
     }
@@ -119,15 +120,15 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     point(m->w1, m->theta, m->off[T_W1], c->experts, h * f);
     point(m->w3, m->theta, m->off[T_W3], c->experts, h * f);
     point(m->w2, m->theta, m->off[T_W2], c->experts, h * f);
-    point(m->sw1, m->theta, m->off[T_SW1], c->shared, h * f);
-    point(m->sw3, m->theta, m->off[T_SW3], c->shared, h * f);
-    point(m->sw2, m->theta, m->off[T_SW2], c->shared, h * f);
+    point(m->sw1, m->theta, m->off[T_SW1], c->shared, h * fs);
+    point(m->sw3, m->theta, m->off[T_SW3], c->shared, h * fs);
+    point(m->sw2, m->theta, m->off[T_SW2], c->shared, h * fs);
     point(m->g1, m->grad, m->off[T_W1], c->experts, h * f);
     point(m->g3, m->grad, m->off[T_W3], c->experts, h * f);
     point(m->g2, m->grad, m->off[T_W2], c->experts, h * f);
-    point(m->sg1, m->grad, m->off[T_SW1], c->shared, h * f);
-    point(m->sg3, m->grad, m->off[T_SW3], c->shared, h * f);
-    point(m->sg2, m->grad, m->off[T_SW2], c->shared, h * f);
+    point(m->sg1, m->grad, m->off[T_SW1], c->shared, h * fs);
+    point(m->sg3, m->grad, m->off[T_SW3], c->shared, h * fs);
+    point(m->sg2, m->grad, m->off[T_SW2], c->shared, h * fs);
     m->w = (struct moe_weights){ m->theta + m->off[T_GATE], m->bias, m->w1, m->w3, m->w2,
                                  m->sw1, m->sw3, m->sw2 };
     m->dw = (struct moe_weights){ m->grad + m->off[T_GATE], NULL, m->g1, m->g3, m->g2,
@@ -167,7 +168,8 @@ static double ref_loss(const struct model *m, const double *th, double *out, int
 {
     const struct moe_cfg *c = &m->c;
     const int hn = c->hidden, fn = c->ffn, en = c->experts, kn = c->top_k;
-    const size_t hf = (size_t)hn * fn;
+    const int sfn = moe_shared_ffn(c);
+    const size_t hf = (size_t)hn * fn, hsf = (size_t)hn * sfn;
     const double *x = th + m->off[T_X], *g = th + m->off[T_GATE];
     double count[MAX_E] = { 0 }, psum[MAX_E] = { 0 }, loss = 0.0, min_gap = INFINITY;
 
@@ -221,8 +223,8 @@ static double ref_loss(const struct model *m, const double *th, double *out, int
             count[e] += 1.0;
         }
         for (int j = 0; j < c->shared; j++)
-            ref_ffn(hn, fn, xt, th + m->off[T_SW1] + j * hf, th + m->off[T_SW3] + j * hf,
-                    th + m->off[T_SW2] + j * hf, 1.0, y);
+            ref_ffn(hn, sfn, xt, th + m->off[T_SW1] + j * hsf, th + m->off[T_SW3] + j * hsf,
+                    th + m->off[T_SW2] + j * hsf, 1.0, y);
         for (int e = 0; e < en; e++)
             psum[e] += s[e] / z;
         for (int h = 0; h < hn; h++) {
@@ -388,7 +390,7 @@ static int check_gradients(struct model *m, const char *label)
 
 /* Every combination of scoring, normalization, top_k in {1, 2, 4} of E = 6 and aux
  * loss off/on; a selection bias and route_scale 2.5 on every other case; one shared
- * expert. */
+ * expert, of its own width (shared_ffn 10, routed ffn 6) on every other case. */
 static void test_gradients_fd(void)
 {
     int case_no = 0;
@@ -402,11 +404,13 @@ static void test_gradients_fd(void)
                         .score = score ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX,
                         .norm_topk = norm, .route_scale = case_no % 2 ? 2.5f : 1.0f,
                         .aux_alpha = aux ? 0.1f : 0.0f,
+                        .shared_ffn = case_no / 2 % 2 ? 10 : 0,
                     };
                     struct model m;
                     char label[96];
-                    snprintf(label, sizeof(label), "%s norm=%d k=%d aux=%d bias=%d",
-                             score ? "sigmoid" : "softmax", norm, ks[ki], aux, case_no % 2);
+                    snprintf(label, sizeof(label), "%s norm=%d k=%d aux=%d bias=%d Fs=%d",
+                             score ? "sigmoid" : "softmax", norm, ks[ki], aux, case_no % 2,
+                             moe_shared_ffn(&c));
                     CU_ASSERT_EQUAL_FATAL(
                         model_init_margin(&m, &c, 16, 1000 + 100 * case_no, 1.5f, case_no % 2),
                         0);
@@ -733,7 +737,7 @@ static void test_rank_split_exact(void)
     const struct moe_ops *ops = cpu();
     struct moe_cfg c = { .hidden = 16, .ffn = 12, .experts = 8, .shared = 1, .top_k = 3,
                          .score = MOE_SCORE_SIGMOID, .norm_topk = true,
-                         .route_scale = 2.5f, .aux_alpha = 0.01f };
+                         .route_scale = 2.5f, .aux_alpha = 0.01f, .shared_ffn = 20 };
     const int tn = 40, hn = 16, en = 8, kn = 3, ranks = 3, first[] = { 0, 3, 6, 8 };
     const size_t th_n = (size_t)tn * hn;
     struct model m;
@@ -839,6 +843,75 @@ static void test_rank_split_exact(void)
     model_free(&m);
 }
 
+/* Fs of its own, and what moe.h says it maps to: S = 2 shared experts of width Fs = 5
+ * are one of width 10 whose W1 and W3 are theirs side by side (columns 0-4, 5-9) and
+ * whose W2 is theirs stacked (rows 0-4, 5-9), since sum_s silu(x W1_s) (x W3_s) W2_s
+ * is the same sum over the concatenated inner dimension. Routed experts (F = 6) and
+ * the gate are the same on both sides. Output, dx and the shared gradients (split
+ * back) agree within fp32 rounding of sums of ~10 terms of size ~1: 1e-5 (1 + |ref|);
+ * the routed and gate gradients, which the shared experts do not reach, are bitwise
+ * equal. */
+static void test_shared_ffn_concat(void)
+{
+    struct moe_cfg ca = { .hidden = 8, .ffn = 6, .experts = 4, .shared = 2, .top_k = 2,
+                          .score = MOE_SCORE_SOFTMAX, .norm_topk = true,
+                          .route_scale = 1.0f, .aux_alpha = 0.01f, .shared_ffn = 5 };
+    struct moe_cfg cb = ca;
+    cb.shared = 1;
+    cb.shared_ffn = 10;
+    const int tn = 12, hn = 8, fs = 5;
+    struct model a, b;
+    CU_ASSERT_EQUAL_FATAL(model_init(&a, &ca, tn, 61, 1.0f, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(model_init(&b, &cb, tn, 62, 1.0f, 0), 0);
+    memcpy(b.theta, a.theta, a.off[T_SW1] * sizeof(float));       /* x, gate, routed */
+    memcpy(b.r, a.r, (size_t)tn * hn * sizeof(float));
+    for (int e = 0; e < 2; e++)
+        for (int h = 0; h < hn; h++)
+            for (int f = 0; f < fs; f++) {
+                float *w1 = a.sw1[e], *w3 = a.sw3[e], *w2 = a.sw2[e];
+                ((float *)b.sw1[0])[h * 10 + e * fs + f] = w1[h * fs + f];
+                ((float *)b.sw3[0])[h * 10 + e * fs + f] = w3[h * fs + f];
+                ((float *)b.sw2[0])[(e * fs + f) * hn + h] = w2[f * hn + h];
+            }
+    const size_t on = (size_t)tn * hn;
+    float *oa = malloc(on * sizeof(float)), *ob = malloc(on * sizeof(float));
+    CU_ASSERT_FATAL(oa && ob);
+    CU_ASSERT_EQUAL_FATAL(run_layer(&a, oa, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(run_layer(&b, ob, NULL), 0);
+    int ok = 1;
+    for (size_t i = 0; i < on; i++)
+        ok &= fabsf(oa[i] - ob[i]) <= 1e-5f * (1.0f + fabsf(oa[i]));
+    for (size_t i = 0; i < on; i++)                                /* dx */
+        ok &= fabsf(a.grad[i] - b.grad[i]) <= 1e-5f * (1.0f + fabsf(a.grad[i]));
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_TRUE(bits_equal(a.grad + a.off[T_GATE], b.grad + b.off[T_GATE],
+                              a.off[T_SW1] - a.off[T_GATE]));
+    ok = 1;
+    for (int e = 0; e < 2; e++)
+        for (int h = 0; h < hn; h++)
+            for (int f = 0; f < fs; f++) {
+                float g1 = ((float *)a.sg1[e])[h * fs + f];
+                float g3 = ((float *)a.sg3[e])[h * fs + f];
+                float g2 = ((float *)a.sg2[e])[f * hn + h];
+                ok &= fabsf(g1 - ((float *)b.sg1[0])[h * 10 + e * fs + f]) <=
+                      1e-5f * (1.0f + fabsf(g1));
+                ok &= fabsf(g3 - ((float *)b.sg3[0])[h * 10 + e * fs + f]) <=
+                      1e-5f * (1.0f + fabsf(g3));
+                ok &= fabsf(g2 - ((float *)b.sg2[0])[(e * fs + f) * hn + h]) <=
+                      1e-5f * (1.0f + fabsf(g2));
+            }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(moe_shared_ffn(&ca), 5);
+    ca.shared_ffn = 0;
+    CU_ASSERT_EQUAL(moe_shared_ffn(&ca), 6);                         /* 0: F */
+    ca.shared_ffn = -1;
+    CU_ASSERT_EQUAL(moe_cfg_check(&ca), -EINVAL);
+    free(oa);
+    free(ob);
+    model_free(&a);
+    model_free(&b);
+}
+
 /* Same inputs, same bits: two fresh runs of forward and backward. */
 static void test_deterministic(void)
 {
@@ -870,7 +943,7 @@ static void test_threads_same_bits(void)
 {
     struct moe_cfg c = { .hidden = 24, .ffn = 16, .experts = 8, .shared = 3, .top_k = 3,
                          .score = MOE_SCORE_SIGMOID, .norm_topk = true,
-                         .route_scale = 2.5f, .aux_alpha = 0.01f };
+                         .route_scale = 2.5f, .aux_alpha = 0.01f, .shared_ffn = 40 };
     const int tn = 48;
     struct model m;
     CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 99, 1.0f, 1), 0);
@@ -1067,6 +1140,7 @@ int main(void)
         { "one expert per token is its FFN", test_single_expert },
         { "bias selects, weights unbiased", test_bias_selects_not_weights },
         { "rank split is bitwise exact", test_rank_split_exact },
+        { "shared_ffn: S experts are one of width S Fs", test_shared_ffn_concat },
         { "deterministic", test_deterministic },
         { "pthreads give the same bits", test_threads_same_bits },
         { "gate GEMM in token blocks", test_route_blocks },
