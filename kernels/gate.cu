@@ -283,8 +283,8 @@ static int route_logits(struct moe_ctx *ctx, const struct moe_weights *w, const 
 {
     const int e = ctx->cfg.experts, h = ctx->cfg.hidden;
     struct gemm_cuda_op op = { false, false, tokens, e, h, x, h, w->gate, e, ctx->logits, e,
-                               0.0f };
-    return gemm_cuda_one(cuda_priv(ctx)->blas, &op, CUDA_R_32F);
+                               0.0f, true };
+    return gemm_cuda_one(cuda_priv(ctx)->blas, &op);
 }
 
 /* Scores, top-k, weights and counts (added to: zero them first), then the aux loss's
@@ -489,11 +489,11 @@ int gate_cuda_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const 
                       p->stream>>>(a);
     TRY_CUDA(cudaGetLastError());
 
-    /* dW_g [H x E] += x^T dlogits;  dx [T x H] += dlogits W_g^T */
+    /* dW_g [H x E] += x^T dlogits (fp32 main_grad);  dx [T x H] += dlogits W_g^T */
     struct gemm_cuda_op dgate = { true, false, h_n, e_n, t_n, x, h_n, p->dl16, e_n, dw->gate,
-                                  e_n, 1.0f };
+                                  e_n, 1.0f, true };
     struct gemm_cuda_op dxg = { false, true, t_n, h_n, e_n, p->dl16, e_n, w->gate, e_n, dx,
-                                h_n, 1.0f };
-    int rc = gemm_cuda_one(p->blas, &dgate, CUDA_R_16BF);
-    return rc < 0 ? rc : gemm_cuda_one(p->blas, &dxg, CUDA_R_16BF);
+                                h_n, 1.0f, false };
+    int rc = gemm_cuda_one(p->blas, &dgate);
+    return rc < 0 ? rc : gemm_cuda_one(p->blas, &dxg);
 }

@@ -40,10 +40,16 @@
  * The loss the backward differentiates is sum(out * dout) + L_aux.
  *
  * Layouts: every matrix is row-major and dense, [rows x cols], sizes in elements.
- * "elem" buffers (activations, weights, their gradients) hold the backend's element
- * type (ops->elem_bytes: 4 = fp32 on CPU, 2 = bf16 on CUDA); routing arrays are
- * fp32 / int32 on every backend. "Backend memory" is host memory on CPU, device
- * memory on CUDA; "host" arrays are host memory everywhere.
+ * "elem" buffers (activations, weights, the input gradient dx) hold the backend's
+ * element type (ops->elem_bytes: 4 = fp32 on CPU, 2 = bf16 on CUDA). "grad" buffers,
+ * the weight gradients (every buffer of a gradient struct moe_weights), are fp32 on
+ * every backend: a main_grad beside each weight, as Megatron-LM keeps for bf16
+ * training, into which each backward adds in fp32, so that many micro-batches' small
+ * updates add up (a bf16 sum at 1.0 drops any update below 2^-8 = 0.0039; fp32 keeps
+ * down to 2^-24). Make them with ops->grad_alloc, move them with ops->grad_upload
+ * and ops->grad_download. Routing arrays are fp32 / int32 on every backend. "Backend
+ * memory" is host memory on CPU, device memory on CUDA; "host" arrays are host memory
+ * everywhere.
  *
  * The permuted buffer (what the dispatch all-to-all sends): T*K rows, grouped by
  * expert in expert order; expert e owns rows [offsets[e], offsets[e] + counts[e]),
@@ -76,11 +82,12 @@ struct moe_cfg {
                                   initializers of the fields above still fit. */
 };
 
-/* Weights or their gradients (same shapes). Pointer arrays are host arrays of
- * backend-memory pointers, so a rank holds only its experts: an entry may be NULL
- * where the expert is not used here. Gradients are accumulated (+=): zero them first. */
+/* Weights (elem buffers) or their gradients (grad buffers: fp32, see Layouts; same
+ * shapes). Pointer arrays are host arrays of backend-memory pointers, so a rank holds
+ * only its experts: an entry may be NULL where the expert is not used here. Gradients
+ * are accumulated (+=): zero them first. */
 struct moe_weights {
-    void *gate;                /* elem [H x E] */
+    void *gate;                /* elem [H x E] (a gradient: fp32) */
     const float *bias;         /* fp32 [E] backend memory, or NULL; selection only, so
                                   no gradient (unused in a gradient struct) */
     void **w1, **w3;           /* [E] -> elem [H x F] */
@@ -143,6 +150,11 @@ struct moe_ops {
     void (*free)(void *p);                                   /* NULL is a no-op */
     int  (*upload)(void *dst, const float *src, size_t n);   /* host fp32 -> elem (rounded) */
     int  (*download)(float *dst, const void *src, size_t n); /* elem -> host fp32 */
+    /* Weight gradients: fp32 n-element grad buffers (main_grad) on every backend; free
+     * with ->free. Copies are exact. On CPU these are alloc, upload and download. */
+    int  (*grad_alloc)(void **out, size_t n);                      /* zeroed */
+    int  (*grad_upload)(void *dst, const float *src, size_t n);    /* host -> grad */
+    int  (*grad_download)(float *dst, const void *src, size_t n);  /* grad -> host */
 
     int  (*ctx_create)(struct moe_ctx **out, const struct moe_cfg *c, int max_tokens,
                        int max_rows);
@@ -162,7 +174,8 @@ struct moe_ops {
     int (*shared_fwd)(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
                       void *out);
 
-    /* Backward; gradient outputs dx and dw are accumulated (+=). combine_bwd first:
+    /* Backward; gradient outputs dx (elem) and dw (grad buffers, fp32) are accumulated
+     * (+=); a dw update is rounded to fp32 only. combine_bwd first:
      * dyp[slot_pos[t*K + k]] = topk_w[t, k] dout[t] (overwrites) and
      * dtopk_w[t, k] = <dout[t], yp[slot_pos[t*K + k]]>. */
     int (*combine_bwd)(struct moe_ctx *ctx, const void *dout, const void *yp, void *dyp);

@@ -140,6 +140,28 @@ static int convert_copy(void *dev, float *host_out, const float *host_in, size_t
     return rc;
 }
 
+/* Weight gradients (moe.h): fp32 device buffers, copied as they are. */
+static int cuda_grad_alloc(void **out, size_t n)
+{
+    if (!out || n > SIZE_MAX / 2 / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_malloc(out, n * sizeof(float));
+}
+
+static int cuda_grad_upload(void *dst, const float *src, size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_copy(dst, src, n * sizeof(float));
+}
+
+static int cuda_grad_download(float *dst, const void *src, size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_copy(dst, src, n * sizeof(float));
+}
+
 static int cuda_upload(void *dst, const float *src, size_t n)
 {
     return convert_copy(dst, NULL, src, n, true);
@@ -327,6 +349,9 @@ static const struct moe_ops cuda_ops = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .grad_alloc = cuda_grad_alloc,
+    .grad_upload = cuda_grad_upload,
+    .grad_download = cuda_grad_download,
     .ctx_create = cuda_ctx_create,
     .ctx_free = cuda_ctx_free,
     .route = gate_cuda_route,

@@ -1,6 +1,8 @@
 /* moe_cuda.h: the CUDA backend of moe.h. Elements are bf16 (elem_bytes 2), every sum
  * is accumulated in fp32 (GEMMs: cuBLAS with CUBLAS_COMPUTE_32F and reduced-precision
- * split-K reductions disallowed); routing arrays are fp32 / int32; "backend memory" is
+ * split-K reductions disallowed); weight gradients are fp32 main_grads (moe.h), added
+ * to by the weight-gradient GEMMs themselves (fp32 C, beta = 1: one fp32 rounding per
+ * backward, none to bf16); routing arrays are fp32 / int32; "backend memory" is
  * device memory of the current device. A C header without CUDA types, so C code
  * (tests, moeprof) includes it; the implementation is kernels/ *.cu.
  *

@@ -13,8 +13,9 @@
  *
  * Tolerances. Routing arrays are fp32 on both sides: within F32_TOL = 1e-4 (logits,
  * scores, weights, aux loss). Elem tensors: the GPU stores a, b, h, y, out, dh, da,
- * db, dx and every gradient in bf16 (unit roundoff u = 2^-9 = 1.95e-3), about 5
- * roundings deep in the forward and 8 in the backward. Two checks (compare()): the
+ * db and dx in bf16 (unit roundoff u = 2^-9 = 1.95e-3), about 5 roundings deep in
+ * the forward and 8 in the backward; the weight gradients are fp32 main_grads, whose
+ * operands (h, da, db, dlogits) carry those bf16 roundings. Two checks (compare()): the
  * relative 2-norm error within NORM_TOL = 2e-2 (about 10 u) and every element within
  * EL_TOL = 6e-2 of (the tensor's rms, or its max for the sparse routing gradients,
  * + |ref|). Calibrated on a host emulation of this backend's numerics (the same
@@ -135,7 +136,8 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
 struct side {
     const struct moe_ops *ops;
     bool gpu;
-    void *v[T_COUNT], *g[T_COUNT];      /* g[T_DOUT] unused */
+    void *v[T_COUNT], *g[T_COUNT];      /* g[T_X]: elem dx; weights': fp32 grads;
+                                           g[T_DOUT] unused */
     float *bias;
     void **ptr;                         /* 12 arrays of max(E, S) pointers */
     struct moe_weights w, dw;
@@ -167,6 +169,8 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
     const size_t e = c->experts, m = c->experts > c->shared ? c->experts : c->shared;
     const size_t each = (size_t)c->hidden * c->ffn * ops->elem_bytes;
     const size_t each_s = (size_t)c->hidden * moe_shared_ffn(c) * ops->elem_bytes;
+    const size_t grad_each = (size_t)c->hidden * c->ffn * sizeof(float);
+    const size_t grad_each_s = (size_t)c->hidden * moe_shared_ffn(c) * sizeof(float);
     int rc = 0;
 
     memset(s, 0, sizeof(*s));
@@ -176,8 +180,10 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
         rc = ops->alloc(&s->v[i], l->n[i]);
         if (rc == 0)
             rc = ops->upload(s->v[i], l->v[i], l->n[i]);
-        if (rc == 0 && i != T_DOUT)
+        if (rc == 0 && i == T_X)
             rc = ops->alloc(&s->g[i], l->n[i]);
+        else if (rc == 0 && i != T_DOUT)
+            rc = ops->grad_alloc(&s->g[i], l->n[i]);
     }
     if (rc == 0 && l->bias) {
         if (gpu) {
@@ -201,9 +207,9 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
         p[i] = s->ptr + (size_t)i * m;
     for (int i = 0; i < 3; i++) {
         point(p[i], s->v[T_W1 + i], c->experts, each);
-        point(p[3 + i], s->g[T_W1 + i], c->experts, each);
+        point(p[3 + i], s->g[T_W1 + i], c->experts, grad_each);
         point(p[6 + i], s->v[T_SW1 + i], c->shared, each_s);
-        point(p[9 + i], s->g[T_SW1 + i], c->shared, each_s);
+        point(p[9 + i], s->g[T_SW1 + i], c->shared, grad_each_s);
     }
     bool sh = c->shared > 0;
     s->w = (struct moe_weights){ s->v[T_GATE], s->bias, p[0], p[1], p[2],
@@ -217,8 +223,8 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
 static int side_zero_grads(struct side *s, const struct layer *l)
 {
     for (int i = 0; i < T_DOUT; i++) {
-        int rc = s->gpu ? moe_cuda_zero(s->g[i], l->n[i] * s->ops->elem_bytes)
-                        : (memset(s->g[i], 0, l->n[i] * sizeof(float)), 0);
+        size_t bytes = l->n[i] * (i == T_X ? s->ops->elem_bytes : sizeof(float));
+        int rc = s->gpu ? moe_cuda_zero(s->g[i], bytes) : (memset(s->g[i], 0, bytes), 0);
         if (rc < 0)
             return rc;
     }
@@ -307,6 +313,19 @@ static float *fetch_elems(const struct side *s, const void *p, size_t n)
 {
     float *h = malloc((n + 1) * sizeof(float));
     if (h && s->ops->download(h, p, n) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Gradient i of a side: dx (elem) or a weight's fp32 grad buffer. */
+static float *fetch_grad(const struct side *s, int i, size_t n)
+{
+    if (i == T_X)
+        return fetch_elems(s, s->g[i], n);
+    float *h = malloc((n + 1) * sizeof(float));
+    if (h && s->ops->grad_download(h, s->g[i], n) < 0) {
         free(h);
         return NULL;
     }
@@ -432,7 +451,7 @@ static int compare_grads(const char *label, const struct layer *l, const struct 
     for (int i = 0; i < T_DOUT; i++) {
         const size_t hf = (size_t)l->c.hidden * (i >= T_SW1 ? moe_shared_ffn(&l->c)
                                                              : l->c.ffn);
-        float *g = fetch_elems(gs, gs->g[i], l->n[i]);
+        float *g = fetch_grad(gs, i, l->n[i]);
         const float *r = cs->g[i];
         char what[48];
         if (i == T_X || i == T_GATE) {
@@ -583,7 +602,7 @@ static int take_snapshot(struct snapshot *s, const struct side *gs, const struct
     s->out = fetch_elems(gs, out, (size_t)l->t * l->c.hidden);
     int ok = s->out != NULL;
     for (int i = 0; i < T_DOUT; i++) {
-        s->g[i] = fetch_elems(gs, gs->g[i], l->n[i]);
+        s->g[i] = fetch_grad(gs, i, l->n[i]);
         ok &= s->g[i] != NULL;
     }
     return ok ? 0 : -EIO;
@@ -843,6 +862,124 @@ static void test_zero_tokens(void)
     layer_free(&l);
 }
 
+/* fp32 -> the nearest bf16 (ties to even), as a bf16 store rounds a finite value. */
+static float bf16_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Every weight gradient of a side, concatenated (gate, w1, w3, w2, sw1, sw3, sw2). */
+static float *fetch_weight_grads(const struct side *s, const struct layer *l, size_t *n)
+{
+    *n = 0;
+    for (int i = T_GATE; i < T_DOUT; i++)
+        *n += l->n[i];
+    float *all = malloc((*n + 1) * sizeof(float));
+    size_t at = 0;
+    for (int i = T_GATE; i < T_DOUT && all; i++) {
+        float *g = fetch_grad(s, i, l->n[i]);
+        if (g)
+            memcpy(all + at, g, l->n[i] * sizeof(float));
+        else {
+            free(all);
+            all = NULL;
+        }
+        free(g);
+        at += l->n[i];
+    }
+    return all;
+}
+
+/* Sets every weight gradient of a side to v. */
+static int set_weight_grads(const struct side *s, const struct layer *l, float v)
+{
+    int rc = 0;
+    for (int i = T_GATE; i < T_DOUT && rc == 0; i++) {
+        float *h = malloc((l->n[i] + 1) * sizeof(float));
+        if (!h)
+            return -ENOMEM;
+        for (size_t j = 0; j < l->n[i]; j++)
+            h[j] = v;
+        rc = s->ops->grad_upload(s->g[i], h, l->n[i]);
+        free(h);
+    }
+    return rc;
+}
+
+/* test_moe_cpu.c's main_grad test on the GPU: weight gradients are fp32 main_grads
+ * that the weight-gradient GEMMs add to (fp32 C). One backward from zero gives each
+ * element's update d; dout is scaled by a power of two (exact in bf16 and in every
+ * rounding after it, so d scales exactly) that brings the largest |d| within a
+ * factor sqrt(2) of 1e-4. From 1.0, 1000 backwards reach 1 + 1000 d, each add
+ * rounding by at most one ulp of fp32 in [0.5, 2) (an fp32 epilogue; split-K's
+ * partial sums at most twice half an ulp): |G - (1 + 1000 d)| <= 1000 * 2^-23 =
+ * 1.2e-4, while bf16 accumulation (emulated on the host) stays at exactly 1.0. */
+static void test_main_grad(void)
+{
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const struct moe_cfg c = { 16, 16, 2, 1, 1, SOFTMAX, false, 1.0f, 0.0f, 32 };
+    const int t = 4, reps = 1000;
+    struct layer l;
+    struct side gs;
+    struct moe_ctx *ctx;
+    void *out;
+    size_t n, top = 0;
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &c, t, 71, BIAS_NONE), 0);
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 16), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&ctx, &c, t, t), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, ctx, &gs.w, gs.v[T_X], t, out), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT], gs.g[T_X],
+                                       &gs.dw), 0);
+    float *d = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(d != NULL);
+    for (size_t i = 1; i < n; i++)
+        top = fabsf(d[i]) > fabsf(d[top]) ? i : top;
+    CU_ASSERT_FATAL(d[top] != 0.0f);
+    const float scale = ldexpf(1.0f, (int)lrint(log2(1e-4 / fabs(d[top]))));
+    for (size_t i = 0; i < l.n[T_DOUT]; i++)
+        l.v[T_DOUT][i] *= scale;
+    CU_ASSERT_EQUAL_FATAL(gpu->upload(gs.v[T_DOUT], l.v[T_DOUT], l.n[T_DOUT]), 0);
+    free(d);
+
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT], gs.g[T_X],
+                                       &gs.dw), 0);
+    d = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT_TRUE(fabs(d[top]) >= 0.7e-4 && fabs(d[top]) <= 1.5e-4);
+
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 1.0f), 0);
+    for (int r = 0; r < reps; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+    float *g = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(g != NULL);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = 1.0 + reps * (double)d[i];
+        if (!(fabs(g[i] - want) <= reps * 0x1p-23) && bad++ < SHOW)
+            printf("\n  main_grad[%zu]: %.8g after %d updates of %.4g, want %.8g", i, g[i],
+                   reps, d[i], want);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    float acc = 1.0f;                         /* the same updates, added in bf16 */
+    for (int r = 0; r < reps; r++)
+        acc = bf16_round(acc + d[top]);
+    CU_ASSERT_EQUAL(acc, 1.0f);
+    free(d);
+    free(g);
+    gpu->ctx_free(ctx);
+    gpu->free(out);
+    side_free(&gs);
+    layer_free(&l);
+}
+
 /* moe.h's NaN rule on the GPU, against gate_cpu_fwd on the same logits (the rows of
  * test_moe_cpu.c's test_topk_nan): the top-k kernel alone, logits copied into the ctx,
  * sigmoid without and with a bias holding +inf and NaN, then a softmax row with one
@@ -999,6 +1136,7 @@ int main(void)
         { "rank split", test_rank_split },
         { "no tokens", test_zero_tokens },
         { "NaN ranked as on the CPU", test_nan_rule },
+        { "1000 small updates add up in the fp32 main_grad", test_main_grad },
         { "bad arguments", test_bad_arguments },
     };
     char why[256] = "unknown";

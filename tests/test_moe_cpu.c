@@ -912,6 +912,101 @@ static void test_shared_ffn_concat(void)
     model_free(&b);
 }
 
+/* fp32 -> the nearest bf16 (ties to even), as a bf16 store rounds a finite value. */
+static float bf16_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Weight gradients are fp32 main_grads (moe.h), through the grad_* API. One backward
+ * from zero gives each element's update d; dout is scaled so that the largest |d| is
+ * 1e-4 (the gradients are linear in dout without the aux loss). From 1.0, REPS = 1000
+ * backwards must reach 1 + 1000 d, each fp32 add rounding by at most half an ulp
+ * (2^-24 for values in [0.5, 2)): |G - (1 + 1000 d)| <= 1000 * 2^-23, so the largest
+ * reaches 1.1 within 1.2e-4. Accumulated in bf16 (ulp 2^-7 at 1), every update would
+ * round away: the host emulation of that stays at exactly 1.0. */
+static void test_main_grad(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 2, .shared = 1,
+                               .top_k = 1, .score = MOE_SCORE_SOFTMAX, .norm_topk = false,
+                               .route_scale = 1.0f, .aux_alpha = 0.0f, .shared_ffn = 16 };
+    const int tn = 4, hn = 8, reps = 1000;
+    const size_t hf = 8 * 8, hs = 8 * 16, th = (size_t)tn * hn;
+    struct model m;
+    struct moe_ctx *ctx;
+    void *gbuf, *dx, *out, *dout;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 71, 1.0f, 0), 0);
+    const size_t lo = m.off[T_GATE], n = m.off[T_COUNT] - lo;     /* every weight grad */
+    CU_ASSERT_EQUAL_FATAL(ops->grad_alloc(&gbuf, n), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&dx, th), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&out, th), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&dout, th), 0);
+    float *g0 = gbuf, *d = malloc(n * sizeof(float)), *big = malloc(n * sizeof(float));
+    float *host = malloc(th * sizeof(float));
+    CU_ASSERT_FATAL(d && big && host);
+    void *p1[2], *p3[2], *p2[2], *q1[1], *q3[1], *q2[1];
+    point(p1, g0, m.off[T_W1] - lo, 2, hf);
+    point(p3, g0, m.off[T_W3] - lo, 2, hf);
+    point(p2, g0, m.off[T_W2] - lo, 2, hf);
+    point(q1, g0, m.off[T_SW1] - lo, 1, hs);
+    point(q3, g0, m.off[T_SW3] - lo, 1, hs);
+    point(q2, g0, m.off[T_SW2] - lo, 1, hs);
+    struct moe_weights dw = { g0, NULL, p1, p3, p2, q1, q3, q2 };
+    const float *x = m.theta + m.off[T_X];
+
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx, &c, tn, tn), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx, &m.w, x, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->upload(dout, m.r, th), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(d, gbuf, n), 0);
+    size_t top = 0;
+    for (size_t i = 1; i < n; i++)
+        top = fabsf(d[i]) > fabsf(d[top]) ? i : top;
+    CU_ASSERT_FATAL(d[top] != 0.0f);
+    const float scale = 1e-4f / d[top];
+    for (size_t i = 0; i < th; i++)
+        host[i] = m.r[i] * scale;
+    CU_ASSERT_EQUAL_FATAL(ops->upload(dout, host, th), 0);
+
+    for (size_t i = 0; i < n; i++)
+        big[i] = 0.0f;                        /* one backward from zero: d */
+    CU_ASSERT_EQUAL_FATAL(ops->grad_upload(gbuf, big, n), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(d, gbuf, n), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d[top], 1e-4, 1e-9);
+
+    for (size_t i = 0; i < n; i++)
+        big[i] = 1.0f;
+    CU_ASSERT_EQUAL_FATAL(ops->grad_upload(gbuf, big, n), 0);
+    for (int r = 0; r < reps; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(big, gbuf, n), 0);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= fabs(big[i] - (1.0 + reps * (double)d[i])) <= reps * 0x1p-23;
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_DOUBLE_EQUAL(big[top], 1.1, 1.2e-4);
+    float acc = 1.0f;                         /* the same updates, added in bf16 */
+    for (int r = 0; r < reps; r++)
+        acc = bf16_round(acc + d[top]);
+    CU_ASSERT_EQUAL(acc, 1.0f);
+
+    ops->ctx_free(ctx);
+    ops->free(gbuf);
+    ops->free(dx);
+    ops->free(out);
+    ops->free(dout);
+    free(d);
+    free(big);
+    free(host);
+    model_free(&m);
+}
+
 /* Same inputs, same bits: two fresh runs of forward and backward. */
 static void test_deterministic(void)
 {
@@ -1141,6 +1236,7 @@ int main(void)
         { "bias selects, weights unbiased", test_bias_selects_not_weights },
         { "rank split is bitwise exact", test_rank_split_exact },
         { "shared_ffn: S experts are one of width S Fs", test_shared_ffn_concat },
+        { "1000 updates of 1e-4 add up in fp32", test_main_grad },
         { "deterministic", test_deterministic },
         { "pthreads give the same bits", test_threads_same_bits },
         { "gate GEMM in token blocks", test_route_blocks },
