@@ -107,6 +107,21 @@ struct moe_groups {
     const int32_t *rows;       /* [n], each >= 0 */
 };
 
+/* Gradient ordering. The stages that add into weight gradients (experts_bwd,
+ * route_bwd, shared_bwd) read, add and write back. One ctx's stages are ordered (its
+ * one CUDA stream; its one caller thread on CPU); two ctxs' are not. Two ctxs whose
+ * backwards add into the same dw (micro-batches in flight, or a source ctx and an
+ * experts ctx sharing a tensor) would race and lose updates on CUDA, where each ctx
+ * runs on a stream of its own, and on CPU when called from two threads. Bind them to
+ * one sync (ops->sync_create, ops->sync_bind): the accumulating stages of the ctxs
+ * bound to one sync then run one after another, in the order the host called them,
+ * and the sums are those one ctx would make running them all in that order. CUDA:
+ * such a stage makes its stream wait for an event that the previous one recorded on
+ * its own stream (the device waits, the host does not); CPU: it holds the sync's
+ * mutex. Stages of unbound ctxs are ordered by nobody but their caller. A sync serves
+ * the backend that made it. */
+struct moe_grad_sync;          /* opaque */
+
 /* Forward activations and routing, one per layer and micro-batch in flight. Created by
  * ops->ctx_create, which allocates every buffer (backend memory unless marked host);
  * the ctx owns them until ops->ctx_free. The caller may read every field, and may use
@@ -136,6 +151,7 @@ struct moe_ctx {
                                   experts, expert s from element s max_tokens Fs */
     /* Expert side (rows received for the experts run here; <= max_rows): */
     void *act_a, *act_b;       /* elem [max_rows x F]: x W1, x W3 of row r, saved for backward */
+    struct moe_grad_sync *grad_sync;  /* the sync of ops->sync_bind, or NULL */
     void *priv;                /* backend scratch */
 };
 
@@ -193,6 +209,18 @@ struct moe_ops {
     /* dx += d(sum_s FFN_shared_s)/dx, dw->sw1/sw3/sw2[s] +=. */
     int (*shared_bwd)(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
                       const void *dout, void *dx, struct moe_weights *dw);
+
+    /* Gradient ordering (struct moe_grad_sync above). sync_create: 0, -EINVAL (out
+     * NULL), -ENOMEM or -EIO. sync_free: NULL is a no-op; a sync with ctxs still
+     * bound is kept, not freed (one line on stderr), since they point at it: unbind
+     * or free them first. sync_bind(ctx, s) binds ctx to s, or unbinds it when s is
+     * NULL: 0; binding the sync ctx has is a no-op; -EINVAL when ctx is not this
+     * backend's or s is another backend's; -EBUSY when ctx is bound to another sync
+     * (a ctx is in one order at a time: unbind it first). ctx_free unbinds. Not
+     * concurrent with a stage of the same ctx. */
+    int  (*sync_create)(struct moe_grad_sync **out);
+    void (*sync_free)(struct moe_grad_sync *s);
+    int  (*sync_bind)(struct moe_ctx *ctx, struct moe_grad_sync *s);
 };
 
 /* 0, or -EINVAL when a size is < 1 (S < 0, shared_ffn < 0), K > E, the score is

@@ -11,12 +11,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "ffn_cpu.h"
 #include "gate_cpu.h"
+#include "moe_sync.h"
 
 #define ALIGN_BYTES 64
 #define HUGE_BYTES ((size_t)2 << 20)
@@ -150,6 +152,7 @@ static void cpu_ctx_free(struct moe_ctx *ctx)
 {
     if (!ctx)
         return;
+    (void)moe_sync_bind(ctx, NULL, moe_cpu_ops());     /* unbinding cannot fail */
     free(ctx->priv);
     free(ctx);
 }
@@ -726,6 +729,72 @@ static int cpu_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, cons
     return 0;
 }
 
+/* ---- gradient ordering (moe.h): a bound ctx's accumulating stages hold the sync's
+ * mutex from start to end, so two host threads' stages into one dw take turns ---- */
+
+static int cpu_sync_create(struct moe_grad_sync **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct moe_grad_sync *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (moe_sync_init(s, moe_cpu_ops()) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+static void cpu_sync_free(struct moe_grad_sync *s)
+{
+    if (!s)
+        return;
+    if (moe_sync_destroy(s) < 0) {
+        fprintf(stderr, "moe_cpu: sync_free: ctxs are still bound to the sync; "
+                "kept (unbind them first)\n");
+        return;
+    }
+    free(s);
+}
+
+static int cpu_sync_bind(struct moe_ctx *ctx, struct moe_grad_sync *s)
+{
+    if (!ctx || !ctx->priv)
+        return -EINVAL;
+    return moe_sync_bind(ctx, s, moe_cpu_ops());
+}
+
+static int cpu_experts_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                   const struct moe_groups *g, const void *xv,
+                                   const void *dyv, void *dxv, struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_experts_bwd(ctx, w, g, xv, dyv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
+static int cpu_route_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                 const void *xv, void *dxv, struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_route_bwd(ctx, w, xv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
+static int cpu_shared_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                  const void *xv, const void *doutv, void *dxv,
+                                  struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_shared_bwd(ctx, w, xv, doutv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
 int moe_cpu_set_threads(struct moe_ctx *ctx, int threads)
 {
     if (!ctx || !ctx->priv || threads < 1 || threads > MOE_CPU_MAX_THREADS)
@@ -753,10 +822,13 @@ static const struct moe_ops cpu_ops = {
     .combine = cpu_combine,
     .shared_fwd = cpu_shared_fwd,
     .combine_bwd = cpu_combine_bwd,
-    .experts_bwd = cpu_experts_bwd,
+    .experts_bwd = cpu_experts_bwd_ordered,
     .permute_bwd = cpu_permute_bwd,
-    .route_bwd = cpu_route_bwd,
-    .shared_bwd = cpu_shared_bwd,
+    .route_bwd = cpu_route_bwd_ordered,
+    .shared_bwd = cpu_shared_bwd_ordered,
+    .sync_create = cpu_sync_create,
+    .sync_free = cpu_sync_free,
+    .sync_bind = cpu_sync_bind,
 };
 
 const struct moe_ops *moe_cpu_ops(void)

@@ -237,6 +237,7 @@ static void cuda_ctx_free(struct moe_ctx *ctx)
 {
     if (!ctx)
         return;
+    (void)moe_sync_bind(ctx, NULL, moe_cuda_ops());    /* unbinding cannot fail */
     struct moe_cuda_priv *p = cuda_priv(ctx);
     if (p) {
         if (p->stream)
@@ -341,6 +342,111 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
     return 0;
 }
 
+/* ---- gradient ordering (moe.h) ----
+ * Why: each ctx has its own stream (ctx_build), and the weight-gradient GEMMs add with
+ * beta = 1 (gate.cu, expert.cu): two ctxs' backwards into one dw, queued on two
+ * streams, read and write the same fp32 buffer at once and lose updates. A sync holds
+ * one event. A bound ctx's accumulating stage, under the sync's mutex, makes its
+ * stream wait for the event (recorded by the previous such stage, on whichever
+ * stream), queues its work, and records the event after it: the stages form one chain
+ * on the device in the order the host queued them. cudaStreamWaitEvent on an event
+ * never recorded returns at once; neither call waits on the host. */
+
+static int cuda_sync_create(struct moe_grad_sync **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct moe_grad_sync *s = (struct moe_grad_sync *)calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (moe_sync_init(s, moe_cuda_ops()) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    cudaEvent_t ev;
+    cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        (void)moe_sync_destroy(s);          /* nothing bound yet */
+        free(s);
+        return cuda_fail(e, "cudaEventCreateWithFlags", __FILE__, __LINE__);
+    }
+    s->dev = ev;
+    *out = s;
+    return 0;
+}
+
+static void cuda_sync_free(struct moe_grad_sync *s)
+{
+    if (!s)
+        return;
+    void *ev = s->dev;
+    if (moe_sync_destroy(s) < 0) {
+        fprintf(stderr, "moe_cuda: sync_free: ctxs are still bound to the sync; "
+                "kept (unbind them first)\n");
+        return;
+    }
+    if (ev)
+        (void)cudaEventDestroy((cudaEvent_t)ev);
+    free(s);
+}
+
+static int cuda_sync_bind(struct moe_ctx *ctx, struct moe_grad_sync *s)
+{
+    if (!cuda_ctx_ok(ctx))
+        return -EINVAL;
+    return moe_sync_bind(ctx, s, moe_cuda_ops());
+}
+
+/* Before an accumulating stage of a bound ctx: take the sync, wait (on the device)
+ * for the last accumulating stage queued under it. */
+static int order_begin(const struct moe_ctx *ctx)
+{
+    if (!cuda_ctx_ok(ctx) || !ctx->grad_sync)
+        return 0;                           /* unbound (or the stage's -EINVAL to come) */
+    moe_sync_enter(ctx);
+    cudaError_t e = cudaStreamWaitEvent(cuda_priv(ctx)->stream,
+                                        (cudaEvent_t)ctx->grad_sync->dev, 0);
+    if (e != cudaSuccess) {
+        moe_sync_leave(ctx);
+        return cuda_fail(e, "cudaStreamWaitEvent", __FILE__, __LINE__);
+    }
+    return 0;
+}
+
+/* After it (whatever rc, since part of it may be queued): record, release. */
+static int order_end(const struct moe_ctx *ctx, int rc)
+{
+    if (!cuda_ctx_ok(ctx) || !ctx->grad_sync)
+        return rc;
+    cudaError_t e = cudaEventRecord((cudaEvent_t)ctx->grad_sync->dev, cuda_priv(ctx)->stream);
+    moe_sync_leave(ctx);
+    if (e != cudaSuccess && rc == 0)
+        rc = cuda_fail(e, "cudaEventRecord", __FILE__, __LINE__);
+    return rc;
+}
+
+static int cuda_experts_bwd(struct moe_ctx *ctx, const struct moe_weights *w,
+                            const struct moe_groups *g, const void *x, const void *dy,
+                            void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, expert_cuda_bwd(ctx, w, g, x, dy, dx, dw));
+}
+
+static int cuda_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
+                          void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, gate_cuda_route_bwd(ctx, w, x, dx, dw));
+}
+
+static int cuda_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
+                           const void *dout, void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, expert_cuda_shared_bwd(ctx, w, x, dout, dx, dw));
+}
+
 /* Add an entry here for every stage added to struct moe_ops. */
 static const struct moe_ops cuda_ops = {
     .name = "cuda",
@@ -360,10 +466,13 @@ static const struct moe_ops cuda_ops = {
     .combine = permute_cuda_combine,
     .shared_fwd = expert_cuda_shared_fwd,
     .combine_bwd = permute_cuda_combine_bwd,
-    .experts_bwd = expert_cuda_bwd,
+    .experts_bwd = cuda_experts_bwd,
     .permute_bwd = permute_cuda_bwd,
-    .route_bwd = gate_cuda_route_bwd,
-    .shared_bwd = expert_cuda_shared_bwd,
+    .route_bwd = cuda_route_bwd,
+    .shared_bwd = cuda_shared_bwd,
+    .sync_create = cuda_sync_create,
+    .sync_free = cuda_sync_free,
+    .sync_bind = cuda_sync_bind,
 };
 
 const struct moe_ops *moe_cuda_ops(void)

@@ -11,8 +11,12 @@
  * a download after a stage sees its result without an explicit sync. Stages are
  * asynchronous on that stream, except route, which waits once for the per-expert
  * counts, offsets and aux loss (2E + 3 words, the only device-to-host copy of a
- * layer) and fills host_counts, host_offsets and aux_loss. A ctx also owns a cuBLAS
- * handle with its own 32 MiB workspace; two ctxs may run concurrently.
+ * layer) and fills host_counts, host_offsets and aux_loss, and the experts stages,
+ * whose grouped GEMMs wait on the host when it runs 8 grouped calls ahead of the
+ * device (every host wait: docs/KERNELS.md). A ctx also owns a cuBLAS handle with its
+ * own 32 MiB workspace; two ctxs may run concurrently, but two whose backwards add
+ * into the same weight gradient must be bound to one moe_grad_sync (moe.h), which
+ * chains their accumulating stages through an event.
  *
  * Expert GEMMs: MOE_CUDA_GEMM_GROUPED (default) runs each phase of an experts stage
  * (gate+up, down; backward: dW2 and dh, then dW1 dW3 dx, then dx += ...) as one

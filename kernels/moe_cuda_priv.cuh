@@ -23,6 +23,7 @@ extern "C" {
 #include "moe.h"
 }
 #include "moe_cuda.h"
+#include "moe_sync.h"
 
 typedef __nv_bfloat16 bf16;
 

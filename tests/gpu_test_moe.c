@@ -980,6 +980,95 @@ static void test_main_grad(void)
     layer_free(&l);
 }
 
+/* Gradient ordering on the GPU (moe.h). Refusals: a CPU sync for a CUDA ctx and a
+ * CUDA sync for a CPU ctx are -EINVAL, a second sync -EBUSY. Ordering: ctxs a and b
+ * hold forwards of the same input on their own streams, both bound to one sync, and
+ * the host queues backwards a, b, a, b, ... (SYNC_REPS each) into the same fp32
+ * gradients; the result must be that of ctx a running 2 SYNC_REPS backwards alone
+ * (same GEMMs on the same operands: equal but for cuBLAS choosing differently per
+ * handle, so within 1e-6 of each tensor's largest value; one lost update would be off
+ * by 1 / (2 SYNC_REPS) = 2.5% of it). */
+#define SYNC_REPS 20
+
+static void test_grad_sync(void)
+{
+    const struct moe_ops *gpu = moe_cuda_ops(), *cpu = moe_cpu_ops();
+    const struct moe_cfg c = { 64, 64, 8, 1, 2, SIGMOID, true, 1.0f, 0.01f, 32 };
+    const int t = 256;
+    struct layer l;
+    struct side gs;
+    struct moe_grad_sync *s, *s2, *cs;
+    struct moe_ctx *a, *b, *cc;
+    void *out, *outb, *dxb;
+    size_t n;
+
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_create(&s), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_create(&s2), 0);
+    CU_ASSERT_EQUAL_FATAL(cpu->sync_create(&cs), 0);
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &c, t, 91, BIAS_NONE), 0);
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&outb, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&dxb, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&a, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&b, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(cpu->ctx_create(&cc, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, cs), -EINVAL);
+    CU_ASSERT_EQUAL(cpu->sync_bind(cc, s), -EINVAL);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, s2), 0);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, s), -EBUSY);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, NULL), 0);
+
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, a, &gs.w, gs.v[T_X], t, out), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, b, &gs.w, gs.v[T_X], t, outb), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    for (int r = 0; r < 2 * SYNC_REPS; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, a, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+    float *seq = fetch_weight_grads(&gs, &l, &n);
+
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_bind(a, s), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_bind(b, s), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    for (int r = 0; r < SYNC_REPS; r++) {
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, a, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, b, &gs.w, gs.v[T_X], gs.v[T_DOUT], dxb,
+                                           &gs.dw), 0);
+    }
+    float *two = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(seq && two);
+    size_t at = 0;
+    int bad = 0;
+    bool bitwise = true;
+    for (int i = T_GATE; i < T_DOUT; i++) {
+        double mx = 0.0;
+        for (size_t j = 0; j < l.n[i]; j++)
+            mx = fmax(mx, fabs(seq[at + j]));
+        for (size_t j = 0; j < l.n[i]; j++, at++) {
+            bitwise &= seq[at] == two[at];
+            if (!(fabs(two[at] - seq[at]) <= 1e-6 * mx) && bad++ < SHOW)
+                printf("\n  grad sync: d%s[%zu]: two ctxs %.8g, one ctx %.8g", tensor_name[i],
+                       j, two[at], seq[at]);
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    printf("\n  grad sync: two ctxs %s one", bitwise ? "bitwise equal to" : "within 1e-6 of");
+    free(seq);
+    free(two);
+    gpu->ctx_free(a);                         /* bound: unbinds */
+    gpu->ctx_free(b);
+    cpu->ctx_free(cc);
+    gpu->sync_free(s);
+    gpu->sync_free(s2);
+    cpu->sync_free(cs);
+    gpu->free(out);
+    gpu->free(outb);
+    gpu->free(dxb);
+    side_free(&gs);
+    layer_free(&l);
+}
+
 /* moe.h's NaN rule on the GPU, against gate_cpu_fwd on the same logits (the rows of
  * test_moe_cpu.c's test_topk_nan): the top-k kernel alone, logits copied into the ctx,
  * sigmoid without and with a bias holding +inf and NaN, then a softmax row with one
@@ -1137,6 +1226,7 @@ int main(void)
         { "no tokens", test_zero_tokens },
         { "NaN ranked as on the CPU", test_nan_rule },
         { "1000 small updates add up in the fp32 main_grad", test_main_grad },
+        { "two ctxs bound to one sync take turns", test_grad_sync },
         { "bad arguments", test_bad_arguments },
     };
     char why[256] = "unknown";

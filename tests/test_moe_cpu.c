@@ -20,15 +20,19 @@
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cu_run.h"
 #include "gate_cpu.h"
 #include "moe.h"
 #include "moe_cpu.h"
+#include "moe_sync.h"
 
 #define MAX_E 16
 #define MAX_K 16
@@ -1007,6 +1011,205 @@ static void test_main_grad(void)
     model_free(&m);
 }
 
+/* Binding refusals (moe.h): a ctx is in one order at a time (-EBUSY for a second
+ * sync, until unbound), another backend's sync (one made for another ops table) and a
+ * NULL ctx are -EINVAL, binding twice is a no-op, a sync with ctxs bound is not freed,
+ * and ctx_free unbinds (under ASan, a sync freed too early shows as a use after
+ * free). */
+static void test_grad_sync_bind(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 4, .ffn = 4, .experts = 4, .shared = 0,
+                               .top_k = 2, .score = MOE_SCORE_SOFTMAX,
+                               .route_scale = 1.0f };
+    struct moe_grad_sync *s1, *s2, foreign;
+    struct moe_ctx *a, *b;
+    const struct moe_ops other = *ops;        /* another table: another backend's sync */
+
+    CU_ASSERT_EQUAL(ops->sync_create(NULL), -EINVAL);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s1), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&a, &c, 4, 8), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&b, &c, 4, 8), 0);
+    CU_ASSERT_PTR_NULL(a->grad_sync);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s1), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s1), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s2), -EBUSY);
+    CU_ASSERT_PTR_EQUAL(a->grad_sync, s1);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, NULL), 0);
+    CU_ASSERT_PTR_NULL(a->grad_sync);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, NULL), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s2), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, s2), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_sync_init(&foreign, &other), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, &foreign), -EINVAL);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, NULL), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, &foreign), -EINVAL);         /* unbound, still */
+    moe_sync_destroy(&foreign);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, s2), 0);
+    CU_ASSERT_PTR_EQUAL(b->grad_sync, s2);
+    CU_ASSERT_EQUAL(ops->sync_bind(NULL, s1), -EINVAL);
+    ops->sync_free(s2);                       /* a and b bound: kept, one stderr line */
+    CU_ASSERT_EQUAL(ops->sync_bind(b, NULL), 0);  /* uses s2: ASan sees a wrong free */
+    ops->ctx_free(a);                         /* bound: unbinds */
+    ops->ctx_free(b);
+    ops->sync_free(s1);
+    ops->sync_free(s2);
+    ops->sync_free(NULL);
+}
+
+/* Two host threads, each with its own ctx on the same layer and input, both bound to
+ * one sync, run SYNC_REPS backwards each into the same gradients. Each backward adds
+ * the same values by the same operations, so with the accumulating stages taking
+ * turns the result is, bit for bit, that of one ctx running 2 SYNC_REPS backwards; a
+ * lost update would leave a gradient short. (Unbound, this OpenBLAS build happens to
+ * pass too: it serializes concurrent GEMM calls, each dW update being one GEMM; the
+ * next test checks the turn-taking itself.) */
+#define SYNC_REPS 40
+
+struct sync_job {
+    const struct moe_ops *ops;
+    struct moe_ctx *ctx;
+    struct model *m;
+    struct moe_weights *dw;
+    float *dx;
+    int rc;
+};
+
+static void *sync_worker(void *v)
+{
+    struct sync_job *j = v;
+    const float *x = j->m->theta + j->m->off[T_X];
+    for (int r = 0; r < SYNC_REPS && j->rc == 0; r++)
+        j->rc = moe_backward(j->ops, j->ctx, &j->m->w, x, j->m->r, j->dx, j->dw);
+    return NULL;
+}
+
+static void test_grad_sync_order(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 16, .ffn = 16, .experts = 4, .shared = 1,
+                               .top_k = 2, .score = MOE_SCORE_SIGMOID, .norm_topk = true,
+                               .route_scale = 1.0f, .aux_alpha = 0.01f, .shared_ffn = 8 };
+    const int tn = 32;
+    const size_t th = (size_t)tn * 16;
+    struct model m;
+    struct moe_grad_sync *s;
+    struct moe_ctx *ctx[2];
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 83, 1.0f, 0), 0);
+    const size_t lo = m.off[T_GATE], n = m.off[T_COUNT] - lo;
+    const float *x = m.theta + m.off[T_X];
+    float *out = malloc(th * sizeof(float)), *dx[2] = { malloc(th * sizeof(float)),
+                                                         malloc(th * sizeof(float)) };
+    float *seq = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(out && dx[0] && dx[1] && seq);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s), 0);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx[i], &c, tn, tn * 2), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx[i], &m.w, x, tn, out), 0);
+        CU_ASSERT_EQUAL_FATAL(ops->sync_bind(ctx[i], s), 0);
+    }
+
+    memset(m.grad, 0, m.off[T_COUNT] * sizeof(float));      /* one ctx, in sequence */
+    for (int r = 0; r < 2 * SYNC_REPS; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx[0], &m.w, x, m.r, dx[0], &m.dw), 0);
+    memcpy(seq, m.grad + lo, n * sizeof(float));
+
+    memset(m.grad, 0, m.off[T_COUNT] * sizeof(float));      /* two threads, one sync */
+    struct sync_job job[2];
+    pthread_t tid;
+    for (int i = 0; i < 2; i++)
+        job[i] = (struct sync_job){ ops, ctx[i], &m, &m.dw, dx[i], 0 };
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, sync_worker, &job[1]), 0);
+    sync_worker(&job[0]);
+    pthread_join(tid, NULL);
+    CU_ASSERT_EQUAL(job[0].rc, 0);
+    CU_ASSERT_EQUAL(job[1].rc, 0);
+    CU_ASSERT_TRUE(bits_equal(m.grad + lo, seq, n));
+
+    for (int i = 0; i < 2; i++)
+        ops->ctx_free(ctx[i]);
+    ops->sync_free(s);
+    free(out);
+    free(dx[0]);
+    free(dx[1]);
+    free(seq);
+    model_free(&m);
+}
+
+/* The turn-taking itself: while the sync is held (here by the test, through
+ * moe_sync_enter on a bound ctx, as a running stage would hold it), an accumulating
+ * stage of another ctx bound to it waits, and runs once the sync is let go; a stage of
+ * an unbound ctx does not wait. The waiting stage is given 100 ms to (wrongly) finish;
+ * the others 10 s to finish. */
+struct stage_job {
+    const struct moe_ops *ops;
+    struct moe_ctx *ctx;
+    struct model *m;
+    float *dx;
+    atomic_int done;
+};
+
+static void *stage_worker(void *v)
+{
+    struct stage_job *j = v;
+    int rc = j->ops->route_bwd(j->ctx, &j->m->w, j->m->theta + j->m->off[T_X], j->dx,
+                               &j->m->dw);
+    atomic_store(&j->done, rc == 0 ? 1 : -1);
+    return NULL;
+}
+
+static int wait_done(struct stage_job *j, int ms)
+{
+    const struct timespec step = { 0, 1000000 };
+    for (int i = 0; i < ms && atomic_load(&j->done) == 0; i++)
+        nanosleep(&step, NULL);
+    return atomic_load(&j->done);
+}
+
+static void test_grad_sync_blocks(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 4, .shared = 0,
+                               .top_k = 2, .score = MOE_SCORE_SOFTMAX,
+                               .route_scale = 1.0f };
+    const int tn = 8;
+    struct model m;
+    struct moe_grad_sync *s;
+    struct moe_ctx *held, *bound, *free_ctx;
+    float *out = malloc(tn * 8 * sizeof(float)), *dx = calloc(tn * 8, sizeof(float));
+    CU_ASSERT_FATAL(out && dx);
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 5, 1.0f, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&held, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&bound, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&free_ctx, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, bound, &m.w, m.theta, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, free_ctx, &m.w, m.theta, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_bind(held, s), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_bind(bound, s), 0);
+
+    struct stage_job jb = { ops, bound, &m, dx, 0 }, jf = { ops, free_ctx, &m, dx, 0 };
+    pthread_t tb, tf;
+    moe_sync_enter(held);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, stage_worker, &jb), 0);
+    CU_ASSERT_EQUAL(wait_done(&jb, 100), 0);          /* waits for its turn */
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tf, NULL, stage_worker, &jf), 0);
+    CU_ASSERT_EQUAL(wait_done(&jf, 10000), 1);        /* unbound: no turn to wait for */
+    pthread_join(tf, NULL);
+    moe_sync_leave(held);
+    CU_ASSERT_EQUAL(wait_done(&jb, 10000), 1);        /* its turn came */
+    pthread_join(tb, NULL);
+
+    ops->ctx_free(held);
+    ops->ctx_free(bound);
+    ops->ctx_free(free_ctx);
+    ops->sync_free(s);
+    free(out);
+    free(dx);
+    model_free(&m);
+}
+
 /* Same inputs, same bits: two fresh runs of forward and backward. */
 static void test_deterministic(void)
 {
@@ -1237,6 +1440,9 @@ int main(void)
         { "rank split is bitwise exact", test_rank_split_exact },
         { "shared_ffn: S experts are one of width S Fs", test_shared_ffn_concat },
         { "1000 updates of 1e-4 add up in fp32", test_main_grad },
+        { "gradient sync: binding and refusals", test_grad_sync_bind },
+        { "gradient sync: two threads take turns", test_grad_sync_order },
+        { "gradient sync: a bound stage waits its turn", test_grad_sync_blocks },
         { "deterministic", test_deterministic },
         { "pthreads give the same bits", test_threads_same_bits },
         { "gate GEMM in token blocks", test_route_blocks },
