@@ -176,6 +176,6 @@ extern "C" int moe_cuda_dense_gemm(struct moe_ctx *ctx, int m, int n, int k, con
 {
     if (!cuda_ctx_ok(ctx) || m < 1 || n < 1 || k < 1 || !a || !b || !c)
         return -EINVAL;
-    struct gemm_cuda_op op = { false, false, m, n, k, a, k, b, n, c, n, 0.0f };
-    return gemm_cuda_one(cuda_priv(ctx)->blas, &op, CUDA_R_16BF);
+    struct gemm_cuda_op op = { false, false, m, n, k, a, k, b, n, c, n, 0.0f, false };
+    return gemm_cuda_one(cuda_priv(ctx)->blas, &op);
 }

@@ -5,15 +5,18 @@
  *   dW2 += h^T dy, dh = dy W2^T, da = dh b sg (1 + a (1 - sg)), db = dh silu(a),
  *   dW1 += x^T da, dW3 += x^T db, dx = da W1^T + db W3^T      (sg = sigmoid(a))
  * GEMMs are bf16 with fp32 compute (gemm.cu); a, b (saved in act_a / act_b), h, dh,
- * da, db are stored bf16; the SwiGLU kernels compute in fp32, 8 elements a thread.
+ * da, db, y and dx are stored bf16; the weight gradients dW1, dW3, dW2 are fp32
+ * main_grads (moe.h), accumulated by the GEMMs with fp32 C; the SwiGLU kernels compute
+ * in fp32, 8 elements a thread.
  *
  * Routed groups, forward: one batch of 2 GEMMs per group (x W1, x W3), one SwiGLU
  * over all rows, one batch of y = h W2. Backward: SwiGLU again (h), a batch of dW2
  * and dh, SwiGLU backward over all rows, a batch of dW1, dW3, dx = da W1^T, and a
  * batch of dx += db W3^T. A batch is one grouped cuBLAS call (or a loop, by mode); it
  * is cut early where it would overflow or where an expert would appear twice (its dW
- * would be accumulated by two problems of one call). Shared experts are dense GEMMs
- * over all T tokens, one cublasGemmEx each, expert by expert; their outputs and dx
+ * would be accumulated by two problems of one call). Shared experts (width Fs =
+ * cfg.shared_ffn, its own) are dense GEMMs over all T tokens, one cublasGemmEx each,
+ * expert by expert; their outputs and dx
  * are accumulated by the GEMMs themselves (beta = 1), in expert order.
  */
 #include "moe_cuda_priv.cuh"
@@ -114,10 +117,19 @@ static int room_for(struct moe_cuda_priv *p, int e, int need)
     return 0;
 }
 
+/* Queues C = op(A) op(B) + beta C, C bf16. */
 static int add(struct moe_cuda_priv *p, bool ta, bool tb, int m, int n, int k, const void *a,
                int lda, const void *b, int ldb, void *c, int ldc, float beta)
 {
-    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta };
+    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta, false };
+    return gemm_cuda_add(p->gemm, &op);
+}
+
+/* Queues G += op(A) op(B), G an fp32 main_grad (moe.h). */
+static int add_grad(struct moe_cuda_priv *p, bool ta, bool tb, int m, int n, int k,
+                    const void *a, int lda, const void *b, int ldb, void *g, int ldg)
+{
+    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, g, ldg, 1.0f, true };
     return gemm_cuda_add(p->gemm, &op);
 }
 
@@ -229,7 +241,7 @@ int expert_cuda_bwd(struct moe_ctx *ctx, const struct moe_weights *w,
         const bf16 *dyr = dyb + r * h;
         rc = room_for(p, e, 2);
         if (rc == 0)
-            rc = add(p, true, false, f, h, n, s1 + r * f, f, dyr, h, dw->w2[e], h, 1.0f);
+            rc = add_grad(p, true, false, f, h, n, s1 + r * f, f, dyr, h, dw->w2[e], h);
         if (rc == 0)
             rc = add(p, false, true, n, f, h, dyr, h, w->w2[e], h, s2 + r * f, f, 0.0f);
         r += (size_t)n;
@@ -246,9 +258,9 @@ int expert_cuda_bwd(struct moe_ctx *ctx, const struct moe_weights *w,
         const bf16 *xr = xb + r * h, *da = s1 + r * f, *db = s2 + r * f;
         rc = room_for(p, e, 3);
         if (rc == 0)
-            rc = add(p, true, false, h, f, n, xr, h, da, f, dw->w1[e], f, 1.0f);
+            rc = add_grad(p, true, false, h, f, n, xr, h, da, f, dw->w1[e], f);
         if (rc == 0)
-            rc = add(p, true, false, h, f, n, xr, h, db, f, dw->w3[e], f, 1.0f);
+            rc = add_grad(p, true, false, h, f, n, xr, h, db, f, dw->w3[e], f);
         if (rc == 0)
             rc = add(p, false, true, n, h, f, da, f, w->w1[e], f, dxb + r * h, h, 0.0f);
         r += (size_t)n;
@@ -287,11 +299,20 @@ static int check_shared(const struct moe_ctx *ctx, const struct moe_weights *w,
     return 0;
 }
 
+/* C = op(A) op(B) + beta C now, C bf16. */
 static int gemm(const struct moe_cuda_priv *p, bool ta, bool tb, int m, int n, int k,
                 const void *a, int lda, const void *b, int ldb, void *c, int ldc, float beta)
 {
-    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta };
-    return gemm_cuda_one(p->blas, &op, CUDA_R_16BF);
+    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta, false };
+    return gemm_cuda_one(p->blas, &op);
+}
+
+/* G += op(A) op(B) now, G an fp32 main_grad. */
+static int gemm_grad(const struct moe_cuda_priv *p, bool ta, bool tb, int m, int n, int k,
+                     const void *a, int lda, const void *b, int ldb, void *g, int ldg)
+{
+    struct gemm_cuda_op op = { ta, tb, m, n, k, a, lda, b, ldb, g, ldg, 1.0f, true };
+    return gemm_cuda_one(p->blas, &op);
 }
 
 int expert_cuda_shared_fwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
@@ -300,7 +321,7 @@ int expert_cuda_shared_fwd(struct moe_ctx *ctx, const struct moe_weights *w, con
     int rc = check_shared(ctx, w, NULL);
     if (rc < 0)
         return rc;
-    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.ffn;
+    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.shared_ffn;
     if (ctx->cfg.shared == 0 || t == 0)
         return 0;
     if (!x || !out || !aligned16(x) || !aligned16(out))
@@ -326,7 +347,7 @@ int expert_cuda_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, con
     int rc = dw ? check_shared(ctx, w, dw) : -EINVAL;
     if (rc < 0)
         return rc;
-    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.ffn;
+    const int t = ctx->tokens, h = ctx->cfg.hidden, f = ctx->cfg.shared_ffn;
     if (ctx->cfg.shared == 0 || t == 0)
         return 0;
     if (!x || !dout || !dx || !aligned16(x) || !aligned16(dout) || !aligned16(dx))
@@ -339,15 +360,15 @@ int expert_cuda_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, con
         const bf16 *b = (const bf16 *)ctx->shared_b + s * slab;
         rc = swiglu(p, n, a, b, s1);                                    /* h */
         if (rc == 0)                                                    /* dW2 += h^T dout */
-            rc = gemm(p, true, false, f, h, t, s1, f, dout, h, dw->sw2[s], h, 1.0f);
+            rc = gemm_grad(p, true, false, f, h, t, s1, f, dout, h, dw->sw2[s], h);
         if (rc == 0)                                                    /* dh = dout W2^T */
             rc = gemm(p, false, true, t, f, h, dout, h, w->sw2[s], h, s2, f, 0.0f);
         if (rc == 0)
             rc = swiglu_bwd(p, n, a, b, s1, s2);                        /* da, db */
         if (rc == 0)                                                    /* dW1 += x^T da */
-            rc = gemm(p, true, false, h, f, t, x, h, s1, f, dw->sw1[s], f, 1.0f);
+            rc = gemm_grad(p, true, false, h, f, t, x, h, s1, f, dw->sw1[s], f);
         if (rc == 0)                                                    /* dW3 += x^T db */
-            rc = gemm(p, true, false, h, f, t, x, h, s2, f, dw->sw3[s], f, 1.0f);
+            rc = gemm_grad(p, true, false, h, f, t, x, h, s2, f, dw->sw3[s], f);
         if (rc == 0)                                                    /* dx += da W1^T */
             rc = gemm(p, false, true, t, h, f, s1, f, w->sw1[s], f, dx, h, 1.0f);
         if (rc == 0)                                                    /* dx += db W3^T */

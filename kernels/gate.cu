@@ -5,7 +5,8 @@
  *
  * Top-k: one warp per token. A candidate (v = s + bias, e) becomes the 64-bit key
  * (order-preserving bits of v) << 32 | ~e, so "larger v, then lower e" (gate_cpu.c's
- * order, NaN ranking as -inf and -0 equal to +0) is plain unsigned order; pick k is
+ * order: NaN of either sign above +inf, NaNs tied, -0 equal to +0) is plain unsigned
+ * order; pick k is
  * the warp maximum of the keys below pick k - 1. O(K E / 32 + 10 K) per token; with
  * E <= 1024 each lane keeps its ceil(E/32) keys in registers, above that it re-reads
  * its own scores (which only it wrote) from global memory.
@@ -20,13 +21,18 @@
 #define AUX_ROWS 8                      /* token lanes of the aux column-sum block */
 #define AUX_FINAL_THREADS 256
 
+/* High word of a NaN's key: one above +inf's (0x7f800000 | 0x80000000), which no number
+ * reaches; below 0xffffffff, so no key equals pick_topk's start value ~0. */
+#define NAN_RANK 0xff800001u
+
 static __device__ __forceinline__ uint64_t rank_key(float v, int e)
 {
-    if (isnan(v))
-        v = -INFINITY;
-    v += 0.0f;                          /* -0 -> +0: gate_cpu.c's == makes them a tie */
-    uint32_t u = __float_as_uint(v);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    uint32_t u = NAN_RANK;
+    if (!isnan(v)) {
+        v += 0.0f;                      /* -0 -> +0: gate_cpu.c's > makes them a tie */
+        u = __float_as_uint(v);
+        u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    }
     return ((uint64_t)u << 32) | (uint64_t)(~(uint32_t)e);
 }
 
@@ -120,7 +126,7 @@ static __device__ void token_regs(const topk_args &a, int32_t *hist, int t, int 
         for (int j = 0; j < V; j++) {
             int e = lane + 32 * j;
             s[j] = e < E ? l[e] : -INFINITY;
-            m = fmaxf(m, s[j]);
+            m = max_nan(m, s[j]);
         }
         m = warp_max(m);
 #pragma unroll
@@ -167,7 +173,7 @@ static __device__ void token_any(const topk_args &a, int32_t *hist, int t, int l
     } else {
         float m = -INFINITY, sum = 0.0f;
         for (int e = lane; e < E; e += 32)
-            m = fmaxf(m, l[e]);
+            m = max_nan(m, l[e]);
         m = warp_max(m);
         for (int e = lane; e < E; e += 32) {
             so[e] = expf(l[e] - m);
@@ -277,8 +283,8 @@ static int route_logits(struct moe_ctx *ctx, const struct moe_weights *w, const 
 {
     const int e = ctx->cfg.experts, h = ctx->cfg.hidden;
     struct gemm_cuda_op op = { false, false, tokens, e, h, x, h, w->gate, e, ctx->logits, e,
-                               0.0f };
-    return gemm_cuda_one(cuda_priv(ctx)->blas, &op, CUDA_R_32F);
+                               0.0f, true };
+    return gemm_cuda_one(cuda_priv(ctx)->blas, &op);
 }
 
 /* Scores, top-k, weights and counts (added to: zero them first), then the aux loss's
@@ -483,11 +489,11 @@ int gate_cuda_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const 
                       p->stream>>>(a);
     TRY_CUDA(cudaGetLastError());
 
-    /* dW_g [H x E] += x^T dlogits;  dx [T x H] += dlogits W_g^T */
+    /* dW_g [H x E] += x^T dlogits (fp32 main_grad);  dx [T x H] += dlogits W_g^T */
     struct gemm_cuda_op dgate = { true, false, h_n, e_n, t_n, x, h_n, p->dl16, e_n, dw->gate,
-                                  e_n, 1.0f };
+                                  e_n, 1.0f, true };
     struct gemm_cuda_op dxg = { false, true, t_n, h_n, e_n, p->dl16, e_n, w->gate, e_n, dx,
-                                h_n, 1.0f };
-    int rc = gemm_cuda_one(p->blas, &dgate, CUDA_R_16BF);
-    return rc < 0 ? rc : gemm_cuda_one(p->blas, &dxg, CUDA_R_16BF);
+                                h_n, 1.0f, false };
+    int rc = gemm_cuda_one(p->blas, &dgate);
+    return rc < 0 ? rc : gemm_cuda_one(p->blas, &dxg);
 }

@@ -10,6 +10,14 @@
 #include "gate_cpu.h"
 
 #include <math.h>
+#include <stdbool.h>
+
+/* The larger of a and b, NaN if either is (moe.h's NaN rule: a softmax row with a
+ * NaN logit is NaN throughout, by construction rather than through the sum). */
+static float max_nan(float a, float b)
+{
+    return isnan(a) || a > b ? a : b;
+}
 
 static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
 {
@@ -20,7 +28,7 @@ static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
     }
     float m = l[0];
     for (int e = 1; e < e_n; e++)
-        m = l[e] > m ? l[e] : m;
+        m = max_nan(m, l[e]);
     float sum = 0.0f;
     for (int e = 0; e < e_n; e++) {
         s[e] = expf(l[e] - m);
@@ -30,11 +38,17 @@ static void scores_row(enum moe_score kind, int e_n, const float *l, float *s)
         s[e] /= sum;
 }
 
-/* The value experts are ranked by: the score plus the bias, NaN taken as -inf. */
+/* The value experts are ranked by: the score plus the bias. */
 static float rank_value(const float *s, const float *bias, int e)
 {
-    float v = bias ? s[e] + bias[e] : s[e];
-    return isnan(v) ? -INFINITY : v;
+    return bias ? s[e] + bias[e] : s[e];
+}
+
+/* v ranks strictly above w: NaN (of either sign) above every number, NaNs equal to
+ * each other, -0 equal to +0 (moe.h's NaN rule; gate.cu's rank_key is the same order). */
+static bool above(float v, float w)
+{
+    return isnan(v) ? !isnan(w) : v > w;
 }
 
 /* The first K experts in (value desc, index asc) order: a total order, so the picks
@@ -48,10 +62,10 @@ static void topk_row(int e_n, int k_n, const float *s, const float *bias, int32_
 
     for (int e = 0; e < e_n; e++) {
         float v = rank_value(s, bias, e);
-        if (n == k_n && !(v > rank_value(s, bias, idx[n - 1])))
+        if (n == k_n && !above(v, rank_value(s, bias, idx[n - 1])))
             continue;                         /* ranks after the K-th */
         int i = n < k_n ? n++ : n - 1;
-        for (; i > 0 && v > rank_value(s, bias, idx[i - 1]); i--)
+        for (; i > 0 && above(v, rank_value(s, bias, idx[i - 1])); i--)
             idx[i] = idx[i - 1];
         idx[i] = e;
     }

@@ -12,8 +12,10 @@
 #include "moe.h"
 
 /* logits [T x E] -> scores [T x E], topk_idx and topk_w [T x K], counts [E], all
- * overwritten; *aux = L_aux (0 when c->aux_alpha == 0). bias: [E] or NULL. A NaN
- * score + bias ranks as -inf, so K distinct experts are always chosen. */
+ * overwritten; *aux = L_aux (0 when c->aux_alpha == 0). bias: [E] or NULL. NaN
+ * follows moe.h's rule: a softmax row with a NaN logit is NaN throughout, and a NaN
+ * score + bias ranks above every number (ties among NaNs to the lower index), so K
+ * distinct experts are always chosen and a NaN is never dropped. */
 void gate_cpu_fwd(const struct moe_cfg *c, const float *bias, int tokens, const float *logits,
                   float *scores, int32_t *topk_idx, float *topk_w, int32_t *counts,
                   float *aux);

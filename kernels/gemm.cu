@@ -18,7 +18,9 @@
 
 #include "moe_cuda_priv.cuh"
 
-#define GEMM_CUDA_SLOTS 4
+/* Grouped calls in flight before the host waits: a layer's experts stages make 7
+ * (forward 2, backward 5: three batches, two of them with fp32 and bf16 C). */
+#define GEMM_CUDA_SLOTS 8
 
 #if CUBLAS_VERSION >= 120500
 #define GEMM_CUDA_HAVE_GROUPED 1
@@ -38,7 +40,7 @@ struct gemm_cuda {
     cudaEvent_t ev[GEMM_CUDA_SLOTS]; /* after the last copy from each slot */
     bool ev_made[GEMM_CUDA_SLOTS];
     unsigned next;                   /* next slot */
-    bool no_grouped;                 /* cuBLAS said NOT_SUPPORTED once: loop from then on */
+    bool no_grouped[2];              /* [c32]: cuBLAS refused that C type once: loop it */
 };
 
 void gemm_cuda_free(struct gemm_cuda *g)
@@ -136,13 +138,19 @@ int gemm_cuda_add(struct gemm_cuda *g, const struct gemm_cuda_op *op)
     return 0;
 }
 
-int gemm_cuda_one(cublasHandle_t h, const struct gemm_cuda_op *op, cudaDataType_t ctype)
+static cudaDataType_t c_type(const struct gemm_cuda_op *op)
+{
+    return op->c32 ? CUDA_R_32F : CUDA_R_16BF;
+}
+
+int gemm_cuda_one(cublasHandle_t h, const struct gemm_cuda_op *op)
 {
     const float alpha = 1.0f, beta = op->beta;
     TRY_CUBLAS(cublasGemmEx(h, op->tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                             op->ta ? CUBLAS_OP_T : CUBLAS_OP_N, op->n, op->m, op->k, &alpha,
                             op->b, CUDA_R_16BF, op->ldb, op->a, CUDA_R_16BF, op->lda, &beta,
-                            op->c, ctype, op->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            op->c, c_type(op), op->ldc, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
     return 0;
 }
 
@@ -150,28 +158,42 @@ static bool same_shape(const struct gemm_cuda_op *a, const struct gemm_cuda_op *
 {
     return a->ta == b->ta && a->tb == b->tb && a->m == b->m && a->n == b->n &&
            a->k == b->k && a->lda == b->lda && a->ldb == b->ldb && a->ldc == b->ldc &&
-           a->beta == b->beta;
+           a->beta == b->beta && a->c32 == b->c32;
 }
 
 #if GEMM_CUDA_HAVE_GROUPED
-/* The queued ops as one grouped call (cuBLAS's column-major view, see the top): 0,
- * 1 when cuBLAS does not support the call (nothing ran), or a negative errno. */
-static int run_grouped(struct gemm_cuda *g, cublasHandle_t h, cudaStream_t s)
+/* The queued ops whose C is fp32 (c32) or bf16 as one grouped call (cuBLAS's
+ * column-major view, see the top): 0, 1 when cuBLAS refuses the call (nothing ran),
+ * or a negative errno. Whether cuBLAS groups bf16 A/B with fp32 C is not in its
+ * table of grouped types for every version; a refusal (NOT_SUPPORTED, or
+ * INVALID_VALUE for that type only) sends that type to cublasGemmEx, which takes it. */
+static int run_grouped(struct gemm_cuda *g, cublasHandle_t h, cudaStream_t s, bool c32)
 {
-    const int count = g->count;
+    int count = 0;
+    for (int i = 0; i < g->count; i++)
+        count += g->ops[i].c32 == c32;
+    if (count == 0)
+        return 0;
     const unsigned slot = g->next++ % GEMM_CUDA_SLOTS;
     const void **pin = g->pin + (size_t)slot * 3 * g->cap;
     const void **dev = g->dev + (size_t)slot * 3 * g->cap;
 
-    /* The slot's previous copy has left the pinned buffer (at once, in practice). */
+    /* The slot's previous copy has left the pinned buffer: the host waits for the
+     * device to reach the grouped call GEMM_CUDA_SLOTS calls back. */
     TRY_CUDA(cudaEventSynchronize(g->ev[slot]));
-    int groups = 0;
-    for (int i = 0; i < count; i++) {
+    int groups = 0, j = 0;
+    const struct gemm_cuda_op *prev = NULL;
+    for (int i = 0; i < g->count; i++) {
         const struct gemm_cuda_op *op = &g->ops[i];
-        pin[i] = op->b;                     /* cuBLAS's A */
-        pin[count + i] = op->a;             /* cuBLAS's B */
-        pin[2 * count + i] = op->c;
-        if (i > 0 && same_shape(op, &g->ops[i - 1])) {
+        if (op->c32 != c32)
+            continue;
+        pin[j] = op->b;                     /* cuBLAS's A */
+        pin[count + j] = op->a;             /* cuBLAS's B */
+        pin[2 * count + j] = op->c;
+        j++;
+        bool same = prev && same_shape(op, prev);
+        prev = op;
+        if (same) {
             g->size[groups - 1]++;
             continue;
         }
@@ -192,14 +214,16 @@ static int run_grouped(struct gemm_cuda *g, cublasHandle_t h, cudaStream_t s)
     TRY_CUDA(cudaMemcpyAsync((void *)dev, (const void *)pin, bytes, cudaMemcpyHostToDevice,
                              s));
     TRY_CUDA(cudaEventRecord(g->ev[slot], s));
+    const cudaDataType_t ct = c32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasStatus_t st = cublasGemmGroupedBatchedEx(
         h, g->ta, g->tb, g->m, g->n, g->k, g->alpha, dev, CUDA_R_16BF, g->lda, dev + count,
-        CUDA_R_16BF, g->ldb, g->beta, (void *const *)(dev + 2 * count), CUDA_R_16BF, g->ldc,
+        CUDA_R_16BF, g->ldb, g->beta, (void *const *)(dev + 2 * count), ct, g->ldc,
         groups, g->size, CUBLAS_COMPUTE_32F);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
-        fprintf(stderr, "%s:%d: cublasGemmGroupedBatchedEx: %s; one cublasGemmEx per "
-                "problem from now on\n", __FILE__, __LINE__, cublasGetStatusString(st));
-        g->no_grouped = true;
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || (c32 && st == CUBLAS_STATUS_INVALID_VALUE)) {
+        fprintf(stderr, "%s:%d: cublasGemmGroupedBatchedEx (bf16 A/B, %s C): %s; one "
+                "cublasGemmEx per such problem from now on\n", __FILE__, __LINE__,
+                c32 ? "fp32" : "bf16", cublasGetStatusString(st));
+        g->no_grouped[c32] = true;
         return 1;                           /* not run: the caller loops */
     }
     TRY_CUBLAS(st);
@@ -211,23 +235,24 @@ int gemm_cuda_run(struct gemm_cuda *g, cublasHandle_t h, cudaStream_t s,
                   enum moe_cuda_gemm mode)
 {
     int rc = 0;
-    if (g->count == 0)
-        return 0;
+    /* bf16 C (activations), then fp32 C (main_grad): the ops of a batch are
+     * independent, so their order does not matter. */
+    for (int c32 = 0; c32 < 2 && rc == 0; c32++) {
 #if GEMM_CUDA_HAVE_GROUPED
-    if (mode == MOE_CUDA_GEMM_GROUPED && !g->no_grouped) {
-        rc = run_grouped(g, h, s);
-        if (rc != 1) {
-            g->count = 0;
-            return rc;
+        if (mode == MOE_CUDA_GEMM_GROUPED && !g->no_grouped[c32]) {
+            rc = run_grouped(g, h, s, c32 != 0);
+            if (rc != 1)
+                continue;
+            rc = 0;
         }
-        rc = 0;
-    }
 #else
-    (void)mode;
+        (void)mode;
 #endif
-    (void)s;                                /* h is bound to s by its owner */
-    for (int i = 0; i < g->count && rc == 0; i++)
-        rc = gemm_cuda_one(h, &g->ops[i], CUDA_R_16BF);
+        (void)s;                            /* h is bound to s by its owner */
+        for (int i = 0; i < g->count && rc == 0; i++)
+            if (g->ops[i].c32 == (c32 != 0))
+                rc = gemm_cuda_one(h, &g->ops[i]);
+    }
     g->count = 0;
     return rc;
 }

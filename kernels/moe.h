@@ -9,12 +9,25 @@
  *   scores  s_t = softmax(l_t) or sigmoid(l_t)   (cfg.score)
  *   choice  the K experts with the largest s_t,e + bias_e; ties go to the lower
  *           expert index; slot k = 0..K-1 in that order (deterministic)
+ *   NaN     ranks above every number, NaNs tie (lower index first), as PyTorch's
+ *           topk and sort order it (pytorch/pytorch#16762); a softmax row with a NaN
+ *           logit is NaN throughout (so is one with +inf, or all -inf). A token whose
+ *           router made a NaN is sent to that expert with a NaN weight, and its output
+ *           row is NaN: the fault reaches the loss instead of being routed around. A
+ *           NaN bias alone picks its expert but, being in no weight, stays out of the
+ *           output. Every backend ranks this way (gate_cpu.c, gate.cu).
  *   weights w_t,k = route_scale * s_t,e_k [/ sum_j s_t,e_j if norm_topk]
  *           (the bias picks experts but never enters a weight: DeepSeek-V3's
  *           auxiliary-loss-free balancing, arXiv:2412.19437 sec. 2.1.2)
  *   out_t   = sum_k w_t,k FFN_e_k(x_t) + sum_s FFN_shared_s(x_t)
  *   FFN(x)  = (silu(x W1) * (x W3)) W2,  W1 and W3 [H x F], W2 [F x H],
- *           silu(a) = a sigmoid(a)
+ *           silu(a) = a sigmoid(a); F = cfg.ffn for routed experts, cfg.shared_ffn
+ *           (Fs) for shared ones. S shared experts of width Fs are one of width S Fs
+ *           whose W1, W3 are theirs side by side and W2 theirs stacked (the sum over
+ *           s is the product over the concatenated inner dimension), so a model that
+ *           counts its shared experts as one FFN of width ns fe (DeepSeek-V2/V3, and
+ *           moesim's model.shared_experts x model.expert_ffn_hidden) maps to S = 1,
+ *           Fs = ns fe, or equally S = ns, Fs = fe.
  * Aux loss (cfg.aux_alpha > 0): DeepSeek-V3's balance loss (arXiv:2412.19437 eqs.
  * 17-20) taken over the whole batch of T tokens:
  *   L_aux = alpha * sum_e f_e P_e,  f_e = E / (K T) * count_e,
@@ -27,10 +40,16 @@
  * The loss the backward differentiates is sum(out * dout) + L_aux.
  *
  * Layouts: every matrix is row-major and dense, [rows x cols], sizes in elements.
- * "elem" buffers (activations, weights, their gradients) hold the backend's element
- * type (ops->elem_bytes: 4 = fp32 on CPU, 2 = bf16 on CUDA); routing arrays are
- * fp32 / int32 on every backend. "Backend memory" is host memory on CPU, device
- * memory on CUDA; "host" arrays are host memory everywhere.
+ * "elem" buffers (activations, weights, the input gradient dx) hold the backend's
+ * element type (ops->elem_bytes: 4 = fp32 on CPU, 2 = bf16 on CUDA). "grad" buffers,
+ * the weight gradients (every buffer of a gradient struct moe_weights), are fp32 on
+ * every backend: a main_grad beside each weight, as Megatron-LM keeps for bf16
+ * training, into which each backward adds in fp32, so that many micro-batches' small
+ * updates add up (a bf16 sum at 1.0 drops any update below 2^-8 = 0.0039; fp32 keeps
+ * down to 2^-24). Make them with ops->grad_alloc, move them with ops->grad_upload
+ * and ops->grad_download. Routing arrays are fp32 / int32 on every backend. "Backend
+ * memory" is host memory on CPU, device memory on CUDA; "host" arrays are host memory
+ * everywhere.
  *
  * The permuted buffer (what the dispatch all-to-all sends): T*K rows, grouped by
  * expert in expert order; expert e owns rows [offsets[e], offsets[e] + counts[e]),
@@ -49,7 +68,7 @@ enum moe_score { MOE_SCORE_SOFTMAX = 0, MOE_SCORE_SIGMOID = 1 };
 
 struct moe_cfg {
     int hidden;                /* H */
-    int ffn;                   /* F: intermediate width of every expert, routed or shared */
+    int ffn;                   /* F: intermediate width of every routed expert */
     int experts;               /* E: routed experts */
     int shared;                /* S >= 0: shared experts, weight 1 for every token */
     int top_k;                 /* K, 1 <= K <= E */
@@ -57,18 +76,24 @@ struct moe_cfg {
     bool norm_topk;            /* divide the K selected scores by their sum */
     float route_scale;         /* multiplies every routing weight; 1 = none */
     float aux_alpha;           /* >= 0; 0 = no aux loss */
+    int shared_ffn;            /* Fs: intermediate width of every shared expert; 0 = F
+                                  (the default: a cfg written before this field was
+                                  added keeps its meaning). Last, so positional
+                                  initializers of the fields above still fit. */
 };
 
-/* Weights or their gradients (same shapes). Pointer arrays are host arrays of
- * backend-memory pointers, so a rank holds only its experts: an entry may be NULL
- * where the expert is not used here. Gradients are accumulated (+=): zero them first. */
+/* Weights (elem buffers) or their gradients (grad buffers: fp32, see Layouts; same
+ * shapes). Pointer arrays are host arrays of backend-memory pointers, so a rank holds
+ * only its experts: an entry may be NULL where the expert is not used here. Gradients
+ * are accumulated (+=): zero them first. */
 struct moe_weights {
-    void *gate;                /* elem [H x E] */
+    void *gate;                /* elem [H x E] (a gradient: fp32) */
     const float *bias;         /* fp32 [E] backend memory, or NULL; selection only, so
                                   no gradient (unused in a gradient struct) */
     void **w1, **w3;           /* [E] -> elem [H x F] */
     void **w2;                 /* [E] -> elem [F x H] */
-    void **sw1, **sw3, **sw2;  /* [S] shared experts, same shapes; NULL when S = 0 */
+    void **sw1, **sw3;         /* [S] -> elem [H x Fs]; NULL when S = 0 */
+    void **sw2;                /* [S] -> elem [Fs x H]; NULL when S = 0 */
 };
 
 /* A run of expert groups back to back in one buffer: group g is rows[g] rows (from
@@ -82,13 +107,28 @@ struct moe_groups {
     const int32_t *rows;       /* [n], each >= 0 */
 };
 
+/* Gradient ordering. The stages that add into weight gradients (experts_bwd,
+ * route_bwd, shared_bwd) read, add and write back. One ctx's stages are ordered (its
+ * one CUDA stream; its one caller thread on CPU); two ctxs' are not. Two ctxs whose
+ * backwards add into the same dw (micro-batches in flight, or a source ctx and an
+ * experts ctx sharing a tensor) would race and lose updates on CUDA, where each ctx
+ * runs on a stream of its own, and on CPU when called from two threads. Bind them to
+ * one sync (ops->sync_create, ops->sync_bind): the accumulating stages of the ctxs
+ * bound to one sync then run one after another, in the order the host called them,
+ * and the sums are those one ctx would make running them all in that order. CUDA:
+ * such a stage makes its stream wait for an event that the previous one recorded on
+ * its own stream (the device waits, the host does not); CPU: it holds the sync's
+ * mutex. Stages of unbound ctxs are ordered by nobody but their caller. A sync serves
+ * the backend that made it. */
+struct moe_grad_sync;          /* opaque */
+
 /* Forward activations and routing, one per layer and micro-batch in flight. Created by
  * ops->ctx_create, which allocates every buffer (backend memory unless marked host);
  * the ctx owns them until ops->ctx_free. The caller may read every field, and may use
  * xp..dxp as its dispatch/combine buffers; stages write only what their contract says.
  * Source side (tokens of this rank; T = tokens of the last route <= max_tokens): */
 struct moe_ctx {
-    struct moe_cfg cfg;        /* copy, fixed at create */
+    struct moe_cfg cfg;        /* copy, fixed at create; its shared_ffn is Fs (never 0) */
     int max_tokens;            /* source-side capacity (0: an experts-only ctx) */
     int max_rows;              /* expert-side capacity in rows (0: a source-only ctx) */
     int tokens;                /* T, set by route */
@@ -107,9 +147,11 @@ struct moe_ctx {
     float *dtopk_w;            /* [T x K] dL/dw, written by combine_bwd */
     float *dlogits;            /* [T x E] dL/dl, written by route_bwd */
     void *xp, *yp, *dyp, *dxp; /* elem [T*K x H] permuted buffers */
-    void *shared_a, *shared_b; /* elem [S][T x F]: x W1, x W3 of the shared experts */
+    void *shared_a, *shared_b; /* elem [S][max_tokens x Fs]: x W1, x W3 of the shared
+                                  experts, expert s from element s max_tokens Fs */
     /* Expert side (rows received for the experts run here; <= max_rows): */
     void *act_a, *act_b;       /* elem [max_rows x F]: x W1, x W3 of row r, saved for backward */
+    struct moe_grad_sync *grad_sync;  /* the sync of ops->sync_bind, or NULL */
     void *priv;                /* backend scratch */
 };
 
@@ -124,6 +166,11 @@ struct moe_ops {
     void (*free)(void *p);                                   /* NULL is a no-op */
     int  (*upload)(void *dst, const float *src, size_t n);   /* host fp32 -> elem (rounded) */
     int  (*download)(float *dst, const void *src, size_t n); /* elem -> host fp32 */
+    /* Weight gradients: fp32 n-element grad buffers (main_grad) on every backend; free
+     * with ->free. Copies are exact. On CPU these are alloc, upload and download. */
+    int  (*grad_alloc)(void **out, size_t n);                      /* zeroed */
+    int  (*grad_upload)(void *dst, const float *src, size_t n);    /* host -> grad */
+    int  (*grad_download)(float *dst, const void *src, size_t n);  /* grad -> host */
 
     int  (*ctx_create)(struct moe_ctx **out, const struct moe_cfg *c, int max_tokens,
                        int max_rows);
@@ -143,7 +190,8 @@ struct moe_ops {
     int (*shared_fwd)(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
                       void *out);
 
-    /* Backward; gradient outputs dx and dw are accumulated (+=). combine_bwd first:
+    /* Backward; gradient outputs dx (elem) and dw (grad buffers, fp32) are accumulated
+     * (+=); a dw update is rounded to fp32 only. combine_bwd first:
      * dyp[slot_pos[t*K + k]] = topk_w[t, k] dout[t] (overwrites) and
      * dtopk_w[t, k] = <dout[t], yp[slot_pos[t*K + k]]>. */
     int (*combine_bwd)(struct moe_ctx *ctx, const void *dout, const void *yp, void *dyp);
@@ -161,11 +209,26 @@ struct moe_ops {
     /* dx += d(sum_s FFN_shared_s)/dx, dw->sw1/sw3/sw2[s] +=. */
     int (*shared_bwd)(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
                       const void *dout, void *dx, struct moe_weights *dw);
+
+    /* Gradient ordering (struct moe_grad_sync above). sync_create: 0, -EINVAL (out
+     * NULL), -ENOMEM or -EIO. sync_free: NULL is a no-op; a sync with ctxs still
+     * bound is kept, not freed (one line on stderr), since they point at it: unbind
+     * or free them first. sync_bind(ctx, s) binds ctx to s, or unbinds it when s is
+     * NULL: 0; binding the sync ctx has is a no-op; -EINVAL when ctx is not this
+     * backend's or s is another backend's; -EBUSY when ctx is bound to another sync
+     * (a ctx is in one order at a time: unbind it first). ctx_free unbinds. Not
+     * concurrent with a stage of the same ctx. */
+    int  (*sync_create)(struct moe_grad_sync **out);
+    void (*sync_free)(struct moe_grad_sync *s);
+    int  (*sync_bind)(struct moe_ctx *ctx, struct moe_grad_sync *s);
 };
 
-/* 0, or -EINVAL when a size is < 1 (S < 0), K > E, the score is unknown, route_scale
- * is not finite or aux_alpha is negative or not finite. */
+/* 0, or -EINVAL when a size is < 1 (S < 0, shared_ffn < 0), K > E, the score is
+ * unknown, route_scale is not finite or aux_alpha is negative or not finite. */
 int moe_cfg_check(const struct moe_cfg *c);
+
+/* Fs: c->shared_ffn, or c->ffn where that is 0. A ctx's cfg copy holds Fs itself. */
+int moe_shared_ffn(const struct moe_cfg *c);
 
 /* FLOPs of the expert GEMMs over `rows` token-expert pairs, 2 m n k per GEMM:
  * forward 3 GEMMs = 6 H F rows; backward 6 GEMMs = 12 H F rows. The gate GEMM

@@ -11,12 +11,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "ffn_cpu.h"
 #include "gate_cpu.h"
+#include "moe_sync.h"
 
 #define ALIGN_BYTES 64
 #define HUGE_BYTES ((size_t)2 << 20)
@@ -44,8 +46,8 @@ static void *block_alloc(size_t bytes)
 
 /* Backend scratch, inside the ctx's block. */
 struct cpu_priv {
-    float *s1, *s2;            /* [srows x F] each: h, then da / db; a group at its act_a
-                                  rows, shared expert s at rows [s T, (s + 1) T) */
+    float *s1, *s2;            /* max(R F, S T Fs) floats each: h, then da / db; a group
+                                  at its act_a rows, shared expert s from float s T Fs */
     float *shared_y;           /* [S][T x H]: each shared expert's output or dx */
     int32_t *cursor;           /* [E]: next free row of each group while permuting */
     int threads;               /* pthreads of the experts stages, 1 by default */
@@ -69,10 +71,11 @@ static void layout(struct moe_ctx *x, struct cpu_priv **priv, struct bump *b)
     const struct moe_cfg *c = &x->cfg;
     size_t t = (size_t)x->max_tokens, e = (size_t)c->experts, k = (size_t)c->top_k;
     size_t h = (size_t)c->hidden, f = (size_t)c->ffn, s = (size_t)c->shared;
-    size_t srows = (size_t)x->max_rows;
+    size_t fs = (size_t)c->shared_ffn;
+    size_t scratch = (size_t)x->max_rows * f;          /* floats of s1 and s2 each */
 
-    if (s * t > srows)
-        srows = s * t;
+    if (s * t * fs > scratch)
+        scratch = s * t * fs;
     *priv = take(b, 1, sizeof(**priv));
     x->logits = take(b, t * e, sizeof(float));
     x->scores = take(b, t * e, sizeof(float));
@@ -90,12 +93,12 @@ static void layout(struct moe_ctx *x, struct cpu_priv **priv, struct bump *b)
     x->yp = take(b, t * k * h, sizeof(float));
     x->dyp = take(b, t * k * h, sizeof(float));
     x->dxp = take(b, t * k * h, sizeof(float));
-    x->shared_a = take(b, s * t * f, sizeof(float));
-    x->shared_b = take(b, s * t * f, sizeof(float));
+    x->shared_a = take(b, s * t * fs, sizeof(float));
+    x->shared_b = take(b, s * t * fs, sizeof(float));
     x->act_a = take(b, (size_t)x->max_rows * f, sizeof(float));
     x->act_b = take(b, (size_t)x->max_rows * f, sizeof(float));
-    float *s1 = take(b, srows * f, sizeof(float));
-    float *s2 = take(b, srows * f, sizeof(float));
+    float *s1 = take(b, scratch, sizeof(float));
+    float *s2 = take(b, scratch, sizeof(float));
     int32_t *cursor = take(b, e, sizeof(int32_t));
     float *shared_y = take(b, s * t * h, sizeof(float));
     if (*priv) {
@@ -115,14 +118,15 @@ static int cpu_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int max
         return -EINVAL;
     /* The block's size (moe_cpu.h) in double first, so that no size_t product wraps. */
     double t = max_tokens, r = max_rows, e = c->experts, k = c->top_k, h = c->hidden;
-    double f = c->ffn, s = c->shared;
-    if (4.0 * (t * (4.0 * e + 5.0 * k + 4.0 * k * h + s * h + 2.0 * s * f) + 2.0 * r * f +
-               2.0 * (r > s * t ? r : s * t) * f) > 0x1p60)
+    double f = c->ffn, s = c->shared, fs = moe_shared_ffn(c);
+    if (4.0 * (t * (4.0 * e + 5.0 * k + 4.0 * k * h + s * h + 2.0 * s * fs) + 2.0 * r * f +
+               2.0 * (r * f > s * t * fs ? r * f : s * t * fs)) > 0x1p60)
         return -ENOMEM;
     struct moe_ctx *x = calloc(1, sizeof(*x));
     if (!x)
         return -ENOMEM;
     x->cfg = *c;
+    x->cfg.shared_ffn = moe_shared_ffn(c);
     x->max_tokens = max_tokens;
     x->max_rows = max_rows;
 
@@ -148,6 +152,7 @@ static void cpu_ctx_free(struct moe_ctx *ctx)
 {
     if (!ctx)
         return;
+    (void)moe_sync_bind(ctx, NULL, moe_cpu_ops());     /* unbinding cannot fail */
     free(ctx->priv);
     free(ctx);
 }
@@ -631,8 +636,8 @@ static int check_shared(const struct moe_ctx *ctx, const struct moe_weights *w,
 }
 
 /* One thread's shared experts: s = s0, s0 + step, ...; expert s writes its output
- * (forward y, backward dx) to priv->shared_y slab s and uses scratch rows
- * [s T, (s + 1) T) of s1 and s2. */
+ * (forward y, backward dx) to priv->shared_y slab s and uses T Fs floats of s1 and s2
+ * from float s T Fs. */
 struct shared_share {
     struct moe_ctx *ctx;
     const struct moe_weights *w;
@@ -646,18 +651,18 @@ static void *run_shared(void *arg)
     const struct shared_share *j = arg;
     const struct moe_cfg *c = &j->ctx->cfg;
     const struct cpu_priv *p = j->ctx->priv;
-    const int t_n = j->ctx->tokens;
-    const size_t slab = (size_t)j->ctx->max_tokens * c->ffn;
-    const size_t rows = (size_t)t_n * c->ffn, out = (size_t)t_n * c->hidden;
+    const int t_n = j->ctx->tokens, fs = c->shared_ffn;
+    const size_t slab = (size_t)j->ctx->max_tokens * fs;
+    const size_t rows = (size_t)t_n * fs, out = (size_t)t_n * c->hidden;
     float *a = j->ctx->shared_a, *b = j->ctx->shared_b;
 
     for (int s = j->s0; s < c->shared; s += j->step) {
         struct ffn_cpu_w fw = { j->w->sw1[s], j->w->sw3[s], j->w->sw2[s] };
         if (!j->dw)
-            ffn_cpu_fwd(t_n, c->hidden, c->ffn, &fw, j->x, 0.0f, p->shared_y + s * out,
+            ffn_cpu_fwd(t_n, c->hidden, fs, &fw, j->x, 0.0f, p->shared_y + s * out,
                         a + s * slab, b + s * slab, p->s1 + s * rows);
         else
-            ffn_cpu_bwd(t_n, c->hidden, c->ffn, &fw, j->x, a + s * slab, b + s * slab,
+            ffn_cpu_bwd(t_n, c->hidden, fs, &fw, j->x, a + s * slab, b + s * slab,
                         j->dout, 0.0f, p->shared_y + s * out, j->dw->sw1[s], j->dw->sw3[s],
                         j->dw->sw2[s], p->s1 + s * rows, p->s2 + s * rows);
     }
@@ -724,6 +729,72 @@ static int cpu_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, cons
     return 0;
 }
 
+/* ---- gradient ordering (moe.h): a bound ctx's accumulating stages hold the sync's
+ * mutex from start to end, so two host threads' stages into one dw take turns ---- */
+
+static int cpu_sync_create(struct moe_grad_sync **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct moe_grad_sync *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (moe_sync_init(s, moe_cpu_ops()) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+static void cpu_sync_free(struct moe_grad_sync *s)
+{
+    if (!s)
+        return;
+    if (moe_sync_destroy(s) < 0) {
+        fprintf(stderr, "moe_cpu: sync_free: ctxs are still bound to the sync; "
+                "kept (unbind them first)\n");
+        return;
+    }
+    free(s);
+}
+
+static int cpu_sync_bind(struct moe_ctx *ctx, struct moe_grad_sync *s)
+{
+    if (!ctx || !ctx->priv)
+        return -EINVAL;
+    return moe_sync_bind(ctx, s, moe_cpu_ops());
+}
+
+static int cpu_experts_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                   const struct moe_groups *g, const void *xv,
+                                   const void *dyv, void *dxv, struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_experts_bwd(ctx, w, g, xv, dyv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
+static int cpu_route_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                 const void *xv, void *dxv, struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_route_bwd(ctx, w, xv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
+static int cpu_shared_bwd_ordered(struct moe_ctx *ctx, const struct moe_weights *w,
+                                  const void *xv, const void *doutv, void *dxv,
+                                  struct moe_weights *dw)
+{
+    moe_sync_enter(ctx);
+    int rc = cpu_shared_bwd(ctx, w, xv, doutv, dxv, dw);
+    moe_sync_leave(ctx);
+    return rc;
+}
+
 int moe_cpu_set_threads(struct moe_ctx *ctx, int threads)
 {
     if (!ctx || !ctx->priv || threads < 1 || threads > MOE_CPU_MAX_THREADS)
@@ -740,6 +811,9 @@ static const struct moe_ops cpu_ops = {
     .free = cpu_free,
     .upload = cpu_upload,
     .download = cpu_download,
+    .grad_alloc = cpu_alloc,                /* elem is fp32: grads are elem buffers */
+    .grad_upload = cpu_upload,
+    .grad_download = cpu_download,
     .ctx_create = cpu_ctx_create,
     .ctx_free = cpu_ctx_free,
     .route = cpu_route,
@@ -748,10 +822,13 @@ static const struct moe_ops cpu_ops = {
     .combine = cpu_combine,
     .shared_fwd = cpu_shared_fwd,
     .combine_bwd = cpu_combine_bwd,
-    .experts_bwd = cpu_experts_bwd,
+    .experts_bwd = cpu_experts_bwd_ordered,
     .permute_bwd = cpu_permute_bwd,
-    .route_bwd = cpu_route_bwd,
-    .shared_bwd = cpu_shared_bwd,
+    .route_bwd = cpu_route_bwd_ordered,
+    .shared_bwd = cpu_shared_bwd_ordered,
+    .sync_create = cpu_sync_create,
+    .sync_free = cpu_sync_free,
+    .sync_bind = cpu_sync_bind,
 };
 
 const struct moe_ops *moe_cpu_ops(void)

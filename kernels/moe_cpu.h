@@ -7,9 +7,9 @@
  *
  * ctx_create allocates one block and touches every page of it, so no stage allocates
  * or page-faults. Its size is, in floats, about
- *   T (3 E + 5 K + 4 K H + S H + 2 S F) + 2 R F + 2 max(R, S T) F
- * (T = max_tokens, R = max_rows; -ENOMEM above 2^60 bytes). Stages are not
- * thread-safe on one ctx. dtopk_w's dot products accumulate in double.
+ *   T (4 E + 5 K + 4 K H + S H + 2 S Fs) + 2 R F + 2 max(R F, S T Fs)
+ * (T = max_tokens, R = max_rows, Fs = moe_shared_ffn; -ENOMEM above 2^60 bytes).
+ * Stages are not thread-safe on one ctx. dtopk_w's dot products accumulate in double.
  */
 #ifndef MOESIM_MOE_CPU_H
 #define MOESIM_MOE_CPU_H

@@ -4,8 +4,9 @@
  * A ctx is one device allocation, carved like moe_cpu.c's block (a first layout pass
  * sizes it), plus a stream, a cuBLAS handle, a GEMM batch with its pinned pointer
  * ring, and a pinned copy of the routing summary. Its size in bytes is about
- *   T (14 E + 28 K + 8 K H + 4 S F + 4) + 4 R F + 4 max(R, T) F + 32 MiB
- * (T = max_tokens, R = max_rows; max(R, T) is R when S = 0), plus CUB's radix-sort
+ *   T (14 E + 28 K + 8 K H + 4 S Fs + 4) + 4 R F + 4 max(R F, T Fs) + 32 MiB
+ * (T = max_tokens, R = max_rows, Fs = moe_shared_ffn; max(R F, T Fs) is R F when
+ * S = 0), plus CUB's radix-sort
  * scratch and 8 E bytes of aux partials for each of MOE_CUDA_AUX_CHUNKS token chunks.
  */
 #include <cub/device/device_radix_sort.cuh>
@@ -139,6 +140,28 @@ static int convert_copy(void *dev, float *host_out, const float *host_in, size_t
     return rc;
 }
 
+/* Weight gradients (moe.h): fp32 device buffers, copied as they are. */
+static int cuda_grad_alloc(void **out, size_t n)
+{
+    if (!out || n > SIZE_MAX / 2 / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_malloc(out, n * sizeof(float));
+}
+
+static int cuda_grad_upload(void *dst, const float *src, size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_copy(dst, src, n * sizeof(float));
+}
+
+static int cuda_grad_download(float *dst, const void *src, size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float))
+        return -EINVAL;
+    return moe_cuda_copy(dst, src, n * sizeof(float));
+}
+
 static int cuda_upload(void *dst, const float *src, size_t n)
 {
     return convert_copy(dst, NULL, src, n, true);
@@ -169,10 +192,10 @@ static void layout(struct moe_ctx *x, struct moe_cuda_priv *p, struct bump *b)
     const struct moe_cfg *c = &x->cfg;
     size_t t = (size_t)x->max_tokens, e = (size_t)c->experts, k = (size_t)c->top_k;
     size_t h = (size_t)c->hidden, f = (size_t)c->ffn, s = (size_t)c->shared;
-    size_t r = (size_t)x->max_rows, srows = r;
+    size_t fs = (size_t)c->shared_ffn, r = (size_t)x->max_rows, scratch = r * f;
 
-    if (s > 0 && t > srows)
-        srows = t;                          /* shared experts run one at a time */
+    if (s > 0 && t * fs > scratch)
+        scratch = t * fs;                   /* shared experts run one at a time */
     x->logits = (float *)take(b, t * e, sizeof(float));
     x->scores = (float *)take(b, t * e, sizeof(float));
     x->dlogits = (float *)take(b, t * e, sizeof(float));
@@ -188,12 +211,12 @@ static void layout(struct moe_ctx *x, struct moe_cuda_priv *p, struct bump *b)
     x->yp = take(b, t * k * h, sizeof(bf16));
     x->dyp = take(b, t * k * h, sizeof(bf16));
     x->dxp = take(b, t * k * h, sizeof(bf16));
-    x->shared_a = take(b, s * t * f, sizeof(bf16));
-    x->shared_b = take(b, s * t * f, sizeof(bf16));
+    x->shared_a = take(b, s * t * fs, sizeof(bf16));
+    x->shared_b = take(b, s * t * fs, sizeof(bf16));
     x->act_a = take(b, r * f, sizeof(bf16));
     x->act_b = take(b, r * f, sizeof(bf16));
-    p->s1 = (bf16 *)take(b, srows * f, sizeof(bf16));
-    p->s2 = (bf16 *)take(b, srows * f, sizeof(bf16));
+    p->s1 = (bf16 *)take(b, scratch, sizeof(bf16));
+    p->s2 = (bf16 *)take(b, scratch, sizeof(bf16));
     p->ztok = (float *)take(b, t, sizeof(float));
     p->aux_part = (double *)take(b, (size_t)MOE_CUDA_AUX_CHUNKS * e, sizeof(double));
     p->dl16 = (bf16 *)take(b, t * e, sizeof(bf16));
@@ -214,6 +237,7 @@ static void cuda_ctx_free(struct moe_ctx *ctx)
 {
     if (!ctx)
         return;
+    (void)moe_sync_bind(ctx, NULL, moe_cuda_ops());    /* unbinding cannot fail */
     struct moe_cuda_priv *p = cuda_priv(ctx);
     if (p) {
         if (p->stream)
@@ -287,13 +311,13 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
 {
     if (!out || moe_cfg_check(c) < 0 || max_tokens < 0 || max_rows < 0 ||
         (int64_t)max_tokens * c->top_k > INT32_MAX || c->hidden % 8 || c->ffn % 8 ||
-        c->experts > MOE_CUDA_MAX_EXPERTS)
+        moe_shared_ffn(c) % 8 || c->experts > MOE_CUDA_MAX_EXPERTS)
         return -EINVAL;
     /* The size (top of file) in double first, so that no size_t product wraps. */
     double t = max_tokens, r = max_rows, e = c->experts, k = c->top_k, h = c->hidden;
-    double f = c->ffn, s = c->shared;
-    if (t * (14.0 * e + 28.0 * k + 8.0 * k * h + 4.0 * s * f + 4.0) + 4.0 * r * f +
-            4.0 * (r > t ? r : t) * f > 0x1p56)
+    double f = c->ffn, s = c->shared, fs = moe_shared_ffn(c);
+    if (t * (14.0 * e + 28.0 * k + 8.0 * k * h + 4.0 * s * fs + 4.0) + 4.0 * r * f +
+            4.0 * (r * f > t * fs ? r * f : t * fs) > 0x1p56)
         return -ENOMEM;
     struct moe_ctx *x = (struct moe_ctx *)calloc(1, sizeof(*x));
     struct moe_cuda_priv *p = (struct moe_cuda_priv *)calloc(1, sizeof(*p));
@@ -303,6 +327,7 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
         return -ENOMEM;
     }
     x->cfg = *c;
+    x->cfg.shared_ffn = moe_shared_ffn(c);
     x->max_tokens = max_tokens;
     x->max_rows = max_rows;
     x->priv = p;
@@ -317,6 +342,111 @@ static int cuda_ctx_create(struct moe_ctx **out, const struct moe_cfg *c, int ma
     return 0;
 }
 
+/* ---- gradient ordering (moe.h) ----
+ * Why: each ctx has its own stream (ctx_build), and the weight-gradient GEMMs add with
+ * beta = 1 (gate.cu, expert.cu): two ctxs' backwards into one dw, queued on two
+ * streams, read and write the same fp32 buffer at once and lose updates. A sync holds
+ * one event. A bound ctx's accumulating stage, under the sync's mutex, makes its
+ * stream wait for the event (recorded by the previous such stage, on whichever
+ * stream), queues its work, and records the event after it: the stages form one chain
+ * on the device in the order the host queued them. cudaStreamWaitEvent on an event
+ * never recorded returns at once; neither call waits on the host. */
+
+static int cuda_sync_create(struct moe_grad_sync **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct moe_grad_sync *s = (struct moe_grad_sync *)calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (moe_sync_init(s, moe_cuda_ops()) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    cudaEvent_t ev;
+    cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        (void)moe_sync_destroy(s);          /* nothing bound yet */
+        free(s);
+        return cuda_fail(e, "cudaEventCreateWithFlags", __FILE__, __LINE__);
+    }
+    s->dev = ev;
+    *out = s;
+    return 0;
+}
+
+static void cuda_sync_free(struct moe_grad_sync *s)
+{
+    if (!s)
+        return;
+    void *ev = s->dev;
+    if (moe_sync_destroy(s) < 0) {
+        fprintf(stderr, "moe_cuda: sync_free: ctxs are still bound to the sync; "
+                "kept (unbind them first)\n");
+        return;
+    }
+    if (ev)
+        (void)cudaEventDestroy((cudaEvent_t)ev);
+    free(s);
+}
+
+static int cuda_sync_bind(struct moe_ctx *ctx, struct moe_grad_sync *s)
+{
+    if (!cuda_ctx_ok(ctx))
+        return -EINVAL;
+    return moe_sync_bind(ctx, s, moe_cuda_ops());
+}
+
+/* Before an accumulating stage of a bound ctx: take the sync, wait (on the device)
+ * for the last accumulating stage queued under it. */
+static int order_begin(const struct moe_ctx *ctx)
+{
+    if (!cuda_ctx_ok(ctx) || !ctx->grad_sync)
+        return 0;                           /* unbound (or the stage's -EINVAL to come) */
+    moe_sync_enter(ctx);
+    cudaError_t e = cudaStreamWaitEvent(cuda_priv(ctx)->stream,
+                                        (cudaEvent_t)ctx->grad_sync->dev, 0);
+    if (e != cudaSuccess) {
+        moe_sync_leave(ctx);
+        return cuda_fail(e, "cudaStreamWaitEvent", __FILE__, __LINE__);
+    }
+    return 0;
+}
+
+/* After it (whatever rc, since part of it may be queued): record, release. */
+static int order_end(const struct moe_ctx *ctx, int rc)
+{
+    if (!cuda_ctx_ok(ctx) || !ctx->grad_sync)
+        return rc;
+    cudaError_t e = cudaEventRecord((cudaEvent_t)ctx->grad_sync->dev, cuda_priv(ctx)->stream);
+    moe_sync_leave(ctx);
+    if (e != cudaSuccess && rc == 0)
+        rc = cuda_fail(e, "cudaEventRecord", __FILE__, __LINE__);
+    return rc;
+}
+
+static int cuda_experts_bwd(struct moe_ctx *ctx, const struct moe_weights *w,
+                            const struct moe_groups *g, const void *x, const void *dy,
+                            void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, expert_cuda_bwd(ctx, w, g, x, dy, dx, dw));
+}
+
+static int cuda_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
+                          void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, gate_cuda_route_bwd(ctx, w, x, dx, dw));
+}
+
+static int cuda_shared_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
+                           const void *dout, void *dx, struct moe_weights *dw)
+{
+    int rc = order_begin(ctx);
+    return rc < 0 ? rc : order_end(ctx, expert_cuda_shared_bwd(ctx, w, x, dout, dx, dw));
+}
+
 /* Add an entry here for every stage added to struct moe_ops. */
 static const struct moe_ops cuda_ops = {
     .name = "cuda",
@@ -325,6 +455,9 @@ static const struct moe_ops cuda_ops = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .grad_alloc = cuda_grad_alloc,
+    .grad_upload = cuda_grad_upload,
+    .grad_download = cuda_grad_download,
     .ctx_create = cuda_ctx_create,
     .ctx_free = cuda_ctx_free,
     .route = gate_cuda_route,
@@ -333,10 +466,13 @@ static const struct moe_ops cuda_ops = {
     .combine = permute_cuda_combine,
     .shared_fwd = expert_cuda_shared_fwd,
     .combine_bwd = permute_cuda_combine_bwd,
-    .experts_bwd = expert_cuda_bwd,
+    .experts_bwd = cuda_experts_bwd,
     .permute_bwd = permute_cuda_bwd,
-    .route_bwd = gate_cuda_route_bwd,
-    .shared_bwd = expert_cuda_shared_bwd,
+    .route_bwd = cuda_route_bwd,
+    .shared_bwd = cuda_shared_bwd,
+    .sync_create = cuda_sync_create,
+    .sync_free = cuda_sync_free,
+    .sync_bind = cuda_sync_bind,
 };
 
 const struct moe_ops *moe_cuda_ops(void)

@@ -1,6 +1,8 @@
 /* moe_cuda.h: the CUDA backend of moe.h. Elements are bf16 (elem_bytes 2), every sum
  * is accumulated in fp32 (GEMMs: cuBLAS with CUBLAS_COMPUTE_32F and reduced-precision
- * split-K reductions disallowed); routing arrays are fp32 / int32; "backend memory" is
+ * split-K reductions disallowed); weight gradients are fp32 main_grads (moe.h), added
+ * to by the weight-gradient GEMMs themselves (fp32 C, beta = 1: one fp32 rounding per
+ * backward, none to bf16); routing arrays are fp32 / int32; "backend memory" is
  * device memory of the current device. A C header without CUDA types, so C code
  * (tests, moeprof) includes it; the implementation is kernels/ *.cu.
  *
@@ -9,8 +11,12 @@
  * a download after a stage sees its result without an explicit sync. Stages are
  * asynchronous on that stream, except route, which waits once for the per-expert
  * counts, offsets and aux loss (2E + 3 words, the only device-to-host copy of a
- * layer) and fills host_counts, host_offsets and aux_loss. A ctx also owns a cuBLAS
- * handle with its own 32 MiB workspace; two ctxs may run concurrently.
+ * layer) and fills host_counts, host_offsets and aux_loss, and the experts stages,
+ * whose grouped GEMMs wait on the host when it runs 8 grouped calls ahead of the
+ * device (every host wait: docs/KERNELS.md). A ctx also owns a cuBLAS handle with its
+ * own 32 MiB workspace; two ctxs may run concurrently, but two whose backwards add
+ * into the same weight gradient must be bound to one moe_grad_sync (moe.h), which
+ * chains their accumulating stages through an event.
  *
  * Expert GEMMs: MOE_CUDA_GEMM_GROUPED (default) runs each phase of an experts stage
  * (gate+up, down; backward: dW2 and dh, then dW1 dW3 dx, then dx += ...) as one
@@ -28,8 +34,8 @@
  * same operands; in GROUPED mode cuBLAS picks one kernel per call from all its
  * problems, so a subset may round differently (same numbers within bf16 tolerance).
  *
- * Limits (else -EINVAL): hidden and ffn multiples of 8 (rows are whole 16-byte
- * vectors), experts <= MOE_CUDA_MAX_EXPERTS, and every elem pointer handed to a stage
+ * Limits (else -EINVAL): hidden, ffn and shared_ffn multiples of 8 (rows are whole
+ * 16-byte vectors), experts <= MOE_CUDA_MAX_EXPERTS, and every elem pointer handed to a stage
  * 16-byte aligned (alloc returns 256-byte aligned memory).
  * Errors: 0 or -EINVAL, -ENOMEM (device or pinned memory), -EIO (a CUDA or cuBLAS call
  * failed; one line on stderr names the call, file and line).

@@ -23,6 +23,7 @@ extern "C" {
 #include "moe.h"
 }
 #include "moe_cuda.h"
+#include "moe_sync.h"
 
 typedef __nv_bfloat16 bf16;
 
@@ -55,7 +56,9 @@ static inline int cublas_fail(cublasStatus_t s, const char *call, const char *fi
 
 /* ---- gemm.cu ---- */
 
-/* One row-major GEMM, C [m x n] = op(A) op(B) + beta C, bf16 in and out, fp32 compute.
+/* One row-major GEMM, C [m x n] = op(A) op(B) + beta C, bf16 A and B, fp32 compute,
+ * C bf16 or (c32) fp32: a weight gradient's main_grad (moe.h), accumulated with
+ * beta = 1 and rounded once per call to fp32, never to bf16.
  * A is stored [m x k] with row stride lda, or (ta) [k x m]; B [k x n] with ldb, or
  * (tb) [n x k]; C [m x n] with ldc. */
 struct gemm_cuda_op {
@@ -68,6 +71,7 @@ struct gemm_cuda_op {
     void *c;
     int ldc;
     float beta;
+    bool c32;
 };
 
 /* A batch of independent GEMMs (no two C overlap), run in the order added. */
@@ -80,14 +84,16 @@ void gemm_cuda_reset(struct gemm_cuda *g);                 /* drops the queued o
  * beta != 1 is -EINVAL. -ENOSPC when full. */
 int gemm_cuda_add(struct gemm_cuda *g, const struct gemm_cuda_op *op);
 /* Runs the queued ops on h's stream s and empties the batch (also on failure).
- * GROUPED: one cublasGemmGroupedBatchedEx; consecutive ops of equal shape share a
- * cuBLAS group; its device pointer arrays go through a pinned ring of
- * GEMM_CUDA_SLOTS slots, each reused only after the event of its last copy. Where
- * cuBLAS answers NOT_SUPPORTED it says so once on stderr and the batch loops. */
+ * GROUPED: one cublasGemmGroupedBatchedEx per C type present (bf16 C first, then
+ * fp32 C); consecutive ops of equal shape share a cuBLAS group; its device pointer
+ * arrays go through a pinned ring of GEMM_CUDA_SLOTS slots, each reused only after
+ * the event of its last copy: the host waits there (cudaEventSynchronize) when it is
+ * GEMM_CUDA_SLOTS grouped calls ahead of the device. Where cuBLAS refuses the grouped
+ * call for a C type it says so once on stderr and that type loops from then on. */
 int gemm_cuda_run(struct gemm_cuda *g, cublasHandle_t h, cudaStream_t s,
                   enum moe_cuda_gemm mode);
-/* One op now through cublasGemmEx; ctype: CUDA_R_16BF or CUDA_R_32F for C. */
-int gemm_cuda_one(cublasHandle_t h, const struct gemm_cuda_op *op, cudaDataType_t ctype);
+/* One op now through cublasGemmEx, C of the op's type. */
+int gemm_cuda_one(cublasHandle_t h, const struct gemm_cuda_op *op);
 
 /* ---- the ctx's private state (moe_cuda.cu creates it) ---- */
 
@@ -181,11 +187,19 @@ static __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+/* The larger of a and b, NaN when either is, +0 over -0: the same value whichever
+ * comes first (up to a NaN's payload). fmaxf would drop a NaN; moe.h wants it kept. */
+static __device__ __forceinline__ float max_nan(float a, float b)
+{
+    return isnan(a) || a > b || (a == b && !signbit(a)) ? a : b;
+}
+
+/* Warp maximum by max_nan: NaN on every lane when any lane holds one. */
 static __device__ __forceinline__ float warp_max(float v)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        v = max_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 

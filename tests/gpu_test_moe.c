@@ -13,8 +13,9 @@
  *
  * Tolerances. Routing arrays are fp32 on both sides: within F32_TOL = 1e-4 (logits,
  * scores, weights, aux loss). Elem tensors: the GPU stores a, b, h, y, out, dh, da,
- * db, dx and every gradient in bf16 (unit roundoff u = 2^-9 = 1.95e-3), about 5
- * roundings deep in the forward and 8 in the backward. Two checks (compare()): the
+ * db and dx in bf16 (unit roundoff u = 2^-9 = 1.95e-3), about 5 roundings deep in
+ * the forward and 8 in the backward; the weight gradients are fp32 main_grads, whose
+ * operands (h, da, db, dlogits) carry those bf16 roundings. Two checks (compare()): the
  * relative 2-norm error within NORM_TOL = 2e-2 (about 10 u) and every element within
  * EL_TOL = 6e-2 of (the tensor's rms, or its max for the sparse routing gradients,
  * + |ref|). Calibrated on a host emulation of this backend's numerics (the same
@@ -34,6 +35,7 @@
 #include <string.h>
 
 #include "cu_run.h"
+#include "gate_cpu.h"
 #include "moe.h"
 #include "moe_cpu.h"
 #include "moe_cuda.h"
@@ -97,8 +99,9 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
     l->t = tokens;
     l->rng = seed;
     size_t h = c->hidden, f = c->ffn, e = c->experts, s = c->shared, t = tokens;
+    size_t fs = moe_shared_ffn(c);
     size_t n[T_COUNT] = { t * h, h * e, e * h * f, e * h * f, e * f * h,
-                          s * h * f, s * h * f, s * f * h, t * h };
+                          s * h * fs, s * h * fs, s * fs * h, t * h };
     for (int i = 0; i < T_COUNT; i++) {
         l->n[i] = n[i];
         l->v[i] = calloc(n[i] + 1, sizeof(float));
@@ -108,7 +111,7 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
         }
         float a = i == T_X || i == T_DOUT ? 1.0f
                 : i == T_GATE ? 4.5f / sqrtf((float)h)
-                : sqrtf(3.0f / (float)(i == T_W2 || i == T_SW2 ? f : h));
+                : sqrtf(3.0f / (float)(i == T_W2 ? f : i == T_SW2 ? fs : h));
         for (size_t j = 0; j < n[i]; j++)
             l->v[i][j] = unif(&l->rng, a);
     }
@@ -133,7 +136,8 @@ static int layer_init(struct layer *l, const struct moe_cfg *c, int tokens, uint
 struct side {
     const struct moe_ops *ops;
     bool gpu;
-    void *v[T_COUNT], *g[T_COUNT];      /* g[T_DOUT] unused */
+    void *v[T_COUNT], *g[T_COUNT];      /* g[T_X]: elem dx; weights': fp32 grads;
+                                           g[T_DOUT] unused */
     float *bias;
     void **ptr;                         /* 12 arrays of max(E, S) pointers */
     struct moe_weights w, dw;
@@ -164,6 +168,9 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
     const struct moe_cfg *c = &l->c;
     const size_t e = c->experts, m = c->experts > c->shared ? c->experts : c->shared;
     const size_t each = (size_t)c->hidden * c->ffn * ops->elem_bytes;
+    const size_t each_s = (size_t)c->hidden * moe_shared_ffn(c) * ops->elem_bytes;
+    const size_t grad_each = (size_t)c->hidden * c->ffn * sizeof(float);
+    const size_t grad_each_s = (size_t)c->hidden * moe_shared_ffn(c) * sizeof(float);
     int rc = 0;
 
     memset(s, 0, sizeof(*s));
@@ -173,8 +180,10 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
         rc = ops->alloc(&s->v[i], l->n[i]);
         if (rc == 0)
             rc = ops->upload(s->v[i], l->v[i], l->n[i]);
-        if (rc == 0 && i != T_DOUT)
+        if (rc == 0 && i == T_X)
             rc = ops->alloc(&s->g[i], l->n[i]);
+        else if (rc == 0 && i != T_DOUT)
+            rc = ops->grad_alloc(&s->g[i], l->n[i]);
     }
     if (rc == 0 && l->bias) {
         if (gpu) {
@@ -198,9 +207,9 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
         p[i] = s->ptr + (size_t)i * m;
     for (int i = 0; i < 3; i++) {
         point(p[i], s->v[T_W1 + i], c->experts, each);
-        point(p[3 + i], s->g[T_W1 + i], c->experts, each);
-        point(p[6 + i], s->v[T_SW1 + i], c->shared, each);
-        point(p[9 + i], s->g[T_SW1 + i], c->shared, each);
+        point(p[3 + i], s->g[T_W1 + i], c->experts, grad_each);
+        point(p[6 + i], s->v[T_SW1 + i], c->shared, each_s);
+        point(p[9 + i], s->g[T_SW1 + i], c->shared, grad_each_s);
     }
     bool sh = c->shared > 0;
     s->w = (struct moe_weights){ s->v[T_GATE], s->bias, p[0], p[1], p[2],
@@ -214,8 +223,8 @@ static int side_init(struct side *s, const struct moe_ops *ops, bool gpu,
 static int side_zero_grads(struct side *s, const struct layer *l)
 {
     for (int i = 0; i < T_DOUT; i++) {
-        int rc = s->gpu ? moe_cuda_zero(s->g[i], l->n[i] * s->ops->elem_bytes)
-                        : (memset(s->g[i], 0, l->n[i] * sizeof(float)), 0);
+        size_t bytes = l->n[i] * (i == T_X ? s->ops->elem_bytes : sizeof(float));
+        int rc = s->gpu ? moe_cuda_zero(s->g[i], bytes) : (memset(s->g[i], 0, bytes), 0);
         if (rc < 0)
             return rc;
     }
@@ -304,6 +313,19 @@ static float *fetch_elems(const struct side *s, const void *p, size_t n)
 {
     float *h = malloc((n + 1) * sizeof(float));
     if (h && s->ops->download(h, p, n) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Gradient i of a side: dx (elem) or a weight's fp32 grad buffer. */
+static float *fetch_grad(const struct side *s, int i, size_t n)
+{
+    if (i == T_X)
+        return fetch_elems(s, s->g[i], n);
+    float *h = malloc((n + 1) * sizeof(float));
+    if (h && s->ops->grad_download(h, s->g[i], n) < 0) {
         free(h);
         return NULL;
     }
@@ -425,10 +447,11 @@ static int compare_routing(const char *label, const struct moe_ctx *g,
 static int compare_grads(const char *label, const struct layer *l, const struct side *gs,
                          const struct side *cs)
 {
-    const size_t hf = (size_t)l->c.hidden * l->c.ffn;
     int bad = 0;
     for (int i = 0; i < T_DOUT; i++) {
-        float *g = fetch_elems(gs, gs->g[i], l->n[i]);
+        const size_t hf = (size_t)l->c.hidden * (i >= T_SW1 ? moe_shared_ffn(&l->c)
+                                                             : l->c.ffn);
+        float *g = fetch_grad(gs, i, l->n[i]);
         const float *r = cs->g[i];
         char what[48];
         if (i == T_X || i == T_GATE) {
@@ -459,19 +482,19 @@ struct tcase {
 #define SOFTMAX MOE_SCORE_SOFTMAX
 #define SIGMOID MOE_SCORE_SIGMOID
 static const struct tcase cases[] = {
-    { "softmax E16 K4 S1 aux", { 64, 48, 16, 1, 4, SOFTMAX, false, 1.0f, 0.01f }, 96,
+    { "softmax E16 K4 S1 Fs80 aux", { 64, 48, 16, 1, 4, SOFTMAX, false, 1.0f, 0.01f, 80 }, 96,
       BIAS_NONE, 11 },
-    { "sigmoid E8 K2 norm, skewed, 2 empty", { 32, 40, 8, 0, 2, SIGMOID, true, 2.5f, 0.01f },
+    { "sigmoid E8 K2 norm, skewed, 2 empty", { 32, 40, 8, 0, 2, SIGMOID, true, 2.5f, 0.01f, 0 },
       150, BIAS_SKEW, 12 },
-    { "softmax E64 K6 S2 norm, skewed", { 128, 64, 64, 2, 6, SOFTMAX, true, 1.0f, 0.001f },
+    { "softmax E64 K6 S2 norm, skewed", { 128, 64, 64, 2, 6, SOFTMAX, true, 1.0f, 0.001f, 0 },
       200, BIAS_SKEW, 13 },
-    { "sigmoid E32 K1, random bias", { 64, 32, 32, 0, 1, SIGMOID, false, 1.0f, 0.0f }, 64,
+    { "sigmoid E32 K1, random bias", { 64, 32, 32, 0, 1, SIGMOID, false, 1.0f, 0.0f, 0 }, 64,
       BIAS_RANDOM, 14 },
-    { "softmax E300 K8 norm", { 64, 32, 300, 0, 8, SOFTMAX, true, 1.0f, 0.001f }, 64,
+    { "softmax E300 K8 norm", { 64, 32, 300, 0, 8, SOFTMAX, true, 1.0f, 0.001f, 0 }, 64,
       BIAS_NONE, 15 },
-    { "sigmoid E1100 K3 (generic top-k), mostly empty",
-      { 32, 16, 1100, 1, 3, SIGMOID, true, 1.0f, 0.01f }, 40, BIAS_NONE, 16 },
-    { "softmax K = E = 4", { 16, 16, 4, 1, 4, SOFTMAX, false, 1.0f, 0.05f }, 32, BIAS_NONE,
+    { "sigmoid E1100 K3 (generic top-k) S1 Fs24, mostly empty",
+      { 32, 16, 1100, 1, 3, SIGMOID, true, 1.0f, 0.01f, 24 }, 40, BIAS_NONE, 16 },
+    { "softmax K = E = 4", { 16, 16, 4, 1, 4, SOFTMAX, false, 1.0f, 0.05f, 0 }, 32, BIAS_NONE,
       17 },
 };
 
@@ -579,7 +602,7 @@ static int take_snapshot(struct snapshot *s, const struct side *gs, const struct
     s->out = fetch_elems(gs, out, (size_t)l->t * l->c.hidden);
     int ok = s->out != NULL;
     for (int i = 0; i < T_DOUT; i++) {
-        s->g[i] = fetch_elems(gs, gs->g[i], l->n[i]);
+        s->g[i] = fetch_grad(gs, i, l->n[i]);
         ok &= s->g[i] != NULL;
     }
     return ok ? 0 : -EIO;
@@ -769,7 +792,7 @@ static int split_run(const struct layer *l, struct side *gs, enum moe_cuda_gemm 
 
 static void test_rank_split(void)
 {
-    const struct moe_cfg c = { 32, 24, 8, 1, 3, SIGMOID, true, 2.5f, 0.01f };
+    const struct moe_cfg c = { 32, 24, 8, 1, 3, SIGMOID, true, 2.5f, 0.01f, 40 };
     for (int mode = 0; mode < 2; mode++) {
         struct layer l;
         struct side gs;
@@ -808,7 +831,7 @@ static void test_rank_split(void)
 static void test_zero_tokens(void)
 {
     const struct moe_ops *gpu = moe_cuda_ops();
-    const struct moe_cfg c = { 16, 8, 5, 1, 2, SOFTMAX, true, 1.0f, 0.1f };
+    const struct moe_cfg c = { 16, 8, 5, 1, 2, SOFTMAX, true, 1.0f, 0.1f, 0 };
     struct layer l;
     struct side gs;
     struct moe_ctx *ctx;
@@ -839,11 +862,322 @@ static void test_zero_tokens(void)
     layer_free(&l);
 }
 
+/* fp32 -> the nearest bf16 (ties to even), as a bf16 store rounds a finite value. */
+static float bf16_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Every weight gradient of a side, concatenated (gate, w1, w3, w2, sw1, sw3, sw2). */
+static float *fetch_weight_grads(const struct side *s, const struct layer *l, size_t *n)
+{
+    *n = 0;
+    for (int i = T_GATE; i < T_DOUT; i++)
+        *n += l->n[i];
+    float *all = malloc((*n + 1) * sizeof(float));
+    size_t at = 0;
+    for (int i = T_GATE; i < T_DOUT && all; i++) {
+        float *g = fetch_grad(s, i, l->n[i]);
+        if (g)
+            memcpy(all + at, g, l->n[i] * sizeof(float));
+        else {
+            free(all);
+            all = NULL;
+        }
+        free(g);
+        at += l->n[i];
+    }
+    return all;
+}
+
+/* Sets every weight gradient of a side to v. */
+static int set_weight_grads(const struct side *s, const struct layer *l, float v)
+{
+    int rc = 0;
+    for (int i = T_GATE; i < T_DOUT && rc == 0; i++) {
+        float *h = malloc((l->n[i] + 1) * sizeof(float));
+        if (!h)
+            return -ENOMEM;
+        for (size_t j = 0; j < l->n[i]; j++)
+            h[j] = v;
+        rc = s->ops->grad_upload(s->g[i], h, l->n[i]);
+        free(h);
+    }
+    return rc;
+}
+
+/* test_moe_cpu.c's main_grad test on the GPU: weight gradients are fp32 main_grads
+ * that the weight-gradient GEMMs add to (fp32 C). One backward from zero gives each
+ * element's update d; dout is scaled by a power of two (exact in bf16 and in every
+ * rounding after it, so d scales exactly) that brings the largest |d| within a
+ * factor sqrt(2) of 1e-4. From 1.0, 1000 backwards reach 1 + 1000 d, each add
+ * rounding by at most one ulp of fp32 in [0.5, 2) (an fp32 epilogue; split-K's
+ * partial sums at most twice half an ulp): |G - (1 + 1000 d)| <= 1000 * 2^-23 =
+ * 1.2e-4, while bf16 accumulation (emulated on the host) stays at exactly 1.0. */
+static void test_main_grad(void)
+{
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const struct moe_cfg c = { 16, 16, 2, 1, 1, SOFTMAX, false, 1.0f, 0.0f, 32 };
+    const int t = 4, reps = 1000;
+    struct layer l;
+    struct side gs;
+    struct moe_ctx *ctx;
+    void *out;
+    size_t n, top = 0;
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &c, t, 71, BIAS_NONE), 0);
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 16), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&ctx, &c, t, t), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, ctx, &gs.w, gs.v[T_X], t, out), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT], gs.g[T_X],
+                                       &gs.dw), 0);
+    float *d = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(d != NULL);
+    for (size_t i = 1; i < n; i++)
+        top = fabsf(d[i]) > fabsf(d[top]) ? i : top;
+    CU_ASSERT_FATAL(d[top] != 0.0f);
+    const float scale = ldexpf(1.0f, (int)lrint(log2(1e-4 / fabs(d[top]))));
+    for (size_t i = 0; i < l.n[T_DOUT]; i++)
+        l.v[T_DOUT][i] *= scale;
+    CU_ASSERT_EQUAL_FATAL(gpu->upload(gs.v[T_DOUT], l.v[T_DOUT], l.n[T_DOUT]), 0);
+    free(d);
+
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT], gs.g[T_X],
+                                       &gs.dw), 0);
+    d = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT_TRUE(fabs(d[top]) >= 0.7e-4 && fabs(d[top]) <= 1.5e-4);
+
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 1.0f), 0);
+    for (int r = 0; r < reps; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, ctx, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+    float *g = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(g != NULL);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = 1.0 + reps * (double)d[i];
+        if (!(fabs(g[i] - want) <= reps * 0x1p-23) && bad++ < SHOW)
+            printf("\n  main_grad[%zu]: %.8g after %d updates of %.4g, want %.8g", i, g[i],
+                   reps, d[i], want);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    float acc = 1.0f;                         /* the same updates, added in bf16 */
+    for (int r = 0; r < reps; r++)
+        acc = bf16_round(acc + d[top]);
+    CU_ASSERT_EQUAL(acc, 1.0f);
+    free(d);
+    free(g);
+    gpu->ctx_free(ctx);
+    gpu->free(out);
+    side_free(&gs);
+    layer_free(&l);
+}
+
+/* Gradient ordering on the GPU (moe.h). Refusals: a CPU sync for a CUDA ctx and a
+ * CUDA sync for a CPU ctx are -EINVAL, a second sync -EBUSY. Ordering: ctxs a and b
+ * hold forwards of the same input on their own streams, both bound to one sync, and
+ * the host queues backwards a, b, a, b, ... (SYNC_REPS each) into the same fp32
+ * gradients; the result must be that of ctx a running 2 SYNC_REPS backwards alone
+ * (same GEMMs on the same operands: equal but for cuBLAS choosing differently per
+ * handle, so within 1e-6 of each tensor's largest value; one lost update would be off
+ * by 1 / (2 SYNC_REPS) = 2.5% of it). */
+#define SYNC_REPS 20
+
+static void test_grad_sync(void)
+{
+    const struct moe_ops *gpu = moe_cuda_ops(), *cpu = moe_cpu_ops();
+    const struct moe_cfg c = { 64, 64, 8, 1, 2, SIGMOID, true, 1.0f, 0.01f, 32 };
+    const int t = 256;
+    struct layer l;
+    struct side gs;
+    struct moe_grad_sync *s, *s2, *cs;
+    struct moe_ctx *a, *b, *cc;
+    void *out, *outb, *dxb;
+    size_t n;
+
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_create(&s), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_create(&s2), 0);
+    CU_ASSERT_EQUAL_FATAL(cpu->sync_create(&cs), 0);
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &c, t, 91, BIAS_NONE), 0);
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&outb, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&dxb, (size_t)t * 64), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&a, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&b, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(cpu->ctx_create(&cc, &c, t, t * 2), 0);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, cs), -EINVAL);
+    CU_ASSERT_EQUAL(cpu->sync_bind(cc, s), -EINVAL);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, s2), 0);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, s), -EBUSY);
+    CU_ASSERT_EQUAL(gpu->sync_bind(a, NULL), 0);
+
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, a, &gs.w, gs.v[T_X], t, out), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(gpu, b, &gs.w, gs.v[T_X], t, outb), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    for (int r = 0; r < 2 * SYNC_REPS; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, a, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+    float *seq = fetch_weight_grads(&gs, &l, &n);
+
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_bind(a, s), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->sync_bind(b, s), 0);
+    CU_ASSERT_EQUAL_FATAL(set_weight_grads(&gs, &l, 0.0f), 0);
+    for (int r = 0; r < SYNC_REPS; r++) {
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, a, &gs.w, gs.v[T_X], gs.v[T_DOUT],
+                                           gs.g[T_X], &gs.dw), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_backward(gpu, b, &gs.w, gs.v[T_X], gs.v[T_DOUT], dxb,
+                                           &gs.dw), 0);
+    }
+    float *two = fetch_weight_grads(&gs, &l, &n);
+    CU_ASSERT_FATAL(seq && two);
+    size_t at = 0;
+    int bad = 0;
+    bool bitwise = true;
+    for (int i = T_GATE; i < T_DOUT; i++) {
+        double mx = 0.0;
+        for (size_t j = 0; j < l.n[i]; j++)
+            mx = fmax(mx, fabs(seq[at + j]));
+        for (size_t j = 0; j < l.n[i]; j++, at++) {
+            bitwise &= seq[at] == two[at];
+            if (!(fabs(two[at] - seq[at]) <= 1e-6 * mx) && bad++ < SHOW)
+                printf("\n  grad sync: d%s[%zu]: two ctxs %.8g, one ctx %.8g", tensor_name[i],
+                       j, two[at], seq[at]);
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    printf("\n  grad sync: two ctxs %s one", bitwise ? "bitwise equal to" : "within 1e-6 of");
+    free(seq);
+    free(two);
+    gpu->ctx_free(a);                         /* bound: unbinds */
+    gpu->ctx_free(b);
+    cpu->ctx_free(cc);
+    gpu->sync_free(s);
+    gpu->sync_free(s2);
+    cpu->sync_free(cs);
+    gpu->free(out);
+    gpu->free(outb);
+    gpu->free(dxb);
+    side_free(&gs);
+    layer_free(&l);
+}
+
+/* moe.h's NaN rule on the GPU, against gate_cpu_fwd on the same logits (the rows of
+ * test_moe_cpu.c's test_topk_nan): the top-k kernel alone, logits copied into the ctx,
+ * sigmoid without and with a bias holding +inf and NaN, then a softmax row with one
+ * NaN logit. Choices equal exactly; scores and weights NaN at the same places and
+ * within F32_TOL elsewhere. Then the whole layer with W_g[0][2] = NaN (sigmoid): every
+ * token's first choice is expert 2 and every output element is NaN. */
+static int nan_case(const struct moe_cfg *c, const float *logits, int tokens,
+                    const float *bias)
+{
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const size_t te = (size_t)tokens * c->experts, tk = (size_t)tokens * c->top_k;
+    float cs[64], cw[64], aux;
+    int32_t ci[64], cn[16];
+    struct moe_ctx *ctx = NULL;
+    void *x = NULL, *gate = NULL, *db = NULL;
+    int bad = 0;
+
+    gate_cpu_fwd(c, bias, tokens, logits, cs, ci, cw, cn, &aux);
+    int rc = gpu->ctx_create(&ctx, c, tokens, (int)tk);
+    if (rc == 0)
+        rc = gpu->alloc(&x, (size_t)tokens * c->hidden);
+    if (rc == 0)
+        rc = gpu->alloc(&gate, (size_t)c->hidden * c->experts);
+    if (rc == 0 && bias)
+        rc = moe_cuda_malloc(&db, (size_t)c->experts * sizeof(float));
+    if (rc == 0 && bias)
+        rc = moe_cuda_copy(db, bias, (size_t)c->experts * sizeof(float));
+    if (rc == 0)
+        rc = moe_cuda_copy(ctx->logits, logits, te * sizeof(float));
+    struct moe_weights w = { gate, db, NULL, NULL, NULL, NULL, NULL, NULL };
+    if (rc == 0)
+        rc = moe_cuda_route_piece(ctx, &w, x, tokens, MOE_CUDA_ROUTE_TOPK);
+    if (rc == 0)
+        rc = moe_cuda_sync(ctx);
+    int32_t *gi = rc == 0 ? fetch_raw(ctx->topk_idx, tk * 4) : NULL;
+    float *gs = rc == 0 ? fetch_raw(ctx->scores, te * 4) : NULL;
+    float *gw = rc == 0 ? fetch_raw(ctx->topk_w, tk * 4) : NULL;
+    if (rc < 0 || !gi || !gs || !gw) {
+        printf("\n  NaN rule: GPU run failed (%d)", rc);
+        bad++;
+    } else {
+        bad += same_ints("NaN rule", "topk_idx", gi, ci, tk);
+        for (size_t i = 0; i < te + tk; i++) {
+            float g = i < te ? gs[i] : gw[i - te], r = i < te ? cs[i] : cw[i - te];
+            bool ok = isnan(g) ? isnan(r) != 0 : !isnan(r) && fabs(g - r) <= F32_TOL;
+            if (!ok && bad++ < SHOW)
+                printf("\n  NaN rule: %s[%zu]: gpu %g, cpu %g", i < te ? "scores" : "topk_w",
+                       i < te ? i : i - te, g, r);
+        }
+    }
+    free(gi);
+    free(gs);
+    free(gw);
+    gpu->free(db);
+    gpu->free(gate);
+    gpu->free(x);
+    gpu->ctx_free(ctx);
+    return bad;
+}
+
+static void test_nan_rule(void)
+{
+    const struct moe_cfg c = { 8, 8, 9, 0, 4, SIGMOID, false, 1.0f, 0.0f, 0 };
+    const float logits[3][9] = { { NAN, 1.0f, -NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
+                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN },
+                                 { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN } };
+    const float bias[9] = { 0.0f, 0.0f, 0.0f, INFINITY, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
+    const float row[9] = { 1.0f, 2.0f, 0.5f, -1.0f, NAN, 0.0f, 3.0f, 1.0f, 0.0f };
+    struct moe_cfg sm = c;
+    sm.score = SOFTMAX;
+    CU_ASSERT_EQUAL(nan_case(&c, &logits[0][0], 3, NULL), 0);
+    CU_ASSERT_EQUAL(nan_case(&c, &logits[0][0], 3, bias), 0);
+    CU_ASSERT_EQUAL(nan_case(&sm, row, 1, NULL), 0);
+
+    const struct moe_ops *gpu = moe_cuda_ops();
+    const struct moe_cfg lc = { 16, 16, 6, 1, 2, SIGMOID, false, 1.0f, 0.0f, 0 };
+    const int t = 12;
+    struct layer l;
+    struct side gs;
+    struct moe_ctx *ctx;
+    void *out;
+    CU_ASSERT_EQUAL_FATAL(layer_init(&l, &lc, t, 43, BIAS_NONE), 0);
+    l.v[T_GATE][2] = NAN;
+    CU_ASSERT_EQUAL_FATAL(side_init(&gs, gpu, true, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->alloc(&out, (size_t)t * 16), 0);
+    CU_ASSERT_EQUAL_FATAL(gpu->ctx_create(&ctx, &lc, t, t * 2), 0);
+    CU_ASSERT_EQUAL(moe_forward(gpu, ctx, &gs.w, gs.v[T_X], t, out), 0);
+    int32_t *idx = fetch_raw(ctx->topk_idx, (size_t)t * 2 * 4);
+    float *o = fetch_elems(&gs, out, (size_t)t * 16);
+    CU_ASSERT_FATAL(idx && o);
+    bool ok = true;
+    for (int i = 0; i < t; i++)
+        ok &= idx[i * 2] == 2;
+    for (int i = 0; i < t * 16; i++)
+        ok &= isnan(o[i]) != 0;
+    CU_ASSERT_TRUE(ok);
+    free(idx);
+    free(o);
+    gpu->ctx_free(ctx);
+    gpu->free(out);
+    side_free(&gs);
+    layer_free(&l);
+}
+
 /* What the backend refuses, with -EINVAL and nothing written. */
 static void test_bad_arguments(void)
 {
     const struct moe_ops *gpu = moe_cuda_ops();
-    const struct moe_cfg good = { 16, 8, 4, 0, 2, SOFTMAX, false, 1.0f, 0.0f };
+    const struct moe_cfg good = { 16, 8, 4, 0, 2, SOFTMAX, false, 1.0f, 0.0f, 0 };
     struct moe_cfg c = good;
     struct moe_ctx *ctx;
     struct layer l;
@@ -890,6 +1224,9 @@ int main(void)
         { "deterministic", test_deterministic },
         { "rank split", test_rank_split },
         { "no tokens", test_zero_tokens },
+        { "NaN ranked as on the CPU", test_nan_rule },
+        { "1000 small updates add up in the fp32 main_grad", test_main_grad },
+        { "two ctxs bound to one sync take turns", test_grad_sync },
         { "bad arguments", test_bad_arguments },
     };
     char why[256] = "unknown";

@@ -20,15 +20,19 @@
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cu_run.h"
 #include "gate_cpu.h"
 #include "moe.h"
 #include "moe_cpu.h"
+#include "moe_sync.h"
 
 #define MAX_E 16
 #define MAX_K 16
@@ -92,8 +96,9 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     m->c = *c;
     m->t = tokens;
     size_t h = c->hidden, f = c->ffn, e = c->experts, s = c->shared;
+    size_t fs = moe_shared_ffn(c);
     size_t n[T_COUNT] = { tokens * h, h * e, e * h * f, e * h * f, e * f * h,
-                          s * h * f, s * h * f, s * f * h };
+                          s * h * fs, s * h * fs, s * fs * h };
     m->off[0] = 0;
     for (int i = 0; i < T_COUNT; i++)
         m->off[i + 1] = m->off[i] + n[i];
@@ -107,7 +112,7 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     }
     for (int i = 0; i < T_COUNT; i++) {
         float a = i == T_X ? 1.0f : i == T_GATE ? gate_a
-                : sqrtf(3.0f / (float)(i == T_W2 || i == T_SW2 ? f : h));
+                : sqrtf(3.0f / (float)(i == T_W2 ? f : i == T_SW2 ? fs : h));
         for (size_t j = m->off[i]; j < m->off[i + 1]; j++)
             m->theta[j] = unif(&seed, a);
     }
@@ -119,15 +124,15 @@ static int model_init(struct model *m, const struct moe_cfg *c, int tokens, uint
     point(m->w1, m->theta, m->off[T_W1], c->experts, h * f);
     point(m->w3, m->theta, m->off[T_W3], c->experts, h * f);
     point(m->w2, m->theta, m->off[T_W2], c->experts, h * f);
-    point(m->sw1, m->theta, m->off[T_SW1], c->shared, h * f);
-    point(m->sw3, m->theta, m->off[T_SW3], c->shared, h * f);
-    point(m->sw2, m->theta, m->off[T_SW2], c->shared, h * f);
+    point(m->sw1, m->theta, m->off[T_SW1], c->shared, h * fs);
+    point(m->sw3, m->theta, m->off[T_SW3], c->shared, h * fs);
+    point(m->sw2, m->theta, m->off[T_SW2], c->shared, h * fs);
     point(m->g1, m->grad, m->off[T_W1], c->experts, h * f);
     point(m->g3, m->grad, m->off[T_W3], c->experts, h * f);
     point(m->g2, m->grad, m->off[T_W2], c->experts, h * f);
-    point(m->sg1, m->grad, m->off[T_SW1], c->shared, h * f);
-    point(m->sg3, m->grad, m->off[T_SW3], c->shared, h * f);
-    point(m->sg2, m->grad, m->off[T_SW2], c->shared, h * f);
+    point(m->sg1, m->grad, m->off[T_SW1], c->shared, h * fs);
+    point(m->sg3, m->grad, m->off[T_SW3], c->shared, h * fs);
+    point(m->sg2, m->grad, m->off[T_SW2], c->shared, h * fs);
     m->w = (struct moe_weights){ m->theta + m->off[T_GATE], m->bias, m->w1, m->w3, m->w2,
                                  m->sw1, m->sw3, m->sw2 };
     m->dw = (struct moe_weights){ m->grad + m->off[T_GATE], NULL, m->g1, m->g3, m->g2,
@@ -167,7 +172,8 @@ static double ref_loss(const struct model *m, const double *th, double *out, int
 {
     const struct moe_cfg *c = &m->c;
     const int hn = c->hidden, fn = c->ffn, en = c->experts, kn = c->top_k;
-    const size_t hf = (size_t)hn * fn;
+    const int sfn = moe_shared_ffn(c);
+    const size_t hf = (size_t)hn * fn, hsf = (size_t)hn * sfn;
     const double *x = th + m->off[T_X], *g = th + m->off[T_GATE];
     double count[MAX_E] = { 0 }, psum[MAX_E] = { 0 }, loss = 0.0, min_gap = INFINITY;
 
@@ -221,8 +227,8 @@ static double ref_loss(const struct model *m, const double *th, double *out, int
             count[e] += 1.0;
         }
         for (int j = 0; j < c->shared; j++)
-            ref_ffn(hn, fn, xt, th + m->off[T_SW1] + j * hf, th + m->off[T_SW3] + j * hf,
-                    th + m->off[T_SW2] + j * hf, 1.0, y);
+            ref_ffn(hn, sfn, xt, th + m->off[T_SW1] + j * hsf, th + m->off[T_SW3] + j * hsf,
+                    th + m->off[T_SW2] + j * hsf, 1.0, y);
         for (int e = 0; e < en; e++)
             psum[e] += s[e] / z;
         for (int h = 0; h < hn; h++) {
@@ -388,7 +394,7 @@ static int check_gradients(struct model *m, const char *label)
 
 /* Every combination of scoring, normalization, top_k in {1, 2, 4} of E = 6 and aux
  * loss off/on; a selection bias and route_scale 2.5 on every other case; one shared
- * expert. */
+ * expert, of its own width (shared_ffn 10, routed ffn 6) on every other case. */
 static void test_gradients_fd(void)
 {
     int case_no = 0;
@@ -402,11 +408,13 @@ static void test_gradients_fd(void)
                         .score = score ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX,
                         .norm_topk = norm, .route_scale = case_no % 2 ? 2.5f : 1.0f,
                         .aux_alpha = aux ? 0.1f : 0.0f,
+                        .shared_ffn = case_no / 2 % 2 ? 10 : 0,
                     };
                     struct model m;
                     char label[96];
-                    snprintf(label, sizeof(label), "%s norm=%d k=%d aux=%d bias=%d",
-                             score ? "sigmoid" : "softmax", norm, ks[ki], aux, case_no % 2);
+                    snprintf(label, sizeof(label), "%s norm=%d k=%d aux=%d bias=%d Fs=%d",
+                             score ? "sigmoid" : "softmax", norm, ks[ki], aux, case_no % 2,
+                             moe_shared_ffn(&c));
                     CU_ASSERT_EQUAL_FATAL(
                         model_init_margin(&m, &c, 16, 1000 + 100 * case_no, 1.5f, case_no % 2),
                         0);
@@ -514,30 +522,95 @@ static void test_tie_break(void)
     }
 }
 
-/* A NaN value ranks as -inf, and ties among -inf go to the lower index. Sigmoid
- * scores, K = 4 of 9. Row 0, logits {NaN, 1, NaN, 2, 0, 0, NaN, -inf, 3}: scores
- * {NaN, s(1), NaN, s(2), 1/2, 1/2, NaN, 0, s(3)}, so 8, 3, 1, then 4 before 5 on the
- * tie. Row 1, all NaN: 0, 1, 2, 3. With bias {0, 0, 0, 0, 0, NaN, 0, 0, -1}, row 0:
- * s(3) - 1 = -0.047 falls below expert 7's 0 and expert 5 becomes NaN, so 3, 1, 4, 7;
- * row 1 is unchanged. */
+/* moe.h's NaN rule: a NaN value ranks above every number, +inf included, whatever its
+ * sign; NaNs tie, so the lower index first. Sigmoid scores, K = 4 of 9 (s(x) = the
+ * sigmoid):
+ *   row 0, logits {NaN, 1, -NaN, 2, 0, 0, NaN, -inf, 3}: scores {NaN, s(1), NaN, s(2),
+ *          1/2, 1/2, NaN, 0, s(3)}: the NaNs 0, 2, 6, then the best number, 8;
+ *   row 1, all NaN: 0, 1, 2, 3;
+ *   row 2, {0 x 8, NaN}: 8, then the ties 0, 1, 2.
+ * With bias {0, 0, 0, +inf, 0, NaN, 0, 0, -1}: row 0 has NaNs at 0, 2, 5, 6; row 1 is
+ * unchanged; row 2: the NaNs 5 and 8, then +inf (3), then 0.
+ * Weights (no normalization, scale 1) are the chosen scores: NaN exactly where the
+ * chosen score is. A softmax row with one NaN logit is NaN throughout, so its choice is
+ * the tie order 0..3 and every weight is NaN. */
 static void test_topk_nan(void)
 {
     const struct moe_cfg c = { .hidden = 1, .ffn = 1, .experts = 9, .shared = 0,
                                .top_k = 4, .score = MOE_SCORE_SIGMOID, .norm_topk = false,
                                .route_scale = 1.0f, .aux_alpha = 0.0f };
-    const float logits[2][9] = { { NAN, 1.0f, NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
-                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN } };
-    const float bias[9] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
-    const int32_t want[2][2][4] = { { { 8, 3, 1, 4 }, { 0, 1, 2, 3 } },
-                                    { { 3, 1, 4, 7 }, { 0, 1, 2, 3 } } };
-    float scores[18], w[8], aux;
-    int32_t idx[8], counts[9];
+    const float logits[3][9] = { { NAN, 1.0f, -NAN, 2.0f, 0.0f, 0.0f, NAN, -INFINITY, 3.0f },
+                                 { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN },
+                                 { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, NAN } };
+    const float bias[9] = { 0.0f, 0.0f, 0.0f, INFINITY, 0.0f, NAN, 0.0f, 0.0f, -1.0f };
+    const int32_t want[2][3][4] = { { { 0, 2, 6, 8 }, { 0, 1, 2, 3 }, { 8, 0, 1, 2 } },
+                                    { { 0, 2, 5, 6 }, { 0, 1, 2, 3 }, { 5, 8, 3, 0 } } };
+    float scores[27], w[12], aux;
+    int32_t idx[12], counts[9];
 
     for (int b = 0; b < 2; b++) {
-        gate_cpu_fwd(&c, b ? bias : NULL, 2, &logits[0][0], scores, idx, w, counts, &aux);
-        for (int t = 0; t < 2; t++)
-            for (int k = 0; k < 4; k++)
+        gate_cpu_fwd(&c, b ? bias : NULL, 3, &logits[0][0], scores, idx, w, counts, &aux);
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < 4; k++) {
                 CU_ASSERT_EQUAL(idx[t * 4 + k], want[b][t][k]);
+                CU_ASSERT_EQUAL(isnan(w[t * 4 + k]) != 0,
+                                isnan(scores[t * 9 + idx[t * 4 + k]]) != 0);
+            }
+        if (b == 0)                                   /* row 0's 4th pick: s(3) */
+            CU_ASSERT_TRUE(!isnan(w[3]) && w[3] == scores[8]);
+    }
+
+    struct moe_cfg sm = c;
+    sm.score = MOE_SCORE_SOFTMAX;
+    const float row[9] = { 1.0f, 2.0f, 0.5f, -1.0f, NAN, 0.0f, 3.0f, 1.0f, 0.0f };
+    gate_cpu_fwd(&sm, NULL, 1, row, scores, idx, w, counts, &aux);
+    for (int e = 0; e < 9; e++)
+        CU_ASSERT_TRUE(isnan(scores[e]));
+    for (int k = 0; k < 4; k++) {
+        CU_ASSERT_EQUAL(idx[k], k);
+        CU_ASSERT_TRUE(isnan(w[k]));
+    }
+}
+
+/* The NaN rule through the whole layer: one NaN in the gate matrix (W_g[0][2]) makes
+ * logit 2 NaN for every token. Sigmoid: every token's first choice is expert 2, its
+ * weight NaN, and every output row NaN (ranked as -inf, expert 2 would never be chosen
+ * and every output would be finite). Softmax: every score is NaN, the choice is 0, 1,
+ * and again every output row is NaN. The backward runs and its gate gradient is NaN
+ * (never silently finite). */
+static void test_nan_layer(void)
+{
+    const struct moe_ops *ops = cpu();
+    for (int score = 0; score < 2; score++) {
+        struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 6, .shared = 1, .top_k = 2,
+                             .score = score ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX,
+                             .norm_topk = false, .route_scale = 1.0f, .aux_alpha = 0.0f };
+        const int tn = 10, hn = 8, kn = 2;
+        struct model m;
+        struct moe_ctx *ctx;
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 41, 1.0f, 0), 0);
+        m.theta[m.off[T_GATE] + 2] = NAN;
+        float *out = malloc((size_t)tn * hn * sizeof(float));
+        CU_ASSERT_FATAL(out != NULL);
+        CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx, &c, tn, tn * kn), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx, &m.w, m.theta, tn, out), 0);
+        int ok = 1;
+        for (int t = 0; t < tn; t++) {
+            ok &= ctx->topk_idx[t * kn] == (score ? 2 : 0);
+            ok &= score || ctx->topk_idx[t * kn + 1] == 1;
+            ok &= isnan(ctx->topk_w[t * kn]) != 0;
+            for (int h = 0; h < hn; h++)
+                ok &= isnan(out[t * hn + h]) != 0;
+        }
+        CU_ASSERT_TRUE(ok);
+        CU_ASSERT_EQUAL(moe_backward(ops, ctx, &m.w, m.theta, m.r, m.grad, &m.dw), 0);
+        int gate_nan = 0;
+        for (size_t i = m.off[T_GATE]; i < m.off[T_GATE + 1]; i++)
+            gate_nan |= isnan(m.grad[i]) != 0;
+        CU_ASSERT_TRUE(gate_nan);
+        ops->ctx_free(ctx);
+        free(out);
+        model_free(&m);
     }
 }
 
@@ -668,7 +741,7 @@ static void test_rank_split_exact(void)
     const struct moe_ops *ops = cpu();
     struct moe_cfg c = { .hidden = 16, .ffn = 12, .experts = 8, .shared = 1, .top_k = 3,
                          .score = MOE_SCORE_SIGMOID, .norm_topk = true,
-                         .route_scale = 2.5f, .aux_alpha = 0.01f };
+                         .route_scale = 2.5f, .aux_alpha = 0.01f, .shared_ffn = 20 };
     const int tn = 40, hn = 16, en = 8, kn = 3, ranks = 3, first[] = { 0, 3, 6, 8 };
     const size_t th_n = (size_t)tn * hn;
     struct model m;
@@ -774,6 +847,369 @@ static void test_rank_split_exact(void)
     model_free(&m);
 }
 
+/* Fs of its own, and what moe.h says it maps to: S = 2 shared experts of width Fs = 5
+ * are one of width 10 whose W1 and W3 are theirs side by side (columns 0-4, 5-9) and
+ * whose W2 is theirs stacked (rows 0-4, 5-9), since sum_s silu(x W1_s) (x W3_s) W2_s
+ * is the same sum over the concatenated inner dimension. Routed experts (F = 6) and
+ * the gate are the same on both sides. Output, dx and the shared gradients (split
+ * back) agree within fp32 rounding of sums of ~10 terms of size ~1: 1e-5 (1 + |ref|);
+ * the routed and gate gradients, which the shared experts do not reach, are bitwise
+ * equal. */
+static void test_shared_ffn_concat(void)
+{
+    struct moe_cfg ca = { .hidden = 8, .ffn = 6, .experts = 4, .shared = 2, .top_k = 2,
+                          .score = MOE_SCORE_SOFTMAX, .norm_topk = true,
+                          .route_scale = 1.0f, .aux_alpha = 0.01f, .shared_ffn = 5 };
+    struct moe_cfg cb = ca;
+    cb.shared = 1;
+    cb.shared_ffn = 10;
+    const int tn = 12, hn = 8, fs = 5;
+    struct model a, b;
+    CU_ASSERT_EQUAL_FATAL(model_init(&a, &ca, tn, 61, 1.0f, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(model_init(&b, &cb, tn, 62, 1.0f, 0), 0);
+    memcpy(b.theta, a.theta, a.off[T_SW1] * sizeof(float));       /* x, gate, routed */
+    memcpy(b.r, a.r, (size_t)tn * hn * sizeof(float));
+    for (int e = 0; e < 2; e++)
+        for (int h = 0; h < hn; h++)
+            for (int f = 0; f < fs; f++) {
+                float *w1 = a.sw1[e], *w3 = a.sw3[e], *w2 = a.sw2[e];
+                ((float *)b.sw1[0])[h * 10 + e * fs + f] = w1[h * fs + f];
+                ((float *)b.sw3[0])[h * 10 + e * fs + f] = w3[h * fs + f];
+                ((float *)b.sw2[0])[(e * fs + f) * hn + h] = w2[f * hn + h];
+            }
+    const size_t on = (size_t)tn * hn;
+    float *oa = malloc(on * sizeof(float)), *ob = malloc(on * sizeof(float));
+    CU_ASSERT_FATAL(oa && ob);
+    CU_ASSERT_EQUAL_FATAL(run_layer(&a, oa, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(run_layer(&b, ob, NULL), 0);
+    int ok = 1;
+    for (size_t i = 0; i < on; i++)
+        ok &= fabsf(oa[i] - ob[i]) <= 1e-5f * (1.0f + fabsf(oa[i]));
+    for (size_t i = 0; i < on; i++)                                /* dx */
+        ok &= fabsf(a.grad[i] - b.grad[i]) <= 1e-5f * (1.0f + fabsf(a.grad[i]));
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_TRUE(bits_equal(a.grad + a.off[T_GATE], b.grad + b.off[T_GATE],
+                              a.off[T_SW1] - a.off[T_GATE]));
+    ok = 1;
+    for (int e = 0; e < 2; e++)
+        for (int h = 0; h < hn; h++)
+            for (int f = 0; f < fs; f++) {
+                float g1 = ((float *)a.sg1[e])[h * fs + f];
+                float g3 = ((float *)a.sg3[e])[h * fs + f];
+                float g2 = ((float *)a.sg2[e])[f * hn + h];
+                ok &= fabsf(g1 - ((float *)b.sg1[0])[h * 10 + e * fs + f]) <=
+                      1e-5f * (1.0f + fabsf(g1));
+                ok &= fabsf(g3 - ((float *)b.sg3[0])[h * 10 + e * fs + f]) <=
+                      1e-5f * (1.0f + fabsf(g3));
+                ok &= fabsf(g2 - ((float *)b.sg2[0])[(e * fs + f) * hn + h]) <=
+                      1e-5f * (1.0f + fabsf(g2));
+            }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(moe_shared_ffn(&ca), 5);
+    ca.shared_ffn = 0;
+    CU_ASSERT_EQUAL(moe_shared_ffn(&ca), 6);                         /* 0: F */
+    ca.shared_ffn = -1;
+    CU_ASSERT_EQUAL(moe_cfg_check(&ca), -EINVAL);
+    free(oa);
+    free(ob);
+    model_free(&a);
+    model_free(&b);
+}
+
+/* fp32 -> the nearest bf16 (ties to even), as a bf16 store rounds a finite value. */
+static float bf16_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Weight gradients are fp32 main_grads (moe.h), through the grad_* API. One backward
+ * from zero gives each element's update d; dout is scaled so that the largest |d| is
+ * 1e-4 (the gradients are linear in dout without the aux loss). From 1.0, REPS = 1000
+ * backwards must reach 1 + 1000 d, each fp32 add rounding by at most half an ulp
+ * (2^-24 for values in [0.5, 2)): |G - (1 + 1000 d)| <= 1000 * 2^-23, so the largest
+ * reaches 1.1 within 1.2e-4. Accumulated in bf16 (ulp 2^-7 at 1), every update would
+ * round away: the host emulation of that stays at exactly 1.0. */
+static void test_main_grad(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 2, .shared = 1,
+                               .top_k = 1, .score = MOE_SCORE_SOFTMAX, .norm_topk = false,
+                               .route_scale = 1.0f, .aux_alpha = 0.0f, .shared_ffn = 16 };
+    const int tn = 4, hn = 8, reps = 1000;
+    const size_t hf = 8 * 8, hs = 8 * 16, th = (size_t)tn * hn;
+    struct model m;
+    struct moe_ctx *ctx;
+    void *gbuf, *dx, *out, *dout;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 71, 1.0f, 0), 0);
+    const size_t lo = m.off[T_GATE], n = m.off[T_COUNT] - lo;     /* every weight grad */
+    CU_ASSERT_EQUAL_FATAL(ops->grad_alloc(&gbuf, n), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&dx, th), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&out, th), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->alloc(&dout, th), 0);
+    float *g0 = gbuf, *d = malloc(n * sizeof(float)), *big = malloc(n * sizeof(float));
+    float *host = malloc(th * sizeof(float));
+    CU_ASSERT_FATAL(d && big && host);
+    void *p1[2], *p3[2], *p2[2], *q1[1], *q3[1], *q2[1];
+    point(p1, g0, m.off[T_W1] - lo, 2, hf);
+    point(p3, g0, m.off[T_W3] - lo, 2, hf);
+    point(p2, g0, m.off[T_W2] - lo, 2, hf);
+    point(q1, g0, m.off[T_SW1] - lo, 1, hs);
+    point(q3, g0, m.off[T_SW3] - lo, 1, hs);
+    point(q2, g0, m.off[T_SW2] - lo, 1, hs);
+    struct moe_weights dw = { g0, NULL, p1, p3, p2, q1, q3, q2 };
+    const float *x = m.theta + m.off[T_X];
+
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx, &c, tn, tn), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx, &m.w, x, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->upload(dout, m.r, th), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(d, gbuf, n), 0);
+    size_t top = 0;
+    for (size_t i = 1; i < n; i++)
+        top = fabsf(d[i]) > fabsf(d[top]) ? i : top;
+    CU_ASSERT_FATAL(d[top] != 0.0f);
+    const float scale = 1e-4f / d[top];
+    for (size_t i = 0; i < th; i++)
+        host[i] = m.r[i] * scale;
+    CU_ASSERT_EQUAL_FATAL(ops->upload(dout, host, th), 0);
+
+    for (size_t i = 0; i < n; i++)
+        big[i] = 0.0f;                        /* one backward from zero: d */
+    CU_ASSERT_EQUAL_FATAL(ops->grad_upload(gbuf, big, n), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(d, gbuf, n), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d[top], 1e-4, 1e-9);
+
+    for (size_t i = 0; i < n; i++)
+        big[i] = 1.0f;
+    CU_ASSERT_EQUAL_FATAL(ops->grad_upload(gbuf, big, n), 0);
+    for (int r = 0; r < reps; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx, &m.w, x, dout, dx, &dw), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->grad_download(big, gbuf, n), 0);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= fabs(big[i] - (1.0 + reps * (double)d[i])) <= reps * 0x1p-23;
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_DOUBLE_EQUAL(big[top], 1.1, 1.2e-4);
+    float acc = 1.0f;                         /* the same updates, added in bf16 */
+    for (int r = 0; r < reps; r++)
+        acc = bf16_round(acc + d[top]);
+    CU_ASSERT_EQUAL(acc, 1.0f);
+
+    ops->ctx_free(ctx);
+    ops->free(gbuf);
+    ops->free(dx);
+    ops->free(out);
+    ops->free(dout);
+    free(d);
+    free(big);
+    free(host);
+    model_free(&m);
+}
+
+/* Binding refusals (moe.h): a ctx is in one order at a time (-EBUSY for a second
+ * sync, until unbound), another backend's sync (one made for another ops table) and a
+ * NULL ctx are -EINVAL, binding twice is a no-op, a sync with ctxs bound is not freed,
+ * and ctx_free unbinds (under ASan, a sync freed too early shows as a use after
+ * free). */
+static void test_grad_sync_bind(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 4, .ffn = 4, .experts = 4, .shared = 0,
+                               .top_k = 2, .score = MOE_SCORE_SOFTMAX,
+                               .route_scale = 1.0f };
+    struct moe_grad_sync *s1, *s2, foreign;
+    struct moe_ctx *a, *b;
+    const struct moe_ops other = *ops;        /* another table: another backend's sync */
+
+    CU_ASSERT_EQUAL(ops->sync_create(NULL), -EINVAL);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s1), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&a, &c, 4, 8), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&b, &c, 4, 8), 0);
+    CU_ASSERT_PTR_NULL(a->grad_sync);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s1), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s1), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s2), -EBUSY);
+    CU_ASSERT_PTR_EQUAL(a->grad_sync, s1);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, NULL), 0);
+    CU_ASSERT_PTR_NULL(a->grad_sync);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, NULL), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(a, s2), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, s2), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_sync_init(&foreign, &other), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, &foreign), -EINVAL);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, NULL), 0);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, &foreign), -EINVAL);         /* unbound, still */
+    moe_sync_destroy(&foreign);
+    CU_ASSERT_EQUAL(ops->sync_bind(b, s2), 0);
+    CU_ASSERT_PTR_EQUAL(b->grad_sync, s2);
+    CU_ASSERT_EQUAL(ops->sync_bind(NULL, s1), -EINVAL);
+    ops->sync_free(s2);                       /* a and b bound: kept, one stderr line */
+    CU_ASSERT_EQUAL(ops->sync_bind(b, NULL), 0);  /* uses s2: ASan sees a wrong free */
+    ops->ctx_free(a);                         /* bound: unbinds */
+    ops->ctx_free(b);
+    ops->sync_free(s1);
+    ops->sync_free(s2);
+    ops->sync_free(NULL);
+}
+
+/* Two host threads, each with its own ctx on the same layer and input, both bound to
+ * one sync, run SYNC_REPS backwards each into the same gradients. Each backward adds
+ * the same values by the same operations, so with the accumulating stages taking
+ * turns the result is, bit for bit, that of one ctx running 2 SYNC_REPS backwards; a
+ * lost update would leave a gradient short. (Unbound, this OpenBLAS build happens to
+ * pass too: it serializes concurrent GEMM calls, each dW update being one GEMM; the
+ * next test checks the turn-taking itself.) */
+#define SYNC_REPS 40
+
+struct sync_job {
+    const struct moe_ops *ops;
+    struct moe_ctx *ctx;
+    struct model *m;
+    struct moe_weights *dw;
+    float *dx;
+    int rc;
+};
+
+static void *sync_worker(void *v)
+{
+    struct sync_job *j = v;
+    const float *x = j->m->theta + j->m->off[T_X];
+    for (int r = 0; r < SYNC_REPS && j->rc == 0; r++)
+        j->rc = moe_backward(j->ops, j->ctx, &j->m->w, x, j->m->r, j->dx, j->dw);
+    return NULL;
+}
+
+static void test_grad_sync_order(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 16, .ffn = 16, .experts = 4, .shared = 1,
+                               .top_k = 2, .score = MOE_SCORE_SIGMOID, .norm_topk = true,
+                               .route_scale = 1.0f, .aux_alpha = 0.01f, .shared_ffn = 8 };
+    const int tn = 32;
+    const size_t th = (size_t)tn * 16;
+    struct model m;
+    struct moe_grad_sync *s;
+    struct moe_ctx *ctx[2];
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 83, 1.0f, 0), 0);
+    const size_t lo = m.off[T_GATE], n = m.off[T_COUNT] - lo;
+    const float *x = m.theta + m.off[T_X];
+    float *out = malloc(th * sizeof(float)), *dx[2] = { malloc(th * sizeof(float)),
+                                                         malloc(th * sizeof(float)) };
+    float *seq = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(out && dx[0] && dx[1] && seq);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s), 0);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&ctx[i], &c, tn, tn * 2), 0);
+        CU_ASSERT_EQUAL_FATAL(moe_forward(ops, ctx[i], &m.w, x, tn, out), 0);
+        CU_ASSERT_EQUAL_FATAL(ops->sync_bind(ctx[i], s), 0);
+    }
+
+    memset(m.grad, 0, m.off[T_COUNT] * sizeof(float));      /* one ctx, in sequence */
+    for (int r = 0; r < 2 * SYNC_REPS; r++)
+        CU_ASSERT_EQUAL_FATAL(moe_backward(ops, ctx[0], &m.w, x, m.r, dx[0], &m.dw), 0);
+    memcpy(seq, m.grad + lo, n * sizeof(float));
+
+    memset(m.grad, 0, m.off[T_COUNT] * sizeof(float));      /* two threads, one sync */
+    struct sync_job job[2];
+    pthread_t tid;
+    for (int i = 0; i < 2; i++)
+        job[i] = (struct sync_job){ ops, ctx[i], &m, &m.dw, dx[i], 0 };
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, sync_worker, &job[1]), 0);
+    sync_worker(&job[0]);
+    pthread_join(tid, NULL);
+    CU_ASSERT_EQUAL(job[0].rc, 0);
+    CU_ASSERT_EQUAL(job[1].rc, 0);
+    CU_ASSERT_TRUE(bits_equal(m.grad + lo, seq, n));
+
+    for (int i = 0; i < 2; i++)
+        ops->ctx_free(ctx[i]);
+    ops->sync_free(s);
+    free(out);
+    free(dx[0]);
+    free(dx[1]);
+    free(seq);
+    model_free(&m);
+}
+
+/* The turn-taking itself: while the sync is held (here by the test, through
+ * moe_sync_enter on a bound ctx, as a running stage would hold it), an accumulating
+ * stage of another ctx bound to it waits, and runs once the sync is let go; a stage of
+ * an unbound ctx does not wait. The waiting stage is given 100 ms to (wrongly) finish;
+ * the others 10 s to finish. */
+struct stage_job {
+    const struct moe_ops *ops;
+    struct moe_ctx *ctx;
+    struct model *m;
+    float *dx;
+    atomic_int done;
+};
+
+static void *stage_worker(void *v)
+{
+    struct stage_job *j = v;
+    int rc = j->ops->route_bwd(j->ctx, &j->m->w, j->m->theta + j->m->off[T_X], j->dx,
+                               &j->m->dw);
+    atomic_store(&j->done, rc == 0 ? 1 : -1);
+    return NULL;
+}
+
+static int wait_done(struct stage_job *j, int ms)
+{
+    const struct timespec step = { 0, 1000000 };
+    for (int i = 0; i < ms && atomic_load(&j->done) == 0; i++)
+        nanosleep(&step, NULL);
+    return atomic_load(&j->done);
+}
+
+static void test_grad_sync_blocks(void)
+{
+    const struct moe_ops *ops = cpu();
+    const struct moe_cfg c = { .hidden = 8, .ffn = 8, .experts = 4, .shared = 0,
+                               .top_k = 2, .score = MOE_SCORE_SOFTMAX,
+                               .route_scale = 1.0f };
+    const int tn = 8;
+    struct model m;
+    struct moe_grad_sync *s;
+    struct moe_ctx *held, *bound, *free_ctx;
+    float *out = malloc(tn * 8 * sizeof(float)), *dx = calloc(tn * 8, sizeof(float));
+    CU_ASSERT_FATAL(out && dx);
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 5, 1.0f, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_create(&s), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&held, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&bound, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->ctx_create(&free_ctx, &c, tn, tn * 2), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, bound, &m.w, m.theta, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(moe_forward(ops, free_ctx, &m.w, m.theta, tn, out), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_bind(held, s), 0);
+    CU_ASSERT_EQUAL_FATAL(ops->sync_bind(bound, s), 0);
+
+    struct stage_job jb = { ops, bound, &m, dx, 0 }, jf = { ops, free_ctx, &m, dx, 0 };
+    pthread_t tb, tf;
+    moe_sync_enter(held);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, stage_worker, &jb), 0);
+    CU_ASSERT_EQUAL(wait_done(&jb, 100), 0);          /* waits for its turn */
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tf, NULL, stage_worker, &jf), 0);
+    CU_ASSERT_EQUAL(wait_done(&jf, 10000), 1);        /* unbound: no turn to wait for */
+    pthread_join(tf, NULL);
+    moe_sync_leave(held);
+    CU_ASSERT_EQUAL(wait_done(&jb, 10000), 1);        /* its turn came */
+    pthread_join(tb, NULL);
+
+    ops->ctx_free(held);
+    ops->ctx_free(bound);
+    ops->ctx_free(free_ctx);
+    ops->sync_free(s);
+    free(out);
+    free(dx);
+    model_free(&m);
+}
+
 /* Same inputs, same bits: two fresh runs of forward and backward. */
 static void test_deterministic(void)
 {
@@ -805,7 +1241,7 @@ static void test_threads_same_bits(void)
 {
     struct moe_cfg c = { .hidden = 24, .ffn = 16, .experts = 8, .shared = 3, .top_k = 3,
                          .score = MOE_SCORE_SIGMOID, .norm_topk = true,
-                         .route_scale = 2.5f, .aux_alpha = 0.01f };
+                         .route_scale = 2.5f, .aux_alpha = 0.01f, .shared_ffn = 40 };
     const int tn = 48;
     struct model m;
     CU_ASSERT_EQUAL_FATAL(model_init(&m, &c, tn, 99, 1.0f, 1), 0);
@@ -996,11 +1432,17 @@ int main(void)
         { "gradients, top_k = experts", test_gradients_fd_all_experts },
         { "permute layout and identity", test_permute_layout },
         { "ties go to the lower index", test_tie_break },
-        { "NaN ranks last", test_topk_nan },
+        { "NaN ranks first", test_topk_nan },
+        { "a NaN logit reaches the output", test_nan_layer },
         { "top_k = E is a dense mixture", test_dense_mixture },
         { "one expert per token is its FFN", test_single_expert },
         { "bias selects, weights unbiased", test_bias_selects_not_weights },
         { "rank split is bitwise exact", test_rank_split_exact },
+        { "shared_ffn: S experts are one of width S Fs", test_shared_ffn_concat },
+        { "1000 updates of 1e-4 add up in fp32", test_main_grad },
+        { "gradient sync: binding and refusals", test_grad_sync_bind },
+        { "gradient sync: two threads take turns", test_grad_sync_order },
+        { "gradient sync: a bound stage waits its turn", test_grad_sync_blocks },
         { "deterministic", test_deterministic },
         { "pthreads give the same bits", test_threads_same_bits },
         { "gate GEMM in token blocks", test_route_blocks },
