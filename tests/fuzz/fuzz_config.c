@@ -3,7 +3,7 @@
  * after a "\0\0" the rest is --set strings, one per NUL-separated piece (at most 8). The
  * last byte picks options: even, "parallel.ep=8" goes first among the sets (it fits the
  * cluster presets with the default model); % 8 == 7, the file is left out (sets only).
- * Promises checked, as in tests/test_fuzz.c (config.h, cfg_check() in config.c):
+ * Promises checked, as in tests/test_fuzz.c (config.h, cfg_check() in cfgcheck.c):
  *   0 or -EINVAL; on -EINVAL a non-empty message of one line (no '\n') within CFG_ERR_MAX
  *   that starts with "file:", "--set:" or "default:", the file being one that exists;
  *   on 0 every range of the schema and every cross-key check holds.
