@@ -512,8 +512,16 @@ static int route_layer(const struct config *c, uint64_t seed, struct routing *r)
     }
     bool placed = false;
     if ((e = balance_place_for(&in, &pl, &placed))) {
-        fprintf(stderr, "moesim run: placement %s: %s\n", config_place_name(c->balance.placement),
-                strerror(-e));
+        if (e == -EINVAL) {     /* a layout the placement's rules refuse: the input's */
+            fprintf(stderr, "moesim run: balance.placement: %s cannot place %d experts (+%d "
+                    "redundant) on EP groups of %d GPUs\n",
+                    config_place_name(c->balance.placement), c->model.experts,
+                    c->balance.redundant_experts, c->parallel.ep);
+            rc = 2;
+        } else {
+            fprintf(stderr, "moesim run: placement %s: %s\n",
+                    config_place_name(c->balance.placement), strerror(-e));
+        }
         goto out;
     }
     in.pl = placed ? &pl : NULL;

@@ -518,6 +518,13 @@ expect_bad "no config file given" "moesim run: no CONFIG file" "" -- \
     run "${OUTS[@]}"
 expect_bad "unknown command" "moesim: unknown command" "'frob'" -- \
     frob
+# Every key passes its own rules, but EPLB cannot lay 40 experts (+24) on 32 GPUs (the
+# first pass routes on the contiguous layout): one line naming the placement, exit 2.
+expect_bad "eplb layout the placement refuses" \
+    "moesim run: balance.placement: eplb cannot place 40 experts" "EP groups of 32 GPUs" -- \
+    run "$PWD/configs/examples/default.ini" --set parallel.pp=1 --set schedule.kind=none \
+    --set parallel.ep=0 --set model.experts=40 --set balance.placement=eplb --set balance.expert_groups=8 \
+    --set balance.redundant_experts=24
 expect_bad "no command at all" "moesim: no command" "see moesim --help" --
 # A control character in an argument is escaped: the line stays one line (fuzz_cli).
 expect_bad "unknown command with a newline, escaped" "moesim: unknown command" "'fr\\nob'" -- \
