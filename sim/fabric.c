@@ -52,6 +52,7 @@ struct fcoll {
     uint64_t hash;
     double *alone_s;          /* [class * lanes + lane]: standalone time, NAN until run */
     struct ivec *cl;          /* [stage * lanes + lane]: the coupling links it crosses */
+    signed char *apart;       /* per stage: its lanes cross disjoint coupling links; -1 unknown */
 };
 
 struct jflow {
@@ -123,6 +124,8 @@ struct fabric {
     double *cap;              /* per link */
     bool *coupling;           /* per link */
     int *cls, nclass;         /* per stage: its class (same leaf layout, same times) */
+    bool *as_given;           /* per class: sits on the leaves as the callers' stage
+                               * topology does (their figures hold there) */
     struct fcoll *coll;
     int ncoll, capcoll;
     struct sess g;            /* the shared network */
@@ -224,7 +227,30 @@ static bool same_layout(const struct fabric *f, int a, int b)
     return true;
 }
 
-int fabric_create(struct fabric **out, const struct topo *t, int stage_gpus, int lane_gpus)
+/* Does stage r sit on the leaves of t as GPUs 0 .. S-1 sit on those of st: the same
+ * leaf of each GPU relative to the first, at the same capacities? With equal
+ * capacities a leaf of t holds no GPU of another stage, so a collective of r alone
+ * takes on t the time it takes on st. */
+static bool like_stage_topo(const struct fabric *f, const struct topo *st, int r)
+{
+    const struct topo *t = f->t;
+    if (!st || st->gpus != f->S)
+        return false;
+    int base = r * f->S, l0 = topo_leaf_of(t, base);
+    for (int i = 0; i < f->S; i++) {
+        int x = topo_leaf_of(t, base + i), y = topo_leaf_of(st, i);
+        if (x - l0 != y)
+            return false;
+        if (st->leaves > 1 &&
+            (t->links[topo_leaf_up(t, x)].cap_Bps != st->links[topo_leaf_up(st, y)].cap_Bps ||
+             t->links[topo_leaf_down(t, x)].cap_Bps != st->links[topo_leaf_down(st, y)].cap_Bps))
+            return false;
+    }
+    return true;
+}
+
+int fabric_create(struct fabric **out, const struct topo *t, const struct topo *stage_t,
+                  int stage_gpus, int lane_gpus)
 {
     *out = NULL;
     if (stage_gpus < 1 || lane_gpus < 1 || t->gpus % stage_gpus || stage_gpus % lane_gpus)
@@ -262,7 +288,14 @@ int fabric_create(struct fabric **out, const struct topo *t, int stage_gpus, int
             first[f->nclass++] = r;
         f->cls[r] = k;
     }
+    f->as_given = malloc((size_t)f->nclass * sizeof(*f->as_given));
+    for (int k = 0; f->as_given && k < f->nclass; k++)
+        f->as_given[k] = like_stage_topo(f, stage_t, first[k]);
     free(first);
+    if (!f->as_given) {
+        fabric_free(f);
+        return -ENOMEM;
+    }
     f->g.f = f;
     f->g.err = &f->err;
     *out = f;
@@ -344,6 +377,7 @@ static void coll_free(struct fcoll *c, int ncl)
         free(c->cl[i].v);
     free(c->cl);
     free(c->alone_s);
+    free(c->apart);
 }
 
 int fabric_coll(struct fabric *f, const struct fabric_part *parts, int nparts)
@@ -370,7 +404,8 @@ int fabric_coll(struct fabric *f, const struct fabric_part *parts, int nparts)
             }
         c.alone_s = malloc((size_t)f->nclass * f->lanes * sizeof(*c.alone_s));
         c.cl = calloc((size_t)ncl, sizeof(*c.cl));
-        rc = c.alone_s && c.cl ? 0 : -ENOMEM;
+        c.apart = malloc((size_t)f->stages);
+        rc = c.alone_s && c.cl && c.apart ? 0 : -ENOMEM;
     }
     if (rc) {
         coll_free(&c, ncl);
@@ -380,6 +415,7 @@ int fabric_coll(struct fabric *f, const struct fabric_part *parts, int nparts)
         c.alone_s[i] = NAN;
     for (int i = 0; i < ncl; i++)
         c.cl[i].n = -1;
+    memset(c.apart, -1, (size_t)f->stages);
     f->coll[f->ncoll] = c;
     return f->ncoll++;
 }
@@ -417,6 +453,33 @@ static int coupling_links(struct fabric *f, int c, int stage, int lane, const st
             }
         }
     }
+    return 0;
+}
+
+/* Do the lanes of stage `stage` cross disjoint coupling links in collective c? Then the
+ * caller's figure (all lanes at once) is each lane's time alone. */
+static int lanes_apart(struct fabric *f, int c, int stage, bool *out)
+{
+    signed char *a = &f->coll[c].apart[stage];
+    if (*a < 0) {
+        const struct ivec *cl;
+        for (int g = 0; g < f->lanes; g++) {   /* first, as it uses the marks itself */
+            int e = coupling_links(f, c, stage, g, &cl);
+            if (e)
+                return e;
+        }
+        bool apart = true;
+        f->stamp++;
+        for (int g = 0; g < f->lanes && apart; g++) {
+            cl = &f->coll[c].cl[stage * f->lanes + g];
+            for (int i = 0; i < cl->n; i++)
+                apart = apart && f->mark[cl->v[i]] != f->stamp;
+            for (int i = 0; i < cl->n; i++)
+                f->mark[cl->v[i]] = f->stamp;
+        }
+        *a = apart;
+    }
+    *out = *a;
     return 0;
 }
 
@@ -829,8 +892,12 @@ int fabric_start(struct fabric *f, struct des *d, int coll, int stage, int lane,
             e = jvec_push(on, j);
     }
     if (!e && f->found.n == 0) {
-        double t;
-        e = alone_time(f, coll, stage, lane, &t);
+        double t = alone_s;
+        bool apart = false;
+        if (f->as_given[f->cls[stage]])
+            e = lanes_apart(f, coll, stage, &apart);
+        if (!e && !apart)
+            e = alone_time(f, coll, stage, lane, &t);
         return e ? e : des_at(d, now + t, on_alone, j, &j->ev);
     }
     if (!e && !f->g.n)
@@ -874,5 +941,6 @@ void fabric_free(struct fabric *f)
     free(f->coupling);
     free(f->mark);
     free(f->cls);
+    free(f->as_given);
     free(f);
 }

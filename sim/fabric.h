@@ -21,8 +21,9 @@
  *   - crossing no coupling link ends after the duration the caller gives (its memoised
  *     figure), one event, as without a fabric;
  *   - crossing some, while no job in flight crosses any of them, runs alone: it ends after
- *     its standalone time at its own place in the cluster, simulated once per
- *     (collective, lane, class of stages with the same leaf layout) and memoised;
+ *     its standalone time at its own place in the cluster: alone_s where that is the
+ *     same (see fabric_create), else simulated once per (collective, lane, class of
+ *     stages with the same leaf layout) and memoised;
  *   - otherwise runs in the shared network with the jobs in flight that cross one of its
  *     coupling links. One of them that was running alone joins it there: it is replayed
  *     alone from its own start to now (it met nobody so far) and its flows go on with
@@ -60,10 +61,15 @@ struct fabric_counts {
 /* Has t a coupling link (a leaf whose up or down link is below its NICs)? */
 bool fabric_couples(const struct topo *t);
 
-/* A fabric over t (the whole cluster; borrowed, must outlive the fabric) cut into stages
- * of stage_gpus GPUs (dividing t->gpus) and lanes of lane_gpus (dividing stage_gpus).
- * 0, -EINVAL, -ENOMEM. */
-int fabric_create(struct fabric **out, const struct topo *t, int stage_gpus, int lane_gpus);
+/* A fabric over t (the whole cluster) cut into stages of stage_gpus GPUs (dividing
+ * t->gpus) and lanes of lane_gpus (dividing stage_gpus). stage_t (may be NULL): the
+ * topology of one stage that the callers' alone_s figures were timed on, all lanes of a
+ * stage at once; where a stage sits on t's leaves as stage_t's GPUs sit on its own and
+ * the stage's lanes cross disjoint coupling links in a collective, a job of it alone
+ * takes alone_s rather than a standalone run. t and stage_t are borrowed and must
+ * outlive the fabric. 0, -EINVAL, -ENOMEM. */
+int fabric_create(struct fabric **out, const struct topo *t, const struct topo *stage_t,
+                  int stage_gpus, int lane_gpus);
 void fabric_free(struct fabric *f);            /* NULL is a no-op */
 
 /* Registers a collective of nparts (1 .. FABRIC_MAX_PARTS) parts; its flows are copied.

@@ -215,7 +215,7 @@ static int fab_setup(struct eng *e)
     e->reduce_fab = calloc((size_t)e->pieces, sizeof(int));
     if (!e->reduce_fab)
         return -ENOMEM;
-    return fabric_create(&e->fab, e->full_topo, e->dp, e->ep);
+    return fabric_create(&e->fab, e->full_topo, e->stage_topo, e->dp, e->ep);
 }
 
 /* A MoE layer's four all-to-alls, in moe_tab's order. */

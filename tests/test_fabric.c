@@ -113,7 +113,7 @@ static void test_same_time(void)
 {
     struct topo *t = make_topo(2, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     int id = add_a2a(f);
     struct start s[2] = { { .coll = id, .stage = 0 }, { .coll = id, .stage = 1 } };
     run(f, s, (double[]){ 0, 0 }, 2);
@@ -131,7 +131,7 @@ static void test_apart(void)
 {
     struct topo *t = make_topo(2, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     int id = add_a2a(f);
     double alone = 2 * LAT + 2 * BYTES / B_BPS, t1 = alone + 1e-6;
     struct start s[3] = { { .coll = id, .stage = 0 }, { .coll = id, .stage = 1 },
@@ -160,7 +160,7 @@ static void test_overlap(void)
 {
     struct topo *t = make_topo(2, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     int id = add_a2a(f);
     double t1 = 0.5 * BYTES / B_BPS;
     struct start s[2] = { { .coll = id, .stage = 0 }, { .coll = id, .stage = 1 } };
@@ -178,7 +178,7 @@ static void test_full_spine(void)
 {
     struct topo *t = make_topo(1, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     int id = add_a2a(f);
     struct start s[2] = { { .coll = id, .stage = 0, .alone_s = 0.123 },
                           { .coll = id, .stage = 1, .alone_s = 0.456 } };
@@ -198,7 +198,7 @@ static void test_parts(void)
 {
     struct topo *t = make_topo(2, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     struct traffic ring, a2a;
     CU_ASSERT_EQUAL_FATAL(traffic_create(&ring, 3), 0);
     CU_ASSERT_EQUAL_FATAL(traffic_alltoall(&a2a, 3, (uint64_t)BYTES), 0);
@@ -222,9 +222,9 @@ static void test_bad(void)
 {
     struct topo *t = make_topo(2, 2);
     struct fabric *f;
-    CU_ASSERT_EQUAL(fabric_create(&f, t, 4, 1), -EINVAL);   /* 4 does not divide 6 */
-    CU_ASSERT_EQUAL(fabric_create(&f, t, 3, 2), -EINVAL);   /* 2 does not divide 3 */
-    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, 3, 3), 0);
+    CU_ASSERT_EQUAL(fabric_create(&f, t, NULL, 4, 1), -EINVAL);   /* 4 does not divide 6 */
+    CU_ASSERT_EQUAL(fabric_create(&f, t, NULL, 3, 2), -EINVAL);   /* 2 does not divide 3 */
+    CU_ASSERT_EQUAL_FATAL(fabric_create(&f, t, NULL, 3, 3), 0);
     struct traffic m;
     CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 2), 0);
     struct fabric_part p = { &m, 1, 0 };
