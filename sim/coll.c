@@ -186,23 +186,47 @@ int coll_pairs(const struct topo *t, const int *src, const int *dst, int n, doub
     return rc;
 }
 
+int coll_allreduce_plan(const struct topo *t, int stride, double bytes, enum reduce_kind kind,
+                        struct traffic *m, int *repeat, double *tail_s)
+{
+    *repeat = 0;
+    *tail_s = 0;
+    int rc = traffic_create(m, t->gpus);
+    if (rc)
+        return rc;
+    if (stride < 1 || t->gpus % stride) {
+        traffic_free(m);
+        return -EINVAL;
+    }
+    int n = t->gpus / stride;
+    if (n < 2 || !(bytes > 0))
+        return 0;
+    bool tree = kind == REDUCE_TREE;
+    uint64_t chunk = (uint64_t)llround(tree ? bytes : bytes / n);
+    for (int i = 0; i < t->gpus; i++)
+        m->bytes[(size_t)i * t->gpus + (i + stride) % t->gpus] = chunk;
+    *repeat = tree ? 2 : 2 * (n - 1);
+    if (tree) {
+        int links[TOPO_MAX_HOPS];
+        double lat = 0;
+        topo_route(t, 0, stride, links, &lat);
+        *tail_s = 2.0 * (ceil(log2(n)) - 1) * lat;
+    }
+    return 0;
+}
+
 int coll_allreduce(struct coll_memo *memo, const struct topo *t, int stride, double bytes,
                    enum reduce_kind kind, double *time_s)
 {
     *time_s = 0;
-    if (stride < 1 || t->gpus % stride)
-        return -EINVAL;
-    int n = t->gpus / stride;
-    if (n < 2 || !(bytes > 0))
-        return 0;
     struct traffic m;
-    int rc = traffic_create(&m, t->gpus);
-    if (rc)
+    int repeat;
+    double tail_s;
+    int rc = coll_allreduce_plan(t, stride, bytes, kind, &m, &repeat, &tail_s);
+    if (rc || repeat == 0) {
+        traffic_free(&m);
         return rc;
-    bool tree = kind == REDUCE_TREE;
-    uint64_t chunk = (uint64_t)llround(tree ? bytes : bytes / n);
-    for (int i = 0; i < t->gpus; i++)
-        m.bytes[(size_t)i * t->gpus + (i + stride) % t->gpus] = chunk;
+    }
     const double *fin;
     rc = coll_run(memo, t, &m, &fin);
     traffic_free(&m);
@@ -211,13 +235,6 @@ int coll_allreduce(struct coll_memo *memo, const struct topo *t, int stride, dou
     double step = 0;
     for (int i = 0; i < t->gpus; i++)
         step = fmax(step, fin[i]);
-    if (!tree) {
-        *time_s = 2.0 * (n - 1) * step;
-        return 0;
-    }
-    int links[TOPO_MAX_HOPS];
-    double lat = 0;
-    topo_route(t, 0, stride, links, &lat);
-    *time_s = 2.0 * step + 2.0 * (ceil(log2(n)) - 1) * lat;
+    *time_s = repeat * step + tail_s;
     return 0;
 }

@@ -45,4 +45,11 @@ int coll_pairs(const struct topo *t, const int *src, const int *dst, int n, doub
 int coll_allreduce(struct coll_memo *memo, const struct topo *t, int stride, double bytes,
                    enum reduce_kind kind, double *time_s);
 
+/* coll_allreduce as a plan: the matrix of one step (*m, the caller's: traffic_free), sent
+ * *repeat times one after the other (ring: 2 (n - 1); tree: 2), then *tail_s of latency
+ * (tree: 2 (ceil(log2 n) - 1) path latencies; ring: 0): time = repeat x step + tail.
+ * n < 2 or bytes <= 0: a zero matrix, repeat 0, tail 0. 0, -EINVAL (*m zeroed), -ENOMEM. */
+int coll_allreduce_plan(const struct topo *t, int stride, double bytes, enum reduce_kind kind,
+                        struct traffic *m, int *repeat, double *tail_s);
+
 #endif

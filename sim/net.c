@@ -475,6 +475,18 @@ double net_flow_rate_Bps(const struct net *n, int flow)
 }
 
 double net_flow_end_s(const struct net *n, int flow) { return n->flows[flow].t_end; }
+double net_flow_left_bytes(const struct net *n, int flow)
+{
+    const struct flow *f = &n->flows[flow];
+    if (f->done)
+        return 0;
+    if (f->bn < 0)
+        return n->pend[f->hpos].key;          /* added since the last repair */
+    const struct link *g = &n->links[f->bn];
+    double left = g->m[f->hpos].key - (g->clk + g->lvl * (n->now - g->t_clk));
+    return left > 0 ? left : 0;
+}
+
 double net_link_use_Bps(const struct net *n, int link) { return n->links[link].use; }
 int net_active_flows(const struct net *n) { return n->active; }
 struct net_stats net_get_stats(const struct net *n) { return n->stats; }

@@ -58,6 +58,9 @@ int net_advance(struct net *n, double t_s, net_done_fn fn, void *arg);
 
 double net_flow_rate_Bps(const struct net *n, int flow);   /* 0 once finished */
 double net_flow_end_s(const struct net *n, int flow);      /* NAN while running */
+/* Bytes flow still has to send at the network's current time (the last time given to
+ * net_add_flow or net_advance): its size until its rate is settled, 0 once finished. */
+double net_flow_left_bytes(const struct net *n, int flow);
 double net_link_use_Bps(const struct net *n, int link);
 int net_active_flows(const struct net *n);
 struct net_stats net_get_stats(const struct net *n);

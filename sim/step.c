@@ -20,6 +20,7 @@
 #include "coll.h"
 #include "compute.h"
 #include "des.h"
+#include "fabric.h"
 #include "limits.h"
 #include "model.h"
 #include "placement.h"
@@ -88,6 +89,7 @@ struct lane {
 struct moe_tab {
     double *f_s, *b_s, *w_s, *pairs;     /* groups * ep */
     double *disp_s, *comb_s, *bdisp_s, *bcomb_s; /* groups: a2a durations */
+    int fab[4];               /* with a fabric: the collectives of disp_s .. bcomb_s */
 };
 
 struct eng {
@@ -97,6 +99,8 @@ struct eng {
     struct compute *cm;
     struct topo *stage_topo, *full_topo;
     struct coll_memo *memo;
+    struct fabric *fab;       /* NULL unless stages can meet on a leaf link (fabric.h) */
+    int *reduce_fab;          /* with a fabric: per piece, its DP reduce's collective */
     double demand, dropped;   /* token-expert assignments over the MoE layers (capacity) */
     struct step_layer *layer; /* per model layer */
     struct rtrace trace;      /* distribution = trace: one stage's routing per MoE layer */
@@ -199,6 +203,64 @@ static int layer_routing(const struct eng *e, const struct config *cc, int layer
     return rc;
 }
 
+/* ---- stages on one fabric (fabric.h) ---- */
+
+/* Where a leaf's links are below its NICs, the collectives also go to the fabric, which
+ * couples those of different lanes that meet on such a link at the same time. */
+static int fab_setup(struct eng *e)
+{
+    if (!fabric_couples(e->full_topo))
+        return 0;
+    e->reduce_fab = calloc((size_t)e->pieces, sizeof(int));
+    if (!e->reduce_fab)
+        return -ENOMEM;
+    return fabric_create(&e->fab, e->full_topo, e->stage_topo, e->dp, e->ep);
+}
+
+/* A MoE layer's four all-to-alls, in moe_tab's order. */
+static int fab_layer(struct eng *e, struct moe_tab *t, const struct traffic *const m[4])
+{
+    for (int k = 0; k < 4; k++) {
+        struct fabric_part part = { m[k], 1, 0.0 };
+        int id = fabric_coll(e->fab, &part, 1);
+        if (id < 0)
+            return id;
+        t->fab[k] = id;
+    }
+    return 0;
+}
+
+/* Piece p's DP reduce: the dense weights' all-reduce, then the routed experts'. */
+static int fab_reduce(struct eng *e, int p, double dense_bytes, double expert_bytes)
+{
+    enum reduce_kind k = e->c->schedule.dp_reduce;
+    struct traffic m[2] = { { 0 }, { 0 } };
+    struct fabric_part part[2] = { { &m[0], 0, 0 }, { &m[1], 0, 0 } };
+    int rc = coll_allreduce_plan(e->stage_topo, 1, dense_bytes, k, &m[0], &part[0].repeat,
+                                 &part[0].tail_s);
+    if (!rc)
+        rc = coll_allreduce_plan(e->stage_topo, e->ep, expert_bytes, k, &m[1],
+                                 &part[1].repeat, &part[1].tail_s);
+    int id = rc ? rc : fabric_coll(e->fab, part, 2);
+    traffic_free(&m[0]);
+    traffic_free(&m[1]);
+    e->reduce_fab[p] = id;
+    return id < 0 ? id : 0;
+}
+
+/* The fabric collective a communication sub-op travels. emit_forward and emit_backward
+ * time F's dispatch by disp_s and its combine by comb_s, B's combine gradient
+ * (STEP_COMBINE) by bdisp_s and its dispatch gradient by bcomb_s. */
+static int sop_coll(const struct eng *e, const struct sop *s)
+{
+    if (s->what == STEP_DP_REDUCE)
+        return e->reduce_fab[s->piece];
+    const int *f = e->moe[s->layer].fab;
+    if (s->kind == SCHED_F)
+        return f[s->what == STEP_DISPATCH ? 0 : 1];
+    return f[s->what == STEP_COMBINE ? 2 : 3];
+}
+
 static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, uint64_t seed)
 {
     struct moe_tab *t = &e->moe[layer];
@@ -265,6 +327,8 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
         lane_times(e, fin, t->bdisp_s);
     if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &bcb, &fin)))
         lane_times(e, fin, t->bcomb_s);
+    if (!rc && e->fab)
+        rc = fab_layer(e, t, (const struct traffic *[4]){ &d, &cb, &bd, &bcb });
     traffic_free(&d);
     traffic_free(&cb);
     traffic_free(&bd);
@@ -376,7 +440,8 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
     if (rc)
         return rc;
     if ((rc = topo_create(&e->stage_topo, &cc.cluster)) ||
-        (rc = topo_create(&e->full_topo, &e->c->cluster)) || (rc = load_trace(e, err)))
+        (rc = topo_create(&e->full_topo, &e->c->cluster)) || (rc = load_trace(e, err)) ||
+        (rc = fab_setup(e)))
         return rc;
     int L = e->c->model.layers, P = e->pieces, G = e->groups;
     e->piece_lo = calloc((size_t)P, sizeof(int));
@@ -443,6 +508,9 @@ static int build_tables(struct eng *e, uint64_t seed, struct cfg_err *err)
             return rc;
         for (int g = 0; g < G; g++)
             e->reduce_s[(size_t)p * G + g] = dense_s + exp_s;
+        if (e->fab && (rc = fab_reduce(e, p, piece_dense_params(e, p) * gb,
+                                       piece_expert_params(e, p) * gb)))
+            return rc;
     }
     return 0;
 }
@@ -993,6 +1061,22 @@ static int next_compute(struct eng *e, struct lane *ln, double now, bool *fill)
     return ln->comm_run >= 0 ? next_filler(e, ln) : -1;
 }
 
+/* The end of communication sub-op id, starting now, where there is a fabric: the fabric
+ * schedules it (after work_s where its collective crosses no coupling link). False
+ * without a fabric: the caller schedules it. */
+static bool fabric_end(struct eng *e, int id)
+{
+    if (!e->fab)
+        return false;
+    struct sop *s = &e->sops[id];
+    const struct lane *ln = &e->lanes[s->lane];
+    int rc = fabric_start(e->fab, e->des, sop_coll(e, s), ln->rank, ln->group, s->work_s,
+                          on_done, s);
+    if (rc && !e->rc)
+        e->rc = rc;
+    return true;
+}
+
 static void try_start(struct eng *e, struct lane *ln)
 {
     double now = des_now(e->des);
@@ -1001,7 +1085,8 @@ static void try_start(struct eng *e, struct lane *ln)
         account(e, ln, now);
         ln->comm_run = id;
         e->sops[id].t0_s = now;
-        schedule_end(e, id, now + e->sops[id].work_s, NULL);
+        if (!fabric_end(e, id))
+            schedule_end(e, id, now + e->sops[id].work_s, NULL);
         set_comp_rate(e, ln, e->share);
     }
     bool fill = false;
@@ -1017,7 +1102,10 @@ static void try_start(struct eng *e, struct lane *ln)
         ln->comp_left_s = s->work_s;
         ln->comp_since_s = now;
         ln->comp_rate = ln->comm_run >= 0 && !s->queued_comm ? e->share : 1.0;
-        schedule_end(e, id, now + s->work_s / ln->comp_rate, &ln->comp_ev);
+        if (s->queued_comm && fabric_end(e, id))
+            ln->comp_ev = 0;
+        else
+            schedule_end(e, id, now + s->work_s / ln->comp_rate, &ln->comp_ev);
     }
 }
 
@@ -1082,6 +1170,8 @@ static int run_events(struct eng *e)
     int64_t n = des_run(e->des, INFINITY);
     if (n < 0)
         return (int)n;
+    if (!e->rc && e->fab)
+        e->rc = fabric_error(e->fab);
     if (e->rc)
         return e->rc;
     for (int64_t i = 0; i < e->nsops; i++)
@@ -1134,6 +1224,12 @@ static int fill_result(struct eng *e, struct step_result *r, bool keep_slices)
     r->subops = e->nsops;
     r->events = e->events;
     coll_counts(e->memo, &r->a2a_simulated, &r->a2a_reused);
+    if (e->fab) {
+        struct fabric_counts k = fabric_get_counts(e->fab);
+        r->fabric_shared = k.shared;
+        r->fabric_alone = k.alone;
+        r->fabric_simulated = k.simulated;
+    }
     r->gpu = calloc((size_t)e->gpus, sizeof(*r->gpu));
     r->stage = calloc((size_t)e->pp, sizeof(*r->stage));
     if (!r->gpu || !r->stage)
@@ -1246,6 +1342,8 @@ static void eng_free(struct eng *e)
     free(e->pair_f.v);
     free(e->pair_b.v);
     free(e->segs);
+    fabric_free(e->fab);      /* before the queue its events are on */
+    free(e->reduce_fab);
     des_free(e->des);
     coll_memo_free(e->memo);
     if (e->have_trace)

@@ -35,9 +35,14 @@
  * the cluster, all EP groups of the stage at once, and the result is memoised by the
  * matrix's content: every micro-batch, every stage holding the layer and the backward
  * (whose gradients travel the same matrices when the bytes per element agree) reuse it.
- * Stages are not coupled through the network: two stages' collectives never share a
- * link in this model. Pipeline sends: every GPU of the lane to its counterpart in the
- * other stage, run once per rank pair through the network on the whole cluster.
+ * Stages meet on the fabric (fabric.h): where a leaf's links are below its NICs
+ * (oversubscription > 1), each lane's all-to-alls and DP reduce are also jobs on the
+ * whole cluster's network; one that crosses such a link while another lane's job in
+ * flight crosses it too runs with it in one network simulation, one that crosses one
+ * alone takes its memoised standalone time at its own place in the cluster, and the rest
+ * keep the stage's figure. Pipeline sends: every GPU of the lane to its counterpart in the
+ * other stage, run once per rank pair through the network on the whole cluster (never
+ * coupled).
  * DP reduce: per piece, after its last backward op, ring (or tree) all-reduce of the
  * piece's gradients: dense weights over the stage's dp GPUs, routed experts over the
  * dp/ep GPUs holding the same experts; one ring step is run through the network.
@@ -118,6 +123,10 @@ struct step_result {
     int64_t nslices;
     int64_t subops, events;
     int a2a_simulated, a2a_reused;
+    /* Where leaves are oversubscribed (fabric.h): collectives that ran in the shared
+     * network (they met another lane's on a leaf link), that crossed such a link alone
+     * (memoised time), and the standalone simulations behind those; 0 elsewhere. */
+    int fabric_shared, fabric_alone, fabric_simulated;
     /* With STEP_KEEP_ROUTING, the routing drawn as a routing trace (rtrace.h): layer i is
      * the model's i-th MoE layer (model_moe_index, model.h), one iteration, the
      * dp GPUs of one stage (every stage holding a layer routes it alike), each source

@@ -60,6 +60,10 @@ void steprep_summary(FILE *f, const struct steprep *r)
             "all-to-alls and sends simulated %d, reused %d; %.2f s wall\n", s->dp_reduce_s,
             (long long)s->subops, (long long)s->events, s->a2a_simulated, s->a2a_reused,
             wall(r));
+    if (s->fabric_shared || s->fabric_alone)
+        fprintf(f, "  oversubscribed leaves: %d collectives met another stage's (or EP group's) "
+                "on a leaf link and ran in one network, %d crossed one alone (%d standalone "
+                "runs)\n", s->fabric_shared, s->fabric_alone, s->fabric_simulated);
 }
 
 static const char csv_cols[] =

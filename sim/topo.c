@@ -120,6 +120,10 @@ int topo_route(const struct topo *t, int src, int dst, int *links, double *lat_s
     return n + nvlink(t, relay, dst, links + n, lat_s);
 }
 
+int topo_leaf_up(const struct topo *t, int l) { return leaf_up(t, l); }
+int topo_leaf_down(const struct topo *t, int l) { return leaf_down(t, l); }
+int topo_leaf_of(const struct topo *t, int g) { return leaf_of(t, g); }
+
 bool topo_link_is_nvlink(const struct topo *t, int link)
 {
     enum link_kind k = t->links[link].kind;

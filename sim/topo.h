@@ -58,6 +58,10 @@ int topo_nvl_tx(const struct topo *t, int g);
 int topo_nvl_rx(const struct topo *t, int g);
 int topo_nic_tx(const struct topo *t, int g);
 int topo_nic_rx(const struct topo *t, int g);
+int topo_leaf_up(const struct topo *t, int l);
+int topo_leaf_down(const struct topo *t, int l);
+/* The leaf of GPU g (0 when leaves == 1). */
+int topo_leaf_of(const struct topo *t, int g);
 
 /* The path from src to dst (src != dst): writes up to TOPO_MAX_HOPS link ids into
  * links[], the latency into *lat_s, and returns the number of links. */
