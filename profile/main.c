@@ -190,6 +190,64 @@ static int write_outputs(const char *dir, const struct rec_run *r)
     return rc;
 }
 
+/* Seconds one timed phase costs (tmr_start + tmr_stop), the median of 9 runs of 4096. */
+static double timer_cost_s(void)
+{
+    struct tmr t;
+    double run[9];
+    if (tmr_create(&t, 4096))
+        return NAN;
+    for (int k = 0; k < 9; k++) {
+        t.n = 0;
+        double t0 = tmr_now_s();
+        for (int i = 0; i < 4096; i++)
+            tmr_stop(&t, TMR_F, TMR_ROUTE, tmr_start(&t), 0);
+        run[k] = (tmr_now_s() - t0) / 4096;
+    }
+    tmr_free(&t);
+    for (int i = 1; i < 9; i++)          /* insertion sort; 9 values */
+        for (int j = i; j > 0 && run[j] < run[j - 1]; j--) {
+            double v = run[j];
+            run[j] = run[j - 1];
+            run[j - 1] = v;
+        }
+    return run[4];
+}
+
+/* The instrumentation overhead lines: measured over the pairs (it_s: slowest rank's
+ * time, timed and untimed per pair), and the timer's own cost for the phases of one
+ * iteration, a bound on what timing adds besides its effect on caches. */
+static void print_overhead(const double *it_s, int pairs, size_t phases_per_iter)
+{
+    double *t = malloc((size_t)pairs * sizeof(double)), *p = malloc((size_t)pairs * sizeof(double));
+    struct rec_overhead o;
+    if (!t || !p || pairs < 1) {
+        free(t);
+        free(p);
+        return;
+    }
+    for (int i = 0; i < pairs; i++) {
+        t[i] = it_s[2 * i];
+        p[i] = it_s[2 * i + 1];
+    }
+    if (!rec_overhead(t, p, pairs, &o)) {
+        printf("# iteration (slowest rank, median of %d): %.3f ms timed, %.3f ms untimed; "
+               "instrumentation overhead %+.2f %% (paired median", pairs, 1e3 * o.timed_med_s,
+               1e3 * o.plain_med_s, 100.0 * o.frac);
+        if (isfinite(o.lo_frac))
+            printf(", 95 %% CI %+.2f .. %+.2f %%)\n", 100.0 * o.lo_frac, 100.0 * o.hi_frac);
+        else
+            printf("; fewer than 6 pairs: no confidence interval)\n");
+        double c = timer_cost_s();
+        printf("# timer cost: %.0f ns per phase x %zu phases = %.2f us per iteration "
+               "(%.4f %% of the untimed median)\n", 1e9 * c, phases_per_iter,
+               1e6 * c * (double)phases_per_iter,
+               100.0 * c * (double)phases_per_iter / o.plain_med_s);
+    }
+    free(t);
+    free(p);
+}
+
 int main(int argc, char **argv)
 {
     struct world w;
@@ -294,9 +352,16 @@ int main(int argc, char **argv)
     if (rc)
         die(&w, "clock offsets", rc);
 
-    double t_timed = 0, t_plain = 0;
+    /* Warm-up, then --iters pairs of one timed and one untimed iteration, timed first
+     * in even pairs and second in odd ones, so that drift and order cancel in the
+     * pairs' differences (records.h, rec_overhead). it_s[2 pair + (untimed)]. */
+    double *it_s = calloc(2 * (size_t)a.iters, sizeof(double));
+    double *it_max = calloc(2 * (size_t)a.iters, sizeof(double));
+    if (!it_s || !it_max)
+        die(&w, "setup", -ENOMEM);
     for (int it = 0; it < a.warmup + 2 * a.iters; it++) {
-        bool timed = it >= a.warmup && it < a.warmup + a.iters;
+        int pair = (it - a.warmup) / 2, second = (it - a.warmup) % 2;
+        bool timed = it >= a.warmup && second == (pair & 1);
         struct tmr *t = timed ? &tm : NULL;
         for (int l = 0; l < L; l++) {
             epl_zero_grads(lr[l].l);
@@ -305,7 +370,7 @@ int main(int argc, char **argv)
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = tmr_now_s();
         for (int l = 0; l < L && !rc; l++) {
-            tm.iter = it - a.warmup;
+            tm.iter = pair;
             tm.layer = l;
             rc = epl_forward(lr[l].l, lr[l].x, lr[l].out, t);
         }
@@ -316,18 +381,29 @@ int main(int argc, char **argv)
         if (rc)
             die(&w, "layer", rc);
         double dt = tmr_now_s() - t0;
-        if (timed) {
-            t_timed += dt;
+        if (it < a.warmup)
+            continue;
+        it_s[2 * pair + !timed] = dt;
+        if (timed)
             for (int l = 0; l < L; l++) {
-                memcpy(cnt + ((size_t)l * a.iters + tm.iter) * mc.experts,
+                memcpy(cnt + ((size_t)l * a.iters + pair) * mc.experts,
                        epl_expert_counts(lr[l].l), (size_t)mc.experts * sizeof(int32_t));
-                memcpy(rows + ((size_t)l * a.iters + tm.iter) * ep, epl_send_rows(lr[l].l),
+                memcpy(rows + ((size_t)l * a.iters + pair) * ep, epl_send_rows(lr[l].l),
                        (size_t)ep * sizeof(int32_t));
             }
-        } else if (it >= a.warmup) {
-            t_plain += dt;
-        }
     }
+
+    /* The node of every rank: the lowest world rank sharing its memory. */
+    MPI_Comm node_comm;
+    int node_id = w.rank;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL,
+                        &node_comm);
+    MPI_Allreduce(MPI_IN_PLACE, &node_id, 1, MPI_INT, MPI_MIN, node_comm);
+    MPI_Comm_free(&node_comm);
+    int *node = calloc((size_t)w.size, sizeof(int));
+    if (!node)
+        die(&w, "gather", -ENOMEM);
+    MPI_Gather(&node_id, 1, MPI_INT, node, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
     /* Gather everything on rank 0. */
     int nrec = (int)tm.n, rec_bytes = (int)(tm.n * sizeof(struct tmr_rec));
@@ -335,7 +411,6 @@ int main(int argc, char **argv)
     size_t *rec0 = calloc((size_t)w.size + 1, sizeof(size_t));
     struct tmr_rec *all = NULL;
     int32_t *all_cnt = NULL, *all_rows = NULL;
-    double tt[2] = { t_timed, t_plain }, tmax[2] = { 0, 0 };
     if (!all_n || !displ || !rec0)
         die(&w, "gather", -ENOMEM);
     MPI_Gather(&nrec, 1, MPI_INT, all_n, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -352,7 +427,7 @@ int main(int argc, char **argv)
             die(&w, "gather", -ENOMEM);
     }
     MPI_Gatherv(tm.rec, rec_bytes, MPI_BYTE, all, all_n, displ, MPI_BYTE, 0, MPI_COMM_WORLD);
-    MPI_Reduce(tt, tmax, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    MPI_Reduce(it_s, it_max, 2 * a.iters, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     /* Counts and rows arrive rank-major; records.h wants (layer, iter, rank). */
     MPI_Gather(cnt, (int)cnt_n, MPI_INT32_T, all_cnt, (int)cnt_n, MPI_INT32_T, 0, MPI_COMM_WORLD);
     MPI_Gather(rows, (int)rows_n, MPI_INT32_T, all_rows, (int)rows_n, MPI_INT32_T, 0,
@@ -376,16 +451,18 @@ int main(int argc, char **argv)
                              .experts = mc.experts, .hidden = mc.hidden,
                              .elem_bytes = ops->elem_bytes, .rec = all, .rec0 = rec0,
                              .offset_s = off, .err_s = err, .counts = cnt_li,
-                             .send_rows = rows_li };
-        printf("# moeprof run: %d ranks, EP groups of %d, %d experts (%s), top-%d, %d shared, "
-               "hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), %d iterations "
-               "(+%d warm-up), backend %s, comm mpi\n", w.size, ep, mc.experts,
-               config_place_name(c.balance.placement), mc.top_k, mc.shared, mc.hidden, mc.ffn,
-               T, L, a.iters, a.warmup, ops->name);
+                             .send_rows = rows_li, .node = node };
+        int nodes = 0;
+        for (int k = 0; k < w.size; k++)
+            nodes += node[k] == k;
+        printf("# moeprof run: %d ranks on %d node(s), EP groups of %d, %d experts (%s), "
+               "top-%d, %d shared, hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), "
+               "%d timed + %d untimed iterations (+%d warm-up), backend %s, comm mpi\n",
+               w.size, nodes, ep, mc.experts, config_place_name(c.balance.placement),
+               mc.top_k, mc.shared, mc.hidden, mc.ffn, T, L, a.iters, a.iters, a.warmup,
+               ops->name);
         rec_summary(stdout, &r);
-        double it_t = tmax[0] / a.iters, it_p = tmax[1] / a.iters;
-        printf("# iteration (slowest rank): %.3f ms timed, %.3f ms untimed: instrumentation "
-               "overhead %+.1f %%\n", 1e3 * it_t, 1e3 * it_p, 100.0 * (it_t - it_p) / it_p);
+        print_overhead(it_max, a.iters, tm.n / (size_t)(a.iters ? a.iters : 1));
         if (a.out) {
             int wr = write_outputs(a.out, &r);
             if (wr) {
@@ -414,6 +491,9 @@ int main(int argc, char **argv)
     free(displ);
     free(rec0);
     free(all);
+    free(it_s);
+    free(it_max);
+    free(node);
     free(all_cnt);
     free(all_rows);
     tmr_free(&tm);

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # e2e_moeprof.sh: moeprof under mpirun (OpenMPI), on the CPU backend.
 #  1. The expert-parallel layer equals the one-process layer (tests/mpi_test_eplayer.c,
-#     its own oracle) for N = 1, 2, 3, 4 ranks.
+#     its own oracle) for N = 1, 2, 3, 4 ranks; the wait / transfer split, the tiers and
+#     the overhead statistics against hand-worked answers and a staged live skew
+#     (tests/mpi_test_records.c, N = 3).
 #  2. `moeprof run` of the bundled example writes what it promises: phases.csv with one
 #     row per (rank, iteration, layer, phase), 15 phases (counts has no backward); a
 #     routing trace whose counts add up to tokens_per_gpu x top_k per (iteration, rank);
-#     dispatch matrices whose row sums are the same tokens x hidden x 4 bytes and whose
+#     wait_s of each all-to-all row = its group's last start - its start, clipped to
+#     [0, dur_s], 0 for compute; dispatch matrices whose row sums are the same tokens x hidden x 4 bytes and whose
 #     dense nccl-tests form equals the sparse form rounded up to 16 bytes; combine the
 #     transpose of dispatch; a Chrome trace that is valid JSON with one process per rank
 #     and every phase; the same seed gives the same routing trace and matrices.
@@ -42,6 +45,13 @@ for n in 1 2 3 4; do
     fi
 done
 
+if "${MPIRUN[@]}" -np 3 "$BUILD/tests/mpi_test_records" > "$tmp/rec.log" 2>&1 &&
+    grep -q "^PASS: np=3, 0 failure" "$tmp/rec.log"; then
+    pass "records: waits, tiers, overhead interval, live skew ($(grep -c '^ok' "$tmp/rec.log") checks)"
+else
+    fail "records"; grep -v '^ok' "$tmp/rec.log" | head -20
+fi
+
 # ---- 2. the example's records
 CFG=configs/examples/moeprof-cpu.ini
 T=512 K=2 H=256 ITERS=3
@@ -57,6 +67,28 @@ grep -q "^  fwd.dispatch " "$tmp/a.stdout" && grep -q "clock offsets" "$tmp/a.st
 rows=$(($(wc -l < "$tmp/a/phases.csv") - 1))
 [ "$rows" -eq $((4 * ITERS * 15)) ] && pass "phases.csv: $rows rows = 4 ranks x $ITERS x 15" ||
     fail "phases.csv has $rows rows, want $((4 * ITERS * 15))"
+
+# wait_s: from the CSV's own starts, EP groups of 2 (the example's parallel.ep).
+python3 - "$tmp/a/phases.csv" 2 <<'PY' && pass "phases.csv: wait_s = group's last start - start, clipped" || fail "phases.csv wait_s"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+ep = int(sys.argv[2])
+comm = ("counts", "dispatch", "combine")
+last = {}
+for r in rows:
+    k = (int(r["rank"]) // ep, r["iteration"], r["layer"], r["phase"])
+    last[k] = max(last.get(k, -1e9), float(r["start_s"]))
+n = 0
+for r in rows:
+    w, s, d = float(r["wait_s"]), float(r["start_s"]), float(r["dur_s"])
+    if r["phase"].split(".")[1] in comm:
+        want = min(max(last[(int(r["rank"]) // ep, r["iteration"], r["layer"], r["phase"])] - s, 0), d)
+        assert abs(w - want) < 2e-9, (r, want)
+        n += w > 0
+    else:
+        assert w == 0, r
+assert n > 0, "no all-to-all waited at all"
+PY
 
 # Routing trace: per (iteration, gpu) the counts add up to T x K.
 bad=$(awk -v want=$((T * K)) '!/^#/ && NF == 5 { s[$2 " " $3] += $5 }
@@ -98,6 +130,9 @@ assert pids == {0, 1, 2, 3}, pids
 want = {f"F {s}" for s in "gate permute counts dispatch experts combine unpermute shared".split()}
 want |= {f"B {s}" for s in "gate permute dispatch experts combine unpermute shared".split()}
 assert names == want, names ^ want
+for e in t:
+    if e.get("ph") == "X":
+        assert ("wait_s" in e["args"]) == (e["tid"] == 1), e
 PY
 
 if run_example "$tmp/b" 4 && cmp -s "$tmp/a/routing.trace" "$tmp/b/routing.trace" &&
