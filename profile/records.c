@@ -384,16 +384,7 @@ int rec_matrix(FILE *f, const struct rec_run *r, int layer, int iter, int combin
                 m.bytes[(size_t)k * r->ranks + base + d] = b;
         }
     }
-    if (!dense) {
-        rc = matrix_write(f, &m);
-    } else {
-        for (int i = 0; i < r->ranks; i++)
-            for (int j = 0; j < r->ranks; j++) {
-                uint64_t b = m.bytes[(size_t)i * r->ranks + j];
-                fprintf(f, "%" PRIu64 "%c", (b + 15) / 16 * 16, j + 1 < r->ranks ? ' ' : '\n');
-            }
-        rc = ferror(f) ? -EIO : 0;
-    }
+    rc = dense ? matrix_write_dense(f, &m, 16) : matrix_write(f, &m);
     traffic_free(&m);
     return rc;
 }

@@ -12,9 +12,15 @@
 #     dense nccl-tests form equals the sparse form rounded up to 16 bytes; combine the
 #     transpose of dispatch; a Chrome trace that is valid JSON with one process per rank
 #     and every phase; the same seed gives the same routing trace and matrices.
-#  3. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
+#  3. moesim replays what moeprof recorded: the routing trace of the 4-rank run, replayed
+#     with routing.distribution = trace (same placement, 4 B per element), gives a
+#     dispatch matrix (moesim run --matrix-out) byte-identical to the one the ranks
+#     measured in iteration 0; moesim reads the dense .alltoallv form and simulates it
+#     exactly as the pairs form (same per-GPU and per-link CSVs); --matrix-out without
+#     a routing is refused (exit 2).
+#  4. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
 #     exit 2, the message once, no file in --out DIR.
-#  4. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
+#  5. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
 # Run from the repository root: MOEPROF=build/bin/moeprof BUILD=build bash tests/e2e_moeprof.sh
 set -u
 
@@ -142,7 +148,33 @@ else
     fail "determinism"
 fi
 
-# ---- 3. bad input: exit 2, the message once, nothing in --out
+# ---- 3. moesim replays the records
+MOESIM=${MOESIM:-build/bin/moesim}
+SIM4=(--set cluster.gpus_per_node=4 --no-timing)
+if "$MOESIM" run $CFG "${SIM4[@]}" --set routing.distribution=trace \
+        --set routing.trace="$tmp/a/routing.trace" --set model.dispatch_bytes_per_elem=4 \
+        --matrix-out "$tmp/a/sim.matrix" > /dev/null 2> "$tmp/sim.stderr" &&
+    cmp -s "$tmp/a/sim.matrix" "$tmp/a/dispatch-l0-i0.matrix"; then
+    pass "moesim replay of the routing trace: the dispatch matrix the ranks measured"
+else
+    fail "moesim replay"; cat "$tmp/sim.stderr"; diff "$tmp/a/sim.matrix" "$tmp/a/dispatch-l0-i0.matrix" | head
+fi
+for f in matrix alltoallv; do
+    "$MOESIM" run $CFG "${SIM4[@]}" --set traffic.pattern=matrix \
+        --set traffic.matrix="$tmp/a/dispatch-l0-i1.$f" --gpu-csv "$tmp/a/g-$f.csv" \
+        --link-csv "$tmp/a/l-$f.csv" > /dev/null 2> "$tmp/sim.stderr" || cat "$tmp/sim.stderr"
+done
+cmp -s "$tmp/a/g-matrix.csv" "$tmp/a/g-alltoallv.csv" && cmp -s "$tmp/a/l-matrix.csv" "$tmp/a/l-alltoallv.csv" &&
+    [ -s "$tmp/a/l-matrix.csv" ] && pass "moesim: the dense .alltoallv simulates as the pairs .matrix" ||
+    fail "moesim: dense and pairs forms differ"
+"$MOESIM" run $CFG "${SIM4[@]}" --set traffic.pattern=alltoall --matrix-out "$tmp/x.matrix" \
+    > /dev/null 2> "$tmp/sim.stderr"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q -- "--matrix-out: only for traffic.pattern moe (not alltoall)" "$tmp/sim.stderr" &&
+    [ ! -e "$tmp/x.matrix" ] && pass "moesim --matrix-out without a routing: exit 2" ||
+    fail "moesim --matrix-out without a routing: rc $rc"
+
+# ---- 4. bad input: exit 2, the message once, nothing in --out
 expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
     local name=$1 np=$2 want=$3 out=$tmp/bad-$1
     shift 3
@@ -162,7 +194,7 @@ expect_bad option 2 "unknown option '--bogus'" $CFG --bogus
 expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
     --set parallel.ep=4
 
-# ---- 4. one rank killed mid-run: all exit non-zero within 10 s
+# ---- 5. one rank killed mid-run: all exit non-zero within 10 s
 timeout 60 mpirun --oversubscribe -q $([ "$(id -u)" -eq 0 ] && echo --allow-run-as-root) \
     -np 2 "$MOEPROF" run $CFG --iters 100000 --warmup 0 > /dev/null 2> "$tmp/kill.stderr" &
 tpid=$!                              # timeout's pid; mpirun is its child, the ranks mpirun's
