@@ -18,6 +18,14 @@
 #     measured in iteration 0; moesim reads the dense .alltoallv form and simulates it
 #     exactly as the pairs form (same per-GPU and per-link CSVs); --matrix-out without
 #     a routing is refused (exit 2).
+#     Zipf skew: the expert shares of the 4-rank run (the gate's top-k under the
+#     calibrated bias) match the successive-sampling law of Zipf(1) popularity, closed
+#     form for top-2 (pi_e = p_e + sum_j!=e p_j p_e / (1 - p_j), share pi_e / 2), within
+#     4 standard deviations of the run's and the calibration's token counts; the
+#     popularity ranking is read off moesim's routing of 800k tokens with the same seed,
+#     whose shares must match the closed form too. Forced routing: the 4-rank run
+#     replayed from its own routing trace (routing.distribution = trace) writes the same
+#     routing trace and the same dispatch and combine matrices.
 #  4. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
 #     exit 2, the message once, no file in --out DIR.
 #  5. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
@@ -61,9 +69,11 @@ fi
 # ---- 2. the example's records
 CFG=configs/examples/moeprof-cpu.ini
 T=512 K=2 H=256 ITERS=3
-run_example() { # DIR NP
-    "${MPIRUN[@]}" -np "$2" "$MOEPROF" run $CFG --iters $ITERS --warmup 1 --seed 7 \
-        --out "$1" > "$1.stdout" 2> "$1.stderr"
+run_example() { # DIR NP [ARGS...]
+    local dir=$1 np=$2
+    shift 2
+    "${MPIRUN[@]}" -np "$np" "$MOEPROF" run $CFG --iters $ITERS --warmup 1 --seed 7 \
+        --out "$dir" "$@" > "$dir.stdout" 2> "$dir.stderr"
 }
 if run_example "$tmp/a" 4; then pass "example runs on 4 ranks"; else
     fail "example on 4 ranks"; cat "$tmp/a.stderr"; fi
@@ -174,6 +184,56 @@ rc=$?
     [ ! -e "$tmp/x.matrix" ] && pass "moesim --matrix-out without a routing: exit 2" ||
     fail "moesim --matrix-out without a routing: rc $rc"
 
+# ---- Zipf shares
+"$MOESIM" run $CFG "${SIM4[@]}" --seed 7 --set routing.tokens_per_gpu=200000 \
+    --routing-trace "$tmp/sim-zipf.trace" > /dev/null 2> "$tmp/sim.stderr" || cat "$tmp/sim.stderr"
+python3 - "$tmp/sim-zipf.trace" "$tmp/a/routing.trace" $((4 * T)) 4096 <<'PY' && pass "zipf(1): measured expert shares = successive sampling of the popularity" || fail "zipf shares"
+import math, sys
+def shares(path):
+    c = {}
+    for line in open(path):
+        f = line.split('#')[0].split()
+        if len(f) == 5 and f[0].isdigit() and f[1] == "0":     # iteration 0: distinct tokens
+            c[int(f[3])] = c.get(int(f[3]), 0) + int(f[4])
+    t = sum(c.values())
+    return [c.get(e, 0) / t for e in range(8)]
+sim, got = shares(sys.argv[1]), shares(sys.argv[2])
+tokens, cal = int(sys.argv[3]), int(sys.argv[4])
+E, K, s = 8, 2, 1.0
+order = sorted(range(E), key=lambda e: -sim[e])          # popularity rank 1 first
+h = sum(r ** -s for r in range(1, E + 1))
+p = [0.0] * E
+for r, e in enumerate(order):
+    p[e] = (r + 1) ** -s / h
+pi = [p[e] + sum(p[j] * p[e] / (1 - p[j]) for j in range(E) if j != e) for e in range(E)]
+want = [x / K for x in pi]
+for e in range(E):
+    q = pi[e]                                            # a token picks e with prob. q
+    sd = math.sqrt(q * (1 - q) / tokens + q * (1 - q) / cal) / K
+    assert abs(sim[e] - want[e]) < 0.003, ("moesim", e, sim[e], want[e])
+    assert abs(got[e] - want[e]) < 4 * sd + 1e-3, ("moeprof", e, got[e], want[e], sd)
+PY
+
+# ---- forced routing: the run replayed from its own routing trace
+same_records() { # DIR1 DIR2: same routing trace and matrices
+    local m
+    cmp -s "$1/routing.trace" "$2/routing.trace" || return 1
+    for m in "$1"/dispatch-* "$1"/combine-*; do cmp -s "$m" "$2/${m##*/}" || return 1; done
+}
+if run_example "$tmp/f" 4 --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" &&
+    same_records "$tmp/a" "$tmp/f"; then
+    pass "forced routing from the trace: same routing trace and matrices"
+else
+    fail "forced routing replay"; cat "$tmp/f.stderr"
+fi
+
+"${MPIRUN[@]}" -np 4 "$MOEPROF" run $CFG --set routing.distribution=trace \
+    --set routing.trace="$tmp/f/routing.trace" --out "$tmp/f" > /dev/null 2> "$tmp/f2.stderr"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "would overwrite routing.trace" "$tmp/f2.stderr" && same_records "$tmp/a" "$tmp/f" &&
+    pass "forced routing: --out onto the trace it replays is refused, nothing touched" ||
+    fail "forced routing: --out onto its trace: rc $rc"
+
 # ---- 4. bad input: exit 2, the message once, nothing in --out
 expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
     local name=$1 np=$2 want=$3 out=$tmp/bad-$1
@@ -191,6 +251,11 @@ expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
 expect_bad set-key 2 "--set: model.expertz: unknown key" $CFG --set model.expertz=3
 expect_bad ep-ranks 3 "parallel.ep = 2 needs a multiple of 2 ranks" $CFG
 expect_bad option 2 "unknown option '--bogus'" $CFG --bogus
+expect_bad trace-gpus 2 "routing.trace: $tmp/a/routing.trace:1: gpus=4 in the header, but 2 GPUs expected" \
+    $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace"
+expect_bad trace-tokens 4 "layer 0 iteration 0 gpu 0: 1024 token-expert assignments, but routing.tokens_per_gpu x model.top_k = 2048" \
+    $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" \
+    --set routing.tokens_per_gpu=1024
 expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
     --set parallel.ep=4
 
