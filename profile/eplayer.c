@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "exchange.h"
+#include "force.h"
 #include "layout.h"
 #include "tensors.h"
 
@@ -23,6 +24,8 @@ struct epl {
     float *zeros;                /* host, max(H E, H F) zeros, for epl_zero_grads */
 
     int32_t *pick;               /* [T K] global slot of each (t, k) */
+    int32_t *forced;             /* [T K] forced experts (epl_force), or NULL */
+    bool force_on;
     int32_t *slot_rows;          /* [nslots] rows sent to each global slot */
     int32_t *slot_cur;           /* [nslots] send cursor */
     int32_t *expert_rows;        /* [E] assignments per expert from this rank */
@@ -111,12 +114,8 @@ int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spe
     void **bufs[] = { &l->rx, &l->ex_x, &l->ex_y, &l->ex_dy, &l->ex_dx };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]) && !rc; i++)
         rc = ops->alloc(bufs[i], rows_h);
-    if (!rc && s->bias) {
-        rc = ops->alloc((void **)&l->bias, (size_t)s->cfg.experts);
-        if (!rc)
-            rc = ops->upload(l->bias, s->bias, (size_t)s->cfg.experts);
-        l->w.bias = l->bias;
-    }
+    if (!rc && s->bias)
+        rc = epl_set_bias(l, s->bias);
     if (!rc)
         rc = xch_create(&l->x, s->comm, s->cfg.hidden);
     if (rc) {
@@ -144,6 +143,7 @@ void epl_free(struct epl *l)
         l->ops->free(l->ex_dx);
     }
     free(l->pick);
+    free(l->forced);
     free(l->slot_rows);
     free(l->slot_cur);
     free(l->expert_rows);
@@ -238,6 +238,8 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
     const int ms = l->lay->max_slots;
     double t0 = tmr_start(t);
     int rc = ops->route(l->ctx, &l->w, x, l->tokens);
+    if (!rc && l->force_on)
+        rc = frc_apply(l->ctx, l->forced);
     if (rc)
         return rc;
     assign(l);
@@ -350,6 +352,33 @@ int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struc
     if (rc)
         return rc;
     tmr_stop(t, TMR_B, TMR_SHARED, t0, 0);
+    return 0;
+}
+
+int epl_set_bias(struct epl *l, const float *bias)
+{
+    int rc = 0;
+    l->w.bias = NULL;
+    if (!bias)
+        return 0;
+    if (!l->bias)
+        rc = l->ops->alloc((void **)&l->bias, (size_t)l->cfg.experts);
+    rc = rc ? rc : l->ops->upload(l->bias, bias, (size_t)l->cfg.experts);
+    if (!rc)
+        l->w.bias = l->bias;
+    return rc;
+}
+
+int epl_force(struct epl *l, const int32_t *idx)
+{
+    size_t n = (size_t)l->tokens * l->cfg.top_k;
+    l->force_on = false;
+    if (!idx)
+        return 0;
+    if (!l->forced && !(l->forced = malloc((n ? n : 1) * sizeof(int32_t))))
+        return -ENOMEM;
+    memcpy(l->forced, idx, n * sizeof(int32_t));
+    l->force_on = true;
     return 0;
 }
 

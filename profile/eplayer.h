@@ -63,6 +63,15 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t);
  * L = sum(out * dout). Collective. */
 int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struct tmr *t);
 
+/* The selection bias (moe.h), [E] host, copied; NULL: none. 0, -ENOMEM, or the
+ * backend's error. */
+int epl_set_bias(struct epl *l, const float *bias);
+
+/* Forced routing (force.h) for the forwards that follow: idx [T x K] (copied), or NULL
+ * for the gate's own top-k again. 0; -ENOMEM; -EINVAL (an expert id out of range or
+ * twice in a token: checked at the next forward, which then fails). */
+int epl_force(struct epl *l, const int32_t *idx);
+
 /* The weights and gradients: gate and shared experts on every rank; expert e's only
  * where this rank holds a slot of e (NULL elsewhere). Owned by the layer. */
 const struct moe_weights *epl_weights(const struct epl *l);

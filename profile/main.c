@@ -23,14 +23,20 @@
 #include "ofile.h"
 #include "placement.h"
 #include "records.h"
+#include "rtrace.h"
+#include "skew.h"
+#include "force.h"
 #include "tensors.h"
 #include "timer.h"
 
-#define MSG_MAX 1400
+#define MSG_MAX 4096
 #define CLOCK_ROUNDS 20
-/* Zipf skew: expert e's selection bias is ZIPF_BIAS log(E p_e), in score units (a
- * softmax score of E experts is about 1/E; p_e its popularity, gating.h). */
-#define ZIPF_BIAS 0.05
+/* Zipf skew (skew.h): moesim's router's shares from SKEW_DRAWS tokens; the gate's bias
+ * calibrated on SKEW_TOKENS tokens no rank routes, in at most SKEW_ROUNDS rounds. */
+#define SKEW_DRAWS (1 << 16)
+#define SKEW_TOKENS 4096
+#define SKEW_ROUNDS 400
+#define SKEW_TOL 5e-4
 
 static const char usage_top[] =
     "usage: moeprof <command> [options]   (under mpirun -np N)\n"
@@ -83,24 +89,76 @@ static int check_run(const struct args *a, const struct config *c, int ranks, ch
     if (c->model.expert_ffn_hidden < 1)
         return snprintf(msg, n, "moeprof run: model.expert_ffn_hidden: not set (moeprof needs "
                         "the experts' width)"), -EINVAL;
-    if (c->routing.distribution != DIST_UNIFORM && c->routing.distribution != DIST_ZIPF)
-        return snprintf(msg, n, "moeprof run: routing.distribution = %s: moeprof runs uniform "
-                        "or zipf", config_dist_name(c->routing.distribution)), -EINVAL;
+    if (c->routing.distribution != DIST_UNIFORM && c->routing.distribution != DIST_ZIPF &&
+        c->routing.distribution != DIST_TRACE)
+        return snprintf(msg, n, "moeprof run: routing.distribution = %s: moeprof runs uniform, "
+                        "zipf or trace", config_dist_name(c->routing.distribution)), -EINVAL;
     if ((double)ranks * c->routing.tokens_per_gpu * c->model.top_k > (double)(INT32_MAX / 2))
         return snprintf(msg, n, "moeprof run: routing.tokens_per_gpu = %lld: too many tokens "
                         "for one layer", (long long)c->routing.tokens_per_gpu), -EINVAL;
     return 0;
 }
 
-/* The EP layout of the config's placement (eplb from the popularity of layer 0). */
-static int make_layout(const struct config *c, uint64_t seed, struct lay *l, char *msg,
-                       size_t n)
+/* routing.distribution = trace: the trace, for mpirun's ranks and the config's experts,
+ * with layers for every --layers, and on this rank, in every (layer, iteration), counts
+ * a forced routing can take (force.h: tokens_per_gpu x top_k in all, none above
+ * tokens_per_gpu). 0, or -EINVAL with msg. */
+static int load_trace(const struct config *c, const struct args *a, int rank, int ranks,
+                      struct rtrace *t, char *msg, size_t n)
+{
+    struct rtrace_err err;
+    const int E = c->model.experts, K = c->model.top_k;
+    const uint64_t T = (uint64_t)c->routing.tokens_per_gpu;
+    int rc = rtrace_load(t, c->routing.trace, ranks, E, &err);
+    if (rc)
+        return snprintf(msg, n, "%s: routing.trace: %s", c->routing.trace_src.where, err.msg),
+               rc == -EINVAL ? rc : -EINVAL;
+    if (t->layers < a->layers)
+        return snprintf(msg, n, "%s: routing.trace: %s has %d layer(s), --layers asks for %d",
+                        c->routing.trace_src.where, c->routing.trace, t->layers, a->layers),
+               -EINVAL;
+    for (int l = 0; l < a->layers; l++)
+        for (int it = 0; it < t->iterations; it++) {
+            const uint64_t *cnt = rtrace_at(t, l, it, rank);
+            uint64_t sum = 0;
+            int over = -1;
+            for (int e = 0; e < E; e++) {
+                sum += cnt[e];
+                over = over < 0 && cnt[e] > T ? e : over;
+            }
+            if (sum != T * K || over >= 0) {
+                if (over >= 0)
+                    snprintf(msg, n, "%s: routing.trace: layer %d iteration %d gpu %d: expert "
+                             "%d has %llu tokens, more than routing.tokens_per_gpu = %llu",
+                             c->routing.trace_src.where, l, it, rank, over,
+                             (unsigned long long)cnt[over], (unsigned long long)T);
+                else
+                    snprintf(msg, n, "%s: routing.trace: layer %d iteration %d gpu %d: %llu "
+                             "token-expert assignments, but routing.tokens_per_gpu x "
+                             "model.top_k = %llu", c->routing.trace_src.where, l, it, rank,
+                             (unsigned long long)sum, (unsigned long long)(T * K));
+                return -EINVAL;
+            }
+        }
+    return 0;
+}
+
+/* The EP layout of the config's placement (eplb from the loads of layer 0, iteration 0:
+ * the popularity, or a trace's counts summed over the ranks, as moesim's). */
+static int make_layout(const struct config *c, const struct rtrace *t, uint64_t seed,
+                       struct lay *l, char *msg, size_t n)
 {
     const int E = c->model.experts, ep = c->parallel.ep;
     double *load = calloc((size_t)E, sizeof(double));
     if (!load)
         return -ENOMEM;
-    int rc = gating_popularity(load, c, 0, 0, seed);
+    int rc = 0;
+    if (t && t->tokens)
+        for (int g = 0; g < t->gpus; g++)
+            for (int e = 0; e < E; e++)
+                load[e] += (double)rtrace_at(t, 0, 0, g)[e];
+    else
+        rc = gating_popularity(load, c, 0, 0, seed);
     struct placement pl;
     bool placed = false;
     if (!rc)
@@ -116,8 +174,8 @@ static int make_layout(const struct config *c, uint64_t seed, struct lay *l, cha
     return rc;
 }
 
-/* --out DIR: made if missing, and writable. */
-static int check_out(const char *dir, char *msg, size_t n)
+/* --out DIR: made if missing, and writable; its routing.trace is not the trace read. */
+static int check_out(const char *dir, const struct config *c, char *msg, size_t n)
 {
     struct stat st;
     if (stat(dir, &st) != 0 && mkdir(dir, 0777) != 0)
@@ -128,6 +186,12 @@ static int check_out(const char *dir, char *msg, size_t n)
     int rc = ofile_probe(&o, p);
     if (rc)
         return snprintf(msg, n, "moeprof run: --out %s: %s", dir, strerror(-rc)), -EINVAL;
+    struct ofile_id in, out;
+    snprintf(p, sizeof(p), "%s/routing.trace", dir);
+    if (c->routing.distribution == DIST_TRACE && !ofile_identify(c->routing.trace, &in) &&
+        !ofile_identify(p, &out) && ofile_same(&in, &out))
+        return snprintf(msg, n, "moeprof run: --out %s: would overwrite routing.trace = %s, "
+                        "the trace it replays", dir, c->routing.trace), -EINVAL;
     return 0;
 }
 
@@ -190,6 +254,103 @@ static int write_outputs(const char *dir, const struct rec_run *r)
     return rc;
 }
 
+/* Seconds one timed phase costs (tmr_start + tmr_stop), the median of 9 runs of 4096. */
+static double timer_cost_s(void)
+{
+    struct tmr t;
+    double run[9];
+    if (tmr_create(&t, 4096))
+        return NAN;
+    for (int k = 0; k < 9; k++) {
+        t.n = 0;
+        double t0 = tmr_now_s();
+        for (int i = 0; i < 4096; i++)
+            tmr_stop(&t, TMR_F, TMR_ROUTE, tmr_start(&t), 0);
+        run[k] = (tmr_now_s() - t0) / 4096;
+    }
+    tmr_free(&t);
+    for (int i = 1; i < 9; i++)          /* insertion sort; 9 values */
+        for (int j = i; j > 0 && run[j] < run[j - 1]; j--) {
+            double v = run[j];
+            run[j] = run[j - 1];
+            run[j - 1] = v;
+        }
+    return run[4];
+}
+
+/* The instrumentation overhead lines: measured over the pairs (it_s: slowest rank's
+ * time, timed and untimed per pair), and the timer's own cost for the phases of one
+ * iteration, a bound on what timing adds besides its effect on caches. */
+static void print_overhead(const double *it_s, int pairs, size_t phases_per_iter)
+{
+    double *t = malloc((size_t)pairs * sizeof(double)), *p = malloc((size_t)pairs * sizeof(double));
+    struct rec_overhead o;
+    if (!t || !p || pairs < 1) {
+        free(t);
+        free(p);
+        return;
+    }
+    for (int i = 0; i < pairs; i++) {
+        t[i] = it_s[2 * i];
+        p[i] = it_s[2 * i + 1];
+    }
+    if (!rec_overhead(t, p, pairs, &o)) {
+        printf("# iteration (slowest rank, median of %d): %.3f ms timed, %.3f ms untimed; "
+               "instrumentation overhead %+.2f %% (paired median", pairs, 1e3 * o.timed_med_s,
+               1e3 * o.plain_med_s, 100.0 * o.frac);
+        if (isfinite(o.lo_frac))
+            printf(", 95 %% CI %+.2f .. %+.2f %%)\n", 100.0 * o.lo_frac, 100.0 * o.hi_frac);
+        else
+            printf("; fewer than 6 pairs: no confidence interval)\n");
+        double c = timer_cost_s();
+        printf("# timer cost: %.0f ns per phase x %zu phases = %.2f us per iteration "
+               "(%.4f %% of the untimed median)\n", 1e9 * c, phases_per_iter,
+               1e6 * c * (double)phases_per_iter,
+               100.0 * c * (double)phases_per_iter / o.plain_med_s);
+    }
+    free(t);
+    free(p);
+}
+
+/* routing.distribution = zipf: layer l's selection bias (skew.h), calibrated on rank 0
+ * and sent to every rank; fit keeps the worst layer's fit. */
+static int calibrate_skew(const struct world *w, const struct config *c,
+                          const struct moe_ops *ops, const struct moe_cfg *mc, uint64_t seed,
+                          int l, struct layer_run *x, struct skw_fit *fit)
+{
+    const int E = mc->experts;
+    double *pop = calloc((size_t)E, sizeof(double)), *share = calloc((size_t)E, sizeof(double));
+    void *xc = NULL;
+    struct skw_fit f = { 0, 0.0 };
+    int rc = 0;
+    x->bias = calloc((size_t)E, sizeof(float));
+    if (!pop || !share || !x->bias) {     /* the caller aborts the job */
+        free(pop);
+        free(share);
+        return -ENOMEM;
+    }
+    if (w->rank == 0) {
+        rc = gating_popularity(pop, c, l, 0, seed);
+        rc = rc ? rc : skw_target(share, c, pop, SKEW_DRAWS, seed ^ (0x5eedull << 32) ^ (uint64_t)l);
+        rc = rc ? rc : tns_tokens(&xc, ops, SKEW_TOKENS, mc->hidden, (int64_t)1 << 40, TNS_X,
+                                  seed, l);
+        rc = rc ? rc : skw_calibrate(x->bias, &f, ops, mc, epl_weights(x->l), xc, SKEW_TOKENS,
+                                     share, SKEW_ROUNDS, SKEW_TOL);
+        ops->free(xc);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!rc) {
+        MPI_Bcast(x->bias, E, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        rc = epl_set_bias(x->l, x->bias);
+    }
+    if (f.err > fit->err || f.rounds > fit->rounds)
+        *fit = (struct skw_fit){ f.rounds > fit->rounds ? f.rounds : fit->rounds,
+                                 f.err > fit->err ? f.err : fit->err };
+    free(pop);
+    free(share);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct world w;
@@ -215,6 +376,7 @@ int main(int argc, char **argv)
     struct args a;
     struct config c;
     struct lay lay = { 0 };
+    struct rtrace trace = { 0 };
     rc = args_parse(&a, argc - 1, argv + 1, msg, sizeof(msg));
     if (!rc && a.help) {
         if (w.rank == 0)
@@ -227,11 +389,15 @@ int main(int argc, char **argv)
     if (!rc)
         rc = check_run(&a, &c, w.size, msg, sizeof(msg));
     if (!rc)
-        rc = make_layout(&c, a.seed, &lay, msg, sizeof(msg));
+        rc = c.routing.distribution == DIST_TRACE
+                 ? load_trace(&c, &a, w.rank, w.size, &trace, msg, sizeof(msg)) : 0;
+    if (!rc)
+        rc = make_layout(&c, &trace, a.seed, &lay, msg, sizeof(msg));
     if (!rc && a.out && w.rank == 0)
-        rc = check_out(a.out, msg, sizeof(msg));
+        rc = check_out(a.out, &c, msg, sizeof(msg));
     if (refused(&w, rc, msg)) {
         lay_free(&lay);
+        rtrace_free(&trace);
         MPI_Finalize();
         return 2;
     }
@@ -251,23 +417,13 @@ int main(int argc, char **argv)
     const size_t tn = (size_t)T * mc.hidden;
 
     struct layer_run *lr = calloc((size_t)L, sizeof(*lr));
-    double *pop = calloc((size_t)mc.experts, sizeof(double));
-    if (!lr || !pop)
+    struct skw_fit fit = { 0, 0.0 };
+    if (!lr)
         die(&w, "setup", -ENOMEM);
     for (int l = 0; l < L; l++) {
         struct layer_run *x = &lr[l];
-        if (c.routing.distribution == DIST_ZIPF) {
-            x->bias = calloc((size_t)mc.experts, sizeof(float));
-            if (!x->bias)
-                die(&w, "setup", -ENOMEM);
-            rc = gating_popularity(pop, &c, l, 0, a.seed);
-            if (rc)
-                die(&w, "routing popularity", rc);
-            for (int e = 0; e < mc.experts; e++)
-                x->bias[e] = (float)(ZIPF_BIAS * log(mc.experts * pop[e]));
-        }
         struct epl_spec s = { .cfg = mc, .lay = &lay, .comm = ep_comm, .tokens = T,
-                              .seed = a.seed, .layer = l, .bias = x->bias };
+                              .seed = a.seed, .layer = l };
         rc = epl_create(&x->l, ops, &s);
         rc = rc ? rc : tns_tokens(&x->x, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_X,
                                   a.seed, l);
@@ -277,6 +433,8 @@ int main(int argc, char **argv)
         x->dx = calloc(tn ? tn : 1, sizeof(float));
         if (!rc && (!x->out || !x->dx))
             rc = -ENOMEM;
+        if (!rc && c.routing.distribution == DIST_ZIPF)
+            rc = calibrate_skew(&w, &c, ops, &mc, a.seed, l, x, &fit);
         if (rc)
             die(&w, "layer setup", rc);
     }
@@ -294,18 +452,37 @@ int main(int argc, char **argv)
     if (rc)
         die(&w, "clock offsets", rc);
 
-    double t_timed = 0, t_plain = 0;
+    /* Warm-up, then --iters pairs of one timed and one untimed iteration, timed first
+     * in even pairs and second in odd ones, so that drift and order cancel in the
+     * pairs' differences (records.h, rec_overhead). it_s[2 pair + (untimed)]. */
+    double *it_s = calloc(2 * (size_t)a.iters, sizeof(double));
+    int32_t *forced = NULL;
+    if (trace.tokens && !(forced = calloc((size_t)T * mc.top_k + 1, sizeof(int32_t))))
+        die(&w, "setup", -ENOMEM);
+    double *it_max = calloc(2 * (size_t)a.iters, sizeof(double));
+    if (!it_s || !it_max)
+        die(&w, "setup", -ENOMEM);
     for (int it = 0; it < a.warmup + 2 * a.iters; it++) {
-        bool timed = it >= a.warmup && it < a.warmup + a.iters;
+        int pair = (it - a.warmup) / 2, second = (it - a.warmup) % 2;
+        bool timed = it >= a.warmup && second == (pair & 1);
         struct tmr *t = timed ? &tm : NULL;
         for (int l = 0; l < L; l++) {
             epl_zero_grads(lr[l].l);
             memset(lr[l].dx, 0, tn * sizeof(float));
+            /* A trace: pair p replays its iteration p mod iterations (warm-up: 0). */
+            if (forced) {
+                int src = it < a.warmup ? 0 : pair % trace.iterations;
+                rc = frc_fill(forced, rtrace_at(&trace, l, src, w.rank), mc.experts, T,
+                              mc.top_k);
+                rc = rc ? rc : epl_force(lr[l].l, forced);
+                if (rc)
+                    die(&w, "forced routing", rc);
+            }
         }
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = tmr_now_s();
         for (int l = 0; l < L && !rc; l++) {
-            tm.iter = it - a.warmup;
+            tm.iter = pair;
             tm.layer = l;
             rc = epl_forward(lr[l].l, lr[l].x, lr[l].out, t);
         }
@@ -316,18 +493,29 @@ int main(int argc, char **argv)
         if (rc)
             die(&w, "layer", rc);
         double dt = tmr_now_s() - t0;
-        if (timed) {
-            t_timed += dt;
+        if (it < a.warmup)
+            continue;
+        it_s[2 * pair + !timed] = dt;
+        if (timed)
             for (int l = 0; l < L; l++) {
-                memcpy(cnt + ((size_t)l * a.iters + tm.iter) * mc.experts,
+                memcpy(cnt + ((size_t)l * a.iters + pair) * mc.experts,
                        epl_expert_counts(lr[l].l), (size_t)mc.experts * sizeof(int32_t));
-                memcpy(rows + ((size_t)l * a.iters + tm.iter) * ep, epl_send_rows(lr[l].l),
+                memcpy(rows + ((size_t)l * a.iters + pair) * ep, epl_send_rows(lr[l].l),
                        (size_t)ep * sizeof(int32_t));
             }
-        } else if (it >= a.warmup) {
-            t_plain += dt;
-        }
     }
+
+    /* The node of every rank: the lowest world rank sharing its memory. */
+    MPI_Comm node_comm;
+    int node_id = w.rank;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL,
+                        &node_comm);
+    MPI_Allreduce(MPI_IN_PLACE, &node_id, 1, MPI_INT, MPI_MIN, node_comm);
+    MPI_Comm_free(&node_comm);
+    int *node = calloc((size_t)w.size, sizeof(int));
+    if (!node)
+        die(&w, "gather", -ENOMEM);
+    MPI_Gather(&node_id, 1, MPI_INT, node, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
     /* Gather everything on rank 0. */
     int nrec = (int)tm.n, rec_bytes = (int)(tm.n * sizeof(struct tmr_rec));
@@ -335,7 +523,6 @@ int main(int argc, char **argv)
     size_t *rec0 = calloc((size_t)w.size + 1, sizeof(size_t));
     struct tmr_rec *all = NULL;
     int32_t *all_cnt = NULL, *all_rows = NULL;
-    double tt[2] = { t_timed, t_plain }, tmax[2] = { 0, 0 };
     if (!all_n || !displ || !rec0)
         die(&w, "gather", -ENOMEM);
     MPI_Gather(&nrec, 1, MPI_INT, all_n, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -352,7 +539,7 @@ int main(int argc, char **argv)
             die(&w, "gather", -ENOMEM);
     }
     MPI_Gatherv(tm.rec, rec_bytes, MPI_BYTE, all, all_n, displ, MPI_BYTE, 0, MPI_COMM_WORLD);
-    MPI_Reduce(tt, tmax, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    MPI_Reduce(it_s, it_max, 2 * a.iters, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     /* Counts and rows arrive rank-major; records.h wants (layer, iter, rank). */
     MPI_Gather(cnt, (int)cnt_n, MPI_INT32_T, all_cnt, (int)cnt_n, MPI_INT32_T, 0, MPI_COMM_WORLD);
     MPI_Gather(rows, (int)rows_n, MPI_INT32_T, all_rows, (int)rows_n, MPI_INT32_T, 0,
@@ -376,16 +563,25 @@ int main(int argc, char **argv)
                              .experts = mc.experts, .hidden = mc.hidden,
                              .elem_bytes = ops->elem_bytes, .rec = all, .rec0 = rec0,
                              .offset_s = off, .err_s = err, .counts = cnt_li,
-                             .send_rows = rows_li };
-        printf("# moeprof run: %d ranks, EP groups of %d, %d experts (%s), top-%d, %d shared, "
-               "hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), %d iterations "
-               "(+%d warm-up), backend %s, comm mpi\n", w.size, ep, mc.experts,
-               config_place_name(c.balance.placement), mc.top_k, mc.shared, mc.hidden, mc.ffn,
-               T, L, a.iters, a.warmup, ops->name);
+                             .send_rows = rows_li, .node = node };
+        int nodes = 0;
+        for (int k = 0; k < w.size; k++)
+            nodes += node[k] == k;
+        printf("# moeprof run: %d ranks on %d node(s), EP groups of %d, %d experts (%s), "
+               "top-%d, %d shared, hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), "
+               "%d timed + %d untimed iterations (+%d warm-up), backend %s, comm mpi\n",
+               w.size, nodes, ep, mc.experts, config_place_name(c.balance.placement),
+               mc.top_k, mc.shared, mc.hidden, mc.ffn, T, L, a.iters, a.iters, a.warmup,
+               ops->name);
+        if (c.routing.distribution == DIST_ZIPF)
+            printf("# routing zipf(%g): the gate's selection bias calibrated on %d tokens to "
+                   "moesim's router's expert shares: worst share error %.4f (%d rounds)\n",
+                   c.routing.zipf_s, SKEW_TOKENS, fit.err, fit.rounds);
+        else if (c.routing.distribution == DIST_TRACE)
+            printf("# routing forced from %s (%d iteration(s), replayed in turn)\n",
+                   c.routing.trace, trace.iterations);
         rec_summary(stdout, &r);
-        double it_t = tmax[0] / a.iters, it_p = tmax[1] / a.iters;
-        printf("# iteration (slowest rank): %.3f ms timed, %.3f ms untimed: instrumentation "
-               "overhead %+.1f %%\n", 1e3 * it_t, 1e3 * it_p, 100.0 * (it_t - it_p) / it_p);
+        print_overhead(it_max, a.iters, tm.n / (size_t)(a.iters ? a.iters : 1));
         if (a.out) {
             int wr = write_outputs(a.out, &r);
             if (wr) {
@@ -405,7 +601,6 @@ int main(int argc, char **argv)
         free(lr[l].bias);
     }
     free(lr);
-    free(pop);
     free(off);
     free(err);
     free(cnt);
@@ -414,6 +609,11 @@ int main(int argc, char **argv)
     free(displ);
     free(rec0);
     free(all);
+    free(it_s);
+    free(it_max);
+    free(forced);
+    rtrace_free(&trace);
+    free(node);
     free(all_cnt);
     free(all_rows);
     tmr_free(&tm);

@@ -23,21 +23,64 @@ struct rec_run {
     const int32_t *counts;
     /* [((layer * iters + iter) * ranks + rank) * ep + d]: rows rank sent to rank d of its group */
     const int32_t *send_rows;
+    /* [ranks]: the node of each rank (ranks that share memory, MPI_COMM_TYPE_SHARED,
+     * share a node id); NULL: every rank on one node. */
+    const int *node;
 };
+
+/* Tiers of an all-to-all's traffic: peers on the rank's node, peers on other nodes. */
+enum rec_tier { REC_INTRA = 0, REC_INTER = 1, REC_NTIERS };
+
+/* Wait (skew) of every record, wait_s[i] for r->rec[i]: for an all-to-all phase
+ * (counts, dispatch, combine), the time from its rank's arrival at the collective
+ * (the record's start) to the last arrival in its EP group at the same (iteration,
+ * layer, phase), on rank 0's clock, clipped to [0, dur]; 0 for compute. The rest of
+ * the record, dur - wait = end - last arrival, is its transfer. The estimate assumes
+ * no rank can finish before its slowest peer has arrived (each rank receives from
+ * every peer); it carries the clock offsets' error (clock.h). 0, -ENOMEM. */
+int rec_waits(const struct rec_run *r, double *wait_s);
+
+/* One all-to-all phase over every rank, iteration and layer. */
+struct rec_a2a {
+    size_t calls;
+    double wait_med_s, wait_max_s, xfer_med_s;
+    /* Per tier: bytes sent, and the transfer time of the calls that sent bytes on it;
+     * bytes / xfer_s is the rate the tier achieved while the calls ran (both tiers
+     * move at once, so each is given the whole transfer time). */
+    double bytes[REC_NTIERS], xfer_s[REC_NTIERS];
+};
+
+/* The stats of phase (an all-to-all phase id, timer.h) from rec_waits' wait_s.
+ * 0; -EINVAL (phase not an all-to-all), -ENOMEM. A phase without records: calls 0. */
+int rec_a2a_stats(const struct rec_run *r, const double *wait_s, int phase,
+                  struct rec_a2a *out);
+
+/* Instrumentation overhead from n pairs of iteration times (slowest rank), one timed
+ * and one untimed each: the median of the pairs' differences over the median untimed
+ * time, and a distribution-free 95 % confidence interval for it from the order
+ * statistics of the differences (ranks n/2 -+ 0.98 sqrt(n); W. J. Conover, "Practical
+ * Nonparametric Statistics", 3rd ed., sec. 3.2). n < 6: lo = -inf, hi = +inf. */
+struct rec_overhead {
+    double timed_med_s, plain_med_s;
+    double frac, lo_frac, hi_frac;   /* (timed - untimed) / untimed */
+};
+int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec_overhead *o);
 
 /* The earliest record's start on rank 0's clock: time zero of the outputs. */
 double rec_t_zero(const struct rec_run *r);
 
-/* rank,iteration,layer,phase,start_s,dur_s,bytes: one line per record. */
+/* rank,iteration,layer,phase,start_s,dur_s,bytes,wait_s: one line per record;
+ * wait_s as rec_waits. */
 int rec_phases_csv(FILE *f, const struct rec_run *r);
 
 /* Chrome trace: process r = "rank r", threads "compute" (0) and "comm" (1); slices
  * named as moesim's ("F gate", "B dispatch", ...) with category "F" or "B". */
 int rec_chrome(FILE *f, const struct rec_run *r);
 
-/* The table: per phase, min / median / max of its duration over ranks, iterations and
+/* The tables: per phase, min / median / max of its duration over ranks, iterations and
  * layers, imbalance (max over ranks of the rank's mean / mean over ranks), bytes sent
- * per call and bandwidth (bytes / time summed); then the clock offsets. */
+ * per call and bandwidth (bytes / time summed); per all-to-all phase, the wait and
+ * transfer split (rec_waits) and the bandwidth per tier; then the clock offsets. */
 int rec_summary(FILE *f, const struct rec_run *r);
 
 /* traces/ routing trace: layers x iterations x ranks x experts. */

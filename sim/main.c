@@ -54,7 +54,7 @@ static const char usage_top[] =
 static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
-    "                  [--layer-csv FILE] [--routing-trace FILE]\n"
+    "                  [--layer-csv FILE] [--routing-trace FILE] [--matrix-out FILE]\n"
     "                  [--no-timing] [--max-mem BYTES] [--max-events N]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides.\n"
@@ -77,6 +77,8 @@ static const char usage_run[] =
     "      --routing-trace FILE the routing drawn, as a routing trace (traces/FORMAT.md):\n"
     "                     tokens per (MoE layer, source GPU, expert); replay it with\n"
     "                     routing.distribution=trace, routing.trace=FILE\n"
+    "      --matrix-out FILE the dispatch byte matrix of a MoE layer, 'src dst bytes'\n"
+    "                     (traces/FORMAT.md; combine is its transpose; not for steps)\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "      --max-mem BYTES  refuse (exit 2) a run estimated to need more memory; suffix\n"
     "                     K M G T (1000^n) or KiB MiB GiB TiB; default half the RAM\n"
@@ -104,6 +106,20 @@ static int w_step_gpu_csv(FILE *f, const void *x) { return steprep_gpu_csv(f, x)
 static int w_step_layer_csv(FILE *f, const void *x) { return steprep_layer_csv(f, x); }
 static int w_rtrace(FILE *f, const void *x) { return report_routing_trace(f, x); }
 static int w_step_rtrace(FILE *f, const void *x) { return steprep_routing_trace(f, x); }
+static int w_matrix(FILE *f, const void *x)
+{
+    const struct report *r = x;
+    struct traffic d, c;
+    if (!r->routing)
+        return -EINVAL;
+    int rc = traffic_moe(&d, &c, r->routing, r->cfg);
+    if (!rc) {
+        rc = matrix_write(f, &d);
+        traffic_free(&d);
+        traffic_free(&c);
+    }
+    return rc;
+}
 static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
 static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
 static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
@@ -121,9 +137,10 @@ struct out_def {
 };
 
 #define MAX_OUTS 8
-enum { RUN_TRACE = 0, RUN_ROUTING_TRACE = 5 };  /* run_outs' rows of --trace and
-                                          --routing-trace: what they write is recorded only
-                                          when they are asked for */
+enum { RUN_TRACE = 0, RUN_ROUTING_TRACE = 5, RUN_MATRIX = 6 };  /* run_outs' rows of
+                                          --trace and --routing-trace (what they write is
+                                          recorded only when they are asked for) and of
+                                          --matrix-out (a MoE layer's only) */
 static const struct out_def run_outs[] = {
     { "trace", 't', { w_timeline, w_step_trace } },
     { "csv", 'c', { w_csv, w_step_csv } },
@@ -131,6 +148,7 @@ static const struct out_def run_outs[] = {
     { "link-csv", 0, { w_link_csv, NULL } },
     { "layer-csv", 0, { NULL, w_step_layer_csv } },
     { "routing-trace", 0, { w_rtrace, w_step_rtrace } },
+    { "matrix-out", 0, { w_matrix, NULL } },
 };
 static const struct out_def balance_outs[] = {
     { "csv", 'c', { w_bal_csv, NULL } },
@@ -696,6 +714,9 @@ static int cmd_run(int argc, char **argv)
     }
     if (o.out[RUN_ROUTING_TRACE] && mode == MODE_LAYER && c.traffic.pattern != PATTERN_MOE)
         return bad("run", "--routing-trace: traffic.pattern %s has no routing (only moe)",
+                   config_pattern_name(c.traffic.pattern));
+    if (o.out[RUN_MATRIX] && c.traffic.pattern != PATTERN_MOE)
+        return bad("run", "--matrix-out: only for traffic.pattern moe (not %s)",
                    config_pattern_name(c.traffic.pattern));
     struct output outs[MAX_OUTS];
     struct inputs in = { 0 };

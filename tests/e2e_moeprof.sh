@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # e2e_moeprof.sh: moeprof under mpirun (OpenMPI), on the CPU backend.
 #  1. The expert-parallel layer equals the one-process layer (tests/mpi_test_eplayer.c,
-#     its own oracle) for N = 1, 2, 3, 4 ranks.
+#     its own oracle) for N = 1, 2, 3, 4 ranks; the wait / transfer split, the tiers and
+#     the overhead statistics against hand-worked answers and a staged live skew
+#     (tests/mpi_test_records.c, N = 3).
 #  2. `moeprof run` of the bundled example writes what it promises: phases.csv with one
 #     row per (rank, iteration, layer, phase), 15 phases (counts has no backward); a
 #     routing trace whose counts add up to tokens_per_gpu x top_k per (iteration, rank);
-#     dispatch matrices whose row sums are the same tokens x hidden x 4 bytes and whose
+#     wait_s of each all-to-all row = its group's last start - its start, clipped to
+#     [0, dur_s], 0 for compute; dispatch matrices whose row sums are the same tokens x hidden x 4 bytes and whose
 #     dense nccl-tests form equals the sparse form rounded up to 16 bytes; combine the
 #     transpose of dispatch; a Chrome trace that is valid JSON with one process per rank
 #     and every phase; the same seed gives the same routing trace and matrices.
-#  3. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
+#  3. moesim replays what moeprof recorded: the routing trace of the 4-rank run, replayed
+#     with routing.distribution = trace (same placement, 4 B per element), gives a
+#     dispatch matrix (moesim run --matrix-out) byte-identical to the one the ranks
+#     measured in iteration 0; moesim reads the dense .alltoallv form and simulates it
+#     exactly as the pairs form (same per-GPU and per-link CSVs); --matrix-out without
+#     a routing is refused (exit 2).
+#     Zipf skew: the expert shares of the 4-rank run (the gate's top-k under the
+#     calibrated bias) match the successive-sampling law of Zipf(1) popularity, closed
+#     form for top-2 (pi_e = p_e + sum_j!=e p_j p_e / (1 - p_j), share pi_e / 2), within
+#     4 standard deviations of the run's and the calibration's token counts; the
+#     popularity ranking is read off moesim's routing of 800k tokens with the same seed,
+#     whose shares must match the closed form too. Forced routing: the 4-rank run
+#     replayed from its own routing trace (routing.distribution = trace) writes the same
+#     routing trace and the same dispatch and combine matrices.
+#  4. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
 #     exit 2, the message once, no file in --out DIR.
-#  4. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
+#  5. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
 # Run from the repository root: MOEPROF=build/bin/moeprof BUILD=build bash tests/e2e_moeprof.sh
 set -u
 
@@ -42,12 +59,21 @@ for n in 1 2 3 4; do
     fi
 done
 
+if "${MPIRUN[@]}" -np 3 "$BUILD/tests/mpi_test_records" > "$tmp/rec.log" 2>&1 &&
+    grep -q "^PASS: np=3, 0 failure" "$tmp/rec.log"; then
+    pass "records: waits, tiers, overhead interval, live skew ($(grep -c '^ok' "$tmp/rec.log") checks)"
+else
+    fail "records"; grep -v '^ok' "$tmp/rec.log" | head -20
+fi
+
 # ---- 2. the example's records
 CFG=configs/examples/moeprof-cpu.ini
 T=512 K=2 H=256 ITERS=3
-run_example() { # DIR NP
-    "${MPIRUN[@]}" -np "$2" "$MOEPROF" run $CFG --iters $ITERS --warmup 1 --seed 7 \
-        --out "$1" > "$1.stdout" 2> "$1.stderr"
+run_example() { # DIR NP [ARGS...]
+    local dir=$1 np=$2
+    shift 2
+    "${MPIRUN[@]}" -np "$np" "$MOEPROF" run $CFG --iters $ITERS --warmup 1 --seed 7 \
+        --out "$dir" "$@" > "$dir.stdout" 2> "$dir.stderr"
 }
 if run_example "$tmp/a" 4; then pass "example runs on 4 ranks"; else
     fail "example on 4 ranks"; cat "$tmp/a.stderr"; fi
@@ -57,6 +83,28 @@ grep -q "^  fwd.dispatch " "$tmp/a.stdout" && grep -q "clock offsets" "$tmp/a.st
 rows=$(($(wc -l < "$tmp/a/phases.csv") - 1))
 [ "$rows" -eq $((4 * ITERS * 15)) ] && pass "phases.csv: $rows rows = 4 ranks x $ITERS x 15" ||
     fail "phases.csv has $rows rows, want $((4 * ITERS * 15))"
+
+# wait_s: from the CSV's own starts, EP groups of 2 (the example's parallel.ep).
+python3 - "$tmp/a/phases.csv" 2 <<'PY' && pass "phases.csv: wait_s = group's last start - start, clipped" || fail "phases.csv wait_s"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+ep = int(sys.argv[2])
+comm = ("counts", "dispatch", "combine")
+last = {}
+for r in rows:
+    k = (int(r["rank"]) // ep, r["iteration"], r["layer"], r["phase"])
+    last[k] = max(last.get(k, -1e9), float(r["start_s"]))
+n = 0
+for r in rows:
+    w, s, d = float(r["wait_s"]), float(r["start_s"]), float(r["dur_s"])
+    if r["phase"].split(".")[1] in comm:
+        want = min(max(last[(int(r["rank"]) // ep, r["iteration"], r["layer"], r["phase"])] - s, 0), d)
+        assert abs(w - want) < 2e-9, (r, want)
+        n += w > 0
+    else:
+        assert w == 0, r
+assert n > 0, "no all-to-all waited at all"
+PY
 
 # Routing trace: per (iteration, gpu) the counts add up to T x K.
 bad=$(awk -v want=$((T * K)) '!/^#/ && NF == 5 { s[$2 " " $3] += $5 }
@@ -98,6 +146,9 @@ assert pids == {0, 1, 2, 3}, pids
 want = {f"F {s}" for s in "gate permute counts dispatch experts combine unpermute shared".split()}
 want |= {f"B {s}" for s in "gate permute dispatch experts combine unpermute shared".split()}
 assert names == want, names ^ want
+for e in t:
+    if e.get("ph") == "X":
+        assert ("wait_s" in e["args"]) == (e["tid"] == 1), e
 PY
 
 if run_example "$tmp/b" 4 && cmp -s "$tmp/a/routing.trace" "$tmp/b/routing.trace" &&
@@ -107,7 +158,83 @@ else
     fail "determinism"
 fi
 
-# ---- 3. bad input: exit 2, the message once, nothing in --out
+# ---- 3. moesim replays the records
+MOESIM=${MOESIM:-build/bin/moesim}
+SIM4=(--set cluster.gpus_per_node=4 --no-timing)
+if "$MOESIM" run $CFG "${SIM4[@]}" --set routing.distribution=trace \
+        --set routing.trace="$tmp/a/routing.trace" --set model.dispatch_bytes_per_elem=4 \
+        --matrix-out "$tmp/a/sim.matrix" > /dev/null 2> "$tmp/sim.stderr" &&
+    cmp -s "$tmp/a/sim.matrix" "$tmp/a/dispatch-l0-i0.matrix"; then
+    pass "moesim replay of the routing trace: the dispatch matrix the ranks measured"
+else
+    fail "moesim replay"; cat "$tmp/sim.stderr"; diff "$tmp/a/sim.matrix" "$tmp/a/dispatch-l0-i0.matrix" | head
+fi
+for f in matrix alltoallv; do
+    "$MOESIM" run $CFG "${SIM4[@]}" --set traffic.pattern=matrix \
+        --set traffic.matrix="$tmp/a/dispatch-l0-i1.$f" --gpu-csv "$tmp/a/g-$f.csv" \
+        --link-csv "$tmp/a/l-$f.csv" > /dev/null 2> "$tmp/sim.stderr" || cat "$tmp/sim.stderr"
+done
+cmp -s "$tmp/a/g-matrix.csv" "$tmp/a/g-alltoallv.csv" && cmp -s "$tmp/a/l-matrix.csv" "$tmp/a/l-alltoallv.csv" &&
+    [ -s "$tmp/a/l-matrix.csv" ] && pass "moesim: the dense .alltoallv simulates as the pairs .matrix" ||
+    fail "moesim: dense and pairs forms differ"
+"$MOESIM" run $CFG "${SIM4[@]}" --set traffic.pattern=alltoall --matrix-out "$tmp/x.matrix" \
+    > /dev/null 2> "$tmp/sim.stderr"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q -- "--matrix-out: only for traffic.pattern moe (not alltoall)" "$tmp/sim.stderr" &&
+    [ ! -e "$tmp/x.matrix" ] && pass "moesim --matrix-out without a routing: exit 2" ||
+    fail "moesim --matrix-out without a routing: rc $rc"
+
+# ---- Zipf shares
+"$MOESIM" run $CFG "${SIM4[@]}" --seed 7 --set routing.tokens_per_gpu=200000 \
+    --routing-trace "$tmp/sim-zipf.trace" > /dev/null 2> "$tmp/sim.stderr" || cat "$tmp/sim.stderr"
+python3 - "$tmp/sim-zipf.trace" "$tmp/a/routing.trace" $((4 * T)) 4096 <<'PY' && pass "zipf(1): measured expert shares = successive sampling of the popularity" || fail "zipf shares"
+import math, sys
+def shares(path):
+    c = {}
+    for line in open(path):
+        f = line.split('#')[0].split()
+        if len(f) == 5 and f[0].isdigit() and f[1] == "0":     # iteration 0: distinct tokens
+            c[int(f[3])] = c.get(int(f[3]), 0) + int(f[4])
+    t = sum(c.values())
+    return [c.get(e, 0) / t for e in range(8)]
+sim, got = shares(sys.argv[1]), shares(sys.argv[2])
+tokens, cal = int(sys.argv[3]), int(sys.argv[4])
+E, K, s = 8, 2, 1.0
+order = sorted(range(E), key=lambda e: -sim[e])          # popularity rank 1 first
+h = sum(r ** -s for r in range(1, E + 1))
+p = [0.0] * E
+for r, e in enumerate(order):
+    p[e] = (r + 1) ** -s / h
+pi = [p[e] + sum(p[j] * p[e] / (1 - p[j]) for j in range(E) if j != e) for e in range(E)]
+want = [x / K for x in pi]
+for e in range(E):
+    q = pi[e]                                            # a token picks e with prob. q
+    sd = math.sqrt(q * (1 - q) / tokens + q * (1 - q) / cal) / K
+    assert abs(sim[e] - want[e]) < 0.003, ("moesim", e, sim[e], want[e])
+    assert abs(got[e] - want[e]) < 4 * sd + 1e-3, ("moeprof", e, got[e], want[e], sd)
+PY
+
+# ---- forced routing: the run replayed from its own routing trace
+same_records() { # DIR1 DIR2: same routing trace and matrices
+    local m
+    cmp -s "$1/routing.trace" "$2/routing.trace" || return 1
+    for m in "$1"/dispatch-* "$1"/combine-*; do cmp -s "$m" "$2/${m##*/}" || return 1; done
+}
+if run_example "$tmp/f" 4 --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" &&
+    same_records "$tmp/a" "$tmp/f"; then
+    pass "forced routing from the trace: same routing trace and matrices"
+else
+    fail "forced routing replay"; cat "$tmp/f.stderr"
+fi
+
+"${MPIRUN[@]}" -np 4 "$MOEPROF" run $CFG --set routing.distribution=trace \
+    --set routing.trace="$tmp/f/routing.trace" --out "$tmp/f" > /dev/null 2> "$tmp/f2.stderr"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "would overwrite routing.trace" "$tmp/f2.stderr" && same_records "$tmp/a" "$tmp/f" &&
+    pass "forced routing: --out onto the trace it replays is refused, nothing touched" ||
+    fail "forced routing: --out onto its trace: rc $rc"
+
+# ---- 4. bad input: exit 2, the message once, nothing in --out
 expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
     local name=$1 np=$2 want=$3 out=$tmp/bad-$1
     shift 3
@@ -124,10 +251,15 @@ expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
 expect_bad set-key 2 "--set: model.expertz: unknown key" $CFG --set model.expertz=3
 expect_bad ep-ranks 3 "parallel.ep = 2 needs a multiple of 2 ranks" $CFG
 expect_bad option 2 "unknown option '--bogus'" $CFG --bogus
+expect_bad trace-gpus 2 "routing.trace: $tmp/a/routing.trace:1: gpus=4 in the header, but 2 GPUs expected" \
+    $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace"
+expect_bad trace-tokens 4 "layer 0 iteration 0 gpu 0: 1024 token-expert assignments, but routing.tokens_per_gpu x model.top_k = 2048" \
+    $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" \
+    --set routing.tokens_per_gpu=1024
 expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
     --set parallel.ep=4
 
-# ---- 4. one rank killed mid-run: all exit non-zero within 10 s
+# ---- 5. one rank killed mid-run: all exit non-zero within 10 s
 timeout 60 mpirun --oversubscribe -q $([ "$(id -u)" -eq 0 ] && echo --allow-run-as-root) \
     -np 2 "$MOEPROF" run $CFG --iters 100000 --warmup 0 > /dev/null 2> "$tmp/kill.stderr" &
 tpid=$!                              # timeout's pid; mpirun is its child, the ranks mpirun's

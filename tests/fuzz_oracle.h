@@ -246,15 +246,61 @@ static inline int oracle_line(const char *p, size_t size, size_t s, size_t *e, s
     return nf;
 }
 
+/* NULL, or how m differs from the text of an accepted dense file (first data line at s0,
+ * gpus != 3 fields): exactly gpus data lines of gpus 64-bit decimals adding up to at most
+ * 2^63; lines before s0 within TRACE_LINE_MAX, the rest within TRACE_LINE_MAX + 21 gpus. */
+static inline const char *matrix_dense_broken(const struct traffic *m, int gpus, const char *p,
+                                              size_t size, size_t s0)
+{
+    size_t g = (size_t)gpus, (*f)[2] = calloc(g, sizeof(*f));
+    uint64_t v, total = 0;
+    size_t row = 0;
+    const char *why = lines_broken(p, s0, TRACE_LINE_MAX);
+    why = why ? why : lines_broken(p + s0, size - s0, TRACE_LINE_MAX + 21 * g);
+    if (!f)
+        why = "out of memory in the oracle";
+    for (size_t s = s0, e; s < size && !why; s = e + 1) {
+        int nf = oracle_line(p, size, s, &e, f, gpus);
+        if (nf == 0)
+            continue;
+        if (nf != gpus || row >= g)
+            why = nf != gpus ? "accepted a dense row without one field per GPU"
+                             : "accepted a dense matrix with more rows than GPUs";
+        for (size_t j = 0; j < g && !why; j++) {
+            if (!oracle_u64(p + f[j][0], f[j][1], &v))
+                why = "accepted a field that is not a 64-bit decimal";
+            else if (v > (1ull << 63) - total)
+                why = "accepted bytes adding up to more than 2^63";
+            else if (m->bytes[row * g + j] != v)
+                why = "bytes differ from the dense file";
+            total += why ? 0 : v;
+        }
+        row++;
+    }
+    if (!why && row != g)
+        why = "accepted a dense matrix with fewer rows than GPUs";
+    free(f);
+    return why;
+}
+
 /* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields
- * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken). */
+ * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken); the
+ * form (pairs or dense) is that of the first line with fields. */
 static inline const char *matrix_broken(const struct traffic *m, int gpus, const char *p, size_t size)
 {
     size_t n = (size_t)gpus * (size_t)gpus, f[3][2];
+    if (m->gpus != gpus || !m->bytes)
+        return "wrong gpus or no bytes";
+    for (size_t s = 0, e; s < size; s = e + 1) {
+        int nf = oracle_line(p, size, s, &e, f, 3);
+        if (nf == gpus && gpus != 3)
+            return matrix_dense_broken(m, gpus, p, size, s);
+        if (nf)
+            break;
+    }
     uint64_t *want = calloc(n, sizeof(*want)), v[3], total = 0;
     unsigned char *seen = calloc(n, 1);
-    const char *why = m->gpus != gpus || !m->bytes ? "wrong gpus or no bytes"
-                                                   : lines_broken(p, size, TRACE_LINE_MAX);
+    const char *why = lines_broken(p, size, TRACE_LINE_MAX);
     if (!want || !seen)
         why = "out of memory in the oracle";
     for (size_t s = 0, e; s < size && !why; s = e + 1) {

@@ -7,8 +7,10 @@
  * gate's and the shared experts' over all ranks) and runs moe_forward / moe_backward
  * on all N T tokens in one ctx. The oracle is that one-process run.
  * Cases: softmax and sigmoid scores, with and without shared experts, with a
- * selection bias (the Zipf-style skew moeprof draws), on a layout where ranks hold
- * unequal numbers of experts in a scrambled slot order, and on one with replicas.
+ * selection bias (the Zipf-style skew moeprof draws), with the routing forced from
+ * per-rank counts (a routing trace replayed: the oracle forces the same assignments
+ * between route and permute), on a layout where ranks hold unequal numbers of experts
+ * in a scrambled slot order, and on one with replicas.
  * What must be bitwise (eplayer.h): with T = 128 (the CPU gate's block) and no
  * replicas, the logits, hence the routing, and each expert's rows and GEMMs are those
  * of one process: outputs without shared experts and the experts' gradients equal bit
@@ -16,6 +18,7 @@
  * partial sums over ranks, replicas splitting an expert's rows) within
  *   |got - ref| <= 1e-5 |ref| + 1e-5 max|ref of the tensor|.
  */
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdbool.h>
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include "eplayer.h"
+#include "force.h"
 #include "layout.h"
 #include "moe_cpu.h"
 #include "tensors.h"
@@ -99,7 +103,17 @@ struct tcase {
     int shared;
     bool bias;
     bool replicas;
+    bool forced;              /* routing forced from per-rank counts (force.h) */
 };
+
+/* Forced counts of rank r: these 7, summing to T_TOK K = 256 and none above T_TOK,
+ * rotated by r (expert (e + r) mod 7 gets the e-th). */
+static void forced_counts(int r, uint64_t *c)
+{
+    static const uint64_t base[7] = { 100, 60, 40, 25, 15, 10, 6 };
+    for (int e = 0; e < 7; e++)
+        c[(e + r) % 7] = base[e];
+}
 
 /* Unequal: expert e on rank min(e / 2, N - 1), each rank's experts in descending order
  * (so send order is not expert order). Replicas: round-robin plus, on each rank r, a
@@ -150,6 +164,13 @@ static void run_case(const struct tcase *tc)
     rc = rc ? rc : tns_tokens(&x, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_X, SEED, 3);
     rc = rc ? rc : tns_tokens(&dout, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_DOUT,
                               SEED, 3);
+    int32_t idx[T_TOK * 2];
+    uint64_t fc[7];
+    if (tc->forced) {
+        forced_counts(rank_, fc);
+        rc = rc ? rc : frc_fill(idx, fc, cfg.experts, T_TOK, cfg.top_k);
+        rc = rc ? rc : epl_force(l, idx);
+    }
     rc = rc ? rc : epl_forward(l, x, out, NULL);
     rc = rc ? rc : epl_backward(l, x, dout, dx, NULL);
     if (rc) {
@@ -177,7 +198,26 @@ static void run_case(const struct tcase *tc)
         w.bias = tc->bias ? bias : NULL;
         rc = rc ? rc : tns_tokens(&ax, ops, T, cfg.hidden, 0, TNS_X, SEED, 3);
         rc = rc ? rc : tns_tokens(&adout, ops, T, cfg.hidden, 0, TNS_DOUT, SEED, 3);
-        rc = rc ? rc : moe_forward(ops, ctx, &w, ax, T, r_out);
+        if (!tc->forced) {
+            rc = rc ? rc : moe_forward(ops, ctx, &w, ax, T, r_out);
+        } else {                  /* moe_forward's stages, the routing forced between */
+            int32_t *all_idx = calloc((size_t)T * cfg.top_k, sizeof(int32_t));
+            rc = rc ? rc : all_idx ? 0 : -ENOMEM;
+            for (int r = 0; r < size_ && !rc; r++) {
+                uint64_t rc_counts[7];
+                forced_counts(r, rc_counts);
+                rc = frc_fill(all_idx + (size_t)r * T_TOK * cfg.top_k, rc_counts, cfg.experts,
+                              T_TOK, cfg.top_k);
+            }
+            rc = rc ? rc : ops->route(ctx, &w, ax, T);
+            rc = rc ? rc : frc_apply(ctx, all_idx);
+            struct moe_groups g = { .n = cfg.experts, .rows = ctx->host_counts };
+            rc = rc ? rc : ops->permute(ctx, ax, ctx->xp);
+            rc = rc ? rc : ops->experts_fwd(ctx, &w, &g, ctx->xp, ctx->yp);
+            rc = rc ? rc : ops->combine(ctx, ctx->yp, r_out);
+            rc = rc ? rc : ops->shared_fwd(ctx, &w, ax, r_out);
+            free(all_idx);
+        }
         rc = rc ? rc : moe_backward(ops, ctx, &w, ax, adout, r_dx, &dw);
         if (rc) {
             printf("FAIL %s: oracle error %d\n", tc->name, rc);
@@ -222,11 +262,17 @@ static void run_case(const struct tcase *tc)
                 check(cas, "dshared", sum, ref[m][s], h * f, false);
         }
     }
-    /* Counts add up to T K on every rank. */
+    /* Counts add up to T K on every rank; forced, they are the forced ones. */
     const int32_t *cnt = epl_expert_counts(l);
     long tot = 0;
-    for (int e = 0; e < cfg.experts; e++)
+    for (int e = 0; e < cfg.experts; e++) {
         tot += cnt[e];
+        if (tc->forced && (uint64_t)cnt[e] != fc[e]) {
+            failures_++;
+            printf("FAIL np=%d %s: rank %d expert %d: %d assignments, forced %llu\n", size_,
+                   tc->name, rank_, e, cnt[e], (unsigned long long)fc[e]);
+        }
+    }
     if (tot != (long)T_TOK * cfg.top_k) {
         failures_++;
         printf("FAIL np=%d %s: rank %d counts add to %ld, not %d\n", size_, tc->name, rank_,
@@ -259,11 +305,13 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     static const struct tcase cases[] = {
-        { "softmax", MOE_SCORE_SOFTMAX, 0, false, false },
-        { "sigmoid+shared", MOE_SCORE_SIGMOID, 1, false, false },
-        { "softmax+shared+bias", MOE_SCORE_SOFTMAX, 2, true, false },
-        { "sigmoid+bias+replicas", MOE_SCORE_SIGMOID, 0, true, true },
-        { "softmax+shared+replicas", MOE_SCORE_SOFTMAX, 1, false, true },
+        { "softmax", MOE_SCORE_SOFTMAX, 0, false, false, false },
+        { "sigmoid+shared", MOE_SCORE_SIGMOID, 1, false, false, false },
+        { "softmax+shared+bias", MOE_SCORE_SOFTMAX, 2, true, false, false },
+        { "sigmoid+bias+replicas", MOE_SCORE_SIGMOID, 0, true, true, false },
+        { "softmax+shared+replicas", MOE_SCORE_SOFTMAX, 1, false, true, false },
+        { "softmax+forced", MOE_SCORE_SOFTMAX, 0, false, false, true },
+        { "sigmoid+shared+forced+replicas", MOE_SCORE_SIGMOID, 1, false, true, true },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(&cases[i]);

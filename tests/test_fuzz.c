@@ -287,6 +287,10 @@ static int suite_init(void)
         /* the bytes add up to 2^63, the most a matrix may hold (matrix.h) */
         "0 1 5\n\t1 0\t7   # reply\r\n\n# c\n2 2 0\n3 0 9223372036854775796\n",
         "# only comments\n\n   \n", "",
+        /* dense (nccl-tests' alltoallv_perf): 8 rows of 8, comments, a tab, CRLF; 2^63 bytes */
+        "# dense\n0 16 32 48 64 80 96 112\n16 0 16 16 16 16 16 16\r\n0 0 0 0 0 0 0 0\n"
+        "1 2 3 4 5 6 7 8 # c\n9\t9 9 9 9 9 9 9\n0 0 0 0 0 0 0 4096\n\n7 7 7 7 7 7 7 7\n"
+        "0 0 0 0 0 0 0 9223372036854770988\n",
     };
     static const char *const wrong_keys[] = { "cluster.bogus", "nosuch.nodes", "include",
                                               ".nodes", "cluster.", "cluster.nodes.x" };
@@ -321,7 +325,7 @@ static int suite_init(void)
         if (rc)
             return -1;
     }
-    for (int i = 0; i < 7; i++) {                   /* texts[0..3]: INI, [4..6]: matrix */
+    for (int i = 0; i < 8; i++) {                   /* texts[0..3]: INI, [4..7]: matrix */
         struct corpus *cp = i < 4 ? &cfg_seeds : &mat_seeds;
         if (cp->n == FUZZ_SEEDS)
             return -1;

@@ -1,5 +1,5 @@
 /* test_traffic.c: CUnit suite for sim/traffic.c and the matrix file of
- * traces/matrix.c. Expected values are worked by hand in each comment; the
+ * traces/matrix.c, pairs and dense. Expected values are worked by hand in each comment; the
  * config is filled by hand (config_load is not used here). */
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -407,6 +407,148 @@ static void test_bad_not_regular(void)
     rmdir(dir);
 }
 
+/* The dense form of [[0, 5], [17, 0]]: as it is with align 1; rounded up to 16-byte
+ * units (nccl-tests' alltoallv_perf) with align 16: 5 -> 16, 17 -> 32. align 0 is
+ * -EINVAL; 2^64 - 1 cannot round up to a multiple of 16 (-ERANGE, nothing written). */
+static void test_dense_write_text(void)
+{
+    uint64_t bytes[4] = {0, 5, 17, 0}, big[1] = {UINT64_MAX};
+    struct traffic m = {2, bytes}, b = {1, big};
+    char buf[128] = {0};
+    FILE *f = tmpfile();
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &m, 1), 0);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &m, 16), 0);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &m, 0), -EINVAL);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &b, 16), -ERANGE);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &b, 1), 0);
+    rewind(f);
+    CU_ASSERT(fread(buf, 1, sizeof(buf) - 1, f) > 0);
+    CU_ASSERT_STRING_EQUAL(buf, "0 5\n17 0\n0 16\n32 0\n18446744073709551615\n");
+    fclose(f);
+}
+
+/* The 4-GPU matrix of test_matrix_round_trip written dense loads back entry for entry,
+ * as the pairs form does. */
+static void test_dense_round_trip(void)
+{
+    uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, (1ull << 63) - 1048635, 1, 2, 0, 0,
+                          0, 0, 42};
+    struct traffic m = {4, bytes}, back;
+    struct traffic_err err = {{0}};
+    char path[32];
+    FILE *f;
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, ""), 0);
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(matrix_write_dense(f, &m, 1), 0);
+    CU_ASSERT_EQUAL(fclose(f), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&back, path, 4, &err), 0);
+    for (int i = 0; i < 16; i++)
+        CU_ASSERT_EQUAL(back.bytes[i], bytes[i]);
+    traffic_free(&back);
+    unlink(path);
+}
+
+/* Dense with comments, blank lines, tabs and CRLF on 4 GPUs: row i column j = 10 i + j. */
+static void test_dense_layout(void)
+{
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    char path[32];
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, "# from alltoallv_perf\n0 1 2 3\n\n10\t11 12 13 # c\r\n"
+                                           "20 21 22 23\n  30 31 32 33  \n# end\n"), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 4, &err), 0);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            CU_ASSERT_EQUAL(at(&m, i, j), (uint64_t)(10 * i + j));
+    traffic_free(&m);
+    unlink(path);
+}
+
+/* 3 GPUs: a line of three fields is a pair (matrix.h), so these three lines set three
+ * entries, not a dense 3 x 3. */
+static void test_dense_three_gpus_are_pairs(void)
+{
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    char path[32];
+
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, "0 1 5\n1 2 6\n2 0 7\n"), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 3, &err), 0);
+    CU_ASSERT_EQUAL(at(&m, 0, 1), 5);
+    CU_ASSERT_EQUAL(at(&m, 1, 2), 6);
+    CU_ASSERT_EQUAL(at(&m, 2, 0), 7);
+    CU_ASSERT_EQUAL(at(&m, 0, 0) + at(&m, 1, 1) + at(&m, 2, 2) + at(&m, 0, 2), 0);
+    traffic_free(&m);
+    unlink(path);
+}
+
+/* A dense row may pass the 4096 bytes of a pairs line: 300 GPUs, each entry 19 digits and
+ * a blank (6000 bytes a row), entries 1 (leading zeros). A pairs line that long is still
+ * refused (test_bad_long_line). */
+static void test_dense_long_rows(void)
+{
+    const int g = 300;
+    const char *one = "0000000000000000001 ";
+    size_t n = (size_t)g * (size_t)g * strlen(one) + (size_t)g + 1;
+    char *text = malloc(n), path[32];
+    struct traffic m;
+    struct traffic_err err = {{0}};
+    size_t k = 0;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    for (int i = 0; i < g; i++) {
+        for (int j = 0; j < g; j++)
+            k += (size_t)sprintf(text + k, "%s", one);
+        text[k++] = '\n';
+    }
+    text[k] = '\0';
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, text), 0);
+    CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, g, &err), 0);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < (size_t)g * g; i++)
+        sum += m.bytes[i];
+    CU_ASSERT_EQUAL(sum, (uint64_t)g * g);
+    traffic_free(&m);
+    unlink(path);
+    free(text);
+}
+
+/* Dense errors on 8 GPUs (the first line has 8 fields): a short row, a long one, a bad
+ * count, a ninth row, and too few rows (no line: the file as a whole). */
+static void test_dense_bad(void)
+{
+    static const char row[] = "0 1 2 3 4 5 6 7\n";
+    char text[512], path[32], want[128];
+    struct traffic m;
+    struct traffic_err err = {{0}};
+
+    snprintf(text, sizeof(text), "%s1 2 3 4 5\n", row);
+    expect_bad(text, 2, "expected 8 byte counts (one per GPU), got 5");
+    snprintf(text, sizeof(text), "%s# c\n1 2 3 4 5 6 7 8 9 10\n", row);
+    expect_bad(text, 3, "expected 8 byte counts (one per GPU), got more than 8");
+    snprintf(text, sizeof(text), "%s0 1 2 -5 4 5 6 7\n", row);
+    expect_bad(text, 2, "bytes '-5' is not a non-negative integer");
+    text[0] = '\0';
+    for (int i = 0; i < 9; i++)
+        strcat(text, row);
+    expect_bad(text, 9, "row 9 is past the last GPU (a dense matrix has 8 rows, one per GPU)");
+    text[0] = '\0';
+    for (int i = 0; i < 6; i++)
+        strcat(text, row);
+    CU_ASSERT_EQUAL_FATAL(write_temp(path, text), 0);
+    snprintf(want, sizeof(want), "%s: 6 rows, expected 8 (a dense matrix has one row per GPU)",
+             path);
+    CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT_PTR_NULL(m.bytes);
+    unlink(path);
+}
+
 /* Bug 1, for the matrix: a path with a newline is shown escaped, so the message is one line. */
 static void test_bad_path_escaped(void)
 {
@@ -440,6 +582,12 @@ int main(void)
         {"bad: long line", test_bad_long_line},
         {"bad: not a regular file", test_bad_not_regular},
         {"bad: path escaped", test_bad_path_escaped},
+        {"dense: write text, 16-byte units", test_dense_write_text},
+        {"dense: round trip", test_dense_round_trip},
+        {"dense: comments, blanks, CRLF", test_dense_layout},
+        {"dense: 3 GPUs read as pairs", test_dense_three_gpus_are_pairs},
+        {"dense: rows past 4096 bytes", test_dense_long_rows},
+        {"dense: bad rows", test_dense_bad},
     };
     return cu_run("traffic", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
