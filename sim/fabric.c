@@ -549,7 +549,6 @@ static void resched(struct sess *s)
         sess_fail(s, e);
 }
 
-
 /* Flow k of j joins s's network at t with `bytes` left. */
 static int add_flow(struct sess *s, struct job *j, int k, double bytes, double t)
 {
@@ -857,6 +856,61 @@ static int rebuild(struct fabric *f, double now)
     return e;
 }
 
+/* The jobs in flight that cross one of j's coupling links go to f->found; j joins the
+ * links' lists. */
+static int meet(struct fabric *f, struct job *j)
+{
+    int e = 0;
+    f->stamp++;
+    f->found.n = 0;
+    for (int i = 0; !e && i < j->cl->n; i++) {
+        struct jvec *on = &f->on[j->cl->v[i]];
+        for (int k = 0; !e && k < on->n; k++)
+            if (on->v[k]->stamp != f->stamp) {
+                on->v[k]->stamp = f->stamp;
+                e = jvec_push(&f->found, on->v[k]);
+            }
+        if (!e)
+            e = jvec_push(on, j);
+    }
+    return e;
+}
+
+/* j met nobody: its end after its standalone time (alone_s where that holds). */
+static int start_alone(struct fabric *f, struct job *j, double now, double alone_s)
+{
+    double t = alone_s;
+    bool apart = false;
+    int e = 0;
+    if (f->as_given[f->cls[j->stage]])
+        e = lanes_apart(f, j->coll, j->stage, &apart);
+    if (!e && !apart)
+        e = alone_time(f, j->coll, j->stage, j->lane, &t);
+    return e ? e : des_at(f->d, now + t, on_alone, j, &j->ev);
+}
+
+/* j met f->found: it runs in the shared network, and those of them running alone join. */
+static int start_shared(struct fabric *f, struct job *j, double now)
+{
+    int e = 0;
+    if (!f->g.n)
+        e = sess_open(&f->g, f, SESS_SHARED, f->d);
+    if (!e) {
+        int a = net_advance(f->g.n, now, on_flow, &f->g);
+        e = a < 0 ? a : rebuild(f, now);
+    }
+    for (int i = 0; !e && i < f->found.n; i++)
+        if (!f->found.v[i]->s)
+            e = join_shared(f, f->found.v[i], now);
+    if (!e)
+        e = sess_add_job(&f->g, j);
+    if (e)
+        return e;
+    schedule_next(&f->g, j, now);
+    resched(&f->g);
+    return f->err;
+}
+
 int fabric_start(struct fabric *f, struct des *d, int coll, int stage, int lane,
                  double alone_s, des_fn fn, void *arg)
 {
@@ -879,43 +933,9 @@ int fabric_start(struct fabric *f, struct des *d, int coll, int stage, int lane,
         free(j);
         return e;
     }
-    f->stamp++;
-    f->found.n = 0;
-    for (int i = 0; !e && i < cl->n; i++) {
-        struct jvec *on = &f->on[cl->v[i]];
-        for (int k = 0; !e && k < on->n; k++)
-            if (on->v[k]->stamp != f->stamp) {
-                on->v[k]->stamp = f->stamp;
-                e = jvec_push(&f->found, on->v[k]);
-            }
-        if (!e)
-            e = jvec_push(on, j);
-    }
-    if (!e && f->found.n == 0) {
-        double t = alone_s;
-        bool apart = false;
-        if (f->as_given[f->cls[stage]])
-            e = lanes_apart(f, coll, stage, &apart);
-        if (!e && !apart)
-            e = alone_time(f, coll, stage, lane, &t);
-        return e ? e : des_at(d, now + t, on_alone, j, &j->ev);
-    }
-    if (!e && !f->g.n)
-        e = sess_open(&f->g, f, SESS_SHARED, d);
-    if (!e)
-        e = net_advance(f->g.n, now, on_flow, &f->g) < 0 ? -ENOMEM : 0;
-    if (!e)
-        e = rebuild(f, now);
-    for (int i = 0; !e && i < f->found.n; i++)
-        if (!f->found.v[i]->s)
-            e = join_shared(f, f->found.v[i], now);
-    if (!e)
-        e = sess_add_job(&f->g, j);
-    if (e)
+    if ((e = meet(f, j)))
         return e;
-    schedule_next(&f->g, j, now);
-    resched(&f->g);
-    return f->err;
+    return f->found.n ? start_shared(f, j, now) : start_alone(f, j, now, alone_s);
 }
 
 int fabric_error(const struct fabric *f) { return f->err; }
