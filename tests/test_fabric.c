@@ -38,7 +38,8 @@ static struct topo *make_topo(double oversub, int nodes_per_leaf)
     struct cfg_cluster c = { .nodes = 6, .gpus_per_node = 1, .nvlink_Bps = 100e9,
                              .nic_Bps = B_BPS, .nvlink_lat_s = 0.5e-6, .nic_lat_s = LAT,
                              .switch_lat_s = 0, .oversubscription = oversub,
-                             .nodes_per_leaf = nodes_per_leaf, .route = ROUTE_RAIL };
+                             .nodes_per_leaf = nodes_per_leaf, .route = ROUTE_RAIL,
+                             .nvlink_eff = 1, .nic_eff = 1 };
     struct topo *t = NULL;
     CU_ASSERT_EQUAL_FATAL(topo_create(&t, &c), 0);
     return t;
