@@ -63,7 +63,8 @@ NCCL_H     := $(if $(NVCC),$(wildcard $(CUDA_HOME)/include/nccl.h))
 PROF_SRCS  := $(filter-out profile/main.c $(if $(NCCL_H),,profile/gpu.c),$(wildcard profile/*.c))
 PROF_OBJS  := $(PROF_SRCS:%.c=$(BUILD)/%.o)
 MOEPROF    := $(BUILD)/bin/moeprof
-MPI_SRCS   := $(wildcard tests/mpi_test_*.c) $(if $(NCCL_H),$(wildcard tests/mpi_gpu_test_*.c))
+MPI_SRCS   := $(wildcard tests/mpi_test_*.c tests/mpi_bench_*.c) \
+              $(if $(NCCL_H),$(wildcard tests/mpi_gpu_test_*.c))
 MPI_BINS   := $(MPI_SRCS:tests/%.c=$(BUILD)/tests/%)
 ifneq ($(NCCL_H),)
 PROF_CPPFLAGS := -DMOEPROF_CUDA -isystem $(CUDA_HOME)/include
@@ -148,8 +149,8 @@ test: deps
 asan:
 	$(MAKE) BUILD=build/asan NVCC= OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit e2e
 
-bench: deps $(BENCH_BINS) $(MOESIM)
-	MOESIM=$(MOESIM) BUILD=$(BUILD) bash tests/bench.sh
+bench: deps $(BENCH_BINS) $(MOESIM) $(MOEPROF) $(MPI_BINS)
+	MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash tests/bench.sh
 
 clean:
 	rm -rf build
