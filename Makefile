@@ -58,11 +58,20 @@ MOESIM     := $(BUILD)/bin/moesim
 # profile/*.c but main.c go into libmoeprof.a; tests/mpi_test_*.c are MPI test programs
 # that tests/e2e_moeprof.sh runs under mpirun.
 MPICC      ?= mpicc
-PROF_SRCS  := $(filter-out profile/main.c,$(wildcard profile/*.c))
+# The GPU path (profile/gpu.c: CUDA backend, NCCL all-to-all) is built where nvcc and
+# NCCL's header are both found; tests/mpi_gpu_test_*.c with it (they skip without a GPU).
+NCCL_H     := $(if $(NVCC),$(wildcard $(CUDA_HOME)/include/nccl.h))
+PROF_SRCS  := $(filter-out profile/main.c $(if $(NCCL_H),,profile/gpu.c),$(wildcard profile/*.c))
 PROF_OBJS  := $(PROF_SRCS:%.c=$(BUILD)/%.o)
 MOEPROF    := $(BUILD)/bin/moeprof
-MPI_SRCS   := $(wildcard tests/mpi_test_*.c)
+MPI_SRCS   := $(wildcard tests/mpi_test_*.c tests/mpi_bench_*.c) \
+              $(if $(NCCL_H),$(wildcard tests/mpi_gpu_test_*.c))
 MPI_BINS   := $(MPI_SRCS:tests/%.c=$(BUILD)/tests/%)
+ifneq ($(NCCL_H),)
+PROF_CPPFLAGS := -DMOEPROF_CUDA -isystem $(CUDA_HOME)/include
+PROF_GPU_A    := $(BUILD)/libmoecuda.a
+PROF_GPU_LIBS := -lnccl $(CUDA_LIBS)
+endif
 
 .PHONY: all deps run test unit e2e bench asan clean
 
@@ -106,22 +115,22 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 
 $(BUILD)/profile/%.o: profile/%.c
 	@mkdir -p $(dir $@)
-	$(MPICC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(MPICC) $(CPPFLAGS) $(PROF_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/mpi_test_%.o: tests/mpi_test_%.c
+$(BUILD)/tests/mpi_%.o: tests/mpi_%.c
 	@mkdir -p $(dir $@)
-	$(MPICC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(MPICC) $(CPPFLAGS) $(PROF_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libmoeprof.a: $(PROF_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(MOEPROF): $(BUILD)/profile/main.o $(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
+$(MOEPROF): $(BUILD)/profile/main.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)/libmoesim.a
 	@mkdir -p $(dir $@)
-	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/mpi_test_%: $(BUILD)/tests/mpi_test_%.o $(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
-	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/mpi_%: $(BUILD)/tests/mpi_%.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)/libmoesim.a
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(LDLIBS)
 
 run: deps $(MOESIM)
 	$(MOESIM) run configs/examples/default.ini
@@ -141,8 +150,8 @@ test: deps
 asan:
 	$(MAKE) BUILD=build/asan NVCC= OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit e2e
 
-bench: deps $(BENCH_BINS) $(MOESIM)
-	MOESIM=$(MOESIM) BUILD=$(BUILD) bash tests/bench.sh
+bench: deps $(BENCH_BINS) $(MOESIM) $(MOEPROF) $(MPI_BINS)
+	MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash tests/bench.sh
 
 clean:
 	rm -rf build

@@ -28,8 +28,10 @@ const char args_usage[] =
     "  --seed N      weights, tokens and skew (1)\n"
     "  --out DIR     write phases.csv, trace.json, routing.trace and the dispatch and\n"
     "                combine byte matrices there (DIR is created if missing)\n"
-    "  --backend     cpu (fp32, the kernels' oracle); cuda: not built into moeprof yet\n"
-    "  --comm        mpi (MPI_Alltoall / MPI_Alltoallv); nccl: not built in yet\n";
+    "  --backend     cpu (fp32, the kernels' oracle) or cuda (bf16, one rank per GPU;\n"
+    "                where nvcc and NCCL were found at build time)\n"
+    "  --comm        mpi (MPI_Alltoall / MPI_Alltoallv; with cpu) or nccl (grouped\n"
+    "                ncclSend / ncclRecv of the tokens; with cuda)\n";
 
 /* A decimal integer in [lo, hi]. */
 static int parse_int(const char *s, long long lo, long long hi, long long *out)

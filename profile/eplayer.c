@@ -23,6 +23,8 @@ struct epl {
     float *bias;                 /* [E] or NULL; backend memory (host on CPU) */
     float *zeros;                /* host, max(H E, H F) zeros, for epl_zero_grads */
 
+    struct epl_io io;
+    int32_t *h_idx, *h_pos, *h_perm;   /* [T K] host copies of topk_idx, slot_pos, perm_slot */
     int32_t *pick;               /* [T K] global slot of each (t, k) */
     int32_t *forced;             /* [T K] forced experts (epl_force), or NULL */
     bool force_on;
@@ -37,6 +39,18 @@ struct epl {
     int max_rows;                /* ranks T K */
     void *rx, *ex_x, *ex_y, *ex_dy, *ex_dx;   /* [max_rows x H] */
 };
+
+static int host_copy(void *dst, const void *src, size_t bytes)
+{
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+static int mpi_rows(void *arg, const void *send, const int32_t *send_rows, void *recv,
+                    const int32_t *recv_rows)
+{
+    return xch_rows(arg, send, send_rows, recv, recv_rows);
+}
 
 static int check_spec(const struct epl_spec *s, int size)
 {
@@ -55,6 +69,9 @@ static int alloc_host(struct epl *l)
     size_t zn = (size_t)l->cfg.hidden * (l->cfg.experts > l->cfg.ffn ? l->cfg.experts
                                                                          : l->cfg.ffn);
     l->pick = calloc(tk ? tk : 1, sizeof(int32_t));
+    l->h_idx = calloc(tk ? tk : 1, sizeof(int32_t));
+    l->h_pos = calloc(tk ? tk : 1, sizeof(int32_t));
+    l->h_perm = calloc(tk ? tk : 1, sizeof(int32_t));
     l->slot_rows = calloc((size_t)y->nslots, sizeof(int32_t));
     l->slot_cur = calloc((size_t)y->nslots, sizeof(int32_t));
     l->expert_rows = calloc((size_t)l->cfg.experts, sizeof(int32_t));
@@ -65,7 +82,7 @@ static int alloc_host(struct epl *l)
     l->grp_rows = calloc((size_t)(l->nmine ? l->nmine : 1), sizeof(int32_t));
     l->grp_expert = calloc((size_t)(l->nmine ? l->nmine : 1), sizeof(int32_t));
     l->zeros = calloc(zn, sizeof(float));
-    if (!l->pick || !l->slot_rows || !l->slot_cur || !l->expert_rows || !l->send_rows ||
+    if (!l->pick || !l->h_idx || !l->h_pos || !l->h_perm || !l->slot_rows || !l->slot_cur || !l->expert_rows || !l->send_rows ||
         !l->recv_rows || !l->cnt_send || !l->cnt_recv || !l->grp_rows || !l->grp_expert ||
         !l->zeros)
         return -ENOMEM;
@@ -118,6 +135,10 @@ int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spe
         rc = epl_set_bias(l, s->bias);
     if (!rc)
         rc = xch_create(&l->x, s->comm, s->cfg.hidden);
+    if (s->io)
+        l->io = *s->io;
+    else
+        l->io = (struct epl_io){ .copy = host_copy, .rows = mpi_rows, .rows_arg = &l->x };
     if (rc) {
         epl_free(l);
         return rc;
@@ -143,6 +164,9 @@ void epl_free(struct epl *l)
         l->ops->free(l->ex_dx);
     }
     free(l->pick);
+    free(l->h_idx);
+    free(l->h_pos);
+    free(l->h_perm);
     free(l->forced);
     free(l->slot_rows);
     free(l->slot_cur);
@@ -160,16 +184,20 @@ void epl_free(struct epl *l)
 /* After route: each (t, k) to a slot (layout.h's replica rule), slot_pos rewritten into
  * send order (global slot order = destination rank, then its slots; token order
  * inside a slot), and the per-slot and per-rank row counts. */
-static void assign(struct epl *l)
+static int assign(struct epl *l)
 {
     struct moe_ctx *c = l->ctx;
     const struct lay *y = l->lay;
     const int tk = c->tokens * l->cfg.top_k;
+    const size_t tk_bytes = (size_t)tk * sizeof(int32_t);
 
+    int rc = l->io.copy(l->h_idx, c->topk_idx, tk_bytes);
+    if (rc)
+        return rc;
     memset(l->expert_rows, 0, (size_t)l->cfg.experts * sizeof(int32_t));
     memset(l->slot_rows, 0, (size_t)y->nslots * sizeof(int32_t));
     for (int i = 0; i < tk; i++) {
-        int e = c->topk_idx[i];
+        int e = l->h_idx[i];
         int g = lay_pick(y, l->rank, e, l->expert_rows[e]++);
         l->pick[i] = g;
         l->slot_rows[g]++;
@@ -181,38 +209,52 @@ static void assign(struct epl *l)
     }
     for (int i = 0; i < tk; i++) {
         int32_t pos = l->slot_cur[l->pick[i]]++;
-        c->slot_pos[i] = pos;
-        c->perm_slot[pos] = i;
+        l->h_pos[i] = pos;
+        l->h_perm[pos] = i;
     }
     for (int d = 0; d < l->ranks; d++) {
         l->send_rows[d] = 0;
         for (int g = y->rank0[d]; g < y->rank0[d + 1]; g++)
             l->send_rows[d] += l->slot_rows[g];
     }
+    rc = l->io.copy(c->slot_pos, l->h_pos, tk_bytes);
+    return rc ? rc : l->io.copy(c->perm_slot, l->h_perm, tk_bytes);
 }
 
 /* Received rows (source-major: source s, then own slot i) to slot-major (slot i, then
  * source s) or back (to_slots false). */
-static void regroup(const struct epl *l, const float *in, float *out, bool to_slots)
+static int regroup(const struct epl *l, const void *in, void *out, bool to_slots)
 {
-    const size_t h = (size_t)l->cfg.hidden;
+    const size_t rb = (size_t)l->cfg.hidden * l->ops->elem_bytes;   /* bytes of a row */
     const int ms = l->lay->max_slots;
     size_t src_off = 0;                       /* row where (s, i) starts, source-major */
+    int rc = 0;
     for (int s = 0; s < l->ranks; s++) {
-        for (int i = 0; i < l->nmine; i++) {
+        for (int i = 0; i < l->nmine && !rc; i++) {
             size_t slot_off = 0;              /* row where (i, s) starts, slot-major */
             for (int j = 0; j < i; j++)
                 slot_off += (size_t)l->grp_rows[j];
             for (int q = 0; q < s; q++)
                 slot_off += (size_t)l->cnt_recv[q * ms + i];
-            size_t n = (size_t)l->cnt_recv[s * ms + i] * h;
-            if (to_slots)
-                memcpy(out + slot_off * h, in + src_off * h, n * sizeof(float));
-            else
-                memcpy(out + src_off * h, in + slot_off * h, n * sizeof(float));
+            size_t n = (size_t)l->cnt_recv[s * ms + i] * rb;
+            if (n && to_slots)
+                rc = l->io.copy((char *)out + slot_off * rb, (const char *)in + src_off * rb, n);
+            else if (n)
+                rc = l->io.copy((char *)out + src_off * rb, (const char *)in + slot_off * rb, n);
             src_off += (size_t)l->cnt_recv[s * ms + i];
         }
     }
+    return rc;
+}
+
+/* Records phase (pass, step) from t0; with a timer and an asynchronous backend, after
+ * waiting for its queued work. */
+static int stop(const struct epl *l, struct tmr *t, enum tmr_pass p, enum tmr_step s,
+                double t0, uint64_t bytes)
+{
+    int rc = t && l->io.sync ? l->io.sync() : 0;
+    tmr_stop(t, p, s, t0, bytes);
+    return rc;
 }
 
 /* Bytes sent to other ranks by an exchange of rows[d] rows to each rank d. */
@@ -240,16 +282,18 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
     int rc = ops->route(l->ctx, &l->w, x, l->tokens);
     if (!rc && l->force_on)
         rc = frc_apply(l->ctx, l->forced);
+    rc = rc ? rc : assign(l);
     if (rc)
         return rc;
-    assign(l);
-    tmr_stop(t, TMR_F, TMR_ROUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_F, TMR_ROUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->permute(l->ctx, x, l->ctx->xp);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_F, TMR_PERMUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_F, TMR_PERMUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
     memset(l->cnt_send, 0, (size_t)l->ranks * ms * sizeof(int32_t));
@@ -268,40 +312,46 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
             l->grp_rows[i] += l->cnt_recv[s * ms + i];
         }
     }
-    tmr_stop(t, TMR_F, TMR_COUNTS, t0, (uint64_t)(l->ranks - 1) * ms * sizeof(int32_t));
+    if ((rc = stop(l, t, TMR_F, TMR_COUNTS, t0, (uint64_t)(l->ranks - 1) * ms * sizeof(int32_t))))
+        return rc;
 
     t0 = tmr_start(t);
-    rc = xch_rows(&l->x, l->ctx->xp, l->send_rows, l->rx, l->recv_rows);
+    rc = l->io.rows(l->io.rows_arg, l->ctx->xp, l->send_rows, l->rx, l->recv_rows);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_F, TMR_DISPATCH, t0, remote_bytes(l, l->send_rows));
+    if ((rc = stop(l, t, TMR_F, TMR_DISPATCH, t0, remote_bytes(l, l->send_rows))))
+        return rc;
 
     t0 = tmr_start(t);
     struct moe_groups g = groups(l);
-    regroup(l, l->rx, l->ex_x, true);
-    rc = ops->experts_fwd(l->ctx, &l->w, &g, l->ex_x, l->ex_y);
+    rc = regroup(l, l->rx, l->ex_x, true);
+    rc = rc ? rc : ops->experts_fwd(l->ctx, &l->w, &g, l->ex_x, l->ex_y);
+    rc = rc ? rc : regroup(l, l->ex_y, l->rx, false);
     if (rc)
         return rc;
-    regroup(l, l->ex_y, l->rx, false);
-    tmr_stop(t, TMR_F, TMR_EXPERTS, t0, 0);
+    if ((rc = stop(l, t, TMR_F, TMR_EXPERTS, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
-    rc = xch_rows(&l->x, l->rx, l->recv_rows, l->ctx->yp, l->send_rows);
+    rc = l->io.rows(l->io.rows_arg, l->rx, l->recv_rows, l->ctx->yp, l->send_rows);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_F, TMR_COMBINE, t0, remote_bytes(l, l->recv_rows));
+    if ((rc = stop(l, t, TMR_F, TMR_COMBINE, t0, remote_bytes(l, l->recv_rows))))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->combine(l->ctx, l->ctx->yp, out);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_F, TMR_UNPERMUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_F, TMR_UNPERMUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->shared_fwd(l->ctx, &l->w, x, out);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_F, TMR_SHARED, t0, 0);
+    if ((rc = stop(l, t, TMR_F, TMR_SHARED, t0, 0)))
+        return rc;
     return 0;
 }
 
@@ -312,46 +362,53 @@ int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struc
     int rc = ops->combine_bwd(l->ctx, dout, l->ctx->yp, l->ctx->dyp);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_UNPERMUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_B, TMR_UNPERMUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
-    rc = xch_rows(&l->x, l->ctx->dyp, l->send_rows, l->rx, l->recv_rows);
+    rc = l->io.rows(l->io.rows_arg, l->ctx->dyp, l->send_rows, l->rx, l->recv_rows);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_COMBINE, t0, remote_bytes(l, l->send_rows));
+    if ((rc = stop(l, t, TMR_B, TMR_COMBINE, t0, remote_bytes(l, l->send_rows))))
+        return rc;
 
     t0 = tmr_start(t);
     struct moe_groups g = groups(l);
-    regroup(l, l->rx, l->ex_dy, true);
-    rc = ops->experts_bwd(l->ctx, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
+    rc = regroup(l, l->rx, l->ex_dy, true);
+    rc = rc ? rc : ops->experts_bwd(l->ctx, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
+    rc = rc ? rc : regroup(l, l->ex_dx, l->rx, false);
     if (rc)
         return rc;
-    regroup(l, l->ex_dx, l->rx, false);
-    tmr_stop(t, TMR_B, TMR_EXPERTS, t0, 0);
+    if ((rc = stop(l, t, TMR_B, TMR_EXPERTS, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
-    rc = xch_rows(&l->x, l->rx, l->recv_rows, l->ctx->dxp, l->send_rows);
+    rc = l->io.rows(l->io.rows_arg, l->rx, l->recv_rows, l->ctx->dxp, l->send_rows);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_DISPATCH, t0, remote_bytes(l, l->recv_rows));
+    if ((rc = stop(l, t, TMR_B, TMR_DISPATCH, t0, remote_bytes(l, l->recv_rows))))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->permute_bwd(l->ctx, l->ctx->dxp, dx);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_PERMUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_B, TMR_PERMUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->route_bwd(l->ctx, &l->w, x, dx, &l->dw);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_ROUTE, t0, 0);
+    if ((rc = stop(l, t, TMR_B, TMR_ROUTE, t0, 0)))
+        return rc;
 
     t0 = tmr_start(t);
     rc = ops->shared_bwd(l->ctx, &l->w, x, dout, dx, &l->dw);
     if (rc)
         return rc;
-    tmr_stop(t, TMR_B, TMR_SHARED, t0, 0);
+    if ((rc = stop(l, t, TMR_B, TMR_SHARED, t0, 0)))
+        return rc;
     return 0;
 }
 

@@ -22,8 +22,8 @@
  * Send order: the rank rewrites ctx->slot_pos after route so that permute writes the
  * rows straight into the dispatch order (destination rank, then its slots, then
  * token order); the per-token stages (permute, combine and their backward) read
- * slot_pos only, so their results do not change. CPU backend only for now (slot_pos
- * is host memory there).
+ * slot_pos only, so their results do not change. The routing arrays go through host
+ * copies (epl_io.copy), so backend memory may be a device's.
  *
  * Memory, besides the ctx: 5 buffers of R x H elems, R = ranks T K (the most rows a
  * rank can receive).
@@ -32,12 +32,26 @@
 #define MOEPROF_EPLAYER_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "moe.h"
 #include "timer.h"
 
 struct lay;
+
+/* How the layer reaches its backend's memory and moves rows between ranks. */
+struct epl_io {
+    /* bytes from src to dst, host or backend memory either side; done on return. */
+    int (*copy)(void *dst, const void *src, size_t bytes);
+    /* The rows all-to-all (exchange.h's xch_rows contract) on backend memory. */
+    int (*rows)(void *arg, const void *send, const int32_t *send_rows, void *recv,
+                const int32_t *recv_rows);
+    void *rows_arg;
+    /* Waits for the backend's queued work, before a phase's end is read; NULL when the
+     * stages are synchronous (CPU). */
+    int (*sync)(void);
+};
 
 struct epl_spec {
     struct moe_cfg cfg;          /* aux_alpha must be 0 */
@@ -47,6 +61,7 @@ struct epl_spec {
     uint64_t seed;               /* tensors.h: the weights */
     int layer;
     const float *bias;           /* [E] selection bias (moe.h), copied; NULL: none */
+    const struct epl_io *io;     /* copied; NULL: host memory, rows over MPI (exchange.h) */
 };
 
 struct epl;                      /* opaque */

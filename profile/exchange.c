@@ -51,7 +51,7 @@ int xch_counts(struct xch *x, const int32_t *send, int32_t *recv, int width)
     return 0;
 }
 
-int xch_rows(struct xch *x, const float *send, const int32_t *send_rows, float *recv,
+int xch_rows(struct xch *x, const void *send, const int32_t *send_rows, void *recv,
              const int32_t *recv_rows)
 {
     int so = 0, ro = 0;

@@ -28,7 +28,7 @@ int xch_counts(struct xch *x, const int32_t *send, int32_t *recv, int width);
 
 /* Rows: send holds send_rows[d] rows for each rank d in rank order, recv gets
  * recv_rows[s] rows from each rank s in rank order; both sides must agree. */
-int xch_rows(struct xch *x, const float *send, const int32_t *send_rows, float *recv,
+int xch_rows(struct xch *x, const void *send, const int32_t *send_rows, void *recv,
              const int32_t *recv_rows);
 
 #endif

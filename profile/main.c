@@ -20,6 +20,10 @@
 #include "gating.h"
 #include "layout.h"
 #include "moe_cpu.h"
+#ifdef MOEPROF_CUDA
+#include "gpu.h"
+#include "moe_cuda.h"
+#endif
 #include "ofile.h"
 #include "placement.h"
 #include "records.h"
@@ -77,12 +81,25 @@ static void die(const struct world *w, const char *what, int rc)
 static int check_run(const struct args *a, const struct config *c, int ranks, char *msg,
                      size_t n)
 {
-    if (a->backend == ARGS_CUDA)
-        return snprintf(msg, n, "moeprof run: --backend cuda: not built into this moeprof "
-                        "yet (only cpu)"), -EINVAL;
-    if (a->comm == ARGS_NCCL)
-        return snprintf(msg, n, "moeprof run: --comm nccl: not built into this moeprof yet "
-                        "(only mpi)"), -EINVAL;
+#ifndef MOEPROF_CUDA
+    if (a->backend == ARGS_CUDA || a->comm == ARGS_NCCL)
+        return snprintf(msg, n, "moeprof run: --%s: not built into this moeprof (nvcc and "
+                        "NCCL were not found at build time; only --backend cpu --comm mpi)",
+                        a->backend == ARGS_CUDA ? "backend cuda" : "comm nccl"), -EINVAL;
+#endif
+    /* Device buffers move over NCCL, host buffers over MPI (no CUDA-aware MPI assumed). */
+    if ((a->backend == ARGS_CUDA) != (a->comm == ARGS_NCCL))
+        return snprintf(msg, n, "moeprof run: --backend %s --comm %s: the cuda backend runs "
+                        "with nccl, the cpu backend with mpi",
+                        a->backend == ARGS_CUDA ? "cuda" : "cpu",
+                        a->comm == ARGS_NCCL ? "nccl" : "mpi"), -EINVAL;
+    if (a->backend == ARGS_CUDA && (c->model.hidden % 8 || c->model.expert_ffn_hidden % 8))
+        return snprintf(msg, n, "moeprof run: --backend cuda: model.hidden = %d and "
+                        "model.expert_ffn_hidden = %d must be multiples of 8", c->model.hidden,
+                        c->model.expert_ffn_hidden), -EINVAL;
+    if (a->backend == ARGS_CUDA && c->routing.distribution == DIST_TRACE)
+        return snprintf(msg, n, "moeprof run: routing.distribution = trace: forced routing "
+                        "runs on --backend cpu only (for now)"), -EINVAL;
     if (ranks % c->parallel.ep)
         return snprintf(msg, n, "moeprof run: parallel.ep = %d needs a multiple of %d ranks; "
                         "mpirun started %d", c->parallel.ep, c->parallel.ep, ranks), -EINVAL;
@@ -197,8 +214,7 @@ static int check_out(const char *dir, const struct config *c, char *msg, size_t 
 
 struct layer_run {
     struct epl *l;
-    void *x, *dout;
-    float *out, *dx;
+    void *x, *dout, *out, *dx;         /* backend memory */
     float *bias;
 };
 
@@ -315,8 +331,10 @@ static void print_overhead(const double *it_s, int pairs, size_t phases_per_iter
 /* routing.distribution = zipf: layer l's selection bias (skew.h), calibrated on rank 0
  * and sent to every rank; fit keeps the worst layer's fit. */
 static int calibrate_skew(const struct world *w, const struct config *c,
-                          const struct moe_ops *ops, const struct moe_cfg *mc, uint64_t seed,
-                          int l, struct layer_run *x, struct skw_fit *fit)
+                          const struct moe_ops *ops,
+                          int (*copy)(void *, const void *, size_t),
+                          const struct moe_cfg *mc, uint64_t seed, int l,
+                          struct layer_run *x, struct skw_fit *fit)
 {
     const int E = mc->experts;
     double *pop = calloc((size_t)E, sizeof(double)), *share = calloc((size_t)E, sizeof(double));
@@ -334,8 +352,8 @@ static int calibrate_skew(const struct world *w, const struct config *c,
         rc = rc ? rc : skw_target(share, c, pop, SKEW_DRAWS, seed ^ (0x5eedull << 32) ^ (uint64_t)l);
         rc = rc ? rc : tns_tokens(&xc, ops, SKEW_TOKENS, mc->hidden, (int64_t)1 << 40, TNS_X,
                                   seed, l);
-        rc = rc ? rc : skw_calibrate(x->bias, &f, ops, mc, epl_weights(x->l), xc, SKEW_TOKENS,
-                                     share, SKEW_ROUNDS, SKEW_TOL);
+        rc = rc ? rc : skw_calibrate(x->bias, &f, ops, copy, mc, epl_weights(x->l), xc,
+                                     SKEW_TOKENS, share, SKEW_ROUNDS, SKEW_TOL);
         ops->free(xc);
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -401,11 +419,26 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
+#ifdef MOEPROF_CUDA
+    if (a.backend == ARGS_CUDA && refused(&w, gpu_select(MPI_COMM_WORLD, msg, sizeof(msg)), msg)) {
+        lay_free(&lay);
+        rtrace_free(&trace);
+        MPI_Finalize();
+        return 2;
+    }
+#endif
     if (w.rank == 0)
         ofile_catch_signals();
 
     const int ep = c.parallel.ep, T = (int)c.routing.tokens_per_gpu, L = a.layers;
     const struct moe_ops *ops = moe_cpu_ops();
+    const struct epl_io *io = NULL;
+#ifdef MOEPROF_CUDA
+    struct gpu_nccl *nccl = NULL;
+    struct epl_io gio;
+    if (a.backend == ARGS_CUDA)
+        ops = moe_cuda_ops();
+#endif
     struct moe_cfg mc = { .hidden = c.model.hidden, .ffn = c.model.expert_ffn_hidden,
                           .experts = c.model.experts, .shared = c.model.shared_experts,
                           .top_k = c.model.top_k,
@@ -415,6 +448,18 @@ int main(int argc, char **argv)
     MPI_Comm ep_comm;
     MPI_Comm_split(MPI_COMM_WORLD, w.rank / ep, w.rank, &ep_comm);
     const size_t tn = (size_t)T * mc.hidden;
+#ifdef MOEPROF_CUDA
+    if (a.backend == ARGS_CUDA) {
+        rc = gpu_nccl_create(&nccl, ep_comm, (size_t)mc.hidden * ops->elem_bytes);
+        if (rc)
+            die(&w, "NCCL communicator", rc);
+        gio = gpu_io(nccl);
+        io = &gio;
+    }
+#endif
+    float *zeros = calloc(tn ? tn : 1, sizeof(float));     /* host, to clear dx */
+    if (!zeros)
+        die(&w, "setup", -ENOMEM);
 
     struct layer_run *lr = calloc((size_t)L, sizeof(*lr));
     struct skw_fit fit = { 0, 0.0 };
@@ -423,18 +468,16 @@ int main(int argc, char **argv)
     for (int l = 0; l < L; l++) {
         struct layer_run *x = &lr[l];
         struct epl_spec s = { .cfg = mc, .lay = &lay, .comm = ep_comm, .tokens = T,
-                              .seed = a.seed, .layer = l };
+                              .seed = a.seed, .layer = l, .io = io };
         rc = epl_create(&x->l, ops, &s);
         rc = rc ? rc : tns_tokens(&x->x, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_X,
                                   a.seed, l);
         rc = rc ? rc : tns_tokens(&x->dout, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_DOUT,
                                   a.seed, l);
-        x->out = calloc(tn ? tn : 1, sizeof(float));
-        x->dx = calloc(tn ? tn : 1, sizeof(float));
-        if (!rc && (!x->out || !x->dx))
-            rc = -ENOMEM;
+        rc = rc ? rc : ops->alloc(&x->out, tn ? tn : 1);
+        rc = rc ? rc : ops->alloc(&x->dx, tn ? tn : 1);
         if (!rc && c.routing.distribution == DIST_ZIPF)
-            rc = calibrate_skew(&w, &c, ops, &mc, a.seed, l, x, &fit);
+            rc = calibrate_skew(&w, &c, ops, io ? io->copy : NULL, &mc, a.seed, l, x, &fit);
         if (rc)
             die(&w, "layer setup", rc);
     }
@@ -468,7 +511,9 @@ int main(int argc, char **argv)
         struct tmr *t = timed ? &tm : NULL;
         for (int l = 0; l < L; l++) {
             epl_zero_grads(lr[l].l);
-            memset(lr[l].dx, 0, tn * sizeof(float));
+            rc = ops->upload(lr[l].dx, zeros, tn);
+            if (rc)
+                die(&w, "clearing dx", rc);
             /* A trace: pair p replays its iteration p mod iterations (warm-up: 0). */
             if (forced) {
                 int src = it < a.warmup ? 0 : pair % trace.iterations;
@@ -569,10 +614,10 @@ int main(int argc, char **argv)
             nodes += node[k] == k;
         printf("# moeprof run: %d ranks on %d node(s), EP groups of %d, %d experts (%s), "
                "top-%d, %d shared, hidden %d, expert ffn %d, %d tokens/rank, %d layer(s), "
-               "%d timed + %d untimed iterations (+%d warm-up), backend %s, comm mpi\n",
+               "%d timed + %d untimed iterations (+%d warm-up), backend %s, comm %s\n",
                w.size, nodes, ep, mc.experts, config_place_name(c.balance.placement),
                mc.top_k, mc.shared, mc.hidden, mc.ffn, T, L, a.iters, a.iters, a.warmup,
-               ops->name);
+               ops->name, a.comm == ARGS_NCCL ? "nccl" : "mpi");
         if (c.routing.distribution == DIST_ZIPF)
             printf("# routing zipf(%g): the gate's selection bias calibrated on %d tokens to "
                    "moesim's router's expert shares: worst share error %.4f (%d rounds)\n",
@@ -596,8 +641,8 @@ int main(int argc, char **argv)
         epl_free(lr[l].l);
         ops->free(lr[l].x);
         ops->free(lr[l].dout);
-        free(lr[l].out);
-        free(lr[l].dx);
+        ops->free(lr[l].out);
+        ops->free(lr[l].dx);
         free(lr[l].bias);
     }
     free(lr);
@@ -618,6 +663,10 @@ int main(int argc, char **argv)
     free(all_rows);
     tmr_free(&tm);
     lay_free(&lay);
+    free(zeros);
+#ifdef MOEPROF_CUDA
+    gpu_nccl_free(nccl);
+#endif
     MPI_Comm_free(&ep_comm);
     MPI_Finalize();
     return exit_rc;

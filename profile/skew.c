@@ -74,6 +74,7 @@ static void shares(const float *scores, int T, int E, int K, const float *bias, 
 }
 
 int skw_calibrate(float *bias, struct skw_fit *fit, const struct moe_ops *ops,
+                  int (*copy)(void *dst, const void *src, size_t bytes),
                   const struct moe_cfg *cfg, const struct moe_weights *w, const void *x,
                   int tokens, const double *share, int rounds, double tol)
 {
@@ -89,22 +90,26 @@ int skw_calibrate(float *bias, struct skw_fit *fit, const struct moe_ops *ops,
     float *b = calloc((size_t)E, sizeof(float));
     double *f = calloc((size_t)E, sizeof(double));
     int *top = calloc((size_t)K, sizeof(int));
-    if (!rc && (!b || !f || !top))
+    float *sc = copy ? malloc((size_t)tokens * E * sizeof(float)) : NULL;
+    if (!rc && (!b || !f || !top || (copy && !sc)))
         rc = -ENOMEM;
+    if (!rc && copy)
+        rc = copy(sc, ctx->scores, (size_t)tokens * E * sizeof(float));
     if (rc)
         goto out;
+    const float *scores = copy ? sc : ctx->scores;
     /* The step, in score units: the scores' standard deviation, so that a share error of
      * 1/E moves a bias by about one spread of the scores at first. */
     double m = 0, v = 0, n = (double)tokens * E;
     for (size_t i = 0; i < (size_t)tokens * E; i++)
-        m += ctx->scores[i];
+        m += scores[i];
     m /= n;
     for (size_t i = 0; i < (size_t)tokens * E; i++)
-        v += (ctx->scores[i] - m) * (ctx->scores[i] - m);
+        v += (scores[i] - m) * (scores[i] - m);
     const double sd = sqrt(v / n);
     fit->err = INFINITY;
     for (int r = 0; r < rounds; r++) {
-        shares(ctx->scores, tokens, E, K, b, top, f);
+        shares(scores, tokens, E, K, b, top, f);
         double err = 0;
         for (int e = 0; e < E; e++)
             err = fabs(share[e] - f[e]) > err ? fabs(share[e] - f[e]) : err;
@@ -120,6 +125,7 @@ int skw_calibrate(float *bias, struct skw_fit *fit, const struct moe_ops *ops,
             b[e] += (float)(step * (share[e] - f[e]));
     }
 out:
+    free(sc);
     free(b);
     free(f);
     free(top);

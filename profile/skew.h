@@ -16,6 +16,7 @@
 #ifndef MOEPROF_SKEW_H
 #define MOEPROF_SKEW_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -32,9 +33,11 @@ struct skw_fit {
 };
 
 /* bias[E] for weights w (its bias ignored) so that the top-k of x [tokens x H] (backend
- * memory) gives `share`; at most `rounds` rounds, stopping below tol. Host-memory
- * backend (CPU). 0, -EINVAL, -ENOMEM, or the backend's error. */
+ * memory) gives `share`; at most `rounds` rounds, stopping below tol. copy brings the
+ * scores to the host (eplayer.h's epl_io.copy; NULL: they are host memory, CPU).
+ * 0, -EINVAL, -ENOMEM, or the backend's error. */
 int skw_calibrate(float *bias, struct skw_fit *fit, const struct moe_ops *ops,
+                  int (*copy)(void *dst, const void *src, size_t bytes),
                   const struct moe_cfg *cfg, const struct moe_weights *w, const void *x,
                   int tokens, const double *share, int rounds, double tol);
 

@@ -50,3 +50,6 @@ if [ -x "$BUILD/tests/gpu_bench_moe" ]; then
     echo "# MoE layer kernels, CUDA"
     "$BUILD/tests/gpu_bench_moe"
 fi
+
+echo "# moeprof: a measured MoE layer on CPU ranks"
+MOEPROF=${MOEPROF:-build/bin/moeprof} BUILD=$BUILD bash "$here/bench_moeprof.sh"

@@ -66,6 +66,20 @@ else
     fail "records"; grep -v '^ok' "$tmp/rec.log" | head -20
 fi
 
+# The CUDA backend with NCCL (built where nvcc and NCCL are found): one rank, one GPU, or
+# one SKIP line without a GPU.
+if [ -x "$BUILD/tests/mpi_gpu_test_eplayer" ]; then
+    "${MPIRUN[@]}" -np 1 "$BUILD/tests/mpi_gpu_test_eplayer" > "$tmp/gpu.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q "^SKIP: " "$tmp/gpu.log"; then
+        echo "# $(grep '^SKIP: ' "$tmp/gpu.log")"
+    elif [ "$rc" -eq 0 ] && grep -q "^PASS: np=1, 0 failure" "$tmp/gpu.log"; then
+        pass "cuda + nccl eplayer == one-process cuda layer, np=1"
+    else
+        fail "cuda + nccl eplayer (rc $rc)"; cat "$tmp/gpu.log"
+    fi
+fi
+
 # ---- 2. the example's records
 CFG=configs/examples/moeprof-cpu.ini
 T=512 K=2 H=256 ITERS=3
@@ -256,6 +270,8 @@ expect_bad trace-gpus 2 "routing.trace: $tmp/a/routing.trace:1: gpus=4 in the he
 expect_bad trace-tokens 4 "layer 0 iteration 0 gpu 0: 1024 token-expert assignments, but routing.tokens_per_gpu x model.top_k = 2048" \
     $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" \
     --set routing.tokens_per_gpu=1024
+expect_bad backend-cuda-mpi 2 "moeprof run: --backend cuda" \
+    $CFG --backend cuda
 expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
     --set parallel.ep=4
 
