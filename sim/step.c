@@ -1,7 +1,7 @@
 /* step.c: the execution engine of a training step; see step.h.
  *
- * One call: the engine set up from the config, the tables and the graph built
- * (stepgraph.c), the run, the result filled (stepres.c). The run is a discrete-event
+ * One call: the engine set up from the config, the tables (steptab.c) and the graph
+ * (stepgraph.c) built, the run, the result filled (stepres.c). The run is a discrete-event
  * loop (des.h) that starts a queue's head when its stream is free and its dependencies
  * are done. Cost: O(sub-ops + dependencies) events, each O(log pending).
  */
@@ -429,11 +429,11 @@ int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
     e.prog = p && p->fn ? p : NULL;
     int rc = eng_setup(&e, c, err);
     if (!rc && (keep & STEP_KEEP_ROUTING))
-        rc = stepgraph_keep_routing(&e, err);
+        rc = steptab_keep_routing(&e, err);
     if (!rc)
-        rc = stepgraph_tables(&e, seed, err);
+        rc = steptab_build(&e, seed, err);
     if (!rc)
-        rc = stepgraph_sends(&e);
+        rc = steptab_sends(&e);
     if (!rc)
         rc = stepgraph_build(&e);
     if (!rc)

@@ -1,15 +1,17 @@
-/* stepeng.h: the inside of one step_run call, shared by step.c (the run: lanes,
- * streams, the event loop, the fabric's hooks; the public API), stepgraph.c (the
- * tables of every layer and the sub-op graph from the schedule) and stepres.c (the
- * step_result from a finished run). Private to those three files; the API is step.h.
+/* stepeng.h: the inside of one step_run call, shared by step.c (the set-up, the run:
+ * lanes, streams, the event loop, the fabric's hooks; the public API), steptab.c (the
+ * tables: op times, each MoE layer's routing and all-to-alls, sends, DP reduces),
+ * stepgraph.c (the sub-op graph from the schedule) and stepres.c (the step_result from
+ * a finished run). Private to those four files; the API is step.h.
  *
- * Order of one call (step.c): set up the engine, stepgraph_tables, stepgraph_sends,
+ * Order of one call (step.c): set up the engine, steptab_build, steptab_sends,
  * stepgraph_build, the run, stepres_fill, free. Every array below is owned by the
  * engine and freed by step.c's eng_free.
  */
 #ifndef MOESIM_STEPENG_H
 #define MOESIM_STEPENG_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +28,15 @@ struct sched;
 struct topo;
 
 #define BF16_BYTES 2.0
+
+/* The largest of v[0 .. ep): a lane's time from its GPUs' (0 for none). */
+static inline double group_max(const double *v, int ep)
+{
+    double m = 0;
+    for (int j = 0; j < ep; j++)
+        m = fmax(m, v[j]);
+    return m;
+}
 
 /* A growable int array (stepgraph.c appends). */
 struct ivec {
@@ -118,26 +129,29 @@ struct eng {
     int64_t every;            /* events between progress ticks */
 };
 
-/* ---- stepgraph.c ---- */
+/* ---- steptab.c ---- */
 
 /* The tables, once per step: the pieces' layers, the op times, each MoE layer's
  * routing, expert times and all-to-alls (moe_tab), activation bytes and the DP
  * reduces; with a fabric, their collectives registered there. 0; -EINVAL with err->msg
  * set (a stage layout or routing trace the step cannot use); -ENOMEM; a collective's
  * error. */
-int stepgraph_tables(struct eng *e, uint64_t seed, struct cfg_err *err);
+int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err);
 /* The pipeline sends between every pair of ranks the schedule uses (send_s). */
-int stepgraph_sends(struct eng *e);
+int steptab_sends(struct eng *e);
+/* The record of the routing drawn (STEP_KEEP_ROUTING): 0; -EINVAL with err->msg set (no
+ * MoE layer, or a record too large); -ENOMEM. */
+int steptab_keep_routing(struct eng *e, struct cfg_err *err);
+/* Parameters of piece p: its dense weights (embedding, head, attention, gates, shared
+ * experts, dense FFNs), and the routed experts one GPU holds. */
+double steptab_dense_params(const struct eng *e, int p);
+double steptab_expert_params(const struct eng *e, int p);
+
+/* ---- stepgraph.c ---- */
+
 /* The sub-ops of every op of every lane, their dependencies (CSR: succ), and the lanes'
  * queues. 0 or -ENOMEM. */
 int stepgraph_build(struct eng *e);
-/* The record of the routing drawn (STEP_KEEP_ROUTING): 0; -EINVAL with err->msg set (no
- * MoE layer, or a record too large); -ENOMEM. */
-int stepgraph_keep_routing(struct eng *e, struct cfg_err *err);
-/* Parameters of piece p: its dense weights (embedding, head, attention, gates, shared
- * experts, dense FFNs), and the routed experts one GPU holds. */
-double stepgraph_dense_params(const struct eng *e, int p);
-double stepgraph_expert_params(const struct eng *e, int p);
 
 /* ---- stepres.c ---- */
 

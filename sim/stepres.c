@@ -79,8 +79,8 @@ static int rank_params(const struct eng *e, double *dense, double *exp)
             held[e->s->ops[r0][k].piece] = true;
         for (int p = 0; p < e->pieces; p++)
             if (held[p]) {
-                dense[r0] += stepgraph_dense_params(e, p);
-                exp[r0] += stepgraph_expert_params(e, p);
+                dense[r0] += steptab_dense_params(e, p);
+                exp[r0] += steptab_expert_params(e, p);
             }
     }
     free(held);
