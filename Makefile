@@ -6,6 +6,7 @@
 #   make bench    benchmarks; figures go to docs/PERFORMANCE.md by hand
 #   make asan     unit and end-to-end tests built with ASan + UBSan
 #   make fuzz     libFuzzer harnesses, FUZZ_S seconds each (clang; tests/fuzz/README.md)
+#   make check-layers  fail on an #include against the folder arrows (docs/ARCHITECTURE.md)
 #   make clean
 
 CC       ?= cc
@@ -73,9 +74,9 @@ PROF_GPU_A    := $(BUILD)/libmoecuda.a
 PROF_GPU_LIBS := -lnccl $(CUDA_LIBS)
 endif
 
-.PHONY: all deps run test unit e2e bench asan clean
+.PHONY: all deps run test unit e2e bench asan clean check-layers
 
-all: $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS) $(MOEPROF) $(MPI_BINS)
+all: check-layers $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS) $(MOEPROF) $(MPI_BINS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -132,6 +133,11 @@ $(MOEPROF): $(BUILD)/profile/main.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)
 $(BUILD)/tests/mpi_%: $(BUILD)/tests/mpi_%.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)/libmoesim.a
 	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(LDLIBS)
 
+# The include arrows between kernels/, traces/, sim/ and profile/ (docs/ARCHITECTURE.md,
+# Layers); tests/e2e_layers.sh shows that it catches a bad include.
+check-layers:
+	@bash tests/check_layers.sh .
+
 run: deps $(MOESIM)
 	$(MOESIM) run configs/examples/default.ini
 
@@ -143,7 +149,7 @@ e2e: $(MOESIM) $(MOEPROF) $(MPI_BINS)
 
 # The sanitizer pass runs the same suites; CI has time for it.
 test: deps
-	$(MAKE) unit e2e
+	$(MAKE) check-layers unit e2e
 	$(MAKE) asan
 
 # CUDA's runtime and ASan do not mix: the sanitizer pass is CPU-only.

@@ -384,7 +384,8 @@ int rec_matrix(FILE *f, const struct rec_run *r, int layer, int iter, int combin
                 m.bytes[(size_t)k * r->ranks + base + d] = b;
         }
     }
-    rc = dense ? matrix_write_dense(f, &m, 16) : matrix_write(f, &m);
+    struct matrix v = traffic_as_matrix(&m);
+    rc = dense ? matrix_write_dense(f, &v, 16) : matrix_write(f, &v);
     traffic_free(&m);
     return rc;
 }

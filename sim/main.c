@@ -114,7 +114,8 @@ static int w_matrix(FILE *f, const void *x)
         return -EINVAL;
     int rc = traffic_moe(&d, &c, r->routing, r->cfg);
     if (!rc) {
-        rc = matrix_write(f, &d);
+        struct matrix v = traffic_as_matrix(&d);
+        rc = matrix_write(f, &v);
         traffic_free(&d);
         traffic_free(&c);
     }
@@ -567,9 +568,11 @@ static int build_traffic(const struct config *c, uint64_t seed, struct traffic *
         return e ? 1 : 0;
     }
     if (c->traffic.pattern == PATTERN_MATRIX) {
-        struct traffic_err err;
+        struct matrix_err err;
+        struct matrix mm;
         *nm = 1;
-        e = matrix_load(&m[0], c->traffic.matrix, g, &err);
+        e = matrix_load(&mm, c->traffic.matrix, g, &err);
+        traffic_from_matrix(&m[0], &mm);
         if (e == -EINVAL) {
             fprintf(stderr, "%s: traffic.matrix: %s\n", c->traffic.matrix_src.where, err.msg);
             return 2;

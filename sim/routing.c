@@ -23,6 +23,8 @@
 #include "rng.h"
 #include "rtrace.h"
 
+_Static_assert(RTRACE_ERR_MAX == CFG_ERR_MAX, "a routing trace message fits a config one");
+
 /* One routing_run. */
 struct run {
     const struct routing_in *in;

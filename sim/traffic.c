@@ -24,6 +24,22 @@ int traffic_create(struct traffic *m, int gpus)
     return 0;
 }
 
+_Static_assert(sizeof(((struct traffic_err *)0)->msg) == MATRIX_ERR_MAX,
+               "a matrix message fits a traffic one");
+
+void traffic_from_matrix(struct traffic *t, struct matrix *m)
+{
+    t->gpus = m->gpus;
+    t->bytes = m->bytes;
+    m->gpus = 0;
+    m->bytes = NULL;
+}
+
+struct matrix traffic_as_matrix(const struct traffic *t)
+{
+    return (struct matrix){ t->gpus, t->bytes };
+}
+
 void traffic_free(struct traffic *m)
 {
     free(m->bytes);

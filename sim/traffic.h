@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "matrix.h"
 
 struct routing;
 
@@ -23,6 +24,13 @@ struct traffic_err {
 
 int traffic_create(struct traffic *m, int gpus);   /* zeroed; 0, -EINVAL (gpus < 1) or -ENOMEM */
 void traffic_free(struct traffic *m);              /* NULL bytes is a no-op */
+
+/* traces/matrix.h's plain byte matrix and struct traffic share their layout: *m moves
+ * into *t (t owns the bytes, m is zeroed). */
+void traffic_from_matrix(struct traffic *t, struct matrix *m);
+/* A view of t as a matrix for matrix_write / matrix_write_dense (borrows t's bytes: do
+ * not matrix_free it). */
+struct matrix traffic_as_matrix(const struct traffic *t);
 
 /* Plain uniform all-to-all: every ordered pair (and the diagonal) gets bytes_per_pair. */
 int traffic_alltoall(struct traffic *m, int gpus, uint64_t bytes_per_pair);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # e2e_trace.sh: the --trace timeline of a small MoE run is the Chrome Trace Event JSON
-# that traces/timeline.c and traces/chrome.h describe, and agrees with the --csv row of
+# that sim/timeline.c and traces/chrome.h describe, and agrees with the --csv row of
 # the same run:
 #   - valid JSON, {"traceEvents": [...]};
 #   - one process_name metadata event per GPU (pid = GPU id);

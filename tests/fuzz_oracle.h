@@ -249,7 +249,7 @@ static inline int oracle_line(const char *p, size_t size, size_t s, size_t *e, s
 /* NULL, or how m differs from the text of an accepted dense file (first data line at s0,
  * gpus != 3 fields): exactly gpus data lines of gpus 64-bit decimals adding up to at most
  * 2^63; lines before s0 within TRACE_LINE_MAX, the rest within TRACE_LINE_MAX + 21 gpus. */
-static inline const char *matrix_dense_broken(const struct traffic *m, int gpus, const char *p,
+static inline const char *matrix_dense_broken(const struct matrix *m, int gpus, const char *p,
                                               size_t size, size_t s0)
 {
     size_t g = (size_t)gpus, (*f)[2] = calloc(g, sizeof(*f));
@@ -286,7 +286,7 @@ static inline const char *matrix_dense_broken(const struct traffic *m, int gpus,
 /* NULL, or how m differs from the text of an accepted file read as FORMAT.md says: fields
  * separated by spaces and tabs, a '\r' only at the end of a line (lines_broken); the
  * form (pairs or dense) is that of the first line with fields. */
-static inline const char *matrix_broken(const struct traffic *m, int gpus, const char *p, size_t size)
+static inline const char *matrix_broken(const struct matrix *m, int gpus, const char *p, size_t size)
 {
     size_t n = (size_t)gpus * (size_t)gpus, f[3][2];
     if (m->gpus != gpus || !m->bytes)

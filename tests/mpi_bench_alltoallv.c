@@ -44,8 +44,8 @@ int main(int argc, char **argv)
     int iters = argc > 2 ? atoi(argv[2]) : 50, warmup = argc > 3 ? atoi(argv[3]) : 5;
     int row = argc > 4 ? atoi(argv[4]) : 1;
     long flush_mib = argc > 5 ? atol(argv[5]) : 0;
-    struct traffic m;
-    struct traffic_err err;
+    struct matrix m;
+    struct matrix_err err;
     if (argc < 2 || iters < 1 || warmup < 0 || row < 1) {
         if (rank == 0)
             fprintf(stderr, "usage: mpirun -np N mpi_bench_alltoallv MATRIX [ITERS] [WARMUP] "
@@ -124,7 +124,7 @@ int main(int argc, char **argv)
     free(flush);
     free(t);
     free(tmax);
-    traffic_free(&m);
+    matrix_free(&m);
     if (row > 1)
         MPI_Type_free(&dt);
     MPI_Finalize();

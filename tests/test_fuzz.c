@@ -408,8 +408,8 @@ static const char *load_one(enum fuzz_kind kind, const struct buf *b, const char
             why = lines_broken(b->p, b->n, CFG_LINE_MAX);
         memcpy(msg, e.msg, CFG_ERR_MAX);
     } else if (kind == FUZZ_MATRIX) {
-        struct traffic m;
-        struct traffic_err te;
+        struct matrix m;
+        struct matrix_err te;
         memset(&te, 'x', sizeof(te));
         memset(&m, 0x5a, sizeof(m));
         *rc = matrix_load(&m, files[0], gpus, &te);
@@ -417,8 +417,8 @@ static const char *load_one(enum fuzz_kind kind, const struct buf *b, const char
             : *rc != -EINVAL ? "not 0 or -EINVAL"
             : m.gpus || m.bytes ? "*m not zeroed on error" : msg_broken(te.msg, files[0]);
         if (*rc == 0)
-            traffic_free(&m);
-        memcpy(msg, te.msg, CFG_ERR_MAX);
+            matrix_free(&m);
+        memcpy(msg, te.msg, MATRIX_ERR_MAX);
     } else {
         int want_gpus = seed || rng_below(r, 4) ? 0 : gpus;
         int want_experts = seed || rng_below(r, 4) ? 0 : rng_below(r, 2) ? 16

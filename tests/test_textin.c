@@ -1,4 +1,4 @@
-/* test_textin.c: CUnit suite for sim/textin.c. Each expectation is worked by hand from
+/* test_textin.c: CUnit suite for traces/textin.c. Each expectation is worked by hand from
  * the contract in textin.h and the ASCII table: control bytes are 0x00..0x1f and 0x7f;
  * tab is 0x09, '\n' 0x0a, '\r' 0x0d. Lines are read from tmpfile()s holding exact bytes;
  * files for textin_open are made in a mkdtemp folder. */

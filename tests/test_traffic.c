@@ -23,6 +23,11 @@ static uint64_t at(const struct traffic *m, int s, int d)
     return m->bytes[(size_t)s * m->gpus + d];
 }
 
+static uint64_t mat_at(const struct matrix *m, int s, int d)
+{
+    return m->bytes[(size_t)s * m->gpus + d];
+}
+
 /* Writes n bytes of text (NULs included) to a fresh temporary file; its path goes to
  * path[32]. */
 static int write_temp_n(char *path, const char *text, size_t n)
@@ -182,7 +187,7 @@ static void test_moe_totals(void)
 static void test_matrix_write_text(void)
 {
     uint64_t bytes[4] = {0, 5, 7, 0};
-    struct traffic m = {2, bytes};
+    struct matrix m = {2, bytes};
     char buf[128] = {0};
     FILE *f = tmpfile();
 
@@ -201,8 +206,8 @@ static void test_matrix_round_trip(void)
 {
     uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, (1ull << 63) - 1048635, 1, 2, 0, 0,
                           0, 0, 42};
-    struct traffic m = {4, bytes}, back;
-    struct traffic_err err = {{0}};
+    struct matrix m = {4, bytes}, back;
+    struct matrix_err err = {{0}};
     char path[32];
     FILE *f;
 
@@ -215,7 +220,7 @@ static void test_matrix_round_trip(void)
     CU_ASSERT_EQUAL(back.gpus, 4);
     for (int i = 0; i < 16; i++)
         CU_ASSERT_EQUAL(back.bytes[i], bytes[i]);
-    traffic_free(&back);
+    matrix_free(&back);
     unlink(path);
 }
 
@@ -223,17 +228,17 @@ static void test_matrix_round_trip(void)
  * m[0][1] = 100 and m[1][0] = 200 and leaves the other entries 0. */
 static void test_matrix_load_layout(void)
 {
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     char path[32];
 
     CU_ASSERT_EQUAL_FATAL(write_temp(path, "# measured\n\n0 1 100  # comment\n\t1\t0\t200\r\n  \n"), 0);
     CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 2, &err), 0);
-    CU_ASSERT_EQUAL(at(&m, 0, 0), 0);
-    CU_ASSERT_EQUAL(at(&m, 0, 1), 100);
-    CU_ASSERT_EQUAL(at(&m, 1, 0), 200);
-    CU_ASSERT_EQUAL(at(&m, 1, 1), 0);
-    traffic_free(&m);
+    CU_ASSERT_EQUAL(mat_at(&m, 0, 0), 0);
+    CU_ASSERT_EQUAL(mat_at(&m, 0, 1), 100);
+    CU_ASSERT_EQUAL(mat_at(&m, 1, 0), 200);
+    CU_ASSERT_EQUAL(mat_at(&m, 1, 1), 0);
+    matrix_free(&m);
     unlink(path);
 }
 
@@ -241,8 +246,8 @@ static void test_matrix_load_layout(void)
  * "<path>:<line>: <what>" exactly, and leave m zeroed. */
 static void expect_bad_n(const char *text, size_t n, int line, const char *what)
 {
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     char path[32], want[256];
 
     CU_ASSERT_EQUAL_FATAL(write_temp_n(path, text, n), 0);
@@ -250,7 +255,7 @@ static void expect_bad_n(const char *text, size_t n, int line, const char *what)
     CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
     CU_ASSERT_STRING_EQUAL(err.msg, want);
     CU_ASSERT_PTR_NULL(m.bytes);
-    traffic_free(&m);
+    matrix_free(&m);
     unlink(path);
 }
 
@@ -262,8 +267,8 @@ static void expect_bad(const char *text, int line, const char *what)
 /* Loads path on 8 GPUs; it must fail with -EINVAL, err->msg == want, m zeroed. */
 static void expect_bad_path(const char *path, const char *want)
 {
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
 
     CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), -EINVAL);
     CU_ASSERT_STRING_EQUAL(err.msg, want);
@@ -336,8 +341,8 @@ static void test_bad_duplicate(void)
 static void test_bad_cannot_open(void)
 {
     const char *path = "/nonexistent-dir/matrix.txt";
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     char want[256];
 
     snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
@@ -375,14 +380,14 @@ static void test_bad_long_line(void)
 {
     size_t n = 1 << 20;
     char *text = malloc(n + 16), path[32];
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_EQUAL_FATAL(write_temp(path, zero_line(text, "0 1 ", 4092, "\r\n")), 0);
     CU_ASSERT_EQUAL(matrix_load(&m, path, 8, &err), 0);
-    CU_ASSERT_EQUAL(m.bytes ? at(&m, 0, 1) : 1, 0);
-    traffic_free(&m);
+    CU_ASSERT_EQUAL(m.bytes ? mat_at(&m, 0, 1) : 1, 0);
+    matrix_free(&m);
     unlink(path);
     expect_bad(zero_line(text, "\n0 1 ", 4093, "\n"), 2, "line longer than 4096 characters");
     expect_bad(zero_line(text, "\n0 1 ", n, "\n"), 2, "line longer than 4096 characters");
@@ -413,7 +418,7 @@ static void test_bad_not_regular(void)
 static void test_dense_write_text(void)
 {
     uint64_t bytes[4] = {0, 5, 17, 0}, big[1] = {UINT64_MAX};
-    struct traffic m = {2, bytes}, b = {1, big};
+    struct matrix m = {2, bytes}, b = {1, big};
     char buf[128] = {0};
     FILE *f = tmpfile();
 
@@ -435,8 +440,8 @@ static void test_dense_round_trip(void)
 {
     uint64_t bytes[16] = {11, 0, 1 << 20, 3, 0, 0, 0, 0, (1ull << 63) - 1048635, 1, 2, 0, 0,
                           0, 0, 42};
-    struct traffic m = {4, bytes}, back;
-    struct traffic_err err = {{0}};
+    struct matrix m = {4, bytes}, back;
+    struct matrix_err err = {{0}};
     char path[32];
     FILE *f;
 
@@ -448,15 +453,15 @@ static void test_dense_round_trip(void)
     CU_ASSERT_EQUAL_FATAL(matrix_load(&back, path, 4, &err), 0);
     for (int i = 0; i < 16; i++)
         CU_ASSERT_EQUAL(back.bytes[i], bytes[i]);
-    traffic_free(&back);
+    matrix_free(&back);
     unlink(path);
 }
 
 /* Dense with comments, blank lines, tabs and CRLF on 4 GPUs: row i column j = 10 i + j. */
 static void test_dense_layout(void)
 {
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     char path[32];
 
     CU_ASSERT_EQUAL_FATAL(write_temp(path, "# from alltoallv_perf\n0 1 2 3\n\n10\t11 12 13 # c\r\n"
@@ -464,8 +469,8 @@ static void test_dense_layout(void)
     CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 4, &err), 0);
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++)
-            CU_ASSERT_EQUAL(at(&m, i, j), (uint64_t)(10 * i + j));
-    traffic_free(&m);
+            CU_ASSERT_EQUAL(mat_at(&m, i, j), (uint64_t)(10 * i + j));
+    matrix_free(&m);
     unlink(path);
 }
 
@@ -473,17 +478,17 @@ static void test_dense_layout(void)
  * entries, not a dense 3 x 3. */
 static void test_dense_three_gpus_are_pairs(void)
 {
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     char path[32];
 
     CU_ASSERT_EQUAL_FATAL(write_temp(path, "0 1 5\n1 2 6\n2 0 7\n"), 0);
     CU_ASSERT_EQUAL_FATAL(matrix_load(&m, path, 3, &err), 0);
-    CU_ASSERT_EQUAL(at(&m, 0, 1), 5);
-    CU_ASSERT_EQUAL(at(&m, 1, 2), 6);
-    CU_ASSERT_EQUAL(at(&m, 2, 0), 7);
-    CU_ASSERT_EQUAL(at(&m, 0, 0) + at(&m, 1, 1) + at(&m, 2, 2) + at(&m, 0, 2), 0);
-    traffic_free(&m);
+    CU_ASSERT_EQUAL(mat_at(&m, 0, 1), 5);
+    CU_ASSERT_EQUAL(mat_at(&m, 1, 2), 6);
+    CU_ASSERT_EQUAL(mat_at(&m, 2, 0), 7);
+    CU_ASSERT_EQUAL(mat_at(&m, 0, 0) + mat_at(&m, 1, 1) + mat_at(&m, 2, 2) + mat_at(&m, 0, 2), 0);
+    matrix_free(&m);
     unlink(path);
 }
 
@@ -496,8 +501,8 @@ static void test_dense_long_rows(void)
     const char *one = "0000000000000000001 ";
     size_t n = (size_t)g * (size_t)g * strlen(one) + (size_t)g + 1;
     char *text = malloc(n), path[32];
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
     size_t k = 0;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
@@ -513,7 +518,7 @@ static void test_dense_long_rows(void)
     for (size_t i = 0; i < (size_t)g * g; i++)
         sum += m.bytes[i];
     CU_ASSERT_EQUAL(sum, (uint64_t)g * g);
-    traffic_free(&m);
+    matrix_free(&m);
     unlink(path);
     free(text);
 }
@@ -524,8 +529,8 @@ static void test_dense_bad(void)
 {
     static const char row[] = "0 1 2 3 4 5 6 7\n";
     char text[512], path[32], want[128];
-    struct traffic m;
-    struct traffic_err err = {{0}};
+    struct matrix m;
+    struct matrix_err err = {{0}};
 
     snprintf(text, sizeof(text), "%s1 2 3 4 5\n", row);
     expect_bad(text, 2, "expected 8 byte counts (one per GPU), got 5");

@@ -24,7 +24,7 @@ static size_t dense_line_max(int gpus)
 enum matrix_format { MATRIX_AUTO, MATRIX_PAIRS, MATRIX_DENSE };
 
 struct load {
-    struct traffic *m;
+    struct matrix *m;
     enum matrix_format fmt;       /* MATRIX_AUTO until the first line with fields */
     int rows;                     /* dense rows read */
     uint64_t total;               /* bytes of the lines before, at most MATRIX_TOTAL_MAX */
@@ -44,7 +44,7 @@ static int add_bytes(struct load *ld, const struct textin_at *at, size_t i, uint
 /* One `src dst bytes` line, split into its n fields. */
 static int parse_pair(struct load *ld, char **field, int n, const struct textin_at *at)
 {
-    struct traffic *m = ld->m;
+    struct matrix *m = ld->m;
     int src = 0, dst = 0, rc;
     uint64_t bytes = 0;
     size_t i;
@@ -130,7 +130,14 @@ static int load_lines(struct load *ld, FILE *f, char *text, char **field,
     return 0;
 }
 
-int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_err *err)
+void matrix_free(struct matrix *m)
+{
+    free(m->bytes);
+    m->bytes = NULL;
+    m->gpus = 0;
+}
+
+int matrix_load(struct matrix *m, const char *path, int gpus, struct matrix_err *err)
 {
     struct textin_at at = { path, 0, err->msg, sizeof(err->msg) };
     struct load ld = { .m = m, .fmt = MATRIX_AUTO };
@@ -143,11 +150,13 @@ int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_er
         return textin_fail(&at, -EINVAL, "GPU count %d is not positive", gpus);
     if (textin_open(&f, path, why, sizeof(why)))
         return textin_fail(&at, -EINVAL, "%s", why);
-    rc = traffic_create(m, gpus);
-    if (rc) {
-        textin_fail(&at, rc, "%s", strerror(-rc));
+    if ((size_t)gpus <= SIZE_MAX / sizeof(*m->bytes) / (size_t)gpus)
+        m->bytes = calloc((size_t)gpus * (size_t)gpus, sizeof(*m->bytes));
+    if (!m->bytes) {
+        rc = textin_fail(&at, -ENOMEM, "%s", strerror(ENOMEM));
         goto out_close;
     }
+    m->gpus = gpus;
     ld.first_line = calloc((size_t)gpus * (size_t)gpus, sizeof(*ld.first_line));
     text = malloc(dense_line_max(gpus) + 2);
     field = calloc((size_t)(gpus > MATRIX_FIELDS ? gpus : MATRIX_FIELDS) + 1, sizeof(*field));
@@ -168,13 +177,13 @@ out_free_m:
     free(ld.first_line);
     free(text);
     free(field);
-    traffic_free(m);
+    matrix_free(m);
 out_close:
     fclose(f);
     return rc;
 }
 
-int matrix_write(FILE *f, const struct traffic *m)
+int matrix_write(FILE *f, const struct matrix *m)
 {
     if (fprintf(f, "# src dst bytes\n") < 0)
         return -EIO;
@@ -187,7 +196,7 @@ int matrix_write(FILE *f, const struct traffic *m)
     return 0;
 }
 
-int matrix_write_dense(FILE *f, const struct traffic *m, uint64_t align)
+int matrix_write_dense(FILE *f, const struct matrix *m, uint64_t align)
 {
     if (align < 1)
         return -EINVAL;

@@ -13,16 +13,32 @@
 #ifndef MOESIM_MATRIX_H
 #define MOESIM_MATRIX_H
 
+#include <stdint.h>
 #include <stdio.h>
 
-#include "traffic.h"
-
 /* Most bytes of one matrix, all pairs together: 2^63, as a configured layer's collective
- * (config.h, CFG_ASSIGN_MAX), so that sums over its pairs, links and phases fit 64 bits. */
+ * (sim/config.h, CFG_ASSIGN_MAX), so that sums over its pairs, links and phases fit 64
+ * bits. */
 #define MATRIX_TOTAL_MAX (1ull << 63)
+/* Size of an error message buffer (as sim/config.h's CFG_ERR_MAX). */
+#define MATRIX_ERR_MAX 1280
+
+/* A byte matrix: bytes[src * gpus + dst], global GPU ids; the diagonal holds bytes a GPU
+ * keeps. Same layout as sim/traffic.h's struct traffic, which sim/ converts it to. */
+struct matrix {
+    int gpus;
+    uint64_t *bytes;          /* gpus * gpus, owned (malloc'd; matrix_free frees it) */
+};
+
+struct matrix_err {
+    char msg[MATRIX_ERR_MAX]; /* one line: "file:line: what is wrong" */
+};
+
+/* Frees m's bytes and zeroes *m; a zeroed *m is a no-op. */
+void matrix_free(struct matrix *m);
 
 /* Read path into *m, created for `gpus` GPUs (the caller frees it with
- * traffic_free). Returns 0; -EINVAL for bad input (unreadable file, bad line,
+ * matrix_free). Returns 0; -EINVAL for bad input (unreadable file, bad line,
  * gpus < 1) with one line in err->msg, e.g.
  *   "path: cannot open: No such file or directory"
  *   "path:4: expected 'src dst bytes'"
@@ -37,16 +53,16 @@
  *   "path:10: row 9 is past the last GPU (a dense matrix has 8 rows, one per GPU)"
  *   "path: 6 rows, expected 8 (a dense matrix has one row per GPU)"
  * -EIO on a read error, -ENOMEM (both also with err->msg). On error *m is zeroed. */
-int matrix_load(struct traffic *m, const char *path, int gpus, struct traffic_err *err);
+int matrix_load(struct matrix *m, const char *path, int gpus, struct matrix_err *err);
 
 /* Write a '# src dst bytes' header, then every nonzero pair in src-major order,
  * one `src dst bytes` line each (borrows f and m; does not close f). Loading the
  * output gives m back (when its total keeps to MATRIX_TOTAL_MAX). Returns 0, or -EIO when a write fails. */
-int matrix_write(FILE *f, const struct traffic *m);
+int matrix_write(FILE *f, const struct matrix *m);
 
 /* The dense form: G lines of G counts, single spaces, each rounded up to a multiple of
  * align (1: as they are; nccl-tests' alltoallv_perf moves 16-byte units). 0, -EINVAL
  * (align 0), -ERANGE (an entry would round past 2^64 - 1; nothing written), -EIO. */
-int matrix_write_dense(FILE *f, const struct traffic *m, uint64_t align);
+int matrix_write_dense(FILE *f, const struct matrix *m, uint64_t align);
 
 #endif

@@ -17,14 +17,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
 
 #define RTRACE_MAGIC "moesim-routing-trace"   /* first field of the header */
 #define RTRACE_VERSION 1                      /* second field: the format's version */
+/* Size of an error message buffer (as sim/config.h's CFG_ERR_MAX). */
+#define RTRACE_ERR_MAX 1280
 /* Most entries (layers * iterations * gpus * experts) of one trace: 2 GiB of counts. */
 #define RTRACE_ENTRIES_MAX (1 << 28)
 /* Most tokens of one (layer, iteration), every GPU and expert together (so of one entry
- * too): config.h's CFG_ASSIGN_MAX, so that a replayed layer's bytes (x hidden x bytes
+ * too): sim/config.h's CFG_ASSIGN_MAX, so that a replayed layer's bytes (x hidden x bytes
  * per element) fit 64 bits as a synthetic one's do, and any sum of counts (at most 2^28
  * such totals) fits too. */
 #define RTRACE_TOKENS_MAX (1ull << 33)
@@ -37,7 +38,7 @@ struct rtrace {
 };
 
 struct rtrace_err {
-    char msg[CFG_ERR_MAX];    /* one line, no trailing newline */
+    char msg[RTRACE_ERR_MAX];    /* one line, no trailing newline */
 };
 
 /* *t sized as given, every count 0 (*t is overwritten, not freed). Returns 0; -EINVAL

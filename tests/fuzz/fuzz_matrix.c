@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_input_path(fuzz_path, sizeof(fuzz_path), "fuzz_matrix", "m.txt");
     fuzz_input_write(fuzz_path, data, size);
 
-    struct traffic m;
-    struct traffic_err e;
+    struct matrix m;
+    struct matrix_err e;
     memset(&m, 0x5a, sizeof(m));                  /* must come back zeroed on error */
     memset(&e, 'x', sizeof(e));                   /* a message left unterminated shows */
     int rc = matrix_load(&m, fuzz_path, gpus, &e);
@@ -47,6 +47,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (why)
         broken(why, rc, rc ? e.msg : "");
     if (rc == 0)
-        traffic_free(&m);
+        matrix_free(&m);
     return 0;
 }

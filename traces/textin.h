@@ -1,4 +1,4 @@
-/* textin.h: the low half of reading a text file a person wrote (config.c's INI files,
+/* textin.h: the low half of reading a text file a person wrote (sim/config.c's INI files,
  * traces/matrix.c's traffic matrices, traces/rtrace.c's routing traces): open only a
  * regular file, read one bounded line at a time, refuse control bytes, escape text
  * echoed into a one-line message; for the trace formats (traces/FORMAT.md), split a
