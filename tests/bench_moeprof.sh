@@ -18,7 +18,8 @@ OVH_PAIRS=${OVH_PAIRS:-100}
 here=$(cd "$(dirname "$0")" && pwd)
 CFG=$here/../configs/examples/moeprof-cpu.ini
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe -q)
+# Each run under timeout: a hang fails the benchmark instead of stalling it.
+MPIRUN=(timeout 300 mpirun --oversubscribe -q)
 [ "$(id -u)" -eq 0 ] && MPIRUN+=(--allow-run-as-root)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moeprof-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
