@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "maxmin.h"      /* grow(): the solver's doubling buffer helper */
 #include "net.h"
 
 /* A leaf link is below its NICs when short by more than rounding. */
@@ -143,22 +144,7 @@ static void on_next(struct des *d, void *arg);
 static void on_batch(struct des *d, void *arg);
 static void on_wake(struct des *d, void *arg);
 
-/* ---- small containers ---- */
-
-static int grow(void **p, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    int c = *cap ? *cap : 8;
-    while (c < need)
-        c = c > 0x3fffffff ? need : 2 * c;
-    void *q = realloc(*p, (size_t)c * elem);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = c;
-    return 0;
-}
+/* ---- small containers (grow() is maxmin.h's) ---- */
 
 static int jvec_push(struct jvec *a, struct job *j)
 {
