@@ -149,10 +149,11 @@ too_many:
     return -EINVAL;
 }
 
-int args_config(const struct args *a, struct config *c, char *msg, size_t msg_n)
+int args_config(const struct args *a, struct config *c, struct cfg_loader **keys, char *msg,
+                size_t msg_n)
 {
     struct cfg_err err;
-    int rc = config_load(c, a->files, a->nfiles, a->sets, a->nsets, &err);
+    int rc = config_load_keys(c, keys, a->files, a->nfiles, a->sets, a->nsets, &err);
     if (rc)
         snprintf(msg, msg_n, "%s", err.msg);
     return rc;

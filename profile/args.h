@@ -38,7 +38,9 @@ extern const char args_usage[];
 /* 0 parsed; -EINVAL with msg (one line, no newline) for bad usage. */
 int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n);
 
-/* config_load of a's files and sets: 0, or -EINVAL / -ENOMEM with msg. */
-int args_config(const struct args *a, struct config *c, char *msg, size_t msg_n);
+/* config_load_keys of a's files and sets: 0 with *keys (where each key was set, for
+ * the run's own rules; config_keys_free), or -EINVAL / -ENOMEM with msg. */
+int args_config(const struct args *a, struct config *c, struct cfg_loader **keys, char *msg,
+                size_t msg_n);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <mpi.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -77,10 +78,50 @@ static void die(const struct world *w, const char *what, int rc)
     exit(1);
 }
 
-/* The checks moeprof adds to config_load's. 0, or -EINVAL with msg. */
-static int check_run(const struct args *a, const struct config *c, int ranks, char *msg,
-                     size_t n)
+/* A rule on config keys broken: msg = "where: section.key: what", blaming the key of
+ * names (nn pairs) set last, worded as config_load's own rules (config_rule_fail).
+ * Returns -EINVAL. */
+__attribute__((format(printf, 6, 7)))
+static int blame(struct cfg_loader *k, const char *const *names, int nn, char *msg, size_t n,
+                 const char *fmt, ...)
 {
+    char what[MSG_MAX];
+    struct cfg_err err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    config_rule_fail(k, names, nn, &err, "%s", what);
+    snprintf(msg, n, "%s", err.msg);
+    return -EINVAL;
+}
+
+/* parallel.ep: a multiple of it must be the ranks mpirun started. An ep the config set
+ * is blamed where it was set; a derived one (0, or not set: parallel.dp) on the keys it
+ * derives from, as config_load's own ep rules do. */
+static int check_ep(struct cfg_loader *k, const struct config *c, int ranks, char *msg,
+                    size_t n)
+{
+    static const char *const keys[] = { "parallel", "ep", "parallel", "dp", "parallel", "pp",
+                                        "cluster", "nodes", "cluster", "gpus_per_node" };
+    const int ep = c->parallel.ep;
+    if (ranks % ep == 0)
+        return 0;
+    if (strcmp(config_key_where(k, "parallel", "ep"), "default"))
+        return blame(k, keys, 1, msg, n, "parallel.ep = %d needs a multiple of %d ranks; "
+                     "mpirun started %d", ep, ep, ranks);
+    return blame(k, keys + 2, 4, msg, n, "parallel.ep = 0 (dp = %d) needs a multiple of %d "
+                 "ranks; mpirun started %d", ep, ep, ranks);
+}
+
+/* The checks moeprof adds to config_load's. 0, or -EINVAL with msg. */
+static int check_run(const struct args *a, const struct config *c, struct cfg_loader *k,
+                     int ranks, char *msg, size_t n)
+{
+    static const char *const hidden_key[] = { "model", "hidden" };
+    static const char *const ffn_key[] = { "model", "expert_ffn_hidden" };
+    static const char *const dist_key[] = { "routing", "distribution" };
+    static const char *const tokens_keys[] = { "routing", "tokens_per_gpu", "model", "top_k" };
 #ifndef MOEPROF_CUDA
     if (a->backend == ARGS_CUDA || a->comm == ARGS_NCCL)
         return snprintf(msg, n, "moeprof run: --%s: not built into this moeprof (nvcc and "
@@ -93,26 +134,28 @@ static int check_run(const struct args *a, const struct config *c, int ranks, ch
                         "with nccl, the cpu backend with mpi",
                         a->backend == ARGS_CUDA ? "cuda" : "cpu",
                         a->comm == ARGS_NCCL ? "nccl" : "mpi"), -EINVAL;
-    if (a->backend == ARGS_CUDA && (c->model.hidden % 8 || c->model.expert_ffn_hidden % 8))
-        return snprintf(msg, n, "moeprof run: --backend cuda: model.hidden = %d and "
-                        "model.expert_ffn_hidden = %d must be multiples of 8", c->model.hidden,
-                        c->model.expert_ffn_hidden), -EINVAL;
+    if (a->backend == ARGS_CUDA && c->model.hidden % 8)
+        return blame(k, hidden_key, 1, msg, n, "model.hidden = %d is not a multiple of 8 "
+                     "(--backend cuda)", c->model.hidden);
+    if (a->backend == ARGS_CUDA && c->model.expert_ffn_hidden % 8)
+        return blame(k, ffn_key, 1, msg, n, "model.expert_ffn_hidden = %d is not a multiple "
+                     "of 8 (--backend cuda)", c->model.expert_ffn_hidden);
     if (a->backend == ARGS_CUDA && c->routing.distribution == DIST_TRACE)
         return snprintf(msg, n, "moeprof run: routing.distribution = trace: forced routing "
                         "runs on --backend cpu only (for now)"), -EINVAL;
-    if (ranks % c->parallel.ep)
-        return snprintf(msg, n, "moeprof run: parallel.ep = %d needs a multiple of %d ranks; "
-                        "mpirun started %d", c->parallel.ep, c->parallel.ep, ranks), -EINVAL;
+    if (check_ep(k, c, ranks, msg, n))
+        return -EINVAL;
     if (c->model.expert_ffn_hidden < 1)
-        return snprintf(msg, n, "moeprof run: model.expert_ffn_hidden: not set (moeprof needs "
-                        "the experts' width)"), -EINVAL;
+        return blame(k, ffn_key, 1, msg, n, "model.expert_ffn_hidden = %d: not set (moeprof "
+                     "needs the experts' width)", c->model.expert_ffn_hidden);
     if (c->routing.distribution != DIST_UNIFORM && c->routing.distribution != DIST_ZIPF &&
         c->routing.distribution != DIST_TRACE)
-        return snprintf(msg, n, "moeprof run: routing.distribution = %s: moeprof runs uniform, "
-                        "zipf or trace", config_dist_name(c->routing.distribution)), -EINVAL;
+        return blame(k, dist_key, 1, msg, n, "routing.distribution = %s: moeprof runs "
+                     "uniform, zipf or trace", config_dist_name(c->routing.distribution));
     if ((double)ranks * c->routing.tokens_per_gpu * c->model.top_k > (double)(INT32_MAX / 2))
-        return snprintf(msg, n, "moeprof run: routing.tokens_per_gpu = %lld: too many tokens "
-                        "for one layer", (long long)c->routing.tokens_per_gpu), -EINVAL;
+        return blame(k, tokens_keys, 2, msg, n, "routing.tokens_per_gpu = %lld: too many "
+                     "tokens for one layer (x model.top_k = %d x %d ranks)",
+                     (long long)c->routing.tokens_per_gpu, c->model.top_k, ranks);
     return 0;
 }
 
@@ -162,9 +205,12 @@ static int load_trace(const struct config *c, const struct args *a, int rank, in
 
 /* The EP layout of the config's placement (eplb from the loads of layer 0, iteration 0:
  * the popularity, or a trace's counts summed over the ranks, as moesim's). */
-static int make_layout(const struct config *c, const struct rtrace *t, uint64_t seed,
-                       struct lay *l, char *msg, size_t n)
+static int make_layout(const struct config *c, struct cfg_loader *k, const struct rtrace *t,
+                       uint64_t seed, struct lay *l, char *msg, size_t n)
 {
+    static const char *const keys[] = { "balance", "placement", "parallel", "ep", "model",
+                                        "experts", "balance", "redundant_experts",
+                                        "balance", "expert_groups" };
     const int E = c->model.experts, ep = c->parallel.ep;
     double *load = calloc((size_t)E, sizeof(double));
     if (!load)
@@ -185,9 +231,13 @@ static int make_layout(const struct config *c, const struct rtrace *t, uint64_t 
     if (placed)
         placement_free(&pl);
     free(load);
-    if (rc)
-        snprintf(msg, n, "moeprof run: balance.placement = %s: cannot place %d experts on %d "
-                 "ranks (parallel.ep)", config_place_name(c->balance.placement), E, ep);
+    if (rc == -EINVAL)         /* a layout the placement's rules refuse: the config's */
+        blame(k, keys, 5, msg, n, "balance.placement = %s cannot place %d experts (+%d "
+              "redundant) on EP groups of %d ranks (parallel.ep)",
+              config_place_name(c->balance.placement), E, c->balance.redundant_experts, ep);
+    else if (rc)
+        snprintf(msg, n, "moeprof run: balance.placement = %s: %s",
+                 config_place_name(c->balance.placement), strerror(-rc));
     return rc;
 }
 
@@ -395,6 +445,7 @@ int main(int argc, char **argv)
     struct config c;
     struct lay lay = { 0 };
     struct rtrace trace = { 0 };
+    struct cfg_loader *keys = NULL;
     rc = args_parse(&a, argc - 1, argv + 1, msg, sizeof(msg));
     if (!rc && a.help) {
         if (w.rank == 0)
@@ -403,16 +454,17 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!rc)
-        rc = args_config(&a, &c, msg, sizeof(msg));
+        rc = args_config(&a, &c, &keys, msg, sizeof(msg));
     if (!rc)
-        rc = check_run(&a, &c, w.size, msg, sizeof(msg));
+        rc = check_run(&a, &c, keys, w.size, msg, sizeof(msg));
     if (!rc)
         rc = c.routing.distribution == DIST_TRACE
                  ? load_trace(&c, &a, w.rank, w.size, &trace, msg, sizeof(msg)) : 0;
     if (!rc)
-        rc = make_layout(&c, &trace, a.seed, &lay, msg, sizeof(msg));
+        rc = make_layout(&c, keys, &trace, a.seed, &lay, msg, sizeof(msg));
     if (!rc && a.out && w.rank == 0)
         rc = check_out(a.out, &c, msg, sizeof(msg));
+    config_keys_free(keys);
     if (refused(&w, rc, msg)) {
         lay_free(&lay);
         rtrace_free(&trace);

@@ -39,8 +39,7 @@ static int cfg_fail_latest(struct cfg_loader *ld, const char *const *names, int 
 /* As cfg_fail_latest, for a message that starts "<first key> = <value>": blaming that
  * first key, the message drops the repeat and reads as a range error does ("model.top_k:
  * 9 is more than ..."); blaming another, it names the first key's value in full. */
-__attribute__((format(printf, 4, 5)))
-static int cfg_fail_rule(struct cfg_loader *ld, const char *const *names, int n,
+int cfg_fail_rule(struct cfg_loader *ld, const char *const *names, int n,
                          const char *fmt, ...)
 {
     char what[CFG_ERR_MAX], first[2 * CFG_NAME_MAX];

@@ -30,6 +30,11 @@ const char *cfg_where(const struct cfg_loader *ld, const char *sec, const char *
  * at their defaults: the first. Names that are no key are passed over (0 if all are). */
 int cfg_latest(const struct cfg_loader *ld, const char *const *names, int n);
 
+/* As cfg_fail, blaming the key of names set last (cfg_latest); a message that starts
+ * "<first key> = <value>" drops that repeat when blaming the first key (cfgcheck.c). */
+__attribute__((format(printf, 4, 5)))
+int cfg_fail_rule(struct cfg_loader *ld, const char *const *names, int n, const char *fmt, ...);
+
 /* cfgcheck.c: the rules between keys, once every file and --set is read. Fills in the
  * derived zeros (parallel.dp, parallel.ep, model.kv_heads, model.head_dim; config.h).
  * Returns 0, or -EINVAL after cfg_fail. */

@@ -999,6 +999,14 @@ static int cfg_check_sets_something(struct cfg_loader *ld, const char *const *fi
 int config_load(struct config *c, const char *const *files, int nfiles,
                 const char *const *sets, int nsets, struct cfg_err *err)
 {
+    return config_load_keys(c, NULL, files, nfiles, sets, nsets, err);
+}
+
+int config_load_keys(struct config *c, struct cfg_loader **keys, const char *const *files,
+                     int nfiles, const char *const *sets, int nsets, struct cfg_err *err)
+{
+    if (keys)
+        *keys = NULL;
     if (!c || !err || nfiles < 0 || nsets < 0 || (nfiles && !files) || (nsets && !sets)) {
         if (err)
             snprintf(err->msg, sizeof(err->msg), "config_load: bad arguments");
@@ -1028,7 +1036,34 @@ int config_load(struct config *c, const char *const *files, int nfiles,
         *c = ld->c;
         err->msg[0] = '\0';
     }
-    free(ld);
+    if (!rc && keys)
+        *keys = ld;
+    else
+        free(ld);
+    return rc;
+}
+
+void config_keys_free(struct cfg_loader *keys)
+{
+    free(keys);
+}
+
+const char *config_key_where(const struct cfg_loader *keys, const char *sec, const char *key)
+{
+    return cfg_where(keys, sec, key);
+}
+
+int config_rule_fail(struct cfg_loader *keys, const char *const *names, int n,
+                     struct cfg_err *err, const char *fmt, ...)
+{
+    char what[CFG_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    keys->rc = 0;                   /* the load itself succeeded: this is the first error */
+    int rc = cfg_fail_rule(keys, names, n, "%s", what);
+    *err = keys->err;
     return rc;
 }
 

@@ -200,6 +200,28 @@ struct cfg_err {
 int config_load(struct config *c, const char *const *files, int nfiles,
                 const char *const *sets, int nsets, struct cfg_err *err);
 
+/* Where and when each key of a loaded config was set, kept for the rules a caller
+ * checks after the load (moeprof: the ranks mpirun started, the placement it lays out),
+ * so that their messages name a key the way config_load's own rules do. Opaque. */
+struct cfg_loader;
+
+/* config_load that, on success, also hands the keys' origins to *keys (the caller owns
+ * them: config_keys_free); *keys is NULL on failure. */
+int config_load_keys(struct config *c, struct cfg_loader **keys, const char *const *files,
+                     int nfiles, const char *const *sets, int nsets, struct cfg_err *err);
+void config_keys_free(struct cfg_loader *keys);     /* NULL is a no-op */
+
+/* Where section.key was last set: "file:line", "--set" or "default". Borrowed. */
+const char *config_key_where(const struct cfg_loader *keys, const char *sec, const char *key);
+
+/* A rule between keys broken after the load, worded as config_load's own: err->msg =
+ * "where: section.key: what", blaming the key of names (n "section", "key" pairs) set
+ * last; a message that starts "<first key> = <value>" drops that repeat when blaming the
+ * first key. Returns -EINVAL. */
+__attribute__((format(printf, 5, 6)))
+int config_rule_fail(struct cfg_loader *keys, const char *const *names, int n,
+                     struct cfg_err *err, const char *fmt, ...);
+
 /* config_gpus: -ERANGE when a field is < 1 or the product exceeds CFG_GPUS_MAX.
  * The *_name functions return the word used in the files, "?" for a bad value. */
 int config_gpus(const struct config *c);  /* nodes * gpus_per_node */

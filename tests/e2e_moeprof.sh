@@ -27,7 +27,8 @@
 #     replayed from its own routing trace (routing.distribution = trace) writes the same
 #     routing trace and the same dispatch and combine matrices.
 #  4. Bad input (a bad --set key, ep that does not divide the ranks, an unknown option):
-#     exit 2, the message once, no file in --out DIR.
+#     exit 2, the message once, no file in --out DIR; the ep refusal names the file:line
+#     or --set where parallel.ep (or, derived, the cluster key) was set.
 #  5. A rank killed mid-run: every rank and mpirun exit non-zero within 10 s.
 # Run from the repository root: MOEPROF=build/bin/moeprof BUILD=build bash tests/e2e_moeprof.sh
 set -u
@@ -263,7 +264,15 @@ expect_bad() { # NAME NP MESSAGE-SUBSTRING ARGS...
     fi
 }
 expect_bad set-key 2 "--set: model.expertz: unknown key" $CFG --set model.expertz=3
-expect_bad ep-ranks 3 "parallel.ep = 2 needs a multiple of 2 ranks" $CFG
+# The ep refusal names where parallel.ep was set (file:line, --set), or, derived from the
+# cluster (not set), the key of the derivation set last, as moesim's own rules do.
+epline=$(grep -n '^ep *=' $CFG | cut -d: -f1)
+expect_bad ep-ranks 3 "$CFG:$epline: parallel.ep: 2 needs a multiple of 2 ranks; mpirun started 3" $CFG
+grep -v '^ep *=' $CFG > "$tmp/noep.ini"
+gpnline=$(grep -n '^gpus_per_node *=' "$tmp/noep.ini" | cut -d: -f1)
+expect_bad ep-derived 3 "$tmp/noep.ini:$gpnline: cluster.gpus_per_node: parallel.ep = 0 (dp = 8) needs a multiple of 8 ranks; mpirun started 3" "$tmp/noep.ini"
+expect_bad ep-derived-set 3 "--set: cluster.gpus_per_node: parallel.ep = 0 (dp = 4) needs a multiple of 4 ranks" \
+    "$tmp/noep.ini" --set cluster.gpus_per_node=4
 expect_bad option 2 "unknown option '--bogus'" $CFG --bogus
 expect_bad trace-gpus 2 "routing.trace: $tmp/a/routing.trace:1: gpus=4 in the header, but 2 GPUs expected" \
     $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace"
@@ -272,7 +281,7 @@ expect_bad trace-tokens 4 "layer 0 iteration 0 gpu 0: 1024 token-expert assignme
     --set routing.tokens_per_gpu=1024
 expect_bad backend-cuda-mpi 2 "moeprof run: --backend cuda" \
     $CFG --backend cuda
-expect_bad ep-more-ranks 2 "parallel.ep = 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
+expect_bad ep-more-ranks 2 "--set: parallel.ep: 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
     --set parallel.ep=4
 
 # ---- 5. one rank killed mid-run: all exit non-zero within 10 s
