@@ -30,6 +30,7 @@
 #include "records.h"
 #include "rtrace.h"
 #include "skew.h"
+#include "stack.h"
 #include "force.h"
 #include "tensors.h"
 #include "timer.h"
@@ -264,7 +265,6 @@ static int check_out(const char *dir, const struct config *c, char *msg, size_t 
 
 struct layer_run {
     struct epl *l;
-    void *x, *dout, *out, *dx;         /* backend memory */
     float *bias;
 };
 
@@ -499,7 +499,6 @@ int main(int argc, char **argv)
                           .norm_topk = true, .route_scale = 1.0f, .aux_alpha = 0.0f };
     MPI_Comm ep_comm;
     MPI_Comm_split(MPI_COMM_WORLD, w.rank / ep, w.rank, &ep_comm);
-    const size_t tn = (size_t)T * mc.hidden;
 #ifdef MOEPROF_CUDA
     if (a.backend == ARGS_CUDA) {
         rc = gpu_nccl_create(&nccl, ep_comm, (size_t)mc.hidden * ops->elem_bytes);
@@ -509,30 +508,31 @@ int main(int argc, char **argv)
         io = &gio;
     }
 #endif
-    float *zeros = calloc(tn ? tn : 1, sizeof(float));     /* host, to clear dx */
-    if (!zeros)
-        die(&w, "setup", -ENOMEM);
-
+    /* The layers, stacked (stack.h): this rank's tokens x enter layer 0, the output
+     * gradient dout enters the last layer's backward. */
     struct layer_run *lr = calloc((size_t)L, sizeof(*lr));
+    struct epl **layers = calloc((size_t)L, sizeof(*layers));
     struct skw_fit fit = { 0, 0.0 };
-    if (!lr)
+    struct stk stack;
+    void *x0 = NULL, *dout = NULL;
+    if (!lr || !layers)
         die(&w, "setup", -ENOMEM);
     for (int l = 0; l < L; l++) {
         struct layer_run *x = &lr[l];
         struct epl_spec s = { .cfg = mc, .lay = &lay, .comm = ep_comm, .tokens = T,
                               .seed = a.seed, .layer = l, .io = io };
         rc = epl_create(&x->l, ops, &s);
-        rc = rc ? rc : tns_tokens(&x->x, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_X,
-                                  a.seed, l);
-        rc = rc ? rc : tns_tokens(&x->dout, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_DOUT,
-                                  a.seed, l);
-        rc = rc ? rc : ops->alloc(&x->out, tn ? tn : 1);
-        rc = rc ? rc : ops->alloc(&x->dx, tn ? tn : 1);
+        layers[l] = x->l;
         if (!rc && c.routing.distribution == DIST_ZIPF)
             rc = calibrate_skew(&w, &c, ops, io ? io->copy : NULL, &mc, a.seed, l, x, &fit);
         if (rc)
             die(&w, "layer setup", rc);
     }
+    rc = tns_tokens(&x0, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_X, a.seed, 0);
+    rc = rc ? rc : tns_tokens(&dout, ops, T, mc.hidden, (int64_t)w.rank * T, TNS_DOUT, a.seed, 0);
+    rc = rc ? rc : stk_create(&stack, ops, io ? io->copy : NULL, layers, L, T, mc.hidden);
+    if (rc)
+        die(&w, "layer setup", rc);
 
     /* Clock offsets, then warm-up, timed and untimed iterations. */
     double *off = calloc((size_t)w.size, sizeof(double));
@@ -563,9 +563,6 @@ int main(int argc, char **argv)
         struct tmr *t = timed ? &tm : NULL;
         for (int l = 0; l < L; l++) {
             epl_zero_grads(lr[l].l);
-            rc = ops->upload(lr[l].dx, zeros, tn);
-            if (rc)
-                die(&w, "clearing dx", rc);
             /* A trace: pair p replays its iteration p mod iterations (warm-up: 0). */
             if (forced) {
                 int src = it < a.warmup ? 0 : pair % trace.iterations;
@@ -578,15 +575,9 @@ int main(int argc, char **argv)
         }
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = tmr_now_s();
-        for (int l = 0; l < L && !rc; l++) {
-            tm.iter = pair;
-            tm.layer = l;
-            rc = epl_forward(lr[l].l, lr[l].x, lr[l].out, t);
-        }
-        for (int l = L - 1; l >= 0 && !rc; l--) {
-            tm.layer = l;
-            rc = epl_backward(lr[l].l, lr[l].x, lr[l].dout, lr[l].dx, t);
-        }
+        tm.iter = pair;
+        rc = stk_forward(&stack, x0, t);
+        rc = rc ? rc : stk_backward(&stack, dout, t);
         if (rc)
             die(&w, "layer", rc);
         double dt = tmr_now_s() - t0;
@@ -689,15 +680,15 @@ int main(int argc, char **argv)
         free(cnt_li);
         free(rows_li);
     }
+    stk_free(&stack);
     for (int l = 0; l < L; l++) {
         epl_free(lr[l].l);
-        ops->free(lr[l].x);
-        ops->free(lr[l].dout);
-        ops->free(lr[l].out);
-        ops->free(lr[l].dx);
         free(lr[l].bias);
     }
+    ops->free(x0);
+    ops->free(dout);
     free(lr);
+    free(layers);
     free(off);
     free(err);
     free(cnt);
@@ -715,7 +706,6 @@ int main(int argc, char **argv)
     free(all_rows);
     tmr_free(&tm);
     lay_free(&lay);
-    free(zeros);
 #ifdef MOEPROF_CUDA
     gpu_nccl_free(nccl);
 #endif

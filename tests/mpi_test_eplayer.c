@@ -6,11 +6,14 @@
  * outputs, dx and every gradient (an expert's summed over the ranks holding it, the
  * gate's and the shared experts' over all ranks) and runs moe_forward / moe_backward
  * on all N T tokens in one ctx. The oracle is that one-process run.
+ * The layers run as a stack (profile/stack.h: h_{l+1} = h_l + moe_l(h_l), the backward
+ * from the last layer down, each layer's dx the output gradient of the one below); the
+ * oracle chains moe_forward / moe_backward the same way on the host, one ctx per layer.
  * Cases: softmax and sigmoid scores, with and without shared experts, with a
  * selection bias (the Zipf-style skew moeprof draws), with the routing forced from
  * per-rank counts (a routing trace replayed: the oracle forces the same assignments
  * between route and permute), on a layout where ranks hold unequal numbers of experts
- * in a scrambled slot order, and on one with replicas.
+ * in a scrambled slot order, and on one with replicas; one layer and stacks of 2 and 3.
  * What must be bitwise (eplayer.h): with T = 128 (the CPU gate's block) and no
  * replicas, the logits, hence the routing, and each expert's rows and GEMMs are those
  * of one process: outputs without shared experts and the experts' gradients equal bit
@@ -30,6 +33,7 @@
 #include "force.h"
 #include "layout.h"
 #include "moe_cpu.h"
+#include "stack.h"
 #include "tensors.h"
 
 #define T_TOK 128
@@ -104,15 +108,16 @@ struct tcase {
     bool bias;
     bool replicas;
     bool forced;              /* routing forced from per-rank counts (force.h) */
+    int layers;               /* a stack (stack.h): h_{l+1} = h_l + moe_l(h_l) */
 };
 
-/* Forced counts of rank r: these 7, summing to T_TOK K = 256 and none above T_TOK,
- * rotated by r (expert (e + r) mod 7 gets the e-th). */
-static void forced_counts(int r, uint64_t *c)
+/* Forced counts of rank r in layer l: these 7, summing to T_TOK K = 256 and none above
+ * T_TOK, rotated by r + l (expert (e + r + l) mod 7 gets the e-th). */
+static void forced_counts(int r, int l, uint64_t *c)
 {
     static const uint64_t base[7] = { 100, 60, 40, 25, 15, 10, 6 };
     for (int e = 0; e < 7; e++)
-        c[(e + r) % 7] = base[e];
+        c[(e + r + l) % 7] = base[e];
 }
 
 /* Unequal: expert e on rank min(e / 2, N - 1), each rank's experts in descending order
@@ -136,12 +141,167 @@ static int make_layout(struct lay *l, int experts, bool replicas)
     return lay_create(l, size_, experts, per, ex);
 }
 
+#define LAYERS_MAX 4
+#define LAYER0 3                  /* the stack's layer l draws its weights as layer 3 + l */
+
+/* Rank 0's one-process oracle of the stack: layer l on all N T tokens in one ctx, the
+ * residual added on the host: h_{l+1} = h_l + out_l; backward from the last layer,
+ * dh_l = dh_{l+1} + moe_backward's dx. */
+struct oracle {
+    struct moe_ctx *ctx[LAYERS_MAX];
+    struct moe_weights w[LAYERS_MAX], dw[LAYERS_MAX];
+    float *h[LAYERS_MAX + 1];     /* h[0] = x */
+    float *dh;                    /* dh_0 when done */
+};
+
+static int oracle_forward(struct oracle *o, const struct tcase *tc, const struct moe_cfg *cfg,
+                          const float *bias, int l, float *out)
+{
+    const struct moe_ops *ops = moe_cpu_ops();
+    const int T = T_TOK * size_;
+    struct moe_weights *w = &o->w[l];
+    int rc = ops->ctx_create(&o->ctx[l], cfg, T, T * cfg->top_k);
+    rc = rc ? rc : tns_weights(w, ops, cfg, NULL, false, SEED, LAYER0 + l);
+    rc = rc ? rc : tns_weights(&o->dw[l], ops, cfg, NULL, true, SEED, LAYER0 + l);
+    if (rc)
+        return rc;
+    struct moe_ctx *ctx = o->ctx[l];
+    w->bias = tc->bias ? bias : NULL;
+    if (!tc->forced)
+        return moe_forward(ops, ctx, w, o->h[l], T, out);
+    /* moe_forward's stages, the routing forced between */
+    int32_t *all_idx = calloc((size_t)T * cfg->top_k, sizeof(int32_t));
+    rc = all_idx ? 0 : -ENOMEM;
+    for (int r = 0; r < size_ && !rc; r++) {
+        uint64_t rc_counts[7];
+        forced_counts(r, l, rc_counts);
+        rc = frc_fill(all_idx + (size_t)r * T_TOK * cfg->top_k, rc_counts, cfg->experts, T_TOK,
+                      cfg->top_k);
+    }
+    rc = rc ? rc : ops->route(ctx, w, o->h[l], T);
+    rc = rc ? rc : frc_apply(ctx, all_idx);
+    struct moe_groups g = { .n = cfg->experts, .rows = ctx->host_counts };
+    rc = rc ? rc : ops->permute(ctx, o->h[l], ctx->xp);
+    rc = rc ? rc : ops->experts_fwd(ctx, w, &g, ctx->xp, ctx->yp);
+    rc = rc ? rc : ops->combine(ctx, ctx->yp, out);
+    rc = rc ? rc : ops->shared_fwd(ctx, w, o->h[l], out);
+    free(all_idx);
+    return rc;
+}
+
+static int oracle_run(struct oracle *o, const struct tcase *tc, const struct moe_cfg *cfg,
+                      const float *bias)
+{
+    const struct moe_ops *ops = moe_cpu_ops();
+    const int T = T_TOK * size_, L = tc->layers;
+    const size_t n = (size_t)T * cfg->hidden;
+    float *dnext = calloc(n, sizeof(float));
+    void *ax = NULL, *adout = NULL;
+    int rc = dnext ? 0 : -ENOMEM;
+    for (int l = 0; l <= L && !rc; l++)
+        rc = (o->h[l] = calloc(n, sizeof(float))) ? 0 : -ENOMEM;
+    rc = rc ? rc : (o->dh = calloc(n, sizeof(float))) ? 0 : -ENOMEM;
+    rc = rc ? rc : tns_tokens(&ax, ops, T, cfg->hidden, 0, TNS_X, SEED, LAYER0);
+    rc = rc ? rc : tns_tokens(&adout, ops, T, cfg->hidden, 0, TNS_DOUT, SEED, LAYER0);
+    if (!rc) {
+        memcpy(o->h[0], ax, n * sizeof(float));
+        memcpy(dnext, adout, n * sizeof(float));
+    }
+    for (int l = 0; l < L && !rc; l++) {
+        rc = oracle_forward(o, tc, cfg, bias, l, o->h[l + 1]);
+        for (size_t i = 0; i < n && !rc; i++)
+            o->h[l + 1][i] += o->h[l][i];
+    }
+    for (int l = L - 1; l >= 0 && !rc; l--) {
+        memcpy(o->dh, dnext, n * sizeof(float));
+        rc = moe_backward(ops, o->ctx[l], &o->w[l], o->h[l], dnext, o->dh, &o->dw[l]);
+        memcpy(dnext, o->dh, n * sizeof(float));
+    }
+    ops->free(ax);
+    ops->free(adout);
+    free(dnext);
+    return rc;
+}
+
+static void oracle_free(struct oracle *o, const struct moe_cfg *cfg)
+{
+    const struct moe_ops *ops = moe_cpu_ops();
+    for (int l = 0; l < LAYERS_MAX; l++) {
+        ops->ctx_free(o->ctx[l]);
+        if (o->w[l].gate)
+            tns_weights_free(&o->w[l], ops, cfg);
+        if (o->dw[l].gate)
+            tns_weights_free(&o->dw[l], ops, cfg);
+    }
+    for (int l = 0; l <= LAYERS_MAX; l++)
+        free(o->h[l]);
+    free(o->dh);
+}
+
+/* Layer l's gradients: each summed over the ranks (zeros where a rank lacks it), checked
+ * on rank 0 against the oracle's. */
+static void check_grads(const char *cas, const struct moe_cfg *cfg, struct epl *l,
+                        const struct moe_weights *ref, bool exact, float *sum, float *scr)
+{
+    const size_t h = (size_t)cfg->hidden, f = (size_t)cfg->ffn, e_n = (size_t)cfg->experts;
+    const struct moe_weights *gw = epl_grads(l);
+    sum_over(gw->gate, h * e_n, sum, scr);
+    if (rank_ == 0)
+        check(cas, "dgate", sum, ref->gate, h * e_n, false);
+    for (int e = 0; e < cfg->experts; e++) {
+        const char *nm[3] = { "dw1", "dw3", "dw2" };
+        void *const *mine[3] = { gw->w1, gw->w3, gw->w2 };
+        void *const *want[3] = { ref->w1, ref->w3, ref->w2 };
+        for (int m = 0; m < 3; m++) {
+            sum_over(mine[m][e], h * f, sum, scr);
+            if (rank_ == 0) {
+                char what[32];
+                snprintf(what, sizeof(what), "%s[%d]", nm[m], e);
+                check(cas, what, sum, want[m][e], h * f, exact);
+            }
+        }
+    }
+    for (int s = 0; s < cfg->shared; s++) {
+        void *const *mine[3] = { gw->sw1, gw->sw3, gw->sw2 };
+        void *const *want[3] = { ref->sw1, ref->sw3, ref->sw2 };
+        for (int m = 0; m < 3; m++) {
+            sum_over(mine[m][s], h * f, sum, scr);
+            if (rank_ == 0)
+                check(cas, "dshared", sum, want[m][s], h * f, false);
+        }
+    }
+}
+
+/* Counts add up to T K on every rank; forced, they are the forced ones. */
+static void check_counts(const struct tcase *tc, const struct moe_cfg *cfg, struct epl *l,
+                         int layer)
+{
+    const int32_t *cnt = epl_expert_counts(l);
+    uint64_t fc[7];
+    long tot = 0;
+    forced_counts(rank_, layer, fc);
+    for (int e = 0; e < cfg->experts; e++) {
+        tot += cnt[e];
+        if (tc->forced && (uint64_t)cnt[e] != fc[e]) {
+            failures_++;
+            printf("FAIL np=%d %s: rank %d layer %d expert %d: %d assignments, forced %llu\n",
+                   size_, tc->name, rank_, layer, e, cnt[e], (unsigned long long)fc[e]);
+        }
+    }
+    if (tot != (long)T_TOK * cfg->top_k) {
+        failures_++;
+        printf("FAIL np=%d %s: rank %d layer %d counts add to %ld, not %d\n", size_, tc->name,
+               rank_, layer, tot, T_TOK * cfg->top_k);
+    }
+}
+
 static void run_case(const struct tcase *tc)
 {
     const struct moe_ops *ops = moe_cpu_ops();
     struct moe_cfg cfg = { .hidden = 32, .ffn = 24, .experts = 7, .shared = tc->shared,
                            .top_k = 2, .score = tc->score, .norm_topk = true,
                            .route_scale = 1.0f, .aux_alpha = 0.0f };
+    const int L = tc->layers;
     const size_t h = (size_t)cfg.hidden, f = (size_t)cfg.ffn, e_n = (size_t)cfg.experts;
     const size_t tn = (size_t)T_TOK * h, all_n = tn * (size_t)size_;
     float bias[16];
@@ -154,148 +314,72 @@ static void run_case(const struct tcase *tc)
         printf("FAIL %s: layout\n", tc->name);
         return;
     }
-    struct epl_spec spec = { .cfg = cfg, .lay = &lay, .comm = MPI_COMM_WORLD,
-                             .tokens = T_TOK, .seed = SEED, .layer = 3,
-                             .bias = tc->bias ? bias : NULL };
-    struct epl *l;
-    int rc = epl_create(&l, ops, &spec);
-    void *x, *dout;
-    float *out = calloc(tn, sizeof(float)), *dx = calloc(tn, sizeof(float));
-    rc = rc ? rc : tns_tokens(&x, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_X, SEED, 3);
-    rc = rc ? rc : tns_tokens(&dout, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_DOUT,
-                              SEED, 3);
-    int32_t idx[T_TOK * 2];
-    uint64_t fc[7];
-    if (tc->forced) {
-        forced_counts(rank_, fc);
-        rc = rc ? rc : frc_fill(idx, fc, cfg.experts, T_TOK, cfg.top_k);
-        rc = rc ? rc : epl_force(l, idx);
+    struct epl *l[LAYERS_MAX] = { NULL };
+    struct stk st = { 0 };
+    void *x = NULL, *dout = NULL;
+    int rc = 0;
+    for (int i = 0; i < L && !rc; i++) {
+        struct epl_spec spec = { .cfg = cfg, .lay = &lay, .comm = MPI_COMM_WORLD,
+                                 .tokens = T_TOK, .seed = SEED, .layer = LAYER0 + i,
+                                 .bias = tc->bias ? bias : NULL };
+        rc = epl_create(&l[i], ops, &spec);
+        if (!rc && tc->forced) {
+            int32_t idx[T_TOK * 2];
+            uint64_t fc[7];
+            forced_counts(rank_, i, fc);
+            rc = frc_fill(idx, fc, cfg.experts, T_TOK, cfg.top_k);
+            rc = rc ? rc : epl_force(l[i], idx);
+        }
     }
-    rc = rc ? rc : epl_forward(l, x, out, NULL);
-    rc = rc ? rc : epl_backward(l, x, dout, dx, NULL);
+    rc = rc ? rc : tns_tokens(&x, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_X, SEED,
+                              LAYER0);
+    rc = rc ? rc : tns_tokens(&dout, ops, T_TOK, cfg.hidden, (int64_t)rank_ * T_TOK, TNS_DOUT,
+                              SEED, LAYER0);
+    rc = rc ? rc : stk_create(&st, ops, NULL, l, L, T_TOK, cfg.hidden);
+    rc = rc ? rc : stk_forward(&st, x, NULL);
+    rc = rc ? rc : stk_backward(&st, dout, NULL);
     if (rc) {
         printf("FAIL np=%d %s: rank %d error %d\n", size_, tc->name, rank_, rc);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
 
-    /* Rank 0: the one-process oracle. */
-    float *g_out = NULL, *g_dx = NULL, *r_out = NULL, *r_dx = NULL, *sum = NULL, *scr = NULL;
-    struct moe_ctx *ctx = NULL;
-    struct moe_weights w, dw;
-    void *ax = NULL, *adout = NULL;
+    struct oracle o = { 0 };
+    float *g_out = NULL, *g_dx = NULL;
     const size_t big = (h * e_n > h * f ? h * e_n : h * f);
+    float *sum = calloc(big, sizeof(float)), *scr = calloc(big, sizeof(float));
     if (rank_ == 0) {
         g_out = calloc(all_n, sizeof(float));
         g_dx = calloc(all_n, sizeof(float));
-        r_out = calloc(all_n, sizeof(float));
-        r_dx = calloc(all_n, sizeof(float));
-        sum = calloc(big, sizeof(float));
-        scr = calloc(big, sizeof(float));
-        int T = T_TOK * size_;
-        rc = ops->ctx_create(&ctx, &cfg, T, T * cfg.top_k);
-        rc = rc ? rc : tns_weights(&w, ops, &cfg, NULL, false, SEED, 3);
-        rc = rc ? rc : tns_weights(&dw, ops, &cfg, NULL, true, SEED, 3);
-        w.bias = tc->bias ? bias : NULL;
-        rc = rc ? rc : tns_tokens(&ax, ops, T, cfg.hidden, 0, TNS_X, SEED, 3);
-        rc = rc ? rc : tns_tokens(&adout, ops, T, cfg.hidden, 0, TNS_DOUT, SEED, 3);
-        if (!tc->forced) {
-            rc = rc ? rc : moe_forward(ops, ctx, &w, ax, T, r_out);
-        } else {                  /* moe_forward's stages, the routing forced between */
-            int32_t *all_idx = calloc((size_t)T * cfg.top_k, sizeof(int32_t));
-            rc = rc ? rc : all_idx ? 0 : -ENOMEM;
-            for (int r = 0; r < size_ && !rc; r++) {
-                uint64_t rc_counts[7];
-                forced_counts(r, rc_counts);
-                rc = frc_fill(all_idx + (size_t)r * T_TOK * cfg.top_k, rc_counts, cfg.experts,
-                              T_TOK, cfg.top_k);
-            }
-            rc = rc ? rc : ops->route(ctx, &w, ax, T);
-            rc = rc ? rc : frc_apply(ctx, all_idx);
-            struct moe_groups g = { .n = cfg.experts, .rows = ctx->host_counts };
-            rc = rc ? rc : ops->permute(ctx, ax, ctx->xp);
-            rc = rc ? rc : ops->experts_fwd(ctx, &w, &g, ctx->xp, ctx->yp);
-            rc = rc ? rc : ops->combine(ctx, ctx->yp, r_out);
-            rc = rc ? rc : ops->shared_fwd(ctx, &w, ax, r_out);
-            free(all_idx);
-        }
-        rc = rc ? rc : moe_backward(ops, ctx, &w, ax, adout, r_dx, &dw);
+        rc = oracle_run(&o, tc, &cfg, bias);
         if (rc) {
             printf("FAIL %s: oracle error %d\n", tc->name, rc);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
-    } else {
-        sum = calloc(big, sizeof(float));
-        scr = calloc(big, sizeof(float));
     }
-    gather(out, tn, g_out);
-    gather(dx, tn, g_dx);
+    gather(stk_out(&st), tn, g_out);
+    gather(stk_dx(&st), tn, g_dx);
     bool exact = !tc->replicas;
-    char cas[96];
-    snprintf(cas, sizeof(cas), "%s", tc->name);
     if (rank_ == 0) {
-        check(cas, "out", g_out, r_out, all_n, exact && tc->shared == 0);
-        check(cas, "dx", g_dx, r_dx, all_n, false);
+        check(tc->name, "out", g_out, o.h[L], all_n, exact && tc->shared == 0);
+        check(tc->name, "dx", g_dx, o.dh, all_n, false);
     }
-    const struct moe_weights *gw = epl_grads(l);
-    sum_over(gw->gate, h * e_n, sum, scr);
+    for (int i = 0; i < L; i++) {
+        char cas[96];
+        snprintf(cas, sizeof(cas), L > 1 ? "%s layer %d" : "%s", tc->name, i);
+        check_grads(cas, &cfg, l[i], &o.dw[i], exact, sum, scr);
+        check_counts(tc, &cfg, l[i], i);
+    }
     if (rank_ == 0)
-        check(cas, "dgate", sum, dw.gate, h * e_n, false);
-    for (int e = 0; e < cfg.experts; e++) {
-        const char *nm[3] = { "dw1", "dw3", "dw2" };
-        void *const *mine[3] = { gw->w1, gw->w3, gw->w2 };
-        void *const *ref[3] = { dw.w1, dw.w3, dw.w2 };
-        for (int m = 0; m < 3; m++) {
-            sum_over(mine[m][e], h * f, sum, scr);
-            if (rank_ == 0) {
-                char what[32];
-                snprintf(what, sizeof(what), "%s[%d]", nm[m], e);
-                check(cas, what, sum, ref[m][e], h * f, exact);
-            }
-        }
-    }
-    for (int s = 0; s < cfg.shared; s++) {
-        void *const *mine[3] = { gw->sw1, gw->sw3, gw->sw2 };
-        void *const *ref[3] = { dw.sw1, dw.sw3, dw.sw2 };
-        for (int m = 0; m < 3; m++) {
-            sum_over(mine[m][s], h * f, sum, scr);
-            if (rank_ == 0)
-                check(cas, "dshared", sum, ref[m][s], h * f, false);
-        }
-    }
-    /* Counts add up to T K on every rank; forced, they are the forced ones. */
-    const int32_t *cnt = epl_expert_counts(l);
-    long tot = 0;
-    for (int e = 0; e < cfg.experts; e++) {
-        tot += cnt[e];
-        if (tc->forced && (uint64_t)cnt[e] != fc[e]) {
-            failures_++;
-            printf("FAIL np=%d %s: rank %d expert %d: %d assignments, forced %llu\n", size_,
-                   tc->name, rank_, e, cnt[e], (unsigned long long)fc[e]);
-        }
-    }
-    if (tot != (long)T_TOK * cfg.top_k) {
-        failures_++;
-        printf("FAIL np=%d %s: rank %d counts add to %ld, not %d\n", size_, tc->name, rank_,
-               tot, T_TOK * cfg.top_k);
-    }
-    if (rank_ == 0) {
-        ops->ctx_free(ctx);
-        tns_weights_free(&w, ops, &cfg);
-        tns_weights_free(&dw, ops, &cfg);
-        ops->free(ax);
-        ops->free(adout);
-    }
+        oracle_free(&o, &cfg);
     free(g_out);
     free(g_dx);
-    free(r_out);
-    free(r_dx);
     free(sum);
     free(scr);
-    free(out);
-    free(dx);
+    stk_free(&st);
     ops->free(x);
     ops->free(dout);
-    epl_free(l);
+    for (int i = 0; i < L; i++)
+        epl_free(l[i]);
     lay_free(&lay);
 }
 
@@ -305,13 +389,16 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     static const struct tcase cases[] = {
-        { "softmax", MOE_SCORE_SOFTMAX, 0, false, false, false },
-        { "sigmoid+shared", MOE_SCORE_SIGMOID, 1, false, false, false },
-        { "softmax+shared+bias", MOE_SCORE_SOFTMAX, 2, true, false, false },
-        { "sigmoid+bias+replicas", MOE_SCORE_SIGMOID, 0, true, true, false },
-        { "softmax+shared+replicas", MOE_SCORE_SOFTMAX, 1, false, true, false },
-        { "softmax+forced", MOE_SCORE_SOFTMAX, 0, false, false, true },
-        { "sigmoid+shared+forced+replicas", MOE_SCORE_SIGMOID, 1, false, true, true },
+        { "softmax", MOE_SCORE_SOFTMAX, 0, false, false, false, 1 },
+        { "sigmoid+shared", MOE_SCORE_SIGMOID, 1, false, false, false, 1 },
+        { "softmax+shared+bias", MOE_SCORE_SOFTMAX, 2, true, false, false, 1 },
+        { "sigmoid+bias+replicas", MOE_SCORE_SIGMOID, 0, true, true, false, 1 },
+        { "softmax+shared+replicas", MOE_SCORE_SOFTMAX, 1, false, true, false, 1 },
+        { "softmax+forced", MOE_SCORE_SOFTMAX, 0, false, false, true, 1 },
+        { "sigmoid+shared+forced+replicas", MOE_SCORE_SIGMOID, 1, false, true, true, 1 },
+        { "3 layers softmax", MOE_SCORE_SOFTMAX, 0, false, false, false, 3 },
+        { "3 layers sigmoid+shared+bias+replicas", MOE_SCORE_SIGMOID, 1, true, true, false, 3 },
+        { "2 layers softmax+forced", MOE_SCORE_SOFTMAX, 0, false, false, true, 2 },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(&cases[i]);
