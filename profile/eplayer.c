@@ -18,7 +18,8 @@ struct epl {
     struct xch x;
     int rank, ranks, tokens;
     int first, nmine;            /* this rank's slots: [first, first + nmine) */
-    struct moe_ctx *ctx;
+    struct moe_ctx *ctx;         /* source side: this rank's tokens (max_rows 0) */
+    struct moe_ctx *ex;          /* expert side: the rows received, cap_rows of them */
     struct moe_weights w, dw;
     float *bias;                 /* [E] or NULL; backend memory (host on CPU) */
     float *zeros;                /* host, max(H E, H F) zeros, for epl_zero_grads */
@@ -36,8 +37,10 @@ struct epl {
     int32_t *cnt_send, *cnt_recv;/* [ranks * max_slots] */
     int32_t *grp_rows;           /* [nmine] rows received per own slot */
     int32_t *grp_expert;         /* [nmine] */
-    int max_rows;                /* ranks T K */
-    void *rx, *ex_x, *ex_y, *ex_dy, *ex_dx;   /* [max_rows x H] */
+    int cap_rows;                /* rows the expert-side buffers hold now */
+    int worst_rows;              /* ranks T K: the most a rank can receive */
+    int peak_rows;               /* the most rows received by one forward so far */
+    void *rx, *ex_x, *ex_y, *ex_dy, *ex_dx;   /* [cap_rows x H] */
 };
 
 static int host_copy(void *dst, const void *src, size_t bytes)
@@ -91,6 +94,35 @@ static int alloc_host(struct epl *l)
     return 0;
 }
 
+/* The expert side's buffers (the 5 row buffers, the experts ctx and its activations)
+ * for at least `rows` rows: kept when they hold them, else made anew for
+ * min(rows + rows / 8, worst) rows: each growth adds at least an eighth, so a load
+ * that creeps up reallocates O(log(worst / start)) times. The old contents are
+ * dropped: call before the dispatch writes them. 0, -ENOMEM, or the backend's error
+ * (the layer is then unusable). */
+static int grow_rows(struct epl *l, int rows)
+{
+    if (l->ex && rows <= l->cap_rows)
+        return 0;
+    int cap = rows + rows / 8 < l->worst_rows ? rows + rows / 8 : l->worst_rows;
+    cap = cap > rows ? cap : rows;
+    void **bufs[] = { &l->rx, &l->ex_x, &l->ex_y, &l->ex_dy, &l->ex_dx };
+    const size_t n = (size_t)(cap ? cap : 1) * l->cfg.hidden;
+    l->ops->ctx_free(l->ex);
+    l->ex = NULL;
+    l->cap_rows = 0;
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        l->ops->free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    int rc = l->ops->ctx_create(&l->ex, &l->cfg, 0, cap);
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]) && !rc; i++)
+        rc = l->ops->alloc(bufs[i], n);
+    if (!rc)
+        l->cap_rows = cap;
+    return rc;
+}
+
 int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spec *s)
 {
     int size = 0, rank = 0;
@@ -112,8 +144,7 @@ int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spe
     l->tokens = s->tokens;
     l->first = s->lay->rank0[rank];
     l->nmine = s->lay->rank0[rank + 1] - l->first;
-    l->max_rows = size * s->tokens * s->cfg.top_k;
-    const size_t rows_h = (size_t)(l->max_rows ? l->max_rows : 1) * s->cfg.hidden;
+    l->worst_rows = size * s->tokens * s->cfg.top_k;
 
     int rc = alloc_host(l);
     bool *held = calloc((size_t)s->cfg.experts, sizeof(bool));
@@ -127,10 +158,9 @@ int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spe
         rc = tns_weights(&l->dw, ops, &s->cfg, held, true, s->seed, s->layer);
     free(held);
     if (!rc)
-        rc = ops->ctx_create(&l->ctx, &s->cfg, s->tokens, l->max_rows);
-    void **bufs[] = { &l->rx, &l->ex_x, &l->ex_y, &l->ex_dy, &l->ex_dx };
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]) && !rc; i++)
-        rc = ops->alloc(bufs[i], rows_h);
+        rc = ops->ctx_create(&l->ctx, &s->cfg, s->tokens, 0);
+    if (!rc)                     /* a balanced layer's rows: T K */
+        rc = grow_rows(l, s->tokens * s->cfg.top_k);
     if (!rc && s->bias)
         rc = epl_set_bias(l, s->bias);
     if (!rc)
@@ -154,6 +184,7 @@ void epl_free(struct epl *l)
     xch_free(&l->x);
     if (l->ops) {
         l->ops->ctx_free(l->ctx);
+        l->ops->ctx_free(l->ex);
         tns_weights_free(&l->w, l->ops, &l->cfg);
         tns_weights_free(&l->dw, l->ops, &l->cfg);
         l->ops->free(l->bias);
@@ -305,13 +336,18 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
         return rc;
     for (int i = 0; i < l->nmine; i++)
         l->grp_rows[i] = 0;
+    int rows = 0;
     for (int s = 0; s < l->ranks; s++) {
         l->recv_rows[s] = 0;
         for (int i = 0; i < l->nmine; i++) {
             l->recv_rows[s] += l->cnt_recv[s * ms + i];
             l->grp_rows[i] += l->cnt_recv[s * ms + i];
         }
+        rows += l->recv_rows[s];
     }
+    l->peak_rows = rows > l->peak_rows ? rows : l->peak_rows;
+    if ((rc = grow_rows(l, rows)))
+        return rc;
     if ((rc = stop(l, t, TMR_F, TMR_COUNTS, t0, (uint64_t)(l->ranks - 1) * ms * sizeof(int32_t))))
         return rc;
 
@@ -325,7 +361,7 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
     t0 = tmr_start(t);
     struct moe_groups g = groups(l);
     rc = regroup(l, l->rx, l->ex_x, true);
-    rc = rc ? rc : ops->experts_fwd(l->ctx, &l->w, &g, l->ex_x, l->ex_y);
+    rc = rc ? rc : ops->experts_fwd(l->ex, &l->w, &g, l->ex_x, l->ex_y);
     rc = rc ? rc : regroup(l, l->ex_y, l->rx, false);
     if (rc)
         return rc;
@@ -375,7 +411,7 @@ int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struc
     t0 = tmr_start(t);
     struct moe_groups g = groups(l);
     rc = regroup(l, l->rx, l->ex_dy, true);
-    rc = rc ? rc : ops->experts_bwd(l->ctx, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
+    rc = rc ? rc : ops->experts_bwd(l->ex, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
     rc = rc ? rc : regroup(l, l->ex_dx, l->rx, false);
     if (rc)
         return rc;
@@ -476,4 +512,13 @@ const int32_t *epl_expert_counts(const struct epl *l)
 const int32_t *epl_send_rows(const struct epl *l)
 {
     return l->send_rows;
+}
+
+struct epl_rows epl_rows(const struct epl *l)
+{
+    const double elem = (double)l->ops->elem_bytes;
+    return (struct epl_rows){ .peak = l->peak_rows, .cap = l->cap_rows,
+                              .worst = l->worst_rows,
+                              .cap_bytes = (double)l->cap_rows *
+                                           (5.0 * l->cfg.hidden + 2.0 * l->cfg.ffn) * elem };
 }

@@ -25,8 +25,11 @@
  * slot_pos only, so their results do not change. The routing arrays go through host
  * copies (epl_io.copy), so backend memory may be a device's.
  *
- * Memory, besides the ctx: 5 buffers of R x H elems, R = ranks T K (the most rows a
- * rank can receive).
+ * Memory: a source-side ctx for the T tokens, and the expert side sized from the
+ * counts: after the count exchange a rank knows the R rows it will receive, and its
+ * 5 row buffers of R x H elems and its experts ctx (activations 2 R F elems) grow to
+ * hold them (to R + R / 8, at most ranks T K, the most a rank can receive), kept
+ * across iterations. They start at T K rows, a balanced layer's, with the same eighth.
  */
 #ifndef MOEPROF_EPLAYER_H
 #define MOEPROF_EPLAYER_H
@@ -97,5 +100,15 @@ void epl_zero_grads(struct epl *l);
  * the rows this rank sent to each rank of the group ([ranks] host). */
 const int32_t *epl_expert_counts(const struct epl *l);
 const int32_t *epl_send_rows(const struct epl *l);
+
+/* The expert side's rows: peak, the most one forward received so far; cap, what the
+ * buffers hold now (>= peak); worst, ranks T K; cap_bytes, the bytes of the row buffers
+ * and the experts' saved activations at cap ((5 H + 2 F) elems a row; a backend's own
+ * scratch is not counted). */
+struct epl_rows {
+    int peak, cap, worst;
+    double cap_bytes;
+};
+struct epl_rows epl_rows(const struct epl *l);
 
 #endif

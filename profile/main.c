@@ -320,6 +320,23 @@ static int write_outputs(const char *dir, const struct rec_run *r)
     return rc;
 }
 
+/* The expert-side buffers line: buf[3 k ..] = rank k's peak rows (one layer, one
+ * forward), its buffers' bytes (all layers) and theirs at the worst case. */
+static void print_buffers(const double *buf, int ranks, int avg_rows)
+{
+    double pk_min = buf[0], pk_max = buf[0], b_max = 0, worst = 0;
+    for (int k = 0; k < ranks; k++) {
+        pk_min = buf[3 * k] < pk_min ? buf[3 * k] : pk_min;
+        pk_max = buf[3 * k] > pk_max ? buf[3 * k] : pk_max;
+        b_max = buf[3 * k + 1] > b_max ? buf[3 * k + 1] : b_max;
+        worst = buf[3 * k + 2] > worst ? buf[3 * k + 2] : worst;
+    }
+    printf("# expert-side buffers sized from the counts: rows received per layer %.0f .. %.0f "
+           "over ranks (average %d); peak %.2f MiB per rank, all layers (%.2f MiB for the "
+           "worst case, ep x T x K rows)\n", pk_min, pk_max, avg_rows, b_max / 1048576.0,
+           worst / 1048576.0);
+}
+
 /* Seconds one timed phase costs (tmr_start + tmr_stop), the median of 9 runs of 4096. */
 static double timer_cost_s(void)
 {
@@ -605,6 +622,19 @@ int main(int argc, char **argv)
         die(&w, "gather", -ENOMEM);
     MPI_Gather(&node_id, 1, MPI_INT, node, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
+    /* The expert side's buffers, sized from the counts (eplayer.h): per rank, the most
+     * rows one layer received and the bytes of every layer's buffers. */
+    double buf[3] = { 0, 0, 0 }, *all_buf = NULL;
+    for (int l = 0; l < L; l++) {
+        struct epl_rows r = epl_rows(lr[l].l);
+        buf[0] = r.peak > buf[0] ? r.peak : buf[0];
+        buf[1] += r.cap_bytes;
+        buf[2] += (double)r.worst * r.cap_bytes / (r.cap ? r.cap : 1);
+    }
+    if (w.rank == 0 && !(all_buf = calloc(3 * (size_t)w.size, sizeof(double))))
+        die(&w, "gather", -ENOMEM);
+    MPI_Gather(buf, 3, MPI_DOUBLE, all_buf, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+
     /* Gather everything on rank 0. */
     int nrec = (int)tm.n, rec_bytes = (int)(tm.n * sizeof(struct tmr_rec));
     int *all_n = calloc((size_t)w.size, sizeof(int)), *displ = calloc((size_t)w.size, sizeof(int));
@@ -669,6 +699,7 @@ int main(int argc, char **argv)
             printf("# routing forced from %s (%d iteration(s), replayed in turn)\n",
                    c.routing.trace, trace.iterations);
         rec_summary(stdout, &r);
+        print_buffers(all_buf, w.size, T * mc.top_k);
         print_overhead(it_max, a.iters, tm.n / (size_t)(a.iters ? a.iters : 1));
         if (a.out) {
             int wr = write_outputs(a.out, &r);
@@ -704,6 +735,7 @@ int main(int argc, char **argv)
     free(node);
     free(all_cnt);
     free(all_rows);
+    free(all_buf);
     tmr_free(&tm);
     lay_free(&lay);
 #ifdef MOEPROF_CUDA

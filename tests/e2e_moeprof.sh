@@ -152,6 +152,28 @@ for it in range(iters):
             assert comb.get((t, s), 0) == v
 PY
 
+# Expert-side buffers sized from the counts: the rows each rank received, from the
+# routing trace (round-robin: expert e on rank e mod ep of its group; the same routing
+# every iteration: same inputs, same weights), span the summary's min .. max, and the
+# skew sends some rank more than the average T K.
+python3 - "$tmp/a/routing.trace" "$tmp/a.stdout" 2 $((T * K)) <<'PY' && pass "buffers: rows received per rank = the routing trace's counts, peak above the average" || fail "buffers line"
+import re, sys
+ep, avg = int(sys.argv[3]), int(sys.argv[4])
+cnt = {}
+for line in open(sys.argv[1]):
+    f = line.split('#')[0].split()
+    if len(f) == 5 and f[0] == "0" and f[1] == "0":
+        cnt[(int(f[2]), int(f[3]))] = int(f[4])
+ranks = 1 + max(g for g, _ in cnt)
+rows = [sum(v for (s, e), v in cnt.items() if s // ep == r // ep and e % ep == r % ep)
+        for r in range(ranks)]
+m = re.search(r"rows received per layer (\d+) \.\. (\d+) over ranks \(average (\d+)\)",
+              open(sys.argv[2]).read())
+assert m, "no buffers line"
+assert (int(m[1]), int(m[2]), int(m[3])) == (min(rows), max(rows), avg), (m.groups(), rows)
+assert max(rows) > avg, rows
+PY
+
 python3 - "$tmp/a/trace.json" <<'PY' && pass "trace.json: valid JSON, one process per rank, every phase" || fail "trace.json"
 import json, sys
 t = json.load(open(sys.argv[1]))["traceEvents"]

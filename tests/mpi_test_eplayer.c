@@ -295,6 +295,52 @@ static void check_counts(const struct tcase *tc, const struct moe_cfg *cfg, stru
     }
 }
 
+/* The expert side's buffers (eplayer.h) after one forward: the rows this rank received,
+ * counted from every rank's per-expert counts and the layout (with replicas, from the
+ * rows each rank sent it), are the peak; the capacity is where the buffers start,
+ * min(T K + T K / 8, N T K), when they fit, else min(peak + peak / 8, N T K) (the growth
+ * rule); the peaks add up to N T K; a skewed
+ * (forced) routing on N >= 2 ranks has a rank whose peak passes the average T K. */
+static void check_rows(const struct tcase *tc, const struct moe_cfg *cfg, const struct lay *lay,
+                       struct epl *l, int layer)
+{
+    const int tk = T_TOK * cfg->top_k, E = cfg->experts;
+    int32_t *cnt = calloc((size_t)size_ * E, sizeof(int32_t));
+    int32_t *sent = calloc((size_t)size_ * size_, sizeof(int32_t));
+    MPI_Allgather(epl_expert_counts(l), E, MPI_INT32_T, cnt, E, MPI_INT32_T, MPI_COMM_WORLD);
+    MPI_Allgather(epl_send_rows(l), size_, MPI_INT32_T, sent, size_, MPI_INT32_T,
+                  MPI_COMM_WORLD);
+    long rows = 0;
+    for (int src = 0; src < size_; src++) {
+        if (tc->replicas)
+            rows += sent[src * size_ + rank_];
+        else
+            for (int g = lay->rank0[rank_]; g < lay->rank0[rank_ + 1]; g++)
+                rows += cnt[src * E + lay->slot_expert[g]];
+    }
+    struct epl_rows r = epl_rows(l);
+    const long worst = (long)size_ * tk, start = tk + tk / 8 < worst ? tk + tk / 8 : worst;
+    long want_cap = rows <= start ? start : rows + rows / 8 < worst ? rows + rows / 8 : worst;
+    int peak_sum = 0, peak_max = 0;
+    MPI_Allreduce(&r.peak, &peak_sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&r.peak, &peak_max, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    bool skew_ok = !(tc->forced && size_ >= 2) || peak_max > tk;
+    if (r.peak != rows || r.cap != want_cap || r.worst != size_ * tk ||
+        peak_sum != size_ * tk || !skew_ok) {
+        failures_++;
+        printf("FAIL np=%d %s: rank %d layer %d rows: peak %d (counts: %ld), cap %d (want %ld), "
+               "worst %d, peaks add to %d (want %d), most %d (T K = %d)\n", size_, tc->name,
+               rank_, layer, r.peak, rows, r.cap, want_cap, r.worst, peak_sum, size_ * tk,
+               peak_max, tk);
+    } else if (rank_ == 0) {
+        printf("ok   np=%d %s layer %d: rows received = counts on every rank; most %d, "
+               "average %d, buffers for %d rows\n", size_, tc->name, layer, peak_max, tk,
+               r.cap);
+    }
+    free(cnt);
+    free(sent);
+}
+
 static void run_case(const struct tcase *tc)
 {
     const struct moe_ops *ops = moe_cpu_ops();
@@ -368,6 +414,7 @@ static void run_case(const struct tcase *tc)
         snprintf(cas, sizeof(cas), L > 1 ? "%s layer %d" : "%s", tc->name, i);
         check_grads(cas, &cfg, l[i], &o.dw[i], exact, sum, scr);
         check_counts(tc, &cfg, l[i], i);
+        check_rows(tc, &cfg, &lay, l[i], i);
     }
     if (rank_ == 0)
         oracle_free(&o, &cfg);
