@@ -479,12 +479,15 @@ int gate_cuda_route_bwd(struct moe_ctx *ctx, const struct moe_weights *w, const 
     const int t_n = ctx->tokens, e_n = c->experts, h_n = c->hidden;
     if (t_n == 0)
         return 0;
-    /* g_e = alpha f_e / T = aux_scale count_e, as gate_cpu_bwd */
+    /* g_e = alpha f_e / T = aux_scale count_e, as gate_cpu_bwd; over the batch of
+     * aux_counts / aux_tokens when the caller set them (moe.h) */
+    const double t_aux = ctx->aux_tokens > 0 ? ctx->aux_tokens : t_n;
     const float aux_scale = c->aux_alpha > 0.0f
-        ? (float)(c->aux_alpha * (double)e_n / ((double)c->top_k * t_n * t_n)) : 0.0f;
+        ? (float)(c->aux_alpha * (double)e_n / ((double)c->top_k * t_aux * t_aux)) : 0.0f;
     gate_bwd_args a = { t_n, e_n, c->top_k, c->score == MOE_SCORE_SIGMOID, c->norm_topk,
                         c->route_scale, aux_scale, ctx->scores, ctx->dtopk_w, ctx->topk_idx,
-                        ctx->counts, ctx->dlogits, p->dl16 };
+                        ctx->aux_counts ? ctx->aux_counts : ctx->counts, ctx->dlogits,
+                        p->dl16 };
     gate_bwd_kernel<<<blocks_for((size_t)t_n, GATE_BWD_WARPS), GATE_BWD_WARPS * 32, 0,
                       p->stream>>>(a);
     TRY_CUDA(cudaGetLastError());

@@ -37,7 +37,9 @@ void gate_cpu_bwd(const struct moe_cfg *c, int tokens, const float *scores,
                   float *dlogits);
 
 /* gate_cpu_bwd's dlogits rows of tokens [t0, t1) of `tokens`; each row depends only on
- * its own token (and the shared counts), so disjoint ranges may run concurrently. */
+ * its own token (and the shared counts), so disjoint ranges may run concurrently.
+ * `tokens` and counts enter only the aux loss's gradient: a batch larger than the
+ * rows given (moe.h: aux_counts, aux_tokens) passes its own. */
 void gate_cpu_bwd_tokens(const struct moe_cfg *c, int tokens, int t0, int t1,
                          const float *scores, const int32_t *topk_idx, const int32_t *counts,
                          const float *dtopk_w, float *dlogits);

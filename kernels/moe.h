@@ -151,6 +151,16 @@ struct moe_ctx {
                                   experts, expert s from element s max_tokens Fs */
     /* Expert side (rows received for the experts run here; <= max_rows): */
     void *act_a, *act_b;       /* elem [max_rows x F]: x W1, x W3 of row r, saved for backward */
+    /* The aux loss over a batch larger than this ctx's tokens (an expert-parallel
+     * group's, spread over one ctx per rank): by default (NULL, 0) the ctx's own
+     * counts and T. A caller may set, between route and route_bwd, aux_counts to the
+     * batch's per-expert counts (int32 [E], backend memory, borrowed) and aux_tokens
+     * to its tokens; route_bwd then adds the gradient of L_aux taken over that batch
+     * (f_e and the 1/T of P_e from them) for this ctx's tokens, so the ranks'
+     * gradients are the slices of the one-process gradient. aux_loss stays the
+     * ctx's own (the caller sums P_e over the batch for the batch's loss). */
+    const int32_t *aux_counts;
+    int aux_tokens;
     struct moe_grad_sync *grad_sync;  /* the sync of ops->sync_bind, or NULL */
     void *priv;                /* backend scratch */
 };
@@ -202,8 +212,8 @@ struct moe_ops {
                        void *dx, struct moe_weights *dw);
     /* dx[t] += (sum_k dxp[slot_pos[t*K + k]], k in order). */
     int (*permute_bwd)(const struct moe_ctx *ctx, const void *dxp, void *dx);
-    /* From dtopk_w and the aux loss: dlogits; dw->gate += x^T dlogits;
-     * dx += dlogits W_g^T. */
+    /* From dtopk_w and the aux loss (over aux_counts / aux_tokens when set): dlogits;
+     * dw->gate += x^T dlogits; dx += dlogits W_g^T. */
     int (*route_bwd)(struct moe_ctx *ctx, const struct moe_weights *w, const void *x,
                      void *dx, struct moe_weights *dw);
     /* dx += d(sum_s FFN_shared_s)/dx, dw->sw1/sw3/sw2[s] +=. */

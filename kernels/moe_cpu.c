@@ -459,8 +459,10 @@ static void route_bwd_items(const void *arg, int t0, int t1)
     const struct items_job *j = arg;
     const struct moe_ctx *ctx = j->ctx;
 
-    gate_cpu_bwd_tokens(&ctx->cfg, ctx->tokens, t0, t1, ctx->scores, ctx->topk_idx,
-                        ctx->counts, ctx->dtopk_w, ctx->dlogits);
+    gate_cpu_bwd_tokens(&ctx->cfg, ctx->aux_tokens > 0 ? ctx->aux_tokens : ctx->tokens, t0,
+                        t1, ctx->scores, ctx->topk_idx,
+                        ctx->aux_counts ? ctx->aux_counts : ctx->counts, ctx->dtopk_w,
+                        ctx->dlogits);
 }
 
 /* GEMMs [g0, g1) of {0: dW_gate += x^T dlogits, 1: dx += dlogits W_gate^T}, each

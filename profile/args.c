@@ -10,7 +10,7 @@
 const char args_usage[] =
     "usage: moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]\n"
     "                   [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N]\n"
-    "                   [--seed N] [--out DIR]\n"
+    "                   [--seed N] [--aux-alpha A] [--out DIR]\n"
     "\n"
     "Runs a real expert-parallel MoE layer, forward and backward, on every rank\n"
     "(start it with mpirun -np N), times every phase and records the routing and the\n"
@@ -27,6 +27,8 @@ const char args_usage[] =
     "  --layers N    MoE layers stacked, each its own weights (1); layer l+1 takes\n"
     "                layer l's input + output, the backward runs last to first\n"
     "  --seed N      weights, tokens and skew (1)\n"
+    "  --aux-alpha A the balance loss alpha sum_e f_e P_e (0: off), f and P over\n"
+    "                each EP group's batch (not with distribution = trace)\n"
     "  --out DIR     write phases.csv, trace.json, routing.trace and the dispatch and\n"
     "                combine byte matrices there (DIR is created if missing)\n"
     "  --backend     cpu (fp32, the kernels' oracle) or cuda (bf16, one rank per GPU;\n"
@@ -50,7 +52,7 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 
 int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
 {
-    enum { O_BACKEND = 256, O_COMM, O_ITERS, O_WARMUP, O_LAYERS, O_SEED, O_OUT };
+    enum { O_BACKEND = 256, O_COMM, O_ITERS, O_WARMUP, O_LAYERS, O_SEED, O_OUT, O_AUX };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },
         { "backend", required_argument, NULL, O_BACKEND },
@@ -60,6 +62,7 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
         { "layers", required_argument, NULL, O_LAYERS },
         { "seed", required_argument, NULL, O_SEED },
         { "out", required_argument, NULL, O_OUT },
+        { "aux-alpha", required_argument, NULL, O_AUX },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -114,6 +117,18 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
             }
             a->seed = (uint64_t)v;
             break;
+        case O_AUX: {
+            char *end;
+            errno = 0;
+            double d = strtod(optarg, &end);
+            if (!*optarg || *end || errno || !(d >= 0.0 && d <= 1e6)) {
+                snprintf(msg, msg_n, "moeprof run: --aux-alpha: '%s' is not a number in 0..1e6",
+                         optarg);
+                return -EINVAL;
+            }
+            a->aux_alpha = d;
+            break;
+        }
         case O_OUT:
             if (a->out) {
                 snprintf(msg, msg_n, "moeprof run: --out given twice ('%s' and '%s')", a->out,

@@ -2,7 +2,7 @@
  *
  *   moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]
  *               [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N] [--seed N]
- *               [--out DIR]
+ *               [--aux-alpha A] [--out DIR]
  * Every rank parses the same argv, so every rank reaches the same verdict; the
  * message is one line, "moeprof run: what is wrong" or config.h's "file:line:
  * section.key: what is wrong".
@@ -29,6 +29,7 @@ struct args {
     enum args_comm comm;
     int iters, warmup, layers;      /* defaults 5, 2, 1 */
     uint64_t seed;                  /* default 1 */
+    double aux_alpha;               /* --aux-alpha, default 0 (no aux loss) */
     const char *out;                /* NULL: no files */
     int help;                       /* --help given: usage printed by the caller */
 };

@@ -41,6 +41,13 @@ struct epl {
     int worst_rows;              /* ranks T K: the most a rank can receive */
     int peak_rows;               /* the most rows received by one forward so far */
     void *rx, *ex_x, *ex_y, *ex_dy, *ex_dx;   /* [cap_rows x H] */
+
+    /* Aux loss (aux_alpha > 0), over the group's batch: */
+    float *h_scores;             /* host [T x E] copy of the scores */
+    double *aux_sum;             /* host [2E]: counts, then sum_t s'_t,e; summed over the group */
+    int32_t *aux_h;              /* host [E] the group's counts */
+    void *aux_dev;               /* backend memory, 4E bytes: the same, for ctx->aux_counts */
+    float aux_loss;              /* L_aux of the group's batch, after a forward */
 };
 
 static int host_copy(void *dst, const void *src, size_t bytes)
@@ -57,8 +64,7 @@ static int mpi_rows(void *arg, const void *send, const int32_t *send_rows, void 
 
 static int check_spec(const struct epl_spec *s, int size)
 {
-    if (!s || !s->lay || moe_cfg_check(&s->cfg) < 0 || s->cfg.aux_alpha != 0.0f ||
-        s->tokens < 0 || s->lay->ranks != size || s->lay->experts != s->cfg.experts)
+    if (!s || !s->lay || moe_cfg_check(&s->cfg) < 0 || s->tokens < 0 || s->lay->ranks != size || s->lay->experts != s->cfg.experts)
         return -EINVAL;
     if ((int64_t)size * s->tokens * s->cfg.top_k > INT32_MAX / 2)
         return -EINVAL;
@@ -163,6 +169,15 @@ int epl_create(struct epl **out, const struct moe_ops *ops, const struct epl_spe
         rc = grow_rows(l, s->tokens * s->cfg.top_k);
     if (!rc && s->bias)
         rc = epl_set_bias(l, s->bias);
+    if (!rc && s->cfg.aux_alpha > 0.0f) {
+        const size_t te = (size_t)s->tokens * s->cfg.experts, e = (size_t)s->cfg.experts;
+        l->h_scores = malloc((te ? te : 1) * sizeof(float));
+        l->aux_sum = malloc(2 * e * sizeof(double));
+        l->aux_h = malloc(e * sizeof(int32_t));
+        rc = l->h_scores && l->aux_sum && l->aux_h ? 0 : -ENOMEM;
+        /* 4-byte elements on every backend (moe.h): room for E int32 */
+        rc = rc ? rc : ops->grad_alloc(&l->aux_dev, e);
+    }
     if (!rc)
         rc = xch_create(&l->x, s->comm, s->cfg.hidden);
     if (s->io)
@@ -193,7 +208,11 @@ void epl_free(struct epl *l)
         l->ops->free(l->ex_y);
         l->ops->free(l->ex_dy);
         l->ops->free(l->ex_dx);
+        l->ops->free(l->aux_dev);
     }
+    free(l->h_scores);
+    free(l->aux_sum);
+    free(l->aux_h);
     free(l->pick);
     free(l->h_idx);
     free(l->h_pos);
@@ -278,6 +297,47 @@ static int regroup(const struct epl *l, const void *in, void *out, bool to_slots
     return rc;
 }
 
+/* The aux loss over the EP group's batch (moe.h: L_aux = alpha sum_e f_e P_e with f and
+ * P over every rank's tokens): the group's counts and sums of s'_t,e = s_t,e / sum_j
+ * s_t,j (this rank's in double, MPI_Allreduce'd), the loss from them, and the counts
+ * and batch size handed to route_bwd (ctx->aux_counts, aux_tokens). One allreduce of
+ * 2E doubles and a T x E copy of the scores per forward. */
+static int aux_global(struct epl *l)
+{
+    const struct moe_cfg *c = &l->cfg;
+    const int E = c->experts, T = l->tokens;
+    int rc = T ? l->io.copy(l->h_scores, l->ctx->scores, (size_t)T * E * sizeof(float)) : 0;
+    if (rc)
+        return rc;
+    for (int e = 0; e < E; e++) {
+        l->aux_sum[e] = l->expert_rows[e];
+        l->aux_sum[E + e] = 0.0;
+    }
+    for (int t = 0; t < T; t++) {
+        const float *st = l->h_scores + (size_t)t * E;
+        double z = 0.0;
+        for (int e = 0; e < E; e++)
+            z += st[e];
+        for (int e = 0; e < E; e++)
+            l->aux_sum[E + e] += st[e] / z;
+    }
+    if (MPI_Allreduce(MPI_IN_PLACE, l->aux_sum, 2 * E, MPI_DOUBLE, MPI_SUM, l->x.comm) !=
+        MPI_SUCCESS)
+        return -EIO;
+    const double tg = (double)T * l->ranks;
+    double sum = 0.0;
+    for (int e = 0; e < E; e++) {
+        l->aux_h[e] = (int32_t)l->aux_sum[e];
+        sum += l->aux_sum[e] * l->aux_sum[E + e];
+    }
+    l->aux_loss = tg > 0 ? (float)(c->aux_alpha * (double)E / ((double)c->top_k * tg * tg) * sum)
+                         : 0.0f;
+    rc = l->io.copy(l->aux_dev, l->aux_h, (size_t)E * sizeof(int32_t));
+    l->ctx->aux_counts = l->aux_dev;
+    l->ctx->aux_tokens = T * l->ranks;
+    return rc;
+}
+
 /* Records phase (pass, step) from t0; with a timer and an asynchronous backend, after
  * waiting for its queued work. */
 static int stop(const struct epl *l, struct tmr *t, enum tmr_pass p, enum tmr_step s,
@@ -332,6 +392,8 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
         for (int g = l->lay->rank0[d]; g < l->lay->rank0[d + 1]; g++)
             l->cnt_send[d * ms + (g - l->lay->rank0[d])] = l->slot_rows[g];
     rc = xch_counts(&l->x, l->cnt_send, l->cnt_recv, ms);
+    if (!rc && l->cfg.aux_alpha > 0.0f)
+        rc = aux_global(l);
     if (rc)
         return rc;
     for (int i = 0; i < l->nmine; i++)
@@ -512,6 +574,11 @@ const int32_t *epl_expert_counts(const struct epl *l)
 const int32_t *epl_send_rows(const struct epl *l)
 {
     return l->send_rows;
+}
+
+float epl_aux_loss(const struct epl *l)
+{
+    return l->aux_loss;
 }
 
 struct epl_rows epl_rows(const struct epl *l)

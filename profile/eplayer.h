@@ -16,8 +16,10 @@
  * GEMM (the CPU backend's gate GEMM runs in blocks of 128 tokens: T a multiple of
  * 128), outputs, expert gradients and dx match bit for bit; the gate and shared
  * gradients are per-rank partial sums (their sum over ranks is the one-process
- * gradient up to rounding). The aux loss must be off (aux_alpha = 0): its counts
- * would have to be global.
+ * gradient up to rounding). The aux loss (aux_alpha > 0) is the group's: with the
+ * count exchange, an MPI_Allreduce gives every rank the group's per-expert counts and
+ * sums of normalized scores, hence the loss of the whole batch (epl_aux_loss) and the
+ * gradient route_bwd adds for this rank's tokens (moe.h: aux_counts, aux_tokens).
  *
  * Send order: the rank rewrites ctx->slot_pos after route so that permute writes the
  * rows straight into the dispatch order (destination rank, then its slots, then
@@ -57,7 +59,7 @@ struct epl_io {
 };
 
 struct epl_spec {
-    struct moe_cfg cfg;          /* aux_alpha must be 0 */
+    struct moe_cfg cfg;          /* aux_alpha > 0: the group's aux loss (above) */
     const struct lay *lay;       /* borrowed for the layer's life; lay->ranks = comm size */
     MPI_Comm comm;               /* the EP group, borrowed */
     int tokens;                  /* T per rank, >= 0 */
@@ -100,6 +102,10 @@ void epl_zero_grads(struct epl *l);
  * the rows this rank sent to each rank of the group ([ranks] host). */
 const int32_t *epl_expert_counts(const struct epl *l);
 const int32_t *epl_send_rows(const struct epl *l);
+
+/* After a forward: L_aux of the group's batch (0 when aux_alpha = 0), the same on
+ * every rank of the group. */
+float epl_aux_loss(const struct epl *l);
 
 /* The expert side's rows: peak, the most one forward received so far; cap, what the
  * buffers hold now (>= peak); worst, ranks T K; cap_bytes, the bytes of the row buffers

@@ -153,6 +153,9 @@ static int check_run(const struct args *a, const struct config *c, struct cfg_lo
         c->routing.distribution != DIST_TRACE)
         return blame(k, dist_key, 1, msg, n, "routing.distribution = %s: moeprof runs "
                      "uniform, zipf or trace", config_dist_name(c->routing.distribution));
+    if (a->aux_alpha > 0.0 && c->routing.distribution == DIST_TRACE)
+        return blame(k, dist_key, 1, msg, n, "routing.distribution = trace: forced routing "
+                     "has no aux loss (--aux-alpha %g)", a->aux_alpha);
     if ((double)ranks * c->routing.tokens_per_gpu * c->model.top_k > (double)(INT32_MAX / 2))
         return blame(k, tokens_keys, 2, msg, n, "routing.tokens_per_gpu = %lld: too many "
                      "tokens for one layer (x model.top_k = %d x %d ranks)",
@@ -513,7 +516,8 @@ int main(int argc, char **argv)
                           .top_k = c.model.top_k,
                           .score = c.routing.scoring == SCORE_SIGMOID ? MOE_SCORE_SIGMOID
                                                                       : MOE_SCORE_SOFTMAX,
-                          .norm_topk = true, .route_scale = 1.0f, .aux_alpha = 0.0f };
+                          .norm_topk = true, .route_scale = 1.0f,
+                          .aux_alpha = (float)a.aux_alpha };
     MPI_Comm ep_comm;
     MPI_Comm_split(MPI_COMM_WORLD, w.rank / ep, w.rank, &ep_comm);
 #ifdef MOEPROF_CUDA
@@ -700,6 +704,13 @@ int main(int argc, char **argv)
                    c.routing.trace, trace.iterations);
         rec_summary(stdout, &r);
         print_buffers(all_buf, w.size, T * mc.top_k);
+        if (mc.aux_alpha > 0.0f) {
+            printf("# aux loss (alpha %g; f and P over the EP group's %d x %d tokens), rank 0's "
+                   "group, last iteration:", a.aux_alpha, ep, T);
+            for (int l = 0; l < L; l++)
+                printf(" layer %d %.6g", l, epl_aux_loss(lr[l].l));
+            printf("\n");
+        }
         print_overhead(it_max, a.iters, tm.n / (size_t)(a.iters ? a.iters : 1));
         if (a.out) {
             int wr = write_outputs(a.out, &r);

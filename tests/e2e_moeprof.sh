@@ -301,6 +301,9 @@ expect_bad trace-gpus 2 "routing.trace: $tmp/a/routing.trace:1: gpus=4 in the he
 expect_bad trace-tokens 4 "layer 0 iteration 0 gpu 0: 1024 token-expert assignments, but routing.tokens_per_gpu x model.top_k = 2048" \
     $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" \
     --set routing.tokens_per_gpu=1024
+expect_bad aux-trace 2 "--set: routing.distribution: trace: forced routing has no aux loss" \
+    $CFG --set routing.distribution=trace --set routing.trace="$tmp/a/routing.trace" --aux-alpha 0.01
+expect_bad aux-alpha 2 "moeprof run: --aux-alpha: '-1' is not a number in 0..1e6" $CFG --aux-alpha -1
 expect_bad backend-cuda-mpi 2 "moeprof run: --backend cuda" \
     $CFG --backend cuda
 expect_bad ep-more-ranks 2 "--set: parallel.ep: 4 needs a multiple of 4 ranks; mpirun started 2" $CFG \
