@@ -167,7 +167,7 @@ int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec
         return -ENOMEM;
     }
     for (int i = 0; i < n; i++) {
-        d[i] = timed_s[i] - plain_s[i];
+        d[i] = timed_s[i] / plain_s[i] - 1.0;   /* per pair: a slow pair weighs no more */
         p[i] = timed_s[i];
     }
     o->timed_med_s = median(p, (size_t)n);
@@ -184,9 +184,9 @@ int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec
             break;
         j = i + 1;
     }
-    o->frac = dm / o->plain_med_s;
-    o->lo_frac = j ? d[j - 1] / o->plain_med_s : -INFINITY;
-    o->hi_frac = j ? d[n - j] / o->plain_med_s : INFINITY;
+    o->frac = dm;
+    o->lo_frac = j ? d[j - 1] : -INFINITY;
+    o->hi_frac = j ? d[n - j] : INFINITY;
     free(d);
     free(p);
     return 0;

@@ -56,13 +56,14 @@ int rec_a2a_stats(const struct rec_run *r, const double *wait_s, int phase,
                   struct rec_a2a *out);
 
 /* Instrumentation overhead from n pairs of iteration times (slowest rank), one timed
- * and one untimed each: the median of the pairs' differences over the median untimed
- * time, and a distribution-free 95 % confidence interval for it from the order
- * statistics of the differences (ranks n/2 -+ 0.98 sqrt(n); W. J. Conover, "Practical
- * Nonparametric Statistics", 3rd ed., sec. 3.2). n < 6: lo = -inf, hi = +inf. */
+ * and one untimed each: the median of the pairs' ratios timed / untimed - 1 (a load
+ * that slows a whole pair scales both, so it cancels), and a distribution-free 95 %
+ * confidence interval for it from the order statistics of the ratios (ranks n/2 -+
+ * 0.98 sqrt(n); W. J. Conover, "Practical Nonparametric Statistics", 3rd ed., sec.
+ * 3.2). n < 6: lo = -inf, hi = +inf. */
 struct rec_overhead {
     double timed_med_s, plain_med_s;
-    double frac, lo_frac, hi_frac;   /* (timed - untimed) / untimed */
+    double frac, lo_frac, hi_frac;   /* timed / untimed - 1, per pair */
 };
 int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec_overhead *o);
 

@@ -3,18 +3,22 @@
 # example's layer (configs/examples/moeprof-cpu.ini) on 1, 2 and 4 ranks, one EP group
 # of all of them, ITERS timed and ITERS untimed iterations after 3 warm-up ones:
 #  - per phase, the median duration over ranks and timed iterations;
-#  - the instrumentation overhead moeprof reports (paired timed - untimed iterations);
-#  - the instrumentation overhead again on 1 rank over OVH_PAIRS pairs (no MPI wait);
-#  - the forward dispatch's transfer (after the last rank arrived; slowest rank per call,
-#    median over calls) against a plain MPI_Alltoallv of the same byte matrix and rows
-#    (tests/mpi_bench_alltoallv.c, barrier before each call, slowest rank, median), with
-#    hot caches and with 64 MiB written between calls (then the send buffer), as a
-#    layer's compute leaves them.
+#  - the instrumentation overhead moeprof reports (paired timed - untimed iterations),
+#    and again on 1 rank over OVH_PAIRS pairs (no MPI wait in the iteration);
+#  - the rows all-to-all against a plain MPI_Alltoallv of the same bytes
+#    (tests/mpi_bench_alltoallv.c, the run's dispatch-l0-i0.matrix): paired, alternating
+#    calls of both on the same buffers, A2A_REPS pairs in a hot loop and LAYER_REPS
+#    pairs of iterations inside the layer itself (its routing forced from the run's
+#    routing.trace, so the same bytes: checked); then moeprof's own forward dispatch
+#    figure (transfer after the last rank arrived, slowest rank per call, median over
+#    calls) against both plain medians.
 set -euo pipefail
 MOEPROF=${MOEPROF:-build/bin/moeprof}
 BUILD=${BUILD:-build}
 ITERS=${ITERS:-20}
-OVH_PAIRS=${OVH_PAIRS:-100}
+OVH_PAIRS=${OVH_PAIRS:-1000}
+A2A_REPS=${A2A_REPS:-300}
+LAYER_REPS=${LAYER_REPS:-100}
 here=$(cd "$(dirname "$0")" && pwd)
 CFG=$here/../configs/examples/moeprof-cpu.ini
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -33,7 +37,8 @@ for n in 1 2 4; do
 done
 
 echo "# instrumentation overhead, 1 rank, $OVH_PAIRS pairs"
-"${MPIRUN[@]}" -np 1 "$MOEPROF" run "$CFG" --set parallel.ep=1 --iters "$OVH_PAIRS" --warmup 3 |
+# (about 2 x OVH_PAIRS x 0.1 s: a longer timeout)
+timeout 900 "${MPIRUN[@]:2}" -np 1 "$MOEPROF" run "$CFG" --set parallel.ep=1 --iters "$OVH_PAIRS" --warmup 3 |
     grep -E "^# (iteration|timer cost)"
 
 python3 - "$tmp" <<'PY'
@@ -53,28 +58,37 @@ for p in phases:
     print(f"  {p:26s}" + " ".join(cols))
 PY
 
-echo "# forward dispatch: moeprof's transfer vs a plain MPI_Alltoallv of the same bytes"
-printf "#  ranks        bytes  moeprof  plain hot  plain cold   moeprof  plain hot  plain cold  ratio hot  ratio cold\n"
-printf "#                 (B)     (us)       (us)        (us)    (GB/s)     (GB/s)      (GB/s)\n"
-ROW_BYTES=$((256 * 4))            # the example's hidden x fp32: one row
+# The example's layer: hidden 256 fp32 (one row: 1024 B), expert ffn 512, top-2, 1 shared.
+LAYER=(--hidden 256 --ffn 512 --top-k 2 --shared 1)
+ROW_BYTES=$((256 * 4))
 for n in 2 4; do
-    hot=$("${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" \
-        "$tmp/n$n/dispatch-l0-i0.matrix" 200 10 $ROW_BYTES 0 | awk '!/^#/ { print $3 }')
-    cold=$("${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" \
-        "$tmp/n$n/dispatch-l0-i0.matrix" 200 10 $ROW_BYTES 64 | awk '!/^#/ { print $2, $3 }')
-    python3 - "$tmp/n$n" $cold $hot <<'PY'
+    m=$tmp/n$n/dispatch-l0-i0.matrix
+    "${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" "$m" --row $ROW_BYTES \
+        --reps "$A2A_REPS" | sed "s|$tmp/||" | tee "$tmp/hot$n.txt"
+    "${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" "$m" --row $ROW_BYTES \
+        --reps "$LAYER_REPS" --layer "$tmp/n$n/routing.trace" "${LAYER[@]}" |
+        sed "s|$tmp/||" | tee "$tmp/layer$n.txt"
+done
+
+echo "# forward dispatch: moeprof run's transfer vs the plain MPI_Alltoallv medians above"
+printf "#  ranks        bytes  moeprof  plain in layer  plain hot   ratio in layer  ratio hot\n"
+printf "#                 (B)     (us)            (us)       (us)\n"
+for n in 2 4; do
+    layer_us=$(awk '$1 == "fwd.dispatch" { print $3 }' "$tmp/layer$n.txt")
+    hot_us=$(awk '$1 == "alltoallv" { print $3 }' "$tmp/hot$n.txt")
+    python3 - "$tmp/n$n" "$layer_us" "$hot_us" <<'PY'
 import csv, statistics, sys
-d, cross, cold_us, hot_us = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+d, layer_us, hot_us = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 rows = list(csv.DictReader(open(f"{d}/phases.csv")))
-per_call = {}
+per_call, cross = {}, {}
 for r in rows:
     if r["phase"] == "fwd.dispatch":
         k = (r["iteration"], r["layer"])
         per_call[k] = max(per_call.get(k, 0.0), float(r["dur_s"]) - float(r["wait_s"]))
+        cross[k] = cross.get(k, 0) + int(r["bytes"])
 ranks = len({r["rank"] for r in rows})
 us = 1e6 * statistics.median(per_call.values())
-gb = lambda t: cross / t / 1e3
-print(f"  {ranks:6d} {cross:12d} {us:8.1f} {hot_us:10.1f} {cold_us:11.1f} {gb(us):9.3f} "
-      f"{gb(hot_us):10.3f} {gb(cold_us):11.3f} {hot_us / us:10.2f} {cold_us / us:11.2f}")
+print(f"  {ranks:6d} {cross[min(cross)]:12d} {us:8.1f} {layer_us:15.1f} {hot_us:10.1f} "
+      f"{layer_us / us:16.2f} {hot_us / us:10.2f}")
 PY
 done

@@ -97,19 +97,22 @@ static void synthetic(void)
     near("one node: all 176 B intra", a.bytes[REC_INTRA], 176, 0);
     near("one node: no inter bytes", a.bytes[REC_INTER], 0, 0);
 
-    /* Overhead: untimed 1 s, differences 0, 1, ..., 19 ms: median 9.5 ms; the sign test's
-     * 95 % interval for n = 20 is [d_(6), d_(15)] = [5, 14] ms. */
+    /* Overhead: untimed 1 s and 1.5 s alternately (median 1.25 s), each pair's timed
+     * iteration longer by 0, 0.1, ..., 1.9 % of its untimed one: median of the ratios
+     * 0.95 %; the sign test's 95 % interval for n = 20 is [r_(6), r_(15)] = [0.5, 1.4] %.
+     * (Differences over the untimed median would give other values: 1.25 s is neither
+     * pair's.) */
     double t[20], p[20];
     for (int i = 0; i < 20; i++) {
-        p[i] = 1.0;
-        t[i] = 1.0 + 0.001 * ((i * 7) % 20);     /* the same differences, shuffled */
+        p[i] = i % 2 ? 1.5 : 1.0;
+        t[i] = p[i] * (1.0 + 0.001 * ((i * 7) % 20));   /* the same ratios, shuffled */
     }
     struct rec_overhead o;
     expect(rec_overhead(t, p, 20, &o) == 0, "rec_overhead returns 0", 0, 0);
     near("overhead: paired median", o.frac, 0.0095, 1e-12);
-    near("overhead: CI low = d_(6)", o.lo_frac, 0.005, 1e-12);
-    near("overhead: CI high = d_(15)", o.hi_frac, 0.014, 1e-12);
-    near("overhead: untimed median", o.plain_med_s, 1.0, 0);
+    near("overhead: CI low = r_(6)", o.lo_frac, 0.005, 1e-12);
+    near("overhead: CI high = r_(15)", o.hi_frac, 0.014, 1e-12);
+    near("overhead: untimed median", o.plain_med_s, 1.25, 0);
     expect(rec_overhead(t, p, 5, &o) == 0, "overhead of 5 pairs", 0, 0);
     expect(isinf(o.lo_frac) && isinf(o.hi_frac), "overhead: 5 pairs have no interval",
            o.lo_frac, -INFINITY);
