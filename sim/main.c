@@ -16,6 +16,7 @@
 #include "a2a.h"
 #include "balance.h"
 #include "balrep.h"
+#include "cmd_sweep.h"
 #include "config.h"
 #include "limits.h"
 #include "matrix.h"
@@ -47,6 +48,8 @@ static const char usage_top[] =
     "                  or a measured traffic matrix)\n"
     "  balance CONFIG... compare routing and balancing policies side by side on one\n"
     "                  MoE layer: loads, dropped tokens, traffic, time\n"
+    "  sweep SWEEP.ini... -o DIR  run every point of a sweep's axes (top_k, experts,\n"
+    "                  schedules, ...): one CSV row each, in parallel with --jobs or mpirun\n"
     "\n"
     "options:\n"
     "  -h, --help      this text; 'moesim run --help' for the command's options\n"
@@ -929,6 +932,8 @@ int main(int argc, char **argv)
         return finish_stdout("moesim run", cmd_run(argc - 1, argv + 1));
     if (!strcmp(cmd, "balance"))
         return finish_stdout("moesim balance", cmd_balance(argc - 1, argv + 1));
+    if (!strcmp(cmd, "sweep"))
+        return finish_stdout("moesim sweep", cmd_sweep(argc - 1, argv + 1));
     char esc[2 * CFG_ERR_MAX];
     textin_escape(esc, sizeof(esc), cmd);          /* one line, whatever cmd holds */
     fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", esc);
