@@ -161,9 +161,19 @@ int swdir_open(struct swdir *d, const char *dir, int npoints, const char *manife
         snprintf(why, n, "%s: name too long", dir);
         return -ENAMETOOLONG;
     }
-    if (mkdir(dir, 0777) && errno != EEXIST) {
-        snprintf(why, n, "%s: cannot make the folder: %s", dir, strerror(errno));
-        return -errno;
+    for (char *s = d->dir + 1;; s++) {          /* the folder and missing parents */
+        char c = *s;
+        if (c && c != '/')
+            continue;
+        *s = '\0';
+        int e = mkdir(d->dir, 0777) && errno != EEXIST ? errno : 0;
+        *s = c;
+        if (e) {
+            snprintf(why, n, "%s: cannot make the folder: %s", d->dir, strerror(e));
+            return -e;
+        }
+        if (!c)
+            break;
     }
     d->npoints = npoints;
     if (!(d->row = calloc((size_t)npoints, sizeof(*d->row))))

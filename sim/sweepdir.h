@@ -28,7 +28,7 @@ struct swdir {
     int ndone;                        /* rows held */
 };
 
-/* Opens (making it, one level, if missing) folder dir for a sweep of npoints points
+/* Opens (making it and its parents if missing) folder dir for a sweep of npoints points
  * described by manifest (its text; "name value" lines). 0; -EEXIST with why[n] naming
  * the first manifest line that differs; -EBUSY (another sweep holds it); another -errno
  * with why[n] saying what failed on which file. The journal's rows are in d->row. */
