@@ -107,9 +107,15 @@ $(BUILD)/libmoecuda.a: $(CU_OBJS)
 $(BUILD)/tests/gpu_%: $(BUILD)/tests/gpu_%.o $(BUILD)/libmoecuda.a $(BUILD)/libmoesim.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(CUDA_LIBS) $(LDLIBS)
 
-$(MOESIM): $(BUILD)/sim/main.o $(BUILD)/libmoesim.a
+# moesim is linked with MPI (mpicc) for `mpirun moesim sweep`: sim/sweepmpi.c compiled
+# again with MOESIM_MPI comes before the library, whose copy of it is MPI-free stubs.
+$(BUILD)/sim/sweepmpi.mpi.o: sim/sweepmpi.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(MPICC) $(CPPFLAGS) -DMOESIM_MPI $(ALL_CFLAGS) -c $< -o $@
+
+$(MOESIM): $(BUILD)/sim/main.o $(BUILD)/sim/sweepmpi.mpi.o $(BUILD)/libmoesim.a
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
@@ -227,7 +233,7 @@ fuzz: fuzz-build
 
 -include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d) \
+-include $(LIB_OBJS:.o=.d) $(BUILD)/sim/main.d $(BUILD)/sim/sweepmpi.mpi.d $(TEST_BINS:=.d) $(BENCH_BINS:=.d) \
          $(CU_OBJS:.o=.d) $(GPU_BINS:=.d) $(PROF_OBJS:.o=.d) $(BUILD)/profile/main.d \
          $(MPI_BINS:=.d)
 

@@ -507,3 +507,15 @@ int cfg_check(struct cfg_loader *ld)
         return cfg_check_step(ld, head_dim_given);
     return 0;
 }
+
+void cfg_derive(struct cfg_loader *ld)
+{
+    struct config *c = cfg_conf(ld);
+    struct cfg_parallel *p = &c->parallel;
+    long long gpus = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
+    if (!p->dp && gpus <= CFG_GPUS_MAX && gpus % p->pp == 0)
+        p->dp = (int)(gpus / p->pp);
+    if (!p->ep)
+        p->ep = p->dp;
+    cfg_fill_model(&c->model);
+}

@@ -40,4 +40,8 @@ int cfg_fail_rule(struct cfg_loader *ld, const char *const *names, int n, const 
  * Returns 0, or -EINVAL after cfg_fail. */
 int cfg_check(struct cfg_loader *ld);
 
+/* Fills in the derived zeros as far as the values allow, checking no rule: dp when pp
+ * divides the GPUs, ep = dp, kv_heads and head_dim (config_read, config.h). */
+void cfg_derive(struct cfg_loader *ld);
+
 #endif

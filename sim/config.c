@@ -836,6 +836,8 @@ static int cfg_on_key(void *user, const char *section, const char *name, const c
     /* Within one file a key is set once; a later file or --set overrides (config.h). */
     const struct cfg_key *k = *section ? cfg_find(section, name) : NULL;
     int rc = 0;
+    if (!strcmp(section, CFG_SWEEP_SECTION))
+        return 1;                   /* moesim sweep's (config.h) */
     if (k && f->key_line[k - cfg_keys])
         rc = cfg_fail(f->ld, where, section, name, "repeated (first at line %d)",
                       f->key_line[k - cfg_keys]);
@@ -996,8 +998,18 @@ static int cfg_check_sets_something(struct cfg_loader *ld, const char *const *fi
 
 /* ---- API ---- */
 
-int config_load(struct config *c, const char *const *files, int nfiles,
-                const char *const *sets, int nsets, struct cfg_err *err)
+static const char *cfg_word(const char *const *words, int i)
+{
+    for (int j = 0; words[j]; j++)
+        if (j == i)
+            return words[j];
+    return "?";
+}
+
+
+/* config_load, and with rules false config_read (config.h). */
+static int cfg_load(struct config *c, const char *const *files, int nfiles,
+                    const char *const *sets, int nsets, struct cfg_err *err, bool rules)
 {
     return config_load_keys(c, NULL, files, nfiles, sets, nsets, err);
 }
@@ -1022,10 +1034,10 @@ int config_load_keys(struct config *c, struct cfg_loader **keys, const char *con
         rc = cfg_read_file(ld, files[i], 0, NULL);
     for (int i = 0; !rc && i < nsets; i++)
         rc = cfg_apply_set(ld, sets[i]);
-    if (!rc)
+    if (!rc && rules)
         rc = cfg_check_sets_something(ld, files, nfiles);
     if (!rc)
-        rc = cfg_check(ld);
+        rc = rules ? cfg_check(ld) : (cfg_derive(ld), 0);
     if (!rc) {
         cfg_fill_precision(ld);
         cfg_fill_sources(ld);
@@ -1067,20 +1079,93 @@ int config_rule_fail(struct cfg_loader *keys, const char *const *names, int n,
     return rc;
 }
 
+int config_load(struct config *c, const char *const *files, int nfiles,
+                const char *const *sets, int nsets, struct cfg_err *err)
+{
+    return cfg_load(c, files, nfiles, sets, nsets, err, true);
+}
+
+int config_read(struct config *c, const char *const *files, int nfiles,
+                const char *const *sets, int nsets, struct cfg_err *err)
+{
+    return cfg_load(c, files, nfiles, sets, nsets, err, false);
+}
+
+/* "section.key" split at its first '.' into sec[sn] and key[kn]; false when there is no
+ * '.', or either part is empty or too long. */
+static bool cfg_split_name(const char *name, char *sec, size_t sn, char *key, size_t kn)
+{
+    const char *dot = strchr(name, '.');
+    size_t ns = dot ? (size_t)(dot - name) : 0;
+    if (!dot || !ns || ns >= sn || !dot[1] || strlen(dot + 1) >= kn)
+        return false;
+    memcpy(sec, name, ns);
+    sec[ns] = '\0';
+    strcpy(key, dot + 1);
+    return true;
+}
+
+int config_check_value(const char *name, const char *value, const char *where,
+                       struct cfg_err *err)
+{
+    char sec[CFG_NAME_MAX], key[CFG_NAME_MAX];
+    struct cfg_loader *ld = calloc(1, sizeof(*ld));
+    if (!ld) {
+        snprintf(err->msg, sizeof(err->msg), "config: out of memory");
+        return -ENOMEM;
+    }
+    int rc;
+    if (!cfg_split_name(name, sec, sizeof(sec), key, sizeof(key)))
+        rc = cfg_failf(ld, -EINVAL, "%s: %s: not a section.key", where, name);
+    else
+        rc = cfg_set(ld, sec, key, value, where, "");
+    *err = ld->err;
+    if (!rc)
+        err->msg[0] = '\0';
+    free(ld);
+    return rc;
+}
+
+int config_value(const struct config *c, const char *name, double *num, char *text, size_t len)
+{
+    char sec[CFG_NAME_MAX], key[CFG_NAME_MAX];
+    const struct cfg_key *k = cfg_split_name(name, sec, sizeof(sec), key, sizeof(key))
+                                  ? cfg_find(sec, key) : NULL;
+    if (!k)
+        return -ENOENT;
+    const void *p = (const char *)c + k->off;
+    *num = NAN;
+    snprintf(text, len, "%s", "");
+    switch (k->type) {
+    case CFG_INT: *num = *(const int *)p; break;
+    case CFG_INT64: *num = (double)*(const int64_t *)p; break;
+    case CFG_DOUBLE: *num = *(const double *)p * k->div / k->mul; break;
+    case CFG_SIZE: *num = (double)*(const uint64_t *)p; break;
+    case CFG_BOOL:
+        *num = *(const bool *)p;
+        snprintf(text, len, "%s", *(const bool *)p ? "true" : "false");
+        break;
+    case CFG_ENUM: snprintf(text, len, "%s", cfg_word(k->words, *(const int *)p)); break;
+    case CFG_NAME:
+    case CFG_PATH: snprintf(text, len, "%s", (const char *)p); break;
+    }
+    return 0;
+}
+
+const char *config_key_name(int i, char *buf, size_t len)
+{
+    if (i < 0 || (size_t)i >= CFG_NKEYS)
+        return NULL;
+    snprintf(buf, len, "%s.%s", cfg_keys[i].section, cfg_keys[i].key);
+    return buf;
+}
+
 int config_gpus(const struct config *c)
 {
     long long g = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
     if (c->cluster.nodes < 1 || c->cluster.gpus_per_node < 1 || g > CFG_GPUS_MAX)
         return -ERANGE;
     return (int)g;
-}
-
-static const char *cfg_word(const char *const *words, int i)
-{
-    for (int j = 0; words[j]; j++)
-        if (j == i)
-            return words[j];
-    return "?";
 }
 
 const char *config_route_name(enum route_kind r) { return cfg_word(route_words, (int)r); }

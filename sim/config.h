@@ -18,6 +18,7 @@
 #define MOESIM_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CFG_NAME_MAX 64
@@ -221,6 +222,32 @@ const char *config_key_where(const struct cfg_loader *keys, const char *sec, con
 __attribute__((format(printf, 5, 6)))
 int config_rule_fail(struct cfg_loader *keys, const char *const *names, int n,
                      struct cfg_err *err, const char *fmt, ...);
+
+/* The section a sweep file (sweep.h) keeps its axes in: config_load passes over it, so
+ * a sweep file is also the config of its base point. */
+#define CFG_SWEEP_SECTION "sweep"
+
+/* As config_load, but without the rules between keys (and without refusing files that
+ * set nothing): each value is checked on its own, and the derived zeros are filled in as
+ * far as the values allow (parallel.dp when parallel.pp divides the GPUs, parallel.ep as
+ * dp, model.kv_heads, model.head_dim). What a sweep's filters read, for a point the
+ * rules may still refuse. */
+int config_read(struct config *c, const char *const *files, int nfiles,
+                const char *const *sets, int nsets, struct cfg_err *err);
+
+/* Checks name ("section.key") = value as a line of a file at where would set it: the key
+ * exists (else "unknown key; did you mean ...", as config_load says), the value has its
+ * type and range. 0, or -EINVAL with err->msg "where: section.key: what", or -ENOMEM. */
+int config_check_value(const char *name, const char *value, const char *where,
+                       struct cfg_err *err);
+
+/* The value of name ("section.key") in c, in the units of the files: a number in *num
+ * (text ""), a word (enum, name, path) in text[len] (*num NAN), a boolean both ways (1,
+ * "true"; 0, "false"). 0, or -ENOENT when there is no such key. */
+int config_value(const struct config *c, const char *name, double *num, char *text, size_t len);
+
+/* "section.key" of the schema's key i into buf[len]; NULL when i is past the last. */
+const char *config_key_name(int i, char *buf, size_t len);
 
 /* config_gpus: -ERANGE when a field is < 1 or the product exceeds CFG_GPUS_MAX.
  * The *_name functions return the word used in the files, "?" for a bad value. */

@@ -16,6 +16,7 @@
 #include "a2a.h"
 #include "balance.h"
 #include "balrep.h"
+#include "cmd_sweep.h"
 #include "config.h"
 #include "limits.h"
 #include "matrix.h"
@@ -24,6 +25,7 @@
 #include "report.h"
 #include "routing.h"
 #include "rtrace.h"
+#include "runpt.h"
 #include "step.h"
 #include "steprep.h"
 #include "textin.h"
@@ -46,6 +48,8 @@ static const char usage_top[] =
     "                  or a measured traffic matrix)\n"
     "  balance CONFIG... compare routing and balancing policies side by side on one\n"
     "                  MoE layer: loads, dropped tokens, traffic, time\n"
+    "  sweep SWEEP.ini... -o DIR  run every point of a sweep's axes (top_k, experts,\n"
+    "                  schedules, ...): one CSV row each, in parallel with --jobs or mpirun\n"
     "\n"
     "options:\n"
     "  -h, --help      this text; 'moesim run --help' for the command's options\n"
@@ -497,99 +501,6 @@ static int outputs_write(const char *cmd, struct output *outs, int n, const void
     return e ? 1 : 0;
 }
 
-/* A failure to build the traffic; out of memory says what the G x G matrices need. */
-static void traffic_failed(const char *what, int e, int gpus)
-{
-    fprintf(stderr, "moesim run: %s failed: %s", what, strerror(-e));
-    if (e == -ENOMEM)
-        fprintf(stderr, " (%d GPUs: each G x G byte matrix needs %.3g GB)", gpus,
-                limits_matrix_bytes(gpus) / 1e9);
-    fprintf(stderr, "\n");
-}
-
-/* The MoE layer's routing (layer 0, iteration 0; routing.h) into *r: the trace of
- * routing.trace when the distribution is trace, the placement of [balance]. 0, or 2 with
- * the message printed (bad input), or 1 (runtime failure). */
-static int route_layer(const struct config *c, uint64_t seed, struct routing *r)
-{
-    struct rtrace tr = { 0 };
-    struct placement pl = { 0 };
-    struct routing_in in = { .c = c, .seed = seed };
-    int g = config_gpus(c), e, rc = 1;
-    if (c->routing.distribution == DIST_TRACE) {
-        struct rtrace_err err;
-        e = rtrace_load(&tr, c->routing.trace, g, c->model.experts, &err);
-        if (e == -EINVAL) {
-            fprintf(stderr, "%s: routing.trace: %s\n", c->routing.trace_src.where, err.msg);
-            return 2;
-        }
-        if (e) {
-            fprintf(stderr, "moesim run: %s\n", err.msg);
-            return 1;
-        }
-        in.trace = &tr;
-    }
-    bool placed = false;
-    if ((e = balance_place_for(&in, &pl, &placed))) {
-        if (e == -EINVAL) {     /* a layout the placement's rules refuse: the input's */
-            fprintf(stderr, "moesim run: balance.placement: %s cannot place %d experts (+%d "
-                    "redundant) on EP groups of %d GPUs\n",
-                    config_place_name(c->balance.placement), c->model.experts,
-                    c->balance.redundant_experts, c->parallel.ep);
-            rc = 2;
-        } else {
-            fprintf(stderr, "moesim run: placement %s: %s\n",
-                    config_place_name(c->balance.placement), strerror(-e));
-        }
-        goto out;
-    }
-    in.pl = placed ? &pl : NULL;
-    if ((e = routing_run(r, &in)))
-        traffic_failed("routing", e, g);
-    rc = e ? 1 : 0;
-out:
-    placement_free(&pl);
-    rtrace_free(&tr);
-    return rc;
-}
-
-/* The collective(s) of this run: dispatch + combine, or one; a MoE layer's routing stays
- * in *rt for the report. 0, or 2 with the message printed (bad input), or 1 (runtime
- * failure). */
-static int build_traffic(const struct config *c, uint64_t seed, struct traffic *m, int *nm,
-                         struct routing *rt)
-{
-    int g = config_gpus(c), e;
-    if (c->traffic.pattern == PATTERN_ALLTOALL) {
-        *nm = 1;
-        e = traffic_alltoall(&m[0], g, c->traffic.bytes_per_pair);
-        if (e)
-            traffic_failed("traffic", e, g);
-        return e ? 1 : 0;
-    }
-    if (c->traffic.pattern == PATTERN_MATRIX) {
-        struct matrix_err err;
-        struct matrix mm;
-        *nm = 1;
-        e = matrix_load(&mm, c->traffic.matrix, g, &err);
-        traffic_from_matrix(&m[0], &mm);
-        if (e == -EINVAL) {
-            fprintf(stderr, "%s: traffic.matrix: %s\n", c->traffic.matrix_src.where, err.msg);
-            return 2;
-        }
-        if (e)
-            fprintf(stderr, "moesim run: %s: %s\n", c->traffic.matrix, strerror(-e));
-        return e ? 1 : 0;
-    }
-    *nm = c->traffic.combine ? 2 : 1;
-    if ((e = route_layer(c, seed, rt)))
-        return e;
-    e = traffic_moe(&m[0], &m[1], rt, c);
-    if (e)
-        traffic_failed("traffic", e, g);
-    return e ? 1 : 0;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -597,93 +508,27 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* One layer's traffic (or a plain all-to-all, or a matrix) through the network model.
- * 0, 1 (runtime failure) or 2 (bad input, reported). */
-static int simulate(const struct run_opts *o, const struct config *c, struct output *outs,
-                    int nout, double t_start)
+/* One run of c (runpt.h), its outputs written, then its summary unless an output went to
+ * standard output. 0, 1 (runtime failure) or 2 (bad input), reported. */
+static int run_config(const struct run_opts *o, const struct config *c, struct output *outs,
+                      int nout, double t_start)
 {
-    struct topo *t = NULL;
-    struct traffic m[2];
-    struct a2a_result res[2];
-    struct routing rt;
-    int nm = 0, rc = 1;
-    memset(m, 0, sizeof(m));
-    memset(res, 0, sizeof(res));
-    memset(&rt, 0, sizeof(rt));
-    int e = topo_create(&t, &c->cluster);
-    if (e) {
-        fprintf(stderr, "moesim run: topology: %s\n", strerror(-e));
-        goto out;
+    struct runpt r;
+    char msg[RUNPT_MSG_MAX];
+    struct runpt_opts ro = { .seed = o->seed, .trace = o->out[RUN_TRACE] != NULL,
+                             .routing = o->out[RUN_ROUTING_TRACE] != NULL, .tty = true };
+    int rc = runpt_run(&r, c, &ro, msg, sizeof(msg));
+    if (rc) {
+        fprintf(stderr, "%s\n", msg);
+    } else {
+        runpt_set_wall(&r, o->no_timing ? -1 : now_s() - t_start);
+        rc = outputs_write("run", outs, nout, runpt_ctx(&r));
+        if (!rc && !outputs_to_stdout(outs, nout) && r.mode == RUNPT_STEP)
+            steprep_summary(stdout, &r.srep);
+        else if (!rc && !outputs_to_stdout(outs, nout))
+            report_summary(stdout, &r.rep);
     }
-    if ((rc = build_traffic(c, o->seed, m, &nm, &rt)))
-        goto out;
-    rc = 1;
-    double t0 = 0;
-    static const char *const moe[] = { "dispatch", "combine" };
-    struct limits_tty tty;
-    char pre[64];
-    limits_tty_init(&tty, "moesim run:");
-    struct limits_progress pg = limits_tty_hook(&tty);
-    for (int p = 0; p < nm; p++) {
-        snprintf(pre, sizeof(pre), "moesim run: %s", c->traffic.pattern == PATTERN_MOE ? moe[p]
-                 : config_pattern_name(c->traffic.pattern));
-        limits_tty_prefix(&tty, pre);
-        e = a2a_run_with(&res[p], t, &m[p], t0, o->out[RUN_TRACE] != NULL, &pg);
-        limits_tty_clear(&tty);
-        if (e) {
-            fprintf(stderr, "moesim run: simulation failed: %s\n", strerror(-e));
-            goto out;
-        }
-        t0 += res[p].time_s;
-    }
-    struct report r = { .cfg = c, .topo = t, .seed = o->seed, .nphases = nm,
-                        .routing = rt.pair_tokens ? &rt : NULL,
-                        .wall_s = o->no_timing ? -1 : now_s() - t_start };
-    for (int p = 0; p < nm; p++) {
-        r.phase_name[p] = c->traffic.pattern == PATTERN_MOE ? moe[p]
-                                                            : config_pattern_name(c->traffic.pattern);
-        r.phase[p] = &res[p];
-    }
-    if ((rc = outputs_write("run", outs, nout, &r)) == 0 && !outputs_to_stdout(outs, nout))
-        report_summary(stdout, &r);
-out:
-    for (int p = 0; p < 2; p++) {
-        a2a_free(&res[p]);
-        traffic_free(&m[p]);
-    }
-    routing_free(&rt);
-    topo_free(t);
-    return rc;
-}
-
-/* One training step. 0, 1 (runtime failure) or 2 (bad input, reported). */
-static int simulate_step(const struct run_opts *o, const struct config *c, struct output *outs,
-                         int nout, double t_start)
-{
-    struct step_result res;
-    struct cfg_err err = { .msg = "" };
-    unsigned keep = (o->out[RUN_TRACE] ? STEP_KEEP_SLICES : 0) |
-                    (o->out[RUN_ROUTING_TRACE] ? STEP_KEEP_ROUTING : 0);
-    struct limits_tty tty;
-    limits_tty_init(&tty, "moesim run: step");
-    struct limits_progress pg = limits_tty_hook(&tty);
-    int e = step_run_with(&res, c, o->seed, keep, &err, &pg);
-    limits_tty_clear(&tty);
-    if (e == -EINVAL && err.msg[0]) {
-        fprintf(stderr, "moesim run: %s\n", err.msg);
-        return 2;
-    }
-    if (e) {          /* -EINVAL without a message: a check inside the engine, not the input */
-        fprintf(stderr, "moesim run: step simulation failed: %s\n",
-                e == -EINVAL ? "an internal consistency check failed" : strerror(-e));
-        return 1;
-    }
-    struct steprep r = { .cfg = c, .seed = o->seed, .res = &res,
-                         .wall_s = o->no_timing ? -1 : now_s() - t_start };
-    int rc = outputs_write("run", outs, nout, &r);
-    if (!rc && !outputs_to_stdout(outs, nout))
-        steprep_summary(stdout, &r);
-    step_free(&res);
+    runpt_free(&r);
     return rc;
 }
 
@@ -729,8 +574,7 @@ static int cmd_run(int argc, char **argv)
         rc = 1;
     } else if (!(rc = outputs_check("run", outs, n, &in)) &&
                !(rc = check_limits("run", &o, (const struct config *[]){ &c }, 1, LIMITS_RUN)))
-        rc = mode == MODE_STEP ? simulate_step(&o, &c, outs, n, t_start)
-                               : simulate(&o, &c, outs, n, t_start);
+        rc = run_config(&o, &c, outs, n, t_start);
     free(in.v);
     return rc;
 }
@@ -1088,6 +932,8 @@ int main(int argc, char **argv)
         return finish_stdout("moesim run", cmd_run(argc - 1, argv + 1));
     if (!strcmp(cmd, "balance"))
         return finish_stdout("moesim balance", cmd_balance(argc - 1, argv + 1));
+    if (!strcmp(cmd, "sweep"))
+        return finish_stdout("moesim sweep", cmd_sweep(argc - 1, argv + 1));
     char esc[2 * CFG_ERR_MAX];
     textin_escape(esc, sizeof(esc), cmd);          /* one line, whatever cmd holds */
     fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", esc);

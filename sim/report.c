@@ -213,6 +213,11 @@ static const char csv_cols[] =
     "send_max_over_mean,recv_max_over_mean,wall_s,drop_rate,expert_load_max_over_mean,"
     "gpu_load_max_over_mean,node_load_max_over_mean,nodes_per_token,experts_per_node_per_token";
 
+void report_csv_header(FILE *f)
+{
+    csv_header(f, csv_cols);
+}
+
 int report_csv(FILE *f, const struct report *r)
 {
     const struct a2a_result *d = r->phase[0], *c = combine_of(r);

@@ -45,6 +45,7 @@ struct report_bw report_bandwidth(const struct a2a_result *a);
 void report_link_rates(FILE *f, const struct cfg_cluster *k);
 void report_summary(FILE *f, const struct report *r);
 int report_csv(FILE *f, const struct report *r);      /* header + one row; 0 or -EIO */
+void report_csv_header(FILE *f);                      /* report_csv's header line alone */
 int report_gpu_csv(FILE *f, const struct report *r);  /* one row per GPU; 0 or -EIO */
 /* One row per phase and link that carried bytes: capacity, bytes, busy time
  * (bytes / capacity) and utilization (busy time / phase time). 0 or -EIO. */

@@ -71,6 +71,11 @@ static const char csv_cols[] =
     "exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,tokens_per_s,straggler_s,"
     "dp_reduce_s,overlap,drop_rate,wall_s";
 
+void steprep_csv_header(FILE *f)
+{
+    csv_header(f, csv_cols);
+}
+
 int steprep_csv(FILE *f, const struct steprep *r)
 {
     const struct config *c = r->cfg;

@@ -25,6 +25,7 @@ void steprep_summary(FILE *f, const struct steprep *r);
  * GPUs; memory is the largest GPU's). Every CSV here writes numbers as csv.h says and
  * ends each row with the identifying columns of csv.h that it does not hold. */
 int steprep_csv(FILE *f, const struct steprep *r);
+void steprep_csv_header(FILE *f);      /* steprep_csv's header line alone */
 /* One row per GPU: gpu,stage,ep_group,compute_s,straggler_s,comm_s,exposed_comm_s,
  * bubble_s,peak_activation_GiB,param_GiB. */
 int steprep_gpu_csv(FILE *f, const struct steprep *r);
