@@ -348,6 +348,21 @@ static double time_unit(double T, const char **name)
     return 1e6;
 }
 
+/* The variables every kind but sweep sets: title, subtitle (the configuration of t),
+ * and xlabel "time (<unit>)" when unit is not NULL. */
+static void head_vars(FILE *vars, const struct plot_table *t, const char *title,
+                      const char *unit)
+{
+    char buf[64], cfg[1024];
+    config_line(cfg, sizeof(cfg), t, NULL, 0);
+    gp_var(vars, "title", title);
+    gp_var_lines(vars, "subtitle", cfg);
+    if (unit) {
+        snprintf(buf, sizeof(buf), "time (%s)", unit);
+        gp_var(vars, "xlabel", buf);
+    }
+}
+
 static int need_col(const struct plot_table *t, const char *name, int *col, char *err,
                     size_t n)
 {
@@ -630,12 +645,7 @@ static int gpu_util_data(const struct plot_table *t, FILE *dat, FILE *vars, char
         }
         putc('\n', dat);
     }
-    char buf[2048], cfg[1024];
-    config_line(cfg, sizeof(cfg), t, NULL, 0);
-    gp_var(vars, "title", "utilization per GPU over time");
-    gp_var_lines(vars, "subtitle", cfg);
-    snprintf(buf, sizeof(buf), "time (%s)", un);
-    gp_var(vars, "xlabel", buf);
+    head_vars(vars, t, "utilization per GPU over time", un);
     fprintf(vars, "gpus = %d\nbins = %d\ntmax = %.12g\npanels = %d\n", gpus, bins, T * sc,
             links ? 4 : 2);
     return done(dat, vars);
@@ -690,12 +700,7 @@ static int link_util_data(const struct plot_table *t, FILE *dat, FILE *vars, cha
     if (count[0] + count[1] == 0)
         return fail(err, n, -EINVAL, "%s: no link rows (a training step's --util-csv has "
                     "none: link utilization comes from a layer run)", t->path);
-    char buf[2048], cfg[1024];
-    config_line(cfg, sizeof(cfg), t, NULL, 0);
-    gp_var(vars, "title", "link utilization over time");
-    gp_var_lines(vars, "subtitle", cfg);
-    snprintf(buf, sizeof(buf), "time (%s)", un);
-    gp_var(vars, "xlabel", buf);
+    head_vars(vars, t, "link utilization over time", un);
     fprintf(vars, "nvl_links = %d\nnet_links = %d\nbins = %d\ntmax = %.12g\n", count[0],
             count[1], bins, T * sc);
     gp_var(vars, "nvl_tics", count[0] <= 32 ? tics[0] : "");
@@ -747,11 +752,8 @@ static int expert_data(const struct plot_table *t, FILE *dat, FILE *vars, char *
         fprintf(dat, "%d %.12g %.12g\n", e, y, num(plot_cell(t, r, c[2])));
     }
     snprintf(tics + len, sizeof(tics) - len, ")");
-    char cfg[1024];
-    config_line(cfg, sizeof(cfg), t, NULL, 0);
-    gp_var(vars, "title", bal ? "expert load / mean per balancing policy (moesim balance, "
-                              "last iteration)" : "expert load / mean per MoE layer");
-    gp_var_lines(vars, "subtitle", cfg);
+    head_vars(vars, t, bal ? "expert load / mean per balancing policy (moesim balance, "
+                             "last iteration)" : "expert load / mean per MoE layer", NULL);
     gp_var(vars, "ylabel", bal ? (groups > 1 ? "policy, EP group" : "policy") : "MoE layer");
     gp_var(vars, "ytics_cmd", bal && rows <= 64 ? tics : "");
     fprintf(vars, "experts = %d\nrows = %d\n", experts, rows);
@@ -816,12 +818,7 @@ static int gantt_data(const struct plot_table *t, FILE *dat, FILE *vars, char *e
                    : (size_t)snprintf(tics + len, sizeof(tics) - len, "%s\"stage %d\" %d",
                                       l ? ", " : "", l, l);
     snprintf(tics + len, sizeof(tics) - len, ")");
-    char buf[2048], cfg[1024];
-    config_line(cfg, sizeof(cfg), t, NULL, 0);
-    gp_var(vars, "title", "pipeline of one training step");
-    gp_var_lines(vars, "subtitle", cfg);
-    snprintf(buf, sizeof(buf), "time (%s)", un);
-    gp_var(vars, "xlabel", buf);
+    head_vars(vars, t, "pipeline of one training step", un);
     gp_var(vars, "ytics_cmd", lanes <= 64 ? tics : "");
     fprintf(vars, "lanes = %d\nncat = %d\ntmax = %.12g\n", lanes, ncat, T * sc);
     gp_var(vars, "cats", cats);
