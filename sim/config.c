@@ -1007,15 +1007,10 @@ static const char *cfg_word(const char *const *words, int i)
 }
 
 
-/* config_load, and with rules false config_read (config.h). */
-static int cfg_load(struct config *c, const char *const *files, int nfiles,
-                    const char *const *sets, int nsets, struct cfg_err *err, bool rules)
-{
-    return config_load_keys(c, NULL, files, nfiles, sets, nsets, err);
-}
-
-int config_load_keys(struct config *c, struct cfg_loader **keys, const char *const *files,
-                     int nfiles, const char *const *sets, int nsets, struct cfg_err *err)
+/* config_load_keys, and with rules false config_read (config.h). */
+static int cfg_load(struct config *c, struct cfg_loader **keys, const char *const *files,
+                    int nfiles, const char *const *sets, int nsets, struct cfg_err *err,
+                    bool rules)
 {
     if (keys)
         *keys = NULL;
@@ -1055,6 +1050,12 @@ int config_load_keys(struct config *c, struct cfg_loader **keys, const char *con
     return rc;
 }
 
+int config_load_keys(struct config *c, struct cfg_loader **keys, const char *const *files,
+                     int nfiles, const char *const *sets, int nsets, struct cfg_err *err)
+{
+    return cfg_load(c, keys, files, nfiles, sets, nsets, err, true);
+}
+
 void config_keys_free(struct cfg_loader *keys)
 {
     free(keys);
@@ -1082,13 +1083,13 @@ int config_rule_fail(struct cfg_loader *keys, const char *const *names, int n,
 int config_load(struct config *c, const char *const *files, int nfiles,
                 const char *const *sets, int nsets, struct cfg_err *err)
 {
-    return cfg_load(c, files, nfiles, sets, nsets, err, true);
+    return cfg_load(c, NULL, files, nfiles, sets, nsets, err, true);
 }
 
 int config_read(struct config *c, const char *const *files, int nfiles,
                 const char *const *sets, int nsets, struct cfg_err *err)
 {
-    return cfg_load(c, files, nfiles, sets, nsets, err, false);
+    return cfg_load(c, NULL, files, nfiles, sets, nsets, err, false);
 }
 
 /* "section.key" split at its first '.' into sec[sn] and key[kn]; false when there is no

@@ -18,10 +18,12 @@
 #include "balrep.h"
 #include "cmd_sweep.h"
 #include "config.h"
+#include "exprep.h"
 #include "limits.h"
 #include "matrix.h"
 #include "ofile.h"
 #include "placement.h"
+#include "plot.h"
 #include "report.h"
 #include "routing.h"
 #include "rtrace.h"
@@ -32,6 +34,7 @@
 #include "timeline.h"
 #include "topo.h"
 #include "traffic.h"
+#include "utilrep.h"
 
 #define MOESIM_VERSION "0.1.0"
 #define MAX_SETS 256
@@ -50,6 +53,8 @@ static const char usage_top[] =
     "                  MoE layer: loads, dropped tokens, traffic, time\n"
     "  sweep SWEEP.ini... -o DIR  run every point of a sweep's axes (top_k, experts,\n"
     "                  schedules, ...): one CSV row each, in parallel with --jobs or mpirun\n"
+    "  plot FILE|DIR... -o OUT  draw a sweep, utilization, expert loads or a step's\n"
+    "                  pipeline as OUT.png and OUT.svg (gnuplot)\n"
     "\n"
     "options:\n"
     "  -h, --help      this text; 'moesim run --help' for the command's options\n"
@@ -59,6 +64,7 @@ static const char usage_run[] =
     "usage: moesim run CONFIG... [--set section.key=value]... [--seed N]\n"
     "                  [--trace FILE] [--csv FILE] [--gpu-csv FILE] [--link-csv FILE]\n"
     "                  [--layer-csv FILE] [--routing-trace FILE] [--matrix-out FILE]\n"
+    "                  [--util-csv FILE [--util-bins N]] [--expert-csv FILE] [--ops-csv FILE]\n"
     "                  [--no-timing] [--max-mem BYTES] [--max-events N]\n"
     "\n"
     "Reads the INI files in order (later values win), then the --set overrides.\n"
@@ -83,6 +89,13 @@ static const char usage_run[] =
     "                     routing.distribution=trace, routing.trace=FILE\n"
     "      --matrix-out FILE the dispatch byte matrix of a MoE layer, 'src dst bytes'\n"
     "                     (traces/FORMAT.md; combine is its transpose; not for steps)\n"
+    "      --util-csv FILE per GPU and time bin: compute and comm busy fractions, NVLink\n"
+    "                     and NIC utilization; per link and bin its utilization (layer\n"
+    "                     runs); format in README, moesim plot draws it\n"
+    "      --util-bins N  time bins of --util-csv over the run (1..100000, default 200)\n"
+    "      --expert-csv FILE per MoE layer and expert: tokens routed, share, load/mean\n"
+    "      --ops-csv FILE every sub-op of a step: lane, stream, F/B/W, start, end (steps\n"
+    "                     only; moesim plot draws the pipeline)\n"
     "      --no-timing    write wall_s as 0, so repeated runs give identical files\n"
     "      --max-mem BYTES  refuse (exit 2) a run estimated to need more memory; suffix\n"
     "                     K M G T (1000^n) or KiB MiB GiB TiB; default half the RAM\n"
@@ -125,6 +138,19 @@ static int w_matrix(FILE *f, const void *x)
     }
     return rc;
 }
+static int w_util(FILE *f, const void *x)
+{
+    const struct report *r = x;
+    return utilrep_layer_csv(f, r, r->util_bins);
+}
+static int w_step_util(FILE *f, const void *x)
+{
+    const struct steprep *r = x;
+    return utilrep_step_csv(f, r, r->util_bins);
+}
+static int w_expert(FILE *f, const void *x) { return exprep_layer_csv(f, x); }
+static int w_step_expert(FILE *f, const void *x) { return exprep_step_csv(f, x); }
+static int w_step_ops(FILE *f, const void *x) { return utilrep_ops_csv(f, x); }
 static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
 static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
 static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
@@ -141,8 +167,9 @@ struct out_def {
     int (*write[2])(FILE *f, const void *ctx);
 };
 
-#define MAX_OUTS 8
-enum { RUN_TRACE = 0, RUN_ROUTING_TRACE = 5, RUN_MATRIX = 6 };  /* run_outs' rows of
+#define MAX_OUTS 12
+enum { RUN_TRACE = 0, RUN_ROUTING_TRACE = 5, RUN_MATRIX = 6, RUN_UTIL = 7, RUN_EXPERT = 8,
+       RUN_OPS = 9 };  /* run_outs' rows of
                                           --trace and --routing-trace (what they write is
                                           recorded only when they are asked for) and of
                                           --matrix-out (a MoE layer's only) */
@@ -154,6 +181,9 @@ static const struct out_def run_outs[] = {
     { "layer-csv", 0, { NULL, w_step_layer_csv } },
     { "routing-trace", 0, { w_rtrace, w_step_rtrace } },
     { "matrix-out", 0, { w_matrix, NULL } },
+    { "util-csv", 0, { w_util, w_step_util } },        /* need the run's time series */
+    { "expert-csv", 0, { w_expert, w_step_expert } },  /* needs the routing kept */
+    { "ops-csv", 0, { NULL, w_step_ops } },            /* needs the slices kept */
 };
 static const struct out_def balance_outs[] = {
     { "csv", 'c', { w_bal_csv, NULL } },
@@ -171,6 +201,7 @@ struct run_opts {
     uint64_t seed;
     const char *out[MAX_OUTS];         /* by row of the command's out_def table; NULL: none */
     int no_timing;
+    int util_bins;                     /* --util-bins; 0: the default */
     struct limits lim;                 /* --max-mem, --max-events */
 };
 
@@ -206,7 +237,7 @@ static int check_limits(const char *cmd, const struct run_opts *o, const struct 
                         int n, enum limits_cmd k)
 {
     char msg[512];
-    bool trace = k == LIMITS_RUN && o->out[RUN_TRACE];
+    bool trace = k == LIMITS_RUN && (o->out[RUN_TRACE] || o->out[RUN_UTIL] || o->out[RUN_OPS]);
     return limits_check(c, n, k, trace, &o->lim, msg, sizeof(msg)) ? bad(cmd, "%s", msg) : 0;
 }
 
@@ -259,10 +290,11 @@ static int set_output(const char *cmd, const char **slot, const char *name, cons
 /* 0: parsed; 1: help printed; 2: bad usage (reported). */
 static int parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_SEED = 256, OPT_NO_TIMING, OPT_MAX_MEM, OPT_MAX_EVENTS };
+    enum { OPT_SEED = 256, OPT_NO_TIMING, OPT_MAX_MEM, OPT_MAX_EVENTS, OPT_UTIL_BINS };
     static const struct option fixed[] = {
         { "set", required_argument, NULL, 's' },     { "seed", required_argument, NULL, OPT_SEED },
         { "no-timing", no_argument, NULL, OPT_NO_TIMING },
+        { "util-bins", required_argument, NULL, OPT_UTIL_BINS },
         { "max-mem", required_argument, NULL, OPT_MAX_MEM },
         { "max-events", required_argument, NULL, OPT_MAX_EVENTS },
         { "help", no_argument, NULL, 'h' },
@@ -275,6 +307,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
     opterr = 0;
     optind = 1;
     int ch, row, rc;
+    uint64_t bins;
     while ((ch = getopt_long(argc, argv, ":s:t:c:h", opts, NULL)) != -1) {
         if ((row = out_row(ch, run_outs, NROWS(run_outs))) >= 0) {
             if ((rc = set_output("run", &o->out[row], run_outs[row].name, optarg)))
@@ -292,6 +325,12 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
                 return bad("run", "--seed: '%s' is not a non-negative integer", optarg);
             break;
         case OPT_NO_TIMING: o->no_timing = 1; break;
+        case OPT_UTIL_BINS:
+            if (parse_seed(optarg, &bins) || bins < 1 || bins > UTILREP_BINS_MAX)
+                return bad("run", "--util-bins: '%s' is not a whole number from 1 to %d", optarg,
+                           UTILREP_BINS_MAX);
+            o->util_bins = (int)bins;
+            break;
         case OPT_MAX_MEM:
         case OPT_MAX_EVENTS:
             if ((rc = parse_limit("run", ch == OPT_MAX_MEM, optarg, &o->lim)))
@@ -309,6 +348,8 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
     }
     if (o->nfiles == 0)
         return bad("run", "no CONFIG file given (see moesim run --help)");
+    if (o->util_bins && !o->out[RUN_UTIL])
+        return bad("run", "--util-bins: only with --util-csv");
     return 0;
 }
 
@@ -515,9 +556,12 @@ static int run_config(const struct run_opts *o, const struct config *c, struct o
 {
     struct runpt r;
     char msg[RUNPT_MSG_MAX];
-    struct runpt_opts ro = { .seed = o->seed, .trace = o->out[RUN_TRACE] != NULL,
-                             .routing = o->out[RUN_ROUTING_TRACE] != NULL, .tty = true };
+    struct runpt_opts ro = {
+        .seed = o->seed, .tty = true,
+        .trace = o->out[RUN_TRACE] || o->out[RUN_UTIL] || o->out[RUN_OPS],
+        .routing = o->out[RUN_ROUTING_TRACE] || o->out[RUN_EXPERT] };
     int rc = runpt_run(&r, c, &ro, msg, sizeof(msg));
+    r.rep.util_bins = r.srep.util_bins = o->util_bins;
     if (rc) {
         fprintf(stderr, "%s\n", msg);
     } else {
@@ -563,9 +607,13 @@ static int cmd_run(int argc, char **argv)
     if (o.out[RUN_ROUTING_TRACE] && mode == MODE_LAYER && c.traffic.pattern != PATTERN_MOE)
         return bad("run", "--routing-trace: traffic.pattern %s has no routing (only moe)",
                    config_pattern_name(c.traffic.pattern));
-    if (o.out[RUN_MATRIX] && c.traffic.pattern != PATTERN_MOE)
-        return bad("run", "--matrix-out: only for traffic.pattern moe (not %s)",
-                   config_pattern_name(c.traffic.pattern));
+    static const int moe_only[] = { RUN_MATRIX, RUN_EXPERT };   /* a layer run's */
+    for (int k = 0; k < NROWS(moe_only); k++) {
+        int i = moe_only[k];
+        if (o.out[i] && mode == MODE_LAYER && c.traffic.pattern != PATTERN_MOE)
+            return bad("run", "--%s: only for traffic.pattern moe (not %s)", run_outs[i].name,
+                       config_pattern_name(c.traffic.pattern));
+    }
     struct output outs[MAX_OUTS];
     struct inputs in = { 0 };
     outputs_init(outs, run_outs, n, o.out, mode);
@@ -916,7 +964,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (argc < 2) {
-        fputs("moesim: no command: give run or balance (see moesim --help)\n", stderr);
+        fputs("moesim: no command: give run, balance, sweep or plot (see moesim --help)\n", stderr);
         return 2;
     }
     const char *cmd = argv[1];
@@ -934,6 +982,8 @@ int main(int argc, char **argv)
         return finish_stdout("moesim balance", cmd_balance(argc - 1, argv + 1));
     if (!strcmp(cmd, "sweep"))
         return finish_stdout("moesim sweep", cmd_sweep(argc - 1, argv + 1));
+    if (!strcmp(cmd, "plot"))
+        return finish_stdout("moesim plot", plot_main(argc - 1, argv + 1));
     char esc[2 * CFG_ERR_MAX];
     textin_escape(esc, sizeof(esc), cmd);          /* one line, whatever cmd holds */
     fprintf(stderr, "moesim: unknown command '%s' (see moesim --help)\n", esc);

@@ -32,6 +32,7 @@ struct report {
     const struct a2a_result *phase[REPORT_MAX_PHASES];
     const struct routing *routing;               /* the MoE layer's; NULL for other patterns */
     double wall_s;                               /* < 0: not measured, written as 0 */
+    int util_bins;                               /* utilrep.h's bins; 0: its default */
 };
 
 struct report_bw {

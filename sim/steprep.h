@@ -16,6 +16,7 @@ struct steprep {
     uint64_t seed;
     const struct step_result *res;
     double wall_s;            /* < 0: not measured, written as 0 */
+    int util_bins;            /* utilrep.h's bins; 0: its default */
 };
 
 void steprep_summary(FILE *f, const struct steprep *r);
