@@ -53,3 +53,6 @@ fi
 
 echo "# moeprof: a measured MoE layer on CPU ranks"
 MOEPROF=${MOEPROF:-build/bin/moeprof} BUILD=$BUILD bash "$here/bench_moeprof.sh"
+
+echo "# moesim sweep: points/s with 1 and 2 processes, against plain moesim run"
+MOESIM=$MOESIM bash "$here/bench_sweep.sh"
