@@ -703,7 +703,8 @@ static int simulate_step(const struct run_opts *o, const struct config *c, struc
 {
     struct step_result res;
     struct cfg_err err = { .msg = "" };
-    unsigned keep = (o->out[RUN_TRACE] || o->out[RUN_UTIL] || o->out[RUN_OPS] ? STEP_KEEP_SLICES : 0) |
+    bool slices = o->out[RUN_TRACE] || o->out[RUN_UTIL] || o->out[RUN_OPS];
+    unsigned keep = (slices ? STEP_KEEP_SLICES : 0) |
                     (o->out[RUN_ROUTING_TRACE] || o->out[RUN_EXPERT] ? STEP_KEEP_ROUTING : 0);
     struct limits_tty tty;
     limits_tty_init(&tty, "moesim run: step");
