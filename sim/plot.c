@@ -75,7 +75,8 @@ static int parse(int argc, char **argv, struct plot_opts *o)
     static const struct option opts[] = {
         { "output", required_argument, NULL, 'o' }, { "kind", required_argument, NULL, 'k' },
         { "x", required_argument, NULL, OPT_X },     { "y", required_argument, NULL, OPT_Y },
-        { "by", required_argument, NULL, OPT_BY },   { "plots", required_argument, NULL, OPT_PLOTS },
+        { "by", required_argument, NULL, OPT_BY },
+        { "plots", required_argument, NULL, OPT_PLOTS },
         { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
     };
     o->req.kind = PLOT_NONE;
@@ -258,8 +259,8 @@ static int run_gnuplot(const char *gp, const char *dir, const char *vars, const 
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* What gnuplot said on stderr: each line to ours, prefixed (first_only: the first line
- * only, into line[n]). Returns the number of lines. */
+/* What gnuplot said on stderr (errpath): its first non-blank line into first[n], and with
+ * echo every line to ours, prefixed. Returns the number of non-blank lines. */
 static int gnuplot_said(const char *errpath, bool echo, char *first, size_t n)
 {
     FILE *f = fopen(errpath, "r");
@@ -286,8 +287,8 @@ static int gnuplot_said(const char *errpath, bool echo, char *first, size_t n)
 
 /* OUT.png and OUT.svg, each gnuplot's output to a temporary renamed when it succeeds.
  * 0, or 1 with one line said. */
-static int render(const struct plot_opts *o, const char *gp, const char *script,
-                  const char *dir, const char *vars, const char *dat, const char (*outs)[PATH_BYTES])
+static int render(const char *gp, const char *script, const char *dir, const char *vars,
+                  const char *dat, const char (*outs)[PATH_BYTES])
 {
     static const char *const fmts[] = { "png", "svg" };
     char errpath[PATH_BYTES], first[1024];
@@ -314,7 +315,6 @@ static int render(const struct plot_opts *o, const char *gp, const char *script,
             return 1;
         }
     }
-    (void)o;
     return 0;
 }
 
@@ -418,7 +418,7 @@ int plot_main(int argc, char **argv)
                             "DIR or set MOESIM_PLOTS); the data is in %s\n", script, outs[2]);
                     rc = 1;
                 } else {
-                    rc = render(&o, gp, script, dir, vars, outs[2], outs);
+                    rc = render(gp, script, dir, vars, outs[2], outs);
                 }
             }
             remove_tmp(dir);

@@ -39,8 +39,8 @@ struct plot_table {
     char *buf;                         /* owns the strings */
 };
 
-/* What to draw: the kind, the sweep's keys (NULL: the default), and the strings the
- * script gets (filled by plot_csv_data; gnuplot syntax). */
+/* What to draw: the kind, and a sweep's x key, y column and line key (NULL: the
+ * default). */
 struct plot_req {
     enum plot_kind kind;
     const char *x, *y, *by;

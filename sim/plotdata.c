@@ -107,7 +107,7 @@ int plot_table_read(struct plot_table *t, const char *path, char *err, size_t n)
     char why[256];
     int rc = textin_open(&fp, path, why, sizeof(why));
     if (rc)
-        return fail(err, n, rc == -EINVAL ? -EINVAL : -EINVAL, "%s: %s", path, why);
+        return fail(err, n, -EINVAL, "%s: %s", path, why);   /* missing or unreadable: input */
     char *line = malloc(LINE_MAX_BYTES + 2);
     size_t used = 0, cap = 0, len;
     long lines = 0, fields = 0;
@@ -806,7 +806,8 @@ static int gantt_data(const struct plot_table *t, FILE *dat, FILE *vars, char *e
         }
         if (any) {
             fputs("\n\n", dat);
-            snprintf(cats + strlen(cats), sizeof(cats) - strlen(cats), "%s%d", ncat++ ? " " : "", k);
+            size_t at = strlen(cats);
+            snprintf(cats + at, sizeof(cats) - at, "%s%d", ncat++ ? " " : "", k);
         }
     }
     char tics[4096];
