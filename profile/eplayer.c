@@ -29,6 +29,7 @@ struct epl {
     int32_t *pick;               /* [T K] global slot of each (t, k) */
     int32_t *forced;             /* [T K] forced experts (epl_force), or NULL */
     bool force_on;
+    struct frc_host fh;          /* host scratch of the forced routing */
     int32_t *slot_rows;          /* [nslots] rows sent to each global slot */
     int32_t *slot_cur;           /* [nslots] send cursor */
     int32_t *expert_rows;        /* [E] assignments per expert from this rank */
@@ -211,6 +212,7 @@ void epl_free(struct epl *l)
         l->ops->free(l->aux_dev);
     }
     free(l->h_scores);
+    frc_host_free(&l->fh);
     free(l->aux_sum);
     free(l->aux_h);
     free(l->pick);
@@ -338,12 +340,25 @@ static int aux_global(struct epl *l)
     return rc;
 }
 
+/* A timed phase starts: the host clock, and with device timing its start event. */
+static double begin(const struct epl *l, struct tmr *t)
+{
+    if (t && l->io.mark)
+        (void)l->io.mark(l->io.mark_arg, 2 * t->n);   /* a failure shows at resolve */
+    return tmr_start(t);
+}
+
 /* Records phase (pass, step) from t0; with a timer and an asynchronous backend, after
- * waiting for its queued work. */
+ * waiting for its queued work, or, with device timing, after its end event (the
+ * record's times are rewritten from the events later). */
 static int stop(const struct epl *l, struct tmr *t, enum tmr_pass p, enum tmr_step s,
                 double t0, uint64_t bytes)
 {
-    int rc = t && l->io.sync ? l->io.sync() : 0;
+    int rc = 0;
+    if (t && l->io.mark)
+        rc = l->io.mark(l->io.mark_arg, 2 * t->n + 1);
+    else if (t && l->io.sync)
+        rc = l->io.sync();
     tmr_stop(t, p, s, t0, bytes);
     return rc;
 }
@@ -369,24 +384,24 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
 {
     const struct moe_ops *ops = l->ops;
     const int ms = l->lay->max_slots;
-    double t0 = tmr_start(t);
+    double t0 = begin(l, t);
     int rc = ops->route(l->ctx, &l->w, x, l->tokens);
     if (!rc && l->force_on)
-        rc = frc_apply(l->ctx, l->forced);
+        rc = frc_apply_copy(l->ctx, l->forced, l->io.copy, &l->fh);
     rc = rc ? rc : assign(l);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_F, TMR_ROUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->permute(l->ctx, x, l->ctx->xp);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_F, TMR_PERMUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     memset(l->cnt_send, 0, (size_t)l->ranks * ms * sizeof(int32_t));
     for (int d = 0; d < l->ranks; d++)
         for (int g = l->lay->rank0[d]; g < l->lay->rank0[d + 1]; g++)
@@ -413,14 +428,14 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
     if ((rc = stop(l, t, TMR_F, TMR_COUNTS, t0, (uint64_t)(l->ranks - 1) * ms * sizeof(int32_t))))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = l->io.rows(l->io.rows_arg, l->ctx->xp, l->send_rows, l->rx, l->recv_rows);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_F, TMR_DISPATCH, t0, remote_bytes(l, l->send_rows))))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     struct moe_groups g = groups(l);
     rc = regroup(l, l->rx, l->ex_x, true);
     rc = rc ? rc : ops->experts_fwd(l->ex, &l->w, &g, l->ex_x, l->ex_y);
@@ -430,21 +445,21 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
     if ((rc = stop(l, t, TMR_F, TMR_EXPERTS, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = l->io.rows(l->io.rows_arg, l->rx, l->recv_rows, l->ctx->yp, l->send_rows);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_F, TMR_COMBINE, t0, remote_bytes(l, l->recv_rows))))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->combine(l->ctx, l->ctx->yp, out);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_F, TMR_UNPERMUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->shared_fwd(l->ctx, &l->w, x, out);
     if (rc)
         return rc;
@@ -456,21 +471,21 @@ int epl_forward(struct epl *l, const void *x, void *out, struct tmr *t)
 int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struct tmr *t)
 {
     const struct moe_ops *ops = l->ops;
-    double t0 = tmr_start(t);
+    double t0 = begin(l, t);
     int rc = ops->combine_bwd(l->ctx, dout, l->ctx->yp, l->ctx->dyp);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_B, TMR_UNPERMUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = l->io.rows(l->io.rows_arg, l->ctx->dyp, l->send_rows, l->rx, l->recv_rows);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_B, TMR_COMBINE, t0, remote_bytes(l, l->send_rows))))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     struct moe_groups g = groups(l);
     rc = regroup(l, l->rx, l->ex_dy, true);
     rc = rc ? rc : ops->experts_bwd(l->ex, &l->w, &g, l->ex_x, l->ex_dy, l->ex_dx, &l->dw);
@@ -480,28 +495,28 @@ int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struc
     if ((rc = stop(l, t, TMR_B, TMR_EXPERTS, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = l->io.rows(l->io.rows_arg, l->rx, l->recv_rows, l->ctx->dxp, l->send_rows);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_B, TMR_DISPATCH, t0, remote_bytes(l, l->recv_rows))))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->permute_bwd(l->ctx, l->ctx->dxp, dx);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_B, TMR_PERMUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->route_bwd(l->ctx, &l->w, x, dx, &l->dw);
     if (rc)
         return rc;
     if ((rc = stop(l, t, TMR_B, TMR_ROUTE, t0, 0)))
         return rc;
 
-    t0 = tmr_start(t);
+    t0 = begin(l, t);
     rc = ops->shared_bwd(l->ctx, &l->w, x, dout, dx, &l->dw);
     if (rc)
         return rc;
@@ -526,12 +541,16 @@ int epl_set_bias(struct epl *l, const float *bias)
 
 int epl_force(struct epl *l, const int32_t *idx)
 {
-    size_t n = (size_t)l->tokens * l->cfg.top_k;
+    const size_t n = (size_t)l->tokens * l->cfg.top_k;
     l->force_on = false;
     if (!idx)
         return 0;
-    if (!l->forced && !(l->forced = malloc((n ? n : 1) * sizeof(int32_t))))
-        return -ENOMEM;
+    if (!l->forced) {
+        if (frc_host_create(&l->fh, l->tokens, l->cfg.top_k, l->cfg.experts))
+            return -ENOMEM;
+        if (!(l->forced = malloc((n ? n : 1) * sizeof(int32_t))))
+            return -ENOMEM;      /* fh is freed with the layer */
+    }
     memcpy(l->forced, idx, n * sizeof(int32_t));
     l->force_on = true;
     return 0;

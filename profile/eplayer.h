@@ -56,6 +56,12 @@ struct epl_io {
     /* Waits for the backend's queued work, before a phase's end is read; NULL when the
      * stages are synchronous (CPU). */
     int (*sync)(void);
+    /* Device timing (gpu.h): mark(mark_arg, k) records device event k = 2 i at the
+     * start and 2 i + 1 at the end of the timer's record i, in place of a sync; the
+     * caller rewrites the records' times from the events after the iteration. NULL:
+     * the host clock (after sync). */
+    int (*mark)(void *arg, size_t k);
+    void *mark_arg;
 };
 
 struct epl_spec {
@@ -87,8 +93,9 @@ int epl_backward(struct epl *l, const void *x, const void *dout, void *dx, struc
  * backend's error. */
 int epl_set_bias(struct epl *l, const float *bias);
 
-/* Forced routing (force.h) for the forwards that follow: idx [T x K] (copied), or NULL
- * for the gate's own top-k again. 0; -ENOMEM; -EINVAL (an expert id out of range or
+/* Forced routing (force.h) for the forwards that follow, on any backend (the scores
+ * come to the host, the forced arrays go back through epl_io.copy): idx [T x K]
+ * (copied), or NULL for the gate's own top-k again. 0; -ENOMEM; -EINVAL (an expert id out of range or
  * twice in a token: checked at the next forward, which then fails). */
 int epl_force(struct epl *l, const int32_t *idx);
 

@@ -135,3 +135,69 @@ struct epl_io gpu_io(struct gpu_nccl *g)
     return (struct epl_io){ .copy = moe_cuda_copy, .rows = nccl_rows, .rows_arg = g,
                             .sync = dev_sync };
 }
+
+struct gpu_ev {
+    cudaEvent_t *ev;              /* [2 records], event 2 i + {0, 1} of record i mod records */
+    size_t n;                     /* 2 records */
+    cudaEvent_t anchor;
+    double anchor_s;              /* the anchor on this rank's monotonic clock */
+};
+
+int gpu_ev_create(struct gpu_ev **out, size_t records)
+{
+    struct gpu_ev *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    *out = e;                             /* the caller frees it on error too */
+    e->ev = calloc(2 * (records ? records : 1), sizeof(cudaEvent_t));
+    if (!e->ev)
+        return -ENOMEM;
+    TRY_CUDA(cudaEventCreate(&e->anchor));
+    for (size_t i = 0; i < 2 * (records ? records : 1); i++, e->n++)
+        TRY_CUDA(cudaEventCreate(&e->ev[i]));
+    return 0;
+}
+
+void gpu_ev_free(struct gpu_ev *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n; i++)
+        (void)cudaEventDestroy(e->ev[i]);
+    if (e->anchor)
+        (void)cudaEventDestroy(e->anchor);
+    free(e->ev);
+    free(e);
+}
+
+int gpu_ev_mark(void *arg, size_t k)
+{
+    struct gpu_ev *e = arg;
+    TRY_CUDA(cudaEventRecord(e->ev[k % e->n], 0));
+    return 0;
+}
+
+int gpu_ev_anchor(struct gpu_ev *e)
+{
+    TRY_CUDA(cudaEventRecord(e->anchor, 0));
+    TRY_CUDA(cudaEventSynchronize(e->anchor));
+    e->anchor_s = tmr_now_s();
+    return 0;
+}
+
+int gpu_ev_resolve(struct gpu_ev *e, struct tmr *t, size_t from)
+{
+    if (t->n <= from)
+        return 0;
+    if (t->n - from > e->n / 2)
+        return -EINVAL;                   /* more records than events: some were reused */
+    TRY_CUDA(cudaEventSynchronize(e->ev[(2 * (t->n - 1) + 1) % e->n]));
+    for (size_t i = from; i < t->n; i++) {
+        float at_ms = 0.0f, dur_ms = 0.0f;
+        TRY_CUDA(cudaEventElapsedTime(&at_ms, e->anchor, e->ev[(2 * i) % e->n]));
+        TRY_CUDA(cudaEventElapsedTime(&dur_ms, e->ev[(2 * i) % e->n], e->ev[(2 * i + 1) % e->n]));
+        t->rec[i].t0_s = e->anchor_s + 1e-3 * at_ms;
+        t->rec[i].dur_s = 1e-3 * dur_ms;
+    }
+    return 0;
+}

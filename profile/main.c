@@ -141,9 +141,6 @@ static int check_run(const struct args *a, const struct config *c, struct cfg_lo
     if (a->backend == ARGS_CUDA && c->model.expert_ffn_hidden % 8)
         return blame(k, ffn_key, 1, msg, n, "model.expert_ffn_hidden = %d is not a multiple "
                      "of 8 (--backend cuda)", c->model.expert_ffn_hidden);
-    if (a->backend == ARGS_CUDA && c->routing.distribution == DIST_TRACE)
-        return snprintf(msg, n, "moeprof run: routing.distribution = trace: forced routing "
-                        "runs on --backend cpu only (for now)"), -EINVAL;
     if (check_ep(k, c, ranks, msg, n))
         return -EINVAL;
     if (c->model.expert_ffn_hidden < 1)
@@ -507,6 +504,7 @@ int main(int argc, char **argv)
     const struct epl_io *io = NULL;
 #ifdef MOEPROF_CUDA
     struct gpu_nccl *nccl = NULL;
+    struct gpu_ev *gev = NULL;            /* phase timing with CUDA events (gpu.h) */
     struct epl_io gio;
     if (a.backend == ARGS_CUDA)
         ops = moe_cuda_ops();
@@ -526,6 +524,11 @@ int main(int argc, char **argv)
         if (rc)
             die(&w, "NCCL communicator", rc);
         gio = gpu_io(nccl);
+        rc = gpu_ev_create(&gev, (size_t)L * TMR_NPHASES);
+        if (rc)
+            die(&w, "CUDA events", rc);
+        gio.mark = gpu_ev_mark;
+        gio.mark_arg = gev;
         io = &gio;
     }
 #endif
@@ -595,10 +598,20 @@ int main(int argc, char **argv)
             }
         }
         MPI_Barrier(MPI_COMM_WORLD);
+        const size_t first = tm.n;       /* this iteration's first record */
+        (void)first;
+#ifdef MOEPROF_CUDA
+        if (t && gev && (rc = gpu_ev_anchor(gev)))
+            die(&w, "CUDA events", rc);
+#endif
         double t0 = tmr_now_s();
         tm.iter = pair;
         rc = stk_forward(&stack, x0, t);
         rc = rc ? rc : stk_backward(&stack, dout, t);
+#ifdef MOEPROF_CUDA
+        if (!rc && t && gev)              /* the phases' times from their events */
+            rc = gpu_ev_resolve(gev, &tm, first);
+#endif
         if (rc)
             die(&w, "layer", rc);
         double dt = tmr_now_s() - t0;
@@ -751,6 +764,7 @@ int main(int argc, char **argv)
     lay_free(&lay);
 #ifdef MOEPROF_CUDA
     gpu_nccl_free(nccl);
+    gpu_ev_free(gev);
 #endif
     MPI_Comm_free(&ep_comm);
     MPI_Finalize();

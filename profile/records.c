@@ -155,6 +155,19 @@ int rec_a2a_stats(const struct rec_run *r, const double *wait_s, int phase,
     return 0;
 }
 
+int rec_sign_rank(int n)
+{
+    int j = 0;
+    double cdf = 0;
+    for (int i = 0; i < n; i++) {
+        cdf += exp(lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) - n * log(2.0));
+        if (cdf > 0.025)
+            break;
+        j = i + 1;
+    }
+    return j;
+}
+
 int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec_overhead *o)
 {
     memset(o, 0, sizeof(*o));
@@ -174,16 +187,7 @@ int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec
     memcpy(p, plain_s, (size_t)n * sizeof(double));
     o->plain_med_s = median(p, (size_t)n);
     double dm = median(d, (size_t)n);             /* d sorted now */
-    /* j: the largest rank with P(Binomial(n, 1/2) <= j - 1) <= 0.025; the interval is
-     * [d_(j), d_(n+1-j)] (1-based), at least 95 % (sign-test inversion). */
-    int j = 0;
-    double cdf = 0;
-    for (int i = 0; i < n; i++) {
-        cdf += exp(lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) - n * log(2.0));
-        if (cdf > 0.025)
-            break;
-        j = i + 1;
-    }
+    int j = rec_sign_rank(n);
     o->frac = dm;
     o->lo_frac = j ? d[j - 1] : -INFINITY;
     o->hi_frac = j ? d[n - j] : INFINITY;

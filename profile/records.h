@@ -67,6 +67,11 @@ struct rec_overhead {
 };
 int rec_overhead(const double *timed_s, const double *plain_s, int n, struct rec_overhead *o);
 
+/* Sign-test inversion: the largest j with P(Binomial(n, 1/2) <= j - 1) <= 0.025, so the
+ * median of n values lies in [v_(j), v_(n+1-j)] (1-based, sorted) with at least 95 %
+ * confidence; 0 when n < 6 (no interval). */
+int rec_sign_rank(int n);
+
 /* The earliest record's start on rank 0's clock: time zero of the outputs. */
 double rec_t_zero(const struct rec_run *r);
 

@@ -41,6 +41,7 @@
 #include "layout.h"
 #include "matrix.h"
 #include "moe_cpu.h"
+#include "records.h"
 #include "rtrace.h"
 #include "tensors.h"
 
@@ -88,21 +89,6 @@ static double quantile(const double *v, int n, double q)
 {
     int i = (int)floor(q * (n - 1) + 0.5);
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
-
-/* Sign-test inversion: the largest j with P(Binomial(n, 1/2) <= j - 1) <= 0.025; the
- * median's 95 % interval is [v_(j), v_(n+1-j)] (1-based, sorted), 0 when n is too small. */
-static int sign_rank(int n)
-{
-    int j = 0;
-    double cdf = 0;
-    for (int i = 0; i < n; i++) {
-        cdf += exp(lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) - n * log(2.0));
-        if (cdf > 0.025)
-            break;
-        j = i + 1;
-    }
-    return j;
 }
 
 static int plain_rows(struct plain *p, const void *send, const int32_t *send_rows, void *recv,
@@ -217,7 +203,7 @@ static void report(const char *kind, uint64_t cross, const double *t, int reps, 
     qsort(pl, (size_t)reps, sizeof(double), cmp_double);
     qsort(mp, (size_t)reps, sizeof(double), cmp_double);
     qsort(ra, (size_t)reps, sizeof(double), cmp_double);
-    int j = sign_rank(reps);
+    int j = rec_sign_rank(reps);
     double pm = quantile(pl, reps, 0.5), mm = quantile(mp, reps, 0.5);
     printf("  %-13s %10llu %7.1f %6.1f..%-7.1f %7.1f %6.1f..%-7.1f %7.3f %7.3f  %5.3f  %5.3f..%-5.3f\n",
            kind, (unsigned long long)cross, 1e6 * pm, 1e6 * quantile(pl, reps, 0.1),
