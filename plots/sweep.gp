@@ -13,7 +13,10 @@ set ylabel ylabel
 set key outside right top box
 set grid
 set yrange [0:*]
-if (xcat) { set xrange [-0.5:ncat - 0.5] } else { if (xlog) { set logscale x 2 } }
+# offsets: a margin beside the first and last x, where gnuplot drops a tic that falls on
+# the end of a log axis
+if (xcat) { set xrange [-0.5:ncat - 0.5] } else { set offsets graph 0.03, graph 0.03, 0, 0; \
+    if (xlog) { set logscale x 2 } }
 if (xtics_cmd ne '') { eval xtics_cmd }
 plot for [i = 0:nlines - 1] dat index i using 1:2 with linespoints lw 2 pt (i % 7 + 4) ps 1.2 \
      title columnheader(1)

@@ -1,7 +1,10 @@
 /* exchange.h: the all-to-alls of an expert-parallel layer over MPI: a fixed-width
  * all-to-all of per-slot counts (MPI_Alltoall) and a variable one of rows
  * (MPI_Alltoallv, one row = `row_elems` floats as one MPI datatype, so counts are rows
- * and a layer may move more than 2^31 floats). Blocking; the buffers are host memory.
+ * and a layer may move more than 2^31 floats; against a plain MPI_Alltoallv of the same
+ * bytes in MPI_BYTE counts it costs nothing measurable: tests/mpi_bench_alltoallv.c,
+ * docs/PERFORMANCE.md). Blocking; the buffers are host memory, sent in place (the
+ * layer lays them out by destination before the call).
  * Errors: MPI's handler stays MPI_ERRORS_ARE_FATAL, so a dead peer aborts the job
  * (OpenMPI tears every rank down); a call that returns an error anyway gives -EIO
  * after TRY_MPI logs "host:rank file:line: MPI error text".

@@ -542,13 +542,35 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         return fail(err, n, -EINVAL, "%s: no row with status ok and a value of %s", t[0].path,
                     ys);
     }
+    /* rep[i]: the first ok row with row i's x; a key that takes one value per x (an axis
+     * zipped with x's) moves along the line and does not split it */
+    long *rep = malloc((size_t)np * sizeof(*rep));
+    if (!rep) {
+        free(p);
+        return -ENOMEM;
+    }
+    for (long i = 0; i < np; i++) {
+        const char *xv = plot_cell(p[i].t, p[i].row, xc);
+        rep[i] = i;
+        for (long j = 0; j < i && rep[i] == i; j++)
+            if (rep[j] == j && !strcmp(plot_cell(p[j].t, p[j].row, xc), xv))
+                rep[i] = j;
+    }
+    char with[512] = "";
     for (int k = 0; k < nk && nv < 64; k++) {
-        bool v = false;
+        bool v = false, along = true;
         for (long i = 1; i < np && !v; i++)
             v = strcmp(plot_cell(p[i].t, p[i].row, keys[k]), plot_cell(p[0].t, p[0].row, keys[k]));
-        if (v || keys[k] == bc)
+        for (long i = 0; i < np && along; i++)
+            along = !strcmp(plot_cell(p[i].t, p[i].row, keys[k]),
+                            plot_cell(p[rep[i]].t, p[rep[i]].row, keys[k]));
+        if (v && along && keys[k] != bc)
+            snprintf(with + strlen(with), sizeof(with) - strlen(with), "%s%s", *with ? ", " : "",
+                     t[0].col[keys[k]]);
+        else if (v || keys[k] == bc)
             vary[nv++] = keys[k];
     }
+    free(rep);
     const char *cats[MAX_CATS], *lines[MAX_LINES];
     char *labels = malloc((size_t)np * LABEL_MAX);
     int ncat = 0, nline = 0, rc = 0;
@@ -583,8 +605,9 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         char buf[2048], cfg[1024], lab[256];
         int skip[3] = { xc, yc, bc };
         config_line(cfg, sizeof(cfg), &t[0], skip, 3);
-        snprintf(buf, sizeof(buf), "%s against %s%s%s", ys, xs, bs ? ", one line per " : "",
-                 bs ? bs : "");
+        snprintf(buf, sizeof(buf), "%s against %s%s%s%s%s", ys, xs, *with ? " (and " : "", with,
+                 *with ? ")" : "", bs ? ", one line per " : "");
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s", bs ? bs : "");
         gp_var(vars, "title", buf);
         gp_var_lines(vars, "subtitle", cfg);
         axis_label(lab, sizeof(lab), xs);

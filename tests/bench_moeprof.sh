@@ -7,18 +7,19 @@
 #    and again on 1 rank over OVH_PAIRS pairs (no MPI wait in the iteration);
 #  - the rows all-to-all against a plain MPI_Alltoallv of the same bytes
 #    (tests/mpi_bench_alltoallv.c, the run's dispatch-l0-i0.matrix): paired, alternating
-#    calls of both on the same buffers, A2A_REPS pairs in a hot loop and LAYER_REPS
-#    pairs of iterations inside the layer itself (its routing forced from the run's
-#    routing.trace, so the same bytes: checked); then moeprof's own forward dispatch
-#    figure (transfer after the last rank arrived, slowest rank per call, median over
-#    calls) against both plain medians.
+#    calls of both on the same buffers, A2A_REPS pairs in a loop (barrier before each
+#    call; hot, then with 8 MiB written between calls) and LAYER_REPS pairs of
+#    iterations inside the layer itself (its routing forced from the run's
+#    routing.trace, so the same bytes: checked; timed from the last arrival, as
+#    moeprof does); then moeprof's own forward dispatch figure (transfer after the last
+#    rank arrived, slowest rank per call, median over calls) against the plain medians.
 set -euo pipefail
 MOEPROF=${MOEPROF:-build/bin/moeprof}
 BUILD=${BUILD:-build}
-ITERS=${ITERS:-20}
+ITERS=${ITERS:-50}
 OVH_PAIRS=${OVH_PAIRS:-1000}
 A2A_REPS=${A2A_REPS:-300}
-LAYER_REPS=${LAYER_REPS:-100}
+LAYER_REPS=${LAYER_REPS:-200}
 here=$(cd "$(dirname "$0")" && pwd)
 CFG=$here/../configs/examples/moeprof-cpu.ini
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -66,7 +67,9 @@ for n in 2 4; do
     "${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" "$m" --row $ROW_BYTES \
         --reps "$A2A_REPS" | sed "s|$tmp/||" | tee "$tmp/hot$n.txt"
     "${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" "$m" --row $ROW_BYTES \
-        --reps "$LAYER_REPS" --layer "$tmp/n$n/routing.trace" "${LAYER[@]}" |
+        --reps "$A2A_REPS" --evict 8 | sed "s|$tmp/||"
+    "${MPIRUN[@]}" -np $n "$BUILD/tests/mpi_bench_alltoallv" "$m" --row $ROW_BYTES \
+        --reps "$LAYER_REPS" --sync arrival --layer "$tmp/n$n/routing.trace" "${LAYER[@]}" |
         sed "s|$tmp/||" | tee "$tmp/layer$n.txt"
 done
 

@@ -2,8 +2,8 @@
  * against a plain MPI_Alltoallv of the same bytes (MPI_BYTE counts and displacements),
  * the yardstick of docs/PERFORMANCE.md (make bench, tests/bench_moeprof.sh).
  *
- *   mpirun -np N mpi_bench_alltoallv MATRIX [--row B] [--reps R]
- *       [--layer TRACE --hidden H --ffn F --top-k K --shared S]
+ *   mpirun -np N mpi_bench_alltoallv MATRIX [--row B] [--reps R] [--sync barrier|arrival]
+ *       [--evict MIB] [--layer TRACE --hidden H --ffn F --top-k K --shared S]
  *
  * MATRIX: traces/matrix.h's file for N ranks (moeprof --out writes one per call), row
  * i = bytes rank i sends to each rank; every entry whole rows of B bytes (default 1024,
@@ -11,14 +11,19 @@
  *
  * Loop (default): R pairs of one plain and one moeprof call on the same buffers, in
  * alternating order (plain first in even pairs), nothing else between calls: the
- * buffers stay in cache.
+ * buffers stay in cache; with --evict, before each call MIB MiB elsewhere are written,
+ * as a layer's GEMMs between its all-to-alls move their weights and activations.
  * Layer (--layer): the layer itself (profile/eplayer.c, CPU backend, round-robin
  * placement: expert e on rank e mod N) with its routing forced from TRACE's layer 0,
  * iteration 0 (moeprof --out's routing.trace), so its forward dispatch moves exactly
  * MATRIX's bytes (checked; exit 1 if not). R pairs of iterations (forward + backward),
  * one with every all-to-all of rows plain and one with all of them moeprof's, in
  * alternating order: both see the layer's own buffers and caches.
- * Every timed call starts after a barrier of the group; its time is the slowest rank's.
+ * A call's time runs from the last rank's entry to the last rank's return (ranks on one
+ * node share CLOCK_MONOTONIC; the bench must run on one node). --sync barrier (default):
+ * a barrier of the group before each call; arrival: none, the ranks enter when they
+ * come, and the time after the last arrival is what moeprof reports as the transfer
+ * (records.h: the wait for the slowest peer excluded).
  *
  * Prints, per call kind: the bytes that cross ranks (diagonal excluded), the median and
  * the 10th-90th percentiles of each side, and the paired ratio plain time / moeprof
@@ -53,6 +58,8 @@ static const char *const kind_name[NKIND] = {
 struct opts {
     const char *matrix, *trace;
     int row, reps, hidden, ffn, top_k, shared;
+    bool barrier;
+    long evict_mib;
 };
 
 /* The plain side: byte counts and displacements for a call of rows of row_bytes. */
@@ -66,8 +73,9 @@ struct plain {
 struct duel {
     struct plain p;
     struct xch x;
-    bool use_plain;                  /* the side this iteration runs */
-    double *t;                       /* where the next call's time goes */
+    bool use_plain, barrier;         /* the side this iteration runs; a barrier first */
+    double *t;                       /* where the next call's entry time goes */
+    size_t exit_off;                 /* its return time at t[exit_off] */
     int call;                        /* calls this iteration */
 };
 
@@ -113,13 +121,16 @@ static int plain_rows(struct plain *p, const void *send, const int32_t *send_row
 static int duel_call(struct duel *d, const void *send, const int32_t *send_rows, void *recv,
                      const int32_t *recv_rows)
 {
-    MPI_Barrier(d->p.comm);
+    if (d->barrier)
+        MPI_Barrier(d->p.comm);
     double t0 = now_s();
     int rc = d->use_plain ? plain_rows(&d->p, send, send_rows, recv, recv_rows)
                           : xch_rows(&d->x, send, send_rows, recv, recv_rows);
-    double dt = now_s() - t0;
-    if (d->call < NKIND && d->t)
-        d->t[d->call] = dt;
+    double t1 = now_s();
+    if (d->call < NKIND && d->t) {
+        d->t[d->call] = t0;
+        d->t[d->exit_off + d->call] = t1;
+    }
     d->call++;
     return rc;
 }
@@ -140,14 +151,14 @@ static int usage(int rank, const char *why)
 {
     if (rank == 0)
         fprintf(stderr, "mpi_bench_alltoallv: %s\nusage: mpirun -np N mpi_bench_alltoallv "
-                "MATRIX [--row B] [--reps R] [--layer TRACE --hidden H --ffn F "
+                "MATRIX [--row B] [--reps R] [--sync barrier|arrival] [--evict MIB] [--layer TRACE --hidden H --ffn F "
                 "--top-k K --shared S]\n", why);
     return 2;
 }
 
 static int parse(struct opts *o, int argc, char **argv, int rank)
 {
-    *o = (struct opts){ .row = 1024, .reps = 100, .shared = 0 };
+    *o = (struct opts){ .row = 1024, .reps = 100, .shared = 0, .barrier = true };
     if (argc < 2)
         return usage(rank, "no MATRIX");
     o->matrix = argv[1];
@@ -159,6 +170,10 @@ static int parse(struct opts *o, int argc, char **argv, int rank)
         i++;
         if (!strcmp(k, "--layer"))
             o->trace = v;
+        else if (!strcmp(k, "--sync") && (!strcmp(v, "barrier") || !strcmp(v, "arrival")))
+            o->barrier = !strcmp(v, "barrier");
+        else if (!strcmp(k, "--evict") && n >= 0 && n < 4096)
+            o->evict_mib = n;
         else if (n < 1 || n > INT_MAX)
             return usage(rank, "a count below 1 or not a number");
         else if (!strcmp(k, "--row"))
@@ -229,12 +244,16 @@ static int run_loop(struct duel *d, const struct opts *o, const struct matrix *m
         ro += m->bytes[(size_t)p * n + rank];
     }
     char *sbuf = calloc(so + 1, 1), *rbuf = calloc(ro + 1, 1);
-    int rc = !srows || !rrows || !sbuf || !rbuf ? -1 : 0;
+    const size_t ev = (size_t)o->evict_mib << 20;
+    char *evict = ev ? malloc(ev) : NULL;
+    int rc = !srows || !rrows || !sbuf || !rbuf || (ev && !evict) ? -1 : 0;
     if (!rc)
         memset(sbuf, rank & 0xff, so);
     for (int i = -5; i < o->reps && !rc; i++) {          /* 5 pairs of warm-up */
         for (int k = 0; k < 2 && !rc; k++) {
             int side = (i & 1) ? 1 - k : k;              /* 0 plain, 1 moeprof */
+            if (evict)
+                memset(evict, (i + k) & 0xff, ev);
             d->use_plain = side == 0;
             d->call = 0;
             d->t = i >= 0 ? &t[2 * i + side] : NULL;
@@ -245,6 +264,7 @@ static int run_loop(struct duel *d, const struct opts *o, const struct matrix *m
     free(rrows);
     free(sbuf);
     free(rbuf);
+    free(evict);
     return rc;
 }
 
@@ -358,12 +378,13 @@ int main(int argc, char **argv)
     }
     const int per_rep = o.trace ? NKIND : 1;
     const size_t nt = 2 * (size_t)o.reps * per_rep;
-    struct duel d = { .p = { .comm = MPI_COMM_WORLD, .size = size, .row_bytes = o.row } };
+    struct duel d = { .p = { .comm = MPI_COMM_WORLD, .size = size, .row_bytes = o.row },
+                      .barrier = o.barrier, .exit_off = nt };
     d.p.sc = calloc((size_t)size, sizeof(int));
     d.p.sd = calloc((size_t)size, sizeof(int));
     d.p.rc = calloc((size_t)size, sizeof(int));
     d.p.rd = calloc((size_t)size, sizeof(int));
-    double *t = calloc(nt, sizeof(double)), *tmax = calloc(nt, sizeof(double));
+    double *t = calloc(2 * nt, sizeof(double)), *tmax = calloc(2 * nt, sizeof(double));
     if (!d.p.sc || !d.p.sd || !d.p.rc || !d.p.rd || !t || !tmax ||
         xch_create(&d.x, MPI_COMM_WORLD, o.row / 4)) {
         fprintf(stderr, "mpi_bench_alltoallv: setup failed\n");
@@ -374,12 +395,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "mpi_bench_alltoallv: rank %d: run failed (%d)\n", rank, rc);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    MPI_Reduce(t, tmax, (int)nt, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    /* The last entry and the last return of each call. */
+    MPI_Reduce(t, tmax, (int)(2 * nt), MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    for (size_t i = 0; i < nt; i++)
+        tmax[i] = tmax[nt + i] - tmax[i];
     if (rank == 0 && !rc) {
-        printf("# %s, %d rank(s), %s, %d pairs: plain MPI_Alltoallv (MPI_BYTE) vs moeprof's "
-               "xch_rows, same bytes and buffers, alternating order\n", o.matrix, size,
-               o.trace ? "inside the layer" : "hot loop",
-               o.reps);
+        printf("# %s, %d rank(s), %s, %s, %d pairs: plain MPI_Alltoallv (MPI_BYTE) vs "
+               "moeprof's xch_rows, same bytes and buffers, alternating order\n", o.matrix,
+               size, o.trace ? "inside the layer" : o.evict_mib ? "loop, caches evicted" : "hot loop",
+               o.barrier ? "barrier before each call" : "from the last arrival", o.reps);
         printf("# call               bytes  plain (us)             moeprof (us)          "
                "plain   moeprof  ratio  ratio\n");
         printf("#                      (B)  median p10..p90        median p10..p90       "
