@@ -68,6 +68,8 @@ MOEPROF    := $(BUILD)/bin/moeprof
 MPI_SRCS   := $(wildcard tests/mpi_test_*.c tests/mpi_bench_*.c) \
               $(if $(NCCL_H),$(wildcard tests/mpi_gpu_test_*.c))
 MPI_BINS   := $(MPI_SRCS:tests/%.c=$(BUILD)/tests/%)
+# hwloc (libhwloc-dev): profile/hwtopo.c, moeprof topo and --bind.
+PROF_LIBS  := -lhwloc
 ifneq ($(NCCL_H),)
 PROF_CPPFLAGS := -DMOEPROF_CUDA -isystem $(CUDA_HOME)/include
 PROF_GPU_A    := $(BUILD)/libmoecuda.a
@@ -134,10 +136,10 @@ $(BUILD)/libmoeprof.a: $(PROF_OBJS)
 
 $(MOEPROF): $(BUILD)/profile/main.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)/libmoesim.a
 	@mkdir -p $(dir $@)
-	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(LDLIBS)
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(PROF_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/mpi_%: $(BUILD)/tests/mpi_%.o $(BUILD)/libmoeprof.a $(PROF_GPU_A) $(BUILD)/libmoesim.a
-	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(LDLIBS)
+	$(MPICC) $(ALL_CFLAGS) -o $@ $^ $(PROF_GPU_LIBS) $(PROF_LIBS) -lcunit $(LDLIBS)
 
 # The include arrows between kernels/, traces/, sim/ and profile/ (docs/ARCHITECTURE.md,
 # Layers); tests/e2e_layers.sh shows that it catches a bad include.

@@ -1,5 +1,6 @@
 /* args.c: `moeprof run`'s options (see args.h). */
 #include "args.h"
+#include "bind.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -10,7 +11,8 @@
 const char args_usage[] =
     "usage: moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]\n"
     "                   [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N]\n"
-    "                   [--seed N] [--aux-alpha A] [--out DIR]\n"
+    "                   [--seed N] [--aux-alpha A] [--bind none|gpu] [--out DIR]\n"
+    "                   [--compare [--calibration FILE]...]\n"
     "\n"
     "Runs a real expert-parallel MoE layer, forward and backward, on every rank\n"
     "(start it with mpirun -np N), times every phase and records the routing and the\n"
@@ -29,8 +31,17 @@ const char args_usage[] =
     "  --seed N      weights, tokens and skew (1)\n"
     "  --aux-alpha A the balance loss alpha sum_e f_e P_e (0: off), f and P over\n"
     "                each EP group's batch (not with distribution = trace)\n"
+    "  --bind        gpu: each rank on the CPUs nearest its GPU and NIC (hwloc; no\n"
+    "                GPU: its share of the node's cores, in rank order); none: where\n"
+    "                mpirun put it. Default gpu where the node has a GPU, else none\n"
     "  --out DIR     write phases.csv, trace.json, routing.trace and the dispatch and\n"
     "                combine byte matrices there (DIR is created if missing)\n"
+    "  --compare     after measuring, rank 0 runs moesim on the same config, layout,\n"
+    "                placement and recorded routing and prints predicted against\n"
+    "                measured per phase; DIR/compare.csv, and trace.json gains the\n"
+    "                predicted timeline (needs --out)\n"
+    "  --calibration FILE  config read after CONFIG... for the prediction only\n"
+    "                (moeprof topo's and calibrate's fragments); repeatable\n"
     "  --backend     cpu (fp32, the kernels' oracle) or cuda (bf16, one rank per GPU;\n"
     "                where nvcc and NCCL were found at build time)\n"
     "  --comm        mpi (MPI_Alltoall / MPI_Alltoallv; with cpu) or nccl (grouped\n"
@@ -52,7 +63,8 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 
 int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
 {
-    enum { O_BACKEND = 256, O_COMM, O_ITERS, O_WARMUP, O_LAYERS, O_SEED, O_OUT, O_AUX };
+    enum { O_BACKEND = 256, O_COMM, O_ITERS, O_WARMUP, O_LAYERS, O_SEED, O_OUT, O_AUX, O_BIND,
+           O_COMPARE, O_CALIB };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },
         { "backend", required_argument, NULL, O_BACKEND },
@@ -63,6 +75,9 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
         { "seed", required_argument, NULL, O_SEED },
         { "out", required_argument, NULL, O_OUT },
         { "aux-alpha", required_argument, NULL, O_AUX },
+        { "bind", required_argument, NULL, O_BIND },
+        { "compare", no_argument, NULL, O_COMPARE },
+        { "calibration", required_argument, NULL, O_CALIB },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -129,6 +144,24 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
             a->aux_alpha = d;
             break;
         }
+        case O_BIND:
+            if (strcmp(optarg, "none") && strcmp(optarg, "gpu")) {
+                snprintf(msg, msg_n, "moeprof run: --bind: '%s' is not none or gpu", optarg);
+                return -EINVAL;
+            }
+            a->bind = strcmp(optarg, "none") ? BIND_GPU : BIND_NONE;
+            break;
+        case O_COMPARE:
+            a->compare = 1;
+            break;
+        case O_CALIB:
+            if (a->ncalib == ARGS_CALIB_MAX) {
+                snprintf(msg, msg_n, "moeprof run: more than %d --calibration files",
+                         ARGS_CALIB_MAX);
+                return -EINVAL;
+            }
+            a->calib[a->ncalib++] = optarg;
+            break;
         case O_OUT:
             if (a->out) {
                 snprintf(msg, msg_n, "moeprof run: --out given twice ('%s' and '%s')", a->out,
@@ -156,6 +189,15 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
     }
     if (a->nfiles == 0) {
         snprintf(msg, msg_n, "moeprof run: no CONFIG file given (see moeprof run --help)");
+        return -EINVAL;
+    }
+    if (a->ncalib && !a->compare) {
+        snprintf(msg, msg_n, "moeprof run: --calibration %s: only with --compare", a->calib[0]);
+        return -EINVAL;
+    }
+    if (a->compare && !a->out) {
+        snprintf(msg, msg_n, "moeprof run: --compare: needs --out DIR (compare.csv, the "
+                 "routing moesim replays)");
         return -EINVAL;
     }
     return 0;

@@ -2,7 +2,8 @@
  *
  *   moeprof run CONFIG... [--set section.key=value]... [--backend cpu|cuda]
  *               [--comm mpi|nccl] [--iters N] [--warmup N] [--layers N] [--seed N]
- *               [--aux-alpha A] [--out DIR]
+ *               [--aux-alpha A] [--bind none|gpu] [--out DIR]
+ *               [--compare [--calibration FILE]...]
  * Every rank parses the same argv, so every rank reaches the same verdict; the
  * message is one line, "moeprof run: what is wrong" or config.h's "file:line:
  * section.key: what is wrong".
@@ -16,6 +17,7 @@
 #include "config.h"
 
 #define ARGS_MAX 256
+#define ARGS_CALIB_MAX 8
 
 enum args_backend { ARGS_CPU, ARGS_CUDA };
 enum args_comm { ARGS_MPI, ARGS_NCCL };
@@ -30,7 +32,11 @@ struct args {
     int iters, warmup, layers;      /* defaults 5, 2, 1 */
     uint64_t seed;                  /* default 1 */
     double aux_alpha;               /* --aux-alpha, default 0 (no aux loss) */
+    int bind;                       /* --bind: bind.h's enum bind_mode, default BIND_AUTO */
     const char *out;                /* NULL: no files */
+    int compare;                    /* --compare (needs --out): compare.h */
+    const char *calib[ARGS_CALIB_MAX];  /* --calibration files, in order */
+    int ncalib;
     int help;                       /* --help given: usage printed by the caller */
 };
 

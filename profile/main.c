@@ -15,7 +15,10 @@
 
 #include "args.h"
 #include "balance.h"
+#include "bind.h"
 #include "clock.h"
+#include "cmd_topo.h"
+#include "compare.h"
 #include "config.h"
 #include "eplayer.h"
 #include "gating.h"
@@ -51,6 +54,7 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  run CONFIG...   run the layer forward and backward, time every phase\n"
+    "  topo            this node's CPUs, GPUs and NICs (hwloc); a [cluster] fragment\n"
     "\n"
     "  -h, --help      this text; 'moeprof run --help' for the command's options\n";
 
@@ -304,10 +308,13 @@ static int w_rtrace(FILE *f, const struct rec_run *r, int a, int b, int c, int d
     return rec_routing_trace(f, r);
 }
 
-static int write_outputs(const char *dir, const struct rec_run *r)
+static int write_outputs(const char *dir, const struct rec_run *r, const struct cmp_result *cmp)
 {
     int rc = write_file(dir, "phases.csv", r, w_csv, 0, 0, 0, 0);
-    rc = rc ? rc : write_file(dir, "trace.json", r, w_chrome, 0, 0, 0, 0);
+    if (cmp)                             /* trace.json with the prediction, compare.csv */
+        rc = rc ? rc : cmp_write(dir, r, cmp);
+    else
+        rc = rc ? rc : write_file(dir, "trace.json", r, w_chrome, 0, 0, 0, 0);
     rc = rc ? rc : write_file(dir, "routing.trace", r, w_rtrace, 0, 0, 0, 0);
     for (int l = 0; l < r->layers && !rc; l++)
         for (int it = 0; it < r->iters && !rc; it++)
@@ -445,6 +452,11 @@ int main(int argc, char **argv)
     char msg[MSG_MAX] = "";
     int rc = 0;
 
+    if (argc >= 2 && !strcmp(argv[1], "topo")) {
+        rc = cmd_topo(argc - 1, argv + 1, w.rank, w.size);
+        MPI_Finalize();
+        return rc;
+    }
     if (argc < 2 || strcmp(argv[1], "run")) {
         bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
         if (w.rank == 0) {
@@ -479,6 +491,11 @@ int main(int argc, char **argv)
                  ? load_trace(&c, &a, w.rank, w.size, &trace, msg, sizeof(msg)) : 0;
     if (!rc)
         rc = make_layout(&c, keys, &trace, a.seed, &lay, msg, sizeof(msg));
+    struct cmp_spec cs = { .files = a.files, .nfiles = a.nfiles, .calib = a.calib,
+                           .ncalib = a.ncalib, .sets = a.sets, .nsets = a.nsets, .dir = a.out,
+                           .dtype = a.backend == ARGS_CUDA ? "bf16" : "fp32", .seed = a.seed };
+    if (!rc && a.compare)
+        rc = cmp_check(&cs, msg, sizeof(msg));
     if (!rc && a.out && w.rank == 0)
         rc = check_out(a.out, &c, msg, sizeof(msg));
     config_keys_free(keys);
@@ -498,6 +515,9 @@ int main(int argc, char **argv)
 #endif
     if (w.rank == 0)
         ofile_catch_signals();
+    struct bind_run bound;
+    if ((rc = bind_ranks((enum bind_mode)a.bind, &bound)))
+        die(&w, "--bind", rc);
 
     const int ep = c.parallel.ep, T = (int)c.routing.tokens_per_gpu, L = a.layers;
     const struct moe_ops *ops = moe_cpu_ops();
@@ -715,6 +735,7 @@ int main(int argc, char **argv)
         else if (c.routing.distribution == DIST_TRACE)
             printf("# routing forced from %s (%d iteration(s), replayed in turn)\n",
                    c.routing.trace, trace.iterations);
+        bind_print(stdout, &bound);
         rec_summary(stdout, &r);
         print_buffers(all_buf, w.size, T * mc.top_k);
         if (mc.aux_alpha > 0.0f) {
@@ -725,13 +746,19 @@ int main(int argc, char **argv)
             printf("\n");
         }
         print_overhead(it_max, a.iters, tm.n / (size_t)(a.iters ? a.iters : 1));
-        if (a.out) {
-            int wr = write_outputs(a.out, &r);
+        struct cmp_result cmp = { 0 };
+        if (a.compare && (exit_rc = cmp_run(&cmp, &cs, &r, msg, sizeof(msg))))
+            fprintf(stderr, "%s\n", msg);          /* nothing written */
+        else if (a.compare)
+            cmp_print(stdout, &cmp);
+        if (a.out && !exit_rc) {
+            int wr = write_outputs(a.out, &r, a.compare ? &cmp : NULL);
             if (wr) {
                 fprintf(stderr, "moeprof: --out %s: %s\n", a.out, strerror(-wr));
                 exit_rc = 1;
             }
         }
+        cmp_free(&cmp);
         free(cnt_li);
         free(rows_li);
     }
@@ -761,6 +788,7 @@ int main(int argc, char **argv)
     free(all_rows);
     free(all_buf);
     tmr_free(&tm);
+    bind_free(&bound);
     lay_free(&lay);
 #ifdef MOEPROF_CUDA
     gpu_nccl_free(nccl);

@@ -218,6 +218,13 @@ int rec_phases_csv(FILE *f, const struct rec_run *r)
 
 int rec_chrome(FILE *f, const struct rec_run *r)
 {
+    return rec_chrome_with(f, r, NULL, NULL);
+}
+
+int rec_chrome_with(FILE *f, const struct rec_run *r,
+                    int (*more)(struct chrome *, const struct rec_run *, const void *),
+                    const void *arg)
+{
     size_t n = r->rec0[r->ranks];
     double *w = malloc((n ? n : 1) * sizeof(double));
     if (!w)
@@ -254,6 +261,8 @@ int rec_chrome(FILE *f, const struct rec_run *r)
             rc = chrome_complete(ch, k, tmr_step_is_comm(s), pass, name, t0, t0 + x->dur_s,
                                  args, tmr_step_is_comm(s) ? 4 : 3);
         }
+    if (!rc && more)
+        rc = more(ch, r, arg);
     int rc2 = chrome_close(ch);
     free(w);
     return rc ? rc : rc2;

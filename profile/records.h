@@ -82,6 +82,12 @@ int rec_phases_csv(FILE *f, const struct rec_run *r);
 /* Chrome trace: process r = "rank r", threads "compute" (0) and "comm" (1); slices
  * named as moesim's ("F gate", "B dispatch", ...) with category "F" or "B". */
 int rec_chrome(FILE *f, const struct rec_run *r);
+/* rec_chrome, then more(ch, r, arg) adds its events to the same trace before it closes
+ * (--compare's predicted processes); more NULL: rec_chrome. */
+struct chrome;
+int rec_chrome_with(FILE *f, const struct rec_run *r,
+                    int (*more)(struct chrome *, const struct rec_run *, const void *),
+                    const void *arg);
 
 /* The tables: per phase, min / median / max of its duration over ranks, iterations and
  * layers, imbalance (max over ranks of the rank's mean / mean over ranks), bytes sent

@@ -1,0 +1,498 @@
+/* compare.c: moesim's prediction against a measured run (compare.h). */
+#include "compare.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chrome.h"
+#include "compute.h"
+#include "csv.h"
+#include "model.h"
+#include "ofile.h"
+#include "runpt.h"
+
+#define FILES_MAX 520                     /* CONFIG files + --calibration files */
+#define FORCED 18                         /* the --set options compare adds */
+#define SET_MAX (OFILE_PATH_MAX + 64)
+
+/* files then calibration files into out; the count, or -1 when too many. */
+static int all_files(const struct cmp_spec *s, const char **out)
+{
+    if (s->nfiles + s->ncalib > FILES_MAX)
+        return -1;
+    for (int i = 0; i < s->nfiles; i++)
+        out[i] = s->files[i];
+    for (int i = 0; i < s->ncalib; i++)
+        out[s->nfiles + i] = s->calib[i];
+    return s->nfiles + s->ncalib;
+}
+
+/* The config with the calibration files: 0 or -EINVAL / -ENOMEM with msg. extra: sets
+ * after the user's (nextra of them). */
+static int load(struct config *c, const struct cmp_spec *s, char (*extra)[SET_MAX], int nextra,
+                char *msg, size_t n)
+{
+    const char *files[FILES_MAX];
+    const char **sets = calloc((size_t)s->nsets + (size_t)nextra + 1, sizeof(*sets));
+    int nf = all_files(s, files);
+    if (!sets)
+        return -ENOMEM;
+    if (nf < 0) {
+        free(sets);
+        return snprintf(msg, n, "moeprof run: more than %d config and calibration files",
+                        FILES_MAX), -EINVAL;
+    }
+    for (int i = 0; i < s->nsets; i++)
+        sets[i] = s->sets[i];
+    for (int i = 0; i < nextra; i++)
+        sets[s->nsets + i] = extra[i];
+    struct cfg_err err;
+    int rc = config_load(c, files, nf, sets, s->nsets + nextra, &err);
+    if (rc == -EINVAL)
+        snprintf(msg, n, "%s", err.msg);
+    else if (rc)
+        snprintf(msg, n, "moeprof run: --compare: %s", strerror(-rc));
+    free(sets);
+    return rc;
+}
+
+int cmp_check(const struct cmp_spec *s, char *msg, size_t n)
+{
+    struct config c;
+    int rc = load(&c, s, NULL, 0, msg, n);
+    if (rc)
+        return rc;
+    struct compute *cm = NULL;
+    struct cfg_err err;
+    rc = compute_create(&cm, &c, &err);
+    compute_free(cm);
+    if (rc == -EINVAL)
+        return snprintf(msg, n, "%s", err.msg), -EINVAL;
+    if (rc)
+        return snprintf(msg, n, "moeprof run: --compare: calibration.expert_table: %s",
+                        strerror(-rc)), rc == -EIO ? -EINVAL : rc;
+    /* eplb places from loads: moeprof took them from the popularity, moesim replaying
+     * the recorded trace would take them from its counts, and the layouts could differ. */
+    if ((c.balance.placement == PLACE_EPLB || c.balance.placement == PLACE_EPLB_GLOBAL) &&
+        c.routing.distribution != DIST_TRACE)
+        return snprintf(msg, n, "moeprof run: --compare: balance.placement = %s places from "
+                        "expert loads, which moesim would take from the recorded trace and "
+                        "this run from the popularity; use contiguous or round-robin, or "
+                        "routing.distribution = trace", config_place_name(c.balance.placement)),
+               -EINVAL;
+    return 0;
+}
+
+/* The ranks as moesim's GPUs: nodes of equal size, consecutive ranks. */
+static int node_blocks(const struct rec_run *r, int *nodes, char *msg, size_t n)
+{
+    int nn = 0;
+    for (int k = 0; k < r->ranks; k++)
+        nn += !r->node || r->node[k] == k;
+    int gpn = r->ranks / nn;
+    bool ok = nn * gpn == r->ranks;
+    for (int k = 0; ok && r->node && k < r->ranks; k++)
+        ok = r->node[k] == k / gpn * gpn;
+    if (!ok)
+        return snprintf(msg, n, "moeprof run: --compare: the %d ranks are not %d nodes of "
+                        "consecutive ranks, equal in number (moesim's GPU g is rank g; start "
+                        "mpirun with --map-by node:... or one block per node)", r->ranks, nn),
+               -EINVAL;
+    *nodes = nn;
+    return 0;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v); NAN for n = 0. */
+static double median(double *v, size_t n)
+{
+    if (!n)
+        return NAN;
+    qsort(v, n, sizeof(*v), cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The phases each sum row adds. */
+static bool in_sum(int id, int phase)
+{
+    int s = phase % TMR_NSTEPS;
+    bool modelled = s == TMR_DISPATCH || s == TMR_EXPERTS || s == TMR_COMBINE;
+    return modelled && (id == CMP_FWD_SUM ? phase < TMR_NSTEPS : phase >= TMR_NSTEPS);
+}
+
+/* Iteration it's routing (every rank's counts of layer 0) equals iteration 0's. */
+static bool same_routing(const struct rec_run *r, int it)
+{
+    size_t per = (size_t)r->ranks * r->experts;
+    return !memcmp(r->counts, r->counts + (size_t)it * per, per * sizeof(int32_t));
+}
+
+/* The measured values of row id on rank k into v (durations of layer 0 in the used
+ * iterations; a sum row adds its phases per iteration); wait likewise into w (may be
+ * NULL). The count. */
+static size_t values(const struct rec_run *r, const bool *used, const double *wait_s, int id,
+                     int k, double *v, double *w)
+{
+    size_t m = 0;
+    if (id >= TMR_NPHASES) {
+        for (int it = 0; it < r->iters; it++)
+            v[it] = NAN;                  /* no record yet */
+        for (size_t i = r->rec0[k]; i < r->rec0[k + 1]; i++) {
+            const struct tmr_rec *x = &r->rec[i];
+            if (x->layer == 0 && x->iter < r->iters && used[x->iter] && in_sum(id, x->phase))
+                v[x->iter] = (isnan(v[x->iter]) ? 0 : v[x->iter]) + x->dur_s;
+        }
+        for (int it = 0; it < r->iters; it++)
+            if (!isnan(v[it]))
+                v[m++] = v[it];
+        return m;
+    }
+    for (size_t i = r->rec0[k]; i < r->rec0[k + 1]; i++) {
+        const struct tmr_rec *x = &r->rec[i];
+        if (x->layer == 0 && x->phase == id && x->iter < r->iters && used[x->iter]) {
+            if (w)
+                w[m] = wait_s[i];
+            v[m++] = x->dur_s;
+        }
+    }
+    return m;
+}
+
+/* Predicted seconds of phase on GPU g; NAN where moesim has no such phase. */
+static double predict(const struct runpt *p, const struct compute_t *ex, int phase, int g)
+{
+    const struct a2a_result *d = &p->res[0], *c = &p->res[1];
+    const struct a2a_result *a = NULL;
+    switch (phase) {
+    case TMR_DISPATCH:                              /* F: tokens to the experts */
+    case TMR_NSTEPS + TMR_COMBINE:                  /* B: dy to the experts, the same way */
+        a = d;
+        break;
+    case TMR_COMBINE:
+    case TMR_NSTEPS + TMR_DISPATCH:                 /* B: dx back, the combine's way */
+        a = c;
+        break;
+    case TMR_EXPERTS:
+        return ex[g].f_s;
+    case TMR_NSTEPS + TMR_EXPERTS:
+        return ex[g].b_s + ex[g].w_s;
+    default:
+        return NAN;
+    }
+    return fmax(a->send_finish_s[g], a->recv_finish_s[g]);
+}
+
+/* The rows from the records and the predictions in c->pred_s. 0 or -ENOMEM. */
+static int rows(struct cmp_result *c, const struct rec_run *r)
+{
+    size_t n = r->rec0[r->ranks], iters = r->iters > 0 ? (size_t)r->iters : 1;
+    double *wait_s = malloc((n ? n : 1) * sizeof(double));
+    double *all = malloc(iters * (size_t)r->ranks * sizeof(double));
+    double *allw = malloc(iters * (size_t)r->ranks * sizeof(double));
+    double *pred = malloc((size_t)r->ranks * sizeof(double));
+    double *rank_med = malloc((size_t)r->ranks * sizeof(double));
+    bool *used = calloc(iters, sizeof(bool));
+    int rc = -ENOMEM;
+    if (!wait_s || !all || !allw || !pred || !rank_med || !used || (rc = rec_waits(r, wait_s)))
+        goto out;
+    for (int it = 0; it < r->iters; it++)
+        c->iters_used += used[it] = same_routing(r, it);
+    for (int id = 0; id < CMP_ROWS; id++) {
+        struct cmp_row *w = &c->row[c->nrows];
+        size_t m = 0, nk = 0;
+        double worst = -INFINITY;
+        *w = (struct cmp_row){ .id = id, .slow = -1, .pred_s = NAN, .slow_pred_s = NAN,
+                               .wait_s = NAN };
+        for (int k = 0; k < r->ranks; k++) {
+            size_t got = values(r, used, wait_s, id, k, all + m, allw + m);
+            double p = 0;
+            if (id >= TMR_NPHASES)
+                for (int q = 0; q < TMR_NPHASES; q++)
+                    p += in_sum(id, q) ? c->pred_s[(size_t)k * TMR_NPHASES + q] : 0;
+            else
+                p = c->pred_s[(size_t)k * TMR_NPHASES + id];
+            pred[k] = p;
+            double med = median(all + m, got);    /* sorts this rank's values in place */
+            if (got)
+                rank_med[nk++] = med;
+            if (got && med > worst) {
+                worst = med;
+                w->slow = k;
+                w->slow_meas_s = med;
+                w->slow_pred_s = p;
+            }
+            m += got;
+        }
+        if (!m)
+            continue;                     /* a phase this run has no records of */
+        w->n = m;
+        w->modelled = isfinite(pred[0]);
+        w->meas_s = median(rank_med, nk);
+        if (id < TMR_NPHASES && tmr_step_is_comm((enum tmr_step)(id % TMR_NSTEPS)))
+            w->wait_s = median(allw, m);
+        if (w->modelled)
+            w->pred_s = median(pred, (size_t)r->ranks);
+        c->nrows++;
+    }
+    rc = 0;
+out:
+    free(wait_s);
+    free(all);
+    free(allw);
+    free(pred);
+    free(rank_med);
+    free(used);
+    return rc;
+}
+
+int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run *r,
+            char *msg, size_t n)
+{
+    memset(c, 0, sizeof(*c));
+    c->ranks = r->ranks;
+    c->iters = r->iters;
+    int nodes = 0, rc;
+    if (node_blocks(r, &nodes, msg, n))
+        return 2;
+    c->nodes = nodes;
+    size_t w = 0;
+    for (int i = 0; i < s->ncalib && w < sizeof(c->where); i++)
+        w += (size_t)snprintf(c->where + w, sizeof(c->where) - w, "%s%s", i ? ", " : "",
+                              s->calib[i]);
+    if (!s->ncalib)
+        snprintf(c->where, sizeof(c->where), "none (the config's own figures)");
+
+    /* The run's routing trace, for moesim to replay: a temporary ofile, never committed. */
+    struct ofile tr;
+    char p[OFILE_PATH_MAX];
+    snprintf(p, sizeof(p), "%s/compare-routing.trace", s->dir);
+    if ((rc = ofile_open(&tr, p)))
+        return snprintf(msg, n, "moeprof run: --compare: %s: %s", p, strerror(-rc)), 1;
+    if (tr.kind != OFILE_REPLACE) {
+        ofile_abort(&tr);
+        return snprintf(msg, n, "moeprof run: --compare: %s is not a regular file", p), 2;
+    }
+    if ((rc = rec_routing_trace(tr.f, r)) || fflush(tr.f)) {
+        ofile_abort(&tr);
+        return snprintf(msg, n, "moeprof run: --compare: %s: %s", p, strerror(rc ? -rc : EIO)),
+               1;
+    }
+    char forced[FORCED][SET_MAX];
+    int nf = 0;
+    snprintf(forced[nf++], SET_MAX, "cluster.nodes=%d", nodes);
+    snprintf(forced[nf++], SET_MAX, "cluster.gpus_per_node=%d", r->ranks / nodes);
+    snprintf(forced[nf++], SET_MAX, "parallel.pp=1");
+    snprintf(forced[nf++], SET_MAX, "parallel.dp=0");
+    snprintf(forced[nf++], SET_MAX, "parallel.ep=%d", r->ep);
+    snprintf(forced[nf++], SET_MAX, "routing.distribution=trace");
+    snprintf(forced[nf++], SET_MAX, "routing.trace=%s", tr.tmp);
+    snprintf(forced[nf++], SET_MAX, "routing.dedup=false");
+    snprintf(forced[nf++], SET_MAX, "routing.max_nodes=0");
+    snprintf(forced[nf++], SET_MAX, "balance.capacity_factor=0");
+    snprintf(forced[nf++], SET_MAX, "traffic.pattern=moe");
+    snprintf(forced[nf++], SET_MAX, "traffic.combine=true");
+    snprintf(forced[nf++], SET_MAX, "schedule.kind=none");
+    snprintf(forced[nf++], SET_MAX, "model.dispatch_dtype=%s", s->dtype);
+    snprintf(forced[nf++], SET_MAX, "model.combine_dtype=%s", s->dtype);
+    snprintf(forced[nf++], SET_MAX, "model.combine_grad_dtype=%s", s->dtype);
+    snprintf(forced[nf++], SET_MAX, "model.dispatch_grad_dtype=%s", s->dtype);
+    rc = load(&c->cfg, s, forced, nf, msg, n);
+    struct runpt pt;
+    struct runpt_opts o = { .seed = s->seed };
+    memset(&pt, 0, sizeof(pt));
+    if (!rc)
+        rc = runpt_run(&pt, &c->cfg, &o, msg, n);
+    else
+        rc = rc == -EINVAL ? 2 : 1;
+    ofile_abort(&tr);                     /* moesim has read the trace */
+    if (rc) {
+        runpt_free(&pt);
+        return rc;
+    }
+    struct compute *cm = NULL;
+    struct model m;
+    struct cfg_err err = { .msg = "" };
+    struct compute_t *ex = calloc((size_t)r->ranks, sizeof(*ex));
+    c->pred_s = malloc((size_t)r->ranks * TMR_NPHASES * sizeof(double));
+    if (!ex || !c->pred_s) {
+        rc = 1;
+        snprintf(msg, n, "moeprof run: --compare: %s", strerror(ENOMEM));
+        goto out;
+    }
+    if ((rc = compute_create(&cm, &c->cfg, &err)) || (rc = model_init(&m, &c->cfg))) {
+        snprintf(msg, n, "moeprof run: --compare: %s", rc == -EINVAL && err.msg[0] ? err.msg
+                 : rc == -EINVAL ? "the model of the config is incomplete (model.h)"
+                 : strerror(-rc));
+        rc = rc == -EINVAL ? 2 : 1;
+        goto out;
+    }
+    compute_routed_experts(cm, &m, &pt.rt, ex);
+    for (int k = 0; k < r->ranks; k++)
+        for (int q = 0; q < TMR_NPHASES; q++)
+            c->pred_s[(size_t)k * TMR_NPHASES + q] = predict(&pt, ex, q, k);
+    if ((rc = rows(c, r))) {
+        snprintf(msg, n, "moeprof run: --compare: %s", strerror(-rc));
+        rc = 1;
+    }
+out:
+    compute_free(cm);
+    free(ex);
+    runpt_free(&pt);
+    return rc;
+}
+
+void cmp_free(struct cmp_result *c)
+{
+    if (!c)
+        return;
+    free(c->pred_s);
+    memset(c, 0, sizeof(*c));
+}
+
+static const char *row_name(int id)
+{
+    return id == CMP_FWD_SUM ? "fwd.modelled" : id == CMP_BWD_SUM ? "bwd.modelled"
+                                                                  : tmr_phase_name(id);
+}
+
+static double err_pct(double pred, double meas)
+{
+    return isfinite(pred) && meas > 0 ? 100.0 * (pred - meas) / meas : NAN;
+}
+
+/* A time in ms, or "-" where it does not exist, right-aligned in width. */
+static void ms(FILE *f, double v, int width)
+{
+    if (isfinite(v))
+        fprintf(f, " %*.3f", width, 1e3 * v);
+    else
+        fprintf(f, " %*s", width, "-");
+}
+
+static void pct(FILE *f, double v, int width)
+{
+    if (isfinite(v))
+        fprintf(f, " %+*.2f", width, v);
+    else
+        fprintf(f, " %*s", width, "-");
+}
+
+int cmp_print(FILE *f, const struct cmp_result *c)
+{
+    fprintf(f, "# compare: moesim's layer on this run's routing, layout and placement (%s), "
+            "%d node(s) x %d GPU(s); layer 0, %d of %d iteration(s) (those with iteration "
+            "0's routing); calibration: %s\n", config_place_name(c->cfg.balance.placement),
+            c->nodes, c->nodes ? c->ranks / c->nodes : 0, c->iters_used, c->iters, c->where);
+    fprintf(f, "# error = (predicted - measured) / measured; '-': a phase moesim does not "
+            "model (measured only)\n");
+    fprintf(f, "# phase          measured predicted   error  slowest measured predicted"
+            "   error     wait\n");
+    fprintf(f, "#                  median                      rank                          "
+            "        median\n");
+    fprintf(f, "#                    (ms)      (ms)     (%%)              (ms)      (ms)     "
+            "(%%)     (ms)\n");
+    for (int i = 0; i < c->nrows; i++) {
+        const struct cmp_row *w = &c->row[i];
+        fprintf(f, "  %-14s", row_name(w->id));
+        ms(f, w->meas_s, 8);
+        ms(f, w->pred_s, 9);
+        pct(f, err_pct(w->pred_s, w->meas_s), 7);
+        fprintf(f, " %8d", w->slow);
+        ms(f, w->slow_meas_s, 8);
+        ms(f, w->slow_pred_s, 9);
+        pct(f, err_pct(w->slow_pred_s, w->slow_meas_s), 7);
+        ms(f, w->wait_s, 8);
+        fprintf(f, "\n");
+    }
+    return ferror(f) ? -EIO : 0;
+}
+
+#define CMP_COLS "phase,modelled,measured_median_s,predicted_s,error_pct,slowest_rank," \
+                 "slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples"
+
+int cmp_csv(FILE *f, const struct cmp_result *c)
+{
+    struct csv w;
+    int rc = 0;
+    csv_header(f, CMP_COLS);
+    csv_begin(&w, f);
+    for (int i = 0; i < c->nrows && !rc; i++) {
+        const struct cmp_row *x = &c->row[i];
+        csv_str(&w, row_name(x->id));
+        csv_int(&w, x->modelled);
+        csv_num(&w, x->meas_s);
+        csv_num(&w, x->pred_s);
+        csv_num(&w, err_pct(x->pred_s, x->meas_s));
+        csv_int(&w, x->slow);
+        csv_num(&w, x->slow_meas_s);
+        csv_num(&w, x->slow_pred_s);
+        csv_num(&w, err_pct(x->slow_pred_s, x->slow_meas_s));
+        csv_num(&w, x->wait_s);
+        csv_u64(&w, x->n);
+        csv_ident(&w, CMP_COLS, &c->cfg);
+        rc = csv_end(&w);
+    }
+    return rc ? rc : ferror(f) ? -EIO : 0;
+}
+
+int cmp_chrome(struct chrome *ch, const struct rec_run *r, const void *arg)
+{
+    const struct cmp_result *c = arg;
+    int rc = 0, first = -1;
+    for (int it = 0; it < r->iters && first < 0; it++)
+        first = same_routing(r, it) ? it : -1;
+    double z = rec_t_zero(r);
+    for (int k = 0; k < r->ranks && !rc; k++) {
+        char name[48];
+        int pid = r->ranks + k;
+        snprintf(name, sizeof(name), "predicted rank %d", k);
+        rc = chrome_process_name(ch, pid, name);
+        rc = rc ? rc : chrome_process_sort(ch, pid, pid);
+        rc = rc ? rc : chrome_thread_name(ch, pid, 0, "compute");
+        rc = rc ? rc : chrome_thread_sort(ch, pid, 0, 0);
+        rc = rc ? rc : chrome_thread_name(ch, pid, 1, "comm");
+        rc = rc ? rc : chrome_thread_sort(ch, pid, 1, 1);
+        for (size_t i = r->rec0[k]; i < r->rec0[k + 1] && !rc && first >= 0; i++) {
+            const struct tmr_rec *x = &r->rec[i];
+            double p = c->pred_s[(size_t)k * TMR_NPHASES + x->phase];
+            if (x->layer != 0 || x->iter != first || !isfinite(p))
+                continue;
+            enum tmr_step st = (enum tmr_step)(x->phase % TMR_NSTEPS);
+            const char *pass = x->phase < TMR_NSTEPS ? "F" : "B";
+            char slice[48];
+            snprintf(slice, sizeof(slice), "%s %s", pass, tmr_step_slice(st));
+            struct chrome_arg args[2] = { { "measured_s", x->dur_s, NULL },
+                                          { "predicted_s", p, NULL } };
+            double t0 = x->t0_s - r->offset_s[k] - z;
+            rc = chrome_complete(ch, pid, tmr_step_is_comm(st), pass, slice, t0, t0 + p, args, 2);
+        }
+    }
+    return rc;
+}
+
+int cmp_write(const char *dir, const struct rec_run *r, const struct cmp_result *c)
+{
+    char p[OFILE_PATH_MAX];
+    struct ofile o;
+    int rc;
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, k ? "compare.csv" : "trace.json");
+        if ((rc = ofile_open(&o, p)))
+            return rc;
+        rc = k ? cmp_csv(o.f, c) : rec_chrome_with(o.f, r, cmp_chrome, c);
+        if (rc) {
+            ofile_abort(&o);
+            return rc;
+        }
+        if ((rc = ofile_commit(&o)))
+            return rc;
+    }
+    return 0;
+}
