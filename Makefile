@@ -239,5 +239,6 @@ fuzz: fuzz-build
          $(CU_OBJS:.o=.d) $(GPU_BINS:=.d) $(PROF_OBJS:.o=.d) $(BUILD)/profile/main.d \
          $(MPI_BINS:=.d)
 
-# Keep objects that chains of rules make (tests/gpu_*.o).
-.SECONDARY:
+# Keep the objects that chains of rules make (tests/gpu_*.o); naming them, not every
+# target, lets make notice a new source file's missing object.
+.SECONDARY: $(GPU_BINS:=.o)
