@@ -120,6 +120,11 @@ $(MOESIM): $(BUILD)/sim/main.o $(BUILD)/sim/sweepmpi.mpi.o $(BUILD)/libmoesim.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
+# Unit tests of profile/'s MPI-free modules (fit, caltab) take them from libmoeprof.a.
+$(BUILD)/tests/test_fit $(BUILD)/tests/test_caltab: $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+		$(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
+
 $(BUILD)/profile/%.o: profile/%.c
 	@mkdir -p $(dir $@)
 	$(MPICC) $(CPPFLAGS) $(PROF_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@

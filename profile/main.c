@@ -16,6 +16,7 @@
 #include "args.h"
 #include "balance.h"
 #include "clock.h"
+#include "cmd_calib.h"
 #include "config.h"
 #include "eplayer.h"
 #include "gating.h"
@@ -51,8 +52,10 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  run CONFIG...   run the layer forward and backward, time every phase\n"
+    "  calibrate CONFIG...  time the expert FFN, ping-pong and all-to-all; write\n"
+    "                  moesim's [calibration] and [cluster] keys (--out FILE)\n"
     "\n"
-    "  -h, --help      this text; 'moeprof run --help' for the command's options\n";
+    "  -h, --help      this text; 'moeprof COMMAND --help' for a command's options\n";
 
 struct world {
     int rank, size;
@@ -445,6 +448,11 @@ int main(int argc, char **argv)
     char msg[MSG_MAX] = "";
     int rc = 0;
 
+    if (argc >= 2 && !strcmp(argv[1], "calibrate")) {
+        rc = cmd_calibrate(argc - 1, argv + 1);
+        MPI_Finalize();
+        return rc;
+    }
     if (argc < 2 || strcmp(argv[1], "run")) {
         bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
         if (w.rank == 0) {
