@@ -122,6 +122,11 @@ $(MOESIM): $(BUILD)/sim/main.o $(BUILD)/sim/sweepmpi.mpi.o $(BUILD)/libmoesim.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoesim.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
+# Unit tests of profile/'s MPI-free modules (fit, caltab) take them from libmoeprof.a.
+$(BUILD)/tests/test_fit $(BUILD)/tests/test_caltab: $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+		$(BUILD)/libmoeprof.a $(BUILD)/libmoesim.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcunit $(LDLIBS)
+
 $(BUILD)/profile/%.o: profile/%.c
 	@mkdir -p $(dir $@)
 	$(MPICC) $(CPPFLAGS) $(PROF_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
@@ -178,7 +183,7 @@ clean:
 # tests/fuzz/corpus/NAME are only read. A finding stops the run: crash-* files in
 # build/fuzz/crashes, replayed with build/fuzz/fuzz_NAME FILE.
 FUZZ_S       ?= 60
-FUZZ_TARGETS ?= config matrix rtrace cli
+FUZZ_TARGETS ?= config matrix rtrace cli sweep
 FUZZ_OPTS    ?=
 FUZZ_CC      ?= clang
 FUZZ_PKGS    := clang libclang-rt-14-dev
@@ -187,7 +192,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 FUZZ_CFLAGS  := $(WARN) -g -O1 $(FUZZ_SAN)
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/sim/main.o
 FUZZ_BINS    := $(FUZZ_DIR)/fuzz_config $(FUZZ_DIR)/fuzz_matrix $(FUZZ_DIR)/fuzz_rtrace \
-                $(FUZZ_DIR)/fuzz_cli
+                $(FUZZ_DIR)/fuzz_cli $(FUZZ_DIR)/fuzz_sweep
 # What fuzz_cli's wrappers intercept (tests/fuzz/fuzz_cli.c).
 FUZZ_WRAP    := -Wl,--wrap=open,--wrap=fopen,--wrap=mkstemp,--wrap=rename,--wrap=unlink \
                 -Wl,--wrap=config_load
@@ -213,6 +218,10 @@ $(FUZZ_DIR)/libmoesim.a: $(filter-out %/main.o,$(FUZZ_OBJS))
 $(FUZZ_DIR)/fuzz_cli: tests/fuzz/fuzz_cli.c $(FUZZ_DIR)/obj/sim/main.o $(FUZZ_DIR)/libmoesim.a
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ \
 	    $(filter %.c %.o %.a,$^) $(FUZZ_WRAP) $(LDLIBS)
+# fuzz_sweep caps the points of an input (tests/fuzz/fuzz_sweep.c).
+$(FUZZ_DIR)/fuzz_sweep: tests/fuzz/fuzz_sweep.c $(FUZZ_DIR)/libmoesim.a
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ \
+	    $(filter %.c %.o %.a,$^) -Wl,--wrap=swax_count $(LDLIBS)
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmoesim.a
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ \
 	    $(filter %.c %.o %.a,$^) $(LDLIBS)

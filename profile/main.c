@@ -17,6 +17,7 @@
 #include "balance.h"
 #include "bind.h"
 #include "clock.h"
+#include "cmd_calib.h"
 #include "cmd_topo.h"
 #include "compare.h"
 #include "config.h"
@@ -54,9 +55,11 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  run CONFIG...   run the layer forward and backward, time every phase\n"
+    "  calibrate CONFIG...  time the expert FFN, ping-pong and all-to-all; write\n"
+    "                  moesim's [calibration] and [cluster] keys (--out FILE)\n"
     "  topo            this node's CPUs, GPUs and NICs (hwloc); a [cluster] fragment\n"
     "\n"
-    "  -h, --help      this text; 'moeprof run --help' for the command's options\n";
+    "  -h, --help      this text; 'moeprof COMMAND --help' for a command's options\n";
 
 struct world {
     int rank, size;
@@ -452,6 +455,11 @@ int main(int argc, char **argv)
     char msg[MSG_MAX] = "";
     int rc = 0;
 
+    if (argc >= 2 && !strcmp(argv[1], "calibrate")) {
+        rc = cmd_calibrate(argc - 1, argv + 1);
+        MPI_Finalize();
+        return rc;
+    }
     if (argc >= 2 && !strcmp(argv[1], "topo")) {
         rc = cmd_topo(argc - 1, argv + 1, w.rank, w.size);
         MPI_Finalize();

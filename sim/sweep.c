@@ -88,6 +88,12 @@ static int on_base(struct reader *r, char *value, const char *at)
         if (snprintf(path, sizeof(path), "%.*s%s", tok[0] == '/' ? 0 : ndir, r->path, tok) >=
             (int)sizeof(path))
             return fail(r->err, -EINVAL, "%s: base: path too long", at);
+        /* said here, at the base line; config_read would name the missing file alone */
+        FILE *f;
+        char why[128];
+        if (textin_open(&f, path, why, sizeof(why)))
+            return fail(r->err, -EINVAL, "%s: base: %s: %s", at, tok, why);
+        fclose(f);
         int e = add_file(r->s, path, r->err);
         if (e)
             return e;

@@ -3,7 +3,7 @@
 # example's layer (configs/examples/moeprof-cpu.ini) on 1, 2 and 4 ranks, one EP group
 # of all of them, ITERS timed and ITERS untimed iterations after 3 warm-up ones:
 #  - per phase, the median duration over ranks and timed iterations;
-#  - the instrumentation overhead moeprof reports (paired timed - untimed iterations),
+#  - the instrumentation overhead moeprof reports (per-pair ratios timed / untimed),
 #    and again on 1 rank over OVH_PAIRS pairs (no MPI wait in the iteration);
 #  - the rows all-to-all against a plain MPI_Alltoallv of the same bytes
 #    (tests/mpi_bench_alltoallv.c, the run's dispatch-l0-i0.matrix): paired, alternating

@@ -186,6 +186,8 @@ bad zip-lengths 'model.experts = 8,16\nmodel.expert_ffn_hidden = 1,2,3\nzip = mo
     "6: zip: model.expert_ffn_hidden: 3 values, but model.experts has 2"
 bad bad-filter 'model.top_k = 1,2\nwhere = model.top_k 2\n' "5: where: expected an operator"
 bad mixed-kinds 'schedule.kind = none,1f1b\n' "4: schedule.kind: the sweep mixes"
+# a base that does not open is named at its line (found by tests/fuzz/fuzz_sweep.c)
+bad missing-base 'base = nothere.ini\nmodel.top_k = 1,2\n' "4: base: nothere.ini: cannot open"
 
 echo "e2e_sweep: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -104,20 +104,21 @@ static int plain_rows(struct plain *p, const void *send, const int32_t *send_row
 {
     int64_t so = 0, ro = 0;
     for (int r = 0; r < p->size; r++) {
-        p->sc[r] = send_rows[r] * p->row_bytes;
+        int64_t sb = (int64_t)send_rows[r] * p->row_bytes, rb = (int64_t)recv_rows[r] * p->row_bytes;
+        if (so + sb > INT_MAX || ro + rb > INT_MAX)
+            return -1;                   /* byte counts are int: not this bench's sizes */
+        p->sc[r] = (int)sb;
         p->sd[r] = (int)so;
-        p->rc[r] = recv_rows[r] * p->row_bytes;
+        p->rc[r] = (int)rb;
         p->rd[r] = (int)ro;
-        so += p->sc[r];
-        ro += p->rc[r];
-        if (so > INT_MAX || ro > INT_MAX)
-            return -1;
+        so += sb;
+        ro += rb;
     }
     return MPI_Alltoallv(send, p->sc, p->sd, MPI_BYTE, recv, p->rc, p->rd, MPI_BYTE, p->comm)
                == MPI_SUCCESS ? 0 : -1;
 }
 
-/* One timed call of the side the duel runs now, after a barrier. */
+/* One timed call of the side the duel runs now (after a barrier with --sync barrier). */
 static int duel_call(struct duel *d, const void *send, const int32_t *send_rows, void *recv,
                      const int32_t *recv_rows)
 {
@@ -359,6 +360,18 @@ int main(int argc, char **argv)
     if (!rc && matrix_load(&m, o.matrix, size, &err)) {
         if (rank == 0)
             fprintf(stderr, "mpi_bench_alltoallv: %s\n", err.msg);
+        rc = 2;
+    }
+    /* One node: the ranks' clocks are one clock (CLOCK_MONOTONIC), no offsets. */
+    MPI_Comm node;
+    int node_size = 0;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &node_size);
+    MPI_Comm_free(&node);
+    if (!rc && node_size != size) {
+        if (rank == 0)
+            fprintf(stderr, "mpi_bench_alltoallv: the ranks span more than one node (%d of %d "
+                    "share rank 0's memory); run it on one node\n", node_size, size);
         rc = 2;
     }
     uint64_t cross = 0;

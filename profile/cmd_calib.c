@@ -1,0 +1,532 @@
+/* cmd_calib.c: `moeprof calibrate`; see cmd_calib.h. */
+#include "cmd_calib.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib.h"
+#include "caltab.h"
+#include "config.h"
+#include "fit.h"
+#include "moe_cpu.h"
+#ifdef MOEPROF_CUDA
+#include "gpu.h"
+#include "moe_cuda.h"
+#endif
+#include "ofile.h"
+
+#define MSG_MAX 4096
+#define FILES_MAX 256
+#define REPS_MAX 1000
+#define TOKENS_MAX 64          /* rows of the expert ladder at most (1, 2, 4, ... 2^30) */
+
+/* The message ladder: 8 B to 2 MiB per peer, x4 (10 sizes); a MoE dispatch of a few
+ * thousand tokens of a few thousand elements sends ~10^5..10^7 B per peer. */
+static const size_t msg_bytes[] = { 8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288,
+                                    2097152 };
+#define NSIZES ((int)(sizeof(msg_bytes) / sizeof(msg_bytes[0])))
+
+static const char usage[] =
+    "usage: moeprof calibrate CONFIG... [--set section.key=value]... [--out FILE]\n"
+    "                         [--reps N] [--backend cpu|cuda] [--seed N]\n"
+    "\n"
+    "Measures what moesim's model needs, on the ranks mpirun started:\n"
+    "  - one routed expert's FFN, forward and backward, on 1, 2, 4, ... up to\n"
+    "    routing.tokens_per_gpu x model.top_k rows ([model] hidden, expert_ffn_hidden),\n"
+    "    every rank at once, on the backend in use;\n"
+    "  - ping-pong and all-to-all time against bytes (8 B .. 2 MiB per peer, over\n"
+    "    MPI, host memory) between ranks of one node and, with several nodes, across\n"
+    "    nodes, each fitted to latency + bytes / bandwidth (relative least squares).\n"
+    "Prints every median with its range over the repetitions, each fit with its\n"
+    "residuals, and the fits made per repetition (the figures' noise).\n"
+    "\n"
+    "  --out FILE    write the INI fragment FILE ([cluster] nvlink_* / nic_* keys,\n"
+    "                [calibration] expert_table) and the expert table beside it (FILE\n"
+    "                less .ini, plus .csv); use it as moesim's second config file:\n"
+    "                moesim run CLUSTER.ini FILE MODEL.ini\n"
+    "  --reps N      repetitions of every measurement (5; 1..1000)\n"
+    "  --backend     cpu (fp32) or cuda (bf16, one rank per GPU; where nvcc and NCCL\n"
+    "                were found at build time)\n"
+    "  --seed N      the expert's weights and rows (1)\n";
+
+struct cal_args {
+    const char *files[FILES_MAX];
+    int nfiles;
+    const char *sets[FILES_MAX];
+    int nsets;
+    const char *out;
+    int reps;
+    bool cuda, help;
+    uint64_t seed;
+};
+
+static int bad(char *msg, size_t n, const char *fmt, const char *a, const char *b)
+{
+    snprintf(msg, n, fmt, a, b);
+    return -EINVAL;
+}
+
+/* A decimal integer in [lo, hi], digits only. */
+static bool parse_count(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s || s[strspn(s, "0123456789")] || strlen(s) > 18)
+        return false;
+    long long v = strtoll(s, NULL, 10);
+    *out = v;
+    return v >= lo && v <= hi;
+}
+
+static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
+{
+    enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED };
+    static const struct option opts[] = {
+        { "set", required_argument, NULL, 's' },
+        { "out", required_argument, NULL, O_OUT },
+        { "reps", required_argument, NULL, O_REPS },
+        { "backend", required_argument, NULL, O_BACKEND },
+        { "seed", required_argument, NULL, O_SEED },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(a, 0, sizeof(*a));
+    a->reps = 5;
+    a->seed = 1;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    long long v;
+    while ((ch = getopt_long(argc, argv, ":s:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (a->nsets == FILES_MAX)
+                return bad(msg, n, "moeprof calibrate: more than 256 --set options%s%s", "", "");
+            a->sets[a->nsets++] = optarg;
+            break;
+        case O_OUT:
+            if (a->out)
+                return bad(msg, n, "moeprof calibrate: --out given twice ('%s' and '%s')",
+                           a->out, optarg);
+            a->out = optarg;
+            break;
+        case O_REPS:
+            if (!parse_count(optarg, 1, REPS_MAX, &v))
+                return bad(msg, n, "moeprof calibrate: --reps: '%s' is not an integer in "
+                           "1..1000%s", optarg, "");
+            a->reps = (int)v;
+            break;
+        case O_BACKEND:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+                return bad(msg, n, "moeprof calibrate: --backend: '%s' is not cpu or cuda%s",
+                           optarg, "");
+            a->cuda = !strcmp(optarg, "cuda");
+            break;
+        case O_SEED:
+            if (!parse_count(optarg, 0, 1ll << 62, &v))
+                return bad(msg, n, "moeprof calibrate: --seed: '%s' is not a non-negative "
+                           "integer%s", optarg, "");
+            a->seed = (uint64_t)v;
+            break;
+        case 'h':
+            a->help = true;
+            return 0;
+        case ':':
+            return bad(msg, n, "moeprof calibrate: option '%s' needs a value%s",
+                       argv[optind - 1], "");
+        default:
+            return bad(msg, n, "moeprof calibrate: unknown option '%s'%s (see moeprof "
+                       "calibrate --help)", argv[optind - 1], "");
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (a->nfiles == FILES_MAX)
+            return bad(msg, n, "moeprof calibrate: more than 256 CONFIG files%s%s", "", "");
+        a->files[a->nfiles++] = argv[i];
+    }
+    if (!a->nfiles)
+        return bad(msg, n, "moeprof calibrate: no CONFIG file given (see moeprof calibrate "
+                   "--help)%s%s", "", "");
+    return 0;
+}
+
+/* The checks calibrate adds to config_load's. */
+static int check_config(const struct cal_args *a, const struct config *c,
+                        struct cfg_loader *k, char *msg, size_t n)
+{
+    static const char *const ffn_key[] = { "model", "expert_ffn_hidden" };
+    static const char *const hidden_key[] = { "model", "hidden" };
+    static const char *const tokens_keys[] = { "routing", "tokens_per_gpu", "model", "top_k" };
+    struct cfg_err err;
+    int rc = 0;
+#ifndef MOEPROF_CUDA
+    if (a->cuda)
+        return bad(msg, n, "moeprof calibrate: --backend cuda: not built into this moeprof "
+                   "(nvcc and NCCL were not found at build time)%s%s", "", "");
+#endif
+    if (c->model.expert_ffn_hidden < 1)
+        rc = config_rule_fail(k, ffn_key, 1, &err, "model.expert_ffn_hidden = %d: not set "
+                              "(calibrate needs the experts' width)",
+                              c->model.expert_ffn_hidden);
+    else if (a->cuda && (c->model.hidden % 8 || c->model.expert_ffn_hidden % 8))
+        rc = config_rule_fail(k, c->model.hidden % 8 ? hidden_key : ffn_key, 1, &err,
+                              "%s = %d is not a multiple of 8 (--backend cuda)",
+                              c->model.hidden % 8 ? "model.hidden" : "model.expert_ffn_hidden",
+                              c->model.hidden % 8 ? c->model.hidden
+                                                  : c->model.expert_ffn_hidden);
+    else if ((double)c->routing.tokens_per_gpu * c->model.top_k > (double)(1 << 30))
+        rc = config_rule_fail(k, tokens_keys, 2, &err, "routing.tokens_per_gpu = %lld: too "
+                              "many rows for one expert (x model.top_k = %d; at most 2^30)",
+                              (long long)c->routing.tokens_per_gpu, c->model.top_k);
+    if (rc)
+        snprintf(msg, n, "%s", err.msg);
+    return rc ? -EINVAL : 0;
+}
+
+/* --out FILE: the table's path (FILE less ".ini", plus ".csv"), and its name as the
+ * fragment writes it (the fragment's folder is the table's). */
+static int out_paths(const char *out, char *table, size_t n, const char **name, char *msg,
+                     size_t mn)
+{
+    size_t len = strlen(out);
+    if (!len || !strcmp(out, "-"))
+        return bad(msg, mn, "moeprof calibrate: --out '%s': needs a file name (the expert "
+                   "table goes beside it)%s", out, "");
+    if (len > 4 && !strcmp(out + len - 4, ".ini"))
+        len -= 4;
+    if (len + 5 > n || len + 5 > CFG_PATH_MAX)
+        return bad(msg, mn, "moeprof calibrate: --out '%s': name too long%s", out, "");
+    snprintf(table, n, "%.*s.csv", (int)len, out);
+    const char *slash = strrchr(table, '/');
+    *name = slash ? slash + 1 : table;
+    /* what inih would read otherwise: comments, or blanks it strips */
+    if ((*name)[strcspn(*name, ";#\r\n")] || **name == ' ' || **name == '\t' ||
+        (*name)[strlen(*name) - 5] == ' ')
+        return bad(msg, mn, "moeprof calibrate: --out '%s': the table's name '%s' would not "
+                   "read back from an INI file (';', '#' or blanks at its ends)", out, *name);
+    return 0;
+}
+
+/* Neither output is an input (a CONFIG file or a file the config names), nor the other
+ * output, and both can be written. */
+static int check_out(const struct cal_args *a, const struct config *c, const char *table,
+                     char *msg, size_t n)
+{
+    const char *outs[2] = { a->out, table };
+    struct ofile_id id[2];
+    for (int i = 0; i < 2; i++) {
+        struct ofile o;
+        int rc = ofile_probe(&o, outs[i]);
+        if (rc)
+            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i], strerror(-rc));
+        if (o.kind != OFILE_REPLACE)
+            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i],
+                       "not a regular file (the fragment names the table by its path)");
+        if ((rc = ofile_identify(outs[i], &id[i])))
+            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i], strerror(-rc));
+    }
+    if (ofile_same(&id[0], &id[1]))
+        return bad(msg, n, "moeprof calibrate: --out %s: the fragment and the table %s are "
+                   "one file", a->out, table);
+    const char *ins[FILES_MAX + 3];
+    int nin = 0;
+    for (int i = 0; i < a->nfiles; i++)
+        ins[nin++] = a->files[i];
+    ins[nin++] = c->calibration.expert_table;
+    ins[nin++] = c->routing.trace;
+    ins[nin++] = c->traffic.matrix;
+    for (int i = 0; i < nin; i++) {
+        struct ofile_id in;
+        if (!ins[i][0] || ofile_identify(ins[i], &in))
+            continue;
+        for (int j = 0; j < 2; j++)
+            if (ofile_same(&in, &id[j]))
+                return bad(msg, n, "moeprof calibrate: --out: would overwrite %s, an input "
+                           "(%s)", outs[j], ins[i]);
+    }
+    return 0;
+}
+
+/* The expert ladder: 1, 2, 4, ... below top, then top. */
+static int token_ladder(int top, int *tok)
+{
+    int n = 0;
+    for (int t = 1; t < top && n < TOKENS_MAX - 1; t *= 2)
+        tok[n++] = t;
+    tok[n++] = top;
+    return n;
+}
+
+/* ---- printing (rank 0) ---- */
+
+static int print_experts(const int *tok, int n, int reps, int ranks, const double *fwd,
+                         const double *bwd, struct ctab_row *rows)
+{
+    const int m = reps * ranks;
+    printf("# expert FFN: one routed expert on `tokens` rows, every rank at once; median "
+           "and range over %d repetitions x %d ranks\n", reps, ranks);
+    printf("#   tokens      fwd      min      max      bwd      min      max  fwd spread\n");
+    printf("#              (us)     (us)     (us)     (us)     (us)     (us)        (%%)\n");
+    for (int i = 0; i < n; i++) {
+        rows[i].tokens = tok[i];
+        int rc = fit_stats(fwd + (size_t)i * m, m, &rows[i].fwd_s);
+        rc = rc ? rc : fit_stats(bwd + (size_t)i * m, m, &rows[i].bwd_s);
+        if (rc)
+            return rc;
+        printf("  %8d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %11.1f\n", tok[i],
+               rows[i].fwd_s.median * 1e6, rows[i].fwd_s.min * 1e6, rows[i].fwd_s.max * 1e6,
+               rows[i].bwd_s.median * 1e6, rows[i].bwd_s.min * 1e6, rows[i].bwd_s.max * 1e6,
+               fit_spread(&rows[i].fwd_s) * 100);
+    }
+    return 0;
+}
+
+/* Fits samples t [NSIZES x reps] with x = peers x size: the fit of the medians (into
+ * *fit, with each size's line printed), and the fits of each repetition (their latency
+ * and bandwidth statistics). 0, or -EDOM / -ENOMEM. */
+static int fit_test(const char *name, int peers, const double *t, int reps,
+                    struct fit_line *fit, struct fit_stats *lat, struct fit_stats *bw)
+{
+    double x[NSIZES], med[NSIZES], resid[NSIZES], y[NSIZES];
+    struct fit_stats st[NSIZES];
+    for (int i = 0; i < NSIZES; i++) {
+        x[i] = (double)peers * msg_bytes[i];
+        int rc = fit_stats(t + (size_t)i * reps, reps, &st[i]);
+        if (rc)
+            return rc;
+        med[i] = st[i].median;
+    }
+    int rc = fit_latency_bw(x, med, NSIZES, fit, resid);
+    if (rc)
+        return rc;
+    for (int i = 0; i < NSIZES; i++)
+        printf("  %-10s %8zu %9.2f %9.2f %9.2f %9.2f %7.1f\n", name, msg_bytes[i],
+               med[i] * 1e6, st[i].min * 1e6, st[i].max * 1e6,
+               (fit->lat_s + x[i] / fit->bw_Bps) * 1e6, resid[i] * 100);
+    double *ls = malloc(2 * (size_t)reps * sizeof(double)), *bs = ls ? ls + reps : NULL;
+    int ok = 0;
+    if (!ls)
+        return -ENOMEM;
+    for (int s = 0; s < reps; s++) {
+        struct fit_line f;
+        for (int i = 0; i < NSIZES; i++)
+            y[i] = t[(size_t)i * reps + s];
+        if (!fit_latency_bw(x, y, NSIZES, &f, NULL)) {
+            ls[ok] = f.lat_s;
+            bs[ok++] = f.bw_Bps;
+        }
+    }
+    if (ok) {
+        fit_stats(ls, ok, lat);
+        fit_stats(bs, ok, bw);
+    } else {
+        *lat = (struct fit_stats){ fit->lat_s, fit->lat_s, fit->lat_s };
+        *bw = (struct fit_stats){ fit->bw_Bps, fit->bw_Bps, fit->bw_Bps };
+    }
+    free(ls);
+    printf("# %s fit (x = %d peer(s) x size): latency %.3f us, bandwidth %.4g GB/s, rms "
+           "relative residual %.2f %%; fitted per repetition (%d of %d): latency %.3f .. "
+           "%.3f us, bandwidth %.4g .. %.4g GB/s\n", name, peers, fit->lat_s * 1e6,
+           fit->bw_Bps / 1e9, fit->rms_rel * 100, ok, reps, lat->min * 1e6, lat->max * 1e6,
+           bw->min / 1e9, bw->max / 1e9);
+    return 0;
+}
+
+/* Both tests of a tier, on every rank; fits and prints on rank 0. 0, -EDOM (a fit with
+ * no bandwidth: rank 0 only), -EIO, -ENOMEM. */
+static int measure_tier(const struct cal_tiers *t, bool inter, int reps, int rank,
+                        struct ctab_tier *out)
+{
+    double *pp = NULL, *aa = NULL;
+    if (rank == 0) {
+        pp = calloc((size_t)NSIZES * reps, sizeof(double));
+        aa = calloc((size_t)NSIZES * reps, sizeof(double));
+    }
+    int mine = rank == 0 && (!pp || !aa) ? -ENOMEM : 0, rc = 0;
+    MPI_Allreduce(&mine, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    rc = rc ? rc : cal_pingpong(t, inter, msg_bytes, NSIZES, reps, pp);
+    rc = rc ? rc : cal_alltoall(t, inter, msg_bytes, NSIZES, reps, aa);
+    out->peers = inter ? t->inter_peers : t->intra_peers;
+    if (!rc && rank == 0) {
+        if (inter)
+            printf("# across nodes: ping-pong between ranks 0 and %d; all-to-all from every "
+                   "rank to the %d rank(s) of other nodes\n", t->inter_peer, out->peers);
+        else
+            printf("# inside a node: ping-pong between a node's first two ranks (each node "
+                   "at once); all-to-all among a node's ranks, %d peer(s) each\n", out->peers);
+        printf("# test           size    median       min       max       fit   resid\n");
+        printf("#                 (B)      (us)      (us)      (us)      (us)     (%%)\n");
+        rc = fit_test("ping-pong", 1, pp, reps, &out->p2p, &out->p2p_lat_s, &out->p2p_bw_Bps);
+        rc = rc ? rc : fit_test("all-to-all", out->peers, aa, reps, &out->a2a, &out->a2a_lat_s,
+                                &out->a2a_bw_Bps);
+    }
+    free(pp);
+    free(aa);
+    return rc;
+}
+
+/* ---- output (rank 0) ---- */
+
+static int write_outputs(const char *frag, const char *table, const char *table_name,
+                         const struct ctab_row *rows, int nrows, const struct ctab_tier *tier,
+                         const char *what)
+{
+    struct ofile t, f;
+    int rc = ofile_open(&t, table);
+    if (rc)
+        return rc;
+    rc = ofile_open(&f, frag);
+    if (rc) {
+        ofile_abort(&t);
+        return rc;
+    }
+    rc = ctab_table(t.f, rows, nrows, what);
+    rc = rc ? rc : ctab_fragment(f.f, &tier[0], &tier[1], table_name, what);
+    if (rc) {
+        ofile_abort(&t);
+        ofile_abort(&f);
+        return rc;
+    }
+    rc = ofile_commit(&t);
+    if (rc) {
+        ofile_abort(&f);
+        return rc;
+    }
+    return ofile_commit(&f);
+}
+
+/* ---- the command ---- */
+
+/* Every rank's verdict: the lowest rank with rc != 0 prints msg; true when any had one. */
+static bool refused(int rank, int rc, const char *msg)
+{
+    int size, mine, first;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    mine = rc ? rank : size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == rank)
+        fprintf(stderr, "%s\n", msg);
+    return first < size;
+}
+
+static void die(int rank, const char *what, int rc)
+{
+    fprintf(stderr, "moeprof calibrate: rank %d: %s: %s\n", rank, what, strerror(-rc));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    int rank, ranks;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    char msg[MSG_MAX] = "", table[OFILE_PATH_MAX] = "";
+    const char *table_name = NULL;
+    struct cal_args a;
+    struct config c;
+    struct cfg_loader *keys = NULL;
+    struct cfg_err err;
+    int rc = parse(&a, argc, argv, msg, sizeof(msg));
+    if (!rc && a.help) {
+        if (rank == 0)
+            fputs(usage, stdout);
+        return 0;
+    }
+    if (!rc && (rc = config_load_keys(&c, &keys, a.files, a.nfiles, a.sets, a.nsets, &err)))
+        snprintf(msg, sizeof(msg), "%s", err.msg);
+    if (!rc)
+        rc = check_config(&a, &c, keys, msg, sizeof(msg));
+    if (!rc && a.out)
+        rc = out_paths(a.out, table, sizeof(table), &table_name, msg, sizeof(msg));
+    if (!rc && a.out && rank == 0)
+        rc = check_out(&a, &c, table, msg, sizeof(msg));
+    config_keys_free(keys);
+    if (refused(rank, rc, msg))
+        return 2;
+#ifdef MOEPROF_CUDA
+    if (a.cuda && refused(rank, gpu_select(MPI_COMM_WORLD, msg, sizeof(msg)), msg))
+        return 2;
+#endif
+    if (rank == 0)
+        ofile_catch_signals();
+
+    const struct moe_ops *ops = moe_cpu_ops();
+#ifdef MOEPROF_CUDA
+    if (a.cuda)
+        ops = moe_cuda_ops();
+#endif
+    struct moe_cfg mc = { .hidden = c.model.hidden, .ffn = c.model.expert_ffn_hidden,
+                          .experts = c.model.experts, .shared = 0, .top_k = 1,
+                          .score = MOE_SCORE_SOFTMAX, .norm_topk = true, .route_scale = 1.0f };
+    int tok[TOKENS_MAX];
+    const int ntok = token_ladder((int)(c.routing.tokens_per_gpu * c.model.top_k), tok);
+    const size_t m = (size_t)ntok * a.reps * ranks;
+    double *fwd = rank == 0 ? calloc(m, sizeof(double)) : NULL;
+    double *bwd = rank == 0 ? calloc(m, sizeof(double)) : NULL;
+    struct ctab_row rows[TOKENS_MAX];
+    struct ctab_tier tier[2];
+    struct cal_tiers where;
+    memset(tier, 0, sizeof(tier));
+    if (rank == 0 && (!fwd || !bwd))
+        die(rank, "setup", -ENOMEM);
+
+    rc = cal_tiers_create(&where);
+    if (rc)
+        die(rank, "node layout", rc);
+    int nodes = 0;
+    for (int r = 0; r < ranks; r++)
+        nodes += where.node_of[r] == r;
+    char what[512];
+    snprintf(what, sizeof(what), "moeprof calibrate: %d rank(s) on %d node(s), backend %s, "
+             "hidden %d, expert ffn %d, %d repetitions", ranks, nodes, ops->name, mc.hidden,
+             mc.ffn, a.reps);
+    if (rank == 0)
+        printf("# %s\n", what);
+
+    rc = cal_expert(ops, &mc, a.cuda, tok, ntok, a.reps, a.seed, fwd, bwd);
+    if (rc)
+        die(rank, "expert timing", rc);
+    if (rank == 0 && (rc = print_experts(tok, ntok, a.reps, ranks, fwd, bwd, rows)))
+        die(rank, "expert table", rc);
+    fflush(stdout);
+
+    /* the tiers: every rank takes part in each, so they agree on which run */
+    int status = 0;
+    for (int inter = 0; inter < 2; inter++) {
+        if (inter ? where.inter_peer < 0 : where.intra_peers < 1) {
+            if (rank == 0)
+                printf("# %s: not measured (%s)\n", inter ? "across nodes" : "inside a node",
+                       inter ? "every rank is on one node" : "one rank per node");
+            continue;
+        }
+        rc = measure_tier(&where, inter, a.reps, rank, &tier[inter]);
+        if (rc == -EDOM) {
+            fprintf(stderr, "moeprof calibrate: %s: the times do not grow with the bytes; "
+                    "no bandwidth to fit\n", inter ? "across nodes" : "inside a node");
+            status = 1;
+        } else if (rc) {
+            die(rank, "message timing", rc);
+        }
+        fflush(stdout);
+    }
+    if (rank == 0 && !status && a.out) {
+        rc = write_outputs(a.out, table, table_name, rows, ntok, tier, what);
+        if (rc) {
+            fprintf(stderr, "moeprof calibrate: --out %s: %s\n", a.out, strerror(-rc));
+            status = 1;
+        } else {
+            printf("# wrote %s (moesim run CLUSTER.ini %s MODEL.ini) and %s\n", a.out, a.out,
+                   table);
+        }
+    }
+    MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    cal_tiers_free(&where);
+    free(fwd);
+    free(bwd);
+    return status;
+}
