@@ -601,7 +601,7 @@ int main(int argc, char **argv)
 
     /* Warm-up, then --iters pairs of one timed and one untimed iteration, timed first
      * in even pairs and second in odd ones, so that drift and order cancel in the
-     * pairs' differences (records.h, rec_overhead). it_s[2 pair + (untimed)]. */
+     * pairs' ratios (records.h, rec_overhead). it_s[2 pair + (untimed)]. */
     double *it_s = calloc(2 * (size_t)a.iters, sizeof(double));
     int32_t *forced = NULL;
     if (trace.tokens && !(forced = calloc((size_t)T * mc.top_k + 1, sizeof(int32_t))))

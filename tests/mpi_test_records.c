@@ -12,7 +12,9 @@
  * Every rank, live (N >= 2): rank r sleeps r x STEP before one MPI_Alltoallv, so the
  * last rank arrives (N-1-r) STEP after rank r; the measured wait of rank r must be that
  * within TOL (a loaded, oversubscribed machine oversleeps by a few ms), and the
- * transfer of a few bytes less than TOL.
+ * transfer of a few bytes less than TOL. A machine busy enough to oversleep by more than
+ * TOL can fail one attempt: the live check gets LIVE_TRIES attempts and must pass one
+ * (a wrong wait fails every one).
  */
 #include <errno.h>
 #include <math.h>
@@ -29,6 +31,7 @@
 
 #define STEP_S 0.1
 #define TOL_S 0.04
+#define LIVE_TRIES 3
 
 static int failures_;
 
@@ -187,9 +190,19 @@ int main(int argc, char **argv)
     }
     if (rank == 0)
         synthetic();
-    if (size >= 2)
-        live(rank, size);
     MPI_Bcast(&failures_, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    for (int t = 0, before = failures_; size >= 2 && t < LIVE_TRIES; t++) {
+        live(rank, size);
+        MPI_Bcast(&failures_, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (failures_ == before)
+            break;
+        if (t + 1 < LIVE_TRIES) {
+            if (rank == 0)
+                printf("retry: live attempt %d of %d disturbed (above), again\n", t + 1,
+                       LIVE_TRIES);
+            failures_ = before;
+        }
+    }
     if (rank == 0)
         printf("%s: np=%d, %d failure(s)\n", failures_ ? "FAIL" : "PASS", size, failures_);
     MPI_Finalize();
