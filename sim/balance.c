@@ -30,22 +30,12 @@ static enum placement_kind place_kind(enum place_kind k)
 
 struct bal {
     const struct config *c;
-    uint64_t seed;
-    struct rtrace trace;
-    bool have_trace;
+    struct routing_in in;     /* c, seed, layer, trace; pl, bias, iteration set per round */
     double *bias;             /* experts, or NULL without bias updates */
     double *load;             /* experts: last observed demand, summed over EP groups */
     struct placement pl;
     bool have_pl;
 };
-
-static int route(struct bal *b, struct routing *r, int iteration)
-{
-    struct routing_in in = { .c = b->c, .pl = b->have_pl ? &b->pl : NULL,
-                             .bias = b->bias, .layer = 0, .iteration = iteration,
-                             .seed = b->seed, .trace = b->have_trace ? &b->trace : NULL };
-    return routing_run(r, &in);
-}
 
 int balance_place(const struct config *c, const double *load, struct placement *pl,
                   bool *placed)
@@ -108,8 +98,9 @@ static int place(struct bal *b, int it)
         placement_free(&b->pl);
     if (it > 0)
         return balance_place(b->c, b->load, &b->pl, &b->have_pl);
-    struct routing_in in = { .c = b->c, .bias = b->bias, .iteration = 0, .seed = b->seed,
-                             .trace = b->have_trace ? &b->trace : NULL };
+    struct routing_in in = b->in;
+    in.bias = b->bias;
+    in.iteration = 0;
     return balance_place_for(&in, &b->pl, &b->have_pl);
 }
 
@@ -205,17 +196,71 @@ static void keep_summary(struct balance_result *out, const struct routing *r)
     out->redundant = r->nslots - r->experts;
 }
 
-static int load_trace(struct bal *b, struct cfg_err *err)
+/* routing.c's trace, loaded when the distribution is trace; *have says whether it was. */
+static int load_trace(struct rtrace *t, bool *have, const struct config *c, struct cfg_err *err)
 {
-    const struct config *c = b->c;
+    *have = false;
     if (c->routing.distribution != DIST_TRACE)
         return 0;
     struct rtrace_err te;
-    int rc = rtrace_load(&b->trace, c->routing.trace, config_gpus(c), c->model.experts, &te);
+    int rc = rtrace_load(t, c->routing.trace, config_gpus(c), c->model.experts, &te);
     if (rc == -EINVAL)
         snprintf(err->msg, sizeof(err->msg), "%.200s: routing.trace: %.1000s", c->routing.trace_src.where,
                  te.msg);
-    b->have_trace = rc == 0;
+    *have = rc == 0;
+    return rc;
+}
+
+bool balance_run_iterates(const struct config *c)
+{
+    return c->balance.bias_gamma > 0 && c->routing.distribution != DIST_TRACE;
+}
+
+int balance_bias_rounds(const struct config *c)
+{
+    return balance_run_iterates(c) ? c->balance.iterations : 0;
+}
+
+int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_iter *iter,
+                    struct placement *pl, bool *placed, const struct limits_progress *p)
+{
+    const struct config *c = in->c;
+    struct bal b = { .c = c, .in = *in };
+    int E = c->model.experts, n = c->balance.iterations;
+    memset(r, 0, sizeof(*r));
+    if (placed)
+        *placed = false;
+    b.load = calloc((size_t)E, sizeof(double));
+    if (c->balance.bias_gamma > 0)
+        b.bias = calloc((size_t)E, sizeof(double));
+    int rc = b.load && (b.bias || c->balance.bias_gamma <= 0) ? 0 : -ENOMEM;
+    for (int it = 0; !rc && it < n; it++) {
+        routing_free(r);
+        if ((rc = place(&b, it)))
+            break;
+        b.in.pl = b.have_pl ? &b.pl : NULL;
+        b.in.bias = b.bias;
+        b.in.iteration = it;
+        if ((rc = routing_run(r, &b.in)))
+            break;
+        if (iter)
+            iter[it] = (struct balance_iter){ r->expert_load_max_over_mean,
+                                              r->gpu_load_max_over_mean, r->drop_rate };
+        demand(r, b.load);
+        if (b.bias)
+            routing_bias_update(b.bias, r, c->balance.bias_gamma);
+        limits_tick(p, (it + 1.0) / n, "iteration", it + 1, n);
+    }
+    if (rc)
+        routing_free(r);
+    if (!rc && pl && b.have_pl) {       /* handed over */
+        *pl = b.pl;
+        *placed = true;
+    } else if (b.have_pl) {
+        placement_free(&b.pl);
+    }
+    free(b.bias);
+    free(b.load);
     return rc;
 }
 
@@ -229,42 +274,31 @@ int balance_run_with(struct balance_result *out, const struct config *c, uint64_
                      struct cfg_err *err, const struct limits_progress *p)
 {
     memset(out, 0, sizeof(*out));
-    struct bal b = { .c = c, .seed = seed };
+    struct rtrace trace;
+    struct placement pl;
+    struct routing r;
+    bool have_trace = false, placed = false;
     int E = c->model.experts, n = c->balance.iterations;
+    memset(&r, 0, sizeof(r));
     out->iterations = n;
     out->iter = calloc((size_t)n, sizeof(*out->iter));
-    b.load = calloc((size_t)E, sizeof(double));
-    if (c->balance.bias_gamma > 0)
-        b.bias = calloc((size_t)E, sizeof(double));
-    int rc = out->iter && b.load && (b.bias || c->balance.bias_gamma <= 0) ? 0 : -ENOMEM;
+    int rc = out->iter ? 0 : -ENOMEM;
     if (!rc)
-        rc = load_trace(&b, err);
-    struct routing r;
-    memset(&r, 0, sizeof(r));
-    for (int it = 0; !rc && it < n; it++) {
-        routing_free(&r);
-        if ((rc = place(&b, it)) || (rc = route(&b, &r, it)))
-            break;
-        out->iter[it] = (struct balance_iter){ r.expert_load_max_over_mean,
-                                               r.gpu_load_max_over_mean, r.drop_rate };
-        demand(&r, b.load);
-        if (b.bias)
-            routing_bias_update(b.bias, &r, c->balance.bias_gamma);
-        limits_tick(p, (it + 1.0) / n, "iteration", it + 1, n);
-    }
+        rc = load_trace(&trace, &have_trace, c, err);
+    struct routing_in in = { .c = c, .seed = seed, .trace = have_trace ? &trace : NULL };
+    if (!rc)
+        rc = balance_iterate(&r, &in, out->iter, &pl, &placed, p);
     if (!rc) {
         keep_summary(out, &r);
-        rc = keep_experts(out, &r, b.have_pl ? &b.pl : NULL);
+        rc = keep_experts(out, &r, placed ? &pl : NULL);
         if (!rc)
             rc = measure(out, c, &r);
     }
     routing_free(&r);
-    if (b.have_pl)
-        placement_free(&b.pl);
-    if (b.have_trace)
-        rtrace_free(&b.trace);
-    free(b.bias);
-    free(b.load);
+    if (placed)
+        placement_free(&pl);
+    if (have_trace)
+        rtrace_free(&trace);
     if (rc) {
         if (rc == -EINVAL && !err->msg[0])
             snprintf(err->msg, sizeof(err->msg), "balance.placement: %s cannot place %d experts "

@@ -14,6 +14,9 @@
  * The last iteration is the one measured: its dispatch and combine run through the
  * network model (a2a.h) one after the other, and each GPU's routed-expert forward GEMMs
  * (one per physical slot, compute.h) give the expert time of the slowest GPU.
+ * balance_iterate is that loop for any layer; `moesim run` (a layer, and each MoE layer of
+ * a step with its own bias) routes through it when the bias applies (balance_run_iterates),
+ * so that a run sees the bias at the state `moesim balance` measures.
  */
 #ifndef MOESIM_BALANCE_H
 #define MOESIM_BALANCE_H
@@ -25,6 +28,7 @@
 
 struct limits_progress;
 struct placement;
+struct routing;
 struct routing_in;
 
 struct balance_iter {
@@ -58,6 +62,25 @@ int balance_run(struct balance_result *r, const struct config *c, uint64_t seed,
 int balance_run_with(struct balance_result *r, const struct config *c, uint64_t seed,
                      struct cfg_err *err, const struct limits_progress *p);
 void balance_free(struct balance_result *r);    /* zeroed *r is a no-op */
+
+/* Routes in->c's policy over its balance.iterations rounds as above: round i is `in` (its
+ * c, seed, layer and trace; in->pl, in->bias and in->iteration are ignored) at iteration
+ * i, with the bias after i updates and the placement of round i. The last round stays in
+ * *r (free with routing_free). iter (iterations entries; may be NULL) gets every round's
+ * loads; pl (may be NULL) takes ownership of the last round's placement when *placed is
+ * set (free with placement_free); p (may be NULL) hears of each round. Cost: iterations
+ * routing runs (one more under an eplb placement). 0; -EINVAL, -ENOMEM as routing_run and
+ * balance_place; on error *r is zeroed and *placed false. */
+int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_iter *iter,
+                    struct placement *pl, bool *placed, const struct limits_progress *p);
+
+/* Whether `moesim run` routes c through balance_iterate: balance.bias_gamma > 0 on drawn
+ * routing. A routing trace has counts, not scores (routing.h): no bias can move them, so
+ * a replayed trace routes as without bias. */
+bool balance_run_iterates(const struct config *c);
+/* The routing rounds of the bias before and including the one a run measures:
+ * balance.iterations when balance_run_iterates, else 0 (the run CSVs' bias_rounds). */
+int balance_bias_rounds(const struct config *c);
 
 /* The placement c->balance asks for, from per-expert loads (experts entries, summed over
  * the EP groups; used by the eplb kinds only, may be NULL otherwise). Contiguous is

@@ -143,10 +143,17 @@ static bool has_col(const char *cols, const char *name)
 
 void csv_header(FILE *f, const char *cols)
 {
+    csv_header_then(f, cols, NULL);
+}
+
+void csv_header_then(FILE *f, const char *cols, const char *then)
+{
     fputs(cols, f);
     for (int i = 0; i < ID_N; i++)
         if (!has_col(cols, id_names[i]))
             fprintf(f, ",%s", id_names[i]);
+    if (then)
+        fprintf(f, ",%s", then);
     putc('\n', f);
 }
 

@@ -50,6 +50,9 @@ int csv_end(struct csv *w);
 /* The header line: cols (comma-separated names, no newline), then the identifying
  * columns cols does not hold, then '\n'. */
 void csv_header(FILE *f, const char *cols);
+/* csv_header with the columns `then` (comma-separated, may be NULL) after the identifying
+ * ones: a file's columns added since, whose fields follow csv_ident's. */
+void csv_header_then(FILE *f, const char *cols, const char *then);
 /* The fields of the identifying columns that cols does not hold, for the run of c
  * (borrowed), in the order csv_header wrote them. */
 void csv_ident(struct csv *w, const char *cols, const struct config *c);

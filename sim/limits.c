@@ -11,6 +11,7 @@
  *   the process itself (code, libraries, stdio): about 2 MB measured: 4 MiB.
  */
 #include "limits.h"
+#include "balance.h"
 #include "model.h"
 
 #include <errno.h>
@@ -126,13 +127,20 @@ static double routing_bytes(double g, const struct shape *s)
            8 * groups * s->slots + 8 * g + 256 * s->E + 64 * g;
 }
 
-/* Routing passes per routed layer: capacity routes twice (count, then keep); an eplb
- * placement adds a pass under contiguous placement. */
-static double passes(const struct config *c)
+/* Routing passes per routed layer over `rounds` rounds (balance.h): capacity routes twice
+ * (count, then keep); an eplb placement adds a pass under contiguous placement. */
+static double passes(const struct config *c, double rounds)
 {
     double p = c->balance.capacity_factor > 0 ? 2 : 1;
     bool eplb = c->balance.placement == PLACE_EPLB || c->balance.placement == PLACE_EPLB_GLOBAL;
-    return eplb ? 2 * p : p;
+    return p * (rounds + (eplb ? 1 : 0));
+}
+
+/* The rounds a run routes each MoE layer: balance.iterations under the aux-loss-free bias
+ * (balance_run_iterates), else one. */
+static double run_rounds(const struct config *c)
+{
+    return balance_run_iterates(c) ? clamp(c->balance.iterations, 1, INFINITY) : 1;
 }
 
 static double tokens_of(int64_t t)
@@ -148,7 +156,7 @@ static void est_layer(struct limits_est *e, const struct config *c, bool trace)
     shape_of(&s, c, false);
     double G = s.G, mats, rbytes = 0;
     if (c->traffic.pattern == PATTERN_MOE) {
-        e->tokens = G * tokens_of(c->routing.tokens_per_gpu) * passes(c);
+        e->tokens = G * tokens_of(c->routing.tokens_per_gpu) * passes(c, run_rounds(c));
         e->flows = G * (s.ep - 1) * (c->traffic.combine ? 2 : 1);
         mats = 2;
         rbytes = routing_bytes(G, &s);
@@ -184,7 +192,7 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
     if (c->schedule.kind == SCHED_ZB1P)
         per_mb += Lm * (1 + shared) + Ld + 1;
     e->subops = groups * (M * per_mb + 2 * pieces);
-    e->tokens = Lm * dp * tokens_of(c->schedule.micro_batch_tokens) * passes(c);
+    e->tokens = Lm * dp * tokens_of(c->schedule.micro_batch_tokens) * passes(c, run_rounds(c));
     /* Four all-to-alls per MoE layer on the stage (each flow inside an EP group), the
      * sends between rank pairs, two ring steps per piece's DP reduce. */
     double a2a_flows = dp * (ep - 1);
@@ -204,10 +212,7 @@ static void est_balance(struct limits_est *e, const struct config *c)
     struct shape s;
     shape_of(&s, c, false);
     double G = s.G, it = clamp(c->balance.iterations, 1, INFINITY);
-    double per_pass = G * tokens_of(c->routing.tokens_per_gpu);
-    bool eplb = c->balance.placement == PLACE_EPLB || c->balance.placement == PLACE_EPLB_GLOBAL;
-    double cap = c->balance.capacity_factor > 0 ? 2 : 1;
-    e->tokens = per_pass * cap * (it + (eplb ? 1 : 0));
+    e->tokens = G * tokens_of(c->routing.tokens_per_gpu) * passes(c, it);
     e->flows = 2 * G * (s.ep - 1);
     e->kept_bytes = it * 24 + fmax(1, floor(G / s.ep)) * s.E * 16 + s.E * 4 + 256;
     e->bytes = BASE_BYTES + s.links * LINK_BYTES + G * GPU_BYTES + routing_bytes(G, &s) +

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "csv.h"
 #include "rtrace.h"
 
@@ -56,6 +57,23 @@ static void routing_line(FILE *f, const struct report *r)
             groups > 1 ? "s" : "", (unsigned long long)r->seed);
 }
 
+void report_bias_line(FILE *f, const struct config *c, const char *lead)
+{
+    const struct cfg_balance *b = &c->balance;
+    if (!(b->bias_gamma > 0))
+        return;
+    if (!balance_run_iterates(c)) {
+        fprintf(f, "%sbias     balance.bias_gamma %g not applied: a routing trace's counts are "
+                "fixed\n", lead, b->bias_gamma);
+        return;
+    }
+    fprintf(f, "%sbias     aux-loss-free, gamma %g: %s round %d of balance.iterations, with "
+            "the bias after %d update%s (moesim balance's last iteration)\n", lead,
+            b->bias_gamma, c->schedule.kind != SCHED_NONE ? "each MoE layer's routing is its "
+            "own bias's" : "the routing is", b->iterations, b->iterations - 1,
+            b->iterations == 2 ? "" : "s");
+}
+
 /* "# balance ...": placement, capacity and the load-balance metrics (routing.h). */
 static void balance_line(FILE *f, const struct report *r)
 {
@@ -77,6 +95,7 @@ static void balance_line(FILE *f, const struct report *r)
         fprintf(f, "; per token %.3f nodes, %.3f experts per node", rt->nodes_per_token,
                 rt->experts_per_node_per_token);
     fprintf(f, "\n");
+    report_bias_line(f, r->cfg, "# ");
 }
 
 static void header(FILE *f, const struct report *r)
@@ -213,9 +232,12 @@ static const char csv_cols[] =
     "send_max_over_mean,recv_max_over_mean,wall_s,drop_rate,expert_load_max_over_mean,"
     "gpu_load_max_over_mean,node_load_max_over_mean,nodes_per_token,experts_per_node_per_token";
 
+/* Columns added after the identifying ones (csv.h): bias_rounds (balance.h). */
+static const char csv_then[] = "bias_rounds";
+
 void report_csv_header(FILE *f)
 {
-    csv_header(f, csv_cols);
+    csv_header_then(f, csv_cols, csv_then);
 }
 
 int report_csv(FILE *f, const struct report *r)
@@ -230,7 +252,7 @@ int report_csv(FILE *f, const struct report *r)
         net += r->phase[p]->net_bytes;
         local += r->phase[p]->local_bytes;
     }
-    csv_header(f, csv_cols);
+    csv_header_then(f, csv_cols, csv_then);
     struct csv w;
     csv_begin(&w, f);
     csv_str(&w, config_pattern_name(r->cfg->traffic.pattern));
@@ -260,6 +282,7 @@ int report_csv(FILE *f, const struct report *r)
     for (size_t i = 0; i < sizeof(bal) / sizeof(bal[0]); i++)
         csv_num(&w, bal[i]);
     csv_ident(&w, csv_cols, r->cfg);
+    csv_int(&w, rt ? balance_bias_rounds(r->cfg) : 0);
     return csv_end(&w);
 }
 

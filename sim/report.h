@@ -44,6 +44,9 @@ struct report_bw report_bandwidth(const struct a2a_result *a);
  * line rate, its efficiency and the achieved rate the links are built with (topo.h);
  * per GPU, per direction. No newline. */
 void report_link_rates(FILE *f, const struct cfg_cluster *k);
+/* With balance.bias_gamma > 0, one line after `lead`: how the run applied the
+ * aux-loss-free bias (balance.h); nothing without it. */
+void report_bias_line(FILE *f, const struct config *c, const char *lead);
 void report_summary(FILE *f, const struct report *r);
 int report_csv(FILE *f, const struct report *r);      /* header + one row; 0 or -EIO */
 void report_csv_header(FILE *f);                      /* report_csv's header line alone */

@@ -30,8 +30,9 @@ static void traffic_failed(char *msg, size_t len, const char *what, int e, int g
 }
 
 /* The MoE layer's routing (layer 0, iteration 0; routing.h) into *r: the trace of
- * routing.trace when the distribution is trace, the placement of [balance]. 0, 2 (bad
- * input) or 1 (runtime failure), with msg said. */
+ * routing.trace when the distribution is trace, the placement of [balance]; with the
+ * aux-loss-free bias, the last of balance.iterations rounds as `moesim balance` measures
+ * it (balance_iterate). 0, 2 (bad input) or 1 (runtime failure), with msg said. */
 static int route_layer(const struct config *c, uint64_t seed, struct routing *r, char *msg,
                        size_t len)
 {
@@ -52,21 +53,27 @@ static int route_layer(const struct config *c, uint64_t seed, struct routing *r,
         }
         in.trace = &tr;
     }
-    bool placed = false;
-    if ((e = balance_place_for(&in, &pl, &placed))) {
-        if (e == -EINVAL) {     /* a layout the placement's rules refuse: the input's */
-            say(msg, len, "moesim run: balance.placement: %s cannot place %d experts (+%d "
-                "redundant) on EP groups of %d GPUs", config_place_name(c->balance.placement),
-                c->model.experts, c->balance.redundant_experts, c->parallel.ep);
-            rc = 2;
-        } else {
-            say(msg, len, "moesim run: placement %s: %s", config_place_name(c->balance.placement),
-                strerror(-e));
-        }
+    bool placed = false, iterate = balance_run_iterates(c);
+    if (iterate)        /* placement and routing of every round: one call */
+        e = balance_iterate(r, &in, NULL, NULL, NULL, NULL);
+    else
+        e = balance_place_for(&in, &pl, &placed);
+    if (e == -EINVAL) {     /* a layout the placement's rules refuse: the input's */
+        say(msg, len, "moesim run: balance.placement: %s cannot place %d experts (+%d "
+            "redundant) on EP groups of %d GPUs", config_place_name(c->balance.placement),
+            c->model.experts, c->balance.redundant_experts, c->parallel.ep);
+        rc = 2;
+        goto out;
+    }
+    if (e && !iterate) {
+        say(msg, len, "moesim run: placement %s: %s", config_place_name(c->balance.placement),
+            strerror(-e));
         goto out;
     }
     in.pl = placed ? &pl : NULL;
-    if ((e = routing_run(r, &in)))
+    if (!e && !iterate)
+        e = routing_run(r, &in);
+    if (e)
         traffic_failed(msg, len, "routing", e, g);
     rc = e ? 1 : 0;
 out:

@@ -5,8 +5,10 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "balance.h"
 #include "chrome.h"
 #include "csv.h"
+#include "model.h"
 #include "report.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -48,6 +50,7 @@ void steprep_summary(FILE *f, const struct steprep *r)
     if (c->balance.capacity_factor > 0)
         fprintf(f, "  capacity factor %.3g: %.2f %% of the token-expert assignments dropped "
                 "(not computed, not sent)\n", c->balance.capacity_factor, 100 * s->drop_rate);
+    report_bias_line(f, c, "  ");
     fprintf(f, "\n  %5s %10s %10s %10s %10s %7s %12s %10s\n", "stage", "compute_s", "comm_s",
             "exposed_s", "bubble_s", "bubble", "peak_act_GiB", "param_GiB");
     for (int k = 0; k < s->pp; k++) {
@@ -71,9 +74,12 @@ static const char csv_cols[] =
     "exposed_comm_s,compute_s,comm_s,peak_activation_GiB,param_GiB,tokens_per_s,straggler_s,"
     "dp_reduce_s,overlap,drop_rate,wall_s";
 
+/* Columns added after the identifying ones (csv.h): bias_rounds (balance.h). */
+static const char csv_then[] = "bias_rounds";
+
 void steprep_csv_header(FILE *f)
 {
-    csv_header(f, csv_cols);
+    csv_header_then(f, csv_cols, csv_then);
 }
 
 int steprep_csv(FILE *f, const struct steprep *r)
@@ -81,7 +87,7 @@ int steprep_csv(FILE *f, const struct steprep *r)
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
     struct csv w;
-    csv_header(f, csv_cols);
+    csv_header_then(f, csv_cols, csv_then);
     csv_begin(&w, f);
     csv_str(&w, config_sched_name(c->schedule.kind));
     const int ints[] = { s->pp, s->dp, s->ep, s->vpp, s->microbatches };
@@ -101,6 +107,7 @@ int steprep_csv(FILE *f, const struct steprep *r)
     csv_num(&w, s->drop_rate);
     csv_num(&w, wall(r));
     csv_ident(&w, csv_cols, c);
+    csv_int(&w, model_cfg_moe_layers(&c->model) > 0 ? balance_bias_rounds(c) : 0);
     return csv_end(&w);
 }
 

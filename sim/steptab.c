@@ -56,7 +56,9 @@ static void lane_times(const struct eng *e, const double *fin, double *out)
 /* A layer's routing on one stage's GPUs (routing_run at the layer, iteration 0), with
  * the configured gating, capacity and placement (an eplb placement from the layer's own
  * loads, balance.h) and, for a trace, the counts of the trace's (MoE layer, iteration 0):
- * a trace numbers the MoE layers only (traces/FORMAT.md), model_moe_index. */
+ * a trace numbers the MoE layers only (traces/FORMAT.md), model_moe_index. With the
+ * aux-loss-free bias, each MoE layer has its own (a router's bias is its layer's):
+ * the layer's last of balance.iterations rounds, as `moesim balance` routes layer 0. */
 static int layer_routing(const struct eng *e, const struct config *cc, int layer,
                          uint64_t seed, struct routing *rt)
 {
@@ -65,6 +67,8 @@ static int layer_routing(const struct eng *e, const struct config *cc, int layer
                              .trace = e->have_trace ? &e->trace : NULL };
     struct placement pl;
     bool placed;
+    if (balance_run_iterates(cc))
+        return balance_iterate(rt, &in, NULL, NULL, NULL, NULL);
     int rc = balance_place_for(&in, &pl, &placed);
     if (rc)
         return rc;

@@ -158,6 +158,61 @@ static void test_capacity_saves_time(void)
     balance_free(&cap);
 }
 
+/* balance_iterate at any layer is DeepSeek-V3's loop (sec. 2.1.2) written out here with
+ * routing_run and routing_bias_update alone: round i routes (layer, iteration i) with the
+ * bias after i updates; the last round's demand and kept counts are balance_iterate's,
+ * per (EP group, expert), exactly. Layer 3, capacity 1.25, EP 4 (two groups whose loads
+ * the update sums). The biased last round must differ from the unbiased routing of the
+ * same (layer, iteration), or the comparison would show nothing. */
+static void test_iterate_layer(void)
+{
+    const char *sets[5] = { "balance.iterations=5", "balance.bias_gamma=0.01",
+                            "routing.scoring=sigmoid", "balance.capacity_factor=1.25",
+                            "parallel.ep=4" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(load(&c, sets, 5), 0);
+    double bias[32] = { 0 };
+    struct routing ref, got, plain;
+    memset(&ref, 0, sizeof(ref));
+    for (int it = 0; it < 5; it++) {
+        routing_free(&ref);
+        struct routing_in in = { .c = &c, .bias = bias, .layer = 3, .iteration = it, .seed = 7 };
+        CU_ASSERT_EQUAL_FATAL(routing_run(&ref, &in), 0);
+        routing_bias_update(bias, &ref, 0.01);
+    }
+    struct balance_iter iter[5];
+    struct routing_in in = { .c = &c, .layer = 3, .seed = 7 };
+    CU_ASSERT_EQUAL_FATAL(balance_iterate(&got, &in, iter, NULL, NULL, NULL), 0);
+    size_t n = (size_t)(got.gpus / got.ep) * got.experts;
+    CU_ASSERT_EQUAL(n, 2 * 32);
+    CU_ASSERT(!memcmp(got.expert_demand, ref.expert_demand, n * sizeof(uint64_t)));
+    CU_ASSERT(!memcmp(got.expert_tokens, ref.expert_tokens, n * sizeof(uint64_t)));
+    CU_ASSERT_EQUAL(iter[4].expert_load_max_over_mean, ref.expert_load_max_over_mean);
+    struct routing_in un = { .c = &c, .layer = 3, .iteration = 4, .seed = 7 };
+    CU_ASSERT_EQUAL_FATAL(routing_run(&plain, &un), 0);
+    CU_ASSERT(memcmp(got.expert_demand, plain.expert_demand, n * sizeof(uint64_t)) != 0);
+    routing_free(&ref);
+    routing_free(&got);
+    routing_free(&plain);
+}
+
+/* Which runs route through balance_iterate, and the rounds their CSVs state: the bias's
+ * iterations when it applies, none without a bias or for a trace (counts, no scores). */
+static void test_bias_rounds(void)
+{
+    struct config c;
+    const char *zero[1] = { "balance.iterations=7" };
+    CU_ASSERT_EQUAL_FATAL(load(&c, zero, 1), 0);
+    CU_ASSERT(!balance_run_iterates(&c));
+    CU_ASSERT_EQUAL(balance_bias_rounds(&c), 0);
+    c.balance.bias_gamma = 0.001;
+    CU_ASSERT(balance_run_iterates(&c));
+    CU_ASSERT_EQUAL(balance_bias_rounds(&c), 7);
+    c.routing.distribution = DIST_TRACE;
+    CU_ASSERT(!balance_run_iterates(&c));
+    CU_ASSERT_EQUAL(balance_bias_rounds(&c), 0);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -166,6 +221,8 @@ int main(void)
         { "EPLB replicas lower the GPU load", test_eplb_lowers_gpu_load },
         { "capacity: drops save expert time", test_capacity_saves_time },
         { "expert_groups: DeepSeek EPLB's README example", test_expert_groups_place },
+        { "iterate: any layer as the bias loop written out", test_iterate_layer },
+        { "bias rounds: gamma > 0 on drawn routing only", test_bias_rounds },
     };
     return cu_run("balance", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
