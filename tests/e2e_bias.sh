@@ -7,6 +7,7 @@
 #  3. a step's first MoE layer (model layer 0, one stage of all GPUs) routes as balance
 #     does on that stage (tokens_per_gpu = micro_batch_tokens), and every MoE layer's
 #     max/mean falls (each layer has its own bias);
+#     a sweep over bias_gamma gives those runs' rows;
 #  4. the CSVs' bias_rounds says it (iterations; 0 without a bias or for a replayed trace,
 #     whose counts no bias can move: that run is the unbiased one), the summary has a bias
 #     line only with bias_gamma > 0; same seed, same bytes;
@@ -117,6 +118,22 @@ run tb "$tmp/w.ini" routing.distribution=trace "routing.trace=$tmp/rt.txt" "$BIA
     cmp -s "$tmp/t0.exp.csv" "$tmp/tb.exp.csv" && grep -q '^# bias .*not applied' "$tmp/tb.out" &&
     pass "trace: bias not applied, said so, outputs the unbiased run's" ||
     fail "trace: bias_rounds $(col "$tmp/tb.csv" bias_rounds); $(grep '^# bias' "$tmp/tb.out")"
+
+# A sweep over the bias: its rows are the runs' (not one row twice, as when the run
+# ignored the bias).
+cat > "$tmp/sw.ini" <<EOF
+include = $tmp/w.ini
+[sweep]
+balance.bias_gamma = 0,0.004
+EOF
+if "$MOESIM" sweep "$tmp/sw.ini" -o "$tmp/sw" --no-timing > /dev/null 2> "$tmp/sw.err"; then
+    s0=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "expert_load_max_over_mean") c = i }
+                  NR > 1 { printf "%s ", $c }' "$tmp/sw/results.csv")
+    [ "$s0" = "$m0 $mb " ] && pass "sweep: bias_gamma 0 and 0.004 rows are the runs' ($s0)" ||
+        fail "sweep: expert max/mean '$s0', runs '$m0 $mb'"
+else
+    fail "sweep: $(head -n 1 "$tmp/sw.err")"
+fi
 
 # ---- 3: a step, each MoE layer its own bias ----
 cat > "$tmp/s.ini" <<EOF
