@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef MOEPROF_CUDA
 #include <cuda_runtime_api.h>
@@ -191,11 +192,12 @@ int cal_expert(const struct moe_ops *ops, const struct moe_cfg *c, bool cuda,
      * repetitions, each over the whole ladder, so that a burst of load elsewhere lands
      * on a few samples of many counts rather than on every sample of one. */
     for (int i = 0; i < n && !rc; i++) {
-        double f, b;
-        rc = agree(expert_pass(&e, &k, tokens[i], &f, &b));
-        double want = CAL_SAMPLE_S / (f + b);
+        double f = 0, b = 0;
+        if ((rc = agree(expert_pass(&e, &k, tokens[i], &f, &b))))
+            break;
+        double want = CAL_SAMPLE_S / (f + b);      /* inf for a 0 reading: the most */
         inner[i] = want >= CAL_EXPERT_INNER_MAX ? CAL_EXPERT_INNER_MAX
-                   : want <= 1 ? 1 : (int)ceil(want);
+                   : want <= CAL_EXPERT_INNER_MIN ? CAL_EXPERT_INNER_MIN : (int)ceil(want);
     }
     if (!rc && MPI_Allreduce(MPI_IN_PLACE, inner, n, MPI_INT, MPI_MAX, MPI_COMM_WORLD))
         rc = -EIO;
@@ -318,6 +320,22 @@ static int alltoall_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
     return 0;
 }
 
+/* A world barrier that sleeps while it waits (20 us between polls), so that ranks done
+ * or idle (a ping-pong's others) leave the cores to the ranks still timing, where
+ * there are more ranks than cores; MPI's own wait polls without sleeping. */
+static int quiet_barrier(void)
+{
+    MPI_Request rq;
+    int done = 0;
+    TRY_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &rq));
+    while (!done) {
+        TRY_MPI(MPI_Test(&rq, &done, MPI_STATUS_IGNORE));
+        if (!done)
+            nanosleep(&(struct timespec){ .tv_sec = 0, .tv_nsec = 20000 }, NULL);
+    }
+    return 0;
+}
+
 /* Runs `inner` operations after a world barrier, each timed; each operation's time is
  * the slowest rank's (an elementwise max over the world), and *t_s, on every rank, the
  * median of the `inner`: a rank descheduled in one operation (a shared machine) moves
@@ -325,7 +343,9 @@ static int alltoall_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
 static int timed(struct msg_op *m, size_t bytes, int inner, double *op_s, double *t_s)
 {
     TRY_MPI(MPI_Barrier(MPI_COMM_WORLD));
-    int rc = agree(m->run(m, bytes, inner, op_s));
+    int rc = m->run(m, bytes, inner, op_s);
+    rc = rc ? rc : quiet_barrier();
+    rc = agree(rc);
     if (rc)
         return rc;
     TRY_MPI(MPI_Allreduce(op_s, op_s + CAL_INNER_MAX, inner, MPI_DOUBLE, MPI_MAX,

@@ -6,7 +6,7 @@
  * stage), as an expert-parallel layer runs them. One warm-up pass per count; then
  * `reps` repetitions, each over the whole ladder, of one sample per count: the medians
  * of `inner` passes (inner from the warm-up, so that a sample lasts about
- * CAL_SAMPLE_S, at most CAL_EXPERT_INNER_MAX). On the CPU the host's monotonic clock
+ * CAL_SAMPLE_S, from CAL_EXPERT_INNER_MIN to CAL_EXPERT_INNER_MAX). On the CPU the host's monotonic clock
  * times each stage; on the CUDA backend a pair of CUDA events on the legacy default
  * stream (which orders the ctx's stream), so only the device's work is timed.
  *
@@ -38,6 +38,8 @@
 
 #define CAL_SAMPLE_S 2e-3     /* a message sample lasts about this long */
 #define CAL_INNER_MAX 1000    /* operations per sample at most */
+#define CAL_EXPERT_INNER_MIN 3 /* expert passes per sample at least (one descheduled
+                                  pass is then out of the sample's median) */
 #define CAL_EXPERT_INNER_MAX 32 /* expert passes per sample at most */
 
 /* Expert times. fwd_s and bwd_s: [n][reps x ranks] on rank 0 (sample k of rank r at

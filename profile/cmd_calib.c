@@ -204,8 +204,9 @@ static int out_paths(const char *out, char *table, size_t n, const char **name, 
     const char *slash = strrchr(table, '/');
     *name = slash ? slash + 1 : table;
     /* what inih would read otherwise: comments, or blanks it strips */
+    const size_t nl = strlen(*name);          /* >= 4: ".csv" */
     if ((*name)[strcspn(*name, ";#\r\n")] || **name == ' ' || **name == '\t' ||
-        (*name)[strlen(*name) - 5] == ' ')
+        (nl > 4 && ((*name)[nl - 5] == ' ' || (*name)[nl - 5] == '\t')))
         return bad(msg, mn, "moeprof calibrate: --out '%s': the table's name '%s' would not "
                    "read back from an INI file (';', '#' or blanks at its ends)", out, *name);
     return 0;
