@@ -278,16 +278,40 @@ struct msg_op {
     int *counts, *displs;     /* all-to-all: [comm size], counts in bytes per peer */
     const bool *to;           /* all-to-all: [comm size], the tier's peers */
     char *sbuf, *rbuf;
+    char *flush;              /* cold: CAL_FLUSH_BYTES written before each operation */
+    int fill;                 /* cold: the byte written next (each time another) */
 };
+
+/* Cold buffers: write CAL_FLUSH_BYTES elsewhere (the caches lose the buffers, as the
+ * layer's GEMMs make them), then the send buffer (as the permute writes it), then
+ * meet the other ranks of the operation (pair: a zero-byte exchange; all-to-all: a
+ * barrier of its comm), untimed. Hot: nothing. */
+static int prepare(struct msg_op *m, size_t send_bytes, bool pair)
+{
+    if (!m->flush)
+        return 0;
+    m->fill = (m->fill + 1) & 0xff;
+    memset(m->flush, m->fill, CAL_FLUSH_BYTES);
+    memset(m->sbuf, m->fill, send_bytes);
+    if (pair)
+        TRY_MPI(MPI_Sendrecv(NULL, 0, MPI_BYTE, m->peer, 1, NULL, 0, MPI_BYTE, m->peer, 1,
+                             m->comm, MPI_STATUS_IGNORE));
+    else
+        TRY_MPI(MPI_Barrier(m->comm));
+    return 0;
+}
 
 static int pingpong_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
 {
     for (int i = 0; i < inner; i++) {
-        double t0 = tmr_now_s();
         if (m->peer < 0) {
             op_s[i] = 0;          /* an idle rank's time is none of the test's */
             continue;
         }
+        int rc = prepare(m, bytes, true);
+        if (rc)
+            return rc;
+        double t0 = tmr_now_s();
         if (m->leader) {
             TRY_MPI(MPI_Send(m->sbuf, (int)bytes, MPI_BYTE, m->peer, 0, m->comm));
             TRY_MPI(MPI_Recv(m->rbuf, (int)bytes, MPI_BYTE, m->peer, 0, m->comm,
@@ -312,6 +336,9 @@ static int alltoall_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
         at += m->counts[r];
     }
     for (int i = 0; i < inner; i++) {
+        int rc = prepare(m, (size_t)m->displs[n - 1] + m->counts[n - 1], false);
+        if (rc)
+            return rc;
         double t0 = tmr_now_s();
         TRY_MPI(MPI_Alltoallv(m->sbuf, m->counts, m->displs, MPI_BYTE, m->rbuf, m->counts,
                               m->displs, MPI_BYTE, m->comm));
@@ -370,6 +397,8 @@ static int ladder(struct msg_op *m, const size_t *bytes, int nsizes, int reps, d
             break;
         double want = CAL_SAMPLE_S / warm;
         inner[i] = want >= CAL_INNER_MAX ? CAL_INNER_MAX : want <= 1 ? 1 : (int)ceil(want);
+        if (m->flush)             /* each operation costs a flush: a few per sample */
+            inner[i] = CAL_COLD_INNER;
     }
     for (int s = 0; s < reps && !rc; s++)
         for (int i = 0; i < nsizes && !rc; i++) {
@@ -390,8 +419,8 @@ static size_t max_bytes(const size_t *bytes, int n)
     return m;
 }
 
-int cal_pingpong(const struct cal_tiers *t, bool inter, const size_t *bytes, int nsizes,
-                 int reps, double *t_s)
+int cal_pingpong(const struct cal_tiers *t, bool inter, bool cold, const size_t *bytes,
+                 int nsizes, int reps, double *t_s)
 {
     int rank;
     TRY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -408,16 +437,18 @@ int cal_pingpong(const struct cal_tiers *t, bool inter, const size_t *bytes, int
     size_t mb = max_bytes(bytes, nsizes);
     m.sbuf = calloc(mb, 1);
     m.rbuf = calloc(mb, 1);
-    int rc = agree(m.sbuf && m.rbuf ? 0 : -ENOMEM);
+    m.flush = cold ? malloc(CAL_FLUSH_BYTES) : NULL;
+    int rc = agree(m.sbuf && m.rbuf && (m.flush || !cold) ? 0 : -ENOMEM);
     if (!rc)
         rc = ladder(&m, bytes, nsizes, reps, rank == 0 ? t_s : NULL);
     free(m.sbuf);
     free(m.rbuf);
+    free(m.flush);
     return rc;
 }
 
-int cal_alltoall(const struct cal_tiers *t, bool inter, const size_t *bytes, int nsizes,
-                 int reps, double *t_s)
+int cal_alltoall(const struct cal_tiers *t, bool inter, bool cold, const size_t *bytes,
+                 int nsizes, int reps, double *t_s)
 {
     int rank, ranks;
     TRY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -435,9 +466,12 @@ int cal_alltoall(const struct cal_tiers *t, bool inter, const size_t *bytes, int
     size_t mb = max_bytes(bytes, nsizes) * (size_t)(peers ? peers : 1);
     m.sbuf = calloc(mb, 1);
     m.rbuf = calloc(mb, 1);
-    int rc = agree(to && m.counts && m.displs && m.sbuf && m.rbuf ? 0 : -ENOMEM);
+    m.flush = cold ? malloc(CAL_FLUSH_BYTES) : NULL;
+    int rc = agree(to && m.counts && m.displs && m.sbuf && m.rbuf && (m.flush || !cold)
+                   ? 0 : -ENOMEM);
     if (!rc)
         rc = ladder(&m, bytes, nsizes, reps, rank == 0 ? t_s : NULL);
+    free(m.flush);
     free(to);
     free(m.counts);
     free(m.displs);

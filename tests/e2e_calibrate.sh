@@ -8,13 +8,14 @@
 #     the table keeps), and the last row's median is above the first row's highest
 #     (1 to 256 tokens); the fragment's expert_table
 #     names the table by its name (moesim resolves it against the fragment's folder);
-#     one node: the nvlink keys are written, the nic keys are not.
+#     one node: the nvlink keys are written, the nic keys are not. --buffers cold
+#     writes the same, its fragment saying so.
 #  2. moesim accepts it unchanged as the middle config file (`moesim run cluster.ini
 #     calib.ini model.ini`), and its links line shows the fragment's nvlink rate and
 #     efficiency; a training step reads the expert table.
 #  3. Bad input (--reps 0, --reps x, a bad --set, an unknown option, --out naming a
 #     CONFIG file, --out in a missing folder, a table name with ';', an unknown
-#     backend, no expert width): exit 2, one line on stderr, no file written or changed.
+#     backend or buffers, no expert width): exit 2, one line on stderr, no file written or changed.
 # Run from the repository root: MOEPROF=build/bin/moeprof MOESIM=build/bin/moesim bash tests/e2e_calibrate.sh
 set -u
 
@@ -75,6 +76,16 @@ fi
 grep -q '^  ping-pong ' "$tmp/out.txt" && grep -q '^# all-to-all fit .*rms relative residual' "$tmp/out.txt" &&
     pass "fit and residuals printed" || fail "fit lines"
 
+# --buffers cold: the same outputs, the fragment saying how it was measured
+if "${MPIRUN[@]}" -np 2 "$MOEPROF" calibrate "$CFG" --set routing.tokens_per_gpu=2 \
+    --reps 2 --buffers cold --out "$tmp/cold.ini" > "$tmp/cold.txt" 2>&1 &&
+    grep -q '^; moeprof calibrate: .*, cold buffers$' "$tmp/cold.ini" &&
+    grep -q '^nvlink_GBps = ' "$tmp/cold.ini" && grep -qx 'expert_table = cold.csv' "$tmp/cold.ini"; then
+    pass "--buffers cold writes the fragment, marked cold"
+else
+    fail "--buffers cold"; cat "$tmp/cold.txt"
+fi
+
 # ---- 2. moesim takes the fragment unchanged
 gbps=$(sed -n 's/^nvlink_GBps = //p' "$tmp/calib.ini")
 eff=$(sed -n 's/^nvlink_efficiency = //p' "$tmp/calib.ini")
@@ -118,6 +129,7 @@ bad "--out is a CONFIG file" "$tmp/bad/in.ini" --out "$tmp/bad/in.ini"
 bad "--out in a missing folder" "$CFG" --out "$tmp/bad/none/c.ini"
 bad "--out whose table name an INI file cannot hold" "$CFG" --out "$tmp/bad/a;b.ini"
 bad "--backend bogus" "$CFG" --backend tpu --out "$tmp/bad/c.ini"
+bad "--buffers bogus" "$CFG" --buffers warm --out "$tmp/bad/c.ini"
 bad "no expert width" "$CFG" --set model.expert_ffn_hidden=0 --out "$tmp/bad/c.ini"
 
 echo "# e2e_calibrate: $npass passed, $nfail failed"
