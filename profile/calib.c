@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef MOEPROF_CUDA
 #include <cuda_runtime_api.h>
@@ -191,11 +192,12 @@ int cal_expert(const struct moe_ops *ops, const struct moe_cfg *c, bool cuda,
      * repetitions, each over the whole ladder, so that a burst of load elsewhere lands
      * on a few samples of many counts rather than on every sample of one. */
     for (int i = 0; i < n && !rc; i++) {
-        double f, b;
-        rc = agree(expert_pass(&e, &k, tokens[i], &f, &b));
-        double want = CAL_SAMPLE_S / (f + b);
+        double f = 0, b = 0;
+        if ((rc = agree(expert_pass(&e, &k, tokens[i], &f, &b))))
+            break;
+        double want = CAL_SAMPLE_S / (f + b);      /* inf for a 0 reading: the most */
         inner[i] = want >= CAL_EXPERT_INNER_MAX ? CAL_EXPERT_INNER_MAX
-                   : want <= 1 ? 1 : (int)ceil(want);
+                   : want <= CAL_EXPERT_INNER_MIN ? CAL_EXPERT_INNER_MIN : (int)ceil(want);
     }
     if (!rc && MPI_Allreduce(MPI_IN_PLACE, inner, n, MPI_INT, MPI_MAX, MPI_COMM_WORLD))
         rc = -EIO;
@@ -276,16 +278,40 @@ struct msg_op {
     int *counts, *displs;     /* all-to-all: [comm size], counts in bytes per peer */
     const bool *to;           /* all-to-all: [comm size], the tier's peers */
     char *sbuf, *rbuf;
+    char *flush;              /* cold: CAL_FLUSH_BYTES written before each operation */
+    int fill;                 /* cold: the byte written next (each time another) */
 };
+
+/* Cold buffers: write CAL_FLUSH_BYTES elsewhere (the caches lose the buffers, as the
+ * layer's GEMMs make them), then the send buffer (as the permute writes it), then
+ * meet the other ranks of the operation (pair: a zero-byte exchange; all-to-all: a
+ * barrier of its comm), untimed. Hot: nothing. */
+static int prepare(struct msg_op *m, size_t send_bytes, bool pair)
+{
+    if (!m->flush)
+        return 0;
+    m->fill = (m->fill + 1) & 0xff;
+    memset(m->flush, m->fill, CAL_FLUSH_BYTES);
+    memset(m->sbuf, m->fill, send_bytes);
+    if (pair)
+        TRY_MPI(MPI_Sendrecv(NULL, 0, MPI_BYTE, m->peer, 1, NULL, 0, MPI_BYTE, m->peer, 1,
+                             m->comm, MPI_STATUS_IGNORE));
+    else
+        TRY_MPI(MPI_Barrier(m->comm));
+    return 0;
+}
 
 static int pingpong_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
 {
     for (int i = 0; i < inner; i++) {
-        double t0 = tmr_now_s();
         if (m->peer < 0) {
             op_s[i] = 0;          /* an idle rank's time is none of the test's */
             continue;
         }
+        int rc = prepare(m, bytes, true);
+        if (rc)
+            return rc;
+        double t0 = tmr_now_s();
         if (m->leader) {
             TRY_MPI(MPI_Send(m->sbuf, (int)bytes, MPI_BYTE, m->peer, 0, m->comm));
             TRY_MPI(MPI_Recv(m->rbuf, (int)bytes, MPI_BYTE, m->peer, 0, m->comm,
@@ -310,10 +336,29 @@ static int alltoall_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
         at += m->counts[r];
     }
     for (int i = 0; i < inner; i++) {
+        int rc = prepare(m, (size_t)m->displs[n - 1] + m->counts[n - 1], false);
+        if (rc)
+            return rc;
         double t0 = tmr_now_s();
         TRY_MPI(MPI_Alltoallv(m->sbuf, m->counts, m->displs, MPI_BYTE, m->rbuf, m->counts,
                               m->displs, MPI_BYTE, m->comm));
         op_s[i] = tmr_now_s() - t0;
+    }
+    return 0;
+}
+
+/* A world barrier that sleeps while it waits (20 us between polls), so that ranks done
+ * or idle (a ping-pong's others) leave the cores to the ranks still timing, where
+ * there are more ranks than cores; MPI's own wait polls without sleeping. */
+static int quiet_barrier(void)
+{
+    MPI_Request rq;
+    int done = 0;
+    TRY_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &rq));
+    while (!done) {
+        TRY_MPI(MPI_Test(&rq, &done, MPI_STATUS_IGNORE));
+        if (!done)
+            nanosleep(&(struct timespec){ .tv_sec = 0, .tv_nsec = 20000 }, NULL);
     }
     return 0;
 }
@@ -325,7 +370,9 @@ static int alltoall_run(struct msg_op *m, size_t bytes, int inner, double *op_s)
 static int timed(struct msg_op *m, size_t bytes, int inner, double *op_s, double *t_s)
 {
     TRY_MPI(MPI_Barrier(MPI_COMM_WORLD));
-    int rc = agree(m->run(m, bytes, inner, op_s));
+    int rc = m->run(m, bytes, inner, op_s);
+    rc = rc ? rc : quiet_barrier();
+    rc = agree(rc);
     if (rc)
         return rc;
     TRY_MPI(MPI_Allreduce(op_s, op_s + CAL_INNER_MAX, inner, MPI_DOUBLE, MPI_MAX,
@@ -350,6 +397,8 @@ static int ladder(struct msg_op *m, const size_t *bytes, int nsizes, int reps, d
             break;
         double want = CAL_SAMPLE_S / warm;
         inner[i] = want >= CAL_INNER_MAX ? CAL_INNER_MAX : want <= 1 ? 1 : (int)ceil(want);
+        if (m->flush)             /* each operation costs a flush: a few per sample */
+            inner[i] = CAL_COLD_INNER;
     }
     for (int s = 0; s < reps && !rc; s++)
         for (int i = 0; i < nsizes && !rc; i++) {
@@ -370,8 +419,8 @@ static size_t max_bytes(const size_t *bytes, int n)
     return m;
 }
 
-int cal_pingpong(const struct cal_tiers *t, bool inter, const size_t *bytes, int nsizes,
-                 int reps, double *t_s)
+int cal_pingpong(const struct cal_tiers *t, bool inter, bool cold, const size_t *bytes,
+                 int nsizes, int reps, double *t_s)
 {
     int rank;
     TRY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -388,16 +437,18 @@ int cal_pingpong(const struct cal_tiers *t, bool inter, const size_t *bytes, int
     size_t mb = max_bytes(bytes, nsizes);
     m.sbuf = calloc(mb, 1);
     m.rbuf = calloc(mb, 1);
-    int rc = agree(m.sbuf && m.rbuf ? 0 : -ENOMEM);
+    m.flush = cold ? malloc(CAL_FLUSH_BYTES) : NULL;
+    int rc = agree(m.sbuf && m.rbuf && (m.flush || !cold) ? 0 : -ENOMEM);
     if (!rc)
         rc = ladder(&m, bytes, nsizes, reps, rank == 0 ? t_s : NULL);
     free(m.sbuf);
     free(m.rbuf);
+    free(m.flush);
     return rc;
 }
 
-int cal_alltoall(const struct cal_tiers *t, bool inter, const size_t *bytes, int nsizes,
-                 int reps, double *t_s)
+int cal_alltoall(const struct cal_tiers *t, bool inter, bool cold, const size_t *bytes,
+                 int nsizes, int reps, double *t_s)
 {
     int rank, ranks;
     TRY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -415,9 +466,12 @@ int cal_alltoall(const struct cal_tiers *t, bool inter, const size_t *bytes, int
     size_t mb = max_bytes(bytes, nsizes) * (size_t)(peers ? peers : 1);
     m.sbuf = calloc(mb, 1);
     m.rbuf = calloc(mb, 1);
-    int rc = agree(to && m.counts && m.displs && m.sbuf && m.rbuf ? 0 : -ENOMEM);
+    m.flush = cold ? malloc(CAL_FLUSH_BYTES) : NULL;
+    int rc = agree(to && m.counts && m.displs && m.sbuf && m.rbuf && (m.flush || !cold)
+                   ? 0 : -ENOMEM);
     if (!rc)
         rc = ladder(&m, bytes, nsizes, reps, rank == 0 ? t_s : NULL);
+    free(m.flush);
     free(to);
     free(m.counts);
     free(m.displs);

@@ -52,7 +52,7 @@ static void tier_comment(FILE *f, const struct ctab_tier *t)
             t->p2p.lat_s * 1e6, t->p2p_lat_s.min * 1e6, t->p2p_lat_s.max * 1e6,
             t->p2p.bw_Bps / 1e9, t->p2p_bw_Bps.min / 1e9, t->p2p_bw_Bps.max / 1e9,
             t->p2p.rms_rel * 100);
-    fprintf(f, "; all-to-all (%d peers): latency %.3f us (%.3f .. %.3f), bandwidth %.4g GB/s "
+    fprintf(f, "; all-to-all (%d peer(s)): latency %.3f us (%.3f .. %.3f), bandwidth %.4g GB/s "
                "(%.4g .. %.4g) per rank, fit error %.2f %% rms\n",
             t->peers, t->a2a.lat_s * 1e6, t->a2a_lat_s.min * 1e6, t->a2a_lat_s.max * 1e6,
             t->a2a.bw_Bps / 1e9, t->a2a_bw_Bps.min / 1e9, t->a2a_bw_Bps.max / 1e9,

@@ -34,7 +34,8 @@ static const size_t msg_bytes[] = { 8, 32, 128, 512, 2048, 8192, 32768, 131072, 
 
 static const char usage[] =
     "usage: moeprof calibrate CONFIG... [--set section.key=value]... [--out FILE]\n"
-    "                         [--reps N] [--backend cpu|cuda] [--seed N]\n"
+    "                         [--reps N] [--buffers hot|cold] [--backend cpu|cuda]\n"
+    "                         [--seed N]\n"
     "\n"
     "Measures what moesim's model needs, on the ranks mpirun started:\n"
     "  - one routed expert's FFN, forward and backward, on 1, 2, 4, ... up to\n"
@@ -51,6 +52,9 @@ static const char usage[] =
     "                less .ini, plus .csv); use it as moesim's second config file:\n"
     "                moesim run CLUSTER.ini FILE MODEL.ini\n"
     "  --reps N      repetitions of every measurement (5; 1..1000)\n"
+    "  --buffers     hot (operations back to back, buffers in cache) or cold (64 MiB\n"
+    "                written elsewhere, then the send buffer, before each operation,\n"
+    "                as a layer's GEMMs leave the caches); the message tests (hot)\n"
     "  --backend     cpu (fp32) or cuda (bf16, one rank per GPU; where nvcc and NCCL\n"
     "                were found at build time)\n"
     "  --seed N      the expert's weights and rows (1)\n";
@@ -62,7 +66,7 @@ struct cal_args {
     int nsets;
     const char *out;
     int reps;
-    bool cuda, help;
+    bool cuda, cold, help;
     uint64_t seed;
 };
 
@@ -84,13 +88,14 @@ static bool parse_count(const char *s, long long lo, long long hi, long long *ou
 
 static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
 {
-    enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED };
+    enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED, O_BUFFERS };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },
         { "out", required_argument, NULL, O_OUT },
         { "reps", required_argument, NULL, O_REPS },
         { "backend", required_argument, NULL, O_BACKEND },
         { "seed", required_argument, NULL, O_SEED },
+        { "buffers", required_argument, NULL, O_BUFFERS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -125,6 +130,12 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
                 return bad(msg, n, "moeprof calibrate: --backend: '%s' is not cpu or cuda%s",
                            optarg, "");
             a->cuda = !strcmp(optarg, "cuda");
+            break;
+        case O_BUFFERS:
+            if (strcmp(optarg, "hot") && strcmp(optarg, "cold"))
+                return bad(msg, n, "moeprof calibrate: --buffers: '%s' is not hot or cold%s",
+                           optarg, "");
+            a->cold = !strcmp(optarg, "cold");
             break;
         case O_SEED:
             if (!parse_count(optarg, 0, 1ll << 62, &v))
@@ -204,8 +215,9 @@ static int out_paths(const char *out, char *table, size_t n, const char **name, 
     const char *slash = strrchr(table, '/');
     *name = slash ? slash + 1 : table;
     /* what inih would read otherwise: comments, or blanks it strips */
+    const size_t nl = strlen(*name);          /* >= 4: ".csv" */
     if ((*name)[strcspn(*name, ";#\r\n")] || **name == ' ' || **name == '\t' ||
-        (*name)[strlen(*name) - 5] == ' ')
+        (nl > 4 && ((*name)[nl - 5] == ' ' || (*name)[nl - 5] == '\t')))
         return bad(msg, mn, "moeprof calibrate: --out '%s': the table's name '%s' would not "
                    "read back from an INI file (';', '#' or blanks at its ends)", out, *name);
     return 0;
@@ -338,7 +350,7 @@ static int fit_test(const char *name, int peers, const double *t, int reps,
 
 /* Both tests of a tier, on every rank; fits and prints on rank 0. 0, -EDOM (a fit with
  * no bandwidth: rank 0 only), -EIO, -ENOMEM. */
-static int measure_tier(const struct cal_tiers *t, bool inter, int reps, int rank,
+static int measure_tier(const struct cal_tiers *t, bool inter, bool cold, int reps, int rank,
                         struct ctab_tier *out)
 {
     double *pp = NULL, *aa = NULL;
@@ -348,8 +360,8 @@ static int measure_tier(const struct cal_tiers *t, bool inter, int reps, int ran
     }
     int mine = rank == 0 && (!pp || !aa) ? -ENOMEM : 0, rc = 0;
     MPI_Allreduce(&mine, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    rc = rc ? rc : cal_pingpong(t, inter, msg_bytes, NSIZES, reps, pp);
-    rc = rc ? rc : cal_alltoall(t, inter, msg_bytes, NSIZES, reps, aa);
+    rc = rc ? rc : cal_pingpong(t, inter, cold, msg_bytes, NSIZES, reps, pp);
+    rc = rc ? rc : cal_alltoall(t, inter, cold, msg_bytes, NSIZES, reps, aa);
     out->peers = inter ? t->inter_peers : t->intra_peers;
     if (!rc && rank == 0) {
         if (inter)
@@ -483,8 +495,8 @@ int cmd_calibrate(int argc, char **argv)
         nodes += where.node_of[r] == r;
     char what[512];
     snprintf(what, sizeof(what), "moeprof calibrate: %d rank(s) on %d node(s), backend %s, "
-             "hidden %d, expert ffn %d, %d repetitions", ranks, nodes, ops->name, mc.hidden,
-             mc.ffn, a.reps);
+             "hidden %d, expert ffn %d, %d repetitions, %s buffers", ranks, nodes, ops->name,
+             mc.hidden, mc.ffn, a.reps, a.cold ? "cold" : "hot");
     if (rank == 0)
         printf("# %s\n", what);
 
@@ -504,7 +516,7 @@ int cmd_calibrate(int argc, char **argv)
                        inter ? "every rank is on one node" : "one rank per node");
             continue;
         }
-        rc = measure_tier(&where, inter, a.reps, rank, &tier[inter]);
+        rc = measure_tier(&where, inter, a.cold, a.reps, rank, &tier[inter]);
         if (rc == -EDOM) {
             fprintf(stderr, "moeprof calibrate: %s: the times do not grow with the bytes; "
                     "no bandwidth to fit\n", inter ? "across nodes" : "inside a node");

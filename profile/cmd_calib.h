@@ -1,7 +1,7 @@
 /* cmd_calib.h: `moeprof calibrate`, under mpirun, after MPI_Init (the caller finalizes).
  *
  *   moeprof calibrate CONFIG... [--set section.key=value]... [--out FILE] [--reps N]
- *                     [--backend cpu|cuda] [--seed N]
+ *                     [--buffers hot|cold] [--backend cpu|cuda] [--seed N]
  * Measures the expert FFN against tokens per expert and the messages of each network
  * tier (calib.h), fits latency + bytes / bandwidth per tier (fit.h), prints the tables
  * and, with --out, writes FILE (the INI fragment) and FILE's name less ".ini" plus

@@ -2,18 +2,20 @@
 # e2e_calibrate.sh: `moeprof calibrate` under mpirun (OpenMPI), CPU backend, 2 ranks.
 #  1. It writes the fragment and the expert table: rows 1, 2, 4, ... up to
 #     routing.tokens_per_gpu x model.top_k; the table is monotone in tokens within its
-#     noise (no row's samples all below the previous row's: each row's highest sample
-#     at or above the previous row's lowest, forward and backward; rows of a few tokens
-#     cost about the same, the weights' packing, so only noise orders them), and
-#     the last row's median is above the first row's highest; the fragment's expert_table
+#     noise: no row's samples all below the previous row's (each row's highest sample
+#     at least 3/4 of the previous row's lowest, forward and backward: OpenBLAS runs
+#     the forward of 1 or 2 rows about 15 % slower than of 4, every run, a real dip that
+#     the table keeps), and the last row's median is above the first row's highest
+#     (1 to 256 tokens); the fragment's expert_table
 #     names the table by its name (moesim resolves it against the fragment's folder);
-#     one node: the nvlink keys are written, the nic keys are not.
+#     one node: the nvlink keys are written, the nic keys are not. --buffers cold
+#     writes the same, its fragment saying so.
 #  2. moesim accepts it unchanged as the middle config file (`moesim run cluster.ini
 #     calib.ini model.ini`), and its links line shows the fragment's nvlink rate and
 #     efficiency; a training step reads the expert table.
 #  3. Bad input (--reps 0, --reps x, a bad --set, an unknown option, --out naming a
-#     CONFIG file, --out in a missing folder): exit 2, one line on stderr, no file
-#     written or changed.
+#     CONFIG file, --out in a missing folder, a table name with ';', an unknown
+#     backend or buffers, no expert width): exit 2, one line on stderr, no file written or changed.
 # Run from the repository root: MOEPROF=build/bin/moeprof MOESIM=build/bin/moesim bash tests/e2e_calibrate.sh
 set -u
 
@@ -53,9 +55,9 @@ if awk -F'[ ,]+' '
     END {
         if (n != m || m < 2) { print "rows " m ", ranges " n; exit 1 }
         for (i = 2; i <= m; i++)
-            if (hi_f[i] < lo_f[i - 1] || hi_b[i] < lo_b[i - 1]) {
-                print "row " i ": fwd max " hi_f[i] " / bwd max " hi_b[i] " below the " \
-                      "previous row'"'"'s lows " lo_f[i - 1] " / " lo_b[i - 1]; exit 1
+            if (hi_f[i] < 0.75 * lo_f[i - 1] || hi_b[i] < 0.75 * lo_b[i - 1]) {
+                print "row " i ": fwd max " hi_f[i] " / bwd max " hi_b[i] " below 3/4 of " \
+                      "the previous row'"'"'s lows " lo_f[i - 1] " / " lo_b[i - 1]; exit 1
             }
         if (!(f[m] > hi_f[1] && b[m] > hi_b[1])) { print "last row not above the first"; exit 1 }
     }' "$tmp/calib.csv" > "$tmp/mono.txt"; then
@@ -73,6 +75,16 @@ else
 fi
 grep -q '^  ping-pong ' "$tmp/out.txt" && grep -q '^# all-to-all fit .*rms relative residual' "$tmp/out.txt" &&
     pass "fit and residuals printed" || fail "fit lines"
+
+# --buffers cold: the same outputs, the fragment saying how it was measured
+if "${MPIRUN[@]}" -np 2 "$MOEPROF" calibrate "$CFG" --set routing.tokens_per_gpu=2 \
+    --reps 2 --buffers cold --out "$tmp/cold.ini" > "$tmp/cold.txt" 2>&1 &&
+    grep -q '^; moeprof calibrate: .*, cold buffers$' "$tmp/cold.ini" &&
+    grep -q '^nvlink_GBps = ' "$tmp/cold.ini" && grep -qx 'expert_table = cold.csv' "$tmp/cold.ini"; then
+    pass "--buffers cold writes the fragment, marked cold"
+else
+    fail "--buffers cold"; cat "$tmp/cold.txt"
+fi
 
 # ---- 2. moesim takes the fragment unchanged
 gbps=$(sed -n 's/^nvlink_GBps = //p' "$tmp/calib.ini")
@@ -115,6 +127,10 @@ bad "bad --set" "$CFG" --set model.hidden=-4 --out "$tmp/bad/c.ini"
 bad "unknown option" "$CFG" --frobnicate --out "$tmp/bad/c.ini"
 bad "--out is a CONFIG file" "$tmp/bad/in.ini" --out "$tmp/bad/in.ini"
 bad "--out in a missing folder" "$CFG" --out "$tmp/bad/none/c.ini"
+bad "--out whose table name an INI file cannot hold" "$CFG" --out "$tmp/bad/a;b.ini"
+bad "--backend bogus" "$CFG" --backend tpu --out "$tmp/bad/c.ini"
+bad "--buffers bogus" "$CFG" --buffers warm --out "$tmp/bad/c.ini"
+bad "no expert width" "$CFG" --set model.expert_ffn_hidden=0 --out "$tmp/bad/c.ini"
 
 echo "# e2e_calibrate: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]
