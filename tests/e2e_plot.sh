@@ -196,13 +196,13 @@ svg_has() {
 if command -v gnuplot > /dev/null; then
     plotted "sweep (defaults)" "$tmp/sw" "$tmp/sweep"
     check "plot sweep: x top_k, y step_s, one line per schedule, the config in the title" \
-        'svg_has "$tmp/sw" "model.top_k" "step_s (s)" "schedule.kind=1f1b" "schedule.kind=zb1p" "schedule.kind=gpipe" "nodes 4" "experts 16"'
+        'svg_has "$tmp/sw" "model.top_k" "step_s (s)" "kind=1f1b" "kind=zb1p" "kind=gpipe" "nodes 4" "experts 16"'
     check "plot sweep: the refused point is left out (9 points in 3 lines)" \
         '[ "$(grep -c "^[0-9]" "$tmp/sw.dat")" -eq 9 ] && [ "$(grep -c "^\"" "$tmp/sw.dat")" -eq 3 ]'
     plotted "sweep (--x schedule.kind --y mfu --by model.top_k)" "$tmp/sw2" "$tmp/sweep/results.csv" \
         --x schedule.kind --y mfu --by model.top_k
     check "plot sweep: named x values, the legend per top_k" \
-        'svg_has "$tmp/sw2" "schedule.kind" "mfu (fraction)" "model.top_k=1" "model.top_k=4" "zb1p"'
+        'svg_has "$tmp/sw2" "schedule.kind" "mfu (fraction)" "top_k=1" "top_k=4" "zb1p"'
     plotted "gpu-util (step)" "$tmp/gu" "$s.util.csv"
     check "plot gpu-util: axis labels and panel titles" \
         'svg_has "$tmp/gu" "time (ms)" "GPU" "compute busy fraction" "comm busy fraction" "fraction of the bin"'
