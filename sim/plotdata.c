@@ -796,8 +796,8 @@ static int link_util_data(const struct plot_table *t, FILE *dat, FILE *vars, cha
         fputs("\n\n", dat);
     }
     if (count[0] + count[1] == 0)
-        return fail(err, n, -EINVAL, "%s: no link rows (a training step's --util-csv has "
-                    "none: link utilization comes from a layer run)", t->path);
+        return fail(err, n, -EINVAL, "%s: no link rows (not a file of moesim run "
+                    "--util-csv?)", t->path);
     head_vars(vars, t, "link utilization over time", un);
     fprintf(vars, "nvl_links = %d\nnet_links = %d\nbins = %d\ntmax = %.12g\n", count[0],
             count[1], bins, T * sc);
