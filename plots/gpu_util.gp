@@ -1,6 +1,6 @@
 # Utilization per GPU over time as heatmaps (GPU x time), from `moesim plot UTIL.csv -o OUT`
 # on a `moesim run --util-csv` file (kind gpu-util). Panels: compute busy fraction, comm
-# busy fraction, and for a layer run NVLink and NIC utilization (panels = 4).
+# busy fraction, and NVLink and NIC utilization where the file has them (panels = 4).
 # Variables: dat, out, fmt, title, subtitle, xlabel, gpus, bins, tmax, panels.
 # dat: rows "time gpu compute comm nvlink nic", bin centres, one GPU after another.
 if (fmt eq 'svg') { set terminal svg size 1100,(260 * panels + 80) noenhanced font ",11" background rgb "white" } \

@@ -259,6 +259,33 @@ static void gp_var_lines(FILE *f, const char *name, const char *s)
     fputs("\"\n", f);
 }
 
+/* s into buf with a line break after a ", " or a blank where the line would pass
+ * width characters (the canvas holds about WRAP_CHARS at the scripts' font); breaks
+ * already in s are kept. A word longer than width stays whole. */
+#define WRAP_CHARS 110
+static void wrap(char *buf, size_t n, const char *s, size_t width)
+{
+    size_t len = 0, col = 0;
+    buf[0] = 0;
+    while (*s && len + 2 < n) {
+        /* the next word and the separator after it */
+        size_t w = strcspn(s, " \n");
+        if (col && col + w > width && len && buf[len - 1] == ' ') {
+            buf[len - 1] = '\n';
+            col = 0;
+        }
+        for (size_t i = 0; i < w && len + 2 < n; i++, col++)
+            buf[len++] = s[i];
+        s += w;
+        if (*s && len + 2 < n) {
+            buf[len++] = *s;
+            col = *s == '\n' ? 0 : col + 1;
+            s++;
+        }
+    }
+    buf[len] = 0;
+}
+
 /* A double-quoted title line of a block (gnuplot's columnheader): '"' taken out. */
 static void dat_title(FILE *f, const char *s)
 {
@@ -430,15 +457,31 @@ static int swept(const struct plot_table *t, int *first, int *end)
     return *end > 1 ? 0 : -EINVAL;
 }
 
-/* The line label of row r: "by=v, key=v" over the varying keys vary[0..nv). */
+/* The name of swept column c in a legend: the key without its section ("top_k" for
+ * "model.top_k") when no other swept key [k0, k1) ends the same, else the whole name. */
+static const char *short_key(const struct plot_table *t, int c, int k0, int k1)
+{
+    const char *dot = strrchr(t->col[c], '.');
+    if (!dot)
+        return t->col[c];
+    for (int k = k0; k < k1; k++) {
+        const char *d = strrchr(t->col[k], '.');
+        if (k != c && d && !strcmp(d, dot))
+            return t->col[c];
+    }
+    return dot + 1;
+}
+
+/* The line label of row r: "by=v, key=v" over the varying keys vary[0..nv), each named
+ * by short_key among the swept keys [k0, k1). */
 static void line_label(char *buf, size_t n, const struct plot_table *t, long r,
-                       const int *vary, int nv)
+                       const int *vary, int nv, int k0, int k1)
 {
     size_t len = 0;
     buf[0] = 0;
     for (int i = 0; i < nv; i++) {
-        int k = snprintf(buf + len, n - len, "%s%s=%s", i ? ", " : "", t->col[vary[i]],
-                         plot_cell(t, r, vary[i]));
+        int k = snprintf(buf + len, n - len, "%s%s=%s", i ? ", " : "",
+                         short_key(t, vary[i], k0, k1), plot_cell(t, r, vary[i]));
         if (k < 0 || (size_t)k >= n - len)
             break;
         len += (size_t)k;
@@ -486,6 +529,33 @@ static void num_tics(char *buf, size_t n, const struct pt *p, long np, FILE *var
     for (int k = 0; k < nv; k++)
         len += (size_t)snprintf(buf + len, n - len, "%s%.12g", k ? ", " : "", v[k]);
     snprintf(buf + len, n - len, ")");
+}
+
+/* Legend below the plot: keycols columns of the longest label (about 7 pixels a
+ * character at the scripts' font, 60 more for the line sample), keyrows rows of them,
+ * over the 1000-pixel canvas; the script makes the canvas taller by the rows. */
+static void key_vars(FILE *vars, const char *const *lines, int nline)
+{
+    size_t longest = 1;
+    for (int i = 0; i < nline; i++)
+        if (strlen(lines[i]) > longest)
+            longest = strlen(lines[i]);
+    int cols = (int)(940 / (longest * 7 + 60));
+    cols = cols < 1 ? 1 : cols > nline ? nline : cols;
+    fprintf(vars, "keycols = %d\nkeyrows = %d\n", cols, (nline + cols - 1) / cols);
+}
+
+/* Word x tics: xrot = the longest name's length when names side by side would overlap
+ * (the longest, 7 pixels a character, wider than its share of the ~880-pixel plot less a
+ * 2-character gap; the script turns them), else 0. */
+static void cats_vars(FILE *vars, const char *const *cats, int ncat)
+{
+    size_t longest = 0;
+    for (int c = 0; c < ncat; c++)
+        if (strlen(cats[c]) > longest)
+            longest = strlen(cats[c]);
+    bool crowded = ncat > 0 && (longest + 2) * 7 > (size_t)(880 / ncat);
+    fprintf(vars, "xrot = %zu\n", crowded ? longest : 0);
 }
 
 static int sweep_data(const struct plot_req *q, const struct plot_table *t, int nt,
@@ -582,7 +652,7 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         const char *xv = plot_cell(p[i].t, p[i].row, xc);
         p[i].x = xnum ? num(xv) : intern(cats, &ncat, MAX_CATS, xv);
         char *lab = labels + i * LABEL_MAX;
-        line_label(lab, LABEL_MAX, p[i].t, p[i].row, vary, nv);
+        line_label(lab, LABEL_MAX, p[i].t, p[i].row, vary, nv, k0, k1);
         if (!nv)
             snprintf(lab, LABEL_MAX, "%s", ys);
         p[i].line = intern(lines, &nline, MAX_LINES, lab);
@@ -608,8 +678,13 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         snprintf(buf, sizeof(buf), "%s against %s%s%s%s%s", ys, xs, *with ? " (and " : "", with,
                  *with ? ")" : "", bs ? ", one line per " : "");
         snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s", bs ? bs : "");
-        gp_var(vars, "title", buf);
+        char wrapped[2048];
+        wrap(wrapped, sizeof(wrapped), buf, WRAP_CHARS);
+        gp_var_lines(vars, "title", wrapped);
         gp_var_lines(vars, "subtitle", cfg);
+        key_vars(vars, lines, nline);
+        if (!xnum)
+            cats_vars(vars, cats, ncat);
         axis_label(lab, sizeof(lab), xs);
         gp_var(vars, "xlabel", lab);
         axis_label(lab, sizeof(lab), ys);
@@ -721,8 +796,8 @@ static int link_util_data(const struct plot_table *t, FILE *dat, FILE *vars, cha
         fputs("\n\n", dat);
     }
     if (count[0] + count[1] == 0)
-        return fail(err, n, -EINVAL, "%s: no link rows (a training step's --util-csv has "
-                    "none: link utilization comes from a layer run)", t->path);
+        return fail(err, n, -EINVAL, "%s: no link rows (not a file of moesim run "
+                    "--util-csv?)", t->path);
     head_vars(vars, t, "link utilization over time", un);
     fprintf(vars, "nvl_links = %d\nnet_links = %d\nbins = %d\ntmax = %.12g\n", count[0],
             count[1], bins, T * sc);

@@ -336,6 +336,7 @@ static void eng_free(struct eng *e)
     if (e->have_trace)
         rtrace_free(&e->trace);
     rtrace_free(&e->drawn);
+    step_comm_free(&e->comm);
     topo_free(e->stage_topo);
     topo_free(e->full_topo);
     compute_free(e->cm);
@@ -427,6 +428,7 @@ int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
     memset(r, 0, sizeof(*r));
     memset(&e, 0, sizeof(e));
     e.prog = p && p->fn ? p : NULL;
+    e.keep_comm = keep_slices;
     int rc = eng_setup(&e, c, err);
     if (!rc && (keep & STEP_KEEP_ROUTING))
         rc = steptab_keep_routing(&e, err);
@@ -459,7 +461,18 @@ void step_free(struct step_result *r)
     free(r->gpu);
     free(r->stage);
     free(r->slices);
+    step_comm_free(&r->comm);
     memset(r, 0, sizeof(*r));
+}
+
+void step_comm_free(struct step_comm *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->m[i]);
+    free(c->m);
+    free(c->a2a);
+    free(c->reduce);
+    memset(c, 0, sizeof(*c));
 }
 
 const char *step_what_name(enum step_what w)

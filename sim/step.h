@@ -103,6 +103,20 @@ struct step_layer {
     double experts_fwd_s;     /* slowest GPU's routed-expert forward */
 };
 
+/* The bytes behind a step's communication sub-ops (utilrep.h's link rows): n matrices of
+ * dp x dp bytes, a stage's GPUs numbered 0 .. dp-1 (row: the source GPU), each all that
+ * one collective sends (a ring's steps summed). a2a[4 l + k] is MoE layer l's k-th
+ * all-to-all (0 the dispatch, 1 the combine, 2 the combine's gradient, 3 the dispatch's
+ * gradient), -1 for a dense layer; reduce[p] is piece p's DP reduce. A lane's sub-op
+ * sends its own GPUs' rows, on the stage that runs it. Memory: what the collectives'
+ * memo holds, one matrix per collective. */
+struct step_comm {
+    double **m;               /* n, owned */
+    int n, cap;
+    int *a2a;                 /* 4 x layers, owned */
+    int *reduce;              /* pieces, owned */
+};
+
 struct step_result {
     int gpus, pp, dp, ep, vpp, lanes, pieces, microbatches;
     double step_s;
@@ -133,9 +147,10 @@ struct step_result {
      * GPU's demand per expert, before capacity drops. Run again with it as routing.trace,
      * the step routes the same demand. Owned; zeroed without the flag. */
     struct rtrace routing;
+    struct step_comm comm;    /* with STEP_KEEP_SLICES; zeroed without */
 };
 
-#define STEP_KEEP_SLICES 1u       /* step_run's keep: r->slices */
+#define STEP_KEEP_SLICES 1u       /* step_run's keep: r->slices and r->comm */
 #define STEP_KEEP_ROUTING 2u      /* step_run's keep: r->routing */
 
 /* Runs the step of c (schedule.kind != SCHED_NONE). Borrows c. 0; -EINVAL with err->msg
@@ -150,6 +165,7 @@ int step_run(struct step_result *r, const struct config *c, uint64_t seed, unsig
 int step_run_with(struct step_result *r, const struct config *c, uint64_t seed,
                   unsigned keep, struct cfg_err *err, const struct limits_progress *p);
 void step_free(struct step_result *r);    /* zeroed *r is a no-op */
+void step_comm_free(struct step_comm *c); /* zeroed *c is a no-op */
 
 const char *step_what_name(enum step_what w);
 

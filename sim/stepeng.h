@@ -19,6 +19,7 @@
 #include "model.h"
 #include "rtrace.h"
 #include "step.h"
+#include "traffic.h"
 
 struct coll_memo;
 struct des;
@@ -97,6 +98,8 @@ struct eng {
     struct rtrace trace;      /* distribution = trace: one stage's routing per MoE layer */
     bool have_trace;
     struct rtrace drawn;      /* STEP_KEEP_ROUTING: the routing drawn, per MoE layer */
+    bool keep_comm;           /* STEP_KEEP_SLICES: fill comm */
+    struct step_comm comm;    /* the collectives' bytes (step.h), moved to the result */
     int gpus, pp, dp, ep, groups, pieces, M;
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
@@ -159,5 +162,9 @@ int stepgraph_build(struct eng *e);
  * GPU, per stage; the sub-ops as slices when keep_slices. Moves e->layer and e->drawn
  * to r. 0 or -ENOMEM (r then holds what was filled: step_free frees it). */
 int stepres_fill(struct eng *e, struct step_result *r, bool keep_slices);
+/* With e->keep_comm, adds times x m (stage numbering, m->gpus = dp) to matrix *slot of
+ * e->comm, a new zeroed one when *slot < 0 (*slot then names it); else does nothing.
+ * 0 or -ENOMEM. */
+int stepres_comm_add(struct eng *e, const struct traffic *m, double times, int *slot);
 
 #endif

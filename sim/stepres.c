@@ -152,9 +152,38 @@ static int fill_slices(const struct eng *e, struct step_result *r)
     return 0;
 }
 
+int stepres_comm_add(struct eng *e, const struct traffic *m, double times, int *slot)
+{
+    struct step_comm *c = &e->comm;
+    if (!e->keep_comm)
+        return 0;
+    if (m->gpus != e->dp)
+        return -EINVAL;
+    size_t n2 = (size_t)e->dp * e->dp;
+    if (*slot < 0) {
+        if (c->n == c->cap) {
+            int cap = c->cap ? 2 * c->cap : 16;
+            double **v = realloc(c->m, (size_t)cap * sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            c->m = v;
+            c->cap = cap;
+        }
+        if (!(c->m[c->n] = calloc(n2, sizeof(double))))
+            return -ENOMEM;
+        *slot = c->n++;
+    }
+    double *x = c->m[*slot];
+    for (size_t i = 0; i < n2; i++)
+        x[i] += times * (double)m->bytes[i];
+    return 0;
+}
+
 int stepres_fill(struct eng *e, struct step_result *r, bool keep_slices)
 {
     fill_totals(e, r);
+    r->comm = e->comm;        /* ownership moves to the result */
+    memset(&e->comm, 0, sizeof(e->comm));
     r->gpu = calloc((size_t)e->gpus, sizeof(*r->gpu));
     r->stage = calloc((size_t)e->pp, sizeof(*r->stage));
     if (!r->gpu || !r->stage)

@@ -183,7 +183,7 @@ static int expert_times(const struct eng *e, struct moe_tab *t, const struct rou
  * gradient the combine's (with the relays' reduction under route hierarchical), each at
  * its own bytes per element (config.h). */
 static int a2a_times(struct eng *e, struct moe_tab *t, const struct config *cc,
-                     const struct routing *rt)
+                     const struct routing *rt, int layer)
 {
     struct config bc = *cc;
     bc.model.dispatch_bytes_per_elem = cc->model.combine_grad_bytes_per_elem;
@@ -203,6 +203,9 @@ static int a2a_times(struct eng *e, struct moe_tab *t, const struct config *cc,
         lane_times(e, fin, t->bcomb_s);
     if (!rc && e->fab)
         rc = fab_layer(e, t, (const struct traffic *[4]){ &d, &cb, &bd, &bcb });
+    const struct traffic *kept[4] = { &d, &cb, &bd, &bcb };
+    for (int k = 0; k < 4 && !rc; k++)
+        rc = stepres_comm_add(e, kept[k], 1, &e->comm.a2a[4 * layer + k]);
     traffic_free(&d);
     traffic_free(&cb);
     traffic_free(&bd);
@@ -222,7 +225,7 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     note_routing(e, layer, &rt);
     rc = expert_times(e, t, &rt);
     if (!rc)
-        rc = a2a_times(e, t, cc, &rt);
+        rc = a2a_times(e, t, cc, &rt, layer);
     routing_free(&rt);
     struct step_layer *sl = &e->layer[layer];
     sl->dispatch_s = group_max(t->disp_s, e->groups);
@@ -330,6 +333,16 @@ static int tables_alloc(struct eng *e)
     if (!e->piece_lo || !e->piece_hi || !e->moe || !e->layer || !e->send_s || !e->act_bytes ||
         !e->reduce_s)
         return -ENOMEM;
+    if (e->keep_comm) {
+        e->comm.a2a = malloc((size_t)4 * L * sizeof(int));
+        e->comm.reduce = malloc((size_t)P * sizeof(int));
+        if (!e->comm.a2a || !e->comm.reduce)
+            return -ENOMEM;
+        for (int i = 0; i < 4 * L; i++)
+            e->comm.a2a[i] = -1;
+        for (int p = 0; p < P; p++)
+            e->comm.reduce[p] = -1;
+    }
     for (size_t i = 0; i < (size_t)e->pp * e->pp * G; i++)
         e->send_s[i] = -1;
     for (int p = 0; p < P; p++) {
@@ -361,6 +374,24 @@ static double piece_act_bytes(const struct eng *e, int p, int g, int j)
     return b;
 }
 
+/* The bytes of piece p's DP reduce (its two rings' plans, steps summed) into e->comm. */
+static int keep_reduce(struct eng *e, int p, double dense_bytes, double expert_bytes)
+{
+    enum reduce_kind k = e->c->schedule.dp_reduce;
+    int stride[2] = { 1, e->ep }, rc = 0;
+    double bytes[2] = { dense_bytes, expert_bytes };
+    for (int i = 0; i < 2 && !rc; i++) {
+        struct traffic m;
+        int repeat;
+        double tail_s;
+        rc = coll_allreduce_plan(e->stage_topo, stride[i], bytes[i], k, &m, &repeat, &tail_s);
+        if (!rc)
+            rc = stepres_comm_add(e, &m, repeat, &e->comm.reduce[p]);
+        traffic_free(&m);
+    }
+    return rc;
+}
+
 /* DP reduce of each piece's gradients: dense weights over the stage, routed experts
  * over the GPUs that hold the same experts (stride ep). */
 static int reduce_tables(struct eng *e)
@@ -377,6 +408,9 @@ static int reduce_tables(struct eng *e)
             return rc;
         for (int g = 0; g < G; g++)
             e->reduce_s[(size_t)p * G + g] = dense_s + exp_s;
+        if (e->keep_comm && (rc = keep_reduce(e, p, steptab_dense_params(e, p) * gb,
+                                              steptab_expert_params(e, p) * gb)))
+            return rc;
         if (e->fab && (rc = fab_reduce(e, p, steptab_dense_params(e, p) * gb,
                                        steptab_expert_params(e, p) * gb)))
             return rc;

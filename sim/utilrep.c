@@ -78,6 +78,25 @@ static void gpu_rows(struct csv *w, const struct config *c, const struct bins *b
     }
 }
 
+/* One link row per bin from lk (its rate integrated over each bin, bytes). */
+static void link_rows(struct csv *w, const struct config *c, const struct topo *t,
+                      const struct bins *b, int l, const double *lk)
+{
+    char name[64];
+    topo_link_name(t, l, name, sizeof(name));
+    double cap = t->links[l].cap_Bps;
+    for (int k = 0; k < b->n; k++) {
+        row_head(w, "link", l, name, topo_link_is_nvlink(t, l) ? "nvlink" : "net", b, k);
+        for (int i = 0; i < 4; i++)
+            csv_num(w, NAN);
+        double rate = bin_mean(b, lk, k);
+        csv_num(w, rate / cap);
+        csv_num(w, rate / 1e9);
+        csv_ident(w, util_cols, c);
+        csv_end(w);
+    }
+}
+
 /* ---- a layer run ---- */
 
 /* Adds link l's rate over every phase to acc, as rate / cap (utilization) when util. */
@@ -130,22 +149,10 @@ int utilrep_layer_csv(FILE *f, const struct report *r, int bins)
         gpu_rows(&w, r->cfg, &b, g, comp, comm, nvl, nic);
     }
     for (int l = 0; l < t->nlinks; l++) {
-        char name[64];
-        topo_link_name(t, l, name, sizeof(name));
-        double cap = t->links[l].cap_Bps;
         for (int k = 0; k < b.n; k++)
             lk[k] = 0;
         link_acc(r, &b, l, lk, false);
-        for (int k = 0; k < b.n; k++) {
-            row_head(&w, "link", l, name, topo_link_is_nvlink(t, l) ? "nvlink" : "net", &b, k);
-            for (int i = 0; i < 4; i++)
-                csv_num(&w, NAN);
-            double rate = bin_mean(&b, lk, k);
-            csv_num(&w, rate / cap);
-            csv_num(&w, rate / 1e9);
-            csv_ident(&w, util_cols, r->cfg);
-            csv_end(&w);
-        }
+        link_rows(&w, r->cfg, t, &b, l, lk);
     }
     free(acc);
     return ferror(f) ? -EIO : 0;
@@ -213,19 +220,131 @@ static int by_lane(const struct step_result *s, int64_t **idx, int64_t **first)
     return 0;
 }
 
+/* ---- a step's links ---- */
+
+/* What one lane of one stage sends in one collective, per link of the cluster: n links
+ * with their bytes, in the order first met. */
+struct lane_bytes {
+    bool done;
+    int n;
+    int *link;
+    double *bytes;
+};
+
+/* The kept collective behind comm slice x (step.h's step_comm), or -1. */
+static int comm_of(const struct step_result *s, const struct step_slice *x)
+{
+    const struct step_comm *c = &s->comm;
+    if (x->what == STEP_DP_REDUCE)
+        return x->piece >= 0 && x->piece < s->pieces ? c->reduce[x->piece] : -1;
+    if (x->layer < 0 || x->layer >= s->layers)
+        return -1;
+    bool back = x->kind == SCHED_B;
+    int k = x->what == STEP_DISPATCH ? (back ? 3 : 0) : (back ? 2 : 1);
+    return c->a2a[4 * x->layer + k];
+}
+
+/* *o: the rows of lane g's GPUs (stage numbering) of matrix m, routed on t from the
+ * stage's first GPU base; acc (t->nlinks, zeroed) is scratch, zeroed again on return.
+ * Cost: ep x dp routes. 0 or -ENOMEM. */
+static int lane_bytes_of(struct lane_bytes *o, const struct topo *t, const double *m, int dp,
+                         int ep, int base, int g, double *acc, int *met)
+{
+    int n = 0;
+    for (int i = g * ep; i < (g + 1) * ep; i++)
+        for (int j = 0; j < dp; j++) {
+            double b = m[(size_t)i * dp + j];
+            int links[TOPO_MAX_HOPS];
+            double lat_s;
+            if (i == j || !(b > 0))
+                continue;
+            int nl = topo_route(t, base + i, base + j, links, &lat_s);
+            for (int h = 0; h < nl; h++) {
+                if (acc[links[h]] == 0)
+                    met[n++] = links[h];
+                acc[links[h]] += b;
+            }
+        }
+    o->done = true;
+    o->n = n;
+    o->link = malloc((size_t)(n + 1) * sizeof(int));
+    o->bytes = malloc((size_t)(n + 1) * sizeof(double));
+    int rc = o->link && o->bytes ? 0 : -ENOMEM;
+    for (int k = 0; k < n; k++) {
+        if (!rc) {
+            o->link[k] = met[k];
+            o->bytes[k] = acc[met[k]];
+        }
+        acc[met[k]] = 0;
+    }
+    return rc;
+}
+
+/* lk[l * bins + k]: the bytes link l carried in bin k over the step: each communication
+ * sub-op adds its collective's bytes for its lane (lane_bytes, computed once per
+ * collective, stage and lane) at a constant rate over the sub-op. 0, -ENOMEM. */
+static int step_links(const struct step_result *s, const struct topo *t,
+                      const struct bins *b, double *lk)
+{
+    int groups = s->dp / s->ep;
+    size_t nkeys = (size_t)s->comm.n * s->pp * groups;
+    struct lane_bytes *lb = calloc(nkeys + 1, sizeof(*lb));
+    double *acc = calloc((size_t)t->nlinks, sizeof(double));
+    int *met = malloc((size_t)t->nlinks * sizeof(int));
+    int rc = lb && acc && met ? 0 : -ENOMEM;
+    for (int64_t i = 0; i < s->nslices && !rc; i++) {
+        const struct step_slice *x = &s->slices[i];
+        int c = what_is_comm(x->what) ? comm_of(s, x) : -1;
+        if (c < 0 || !(x->t1_s > x->t0_s))
+            continue;
+        int stage = x->lane / groups, g = x->lane % groups;
+        struct lane_bytes *o = &lb[((size_t)c * s->pp + stage) * groups + g];
+        if (!o->done && (rc = lane_bytes_of(o, t, s->comm.m[c], s->dp, s->ep, stage * s->dp,
+                                            g, acc, met)))
+            break;
+        double d = x->t1_s - x->t0_s;
+        for (int k = 0; k < o->n; k++)
+            bin_add(b, lk + (size_t)o->link[k] * b->n, x->t0_s, x->t1_s, o->bytes[k] / d);
+    }
+    for (size_t k = 0; lb && k < nkeys; k++) {
+        free(lb[k].link);
+        free(lb[k].bytes);
+    }
+    free(lb);
+    free(acc);
+    free(met);
+    return rc;
+}
+
+/* dst[k] = the mean utilization of links l0 and l1 in bin k, times the bin's width (the
+ * accumulator gpu_rows divides). */
+static void pair_util(const struct topo *t, const struct bins *b, const double *lk, int l0,
+                      int l1, double *dst)
+{
+    for (int k = 0; k < b->n; k++)
+        dst[k] = (lk[(size_t)l0 * b->n + k] / t->links[l0].cap_Bps +
+                  lk[(size_t)l1 * b->n + k] / t->links[l1].cap_Bps) / 2;
+}
+
 int utilrep_step_csv(FILE *f, const struct steprep *r, int bins)
 {
     const struct step_result *s = r->res;
     if (!s->slices && s->subops)
         return -EINVAL;
     struct bins b = { bins > 0 ? bins : UTILREP_BINS_DEFAULT, s->step_s };
-    double *acc = calloc((size_t)4 * b.n, sizeof(double));
+    double *acc = calloc((size_t)6 * b.n, sizeof(double)), *lk = NULL;
     int64_t *idx = NULL, *first = NULL;
+    struct topo *t = NULL;
     int rc = acc ? by_lane(s, &idx, &first) : -ENOMEM;
+    if (!rc && s->comm.a2a && (rc = topo_create(&t, &r->cfg->cluster)) == 0 &&
+        !(lk = calloc((size_t)t->nlinks * b.n, sizeof(double))))
+        rc = -ENOMEM;
+    if (!rc && t)
+        rc = step_links(s, t, &b, lk);
     if (rc)
         goto out;
     struct lane_acc a = { acc, acc + b.n, acc + 2 * b.n, 0, 0 };
-    double *comp = acc + 3 * b.n;
+    double *comp = acc + 3 * b.n, *nvl = acc + 4 * b.n, *nic = acc + 5 * b.n;
     struct csv w;
     csv_header(f, util_cols);
     csv_begin(&w, f);
@@ -243,11 +362,19 @@ int utilrep_step_csv(FILE *f, const struct steprep *r, int bins)
             double ow = !in_exp && all_s > 0 ? 1 - wait_s / all_s : 1;
             for (int k = 0; k < b.n; k++)
                 comp[k] = ow * (a.other[k] + xw * a.expert[k]);
-            gpu_rows(&w, r->cfg, &b, g, comp, a.comm, NULL, NULL);
+            if (t) {
+                pair_util(t, &b, lk, topo_nvl_tx(t, g), topo_nvl_rx(t, g), nvl);
+                pair_util(t, &b, lk, topo_nic_tx(t, g), topo_nic_rx(t, g), nic);
+            }
+            gpu_rows(&w, r->cfg, &b, g, comp, a.comm, t ? nvl : NULL, t ? nic : NULL);
         }
     }
+    for (int l = 0; t && l < t->nlinks; l++)
+        link_rows(&w, r->cfg, t, &b, l, lk + (size_t)l * b.n);
     rc = ferror(f) ? -EIO : 0;
 out:
+    topo_free(t);
+    free(lk);
     free(acc);
     free(idx);
     free(first);

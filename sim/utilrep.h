@@ -15,12 +15,22 @@
  *              the GPU's last byte sent or received (--gpu-csv's finish times)
  *     nvlink   mean utilization of its two NVLink links (egress and ingress), 0..1
  *     nic      the same for its NIC's two links
- *   link rows (one per link and bin; layer runs only):
+ *   link rows (one per link and bin):
  *     util     mean utilization, the link's rate / capacity (timeline.h's counters
  *              divided by the capacity), 0..1
  *     GBps     mean rate in GB/s (1e9 bytes), what the counters show
- * A step's collectives are memoised network runs whose per-link series are not kept:
- * its nvlink and nic are empty and it has no link rows.
+ * A step's collectives are memoised network runs without per-link series; its link
+ * rates come from the bytes instead (step.h's step_comm): each all-to-all or DP-reduce
+ * sub-op of a lane sends its lane's rows of its collective's matrix, routed on the
+ * cluster (topo_route), at a constant rate over the sub-op, so a link's rate
+ * integrates to the bytes it carried over the step. The per-link bytes of a (collective,
+ * stage, lane) are routed once; memory: links x bins. Pipeline sends are not counted
+ * (as in comm). Within 1: a GPU's own links when one EP group per stage (its lane's
+ * collectives run one at a time, each link's bytes within the sub-op's time), and a
+ * leaf link at least as fast as its NICs together. Not bounded: a GPU's ingress that
+ * another EP group's expert DP-reduce ring reaches, or an oversubscribed leaf link,
+ * in a bin where the step overlaps two lanes' collectives (timed apart, or by the
+ * fabric's shared run, while the bytes are spread evenly over each sub-op).
  * All functions borrow their arguments and return 0, -EIO or -ENOMEM.
  */
 #ifndef MOESIM_UTILREP_H

@@ -81,8 +81,10 @@ check "step: --util-csv, --ops-csv, --expert-csv written" \
     '[ -s "$s.util.csv" ] && [ -s "$s.ops.csv" ] && [ -s "$s.exp.csv" ]'
 check "step: the header as documented" \
     '[ "$(head -1 "$s.util.csv" | cut -d, -f1-13)" = "kind,id,name,tier,bin,t0_s,t1_s,compute,comm,nvlink,nic,util,GBps" ]'
-check "step: 16 GPUs x 37 bins of gpu rows, no link rows" \
-    '[ "$(grep -c "^gpu," "$s.util.csv")" -eq $((16 * 37)) ] && ! grep -q "^link," "$s.util.csv"'
+check "step: 16 GPUs x 37 bins of gpu rows, 37 link rows for each of the GPUs' 64 links and more" \
+    'n=$(grep "^link," "$s.util.csv" | cut -d, -f2 | sort -u | wc -l)
+     [ "$(grep -c "^gpu," "$s.util.csv")" -eq $((16 * 37)) ] && [ "$n" -ge 64 ] &&
+     [ "$(grep -c "^link," "$s.util.csv")" -eq $((n * 37)) ]'
 # integrals: sum over bins of fraction x width = --gpu-csv's compute_s, comm_s
 check "step: busy fractions in [0,1], integrals = --gpu-csv compute_s and comm_s (1e-9 rel)" \
     'awk -F, "NR == FNR { if (FNR > 1) { c[\$1] = \$4; m[\$1] = \$6 }; next }
@@ -95,6 +97,18 @@ check "step: busy fractions in [0,1], integrals = --gpu-csv compute_s and comm_s
 check "step: bins tile the step: first starts at 0, last ends at step_s" \
     'T=$("$MOESIM" run "$tmp/step.ini" --csv - | awk -F, "NR == 1 { for (i = 1; i <= NF; i++) if (\$i == \"step_s\") c = i } NR == 2 { print \$c }")
      awk -F, -v T="$T" "\$1 == \"gpu\" && \$2 == 0 { if (\$5 == 0 && \$6 != 0) bad++; if (\$5 == 36 && \$7 != T) bad++ } END { exit bad > 0 }" "$s.util.csv"'
+# one EP group per stage (ep = dp = 4): a link serves one lane's collectives, one at a
+# time; each stage is one node, so its all-to-alls and DP reduce stay on NVLink (the
+# pipeline sends between stages are not counted)
+check "step: link utilization in [0, 1 + 1e-12], NVLink busy, the NICs idle" \
+    'awk -F, "\$1 == \"link\" { if (\$12 < 0 || \$12 > 1 + 1e-12) bad++; if (\$12 > 0) busy[\$4]++ }
+        END { exit bad > 0 || !busy[\"nvlink\"] || busy[\"net\"] }" "$s.util.csv"'
+check "step: a GPU's nvlink and nic = the means of its two links' utilization" \
+    'awk -F, "\$1 == \"gpu\" { v[\$2 \" nvl \" \$5] = \$10; v[\$2 \" nic \" \$5] = \$11 }
+        \$1 == \"link\" { split(\$3, p, \".\"); sub(/^gpu/, \"\", p[1]); sub(/_(tx|rx)\$/, \"\", p[2])
+            u[p[1] \" \" p[2] \" \" \$5] += \$12 / 2; n++ }
+        END { for (k in v) { x = v[k] - u[k]; if (x < 0) x = -x; if (x > 1e-9) bad++ }
+              exit bad > 0 || n == 0 || length(v) != 2 * 16 * 37 }" "$s.util.csv"'
 "$MOESIM" run "$tmp/step.ini" --util-csv "$s.util2.csv" --util-bins 37 > /dev/null 2>&1
 check "step: same seed, byte-identical --util-csv" 'cmp -s "$s.util.csv" "$s.util2.csv"'
 
@@ -196,19 +210,22 @@ svg_has() {
 if command -v gnuplot > /dev/null; then
     plotted "sweep (defaults)" "$tmp/sw" "$tmp/sweep"
     check "plot sweep: x top_k, y step_s, one line per schedule, the config in the title" \
-        'svg_has "$tmp/sw" "model.top_k" "step_s (s)" "schedule.kind=1f1b" "schedule.kind=zb1p" "schedule.kind=gpipe" "nodes 4" "experts 16"'
+        'svg_has "$tmp/sw" "model.top_k" "step_s (s)" "kind=1f1b" "kind=zb1p" "kind=gpipe" "nodes 4" "experts 16"'
     check "plot sweep: the refused point is left out (9 points in 3 lines)" \
         '[ "$(grep -c "^[0-9]" "$tmp/sw.dat")" -eq 9 ] && [ "$(grep -c "^\"" "$tmp/sw.dat")" -eq 3 ]'
     plotted "sweep (--x schedule.kind --y mfu --by model.top_k)" "$tmp/sw2" "$tmp/sweep/results.csv" \
         --x schedule.kind --y mfu --by model.top_k
     check "plot sweep: named x values, the legend per top_k" \
-        'svg_has "$tmp/sw2" "schedule.kind" "mfu (fraction)" "model.top_k=1" "model.top_k=4" "zb1p"'
+        'svg_has "$tmp/sw2" "schedule.kind" "mfu (fraction)" "top_k=1" "top_k=4" "zb1p"'
     plotted "gpu-util (step)" "$tmp/gu" "$s.util.csv"
     check "plot gpu-util: axis labels and panel titles" \
         'svg_has "$tmp/gu" "time (ms)" "GPU" "compute busy fraction" "comm busy fraction" "fraction of the bin"'
     plotted "gpu-util (layer: 4 panels)" "$tmp/gl" "$l.util.csv"
     check "plot gpu-util of a layer run: NVLink and NIC panels" \
         'svg_has "$tmp/gl" "NVLink utilization" "NIC utilization"'
+    plotted "link-util (step)" "$tmp/lus" --kind link-util "$s.util.csv"
+    check "plot link-util of a step: both tiers, links named" \
+        'svg_has "$tmp/lus" "NVLink tier" "network tier" "gpu15.nvl_tx" "gpu15.nic_tx"'
     plotted "link-util" "$tmp/lu" --kind link-util "$l.util.csv"
     check "plot link-util: the two tiers, links named" \
         'svg_has "$tmp/lu" "NVLink tier" "network tier" "gpu3.nvl_rx" "leaf1.up" "utilization (rate / capacity)"'
@@ -253,7 +270,8 @@ refused "--y naming no column" "no column 'nope'" "$tmp/sweep" --y nope
 refused "--kind unknown" "--kind 'pie'" --kind pie "$s.util.csv"
 refused "--kind sweep on a util file" "not sweep" --kind sweep "$s.util.csv"
 refused "--x on a non-sweep" "for sweeps" --x a "$s.util.csv"
-refused "link-util of a step (no link rows)" "no link rows" --kind link-util "$s.util.csv"
+grep -v "^link," "$s.util.csv" > "$tmp/nolinks.csv"
+refused "link-util of a file without link rows" "no link rows" --kind link-util "$tmp/nolinks.csv"
 refused "two files of a non-sweep kind" "several only for sweeps" "$s.exp.csv" "$s.exp.csv"
 printf 'point,a,seed,status\n0,"x,1,ok\n' > "$tmp/badq.csv"
 refused "an unclosed quote" "badq.csv:2: a quoted field is not closed" "$tmp/badq.csv"

@@ -104,7 +104,7 @@ lines experts 2         # EP 8 and 16; width and top_k move with the expert coun
 lines schedules 6       # one per schedule
 lines balance 6         # 0 or 16 redundant experts x 3 capacity factors
 lines hierarchical 6    # 3 routes x 2 distributions
-grep -q '^"parallel.ep=8"$' "$tmp/img-experts.dat" && grep -q '^"parallel.ep=16"$' "$tmp/img-experts.dat" &&
+grep -q '^"ep=8"$' "$tmp/img-experts.dat" && grep -q '^"ep=16"$' "$tmp/img-experts.dat" &&
     pass "experts: the zipped width and top_k do not split the lines" ||
     fail "experts: lines $(grep '^"' "$tmp/img-experts.dat" | head -n 3 | tr '\n' ' ')"
 
