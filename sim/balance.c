@@ -194,6 +194,22 @@ static int keep_experts(struct balance_result *out, const struct routing *r,
     return 0;
 }
 
+/* Iteration it's per-expert counts into out->iter_demand, iter_kept (allocated for every
+ * iteration at the first). */
+static int keep_iter_experts(struct balance_result *out, const struct routing *r, int it)
+{
+    size_t n = (size_t)(r->gpus / r->ep) * r->experts;
+    if (!out->iter_demand) {
+        out->iter_demand = malloc((size_t)out->iterations * n * sizeof(uint64_t));
+        out->iter_kept = malloc((size_t)out->iterations * n * sizeof(uint64_t));
+        if (!out->iter_demand || !out->iter_kept)
+            return -ENOMEM;
+    }
+    memcpy(out->iter_demand + (size_t)it * n, r->expert_demand, n * sizeof(uint64_t));
+    memcpy(out->iter_kept + (size_t)it * n, r->expert_tokens, n * sizeof(uint64_t));
+    return 0;
+}
+
 static void keep_summary(struct balance_result *out, const struct routing *r)
 {
     out->drop_rate = r->drop_rate;
@@ -247,6 +263,8 @@ int balance_run_with(struct balance_result *out, const struct config *c, uint64_
             break;
         out->iter[it] = (struct balance_iter){ r.expert_load_max_over_mean,
                                                r.gpu_load_max_over_mean, r.drop_rate };
+        if ((rc = keep_iter_experts(out, &r, it)))
+            break;
         demand(&r, b.load);
         if (b.bias)
             routing_bias_update(b.bias, &r, c->balance.bias_gamma);
@@ -281,5 +299,7 @@ void balance_free(struct balance_result *r)
     free(r->demand);
     free(r->kept);
     free(r->replicas);
+    free(r->iter_demand);
+    free(r->iter_kept);
     memset(r, 0, sizeof(*r));
 }

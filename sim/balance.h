@@ -48,6 +48,8 @@ struct balance_result {
     int groups, experts;
     uint64_t *demand, *kept;            /* owned; dropped = demand - kept */
     int *replicas;                      /* experts: replicas of each expert (1 without) */
+    /* the same counts of every iteration, [(it * groups + g) * experts + e]; owned */
+    uint64_t *iter_demand, *iter_kept;
 };
 
 /* 0; -EINVAL with err->msg set (bad trace: "file:line: what"; a layout the policy cannot
