@@ -185,6 +185,22 @@ static int keep_experts(struct balance_result *out, const struct routing *r,
     return 0;
 }
 
+/* Iteration it's per-expert counts into out->iter_demand, iter_kept (allocated for every
+ * iteration at the first). */
+static int keep_iter_experts(struct balance_result *out, const struct routing *r, int it)
+{
+    size_t n = (size_t)(r->gpus / r->ep) * r->experts;
+    if (!out->iter_demand) {
+        out->iter_demand = malloc((size_t)out->iterations * n * sizeof(uint64_t));
+        out->iter_kept = malloc((size_t)out->iterations * n * sizeof(uint64_t));
+        if (!out->iter_demand || !out->iter_kept)
+            return -ENOMEM;
+    }
+    memcpy(out->iter_demand + (size_t)it * n, r->expert_demand, n * sizeof(uint64_t));
+    memcpy(out->iter_kept + (size_t)it * n, r->expert_tokens, n * sizeof(uint64_t));
+    return 0;
+}
+
 static void keep_summary(struct balance_result *out, const struct routing *r)
 {
     out->drop_rate = r->drop_rate;
@@ -221,7 +237,7 @@ int balance_bias_rounds(const struct config *c)
     return balance_run_iterates(c) ? c->balance.iterations : 0;
 }
 
-int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_iter *iter,
+int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_result *out,
                     struct placement *pl, bool *placed, const struct limits_progress *p)
 {
     const struct config *c = in->c;
@@ -243,9 +259,12 @@ int balance_iterate(struct routing *r, const struct routing_in *in, struct balan
         b.in.iteration = it;
         if ((rc = routing_run(r, &b.in)))
             break;
-        if (iter)
-            iter[it] = (struct balance_iter){ r->expert_load_max_over_mean,
-                                              r->gpu_load_max_over_mean, r->drop_rate };
+        if (out) {
+            out->iter[it] = (struct balance_iter){ r->expert_load_max_over_mean,
+                                                   r->gpu_load_max_over_mean, r->drop_rate };
+            if ((rc = keep_iter_experts(out, r, it)))
+                break;
+        }
         demand(r, b.load);
         if (b.bias)
             routing_bias_update(b.bias, r, c->balance.bias_gamma);
@@ -287,7 +306,7 @@ int balance_run_with(struct balance_result *out, const struct config *c, uint64_
         rc = load_trace(&trace, &have_trace, c, err);
     struct routing_in in = { .c = c, .seed = seed, .trace = have_trace ? &trace : NULL };
     if (!rc)
-        rc = balance_iterate(&r, &in, out->iter, &pl, &placed, p);
+        rc = balance_iterate(&r, &in, out, &pl, &placed, p);
     if (!rc) {
         keep_summary(out, &r);
         rc = keep_experts(out, &r, placed ? &pl : NULL);
@@ -315,5 +334,7 @@ void balance_free(struct balance_result *r)
     free(r->demand);
     free(r->kept);
     free(r->replicas);
+    free(r->iter_demand);
+    free(r->iter_kept);
     memset(r, 0, sizeof(*r));
 }

@@ -52,6 +52,8 @@ struct balance_result {
     int groups, experts;
     uint64_t *demand, *kept;            /* owned; dropped = demand - kept */
     int *replicas;                      /* experts: replicas of each expert (1 without) */
+    /* the same counts of every iteration, [(it * groups + g) * experts + e]; owned */
+    uint64_t *iter_demand, *iter_kept;
 };
 
 /* 0; -EINVAL with err->msg set (bad trace: "file:line: what"; a layout the policy cannot
@@ -66,12 +68,12 @@ void balance_free(struct balance_result *r);    /* zeroed *r is a no-op */
 /* Routes in->c's policy over its balance.iterations rounds as above: round i is `in` (its
  * c, seed, layer and trace; in->pl, in->bias and in->iteration are ignored) at iteration
  * i, with the bias after i updates and the placement of round i. The last round stays in
- * *r (free with routing_free). iter (iterations entries; may be NULL) gets every round's
- * loads; pl (may be NULL) takes ownership of the last round's placement when *placed is
+ * *r (free with routing_free). out (may be NULL: balance_run's result, its iter
+ * allocated) gets every round's loads and per-expert demand and kept tokens; pl (may be NULL) takes ownership of the last round's placement when *placed is
  * set (free with placement_free); p (may be NULL) hears of each round. Cost: iterations
  * routing runs (one more under an eplb placement). 0; -EINVAL, -ENOMEM as routing_run and
  * balance_place; on error *r is zeroed and *placed false. */
-int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_iter *iter,
+int balance_iterate(struct routing *r, const struct routing_in *in, struct balance_result *out,
                     struct placement *pl, bool *placed, const struct limits_progress *p);
 
 /* Whether `moesim run` routes c through balance_iterate: balance.bias_gamma > 0 on drawn

@@ -149,6 +149,42 @@ int balrep_iter_csv(FILE *f, const struct balrep *r)
     return ferror(f) ? -EIO : 0;
 }
 
+/* The mean demand per expert of one EP group's counts d[0..experts). */
+static double mean_demand(const uint64_t *d, int experts)
+{
+    double mean = 0;
+    for (int e = 0; e < experts; e++)
+        mean += (double)d[e] / experts;
+    return mean;
+}
+
+int balrep_expert_iter_csv(FILE *f, const struct balrep *r)
+{
+    struct csv w;
+    fputs("policy,iteration,ep_group,expert,demand,kept,load_over_mean\n", f);
+    csv_begin(&w, f);
+    for (int i = 0; i < r->n; i++) {
+        const struct balance_result *b = r->cols[i].res;
+        for (int it = 0; it < b->iterations; it++)
+            for (int g = 0; g < b->groups; g++) {
+                size_t at = ((size_t)it * b->groups + g) * b->experts;
+                const uint64_t *d = b->iter_demand + at, *k = b->iter_kept + at;
+                double mean = mean_demand(d, b->experts);
+                for (int e = 0; e < b->experts; e++) {
+                    csv_str(&w, r->cols[i].name);
+                    csv_int(&w, it);
+                    csv_int(&w, g);
+                    csv_int(&w, e);
+                    csv_u64(&w, d[e]);
+                    csv_u64(&w, k[e]);
+                    csv_num(&w, mean > 0 ? (double)d[e] / mean : 0.0);
+                    csv_end(&w);
+                }
+            }
+    }
+    return ferror(f) ? -EIO : 0;
+}
+
 int balrep_expert_csv(FILE *f, const struct balrep *r)
 {
     struct csv w;
@@ -159,9 +195,7 @@ int balrep_expert_csv(FILE *f, const struct balrep *r)
         for (int g = 0; g < b->groups; g++) {
             const uint64_t *d = b->demand + (size_t)g * b->experts;
             const uint64_t *k = b->kept + (size_t)g * b->experts;
-            double mean = 0;
-            for (int e = 0; e < b->experts; e++)
-                mean += (double)d[e] / b->experts;
+            double mean = mean_demand(d, b->experts);
             for (int e = 0; e < b->experts; e++) {
                 csv_str(&w, r->cols[i].name);
                 csv_int(&w, g);

@@ -36,5 +36,8 @@ int balrep_iter_csv(FILE *f, const struct balrep *r);
 /* Per-expert load of the last iteration: policy,ep_group,expert,replicas,demand,kept,
  * dropped,drop_rate,load_over_mean (demand / the group's mean demand per expert). */
 int balrep_expert_csv(FILE *f, const struct balrep *r);
+/* The same loads for every iteration: policy,iteration,ep_group,expert,demand,kept,
+ * load_over_mean; the last iteration's rows hold --expert-csv's numbers. */
+int balrep_expert_iter_csv(FILE *f, const struct balrep *r);
 
 #endif

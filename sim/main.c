@@ -154,6 +154,7 @@ static int w_step_ops(FILE *f, const void *x) { return utilrep_ops_csv(f, x); }
 static int w_bal_csv(FILE *f, const void *x) { return balrep_csv(f, x); }
 static int w_bal_iter(FILE *f, const void *x) { return balrep_iter_csv(f, x); }
 static int w_bal_expert(FILE *f, const void *x) { return balrep_expert_csv(f, x); }
+static int w_bal_expert_iter(FILE *f, const void *x) { return balrep_expert_iter_csv(f, x); }
 
 /* An output option, --NAME FILE, given at most once. write[MODE_LAYER] writes it from
  * moesim run's struct report (and from moesim balance's struct balrep), write[MODE_STEP]
@@ -189,6 +190,7 @@ static const struct out_def balance_outs[] = {
     { "csv", 'c', { w_bal_csv, NULL } },
     { "iter-csv", 0, { w_bal_iter, NULL } },
     { "expert-csv", 0, { w_bal_expert, NULL } },
+    { "expert-iter-csv", 0, { w_bal_expert_iter, NULL } },
 };
 #define NROWS(t) (int)(sizeof(t) / sizeof((t)[0]))
 _Static_assert(NROWS(run_outs) <= MAX_OUTS && NROWS(balance_outs) <= MAX_OUTS,
@@ -635,7 +637,8 @@ static int cmd_run(int argc, char **argv)
 static const char usage_balance[] =
     "usage: moesim balance CONFIG... [--set section.key=value]... [--seed N]\n"
     "                      [--policy NAME:KEY=VALUE[,KEY=VALUE...]]...\n"
-    "                      [--csv FILE] [--iter-csv FILE] [--expert-csv FILE] [--no-timing]\n"
+    "                      [--csv FILE] [--iter-csv FILE] [--expert-csv FILE]\n"
+    "                      [--expert-iter-csv FILE] [--no-timing]\n"
     "                      [--max-mem BYTES] [--max-events N]\n"
     "\n"
     "Compares routing and balancing policies side by side on one MoE layer of the\n"
@@ -653,6 +656,7 @@ static const char usage_balance[] =
     "  -c, --csv FILE       one row per policy\n"
     "      --iter-csv FILE  one row per policy and iteration (convergence)\n"
     "      --expert-csv FILE one row per policy, EP group and expert: load, drops\n"
+    "      --expert-iter-csv FILE  the same loads for every iteration\n"
     "      --no-timing      write wall_s as 0\n"
     "      --max-mem BYTES  refuse (exit 2) when all policies together are estimated to\n"
     "      --max-events N   need more memory or events (defaults as for moesim run)\n"

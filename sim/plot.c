@@ -34,7 +34,8 @@ static const char usage_plot[] =
     "  link-util    the same file with --kind link-util: link x time heatmaps, NVLink and\n"
     "               network tiers apart\n"
     "  expert-load  moesim run --expert-csv (MoE layer x expert) or moesim balance\n"
-    "               --expert-csv (policy x expert): load / mean\n"
+    "               --expert-csv (policy x expert), --expert-iter-csv (iteration x\n"
+    "               expert, a panel per policy): load / mean\n"
     "  gantt        moesim run --ops-csv: the step's pipeline, F / B / W / comm coloured\n"
     "\n"
     "  -o, --output OUT  the pictures' name without .png / .svg (required)\n"
@@ -141,7 +142,7 @@ static int read_inputs(struct plot_opts *o, struct plot_table *t, char (*paths)[
         if (k == PLOT_NONE)
             return bad("%s: not a CSV that moesim plot knows (its header starts '%.60s'): "
                        "give a sweep's results.csv, or a file of moesim run --util-csv, "
-                       "--expert-csv, --ops-csv or moesim balance --expert-csv", paths[i],
+                       "--expert-csv, --ops-csv or moesim balance --expert-csv, --expert-iter-csv", paths[i],
                        t[i].ncols ? t[i].col[0] : "");
         if (o->req.kind == PLOT_NONE && i == 0)
             o->req.kind = k;

@@ -8,7 +8,8 @@
  *                fractions (and NVLink, NIC utilization where the run has them)
  *   link-util    the same file's link rows: link x time heatmaps, NVLink and network apart
  *   expert-load  `moesim run --expert-csv` (MoE layer x expert) or `moesim balance
- *                --expert-csv` (policy x expert): load / mean
+ *                --expert-csv` (policy x expert), `--expert-iter-csv` (iteration x
+ *                expert, a panel per policy): load / mean
  *   gantt        `moesim run --ops-csv`: the step's pipeline, lane x time, F / B / W /
  *                comm / send coloured
  * plot_csv_data (plotdata.c) turns the CSV into OUT.dat, the gnuplot data; plot.c reads

@@ -188,7 +188,8 @@ enum plot_kind plot_detect(const struct plot_table *t)
     if (starts(t, "kind,id,name,tier,bin,t0_s,t1_s,compute,comm,nvlink,nic,util"))
         return PLOT_GPU_UTIL;
     if (starts(t, "layer,moe_layer,expert,demand") ||
-        starts(t, "policy,ep_group,expert,replicas,demand"))
+        starts(t, "policy,ep_group,expert,replicas,demand") ||
+        starts(t, "policy,iteration,ep_group,expert,demand"))
         return PLOT_EXPERT_LOAD;
     if (starts(t, "lane,stage,ep_group,first_gpu,stream,op,what"))
         return PLOT_GANTT;
@@ -808,8 +809,88 @@ static int link_util_data(const struct plot_table *t, FILE *dat, FILE *vars, cha
 
 /* ---- expert load ---- */
 
+#define MAX_PANELS 16
+
+/* moesim balance --expert-iter-csv: per policy (one block, one panel each) iteration x
+ * expert, the load summed over the EP groups over its mean per expert. Rows come in
+ * the file's order: policy, iteration, group, expert. */
+static int expert_iter_data(const struct plot_table *t, FILE *dat, FILE *vars, char *err,
+                            size_t n)
+{
+    static const char *const names[] = { "policy", "iteration", "expert", "demand" };
+    int c[4];
+    if (need_cols(t, names, c, 4, err, n))
+        return -EINVAL;
+    if (t->nrows == 0)
+        return fail(err, n, -EINVAL, "%s: no rows", t->path);
+    int experts = 0, iters = 0, np = 0;
+    for (long r = 0; r < t->nrows; r++) {
+        experts = (int)fmax(experts, num(plot_cell(t, r, c[2])) + 1);
+        iters = (int)fmax(iters, num(plot_cell(t, r, c[1])) + 1);
+    }
+    if (experts < 1 || experts > 1 << 20)
+        return fail(err, n, -EINVAL, "%s: bad expert numbers", t->path);
+    double *load = calloc((size_t)experts, sizeof(double));
+    if (!load)
+        return -ENOMEM;
+    char pols[MAX_PANELS * 48 + 64];
+    size_t len = (size_t)snprintf(pols, sizeof(pols), "array policies[%d] = [", MAX_PANELS);
+    for (long r = 0; r < t->nrows;) {
+        /* rows [r, e): one policy's iteration */
+        const char *pol = plot_cell(t, r, c[0]), *it = plot_cell(t, r, c[1]);
+        long e = r;
+        while (e < t->nrows && !strcmp(plot_cell(t, e, c[0]), pol) &&
+               !strcmp(plot_cell(t, e, c[1]), it))
+            e++;
+        bool first = r == 0 || strcmp(plot_cell(t, r - 1, c[0]), pol);
+        if (first && np == MAX_PANELS) {
+            free(load);
+            return fail(err, n, -EINVAL, "%s: more than %d policies", t->path, MAX_PANELS);
+        }
+        if (first) {
+            if (np)
+                fputs("\n\n", dat);
+            char lab[48];
+            snprintf(lab, sizeof(lab), "%.40s", pol);
+            for (char *s = lab; *s; s++)
+                if (*s == '"' || *s == '\\')
+                    *s = ' ';
+            len += (size_t)snprintf(pols + len, sizeof(pols) - len, "%s\"%s\"", np ? ", " : "",
+                                    lab);
+            np++;
+        } else {
+            fputs("\n", dat);
+        }
+        double tot = 0;
+        for (int x = 0; x < experts; x++)
+            load[x] = 0;
+        for (long k = r; k < e; k++) {
+            int x = (int)num(plot_cell(t, k, c[2]));
+            double d = num(plot_cell(t, k, c[3]));
+            if (x >= 0 && x < experts && !isnan(d)) {
+                load[x] += d;
+                tot += d;
+            }
+        }
+        for (int x = 0; x < experts; x++)
+            fprintf(dat, "%d %s %.12g\n", x, it, tot > 0 ? load[x] / (tot / experts) : 0);
+        r = e;
+    }
+    free(load);
+    for (int k = np; k < MAX_PANELS; k++)
+        len += (size_t)snprintf(pols + len, sizeof(pols) - len, ", \"\"");
+    snprintf(pols + len, sizeof(pols) - len, "]");
+    head_vars(vars, t, "expert load / mean over the iterations of moesim balance", NULL);
+    gp_var(vars, "ylabel", "iteration");
+    gp_var(vars, "ytics_cmd", "");
+    fprintf(vars, "experts = %d\nrows = %d\npanels = %d\n%s\n", experts, iters, np, pols);
+    return done(dat, vars);
+}
+
 static int expert_data(const struct plot_table *t, FILE *dat, FILE *vars, char *err, size_t n)
 {
+    if (plot_col(t, "iteration") == 1)
+        return expert_iter_data(t, dat, vars, err, n);
     bool bal = plot_col(t, "policy") == 0;
     static const char *const run_cols[] = { "moe_layer", "expert", "load_over_mean" };
     static const char *const bal_cols[] = { "policy", "expert", "load_over_mean", "ep_group" };
@@ -854,7 +935,7 @@ static int expert_data(const struct plot_table *t, FILE *dat, FILE *vars, char *
                              "last iteration)" : "expert load / mean per MoE layer", NULL);
     gp_var(vars, "ylabel", bal ? (groups > 1 ? "policy, EP group" : "policy") : "MoE layer");
     gp_var(vars, "ytics_cmd", bal && rows <= 64 ? tics : "");
-    fprintf(vars, "experts = %d\nrows = %d\n", experts, rows);
+    fprintf(vars, "experts = %d\nrows = %d\npanels = 0\n", experts, rows);
     return done(dat, vars);
 }
 

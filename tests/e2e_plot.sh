@@ -158,6 +158,25 @@ check "layer: a GPU's nvlink = the mean of its nvl_tx and nvl_rx utilization" \
 check "layer: --expert-csv: 16 experts of one layer, loads/mean average 1" \
     'awk -F, "NR > 1 { n++; s += \$6 } END { exit n != 16 || s < 16 - 1e-9 || s > 16 + 1e-9 }" "$l.exp.csv"'
 
+# ---- moesim balance --expert-iter-csv ----
+# 2 policies x 4 iterations x 1 EP group x 16 experts; every iteration routes 512 tokens
+# on each of 8 GPUs to top-4 experts: 16384 token-expert assignments, before drops
+b="$tmp/bal"
+"$MOESIM" balance "$tmp/layer.ini" --set routing.tokens_per_gpu=512 --set balance.iterations=4 \
+    --policy "rr:balance.placement=round-robin" --policy "bias:balance.bias_gamma=0.001" \
+    --expert-csv "$b.exp.csv" --expert-iter-csv "$b.iter.csv" > /dev/null 2>&1
+check "balance --expert-iter-csv: header, 2 x 4 x 16 rows" \
+    '[ "$(head -1 "$b.iter.csv")" = "policy,iteration,ep_group,expert,demand,kept,load_over_mean" ] &&
+     [ "$(tail -n +2 "$b.iter.csv" | wc -l)" -eq $((2 * 4 * 16)) ]'
+check "balance --expert-iter-csv: each iteration's demand sums to 16384, kept <= demand" \
+    'awk -F, "NR > 1 { s[\$1 \" \" \$2] += \$5; if (\$6 > \$5) bad++ }
+        END { for (k in s) if (s[k] != 16384) bad++; exit bad > 0 || length(s) != 8 }" "$b.iter.csv"'
+check "balance --expert-iter-csv: the last iteration = --expert-csv's rows" \
+    'diff <(awk -F, "NR > 1 && \$2 == 3 { print \$1, \$3, \$4, \$5, \$6, \$7 }" "$b.iter.csv") \
+          <(awk -F, "NR > 1 { print \$1, \$2, \$3, \$5, \$6, \$9 }" "$b.exp.csv") > /dev/null'
+check "balance --expert-iter-csv: the bias policy's loads move over the iterations" \
+    '[ "$(awk -F, "\$1 == \"bias\" { print \$3, \$4, \$5 }" "$b.iter.csv" | sort -u | wc -l)" -gt 16 ]'
+
 # ---- bad --util-bins ----
 for v in 0 -3 100001 12x ""; do
     out=$("$MOESIM" run "$tmp/layer.ini" --util-csv "$tmp/bad.csv" --util-bins "$v" 2>&1 >/dev/null)
@@ -238,6 +257,9 @@ if command -v gnuplot > /dev/null; then
     plotted "expert-load (moesim balance)" "$tmp/eb" "$tmp/bal.csv"
     check "plot expert-load of balance: the policies name the rows" \
         'svg_has "$tmp/eb" "policy" ">rr<" ">cap<"'
+    plotted "expert-load (moesim balance, over the iterations)" "$tmp/ei" "$b.iter.csv"
+    check "plot expert-load of balance iterations: a panel per policy, iteration axis" \
+        'svg_has "$tmp/ei" "policy rr" "policy bias" "iteration" "expert" "load / mean (1 = even)"'
     plotted "gantt" "$tmp/ga" "$s.ops.csv"
     check "plot gantt: legend F / B / comm / send, stages named" \
         'svg_has "$tmp/ga" "F (forward)" "B (backward)" "comm (all-to-all, DP reduce)" "send (pipeline p2p)" "stage 0" "stage 3" "time (ms)"'

@@ -180,14 +180,20 @@ static void test_iterate_layer(void)
         CU_ASSERT_EQUAL_FATAL(routing_run(&ref, &in), 0);
         routing_bias_update(bias, &ref, 0.01);
     }
-    struct balance_iter iter[5];
+    struct balance_result res;
+    memset(&res, 0, sizeof(res));
+    res.iterations = 5;
+    res.iter = calloc(5, sizeof(*res.iter));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res.iter);
     struct routing_in in = { .c = &c, .layer = 3, .seed = 7 };
-    CU_ASSERT_EQUAL_FATAL(balance_iterate(&got, &in, iter, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(balance_iterate(&got, &in, &res, NULL, NULL, NULL), 0);
     size_t n = (size_t)(got.gpus / got.ep) * got.experts;
     CU_ASSERT_EQUAL(n, 2 * 32);
     CU_ASSERT(!memcmp(got.expert_demand, ref.expert_demand, n * sizeof(uint64_t)));
     CU_ASSERT(!memcmp(got.expert_tokens, ref.expert_tokens, n * sizeof(uint64_t)));
-    CU_ASSERT_EQUAL(iter[4].expert_load_max_over_mean, ref.expert_load_max_over_mean);
+    CU_ASSERT_EQUAL(res.iter[4].expert_load_max_over_mean, ref.expert_load_max_over_mean);
+    CU_ASSERT(!memcmp(res.iter_demand + 4 * n, ref.expert_demand, n * sizeof(uint64_t)));
+    balance_free(&res);
     struct routing_in un = { .c = &c, .layer = 3, .iteration = 4, .seed = 7 };
     CU_ASSERT_EQUAL_FATAL(routing_run(&plain, &un), 0);
     CU_ASSERT(memcmp(got.expert_demand, plain.expert_demand, n * sizeof(uint64_t)) != 0);
