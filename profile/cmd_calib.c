@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <mpi.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,9 +71,16 @@ struct cal_args {
     uint64_t seed;
 };
 
-static int bad(char *msg, size_t n, const char *fmt, const char *a, const char *b)
+/* msg = "" + the formatted text; returns -EINVAL. */
+__attribute__((format(printf, 3, 4)))
+static int bad(char *msg, size_t n, const char *fmt, ...)
 {
-    snprintf(msg, n, fmt, a, b);
+    va_list ap;
+    int k = snprintf(msg, n, "moeprof calibrate: ");
+    va_start(ap, fmt);
+    if (k >= 0 && (size_t)k < n)
+        vsnprintf(msg + k, n - (size_t)k, fmt, ap);
+    va_end(ap);
     return -EINVAL;
 }
 
@@ -110,58 +118,52 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
         switch (ch) {
         case 's':
             if (a->nsets == FILES_MAX)
-                return bad(msg, n, "moeprof calibrate: more than 256 --set options%s%s", "", "");
+                return bad(msg, n, "more than 256 --set options");
             a->sets[a->nsets++] = optarg;
             break;
         case O_OUT:
             if (a->out)
-                return bad(msg, n, "moeprof calibrate: --out given twice ('%s' and '%s')",
-                           a->out, optarg);
+                return bad(msg, n, "--out given twice ('%s' and '%s')", a->out, optarg);
             a->out = optarg;
             break;
         case O_REPS:
             if (!parse_count(optarg, 1, REPS_MAX, &v))
-                return bad(msg, n, "moeprof calibrate: --reps: '%s' is not an integer in "
-                           "1..1000%s", optarg, "");
+                return bad(msg, n, "--reps: '%s' is not an integer in 1..1000", optarg);
             a->reps = (int)v;
             break;
         case O_BACKEND:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return bad(msg, n, "moeprof calibrate: --backend: '%s' is not cpu or cuda%s",
-                           optarg, "");
+                return bad(msg, n, "--backend: '%s' is not cpu or cuda", optarg);
             a->cuda = !strcmp(optarg, "cuda");
             break;
         case O_BUFFERS:
             if (strcmp(optarg, "hot") && strcmp(optarg, "cold"))
-                return bad(msg, n, "moeprof calibrate: --buffers: '%s' is not hot or cold%s",
-                           optarg, "");
+                return bad(msg, n, "--buffers: '%s' is not hot or cold", optarg);
             a->cold = !strcmp(optarg, "cold");
             break;
         case O_SEED:
             if (!parse_count(optarg, 0, 1ll << 62, &v))
-                return bad(msg, n, "moeprof calibrate: --seed: '%s' is not a non-negative "
-                           "integer%s", optarg, "");
+                return bad(msg, n, "--seed: '%s' is not a non-negative integer",
+                           optarg);
             a->seed = (uint64_t)v;
             break;
         case 'h':
             a->help = true;
             return 0;
         case ':':
-            return bad(msg, n, "moeprof calibrate: option '%s' needs a value%s",
-                       argv[optind - 1], "");
+            return bad(msg, n, "option '%s' needs a value", argv[optind - 1]);
         default:
-            return bad(msg, n, "moeprof calibrate: unknown option '%s'%s (see moeprof "
-                       "calibrate --help)", argv[optind - 1], "");
+            return bad(msg, n, "unknown option '%s' (see moeprof calibrate --help)",
+                       argv[optind - 1]);
         }
     }
     for (int i = optind; i < argc; i++) {
         if (a->nfiles == FILES_MAX)
-            return bad(msg, n, "moeprof calibrate: more than 256 CONFIG files%s%s", "", "");
+            return bad(msg, n, "more than 256 CONFIG files");
         a->files[a->nfiles++] = argv[i];
     }
     if (!a->nfiles)
-        return bad(msg, n, "moeprof calibrate: no CONFIG file given (see moeprof calibrate "
-                   "--help)%s%s", "", "");
+        return bad(msg, n, "no CONFIG file given (see moeprof calibrate --help)");
     return 0;
 }
 
@@ -176,8 +178,8 @@ static int check_config(const struct cal_args *a, const struct config *c,
     int rc = 0;
 #ifndef MOEPROF_CUDA
     if (a->cuda)
-        return bad(msg, n, "moeprof calibrate: --backend cuda: not built into this moeprof "
-                   "(nvcc and NCCL were not found at build time)%s%s", "", "");
+        return bad(msg, n, "--backend cuda: not built into this moeprof "
+                   "(nvcc and NCCL were not found at build time)");
 #endif
     if (c->model.expert_ffn_hidden < 1)
         rc = config_rule_fail(k, ffn_key, 1, &err, "model.expert_ffn_hidden = %d: not set "
@@ -205,12 +207,12 @@ static int out_paths(const char *out, char *table, size_t n, const char **name, 
 {
     size_t len = strlen(out);
     if (!len || !strcmp(out, "-"))
-        return bad(msg, mn, "moeprof calibrate: --out '%s': needs a file name (the expert "
-                   "table goes beside it)%s", out, "");
+        return bad(msg, mn, "--out '%s': needs a file name (the expert "
+                   "table goes beside it)", out);
     if (len > 4 && !strcmp(out + len - 4, ".ini"))
         len -= 4;
     if (len + 5 > n || len + 5 > CFG_PATH_MAX)
-        return bad(msg, mn, "moeprof calibrate: --out '%s': name too long%s", out, "");
+        return bad(msg, mn, "--out '%s': name too long", out);
     snprintf(table, n, "%.*s.csv", (int)len, out);
     const char *slash = strrchr(table, '/');
     *name = slash ? slash + 1 : table;
@@ -218,7 +220,7 @@ static int out_paths(const char *out, char *table, size_t n, const char **name, 
     const size_t nl = strlen(*name);          /* >= 4: ".csv" */
     if ((*name)[strcspn(*name, ";#\r\n")] || **name == ' ' || **name == '\t' ||
         (nl > 4 && ((*name)[nl - 5] == ' ' || (*name)[nl - 5] == '\t')))
-        return bad(msg, mn, "moeprof calibrate: --out '%s': the table's name '%s' would not "
+        return bad(msg, mn, "--out '%s': the table's name '%s' would not "
                    "read back from an INI file (';', '#' or blanks at its ends)", out, *name);
     return 0;
 }
@@ -234,15 +236,15 @@ static int check_out(const struct cal_args *a, const struct config *c, const cha
         struct ofile o;
         int rc = ofile_probe(&o, outs[i]);
         if (rc)
-            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i], strerror(-rc));
+            return bad(msg, n, "--out %s: %s", outs[i], strerror(-rc));
         if (o.kind != OFILE_REPLACE)
-            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i],
+            return bad(msg, n, "--out %s: %s", outs[i],
                        "not a regular file (the fragment names the table by its path)");
         if ((rc = ofile_identify(outs[i], &id[i])))
-            return bad(msg, n, "moeprof calibrate: --out %s: %s", outs[i], strerror(-rc));
+            return bad(msg, n, "--out %s: %s", outs[i], strerror(-rc));
     }
     if (ofile_same(&id[0], &id[1]))
-        return bad(msg, n, "moeprof calibrate: --out %s: the fragment and the table %s are "
+        return bad(msg, n, "--out %s: the fragment and the table %s are "
                    "one file", a->out, table);
     const char *ins[FILES_MAX + 3];
     int nin = 0;
@@ -257,7 +259,7 @@ static int check_out(const struct cal_args *a, const struct config *c, const cha
             continue;
         for (int j = 0; j < 2; j++)
             if (ofile_same(&in, &id[j]))
-                return bad(msg, n, "moeprof calibrate: --out: would overwrite %s, an input "
+                return bad(msg, n, "--out: would overwrite %s, an input "
                            "(%s)", outs[j], ins[i]);
     }
     return 0;
