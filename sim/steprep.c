@@ -8,6 +8,7 @@
 #include "chrome.h"
 #include "csv.h"
 #include "report.h"
+#include "serverep.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -20,6 +21,10 @@ void steprep_summary(FILE *f, const struct steprep *r)
 {
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
+    if (config_serving(c)) {
+        serverep_summary(f, r);
+        return;
+    }
     fprintf(f, "moesim: training step: %s on %s (%d GPUs: pp %d x dp %d, ep %d",
             c->model.name[0] ? c->model.name : "model",
             c->cluster.name[0] ? c->cluster.name : "cluster", s->gpus, s->pp, s->dp, s->ep);
@@ -81,6 +86,8 @@ int steprep_csv(FILE *f, const struct steprep *r)
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
     struct csv w;
+    if (config_serving(c))
+        return serverep_csv(f, r);
     csv_header(f, csv_cols);
     csv_begin(&w, f);
     csv_str(&w, config_sched_name(c->schedule.kind));
@@ -111,6 +118,8 @@ int steprep_gpu_csv(FILE *f, const struct steprep *r)
 {
     const struct step_result *s = r->res;
     struct csv w;
+    if (config_serving(r->cfg))
+        return serverep_gpu_csv(f, r);
     csv_header(f, gpu_cols);
     csv_begin(&w, f);
     for (int g = 0; g < s->gpus; g++) {
