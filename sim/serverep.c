@@ -48,9 +48,10 @@ void serverep_summary(FILE *f, const struct steprep *r)
                 "  throughput       %.0f prompt tokens/s per GPU, %.0f per node\n", x.ttft_s,
                 x.tokens_per_s_gpu, x.tokens_per_s_node);
     else
-        fprintf(f, "  time per output token %.6f s (%.3g tokens per sequence per step)\n"
+        fprintf(f, "  time per output token %.6f s (%.3g token%s per sequence per step)\n"
                 "  throughput       %.0f output tokens/s per GPU, %.0f per node\n", x.tpot_s,
-                x.tokens_per_seq, x.tokens_per_s_gpu, x.tokens_per_s_node);
+                x.tokens_per_seq, x.tokens_per_seq == 1 ? "" : "s", x.tokens_per_s_gpu,
+                x.tokens_per_s_node);
     fprintf(f, "  per GPU (mean)   compute %.6f s, comm %.6f s, exposed comm %.6f s, waiting "
             "for slower GPUs %.6f s\n", s->compute_s, s->comm_s, s->exposed_comm_s,
             x.skew_wait_s);

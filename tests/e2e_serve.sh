@@ -163,6 +163,20 @@ for r, toks in ((p, 256), (d, 4 * 2048)):
 assert p["gpus"] == "32" and p["ep"] == "32" and d["gpus"] == "144" and d["ep"] == "144"
 PY
 
+# Mixtral 8x7B on one H100 node (GQA): 32 layers x 2 x 8 KV heads x 128 x 2 B = 128 KiB a
+# token, x 128 sequences x 4096 tokens = 64 GiB per GPU; Qwen3-235B's example runs.
+"$MOESIM" run configs/examples/mixtral-8x7b-decode.ini --no-timing --csv "$tmp/mix.csv" > /dev/null 2>&1
+python3 - "$tmp/mix.csv" <<'PY' && pass "Mixtral 8x7B KV cache per GPU by hand" || fail "Mixtral KV cache"
+import csv, sys
+r = next(csv.DictReader(open(sys.argv[1])))
+assert float(r["kv_cache_GiB"]) == 64.0 and r["gpus"] == "8" and r["ep"] == "8", r
+PY
+if "$MOESIM" run configs/examples/qwen3-235b-decode.ini --no-timing > /dev/null 2> "$tmp/err"; then
+    pass "configs/examples/qwen3-235b-decode.ini runs"
+else
+    fail "qwen3-235b-decode.ini: $(cat "$tmp/err")"
+fi
+
 # A KV cache past gpu_mem_GiB is said so.
 "$MOESIM" run configs/examples/deepseek-v3-decode.ini --no-timing --set serve.batch=512 \
     --set serve.context_len=4000 --set cluster.nodes=2 --set parallel.ep=16 \
