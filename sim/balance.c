@@ -73,6 +73,19 @@ int balance_place_for(const struct routing_in *in, struct placement *pl, bool *p
     struct routing_in first = *in;
     struct routing r;
     first.pl = NULL;
+    /* The measuring pass routes without a placement, whose home layout needs ep | experts;
+     * where it does not (256 experts on EP 320 with 64 redundant ones), it measures on EP
+     * groups of gcd(ep, experts) GPUs: the experts' loads are the gating's, whatever the
+     * groups (but for max_nodes, whose home nodes then differ). */
+    struct config cg = *c;
+    int g = c->parallel.ep, x = c->model.experts;
+    while (x) {
+        int t = g % x;
+        g = x;
+        x = t;
+    }
+    cg.parallel.ep = g;
+    first.c = &cg;
     double *load = calloc((size_t)c->model.experts, sizeof(double));
     if (!load)
         return -ENOMEM;

@@ -10,6 +10,7 @@
 #include "cfgload.h"
 #include "model.h"
 #include "sched.h"
+#include "serve.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -183,7 +184,7 @@ static int cfg_check_volume(struct cfg_loader *ld)
                              "x %.0f GPUs = %.0f token-expert assignments in a layer, more than "
                              "2^33", (long long)c->routing.tokens_per_gpu, c->model.top_k, gpus,
                              run);
-    if (c->schedule.kind != SCHED_NONE && step > (double)CFG_ASSIGN_MAX)
+    if (c->schedule.kind != SCHED_NONE && !config_serving(c) && step > (double)CFG_ASSIGN_MAX)
         return cfg_fail_rule(ld, step_keys, 5, "schedule.micro_batch_tokens = %lld x "
                              "model.top_k = %d x parallel.dp = %d GPUs = %.0f token-expert "
                              "assignments in a micro-batch's layer, more than 2^33",
@@ -419,8 +420,10 @@ static int cfg_check_pipeline(struct cfg_loader *ld)
                                "pieces (parallel.pp = %d, parallel.vpp = %d), more than "
                                "model.layers = %d", kind, cfg_pieces(c), c->parallel.pp,
                                c->parallel.vpp, c->model.layers);
-    const char *why = sched_check(c->schedule.kind, c->parallel.pp, c->schedule.microbatches,
-                                  c->parallel.vpp);
+    /* An inference step runs as a one-stage GPipe's forward (step.c). */
+    const char *why = config_serving(c) ? NULL
+                      : sched_check(c->schedule.kind, c->parallel.pp, c->schedule.microbatches,
+                                    c->parallel.vpp);
     if (why)
         return cfg_fail_latest(ld, sched_keys, 3, "%s (schedule.kind = %s, parallel.pp = %d, "
                                "schedule.microbatches = %d)", why, kind, c->parallel.pp,
@@ -468,6 +471,67 @@ static int cfg_check_step(struct cfg_loader *ld, bool head_dim_given)
     return cfg_check_attention(ld, head_dim_given);
 }
 
+/* ---- an inference step ---- */
+
+static bool cfg_is_set(const struct cfg_loader *ld, const char *sec, const char *key)
+{
+    return strcmp(cfg_where(ld, sec, key), "default") != 0;
+}
+
+/* The keys of an inference step (schedule.kind prefill | decode; serve.h): one stage;
+ * the other phase's keys refused; sequences within model.seq_len; the tokens a layer
+ * routes countable; what is not modelled yet refused. */
+static int cfg_check_serve(struct cfg_loader *ld)
+{
+    static const char *const prefill_only[] = { "prompt_len", "cached_fraction" };
+    static const char *const decode_only[] = { "context_len", "mtp_tokens", "mtp_acceptance" };
+    static const char *const pp_keys[] = { "parallel", "pp", "schedule", "kind" };
+    static const char *const prompt_keys[] = { "serve", "prompt_len", "model", "seq_len" };
+    static const char *const ctx_keys[] = { "serve", "context_len", "serve", "mtp_tokens",
+                                            "model", "seq_len" };
+    static const char *const vol_keys[] = { "serve", "batch", "serve", "prompt_len",
+                                            "serve", "mtp_tokens", "model", "top_k",
+                                            CFG_GPU_KEYS };
+    const struct config *c = cfg_conf(ld);
+    const struct cfg_serve *v = &c->serve;
+    bool prefill = c->schedule.kind == SCHED_PREFILL;
+    const char *kind = config_sched_name(c->schedule.kind);
+    if (c->parallel.pp != 1)
+        return cfg_fail_latest(ld, pp_keys, 2, "parallel.pp = %d: an inference step "
+                               "(schedule.kind = %s) runs on one stage, pp = 1",
+                               c->parallel.pp, kind);
+    const char *const *other = prefill ? decode_only : prefill_only;
+    for (int i = 0; i < (prefill ? 3 : 2); i++)
+        if (cfg_is_set(ld, "serve", other[i]))
+            return cfg_fail(ld, cfg_where(ld, "serve", other[i]), "serve", other[i],
+                            "a %s key, but schedule.kind = %s", prefill ? "decode" : "prefill",
+                            kind);
+    if (prefill && v->prompt_len > c->model.seq_len)
+        return cfg_fail_rule(ld, prompt_keys, 2, "serve.prompt_len = %lld is more than "
+                             "model.seq_len = %d", (long long)v->prompt_len, c->model.seq_len);
+    if (!prefill && v->context_len + 1 + v->mtp_tokens > c->model.seq_len)
+        return cfg_fail_rule(ld, ctx_keys, 3, "serve.context_len = %lld + 1 + serve.mtp_tokens "
+                             "= %d tokens is more than model.seq_len = %d",
+                             (long long)v->context_len, v->mtp_tokens, c->model.seq_len);
+    double T = (double)serve_tokens_per_gpu(c);
+    if (T > 1e9 || T * c->model.top_k * c->parallel.dp > (double)CFG_ASSIGN_MAX)
+        return cfg_fail_latest(ld, vol_keys, 6, "%.0f tokens per GPU (serve.batch x tokens per "
+                               "sequence) x model.top_k = %d x %d GPUs: more than 10^9 tokens "
+                               "or 2^33 token-expert assignments in a layer", T,
+                               c->model.top_k, c->parallel.dp);
+    if (v->gemm_dtype != DTYPE_BF16 && v->gemm_dtype != DTYPE_FP8)
+        return cfg_fail(ld, cfg_where(ld, "serve", "gemm_dtype"), "serve", "gemm_dtype",
+                        "%s: bf16 or fp8", config_dtype_name(v->gemm_dtype));
+    if (v->microbatches != 1)
+        return cfg_fail(ld, cfg_where(ld, "serve", "microbatches"), "serve", "microbatches",
+                        "%d: not yet (one micro-batch per step in this version)",
+                        v->microbatches);
+    if (v->shared_as_routed)
+        return cfg_fail(ld, cfg_where(ld, "serve", "shared_as_routed"), "serve",
+                        "shared_as_routed", "not yet (the shared experts run on every GPU)");
+    return 0;
+}
+
 /* ---- all of them ---- */
 
 /* In order, the first broken rule failing: the cluster and the layout it derives (dp,
@@ -503,9 +567,10 @@ int cfg_check(struct cfg_loader *ld)
     if (rc)
         return rc;
     cfg_fill_model(&c->model);
-    if (c->schedule.kind != SCHED_NONE)
-        return cfg_check_step(ld, head_dim_given);
-    return 0;
+    if (c->schedule.kind == SCHED_NONE)
+        return 0;
+    rc = cfg_check_step(ld, head_dim_given);
+    return rc || !config_serving(c) ? rc : cfg_check_serve(ld);
 }
 
 void cfg_derive(struct cfg_loader *ld)

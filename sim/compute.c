@@ -37,6 +37,7 @@ struct compute_row {
 };
 
 struct compute {
+    double gemm_peak, gemm_bytes; /* the weight GEMMs' peak (FLOP/s), bytes per operand */
     double peak_flops, hbm_Bps, gemm_eff, half_rows, hbm_eff;
     int sms, comm_sms;
     struct compute_row *rows;     /* calibration table, tokens increasing; owned */
@@ -269,6 +270,9 @@ static int check_cluster(const struct config *c, struct cfg_err *err)
 
     if (!(k->gpu_flops > 0 && isfinite(k->gpu_flops)))
         return fail(err, -EINVAL, "cluster.gpu_tflops_bf16", "must be a positive number");
+    if (config_serving(c) && c->serve.gemm_dtype == DTYPE_FP8 &&
+        !(k->gpu_flops_fp8 > 0 && isfinite(k->gpu_flops_fp8)))
+        return fail(err, -EINVAL, "cluster.gpu_tflops_fp8", "must be a positive number");
     if (!(k->hbm_Bps > 0 && isfinite(k->hbm_Bps)))
         return fail(err, -EINVAL, "cluster.hbm_GBps", "must be a positive number");
     if (!(k->gemm_eff > 0 && k->gemm_eff <= 1))
@@ -298,6 +302,9 @@ int compute_create(struct compute **out, const struct config *c, struct cfg_err 
     if (!cm)
         return fail(err, -ENOMEM, "compute", "%s", strerror(ENOMEM));
     cm->peak_flops = c->cluster.gpu_flops;
+    bool fp8 = config_serving(c) && c->serve.gemm_dtype == DTYPE_FP8;
+    cm->gemm_peak = fp8 ? c->cluster.gpu_flops_fp8 : c->cluster.gpu_flops;
+    cm->gemm_bytes = fp8 ? 1.0 : BF16_B;
     cm->hbm_Bps = c->cluster.hbm_Bps;
     cm->gemm_eff = c->cluster.gemm_eff;
     cm->half_rows = c->cluster.gemm_half_rows;
@@ -336,14 +343,19 @@ double compute_gemm_s(const struct compute *cm, double m, double k, double n)
 
     if (!(m > 0))
         return 0;
-    flops_s = 2 * n * k * (m + cm->half_rows) / (cm->peak_flops * cm->gemm_eff);
-    bytes_s = (m * k + k * n + m * n) * BF16_B / (cm->hbm_Bps * cm->hbm_eff);
+    flops_s = 2 * n * k * (m + cm->half_rows) / (cm->gemm_peak * cm->gemm_eff);
+    bytes_s = (m * k + k * n + m * n) * cm->gemm_bytes / (cm->hbm_Bps * cm->hbm_eff);
     return fmax(flops_s, bytes_s);
 }
 
 double compute_mem_s(const struct compute *cm, double bytes)
 {
     return bytes / (cm->hbm_Bps * cm->hbm_eff);
+}
+
+double compute_core_s(const struct compute *cm, double flops)
+{
+    return flops / (cm->peak_flops * cm->gemm_eff);
 }
 
 /* The table's row at or below n, from the first row when n is below it. */
@@ -398,7 +410,7 @@ struct compute_t compute_op(const struct compute *cm, const struct model *m, enu
         return table_time(cm, tokens);
     for (int i = 0; i < d->ngemm; i++)
         gemm_s += compute_gemm_s(cm, tokens, d->gemm[i].k, d->gemm[i].n);
-    core_s = tokens * d->core_flops_per_token / (cm->peak_flops * cm->gemm_eff);
+    core_s = compute_core_s(cm, tokens * d->core_flops_per_token);
     mem_s = compute_mem_s(cm, tokens * d->mem_bytes_per_token);
     t.f_s = gemm_s + core_s + mem_s;
     t.b_s = gemm_s + 2 * core_s + 2 * mem_s;

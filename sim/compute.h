@@ -20,6 +20,9 @@
  * the input and weight gradient together, split half to b_s, half to w_s; without it
  * the backward is 2 x fwd_us (b_s = w_s = f_s), as the two backward GEMMs of each
  * forward one repeat its FLOPs.
+ * FP8 GEMMs (an inference step with serve.gemm_dtype = fp8): the weight GEMMs run at
+ * gpu_tflops_fp8 and move 1 B an operand element; the attention core stays at the BF16
+ * peak.
  * Communication kernels take comm_sms of the sms; compute that runs while they do runs
  * at (sms - comm_sms) / sms of its speed (compute_share).
  */
@@ -49,6 +52,9 @@ void compute_free(struct compute *cm);               /* NULL is a no-op */
 double compute_gemm_eff(const struct compute *cm, double m);  /* eff(m); 0 for m <= 0 */
 double compute_gemm_s(const struct compute *cm, double m, double k, double n);
 double compute_mem_s(const struct compute *cm, double bytes);
+/* FLOPs outside weight GEMMs (the attention core): flops / (peak * gemm_eff), the BF16
+ * peak whatever the GEMMs' format. */
+double compute_core_s(const struct compute *cm, double flops);
 
 /* Times of op for `tokens` tokens (MODEL_EXPERT: one expert receiving `tokens`; 0 tokens
  * take 0 s). */

@@ -71,7 +71,7 @@ static const char *const place_words[] = { "contiguous", "round-robin", "eplb", 
                                            NULL };
 static const char *const pattern_words[] = { "moe", "alltoall", "matrix", NULL };
 static const char *const sched_words[] = { "none", "gpipe", "1f1b", "interleaved-1f1b", "zb1p",
-                                           "dualpipe", "dualpipev", NULL };
+                                           "dualpipe", "dualpipev", "prefill", "decode", NULL };
 static const char *const attn_words[] = { "gqa", "mla", NULL };
 static const char *const ffn_act_words[] = { "swiglu", "geglu", "relu", "gelu", NULL };
 static const char *const reduce_words[] = { "ring", "tree", NULL };
@@ -89,7 +89,8 @@ _Static_assert(PLACE_CONTIGUOUS == 0 && PLACE_ROUND_ROBIN == 1 && PLACE_EPLB == 
 _Static_assert(PATTERN_MOE == 0 && PATTERN_ALLTOALL == 1 && PATTERN_MATRIX == 2, "pattern_words");
 _Static_assert(SCHED_NONE == 0 && SCHED_GPIPE == 1 && SCHED_1F1B == 2 &&
                SCHED_INTERLEAVED_1F1B == 3 && SCHED_ZB1P == 4 && SCHED_DUALPIPE == 5 &&
-               SCHED_DUALPIPEV == 6, "sched_words order");
+               SCHED_DUALPIPEV == 6 && SCHED_PREFILL == 7 && SCHED_DECODE == 8,
+               "sched_words order");
 _Static_assert(ATTN_GQA == 0 && ATTN_MLA == 1, "attn_words order");
 _Static_assert(FFN_SWIGLU == 0 && FFN_GEGLU == 1 && FFN_RELU == 2 && FFN_GELU == 3,
                "ffn_act_words order");
@@ -165,6 +166,10 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(cluster.hbm_eff) },
     { "cluster", "gpu_mem_GiB",       CFG_DOUBLE, "80",   IN(1e-3, 1e6), 1073741824, 1, NULL,
       FIELD(cluster.gpu_mem_bytes) },
+    /* Dense FP8 peak, for serve.gemm_dtype = fp8: the H100 SXM datasheet's FP8 Tensor Core
+     * 3,958 TFLOP/s "with sparsity", half of that dense (twice the BF16 peak). */
+    { "cluster", "gpu_tflops_fp8",    CFG_DOUBLE, "1979", IN(1e-3, 1e6), 1e12, 1,  NULL,
+      FIELD(cluster.gpu_flops_fp8) },
     { "model", "name",                CFG_NAME,   "",     ANY,   1,   1,   NULL,
       FIELD(model.name) },
     { "model", "hidden",              CFG_INT,    "4096", IN(1, 16777216), 1, 1, NULL,
@@ -330,6 +335,30 @@ static const struct cfg_key cfg_keys[] = {
      * is given); 2 for BF16 gradients. */
     { "schedule", "grad_bytes_per_param", CFG_DOUBLE, "4", { 0, 8, true, false }, 1, 1, NULL,
       FIELD(schedule.grad_bytes_per_param) },
+    /* One inference step (schedule.kind prefill | decode; serve.h). Token counts bounded as
+     * schedule.micro_batch_tokens; their products are checked against it (cfgcheck.c).
+     * mtp_acceptance: DeepSeek-V3 (arXiv:2412.19437) sec. 5.4.3, 85 to 90 % of the second
+     * tokens predicted by MTP are accepted. */
+    { "serve", "batch",               CFG_INT64,  "1",    IN(1, 1e9), 1, 1, NULL,
+      FIELD(serve.batch) },
+    { "serve", "prompt_len",          CFG_INT64,  "4096", IN(1, 16777216), 1, 1, NULL,
+      FIELD(serve.prompt_len) },
+    { "serve", "cached_fraction",     CFG_DOUBLE, "0",    { 0, 1, false, true }, 1, 1, NULL,
+      FIELD(serve.cached_fraction) },
+    { "serve", "context_len",         CFG_INT64,  "4096", IN(1, 16777216), 1, 1, NULL,
+      FIELD(serve.context_len) },
+    { "serve", "mtp_tokens",          CFG_INT,    "0",    IN(0, 16), 1, 1, NULL,
+      FIELD(serve.mtp_tokens) },
+    { "serve", "mtp_acceptance",      CFG_DOUBLE, "0.85", IN(0, 1), 1, 1, NULL,
+      FIELD(serve.mtp_acceptance) },
+    { "serve", "microbatches",        CFG_INT,    "1",    IN(1, 2), 1, 1, NULL,
+      FIELD(serve.microbatches) },
+    { "serve", "gemm_dtype",          CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(serve.gemm_dtype) },
+    { "serve", "kv_dtype",            CFG_ENUM,   "bf16", ANY,   1,   1,   dtype_words,
+      FIELD(serve.kv_dtype) },
+    { "serve", "shared_as_routed",    CFG_BOOL,   "off",  ANY,   1,   1,   NULL,
+      FIELD(serve.shared_as_routed) },
     /* "": none; compute.h reads the file */
     { "calibration", "expert_table",  CFG_PATH,   "",     ANY,   1,   1,   NULL,
       FIELD(calibration.expert_table) },

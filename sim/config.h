@@ -41,8 +41,10 @@ enum score_kind { SCORE_SOFTMAX, SCORE_SIGMOID };
 enum place_kind { PLACE_CONTIGUOUS, PLACE_ROUND_ROBIN, PLACE_EPLB, PLACE_EPLB_GLOBAL };
 enum pattern_kind { PATTERN_MOE, PATTERN_ALLTOALL, PATTERN_MATRIX };
 /* SCHED_NONE: no training step, only one MoE layer's traffic ([traffic] pattern). */
+/* SCHED_PREFILL, SCHED_DECODE: one inference forward step ([serve]; serve.h), run by the
+ * step engine as one forward of the whole model on one stage. */
 enum sched_kind { SCHED_NONE, SCHED_GPIPE, SCHED_1F1B, SCHED_INTERLEAVED_1F1B, SCHED_ZB1P,
-                  SCHED_DUALPIPE, SCHED_DUALPIPEV };
+                  SCHED_DUALPIPE, SCHED_DUALPIPEV, SCHED_PREFILL, SCHED_DECODE };
 enum attn_kind { ATTN_GQA, ATTN_MLA };
 /* The FFN of dense layers, shared and routed experts (model.h): gated, three matrices
  * (SwiGLU, GeGLU), or two (ReLU, GeLU). */
@@ -78,6 +80,7 @@ struct cfg_cluster {
     double gemm_half_rows;    /* gemm_half_rows: GEMM rows (tokens) at which it reaches half of that */
     double hbm_eff;           /* hbm_efficiency: fraction of hbm_Bps a memory-bound op reaches */
     double gpu_mem_bytes;     /* gpu_mem_GiB */
+    double gpu_flops_fp8;     /* gpu_tflops_fp8: dense FP8 peak, FLOP/s (serve.gemm_dtype fp8) */
 };
 
 struct cfg_model {
@@ -170,6 +173,21 @@ struct cfg_schedule {
     double grad_bytes_per_param; /* bytes per gradient element in the DP reduce */
 };
 
+/* One inference step (schedule.kind prefill or decode; serve.h). batch is per GPU: each
+ * GPU runs attention for its own batch sequences (attention data-parallel). */
+struct cfg_serve {
+    int64_t batch;            /* sequences per GPU */
+    int64_t prompt_len;       /* prefill: tokens of each prompt */
+    double cached_fraction;   /* prefill: share of the prompt already in the KV cache, 0..1) */
+    int64_t context_len;      /* decode: tokens in each sequence's KV cache */
+    int mtp_tokens;           /* decode: speculative (MTP) tokens per sequence per step */
+    double mtp_acceptance;    /* decode: chance each speculative token is accepted */
+    int microbatches;         /* 1 (2: not yet) */
+    enum dtype_kind gemm_dtype;   /* bf16 or fp8: the weight GEMMs' peak and weight bytes */
+    enum dtype_kind kv_dtype;     /* bf16 or fp8: KV-cache elements */
+    bool shared_as_routed;    /* not yet: refused */
+};
+
 /* Measured expert times: a CSV of tokens,fwd_us[,bwd_us] rows; "" when absent. */
 struct cfg_calibration {
     char expert_table[CFG_PATH_MAX];
@@ -185,7 +203,14 @@ struct config {
     struct cfg_traffic traffic;
     struct cfg_schedule schedule;
     struct cfg_calibration calibration;
+    struct cfg_serve serve;
 };
+
+/* Whether c runs an inference step (schedule.kind prefill or decode). */
+static inline bool config_serving(const struct config *c)
+{
+    return c->schedule.kind == SCHED_PREFILL || c->schedule.kind == SCHED_DECODE;
+}
 
 struct cfg_err {
     char msg[CFG_ERR_MAX];    /* one line, no trailing newline */

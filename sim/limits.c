@@ -13,6 +13,7 @@
 #include "limits.h"
 #include "balance.h"
 #include "model.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <math.h>
@@ -179,7 +180,10 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
                     : c->schedule.kind == SCHED_DUALPIPEV ? 2 * pp : pp;
     double L = clamp(c->model.layers, 1, INFINITY);
     double Lm = clamp(model_cfg_moe_layers(&c->model), 0, L), Ld = L - Lm;
-    double M = clamp(c->schedule.microbatches, 1, INFINITY);
+    /* an inference step: one forward of serve_tokens_per_gpu tokens (serve.h) */
+    bool serve = config_serving(c);
+    double M = serve ? 1 : clamp(c->schedule.microbatches, 1, INFINITY);
+    double T = serve ? (double)serve_tokens_per_gpu(c) : (double)c->schedule.micro_batch_tokens;
     double shared = c->model.shared_experts > 0 ? 1 : 0;
     /* Per micro-batch through all pieces: a MoE layer's F is attn, gate, dispatch, shared,
      * experts, combine, its B combine, shared, experts, experts_w, dispatch, gate, attn; a
@@ -192,7 +196,7 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
     if (c->schedule.kind == SCHED_ZB1P)
         per_mb += Lm * (1 + shared) + Ld + 1;
     e->subops = groups * (M * per_mb + 2 * pieces);
-    e->tokens = Lm * dp * tokens_of(c->schedule.micro_batch_tokens) * passes(c, run_rounds(c));
+    e->tokens = Lm * dp * tokens_of((int64_t)T) * passes(c, run_rounds(c));
     /* Four all-to-alls per MoE layer on the stage (each flow inside an EP group), the
      * sends between rank pairs, two ring steps per piece's DP reduce. */
     double a2a_flows = dp * (ep - 1);

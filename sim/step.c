@@ -21,6 +21,7 @@
 #include "model.h"
 #include "rtrace.h"
 #include "sched.h"
+#include "serve.h"
 #include "stepeng.h"
 #include "topo.h"
 
@@ -374,15 +375,24 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
     e->ep = c->parallel.ep;
     e->gpus = e->pp * e->dp;
     e->groups = e->dp / e->ep;
-    e->M = c->schedule.microbatches;
-    e->T = (double)c->schedule.micro_batch_tokens;
+    e->serve = config_serving(c);
+    /* An inference step is the forward of one micro-batch through one stage: the F op
+     * of a one-stage GPipe (stepgraph.c lays out no other). */
+    enum sched_kind kind = e->serve ? SCHED_GPIPE : c->schedule.kind;
+    e->M = e->serve ? 1 : c->schedule.microbatches;
+    e->T = (double)(e->serve ? serve_tokens_per_gpu(c) : c->schedule.micro_batch_tokens);
     e->overlap = c->schedule.overlap;
     e->fill_w = c->schedule.kind == SCHED_ZB1P;
     if (c->schedule.kind == SCHED_NONE) {
         snprintf(err->msg, sizeof(err->msg), "schedule.kind: none: no training step to run");
         return -EINVAL;
     }
-    why = sched_check(c->schedule.kind, e->pp, e->M, c->parallel.vpp);
+    if (e->serve && e->pp != 1) {
+        snprintf(err->msg, sizeof(err->msg), "parallel.pp: %d: an inference step runs on one "
+                 "stage (pp = 1)", e->pp);
+        return -EINVAL;
+    }
+    why = sched_check(kind, e->pp, e->M, c->parallel.vpp);
     if (why) {
         snprintf(err->msg, sizeof(err->msg), "schedule.kind: %s", why);
         return -EINVAL;
@@ -398,7 +408,7 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
         return rc;
     e->share = e->overlap ? compute_share(e->cm) : 1.0;
     struct sched *s;
-    if ((rc = sched_create(&s, c->schedule.kind, e->pp, e->M, c->parallel.vpp)))
+    if ((rc = sched_create(&s, kind, e->pp, e->M, c->parallel.vpp)))
         return rc;
     e->s = s;
     e->pieces = s->pieces;

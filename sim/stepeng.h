@@ -104,6 +104,7 @@ struct eng {
     double T;                 /* tokens per micro-batch per GPU */
     bool overlap;
     bool fill_w;              /* W ops are fillers (zb1p): see try_start */
+    bool serve;               /* an inference step (serve.h): F ops only, no DP reduce */
     double share;
     int *piece_lo, *piece_hi; /* layers [lo, hi) of each piece */
     struct compute_t attn, ffn, gate, shared, embed, head;

@@ -409,6 +409,8 @@ static int emit_lane(struct eng *e, int r, int g, int *left, struct ivec seq[2])
     for (int k = 0; k < s->nops[r]; k++)
         left[s->ops[r][k].piece]++;
     for (int k = 0; k < s->nops[r] && !rc; k++) {
+        if (e->serve && s->ops[r][k].kind != SCHED_F)
+            continue;             /* an inference step: the forward only */
         int nseq = s->ops[r][k].pair_next && e->overlap && k + 1 < s->nops[r] ? 2 : 1;
         for (int q = 0; q < nseq && !rc; q++)
             rc = emit_op(e, r, g, &s->ops[r][k + q], &seq[q]);

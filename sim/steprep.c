@@ -10,6 +10,7 @@
 #include "csv.h"
 #include "model.h"
 #include "report.h"
+#include "serverep.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -22,6 +23,10 @@ void steprep_summary(FILE *f, const struct steprep *r)
 {
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
+    if (config_serving(c)) {
+        serverep_summary(f, r);
+        return;
+    }
     fprintf(f, "moesim: training step: %s on %s (%d GPUs: pp %d x dp %d, ep %d",
             c->model.name[0] ? c->model.name : "model",
             c->cluster.name[0] ? c->cluster.name : "cluster", s->gpus, s->pp, s->dp, s->ep);
@@ -87,6 +92,8 @@ int steprep_csv(FILE *f, const struct steprep *r)
     const struct config *c = r->cfg;
     const struct step_result *s = r->res;
     struct csv w;
+    if (config_serving(c))
+        return serverep_csv(f, r);
     csv_header_then(f, csv_cols, csv_then);
     csv_begin(&w, f);
     csv_str(&w, config_sched_name(c->schedule.kind));
@@ -118,6 +125,8 @@ int steprep_gpu_csv(FILE *f, const struct steprep *r)
 {
     const struct step_result *s = r->res;
     struct csv w;
+    if (config_serving(r->cfg))
+        return serverep_gpu_csv(f, r);
     csv_header(f, gpu_cols);
     csv_begin(&w, f);
     for (int g = 0; g < s->gpus; g++) {

@@ -1,4 +1,5 @@
-/* steprep.h: what a training-step run prints for people and writes for machines.
+/* steprep.h: what a training-step run prints for people and writes for machines (an
+ * inference step's summary, CSV and per-GPU CSV: serverep.h, which these call).
  * Units as in the files people read: seconds, GiB (2^30 bytes), fractions 0..1 in the
  * CSV and percent in the summary. All functions borrow r and return 0 or -EIO (-ENOMEM
  * for the trace). */

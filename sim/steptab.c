@@ -21,11 +21,13 @@
 #include "placement.h"
 #include "routing.h"
 #include "sched.h"
+#include "serve.h"
 #include "topo.h"
 #include "traffic.h"
 
 /* A cluster config of one stage's dp GPUs (same links), for routing and stage collectives. */
-static int stage_config(struct config *cc, const struct config *c, struct cfg_err *err)
+static int stage_config(struct config *cc, const struct config *c, double T,
+                        struct cfg_err *err)
 {
     *cc = *c;
     int gpn = c->cluster.gpus_per_node, dp = c->parallel.dp;
@@ -42,7 +44,7 @@ static int stage_config(struct config *cc, const struct config *c, struct cfg_er
     }
     if (cc->cluster.nodes_per_leaf > cc->cluster.nodes)
         cc->cluster.nodes_per_leaf = 0;
-    cc->routing.tokens_per_gpu = c->schedule.micro_batch_tokens;
+    cc->routing.tokens_per_gpu = (int64_t)T;
     return 0;
 }
 
@@ -197,9 +199,10 @@ static int a2a_times(struct eng *e, struct moe_tab *t, const struct config *cc,
         lane_times(e, fin, t->disp_s);
     if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &cb, &fin)))
         lane_times(e, fin, t->comb_s);
-    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &bd, &fin)))
+    /* An inference step has no backward: its gradients' all-to-alls stay 0. */
+    if (!rc && !e->serve && !(rc = coll_run(e->memo, e->stage_topo, &bd, &fin)))
         lane_times(e, fin, t->bdisp_s);
-    if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &bcb, &fin)))
+    if (!rc && !e->serve && !(rc = coll_run(e->memo, e->stage_topo, &bcb, &fin)))
         lane_times(e, fin, t->bcomb_s);
     if (!rc && e->fab)
         rc = fab_layer(e, t, (const struct traffic *[4]){ &d, &cb, &bd, &bcb });
@@ -421,7 +424,7 @@ static int reduce_tables(struct eng *e)
 int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
 {
     struct config cc;
-    int rc = stage_config(&cc, e->c, err);
+    int rc = stage_config(&cc, e->c, e->T, err);
     if (rc)
         return rc;
     if ((rc = topo_create(&e->stage_topo, &cc.cluster)) ||
@@ -429,7 +432,7 @@ int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
         (rc = fab_setup(e)) || (rc = tables_alloc(e)))
         return rc;
     const struct model *m = &e->m;
-    e->attn = compute_op(e->cm, m, MODEL_ATTN, e->T);
+    e->attn = e->serve ? serve_attn(e->cm, m, e->c) : compute_op(e->cm, m, MODEL_ATTN, e->T);
     e->ffn = compute_op(e->cm, m, MODEL_FFN, e->T);
     e->gate = compute_op(e->cm, m, MODEL_GATE, e->T);
     e->shared = compute_op(e->cm, m, MODEL_SHARED, e->T);
@@ -446,7 +449,7 @@ int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
             for (int j = 0; j < e->ep; j++)
                 e->act_bytes[((size_t)p * e->groups + g) * e->ep + j] =
                     piece_act_bytes(e, p, g, j);
-    return reduce_tables(e);
+    return e->serve ? 0 : reduce_tables(e);   /* inference: no gradients */
 }
 
 int steptab_sends(struct eng *e)

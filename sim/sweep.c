@@ -301,6 +301,9 @@ static int judge(const struct sweep *s, const int *digit, struct point_sets *ps,
     if (e)
         return e;
     *step = c.schedule.kind != SCHED_NONE;
+    if (config_serving(&c))     /* its CSV is not a training step's (serverep.h) */
+        return fail(err, -EINVAL, "%s: schedule.kind: %s: inference steps in a sweep: not yet",
+                    s->files[s->nfiles - 1], config_sched_name(c.schedule.kind));
     for (int f = 0; f < s->nfilters; f++) {
         int r = swhere_eval(&s->filter[f].w, lookup, &c, why, sizeof(why));
         if (r < 0)
@@ -322,6 +325,10 @@ static int expand(struct sweep *s, const struct config *base, struct cfg_err *er
     for (int a = 0; a < s->naxes; a++)
         if (!strcmp(s->axis[a].key, "schedule.kind"))
             kind_axis = a;
+    /* judge refuses an inference step where it reads a point's config; else the base's */
+    if (config_serving(base) && s->nfilters == 0 && kind_axis < 0)
+        return fail(err, -EINVAL, "%s: schedule.kind: %s: inference steps in a sweep: not yet",
+                    s->files[s->nfiles - 1], config_sched_name(base->schedule.kind));
     struct point_sets *ps = NULL;
     if ((s->nfilters > 0 || kind_axis >= 0) && !(ps = malloc(sizeof(*ps))))
         return fail(err, -ENOMEM, "sweep: out of memory");

@@ -38,6 +38,15 @@ printf "%-34s %8s s %10s KiB  (%s)\n" "deepseek-v3 step" "$wall" "$kib" \
     "$(awk '/engine:/ { sub(/^ +/, ""); print }' "${TMPDIR:-/tmp}/moesim-bench-step.out")"
 rm -f "${TMPDIR:-/tmp}/moesim-bench-step.out"
 
+echo "# moesim run: DeepSeek-V3 inference steps, prefill EP32 on 4 nodes, decode EP144 on 18"
+for phase in prefill decode; do
+    out=$( { /usr/bin/time -f "%e %M" "$MOESIM" run \
+             "$here/../configs/examples/deepseek-v3-$phase.ini" --no-timing > /dev/null; } 2>&1 |
+           tail -1)
+    read -r wall kib <<<"$out"
+    printf "%-34s %8s s %10s KiB\n" "deepseek-v3 $phase step" "$wall" "$kib"
+done
+
 echo "# moesim balance: the README's eight default policies, DeepSeek-V3 layer on 64 GPUs, Zipf(1.0)"
 out=$( { /usr/bin/time -f "%e %M" "$MOESIM" balance "$here/../configs/examples/balance-deepseek-v3.ini" \
          --no-timing > /dev/null; } 2>&1 | tail -1)

@@ -130,6 +130,10 @@ small() {
     deepseek-v3-train)
         echo "--set cluster.nodes=32 --set parallel.ep=16 --set schedule.microbatches=32" \
              "--set schedule.micro_batch_tokens=1024" ;;
+    deepseek-v3-prefill)
+        echo "--set serve.prompt_len=1024" ;;
+    deepseek-v3-decode)
+        echo "--set serve.batch=16" ;;
     deepseek-v3-layer-64 | deepseek-v3-ep64-h800 | balance-deepseek-v3)
         echo "--set cluster.nodes=4 --set parallel.ep=32 --set routing.tokens_per_gpu=1024" ;;
     esac
@@ -168,7 +172,9 @@ for ini in configs/examples/*.ini; do
     else
         fail "$name ($kind): outputs (above)"
     fi
-    [ $kind = step ] && [ -z "$step_gpu" ] && step_gpu=$d/gpu.csv
+    # (an inference step's --gpu-csv is its own: serverep.h)
+    [ $kind = step ] && [ -z "$step_gpu" ] && head -n 1 "$d/gpu.csv" | grep -q '^gpu,stage,' &&
+        step_gpu=$d/gpu.csv
     [ $kind = layer ] && [ -z "$layer_gpu" ] && layer_gpu=$d/gpu.csv
     [ $kind = pattern ] && continue
     # The routing trace replayed: the same routing trace, the same results.

@@ -143,7 +143,10 @@ static inline const char *config_step_broken(const struct config *c)
     INV(m->q_lora_rank >= 0 && m->kv_lora_rank >= 0 && m->qk_nope_head_dim >= 0);
     INV(m->qk_rope_head_dim >= 0 && m->v_head_dim >= 0);
     INV(p->vpp >= 1 && (p->vpp == 1 || k == SCHED_INTERLEAVED_1F1B));
-    INV((unsigned)k <= SCHED_DUALPIPEV && (unsigned)s->dp_reduce <= REDUCE_TREE && overlap <= 1);
+    INV((unsigned)k <= SCHED_DECODE && (unsigned)s->dp_reduce <= REDUCE_TREE && overlap <= 1);
+    /* an inference step: one stage, its tokens countable (cfgcheck.c) */
+    INV(!config_serving(c) || (p->pp == 1 && c->serve.batch >= 1 && c->serve.microbatches == 1 &&
+                               c->serve.cached_fraction >= 0 && c->serve.cached_fraction < 1));
     INV(s->microbatches >= 1 && s->micro_batch_tokens >= 1 && s->comm_sms >= 0);
     INV(isfinite(s->grad_bytes_per_param) && s->grad_bytes_per_param > 0);
     INV(s->grad_bytes_per_param <= 8);
@@ -153,7 +156,7 @@ static inline const char *config_step_broken(const struct config *c)
     if (k == SCHED_NONE)
         return NULL;
     INV(c->traffic.pattern == PATTERN_MOE);
-    INV(pieces <= m->layers && !sched_check(k, p->pp, s->microbatches, p->vpp));
+    INV(pieces <= m->layers && !sched_check(config_serving(c) ? SCHED_GPIPE : k, p->pp, s->microbatches, p->vpp));
     INV(s->comm_sms < cl->sms);
     /* model.h's rule, one layer at a time: after the dense prefix every moe_every-th */
     int moe = 0;
@@ -191,7 +194,10 @@ static inline const char *config_broken(const struct config *c)
     INV(isfinite(m->dispatch_grad_bytes_per_elem) && m->dispatch_grad_bytes_per_elem > 0);
     INV(pp >= 1 && dp >= 1 && (long long)pp * dp == gpus);
     INV(ep >= 1 && ep <= dp && dp % ep == 0);
-    INV(c->traffic.pattern != PATTERN_MOE || m->experts % ep == 0);
+    /* every GPU of an EP group holds as many slots; without redundant ones, experts */
+    INV(c->traffic.pattern != PATTERN_MOE ||
+        ((m->experts + c->balance.redundant_experts) % ep == 0 &&
+         (c->balance.redundant_experts > 0 || m->experts % ep == 0)));
     INV(cl->route != ROUTE_HIER || c->traffic.pattern != PATTERN_MOE ||
         ep % cl->gpus_per_node == 0 || cl->gpus_per_node % ep == 0);
     INV(c->routing.tokens_per_gpu >= 0 && isfinite(c->routing.zipf_s) && c->routing.zipf_s >= 0);

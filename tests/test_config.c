@@ -560,7 +560,7 @@ static void test_step_ranges(void)
     expect_set_err("model.kv_lora_rank=-1", "--set: model.kv_lora_rank: must be >= 0 and <= "
                    "16777216, got -1");
     expect_set_err("schedule.kind=zb2", "--set: schedule.kind: 'zb2' is not one of "
-                   "none|gpipe|1f1b|interleaved-1f1b|zb1p|dualpipe|dualpipev");
+                   "none|gpipe|1f1b|interleaved-1f1b|zb1p|dualpipe|dualpipev|prefill|decode");
     expect_set_err("model.attention=mha", "--set: model.attention: 'mha' is not one of gqa|mla");
     expect_set_err("model.ffn_act=swish", "--set: model.ffn_act: 'swish' is not one of "
                    "swiglu|geglu|relu|gelu");
@@ -738,7 +738,9 @@ static void test_names(void)
     CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_ZB1P), "zb1p");
     CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_DUALPIPE), "dualpipe");
     CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_DUALPIPEV), "dualpipev");
-    CU_ASSERT_STRING_EQUAL(config_sched_name((enum sched_kind)7), "?");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_PREFILL), "prefill");
+    CU_ASSERT_STRING_EQUAL(config_sched_name(SCHED_DECODE), "decode");
+    CU_ASSERT_STRING_EQUAL(config_sched_name((enum sched_kind)9), "?");
     CU_ASSERT_STRING_EQUAL(config_attn_name(ATTN_GQA), "gqa");
     CU_ASSERT_STRING_EQUAL(config_attn_name(ATTN_MLA), "mla");
     CU_ASSERT_STRING_EQUAL(config_attn_name((enum attn_kind)2), "?");

@@ -1,0 +1,89 @@
+/* serve.h: one inference step of an expert-parallel MoE model, prefill or decode
+ * (schedule.kind prefill | decode, [serve] in config.h): its shape, the attention
+ * times the step engine (step.h) uses in place of a training step's, and the figures
+ * a server is judged by, from the engine's result.
+ *
+ * Layout (as DeepSeek-V3 deploys it, arXiv:2412.19437 sec. 3.4, in this increment
+ * without tensor parallelism): one pipeline stage (pp = 1); attention data-parallel,
+ * every GPU runs its own `batch` sequences; the first dense layers on every GPU; routed
+ * experts over EP groups of ep GPUs with the placement and redundant experts of
+ * [balance]; dispatch and combine through the flow model as a training step's forward.
+ * One forward of the whole model per step, one micro-batch.
+ *
+ * Tokens per GPU through the step (T): prefill batch x n, with n = prompt_len - C new
+ * tokens per sequence and C = floor(cached_fraction x prompt_len) already cached;
+ * decode batch x q, q = 1 + mtp_tokens (the next token and the speculative ones).
+ *
+ * Attention of one layer on one GPU: the projections as model.h's ATTN GEMMs for T
+ * tokens (at the GEMM peak: fp8 when serve.gemm_dtype is), its elementwise traffic,
+ * and the core, a roofline of its FLOPs and its KV-cache reads:
+ *     core_s = max(F / (peak_bf16 x gemm_efficiency), B / (hbm x hbm_efficiency))
+ *   prefill  F = 2 x b x (n C + n^2 / 2) x a x (dqk + dv): each new token attends to the
+ *            C cached keys and, causally, half of the n new ones; with C = 0 and GQA
+ *            (dqk = dv = head_dim d) this is 2 x 2 x b x s^2 x a x d / 2. MLA runs
+ *            prefill as trained (model.h): dqk = qk_nope + qk_rope, dv = v_head_dim.
+ *            B = b x C x kv_width x kv bytes (the cached prefix).
+ *   decode   F = 2 x b x q x L x a x (dqk + dv) with L = context_len (each new token
+ *            attends to the L cached keys; its own few are not counted); MLA with the
+ *            up-projections absorbed (DeepSeek-V2, arXiv:2405.04434, sec. 2.1.2; as
+ *            FlashMLA runs decode): dqk = kv_lora_rank + qk_rope, dv = kv_lora_rank.
+ *            B = b x L x kv_width x kv bytes: the whole cache of the batch, read once.
+ * kv_width per token per layer: GQA 2 x kv_heads x head_dim (K and V); MLA
+ * kv_lora_rank + qk_rope_head_dim (the latent and the shared RoPE key). kv bytes per
+ * element: config_dtype_bytes(serve.kv_dtype) (2 for bf16).
+ * The other ops (embedding, dense FFN, gate, shared and routed experts, head) are
+ * compute.h's forward for T tokens (routed experts: per slot, the tokens it received,
+ * through the small-GEMM curve or the calibration table).
+ */
+#ifndef MOESIM_SERVE_H
+#define MOESIM_SERVE_H
+
+#include <stdint.h>
+
+#include "compute.h"
+#include "config.h"
+#include "model.h"
+#include "step.h"
+
+/* Prefill: the cached tokens C and the new ones n of each prompt; decode: C = 0 and
+ * n = q = 1 + mtp_tokens. */
+int64_t serve_cached_tokens(const struct config *c);
+int64_t serve_new_tokens(const struct config *c);
+/* T: tokens per GPU through the step, batch x n. */
+int64_t serve_tokens_per_gpu(const struct config *c);
+
+/* KV-cache bytes of one token in one layer: kv_width x kv bytes (above). */
+double serve_kv_bytes_per_token_layer(const struct config *c);
+/* The KV cache one GPU holds for its batch: batch x S x layers x the above, S =
+ * prompt_len (prefill) or context_len (decode). */
+double serve_kv_bytes_per_gpu(const struct config *c);
+
+/* Attention core of one layer on one GPU: F and B above. */
+double serve_attn_core_flops(const struct config *c);
+double serve_attn_kv_read_bytes(const struct config *c);
+/* Its time: the roofline above. */
+double serve_attn_core_s(const struct compute *cm, const struct config *c);
+/* One layer's attention on one GPU (forward only: b_s = w_s = 0). */
+struct compute_t serve_attn(const struct compute *cm, const struct model *m,
+                            const struct config *c);
+
+/* What a server is judged by, from a finished step of c (r borrowed). */
+struct serve_figures {
+    double step_s;
+    double ttft_s;            /* prefill: the step (the first token ends the prefill) */
+    double tokens_per_seq;    /* decode: 1 + mtp_tokens x mtp_acceptance per step */
+    double tpot_s;            /* decode: step_s / tokens_per_seq */
+    double tokens_per_s_gpu;  /* prefill: new prompt tokens; decode: output tokens */
+    double tokens_per_s_node;
+    double kv_bytes_gpu;      /* serve_kv_bytes_per_gpu */
+    double weight_bytes_gpu;  /* the largest GPU's weights, 1 B a weight with
+                               * gemm_dtype fp8, else 2 */
+    int fits;                 /* weights + KV cache <= gpu_mem_GiB */
+    double expert_imbalance;  /* mean over MoE layers of the busiest expert / the mean */
+    double gpu_imbalance;     /* the same of GPUs' token-expert pairs */
+    double skew_wait_s;       /* mean over GPUs of the wait for slower GPUs at experts */
+};
+void serve_figures(struct serve_figures *f, const struct config *c,
+                   const struct step_result *r);
+
+#endif

@@ -1,0 +1,224 @@
+/* test_serve.c: an inference step (sim/serve.c, run by the step engine) against hand
+ * derivations: the attention roofline's two sides, the KV cache of published models,
+ * and a one-GPU step whose time is the sum of its op times. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "compute.h"
+#include "config.h"
+#include "cu_run.h"
+#include "ini_text.h"
+#include "model.h"
+#include "serve.h"
+#include "step.h"
+
+#define REL 1e-12
+
+static void check_rel(double got, double want, double rel)
+{
+    CU_ASSERT_DOUBLE_EQUAL(got, want, rel * fmax(1e-300, fabs(want)));
+}
+
+/* A small GQA model on one GPU: 4 layers (1 dense), 2 experts, top_k 2, so every token
+ * goes to both experts of the one GPU: the routing is deterministic. */
+static const char gqa1[] =
+    "[cluster]\nnodes = 1\ngpus_per_node = 1\ngpu_tflops_bf16 = 100\ngpu_tflops_fp8 = 200\n"
+    "hbm_GBps = 1000\nsms = 100\ngemm_efficiency = 0.5\nhbm_efficiency = 0.8\n"
+    "gemm_half_rows = 64\n"
+    "[model]\nhidden = 1024\nexperts = 2\ntop_k = 2\nshared_experts = 1\n"
+    "expert_ffn_hidden = 512\nffn_hidden = 2048\nlayers = 4\nfirst_dense_layers = 1\n"
+    "seq_len = 8192\nvocab = 1000\nheads = 16\nkv_heads = 4\nhead_dim = 64\n"
+    "[schedule]\nkind = decode\ncomm_sms = 0\n"
+    "[serve]\nbatch = 8\n";
+
+/* gqa1 in decode at 4000 tokens of context, then sets[0..n). */
+static struct config load_gqa(const char *const *sets, int n)
+{
+    const char *all[8] = { "serve.context_len=4000" };
+    struct config c;
+    for (int i = 0; i < n && i < 7; i++)
+        all[i + 1] = sets[i];
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, all, n + 1), 0);
+    return c;
+}
+
+/* Decode, one layer: the core reads the batch's KV cache once. GQA: 2 kv_heads x
+ * head_dim elements of 2 B per token. 8 x 4000 x 2 x 4 x 64 x 2 B = 32,768,000 B at
+ * 1000 GB/s x 0.8: 40.96 us. Its FLOPs (2 x 8 x 4000 x 16 x 128 = 131 MFLOP at 50 TFLOP/s,
+ * 2.6 us) are below: the roofline takes the bytes. */
+static void test_decode_attn_hbm(void)
+{
+    struct config c = load_gqa(NULL, 0);
+    struct compute *cm;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+    double bytes = 8.0 * 4000 * 2 * 4 * 64 * 2;
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_kv_read_bytes(&c), bytes, 0);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_core_flops(&c), 2.0 * 8 * 4000 * 16 * (64 + 64), 0);
+    check_rel(serve_attn_core_s(cm, &c), bytes / (1000e9 * 0.8), REL);
+    check_rel(serve_attn_core_s(cm, &c), 40.96e-6, 1e-9);
+    compute_free(cm);
+}
+
+/* Prefill, causal: F = 2 x 2 x b x s^2 x a x d / 2 for b = 2 prompts of s = 2048, a = 16
+ * heads of d = 64; with half of each prompt cached (C = n = 1024), each new token also
+ * attends to the C cached keys: 2 x b x (n C + n^2 / 2) x a x 2d. */
+static void test_prefill_attn_flops(void)
+{
+    const char *const sets[] = { "schedule.kind=prefill", "serve.batch=2",
+                                 "serve.prompt_len=2048" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, sets, 3), 0);
+    double b = 2, s = 2048, a = 16, d = 64;
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_core_flops(&c), 2 * 2 * b * s * s * a * d / 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_kv_read_bytes(&c), 0, 0);
+    CU_ASSERT_EQUAL(serve_tokens_per_gpu(&c), 4096);
+    const char *const half[] = { "schedule.kind=prefill", "serve.batch=2",
+                                 "serve.prompt_len=2048", "serve.cached_fraction=0.5" };
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, half, 4), 0);
+    double n = 1024, C = 1024;
+    CU_ASSERT_EQUAL(serve_cached_tokens(&c), 1024);
+    CU_ASSERT_EQUAL(serve_tokens_per_gpu(&c), 2048);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_core_flops(&c), 2 * b * (n * C + n * n / 2) * a * 2 * d, 0);
+    /* FLOPs-bound: 2.0 GFLOP... at 100 TFLOP/s x 0.5, above the cached prefix's bytes */
+    struct compute *cm;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+    check_rel(serve_attn_core_s(cm, &c), 2 * b * (n * C + n * n / 2) * a * 2 * d / 50e12, REL);
+    compute_free(cm);
+}
+
+/* MLA: prefill as trained (dqk = 128 + 64, dv = 128), decode absorbed (dqk = 512 + 64,
+ * dv = 512), DeepSeek-V3's dims. */
+static void test_mla_dims(void)
+{
+    const char *const pre[] = { "model.attention=mla", "model.kv_lora_rank=512",
+                                "model.qk_nope_head_dim=128", "model.qk_rope_head_dim=64",
+                                "model.v_head_dim=128", "schedule.kind=prefill",
+                                "serve.prompt_len=100" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, pre, 7), 0);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_core_flops(&c), 2.0 * 8 * 100 * 100 / 2 * 16 * (192 + 128),
+                           0);
+    c = load_gqa(pre, 5);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_core_flops(&c), 2.0 * 8 * 4000 * 16 * (576 + 512), 0);
+    CU_ASSERT_DOUBLE_EQUAL(serve_attn_kv_read_bytes(&c), 8.0 * 4000 * 576 * 2, 0);
+}
+
+/* KV cache per GPU by hand from the published configs:
+ * Qwen3-235B-A22B (GQA): 94 layers x 2 (K, V) x 4 KV heads x 128 x 2 B = 192,512 B a token;
+ * DeepSeek-V3 (MLA): 61 layers x (512 + 64) x 2 B = 70,272 B a token. */
+static void test_kv_presets(void)
+{
+    static const struct { const char *file; double per_token; } m[] = {
+        { "configs/models/qwen3-235b-a22b.ini", 94.0 * 2 * 4 * 128 * 2 },
+        { "configs/models/deepseek-v3.ini", 61.0 * (512 + 64) * 2 },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        const char *files[] = { m[i].file };
+        const char *const sets[] = { "schedule.kind=decode", "serve.batch=32",
+                                     "serve.context_len=4000", "parallel.ep=1" };
+        struct config c;
+        struct cfg_err err;
+        CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 1, sets, 4, &err), 0);
+        check_rel(serve_kv_bytes_per_token_layer(&c) * c.model.layers, m[i].per_token, REL);
+        check_rel(serve_kv_bytes_per_gpu(&c), 32.0 * 4000 * m[i].per_token, REL);
+    }
+}
+
+/* FP8 GEMMs: a large weight GEMM runs at gpu_tflops_fp8 and moves 1 B an element. m =
+ * 4096 rows, k = n = 4096: 2 k n (m + 16) FLOPs at 200 TFLOP/s x 0.5 (the curve's form,
+ * gemm_half_rows 16). */
+static void test_fp8_gemm(void)
+{
+    const char *const sets[] = { "serve.gemm_dtype=fp8", "cluster.gemm_half_rows=16" };
+    struct config c = load_gqa(sets, 2);
+    struct compute *cm;
+    struct cfg_err err;
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+    check_rel(compute_gemm_s(cm, 4096, 4096, 4096), 2.0 * 4096 * 4096 * (4096 + 16) / 100e12,
+              REL);
+    /* one row: weight-read bound (2 x 4096^2 x 17 FLOPs take 5.7 us, the bytes 21 us),
+     * 4096 x 4096 x 1 B (+ the row in and out) at 800 GB/s */
+    check_rel(compute_gemm_s(cm, 1, 4096, 4096), (4096.0 * 4096 + 2 * 4096) / 800e9, REL);
+    compute_free(cm);
+}
+
+/* One GPU, no communication (its all-to-alls move nothing): the step is the sum of its
+ * ops, in order: embedding, per layer attention then the dense FFN or gate, shared
+ * expert and the two routed experts (each receives all T tokens: top_k = experts = 2),
+ * then the head. */
+static void test_one_gpu_sum(void)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *const pre[] = { "schedule.kind=prefill", "serve.batch=3",
+                                    "serve.prompt_len=500", "serve.cached_fraction=0.2" };
+        struct config c;
+        if (k)
+            c = load_gqa(NULL, 0);
+        else
+            CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, pre, 4), 0);
+        struct model m;
+        struct compute *cm;
+        struct cfg_err err = { .msg = "" };
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+        double T = (double)serve_tokens_per_gpu(&c);
+        CU_ASSERT_DOUBLE_EQUAL(T, k ? 8 : 3 * 400, 0);
+        double want = compute_op(cm, &m, MODEL_EMBED, T).f_s +
+                      4 * serve_attn(cm, &m, &c).f_s + compute_op(cm, &m, MODEL_FFN, T).f_s +
+                      3 * (compute_op(cm, &m, MODEL_GATE, T).f_s +
+                           compute_op(cm, &m, MODEL_SHARED, T).f_s +
+                           2 * compute_op(cm, &m, MODEL_EXPERT, T).f_s) +
+                      compute_op(cm, &m, MODEL_HEAD, T).f_s;
+        struct step_result r;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+        check_rel(r.step_s, want, 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(r.exposed_comm_s, 0, 1e-15);
+        check_rel(r.gpu[0].compute_s, want, 1e-9);
+        struct serve_figures f;
+        serve_figures(&f, &c, &r);
+        if (k) {      /* decode: 1 token per sequence (no MTP), 8 per step */
+            check_rel(f.tpot_s, want, 1e-9);
+            check_rel(f.tokens_per_s_gpu, 8 / want, 1e-9);
+        } else {      /* prefill: the 400 new tokens of 3 prompts */
+            check_rel(f.ttft_s, want, 1e-9);
+            check_rel(f.tokens_per_s_gpu, 1200 / want, 1e-9);
+        }
+        step_free(&r);
+        compute_free(cm);
+    }
+}
+
+/* MTP: with 2 speculative tokens accepted at 0.5 each, a step yields 1 + 2 x 0.5 = 2
+ * tokens per sequence, and 3 tokens per sequence go through the model. */
+static void test_mtp(void)
+{
+    const char *const sets[] = { "serve.mtp_tokens=2", "serve.mtp_acceptance=0.5" };
+    struct config c = load_gqa(sets, 2);
+    CU_ASSERT_EQUAL(serve_tokens_per_gpu(&c), 24);
+    struct step_result r;
+    struct cfg_err err = { .msg = "" };
+    CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+    struct serve_figures f;
+    serve_figures(&f, &c, &r);
+    CU_ASSERT_DOUBLE_EQUAL(f.tokens_per_seq, 2, 0);
+    check_rel(f.tpot_s, r.step_s / 2, REL);
+    check_rel(f.tokens_per_s_gpu, 16 / r.step_s, REL);
+    step_free(&r);
+}
+
+int main(void)
+{
+    static const struct cu_test tests[] = {
+        { "decode attention = KV bytes / (HBM x eff)", test_decode_attn_hbm },
+        { "prefill attention FLOPs = causal formula", test_prefill_attn_flops },
+        { "MLA: trained dims in prefill, absorbed in decode", test_mla_dims },
+        { "KV cache per GPU: Qwen3-235B (GQA), DeepSeek-V3 (MLA)", test_kv_presets },
+        { "fp8 GEMMs at their own peak and bytes", test_fp8_gemm },
+        { "one GPU, no communication: step = sum of ops", test_one_gpu_sum },
+        { "MTP tokens and acceptance", test_mtp },
+    };
+    return cu_run("serve", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
+}
