@@ -171,6 +171,7 @@ asan:
 
 bench: deps $(BENCH_BINS) $(MOESIM) $(MOEPROF) $(MPI_BINS)
 	MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash tests/bench.sh
+	MOEPROF=$(MOEPROF) bash tests/bench_fidelity.sh
 
 clean:
 	rm -rf build

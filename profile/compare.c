@@ -127,41 +127,50 @@ static bool in_sum(int id, int phase)
     return modelled && (id == CMP_FWD_SUM ? phase < TMR_NSTEPS : phase >= TMR_NSTEPS);
 }
 
-/* Iteration it's routing (every rank's counts of layer 0) equals iteration 0's. */
-static bool same_routing(const struct rec_run *r, int it)
+/* Iteration it's routing of layer l (every rank's counts) equals its iteration 0's. */
+static bool same_routing(const struct rec_run *r, int l, int it)
 {
     size_t per = (size_t)r->ranks * r->experts;
-    return !memcmp(r->counts, r->counts + (size_t)it * per, per * sizeof(int32_t));
+    const int32_t *c0 = r->counts + (size_t)l * r->iters * per;
+    return !memcmp(c0, c0 + (size_t)it * per, per * sizeof(int32_t));
 }
 
-/* The measured values of row id on rank k into v (durations of layer 0 in the used
- * iterations; a sum row adds its phases per iteration); wait likewise into w (may be
- * NULL). The count. */
-static size_t values(const struct rec_run *r, const bool *used, const double *wait_s, int id,
-                     int k, double *v, double *w)
+/* The iterations compared for layer l (l < 0: all layers, those every layer routed like
+ * its iteration 0). */
+static const bool *used_of(const struct cmp_result *c, int l)
 {
+    return c->used + (size_t)(l < 0 ? c->layers : l) * (size_t)c->iters;
+}
+
+/* Record x counts in row id: its phase is the row's, or one the sum row adds. */
+static bool in_row(int id, int phase)
+{
+    return id >= TMR_NPHASES ? in_sum(id, phase) : phase == id;
+}
+
+/* The measured values of row id of layer l (l < 0: every layer) on rank k into v, one per
+ * used iteration: the durations of the row's records of that iteration added (a single
+ * record for a phase of one layer); their waits likewise into w. The count. */
+static size_t values(const struct cmp_result *c, const struct rec_run *r, const double *wait_s,
+                     int l, int id, int k, double *v, double *w)
+{
+    const bool *used = used_of(c, l);
     size_t m = 0;
-    if (id >= TMR_NPHASES) {
-        for (int it = 0; it < r->iters; it++)
-            v[it] = NAN;                  /* no record yet */
-        for (size_t i = r->rec0[k]; i < r->rec0[k + 1]; i++) {
-            const struct tmr_rec *x = &r->rec[i];
-            if (x->layer == 0 && x->iter < r->iters && used[x->iter] && in_sum(id, x->phase))
-                v[x->iter] = (isnan(v[x->iter]) ? 0 : v[x->iter]) + x->dur_s;
-        }
-        for (int it = 0; it < r->iters; it++)
-            if (!isnan(v[it]))
-                v[m++] = v[it];
-        return m;
-    }
+    for (int it = 0; it < r->iters; it++)
+        v[it] = w[it] = NAN;              /* no record yet */
     for (size_t i = r->rec0[k]; i < r->rec0[k + 1]; i++) {
         const struct tmr_rec *x = &r->rec[i];
-        if (x->layer == 0 && x->phase == id && x->iter < r->iters && used[x->iter]) {
-            if (w)
-                w[m] = wait_s[i];
-            v[m++] = x->dur_s;
-        }
+        if (x->iter < 0 || x->iter >= r->iters || x->layer < 0 || x->layer >= r->layers ||
+            (l >= 0 && x->layer != l) || !used[x->iter] || !in_row(id, x->phase))
+            continue;
+        v[x->iter] = (isnan(v[x->iter]) ? 0 : v[x->iter]) + x->dur_s;
+        w[x->iter] = (isnan(w[x->iter]) ? 0 : w[x->iter]) + wait_s[i];
     }
+    for (int it = 0; it < r->iters; it++)
+        if (!isnan(v[it])) {
+            w[m] = w[it];
+            v[m++] = v[it];
+        }
     return m;
 }
 
@@ -189,36 +198,38 @@ static double predict(const struct runpt *p, const struct compute_t *ex, int pha
     return fmax(a->send_finish_s[g], a->recv_finish_s[g]);
 }
 
-/* The rows from the records and the predictions in c->pred_s. 0 or -ENOMEM. */
-static int rows(struct cmp_result *c, const struct rec_run *r)
+/* Rank k's prediction of row id of layer l (l < 0: the layers' sum); NAN: not modelled. */
+static double row_pred(const struct cmp_result *c, int l, int id, int k)
 {
-    size_t n = r->rec0[r->ranks], iters = r->iters > 0 ? (size_t)r->iters : 1;
-    double *wait_s = malloc((n ? n : 1) * sizeof(double));
+    double p = 0;
+    for (int j = l < 0 ? 0 : l; j < (l < 0 ? c->layers : l + 1); j++)
+        for (int q = 0; q < TMR_NPHASES; q++)
+            if (in_row(id, q))
+                p += c->pred_s[((size_t)j * c->ranks + k) * TMR_NPHASES + q];
+    return p;
+}
+
+/* The rows of layer l (l < 0: every layer) from the records and c->pred_s, appended to
+ * c->row. 0 or -ENOMEM. */
+static int rows(struct cmp_result *c, const struct rec_run *r, const double *wait_s, int l)
+{
+    size_t iters = r->iters > 0 ? (size_t)r->iters : 1;
     double *all = malloc(iters * (size_t)r->ranks * sizeof(double));
     double *allw = malloc(iters * (size_t)r->ranks * sizeof(double));
     double *pred = malloc((size_t)r->ranks * sizeof(double));
     double *rank_med = malloc((size_t)r->ranks * sizeof(double));
-    bool *used = calloc(iters, sizeof(bool));
     int rc = -ENOMEM;
-    if (!wait_s || !all || !allw || !pred || !rank_med || !used || (rc = rec_waits(r, wait_s)))
+    if (!all || !allw || !pred || !rank_med)
         goto out;
-    for (int it = 0; it < r->iters; it++)
-        c->iters_used += used[it] = same_routing(r, it);
     for (int id = 0; id < CMP_ROWS; id++) {
         struct cmp_row *w = &c->row[c->nrows];
         size_t m = 0, nk = 0;
         double worst = -INFINITY;
-        *w = (struct cmp_row){ .id = id, .slow = -1, .pred_s = NAN, .slow_pred_s = NAN,
-                               .wait_s = NAN };
+        *w = (struct cmp_row){ .layer = l, .id = id, .slow = -1, .pred_s = NAN,
+                               .slow_pred_s = NAN, .wait_s = NAN };
         for (int k = 0; k < r->ranks; k++) {
-            size_t got = values(r, used, wait_s, id, k, all + m, allw + m);
-            double p = 0;
-            if (id >= TMR_NPHASES)
-                for (int q = 0; q < TMR_NPHASES; q++)
-                    p += in_sum(id, q) ? c->pred_s[(size_t)k * TMR_NPHASES + q] : 0;
-            else
-                p = c->pred_s[(size_t)k * TMR_NPHASES + id];
-            pred[k] = p;
+            size_t got = values(c, r, wait_s, l, id, k, all + m, allw + m);
+            pred[k] = row_pred(c, l, id, k);
             double med = median(all + m, got);    /* sorts this rank's values in place */
             if (got)
                 rank_med[nk++] = med;
@@ -226,7 +237,7 @@ static int rows(struct cmp_result *c, const struct rec_run *r)
                 worst = med;
                 w->slow = k;
                 w->slow_meas_s = med;
-                w->slow_pred_s = p;
+                w->slow_pred_s = pred[k];
             }
             m += got;
         }
@@ -243,35 +254,23 @@ static int rows(struct cmp_result *c, const struct rec_run *r)
     }
     rc = 0;
 out:
-    free(wait_s);
     free(all);
     free(allw);
     free(pred);
     free(rank_med);
-    free(used);
     return rc;
 }
 
-int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run *r,
-            char *msg, size_t n)
+/* moesim's prediction of layer l into c->pred_s: the layer's routing alone (layer 0 of a
+ * trace of its own, which moesim replays) through moesim's one-layer run. 0; 1 or 2 with
+ * msg, as cmp_run. */
+static int predict_layer(struct cmp_result *c, const struct cmp_spec *s,
+                         const struct rec_run *r, int l, char *msg, size_t n)
 {
-    memset(c, 0, sizeof(*c));
-    c->ranks = r->ranks;
-    c->iters = r->iters;
-    int nodes = 0, rc;
-    if (node_blocks(r, &nodes, msg, n))
-        return 2;
-    c->nodes = nodes;
-    size_t w = 0;
-    for (int i = 0; i < s->ncalib && w < sizeof(c->where); i++)
-        w += (size_t)snprintf(c->where + w, sizeof(c->where) - w, "%s%s", i ? ", " : "",
-                              s->calib[i]);
-    if (!s->ncalib)
-        snprintf(c->where, sizeof(c->where), "none (the config's own figures)");
-
-    /* The run's routing trace, for moesim to replay: a temporary ofile, never committed. */
+    /* The routing trace, for moesim to replay: a temporary ofile, never committed. */
     struct ofile tr;
     char p[OFILE_PATH_MAX];
+    int rc;
     snprintf(p, sizeof(p), "%s/compare-routing.trace", s->dir);
     if ((rc = ofile_open(&tr, p)))
         return snprintf(msg, n, "moeprof run: --compare: %s: %s", p, strerror(-rc)), 1;
@@ -279,15 +278,18 @@ int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run
         ofile_abort(&tr);
         return snprintf(msg, n, "moeprof run: --compare: %s is not a regular file", p), 2;
     }
-    if ((rc = rec_routing_trace(tr.f, r)) || fflush(tr.f)) {
+    struct rec_run one = *r;              /* layer l as the only layer */
+    one.layers = 1;
+    one.counts = r->counts + (size_t)l * r->iters * r->ranks * r->experts;
+    if ((rc = rec_routing_trace(tr.f, &one)) || fflush(tr.f)) {
         ofile_abort(&tr);
         return snprintf(msg, n, "moeprof run: --compare: %s: %s", p, strerror(rc ? -rc : EIO)),
                1;
     }
     char forced[FORCED][SET_MAX];
     int nf = 0;
-    snprintf(forced[nf++], SET_MAX, "cluster.nodes=%d", nodes);
-    snprintf(forced[nf++], SET_MAX, "cluster.gpus_per_node=%d", r->ranks / nodes);
+    snprintf(forced[nf++], SET_MAX, "cluster.nodes=%d", c->nodes);
+    snprintf(forced[nf++], SET_MAX, "cluster.gpus_per_node=%d", r->ranks / c->nodes);
     snprintf(forced[nf++], SET_MAX, "parallel.pp=1");
     snprintf(forced[nf++], SET_MAX, "parallel.dp=0");
     snprintf(forced[nf++], SET_MAX, "parallel.ep=%d", r->ep);
@@ -320,8 +322,7 @@ int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run
     struct model m;
     struct cfg_err err = { .msg = "" };
     struct compute_t *ex = calloc((size_t)r->ranks, sizeof(*ex));
-    c->pred_s = malloc((size_t)r->ranks * TMR_NPHASES * sizeof(double));
-    if (!ex || !c->pred_s) {
+    if (!ex) {
         rc = 1;
         snprintf(msg, n, "moeprof run: --compare: %s", strerror(ENOMEM));
         goto out;
@@ -336,15 +337,61 @@ int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run
     compute_routed_experts(cm, &m, &pt.rt, ex);
     for (int k = 0; k < r->ranks; k++)
         for (int q = 0; q < TMR_NPHASES; q++)
-            c->pred_s[(size_t)k * TMR_NPHASES + q] = predict(&pt, ex, q, k);
-    if ((rc = rows(c, r))) {
-        snprintf(msg, n, "moeprof run: --compare: %s", strerror(-rc));
-        rc = 1;
-    }
+            c->pred_s[((size_t)l * r->ranks + k) * TMR_NPHASES + q] = predict(&pt, ex, q, k);
 out:
     compute_free(cm);
     free(ex);
     runpt_free(&pt);
+    return rc;
+}
+
+int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run *r,
+            char *msg, size_t n)
+{
+    memset(c, 0, sizeof(*c));
+    c->ranks = r->ranks;
+    c->layers = r->layers;
+    c->iters = r->iters;
+    int nodes = 0, rc = 0;
+    if (node_blocks(r, &nodes, msg, n))
+        return 2;
+    c->nodes = nodes;
+    size_t w = 0;
+    for (int i = 0; i < s->ncalib && w < sizeof(c->where); i++)
+        w += (size_t)snprintf(c->where + w, sizeof(c->where) - w, "%s%s", i ? ", " : "",
+                              s->calib[i]);
+    if (!s->ncalib)
+        snprintf(c->where, sizeof(c->where), "none (the config's own figures)");
+
+    size_t L = r->layers > 0 ? (size_t)r->layers : 1, it = r->iters > 0 ? (size_t)r->iters : 1;
+    size_t nrec = r->rec0[r->ranks];
+    double *wait_s = malloc((nrec ? nrec : 1) * sizeof(double));
+    c->pred_s = malloc(L * (size_t)r->ranks * TMR_NPHASES * sizeof(double));
+    c->used = calloc((L + 1) * it, sizeof(bool));
+    c->row = calloc((L + 1) * CMP_ROWS, sizeof(*c->row));
+    if (!wait_s || !c->pred_s || !c->used || !c->row || rec_waits(r, wait_s)) {
+        free(wait_s);
+        return snprintf(msg, n, "moeprof run: --compare: %s", strerror(ENOMEM)), 1;
+    }
+    for (int i = 0; i < r->iters; i++) {
+        bool all = true;
+        for (int l = 0; l < r->layers; l++) {
+            bool u = same_routing(r, l, i);
+            c->used[(size_t)l * it + (size_t)i] = u;
+            all = all && u;
+        }
+        c->used[L * it + (size_t)i] = all;
+        c->iters_used += all;
+    }
+    for (int l = 0; l < r->layers && !rc; l++)
+        rc = predict_layer(c, s, r, l, msg, n);
+    /* Per layer, then (with several) their sum. */
+    for (int l = 0; l < r->layers + (r->layers > 1) && !rc; l++)
+        if ((rc = rows(c, r, wait_s, l < r->layers ? l : -1))) {
+            snprintf(msg, n, "moeprof run: --compare: %s", strerror(-rc));
+            rc = 1;
+        }
+    free(wait_s);
     return rc;
 }
 
@@ -353,6 +400,8 @@ void cmp_free(struct cmp_result *c)
     if (!c)
         return;
     free(c->pred_s);
+    free(c->used);
+    free(c->row);
     memset(c, 0, sizeof(*c));
 }
 
@@ -384,12 +433,21 @@ static void pct(FILE *f, double v, int width)
         fprintf(f, " %*s", width, "-");
 }
 
+/* The iterations compared for layer l (l < 0: all). */
+static int used_count(const struct cmp_result *c, int l)
+{
+    int k = 0;
+    for (int it = 0; it < c->iters; it++)
+        k += used_of(c, l)[it];
+    return k;
+}
+
 int cmp_print(FILE *f, const struct cmp_result *c)
 {
     fprintf(f, "# compare: moesim's layer on this run's routing, layout and placement (%s), "
-            "%d node(s) x %d GPU(s); layer 0, %d of %d iteration(s) (those with iteration "
-            "0's routing); calibration: %s\n", config_place_name(c->cfg.balance.placement),
-            c->nodes, c->nodes ? c->ranks / c->nodes : 0, c->iters_used, c->iters, c->where);
+            "%d node(s) x %d GPU(s), each of the %d layer(s) on its own routing; "
+            "calibration: %s\n", config_place_name(c->cfg.balance.placement), c->nodes,
+            c->nodes ? c->ranks / c->nodes : 0, c->layers, c->where);
     fprintf(f, "# error = (predicted - measured) / measured; '-': a phase moesim does not "
             "model (measured only)\n");
     fprintf(f, "# phase          measured predicted   error  slowest measured predicted"
@@ -400,6 +458,15 @@ int cmp_print(FILE *f, const struct cmp_result *c)
             "(%%)     (ms)\n");
     for (int i = 0; i < c->nrows; i++) {
         const struct cmp_row *w = &c->row[i];
+        if (i == 0 || w->layer != c->row[i - 1].layer) {
+            if (w->layer >= 0)
+                fprintf(f, "# layer %d: %d of %d iteration(s) (those with the layer's "
+                        "iteration 0 routing)\n", w->layer, used_count(c, w->layer), c->iters);
+            else
+                fprintf(f, "# all %d layers, summed per rank and iteration: %d of %d "
+                        "iteration(s) (those where every layer routed as in iteration 0)\n",
+                        c->layers, c->iters_used, c->iters);
+        }
         fprintf(f, "  %-14s", row_name(w->id));
         ms(f, w->meas_s, 8);
         ms(f, w->pred_s, 9);
@@ -415,7 +482,7 @@ int cmp_print(FILE *f, const struct cmp_result *c)
 }
 
 #define CMP_COLS "phase,modelled,measured_median_s,predicted_s,error_pct,slowest_rank," \
-                 "slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples"
+                 "slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples,layer"
 
 int cmp_csv(FILE *f, const struct cmp_result *c)
 {
@@ -436,6 +503,10 @@ int cmp_csv(FILE *f, const struct cmp_result *c)
         csv_num(&w, err_pct(x->slow_pred_s, x->slow_meas_s));
         csv_num(&w, x->wait_s);
         csv_u64(&w, x->n);
+        if (x->layer >= 0)
+            csv_int(&w, x->layer);
+        else
+            csv_str(&w, "all");
         csv_ident(&w, CMP_COLS, &c->cfg);
         rc = csv_end(&w);
     }
@@ -445,9 +516,7 @@ int cmp_csv(FILE *f, const struct cmp_result *c)
 int cmp_chrome(struct chrome *ch, const struct rec_run *r, const void *arg)
 {
     const struct cmp_result *c = arg;
-    int rc = 0, first = -1;
-    for (int it = 0; it < r->iters && first < 0; it++)
-        first = same_routing(r, it) ? it : -1;
+    int rc = 0;
     double z = rec_t_zero(r);
     for (int k = 0; k < r->ranks && !rc; k++) {
         char name[48];
@@ -459,19 +528,25 @@ int cmp_chrome(struct chrome *ch, const struct rec_run *r, const void *arg)
         rc = rc ? rc : chrome_thread_sort(ch, pid, 0, 0);
         rc = rc ? rc : chrome_thread_name(ch, pid, 1, "comm");
         rc = rc ? rc : chrome_thread_sort(ch, pid, 1, 1);
-        for (size_t i = r->rec0[k]; i < r->rec0[k + 1] && !rc && first >= 0; i++) {
+        for (size_t i = r->rec0[k]; i < r->rec0[k + 1] && !rc; i++) {
             const struct tmr_rec *x = &r->rec[i];
-            double p = c->pred_s[(size_t)k * TMR_NPHASES + x->phase];
-            if (x->layer != 0 || x->iter != first || !isfinite(p))
+            if (x->layer < 0 || x->layer >= r->layers || x->iter < 0 || x->iter >= r->iters)
+                continue;
+            int first = 0;                /* the layer's first compared iteration */
+            while (first < r->iters && !used_of(c, x->layer)[first])
+                first++;
+            double p = c->pred_s[((size_t)x->layer * r->ranks + k) * TMR_NPHASES + x->phase];
+            if (x->iter != first || !isfinite(p))
                 continue;
             enum tmr_step st = (enum tmr_step)(x->phase % TMR_NSTEPS);
             const char *pass = x->phase < TMR_NSTEPS ? "F" : "B";
             char slice[48];
             snprintf(slice, sizeof(slice), "%s %s", pass, tmr_step_slice(st));
-            struct chrome_arg args[2] = { { "measured_s", x->dur_s, NULL },
-                                          { "predicted_s", p, NULL } };
+            struct chrome_arg args[3] = { { "measured_s", x->dur_s, NULL },
+                                          { "predicted_s", p, NULL },
+                                          { "layer", x->layer, NULL } };
             double t0 = x->t0_s - r->offset_s[k] - z;
-            rc = chrome_complete(ch, pid, tmr_step_is_comm(st), pass, slice, t0, t0 + p, args, 2);
+            rc = chrome_complete(ch, pid, tmr_step_is_comm(st), pass, slice, t0, t0 + p, args, 3);
         }
     }
     return rc;

@@ -1,4 +1,4 @@
-/* compare.h: `moeprof run --compare`: moesim's prediction of the layer just measured,
+/* compare.h: `moeprof run --compare`: moesim's prediction of each layer just measured,
  * phase by phase, from the same config, calibration, placement and routing.
  *
  * The prediction is moesim's one-layer run (sim/runpt.h) on a config made of the run's
@@ -26,14 +26,19 @@
  * fwd.modelled / bwd.modelled: per rank and iteration, the sum of the three modelled
  * phases of the pass, against the sum of their predictions.
  *
- * Measured: the records of layer 0 in the iterations whose routing (every rank's
- * per-expert counts) equals iteration 0's, the one moesim replays; a phase's duration
- * includes its wait for the slowest peer (records.h). Each rank's measured value is its
- * median over those iterations (a sum row: the median of the per-iteration sums). Per
- * row: the median over the ranks of their values against the median of the ranks'
- * predictions (so a model exact on every rank is exact here too); the slowest rank (the
- * highest value; ties: the lowest rank) against its own prediction. wait: the median
- * over ranks and iterations.
+ * Layers: each layer l of the run is predicted on its own recorded routing (moesim's
+ * one-layer run replays a trace holding layer l alone) and compared with layer l's
+ * records; with several layers, a last group of rows compares their sum: per rank and
+ * iteration, a phase's durations over the layers added, against the predictions added.
+ * Measured: the records of layer l in the iterations whose routing of layer l (every
+ * rank's per-expert counts) equals its iteration 0's, the one moesim replays (for the
+ * sum: the iterations where that holds for every layer); a phase's duration includes its
+ * wait for the slowest peer (records.h). Each rank's measured value is its median over
+ * those iterations (a sum row: the median of the per-iteration sums). Per row: the
+ * median over the ranks of their values against the median of the ranks' predictions
+ * (so a model exact on every rank is exact here too); the slowest rank (the highest
+ * value; ties: the lowest rank) against its own prediction. wait: the median over ranks
+ * and iterations (of the sum over layers, in the sum's rows).
  * error % = 100 (predicted - measured) / measured: positive, the model is slower than
  * the machine.
  */
@@ -68,6 +73,7 @@ struct cmp_spec {
 };
 
 struct cmp_row {
+    int layer;                            /* -1: the sum over the layers */
     int id;                               /* phase id (timer.h) or CMP_FWD_SUM / CMP_BWD_SUM */
     bool modelled;
     size_t n;                             /* measured values (ranks x iterations) */
@@ -78,10 +84,14 @@ struct cmp_row {
 };
 
 struct cmp_result {
-    int ranks, nodes, iters_used, iters;
+    int ranks, nodes, layers, iters;
+    int iters_used;                       /* those every layer routed like its iteration 0 */
     int nrows;
-    struct cmp_row row[CMP_ROWS];
-    double *pred_s;                       /* [rank * TMR_NPHASES + phase]; NAN: not modelled */
+    struct cmp_row *row;                  /* each layer's rows, then (layers > 1) the sum's */
+    double *pred_s;                       /* [(layer * ranks + rank) * TMR_NPHASES + phase];
+                                           * NAN: not modelled */
+    bool *used;                           /* [(layer * iters + iter)], then [layers * iters
+                                           * + iter] for the sum: iterations compared */
     char where[CMP_MSG_MAX];              /* the calibration files, for the header line */
     struct config cfg;                    /* the config moesim ran */
 };
@@ -104,16 +114,16 @@ void cmp_free(struct cmp_result *c);      /* zeroed is a no-op */
 int cmp_print(FILE *f, const struct cmp_result *c);
 
 /* compare.csv: phase,modelled,measured_median_s,predicted_s,error_pct,slowest_rank,
- * slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples, then
- * moesim's identifying columns (sim/csv.h) of the config it ran; empty fields where a
- * value does not exist. 0 or -EIO. */
+ * slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples,layer
+ * (the layer, or "all" for the sum's rows), then moesim's identifying columns (sim/csv.h)
+ * of the config it ran; empty fields where a value does not exist. 0 or -EIO. */
 int cmp_csv(FILE *f, const struct cmp_result *c);
 
 /* The predicted timeline into an open trace (records.h, rec_chrome_with): processes
  * ranks + k named "predicted rank k", threads compute and comm; each modelled phase of
- * the first compared iteration as a slice of its predicted length, starting where the
- * measured one started on rank k (so each sits beside its measurement), args
- * measured_s and predicted_s. arg: the cmp_result. 0 or the writer's error. */
+ * each layer's first compared iteration as a slice of its predicted length, starting
+ * where the measured one started on rank k (so each sits beside its measurement), args
+ * measured_s, predicted_s and layer. arg: the cmp_result. 0 or the writer's error. */
 int cmp_chrome(struct chrome *ch, const struct rec_run *r, const void *arg);
 
 /* DIR/trace.json (the measured trace and, beside it, the predicted one) and
