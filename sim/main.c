@@ -71,6 +71,8 @@ static const char usage_run[] =
     "With [schedule] kind (gpipe | 1f1b | interleaved-1f1b | zb1p | dualpipe | dualpipev)\n"
     "it simulates one training step: every micro-batch's forward and backward on every\n"
     "pipeline stage, expert compute, all-to-alls, pipeline sends and the DP reduce.\n"
+    "With kind prefill | decode it simulates one inference forward step of the whole\n"
+    "model for [serve] batch (TTFT, time per output token, tokens/s, KV cache).\n"
     "With kind none (the default) it builds the traffic of [traffic] pattern (moe |\n"
     "alltoall | matrix), simulates it through the flow-level network model and prints a\n"
     "summary.\n"
