@@ -529,6 +529,9 @@ static int cfg_check_serve(struct cfg_loader *ld)
     if (v->shared_as_routed)
         return cfg_fail(ld, cfg_where(ld, "serve", "shared_as_routed"), "serve",
                         "shared_as_routed", "not yet (the shared experts run on every GPU)");
+    if (v->a2a != A2A_LOW_LATENCY && cfg_is_set(ld, "serve", "ll_message_us"))
+        return cfg_fail(ld, cfg_where(ld, "serve", "ll_message_us"), "serve", "ll_message_us",
+                        "a low_latency key, but serve.a2a = %s", config_a2a_name(v->a2a));
     return 0;
 }
 

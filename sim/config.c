@@ -76,6 +76,7 @@ static const char *const attn_words[] = { "gqa", "mla", NULL };
 static const char *const ffn_act_words[] = { "swiglu", "geglu", "relu", "gelu", NULL };
 static const char *const reduce_words[] = { "ring", "tree", NULL };
 static const char *const dtype_words[] = { "bf16", "fp16", "fp8", "fp32", NULL };
+static const char *const a2a_words[] = { "normal", "low_latency", NULL };
 static const char *const true_words[] = { "true", "on", "yes", "1", NULL };
 static const char *const false_words[] = { "false", "off", "no", "0", NULL };
 
@@ -97,6 +98,7 @@ _Static_assert(FFN_SWIGLU == 0 && FFN_GEGLU == 1 && FFN_RELU == 2 && FFN_GELU ==
 _Static_assert(REDUCE_RING == 0 && REDUCE_TREE == 1, "reduce_words order");
 _Static_assert(DTYPE_BF16 == 0 && DTYPE_FP16 == 1 && DTYPE_FP8 == 2 && DTYPE_FP32 == 3,
                "dtype_words order");
+_Static_assert(A2A_NORMAL == 0 && A2A_LOW_LATENCY == 1, "a2a_words order");
 _Static_assert(ULLONG_MAX == UINT64_MAX, "strtoull fills a uint64_t");
 _Static_assert(sizeof(enum route_kind) == sizeof(int) && sizeof(enum dist_kind) == sizeof(int) &&
                sizeof(enum pattern_kind) == sizeof(int) && sizeof(enum sched_kind) == sizeof(int) &&
@@ -359,6 +361,14 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(serve.kv_dtype) },
     { "serve", "shared_as_routed",    CFG_BOOL,   "off",  ANY,   1,   1,   NULL,
       FIELD(serve.shared_as_routed) },
+    /* ll_message_us: an assumption, not a measurement: one message issued every 10 ns per
+     * GPU, a few times slower than a 400 Gb/s NIC's advertised message rate (ConnectX-7:
+     * a few hundred million messages per second), leaving room for the GPU's own work
+     * per message; calibrate against DeepEP's low-latency benchmark. */
+    { "serve", "a2a",                 CFG_ENUM,   "normal", ANY, 1,   1,   a2a_words,
+      FIELD(serve.a2a) },
+    { "serve", "ll_message_us",       CFG_DOUBLE, "0.01", IN(0, 1e6), 1, 1e6, NULL,
+      FIELD(serve.ll_message_s) },
     /* "": none; compute.h reads the file */
     { "calibration", "expert_table",  CFG_PATH,   "",     ANY,   1,   1,   NULL,
       FIELD(calibration.expert_table) },
@@ -1199,6 +1209,7 @@ int config_gpus(const struct config *c)
 }
 
 const char *config_route_name(enum route_kind r) { return cfg_word(route_words, (int)r); }
+const char *config_a2a_name(enum a2a_kind a) { return cfg_word(a2a_words, (int)a); }
 const char *config_dist_name(enum dist_kind d) { return cfg_word(dist_words, (int)d); }
 const char *config_score_name(enum score_kind s) { return cfg_word(score_words, (int)s); }
 const char *config_place_name(enum place_kind p) { return cfg_word(place_words, (int)p); }

@@ -173,6 +173,11 @@ struct cfg_schedule {
     double grad_bytes_per_param; /* bytes per gradient element in the DP reduce */
 };
 
+/* An inference step's dispatch and combine (serve.h): DeepEP's normal kernels (the
+ * configured cluster.route) or its low-latency ones (every token straight to each target
+ * GPU, no relay, no SMs taken). */
+enum a2a_kind { A2A_NORMAL, A2A_LOW_LATENCY };
+
 /* One inference step (schedule.kind prefill or decode; serve.h). batch is per GPU: each
  * GPU runs attention for its own batch sequences (attention data-parallel). */
 struct cfg_serve {
@@ -186,6 +191,8 @@ struct cfg_serve {
     enum dtype_kind gemm_dtype;   /* bf16 or fp8: the weight GEMMs' peak and weight bytes */
     enum dtype_kind kv_dtype;     /* bf16 or fp8: KV-cache elements */
     bool shared_as_routed;    /* not yet: refused */
+    enum a2a_kind a2a;        /* normal or low_latency */
+    double ll_message_s;      /* ll_message_us: low_latency's cost per (token, GPU) message */
 };
 
 /* Measured expert times: a CSV of tokens,fwd_us[,bwd_us] rows; "" when absent. */
@@ -210,6 +217,21 @@ struct config {
 static inline bool config_serving(const struct config *c)
 {
     return c->schedule.kind == SCHED_PREFILL || c->schedule.kind == SCHED_DECODE;
+}
+
+/* Whether c's MoE all-to-alls are DeepEP's low-latency kernels (an inference step with
+ * serve.a2a = low_latency). */
+static inline bool config_low_latency(const struct config *c)
+{
+    return config_serving(c) && c->serve.a2a == A2A_LOW_LATENCY;
+}
+
+/* The route a MoE layer's all-to-alls take: the low-latency kernels send each pair's
+ * tokens directly (rail: NVLink within a node, NIC to NIC between nodes), whatever
+ * cluster.route says; otherwise cluster.route. */
+static inline enum route_kind config_a2a_route(const struct config *c)
+{
+    return config_low_latency(c) ? ROUTE_RAIL : c->cluster.route;
 }
 
 struct cfg_err {
@@ -287,6 +309,7 @@ const char *config_sched_name(enum sched_kind k);
 const char *config_attn_name(enum attn_kind a);
 const char *config_reduce_name(enum reduce_kind r);
 const char *config_dtype_name(enum dtype_kind d);
+const char *config_a2a_name(enum a2a_kind a);
 
 /* Bytes per element of a token's vector of `hidden` elements in format d: 2 (bf16, fp16),
  * 4 (fp32), or for fp8 1 plus one 4-byte FP32 scale per fp8_block elements, a partial

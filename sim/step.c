@@ -406,7 +406,8 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
     }
     if ((rc = compute_create(&e->cm, c, err)))
         return rc;
-    e->share = e->overlap ? compute_share(e->cm) : 1.0;
+    /* The low-latency all-to-all takes no SMs (DeepEP: its sends are posted by the NIC). */
+    e->share = e->overlap && !config_low_latency(c) ? compute_share(e->cm) : 1.0;
     struct sched *s;
     if ((rc = sched_create(&s, kind, e->pp, e->M, c->parallel.vpp)))
         return rc;

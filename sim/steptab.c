@@ -45,6 +45,7 @@ static int stage_config(struct config *cc, const struct config *c, double T,
     if (cc->cluster.nodes_per_leaf > cc->cluster.nodes)
         cc->cluster.nodes_per_leaf = 0;
     cc->routing.tokens_per_gpu = (int64_t)T;
+    cc->cluster.route = config_a2a_route(c);
     return 0;
 }
 
@@ -179,6 +180,32 @@ static int expert_times(const struct eng *e, struct moe_tab *t, const struct rou
     return 0;
 }
 
+/* The low-latency kernels' cost per message (serve.h): GPU s posts one message per
+ * (token, target GPU) pair it dispatches to another GPU, pair_tokens[s][d], and in the
+ * combine each expert GPU one back per pair; posted one after another, added to the
+ * flow model's time: a lane's dispatch (combine) grows by its busiest sender's messages
+ * x msg_s. */
+static void ll_message_times(const struct eng *e, struct moe_tab *t, const struct routing *rt,
+                             double msg_s)
+{
+    int n = rt->gpus;
+    for (int g = 0; g < e->groups; g++) {
+        uint64_t out_max = 0, back_max = 0;
+        for (int a = g * e->ep; a < (g + 1) * e->ep; a++) {
+            uint64_t out = 0, back = 0;
+            for (int b = 0; b < n; b++)
+                if (b != a) {
+                    out += rt->pair_tokens[(size_t)a * n + b];
+                    back += rt->pair_tokens[(size_t)b * n + a];
+                }
+            out_max = out > out_max ? out : out_max;
+            back_max = back > back_max ? back : back_max;
+        }
+        t->disp_s[g] += (double)out_max * msg_s;
+        t->comb_s[g] += (double)back_max * msg_s;
+    }
+}
+
 /* The lane times of a layer's four all-to-alls (memoised), and with a fabric their
  * collectives there. Forward: dispatch and combine. Backward: the combine's gradient
  * travels the dispatch's way (its paths and directions, traffic.h) and the dispatch's
@@ -199,6 +226,8 @@ static int a2a_times(struct eng *e, struct moe_tab *t, const struct config *cc,
         lane_times(e, fin, t->disp_s);
     if (!rc && !(rc = coll_run(e->memo, e->stage_topo, &cb, &fin)))
         lane_times(e, fin, t->comb_s);
+    if (!rc && config_low_latency(cc))
+        ll_message_times(e, t, rt, cc->serve.ll_message_s);
     /* An inference step has no backward: its gradients' all-to-alls stay 0. */
     if (!rc && !e->serve && !(rc = coll_run(e->memo, e->stage_topo, &bd, &fin)))
         lane_times(e, fin, t->bdisp_s);
@@ -427,8 +456,10 @@ int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
     int rc = stage_config(&cc, e->c, e->T, err);
     if (rc)
         return rc;
+    struct cfg_cluster full = e->c->cluster;
+    full.route = cc.cluster.route;
     if ((rc = topo_create(&e->stage_topo, &cc.cluster)) ||
-        (rc = topo_create(&e->full_topo, &e->c->cluster)) || (rc = load_trace(e, err)) ||
+        (rc = topo_create(&e->full_topo, &full)) || (rc = load_trace(e, err)) ||
         (rc = fab_setup(e)) || (rc = tables_alloc(e)))
         return rc;
     const struct model *m = &e->m;

@@ -137,7 +137,7 @@ int traffic_moe(struct traffic *dispatch, struct traffic *combine,
     long long gpus = (long long)c->cluster.nodes * c->cluster.gpus_per_node;
     double hidden = c->model.hidden;
     double dbpe = c->model.dispatch_bytes_per_elem, cbpe = c->model.combine_bytes_per_elem;
-    bool hier = c->cluster.route == ROUTE_HIER;
+    bool hier = config_a2a_route(c) == ROUTE_HIER;   /* low_latency: direct pairs */
     int n = r->gpus, rc;
     uint64_t *legs = NULL;
 

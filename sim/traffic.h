@@ -41,8 +41,11 @@ int traffic_alltoall(struct traffic *m, int gpus, uint64_t bytes_per_pair);
  * negative or not finite; -ERANGE when an entry reaches 2^64; -ENOMEM. */
 int traffic_transpose_scaled(struct traffic *out, const struct traffic *a, double scale);
 
-/* MoE dispatch and combine of one layer from routing counts (borrows r and c). With
- * c->cluster.route rail or pxn, one entry per GPU pair (its path is topo_route's):
+/* MoE dispatch and combine of one layer from routing counts (borrows r and c). The route
+ * is config_a2a_route(c): cluster.route, or rail for an inference step with serve.a2a =
+ * low_latency (DeepEP's low-latency kernels: each token straight to each target GPU, no
+ * relay, no dedup per node). With route rail or pxn, one entry per GPU pair (its path is
+ * topo_route's):
  *   dispatch[s][d] = round(pair_tokens[s][d] * hidden * dispatch_bytes_per_elem)
  *   combine[d][s]  = round(pair_tokens[s][d] * hidden * combine_bytes_per_elem)
  * (combine returns each token's expert outputs: the transpose).

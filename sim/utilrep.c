@@ -335,8 +335,10 @@ int utilrep_step_csv(FILE *f, const struct steprep *r, int bins)
     double *acc = calloc((size_t)6 * b.n, sizeof(double)), *lk = NULL;
     int64_t *idx = NULL, *first = NULL;
     struct topo *t = NULL;
+    struct cfg_cluster cl = r->cfg->cluster;
+    cl.route = config_a2a_route(r->cfg);   /* the routes the all-to-alls took */
     int rc = acc ? by_lane(s, &idx, &first) : -ENOMEM;
-    if (!rc && s->comm.a2a && (rc = topo_create(&t, &r->cfg->cluster)) == 0 &&
+    if (!rc && s->comm.a2a && (rc = topo_create(&t, &cl)) == 0 &&
         !(lk = calloc((size_t)t->nlinks * b.n, sizeof(double))))
         rc = -ENOMEM;
     if (!rc && t)

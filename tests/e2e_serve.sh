@@ -86,6 +86,9 @@ expect_bad "shared_as_routed (not yet)" "serve.shared_as_routed" "$tmp/dec.ini" 
 expect_bad "gemm_dtype fp16" "serve.gemm_dtype" "$tmp/dec.ini" --set serve.gemm_dtype=fp16
 expect_bad "cached_fraction 1" "serve.cached_fraction" "$tmp/pre.ini" \
     --set serve.cached_fraction=1
+expect_bad "ll_message_us without low_latency" "serve.ll_message_us" "$tmp/dec.ini" \
+    --set serve.ll_message_us=1
+expect_bad "a2a word" "serve.a2a" "$tmp/dec.ini" --set serve.a2a=fast
 
 # ---- CSV columns, stable (README.md, Serving) ----
 cols="phase,gpus,ep,batch,prompt_len,cached_fraction,context_len,mtp_tokens,gemm_dtype,kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,expert_imbalance,gpu_imbalance,wall_s,model,cluster,experts,top_k,nodes,gpus_per_node,route,distribution,zipf_s,schedule"
@@ -195,6 +198,24 @@ if "$MOESIM" run "$PWD/configs/examples/default.ini" --no-timing --set parallel.
 else
     fail "eplb: 40 + 24 experts on EP 32: $(cat "$tmp/err")"
 fi
+
+# serve.a2a: normal is the default (same bytes out); low_latency runs, and its cost per
+# message lengthens the step.
+"$MOESIM" run "$tmp/dec.ini" --no-timing --csv "$tmp/n0.csv" > "$tmp/n0.txt" 2>&1
+"$MOESIM" run "$tmp/dec.ini" --no-timing --set serve.a2a=normal --csv "$tmp/n1.csv" \
+    > "$tmp/n1.txt" 2>&1
+cmp -s "$tmp/n0.csv" "$tmp/n1.csv" && cmp -s "$tmp/n0.txt" "$tmp/n1.txt" &&
+    pass "serve.a2a = normal is the default" || fail "serve.a2a = normal differs from the default"
+for us in 0 1; do
+    "$MOESIM" run "$tmp/dec.ini" --no-timing --set serve.a2a=low_latency \
+        --set serve.ll_message_us=$us --csv "$tmp/ll$us.csv" > /dev/null 2> "$tmp/err" ||
+        fail "low_latency: $(cat "$tmp/err")"
+done
+python3 - "$tmp/ll0.csv" "$tmp/ll1.csv" <<'PY' && pass "low_latency: ll_message_us lengthens the step" || fail "low_latency: ll_message_us"
+import csv, sys
+a, b = (next(csv.DictReader(open(f)))for f in sys.argv[1:])
+assert float(b["step_s"]) > float(a["step_s"]) and float(b["comm_s"]) > float(a["comm_s"]), (a, b)
+PY
 
 echo "e2e_serve: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -10,8 +10,11 @@
 #include "cu_run.h"
 #include "ini_text.h"
 #include "model.h"
+#include "routing.h"
 #include "serve.h"
 #include "step.h"
+#include "topo.h"
+#include "traffic.h"
 
 #define REL 1e-12
 
@@ -209,6 +212,108 @@ static void test_mtp(void)
     step_free(&r);
 }
 
+/* Bytes of m that cross the network: pairs whose topo_route (the all-to-all's route for
+ * c, config_a2a_route) takes any link that is not NVLink. */
+static double network_bytes(const struct traffic *m, const struct config *c)
+{
+    struct cfg_cluster cl = c->cluster;
+    cl.route = config_a2a_route(c);
+    struct topo *t;
+    CU_ASSERT_EQUAL_FATAL(topo_create(&t, &cl), 0);
+    double sum = 0;
+    for (int s = 0; s < m->gpus; s++)
+        for (int d = 0; d < m->gpus; d++) {
+            int links[TOPO_MAX_HOPS];
+            double lat;
+            uint64_t b = m->bytes[(size_t)s * m->gpus + d];
+            if (s == d || !b)
+                continue;
+            int n = topo_route(t, s, d, links, &lat);
+            bool net = false;
+            for (int k = 0; k < n; k++)
+                net |= !topo_link_is_nvlink(t, links[k]);
+            sum += net ? (double)b : 0;
+        }
+    topo_free(t);
+    return sum;
+}
+
+/* Two nodes of 4 GPUs, route hierarchical, one expert per GPU; one token of GPU 0 whose
+ * top_k = 4 experts sit on the 4 GPUs of node 1 (routing counts built by hand, deduped:
+ * once per target GPU, once per target node). Normal kernels: it crosses the network once
+ * (to GPU 4, the relay with its local index 0), H x bpe bytes, and GPU 4 forwards it over
+ * NVLink to GPUs 5, 6, 7. Low-latency: GPU 0 sends it to each of GPUs 4..7 over the
+ * network, 4 x H x bpe, nothing over NVLink; the combine likewise in reverse. */
+static void test_low_latency_bytes(void)
+{
+    static const char two_nodes[] =
+        "[cluster]\nnodes = 2\ngpus_per_node = 4\nroute = hierarchical\n"
+        "[model]\nhidden = 1024\nexperts = 8\ntop_k = 4\nexpert_ffn_hidden = 512\n"
+        "ffn_hidden = 2048\nlayers = 2\nseq_len = 8192\nvocab = 1000\nheads = 16\n"
+        "kv_heads = 4\nhead_dim = 64\ndispatch_dtype = fp8\nfp8_block = 128\n"
+        "[schedule]\nkind = decode\n";
+    uint64_t pair[64] = { 0 }, node[16] = { 0 };
+    for (int d = 4; d < 8; d++)
+        pair[d] = 1;                     /* GPU 0 -> GPUs 4..7 */
+    node[1] = 1;                         /* GPU 0 -> node 1, once */
+    struct routing r = { .gpus = 8, .experts = 8, .ep = 8, .top_k = 4, .gpus_per_node = 4,
+                         .nodes = 2, .pair_tokens = pair, .src_node_tokens = node };
+    double H = 1024, dbpe = 1 + 4.0 / 128, cbpe = 2;   /* fp8 with its scales; bf16 */
+    for (int ll = 0; ll < 2; ll++) {
+        const char *const sets[] = { ll ? "serve.a2a=low_latency" : "serve.a2a=normal" };
+        struct config c;
+        CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, two_nodes, sets, 1), 0);
+        CU_ASSERT_EQUAL(config_low_latency(&c), ll);
+        struct traffic d, cb;
+        CU_ASSERT_EQUAL_FATAL(traffic_moe(&d, &cb, &r, &c), 0);
+        double copies = ll ? 4 : 1;
+        CU_ASSERT_DOUBLE_EQUAL(network_bytes(&d, &c), round(copies * H * dbpe), 0);
+        CU_ASSERT_DOUBLE_EQUAL(network_bytes(&cb, &c), copies * H * cbpe, 0);
+        double all = 0;
+        for (int i = 0; i < 64; i++)
+            all += (double)d.bytes[i];
+        /* normal: 1 network leg + 3 NVLink forwards; low-latency: the 4 network sends */
+        CU_ASSERT_DOUBLE_EQUAL(all, 4 * round(H * dbpe), 0);
+        CU_ASSERT_EQUAL(d.bytes[ll ? 5 : 4 * 8 + 5], (uint64_t)round(H * dbpe));
+        traffic_free(&d);
+        traffic_free(&cb);
+    }
+}
+
+/* Two GPUs of one node with comm_sms = 50 of 100 SMs: the shared expert runs beside the
+ * dispatch. Normal kernels hold half the SMs, so some shared-expert slice takes longer
+ * than its time alone; low-latency ones hold none: every slice takes exactly its time. */
+static void test_low_latency_no_sms(void)
+{
+    for (int ll = 0; ll < 2; ll++) {
+        const char *const sets[] = { "cluster.gpus_per_node=2", "schedule.comm_sms=50",
+                                     ll ? "serve.a2a=low_latency" : "serve.a2a=normal" };
+        struct config c = load_gqa(sets, 3);
+        struct model m;
+        struct compute *cm;
+        struct cfg_err err = { .msg = "" };
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+        double alone = compute_op(cm, &m, MODEL_SHARED, (double)serve_tokens_per_gpu(&c)).f_s;
+        struct step_result r;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, STEP_KEEP_SLICES, &err), 0);
+        double longest = 0;
+        int shared = 0;
+        for (int64_t i = 0; i < r.nslices; i++)
+            if (r.slices[i].what == STEP_SHARED) {
+                shared++;
+                longest = fmax(longest, r.slices[i].t1_s - r.slices[i].t0_s);
+            }
+        CU_ASSERT(shared > 0);
+        if (ll)
+            check_rel(longest, alone, 1e-9);
+        else
+            CU_ASSERT(longest > alone * (1 + 1e-6));
+        step_free(&r);
+        compute_free(cm);
+    }
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -219,6 +324,8 @@ int main(void)
         { "fp8 GEMMs at their own peak and bytes", test_fp8_gemm },
         { "one GPU, no communication: step = sum of ops", test_one_gpu_sum },
         { "MTP tokens and acceptance", test_mtp },
+        { "low-latency: once per target GPU over the network", test_low_latency_bytes },
+        { "low-latency: no SMs taken from compute", test_low_latency_no_sms },
     };
     return cu_run("serve", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
