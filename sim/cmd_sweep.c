@@ -499,9 +499,21 @@ static int bury(struct job *x, struct progress *g, struct worker *w, int *queue,
     return e ? e : finish(x, g, p, row);
 }
 
-/* One reply of busy worker w: its row finished, or its death buried. */
+/* Hands idle worker w the next queued point; 0, or bury's status when it cannot take it. */
+static int dispatch(struct job *x, struct progress *g, struct worker *w, int *queue, int *head,
+                    int *tries)
+{
+    w->point = queue[(*head)++];
+    if (write_full(w->task_fd, &w->point, sizeof(int)))
+        return bury(x, g, w, queue, head, tries);
+    return 0;
+}
+
+/* One reply of busy worker w: its row finished, or its death buried. The worker gets its
+ * next point (when one is queued before tail) before the row is journaled, so that it
+ * runs while the journal syncs. */
 static int reply(struct job *x, struct progress *g, struct worker *w, int *queue, int *head,
-                 int *tries)
+                 int tail, int *tries)
 {
     uint32_t n;
     char *row = NULL;
@@ -513,7 +525,9 @@ static int reply(struct job *x, struct progress *g, struct worker *w, int *queue
     row[n] = '\0';
     int p = w->point;
     w->point = -1;
-    return finish(x, g, p, row);
+    int e = *head < tail ? dispatch(x, g, w, queue, head, tries) : 0;
+    int f = finish(x, g, p, row);
+    return f ? f : e;
 }
 
 static int run_pool(struct job *x, struct progress *g)
@@ -536,11 +550,8 @@ static int run_pool(struct job *x, struct progress *g)
         for (int i = 0; i < nw && !e; i++) {
             if (!ws[i].pid && head < tail)
                 e = spawn(x, ws, nw, &ws[i]);
-            if (!e && ws[i].pid && ws[i].point < 0 && head < tail) {
-                ws[i].point = queue[head++];
-                if (write_full(ws[i].task_fd, &ws[i].point, sizeof(int)))
-                    e = bury(x, g, &ws[i], queue, &head, tries);
-            }
+            if (!e && ws[i].pid && ws[i].point < 0 && head < tail)
+                e = dispatch(x, g, &ws[i], queue, &head, tries);
             if (ws[i].pid && ws[i].point >= 0)
                 pf[busy++] = (struct pollfd){ ws[i].res_fd, POLLIN, 0 };
         }
@@ -553,7 +564,7 @@ static int run_pool(struct job *x, struct progress *g)
                 continue;
             if (pf[k++].revents) {
                 int before = x->dir.ndone;
-                e = reply(x, g, &ws[i], queue, &head, tries);
+                e = reply(x, g, &ws[i], queue, &head, tail, tries);
                 left -= x->dir.ndone - before;
             }
         }

@@ -11,12 +11,25 @@ trap 'rm -rf "$tmp"' EXIT
 
 now() { date +%s.%N; }
 echo "# moesim sweep: 256 steps of 64 GPUs (8 top_k x 8 expert counts x 4 schedules)"
-for jobs in 1 2; do
-    t0=$(now)
-    "$MOESIM" sweep "$SWEEP" -o "$tmp/j$jobs" --jobs $jobs --no-timing > /dev/null
-    t1=$(now)
-    awk -v a="$t0" -v b="$t1" -v j=$jobs 'BEGIN { printf "sweep --jobs %d   %8.2f s  %7.2f points/s\n", j, b - a, 256 / (b - a) }'
+# REPS runs of --jobs 1 and --jobs 2 in turn (a shared machine's load moves both of a
+# pair alike); the speed-up is the median of the pairs' ratios.
+REPS=${REPS:-5}
+ratios=()
+w=()
+for rep in $(seq "$REPS"); do
+    for jobs in 1 2; do
+        rm -rf "$tmp/j$jobs"
+        t0=$(now)
+        "$MOESIM" sweep "$SWEEP" -o "$tmp/j$jobs" --jobs $jobs --no-timing > /dev/null
+        t1=$(now)
+        w[jobs]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
+        awk -v w="${w[jobs]}" -v j=$jobs -v r="$rep" 'BEGIN { printf "run %d: sweep --jobs %d %8.2f s  %7.2f points/s\n", r, j, w, 256 / w }'
+    done
+    ratios+=("$(awk -v a="${w[1]}" -v b="${w[2]}" 'BEGIN { printf "%.6f", a / b }')")
 done
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{ r[NR] = $1 } END {
+    m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+    printf "speed-up --jobs 2 over --jobs 1: median %.2fx of %d pairs (%.2f .. %.2f)\n", m, NR, r[1], r[NR] }'
 cmp "$tmp/j1/results.csv" "$tmp/j2/results.csv" && echo "results.csv: --jobs 1 = --jobs 2"
 # the same points, one moesim run process each (the sweep's rows give their values)
 t0=$(now)
