@@ -198,15 +198,36 @@ static double predict(const struct runpt *p, const struct compute_t *ex, int pha
     return fmax(a->send_finish_s[g], a->recv_finish_s[g]);
 }
 
-/* Rank k's prediction of row id of layer l (l < 0: the layers' sum); NAN: not modelled. */
-static double row_pred(const struct cmp_result *c, int l, int id, int k)
+/* Rank k's prediction of row id of layer l (l < 0: the layers' sum) from v (c->pred_s or
+ * c->wait_pred_s); NAN: not modelled. */
+static double row_pred(const struct cmp_result *c, const double *v, int l, int id, int k)
 {
     double p = 0;
     for (int j = l < 0 ? 0 : l; j < (l < 0 ? c->layers : l + 1); j++)
         for (int q = 0; q < TMR_NPHASES; q++)
             if (in_row(id, q))
-                p += c->pred_s[((size_t)j * c->ranks + k) * TMR_NPHASES + q];
+                p += v[((size_t)j * c->ranks + k) * TMR_NPHASES + q];
     return p;
+}
+
+/* Layer l's pass as a timeline per rank (compare.h): the all-to-all pre from 0 on every
+ * rank, the experts ex, then post, which waits for the last experts of the rank's EP
+ * group: its predicted wait into c->wait_pred_s and added to its c->pred_s. */
+static void timeline(struct cmp_result *c, int l, int ep, int pre, int ex, int post)
+{
+    double *p = c->pred_s + (size_t)l * c->ranks * TMR_NPHASES;
+    double *w = c->wait_pred_s + (size_t)l * c->ranks * TMR_NPHASES;
+    for (int g = 0; g < c->ranks; g += ep) {
+        double last = -INFINITY;
+        for (int k = g; k < g + ep; k++)
+            last = fmax(last, p[k * TMR_NPHASES + pre] + p[k * TMR_NPHASES + ex]);
+        for (int k = g; k < g + ep; k++) {
+            double own = p[k * TMR_NPHASES + pre] + p[k * TMR_NPHASES + ex];
+            w[k * TMR_NPHASES + pre] = w[k * TMR_NPHASES + ex] = 0;
+            w[k * TMR_NPHASES + post] = last - own;
+            p[k * TMR_NPHASES + post] += last - own;
+        }
+    }
 }
 
 /* The rows of layer l (l < 0: every layer) from the records and c->pred_s, appended to
@@ -217,19 +238,23 @@ static int rows(struct cmp_result *c, const struct rec_run *r, const double *wai
     double *all = malloc(iters * (size_t)r->ranks * sizeof(double));
     double *allw = malloc(iters * (size_t)r->ranks * sizeof(double));
     double *pred = malloc((size_t)r->ranks * sizeof(double));
+    double *pw = malloc((size_t)r->ranks * sizeof(double));
     double *rank_med = malloc((size_t)r->ranks * sizeof(double));
     int rc = -ENOMEM;
-    if (!all || !allw || !pred || !rank_med)
+    if (!all || !allw || !pred || !pw || !rank_med)
         goto out;
     for (int id = 0; id < CMP_ROWS; id++) {
         struct cmp_row *w = &c->row[c->nrows];
         size_t m = 0, nk = 0;
         double worst = -INFINITY;
         *w = (struct cmp_row){ .layer = l, .id = id, .slow = -1, .pred_s = NAN,
-                               .slow_pred_s = NAN, .wait_s = NAN };
+                               .slow_pred_s = NAN, .wait_s = NAN, .wait_pred_s = NAN };
+        double top = -INFINITY;           /* the slowest prediction */
         for (int k = 0; k < r->ranks; k++) {
             size_t got = values(c, r, wait_s, l, id, k, all + m, allw + m);
-            pred[k] = row_pred(c, l, id, k);
+            pred[k] = row_pred(c, c->pred_s, l, id, k);
+            pw[k] = row_pred(c, c->wait_pred_s, l, id, k);
+            top = fmax(top, pred[k]);
             double med = median(all + m, got);    /* sorts this rank's values in place */
             if (got)
                 rank_med[nk++] = med;
@@ -246,10 +271,15 @@ static int rows(struct cmp_result *c, const struct rec_run *r, const double *wai
         w->n = m;
         w->modelled = isfinite(pred[0]);
         w->meas_s = median(rank_med, nk);
-        if (id < TMR_NPHASES && tmr_step_is_comm((enum tmr_step)(id % TMR_NSTEPS)))
+        bool comm = id < TMR_NPHASES && tmr_step_is_comm((enum tmr_step)(id % TMR_NSTEPS));
+        if (comm)
             w->wait_s = median(allw, m);
         if (w->modelled)
             w->pred_s = median(pred, (size_t)r->ranks);
+        if (w->modelled && comm)
+            w->wait_pred_s = median(pw, (size_t)r->ranks);
+        if (w->modelled && id >= TMR_NPHASES)
+            w->slow_pred_s = top;         /* the layer lasts as long as its slowest rank */
         c->nrows++;
     }
     rc = 0;
@@ -257,6 +287,7 @@ out:
     free(all);
     free(allw);
     free(pred);
+    free(pw);
     free(rank_med);
     return rc;
 }
@@ -336,8 +367,15 @@ static int predict_layer(struct cmp_result *c, const struct cmp_spec *s,
     }
     compute_routed_experts(cm, &m, &pt.rt, ex);
     for (int k = 0; k < r->ranks; k++)
-        for (int q = 0; q < TMR_NPHASES; q++)
-            c->pred_s[((size_t)l * r->ranks + k) * TMR_NPHASES + q] = predict(&pt, ex, q, k);
+        for (int q = 0; q < TMR_NPHASES; q++) {
+            size_t i = ((size_t)l * r->ranks + k) * TMR_NPHASES + q;
+            c->pred_s[i] = predict(&pt, ex, q, k);
+            c->wait_pred_s[i] = NAN;
+        }
+    int ep = r->ep > 0 && r->ranks % r->ep == 0 ? r->ep : r->ranks;
+    timeline(c, l, ep, TMR_DISPATCH, TMR_EXPERTS, TMR_COMBINE);
+    timeline(c, l, ep, TMR_NSTEPS + TMR_COMBINE, TMR_NSTEPS + TMR_EXPERTS,
+             TMR_NSTEPS + TMR_DISPATCH);
 out:
     compute_free(cm);
     free(ex);
@@ -367,9 +405,10 @@ int cmp_run(struct cmp_result *c, const struct cmp_spec *s, const struct rec_run
     size_t nrec = r->rec0[r->ranks];
     double *wait_s = malloc((nrec ? nrec : 1) * sizeof(double));
     c->pred_s = malloc(L * (size_t)r->ranks * TMR_NPHASES * sizeof(double));
+    c->wait_pred_s = malloc(L * (size_t)r->ranks * TMR_NPHASES * sizeof(double));
     c->used = calloc((L + 1) * it, sizeof(bool));
     c->row = calloc((L + 1) * CMP_ROWS, sizeof(*c->row));
-    if (!wait_s || !c->pred_s || !c->used || !c->row || rec_waits(r, wait_s)) {
+    if (!wait_s || !c->pred_s || !c->wait_pred_s || !c->used || !c->row || rec_waits(r, wait_s)) {
         free(wait_s);
         return snprintf(msg, n, "moeprof run: --compare: %s", strerror(ENOMEM)), 1;
     }
@@ -400,6 +439,7 @@ void cmp_free(struct cmp_result *c)
     if (!c)
         return;
     free(c->pred_s);
+    free(c->wait_pred_s);
     free(c->used);
     free(c->row);
     memset(c, 0, sizeof(*c));
@@ -451,11 +491,11 @@ int cmp_print(FILE *f, const struct cmp_result *c)
     fprintf(f, "# error = (predicted - measured) / measured; '-': a phase moesim does not "
             "model (measured only)\n");
     fprintf(f, "# phase          measured predicted   error  slowest measured predicted"
-            "   error     wait\n");
+            "   error     wait     wait\n");
     fprintf(f, "#                  median                      rank                          "
-            "        median\n");
+            "        median     pred\n");
     fprintf(f, "#                    (ms)      (ms)     (%%)              (ms)      (ms)     "
-            "(%%)     (ms)\n");
+            "(%%)     (ms)     (ms)\n");
     for (int i = 0; i < c->nrows; i++) {
         const struct cmp_row *w = &c->row[i];
         if (i == 0 || w->layer != c->row[i - 1].layer) {
@@ -476,6 +516,7 @@ int cmp_print(FILE *f, const struct cmp_result *c)
         ms(f, w->slow_pred_s, 9);
         pct(f, err_pct(w->slow_pred_s, w->slow_meas_s), 7);
         ms(f, w->wait_s, 8);
+        ms(f, w->wait_pred_s, 8);
         fprintf(f, "\n");
     }
     return ferror(f) ? -EIO : 0;
@@ -483,12 +524,13 @@ int cmp_print(FILE *f, const struct cmp_result *c)
 
 #define CMP_COLS "phase,modelled,measured_median_s,predicted_s,error_pct,slowest_rank," \
                  "slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples,layer"
+#define CMP_THEN "wait_predicted_s"    /* after the identifying columns */
 
 int cmp_csv(FILE *f, const struct cmp_result *c)
 {
     struct csv w;
     int rc = 0;
-    csv_header(f, CMP_COLS);
+    csv_header_then(f, CMP_COLS, CMP_THEN);
     csv_begin(&w, f);
     for (int i = 0; i < c->nrows && !rc; i++) {
         const struct cmp_row *x = &c->row[i];
@@ -508,6 +550,7 @@ int cmp_csv(FILE *f, const struct cmp_result *c)
         else
             csv_str(&w, "all");
         csv_ident(&w, CMP_COLS, &c->cfg);
+        csv_num(&w, x->wait_pred_s);
         rc = csv_end(&w);
     }
     return rc ? rc : ferror(f) ? -EIO : 0;

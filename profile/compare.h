@@ -26,6 +26,18 @@
  * fwd.modelled / bwd.modelled: per rank and iteration, the sum of the three modelled
  * phases of the pass, against the sum of their predictions.
  *
+ * Ranks depend on each other: moesim's layer has every GPU start together, but an
+ * all-to-all completes on no rank before its last peer arrives. So each pass is a
+ * timeline per rank: the all-to-all before the experts (fwd.dispatch, bwd.combine) from
+ * 0, all ranks together (route and permute, which would make them arrive apart, are
+ * measured only), then the rank's experts (from its own token count), then the
+ * all-to-all after them (fwd.combine, bwd.dispatch), predicted as a wait, (the latest
+ * end of the experts over the ranks of its EP group, world ranks k / ep) - (its own),
+ * plus its transfer. That wait sits beside the measured one (wait_pred_s), the
+ * predicted pass of a rank ends at its timeline's end, and a sum row's slowest rank
+ * (measured) is compared with the slowest predicted rank's sum, as the layer takes as
+ * long as its slowest rank.
+ *
  * Layers: each layer l of the run is predicted on its own recorded routing (moesim's
  * one-layer run replays a trace holding layer l alone) and compared with layer l's
  * records; with several layers, a last group of rows compares their sum: per rank and
@@ -37,7 +49,8 @@
  * those iterations (a sum row: the median of the per-iteration sums). Per row: the
  * median over the ranks of their values against the median of the ranks' predictions
  * (so a model exact on every rank is exact here too); the slowest rank (the highest
- * value; ties: the lowest rank) against its own prediction. wait: the median over ranks
+ * value; ties: the lowest rank) against its own prediction (in the sum rows: against
+ * the highest prediction over the ranks). wait: the median over ranks
  * and iterations (of the sum over layers, in the sum's rows).
  * error % = 100 (predicted - measured) / measured: positive, the model is slower than
  * the machine.
@@ -81,6 +94,8 @@ struct cmp_row {
     int slow;                             /* the slowest rank */
     double slow_meas_s, slow_pred_s;
     double wait_s;                        /* median wait (all-to-alls); NAN for compute */
+    double wait_pred_s;                   /* the median over ranks of the predicted wait
+                                           * (all-to-alls); NAN for compute and sums */
 };
 
 struct cmp_result {
@@ -90,6 +105,9 @@ struct cmp_result {
     struct cmp_row *row;                  /* each layer's rows, then (layers > 1) the sum's */
     double *pred_s;                       /* [(layer * ranks + rank) * TMR_NPHASES + phase];
                                            * NAN: not modelled */
+    double *wait_pred_s;                  /* the same index: the part of pred_s that is the
+                                           * wait for the group's last experts (0 but in
+                                           * fwd.combine and bwd.dispatch); NAN: not modelled */
     bool *used;                           /* [(layer * iters + iter)], then [layers * iters
                                            * + iter] for the sum: iterations compared */
     char where[CMP_MSG_MAX];              /* the calibration files, for the header line */
@@ -116,7 +134,7 @@ int cmp_print(FILE *f, const struct cmp_result *c);
 /* compare.csv: phase,modelled,measured_median_s,predicted_s,error_pct,slowest_rank,
  * slowest_measured_s,slowest_predicted_s,slowest_error_pct,wait_median_s,samples,layer
  * (the layer, or "all" for the sum's rows), then moesim's identifying columns (sim/csv.h)
- * of the config it ran; empty fields where a value does not exist. 0 or -EIO. */
+ * of the config it ran, then wait_predicted_s; empty fields where a value does not exist. 0 or -EIO. */
 int cmp_csv(FILE *f, const struct cmp_result *c);
 
 /* The predicted timeline into an open trace (records.h, rec_chrome_with): processes

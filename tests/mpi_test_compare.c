@@ -9,9 +9,13 @@
  *    combine the transpose; expert 0 (rank 0) receives 110 rows, expert 1 (rank 1) 90.
  *  - layer 1: rank 0 50 and 50, rank 1 20 and 80: 50 rows (12800 B) 0 -> 1, 20 rows
  *    (5120 B) 1 -> 0; expert 0 receives 70 rows, expert 1 130.
- * The records: every phase of both ranks starts at the same instant (so no rank waits)
- * and lasts base x (0.9, 1, 1.3) in iterations 0, 1, 2, so each rank's median is its
- * base, and every rank's median iteration is iteration 1 in every phase and layer.
+ * The records: every phase of both ranks starts at the same instant and lasts base x
+ * (0.9, 1, 1.3) in iterations 0, 1, 2, so each rank's median is its base, and every
+ * rank's median iteration is iteration 1 in every phase and layer. The all-to-all after
+ * the experts (fwd.combine, bwd.dispatch) lasts its transfer plus the wait for the other
+ * rank's experts where they take longer (the ranks' expert times differ): base =
+ * transfer + (the longer expert time of the two) - (the rank's own), the wait moesim's
+ * timeline predicts (compare.h), checked on its own.
  * The calibration, made from layer 0's all-to-all and both layers' expert times:
  *  - expert_table rows at the measured token counts: 70 -> (1800, 3800) us,
  *    90 -> (2000, 4250), 110 -> (2500, 5500), 130 -> (3000, 6400); compute.h reads a
@@ -69,6 +73,9 @@ static struct rec_run run;
 static double base(int layer, int rank, int phase)
 {
     int s = phase % TMR_NSTEPS;
+    const double *ex = phase < TMR_NSTEPS ? fwd_ex_s[layer] : bwd_ex_s[layer];
+    if (phase == TMR_COMBINE || phase == TMR_NSTEPS + TMR_DISPATCH)
+        return comm_s[layer] + (fmax(ex[0], ex[1]) - ex[rank]);
     if (s == TMR_DISPATCH || s == TMR_COMBINE || s == TMR_COUNTS)
         return comm_s[layer];
     if (s == TMR_EXPERTS)
@@ -200,9 +207,9 @@ static void test_exact(void)
     for (int l = 0; l <= LAYERS; l++)
         CU_ASSERT_EQUAL(per[l], TMR_NPHASES + 1);
     /* By hand: layer 0's fwd.experts median rank (2.5 + 2) / 2 ms, the slowest rank 0;
-     * layer 1's (1.8 + 3) / 2 ms, rank 1. fwd.modelled of both layers summed: rank 0
-     * 1 + 2.5 + 1 + 2 x 1.2475 + 1.8 = 8.795 ms, rank 1 1 + 2 + 1 + 2 x 1.2475 + 3 =
-     * 9.495 ms, the slowest. */
+     * layer 1's (1.8 + 3) / 2 ms, rank 1. fwd.modelled of both layers summed: either
+     * rank 1 + 2.5 + 1 + 2 x 1.2475 + 3 = 9.995 ms (each layer lasts as long as its
+     * slower rank's experts), measured and predicted on the slowest. */
     for (int i = 0; i < c.nrows; i++) {
         const struct cmp_row *w = &c.row[i];
         if (w->id == TMR_EXPERTS && w->layer >= 0) {
@@ -211,11 +218,30 @@ static void test_exact(void)
         } else if (w->id == CMP_FWD_SUM && w->layer == 0) {
             near(w->slow_meas_s, comm_s[0] + 2.5e-3 + comm_s[0]);
         } else if (w->id == CMP_FWD_SUM && w->layer < 0) {
-            near(w->slow_meas_s, 2 * comm_s[0] + 2e-3 + 2 * comm_s[1] + 3e-3);
-            near(w->slow_meas_s, 9.495e-3);
-            CU_ASSERT_EQUAL(w->slow, 1);
+            near(w->slow_meas_s, 2 * comm_s[0] + 2.5e-3 + 2 * comm_s[1] + 3e-3);
+            near(w->slow_meas_s, 9.995e-3);
+            near(w->slow_pred_s, 9.995e-3);
+        } else if (w->id == TMR_COMBINE && w->layer == 0) {
+            near(w->wait_pred_s, 0.5 * 0.5e-3);   /* the median of 0 and 0.5 ms */
+        } else if (w->id == TMR_DISPATCH) {
+            CU_ASSERT_EQUAL(w->wait_pred_s, 0);   /* all ranks start together */
+        } else if (w->id >= TMR_NPHASES) {
+            CU_ASSERT(isnan(w->wait_pred_s));
         }
     }
+    /* The predicted wait of the all-to-all after the experts, per rank: exactly the
+     * slower rank's expert time less its own (0 on the slower rank). */
+    for (int l = 0; l < LAYERS; l++)
+        for (int k = 0; k < RANKS; k++) {
+            const double *p = c.wait_pred_s + ((size_t)l * RANKS + k) * TMR_NPHASES;
+            double fw = fmax(fwd_ex_s[l][0], fwd_ex_s[l][1]) - fwd_ex_s[l][k];
+            double bw = fmax(bwd_ex_s[l][0], bwd_ex_s[l][1]) - bwd_ex_s[l][k];
+            CU_ASSERT(fabs(p[TMR_COMBINE] - fw) <= 1e-9 * fmax(fw, 1e-3));
+            CU_ASSERT(fabs(p[TMR_NSTEPS + TMR_DISPATCH] - bw) <= 1e-9 * fmax(bw, 1e-3));
+            CU_ASSERT((k == (l == 0 ? 1 : 0)) == (fw > 0 && bw > 0));
+            CU_ASSERT(p[TMR_DISPATCH] == 0 && p[TMR_NSTEPS + TMR_COMBINE] == 0);
+            CU_ASSERT(isnan(p[TMR_ROUTE]));
+        }
     /* The files: compare.csv has its columns first and a row per table row; trace.json
      * names a predicted process per rank. */
     CU_ASSERT_EQUAL(cmp_write(dir, &run, &c), 0);
@@ -226,7 +252,8 @@ static void test_exact(void)
     if (fgets(line, sizeof(line), f))
         CU_ASSERT_EQUAL(strncmp(line, "phase,modelled,measured_median_s,predicted_s,error_pct,"
                                 "slowest_rank,slowest_measured_s,slowest_predicted_s,"
-                                "slowest_error_pct,wait_median_s,samples,layer,", 145), 0);
+                                "slowest_error_pct,wait_median_s,samples,layer,", 145) ||
+                        !strstr(line, ",wait_predicted_s\n"), 0);
     int in_layer[LAYERS + 1] = { 0 };     /* rows per value of the layer column */
     while (fgets(line, sizeof(line), f)) {
         const char *q = line;
