@@ -47,15 +47,14 @@ const char args_usage[] =
     "  --comm        mpi (MPI_Alltoall / MPI_Alltoallv; with cpu) or nccl (grouped\n"
     "                ncclSend / ncclRecv of the tokens; with cuda)\n";
 
-/* A decimal integer in [lo, hi]. */
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
+int args_uint(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+    if (!s || !*s || s[strspn(s, "0123456789")])
         return -1;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < (unsigned long long)lo || v > (unsigned long long)hi)
+    if (errno || v < (unsigned long long)lo || v > (unsigned long long)hi)
         return -1;
     *out = (long long)v;
     return 0;
@@ -116,7 +115,7 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
         case O_LAYERS: {
             const char *name = ch == O_ITERS ? "iters" : ch == O_WARMUP ? "warmup" : "layers";
             long long lo = ch == O_WARMUP ? 0 : 1;
-            if (parse_int(optarg, lo, 1 << 20, &v)) {
+            if (args_uint(optarg, lo, 1 << 20, &v)) {
                 snprintf(msg, msg_n, "moeprof run: --%s: '%s' is not an integer in %lld..%d",
                          name, optarg, lo, 1 << 20);
                 return -EINVAL;
@@ -125,7 +124,7 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n)
             break;
         }
         case O_SEED:
-            if (parse_int(optarg, 0, (1ll << 62), &v)) {
+            if (args_uint(optarg, 0, (1ll << 62), &v)) {
                 snprintf(msg, msg_n, "moeprof run: --seed: '%s' is not a non-negative integer",
                          optarg);
                 return -EINVAL;

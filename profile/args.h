@@ -50,4 +50,8 @@ int args_parse(struct args *a, int argc, char **argv, char *msg, size_t msg_n);
 int args_config(const struct args *a, struct config *c, struct cfg_loader **keys, char *msg,
                 size_t msg_n);
 
+/* s as a decimal integer in [lo, hi] (0 <= lo <= hi): digits only, no sign or space.
+ * 0 and *out set, or -1. Every moeprof command's counts go through it. */
+int args_uint(const char *s, long long lo, long long hi, long long *out);
+
 #endif

@@ -1,5 +1,6 @@
 /* cmd_calib.c: `moeprof calibrate`; see cmd_calib.h. */
 #include "cmd_calib.h"
+#include "args.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -84,16 +85,6 @@ static int bad(char *msg, size_t n, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* A decimal integer in [lo, hi], digits only. */
-static bool parse_count(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s || s[strspn(s, "0123456789")] || strlen(s) > 18)
-        return false;
-    long long v = strtoll(s, NULL, 10);
-    *out = v;
-    return v >= lo && v <= hi;
-}
-
 static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
 {
     enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED, O_BUFFERS };
@@ -127,7 +118,7 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
             a->out = optarg;
             break;
         case O_REPS:
-            if (!parse_count(optarg, 1, REPS_MAX, &v))
+            if (args_uint(optarg, 1, REPS_MAX, &v))
                 return bad(msg, n, "--reps: '%s' is not an integer in 1..1000", optarg);
             a->reps = (int)v;
             break;
@@ -142,7 +133,7 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
             a->cold = !strcmp(optarg, "cold");
             break;
         case O_SEED:
-            if (!parse_count(optarg, 0, 1ll << 62, &v))
+            if (args_uint(optarg, 0, 1ll << 62, &v))
                 return bad(msg, n, "--seed: '%s' is not a non-negative integer",
                            optarg);
             a->seed = (uint64_t)v;
