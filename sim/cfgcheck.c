@@ -481,6 +481,28 @@ static bool cfg_is_set(const struct cfg_loader *ld, const char *sec, const char 
 /* The keys of an inference step (schedule.kind prefill | decode; serve.h): one stage;
  * the other phase's keys refused; sequences within model.seq_len; the tokens a layer
  * routes countable; what is not modelled yet refused. */
+/* serve.attn_tp (serve.h): a TP group is attn_tp consecutive GPUs of one node and of one
+ * EP group (a lane, step.h), and splits the heads evenly. */
+static int cfg_check_attn_tp(struct cfg_loader *ld)
+{
+    static const char *const node_keys[] = { "serve", "attn_tp", "cluster", "gpus_per_node" };
+    static const char *const ep_keys[] = { "serve", "attn_tp", "parallel", "ep" };
+    static const char *const head_keys[] = { "serve", "attn_tp", "model", "heads" };
+    const struct config *c = cfg_conf(ld);
+    int n = c->serve.attn_tp;
+    if (c->cluster.gpus_per_node % n)
+        return cfg_fail_rule(ld, node_keys, 2, "serve.attn_tp = %d does not divide "
+                             "cluster.gpus_per_node = %d (a TP group is GPUs of one node)", n,
+                             c->cluster.gpus_per_node);
+    if (c->parallel.ep % n)
+        return cfg_fail_rule(ld, ep_keys, 2, "serve.attn_tp = %d does not divide parallel.ep "
+                             "= %d (a TP group lies in one EP group)", n, c->parallel.ep);
+    if (c->model.heads % n)
+        return cfg_fail_rule(ld, head_keys, 2, "serve.attn_tp = %d does not divide "
+                             "model.heads = %d", n, c->model.heads);
+    return 0;
+}
+
 static int cfg_check_serve(struct cfg_loader *ld)
 {
     static const char *const prefill_only[] = { "prompt_len", "cached_fraction" };
@@ -495,6 +517,7 @@ static int cfg_check_serve(struct cfg_loader *ld)
     const struct config *c = cfg_conf(ld);
     const struct cfg_serve *v = &c->serve;
     bool prefill = c->schedule.kind == SCHED_PREFILL;
+    int rc;
     const char *kind = config_sched_name(c->schedule.kind);
     if (c->parallel.pp != 1)
         return cfg_fail_latest(ld, pp_keys, 2, "parallel.pp = %d: an inference step "
@@ -529,6 +552,8 @@ static int cfg_check_serve(struct cfg_loader *ld)
     if (v->shared_as_routed)
         return cfg_fail(ld, cfg_where(ld, "serve", "shared_as_routed"), "serve",
                         "shared_as_routed", "not yet (the shared experts run on every GPU)");
+    if ((rc = cfg_check_attn_tp(ld)))
+        return rc;
     if (v->a2a != A2A_LOW_LATENCY && cfg_is_set(ld, "serve", "ll_message_us"))
         return cfg_fail(ld, cfg_where(ld, "serve", "ll_message_us"), "serve", "ll_message_us",
                         "a low_latency key, but serve.a2a = %s", config_a2a_name(v->a2a));
@@ -573,7 +598,16 @@ int cfg_check(struct cfg_loader *ld)
     if (c->schedule.kind == SCHED_NONE)
         return 0;
     rc = cfg_check_step(ld, head_dim_given);
-    return rc || !config_serving(c) ? rc : cfg_check_serve(ld);
+    if (rc)
+        return rc;
+    if (config_serving(c))
+        return cfg_check_serve(ld);
+    if (c->serve.attn_tp > 1)
+        return cfg_fail(ld, cfg_where(ld, "serve", "attn_tp"), "serve", "attn_tp", "%d: "
+                        "an inference key, but schedule.kind = %s (a training step has no "
+                        "tensor parallelism)", c->serve.attn_tp,
+                        config_sched_name(c->schedule.kind));
+    return 0;
 }
 
 void cfg_derive(struct cfg_loader *ld)

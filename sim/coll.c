@@ -238,3 +238,21 @@ int coll_allreduce(struct coll_memo *memo, const struct topo *t, int stride, dou
     *time_s = repeat * step + tail_s;
     return 0;
 }
+
+int coll_group_ring_plan(const struct topo *t, int n, uint64_t chunk_bytes, struct traffic *m)
+{
+    int rc = traffic_create(m, t->gpus);
+    if (rc)
+        return rc;
+    if (n < 1 || t->gpus % n) {
+        traffic_free(m);
+        return -EINVAL;
+    }
+    if (n < 2)
+        return 0;
+    for (int i = 0; i < t->gpus; i++) {
+        int base = i - i % n;
+        m->bytes[(size_t)i * t->gpus + base + (i - base + 1) % n] = chunk_bytes;
+    }
+    return 0;
+}

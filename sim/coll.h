@@ -52,4 +52,11 @@ int coll_allreduce(struct coll_memo *memo, const struct topo *t, int stride, dou
 int coll_allreduce_plan(const struct topo *t, int stride, double bytes, enum reduce_kind kind,
                         struct traffic *m, int *repeat, double *tail_s);
 
+/* One step of a ring inside every group of n consecutive GPUs of t, all groups at once:
+ * GPU i sends chunk_bytes to the next GPU of its group (the group's last to its first).
+ * The all-gather and the reduce-scatter of n chunks are n - 1 such steps each (NCCL's
+ * ring algorithms). *m is the caller's (traffic_free); n < 2 or chunk_bytes 0: all zero.
+ * 0, -EINVAL (n < 1 or n does not divide the GPUs; *m zeroed), -ENOMEM. */
+int coll_group_ring_plan(const struct topo *t, int n, uint64_t chunk_bytes, struct traffic *m);
+
 #endif

@@ -361,6 +361,10 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(serve.kv_dtype) },
     { "serve", "shared_as_routed",    CFG_BOOL,   "off",  ANY,   1,   1,   NULL,
       FIELD(serve.shared_as_routed) },
+    /* attn_tp: GPUs of one node that run one attention together, heads split (serve.h);
+     * DeepSeek-V3 serves with 4 (arXiv:2412.19437 sec. 3.4.1, 3.4.2). */
+    { "serve", "attn_tp",             CFG_INT,    "1",    IN(1, 1048576), 1, 1, NULL,
+      FIELD(serve.attn_tp) },
     /* ll_message_us: an assumption, not a measurement: one message issued every 10 ns per
      * GPU, a few times slower than a 400 Gb/s NIC's advertised message rate (ConnectX-7:
      * a few hundred million messages per second), leaving room for the GPU's own work

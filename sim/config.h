@@ -179,7 +179,8 @@ struct cfg_schedule {
 enum a2a_kind { A2A_NORMAL, A2A_LOW_LATENCY };
 
 /* One inference step (schedule.kind prefill or decode; serve.h). batch is per GPU: each
- * GPU runs attention for its own batch sequences (attention data-parallel). */
+ * GPU runs attention for its own batch sequences (attention data-parallel), or with
+ * attn_tp > 1 each TP group of attn_tp GPUs for its attn_tp x batch sequences. */
 struct cfg_serve {
     int64_t batch;            /* sequences per GPU */
     int64_t prompt_len;       /* prefill: tokens of each prompt */
@@ -191,6 +192,7 @@ struct cfg_serve {
     enum dtype_kind gemm_dtype;   /* bf16 or fp8: the weight GEMMs' peak and weight bytes */
     enum dtype_kind kv_dtype;     /* bf16 or fp8: KV-cache elements */
     bool shared_as_routed;    /* not yet: refused */
+    int attn_tp;              /* GPUs of a node per attention TP group (1: data-parallel) */
     enum a2a_kind a2a;        /* normal or low_latency */
     double ll_message_s;      /* ll_message_us: low_latency's cost per (token, GPU) message */
 };

@@ -22,25 +22,37 @@ int64_t serve_tokens_per_gpu(const struct config *c)
     return c->serve.batch * serve_new_tokens(c);
 }
 
-/* Elements of one token's KV cache in one layer. */
-static double kv_width(const struct cfg_model *m)
+int serve_attn_tp(const struct config *c)
+{
+    return config_serving(c) && c->serve.attn_tp > 1 ? c->serve.attn_tp : 1;
+}
+
+/* Elements of one token's KV cache in one layer on one GPU of a TP group of n: MLA's
+ * latent whole (every head reads it), GQA's KV heads split, ceil(kv_heads / n) a GPU. */
+static double kv_width(const struct cfg_model *m, int n)
 {
     if (m->attention == ATTN_MLA)
         return (double)m->kv_lora_rank + m->qk_rope_head_dim;
-    return 2.0 * m->kv_heads * m->head_dim;
+    return 2.0 * ((m->kv_heads + n - 1) / n) * m->head_dim;
 }
 
 double serve_kv_bytes_per_token_layer(const struct config *c)
 {
-    double w = kv_width(&c->model);
+    double w = kv_width(&c->model, serve_attn_tp(c));
     return w * config_dtype_bytes(c->serve.kv_dtype, (int)w, c->model.fp8_block);
+}
+
+/* Sequences whose KV cache one GPU holds: its TP group's, attn_tp x batch. */
+static double kv_sequences(const struct config *c)
+{
+    return (double)serve_attn_tp(c) * (double)c->serve.batch;
 }
 
 double serve_kv_bytes_per_gpu(const struct config *c)
 {
     double s = (double)(c->schedule.kind == SCHED_PREFILL ? c->serve.prompt_len
                                                            : c->serve.context_len);
-    return (double)c->serve.batch * s * c->model.layers * serve_kv_bytes_per_token_layer(c);
+    return kv_sequences(c) * s * c->model.layers * serve_kv_bytes_per_token_layer(c);
 }
 
 double serve_attn_core_flops(const struct config *c)
@@ -64,7 +76,7 @@ double serve_attn_kv_read_bytes(const struct config *c)
 {
     double keys = (double)(c->schedule.kind == SCHED_PREFILL ? serve_cached_tokens(c)
                                                               : c->serve.context_len);
-    return (double)c->serve.batch * keys * serve_kv_bytes_per_token_layer(c);
+    return kv_sequences(c) * keys * serve_kv_bytes_per_token_layer(c);
 }
 
 double serve_attn_core_s(const struct compute *cm, const struct config *c)
@@ -77,11 +89,18 @@ struct compute_t serve_attn(const struct compute *cm, const struct model *m,
                             const struct config *c)
 {
     const struct model_opdesc *d = &m->op[MODEL_ATTN];
-    double T = (double)serve_tokens_per_gpu(c), s = 0;
+    double T = (double)serve_tokens_per_gpu(c), n = serve_attn_tp(c), s = 0;
     for (int i = 0; i < d->ngemm; i++)
-        s += compute_gemm_s(cm, T, d->gemm[i].k, d->gemm[i].n);
+        s += compute_gemm_s(cm, n * T, d->gemm[i].k, d->gemm[i].n / n);
     s += compute_mem_s(cm, T * d->mem_bytes_per_token) + serve_attn_core_s(cm, c);
     return (struct compute_t){ s, 0, 0 };
+}
+
+double serve_sp_chunk_bytes(const struct config *c)
+{
+    if (serve_attn_tp(c) < 2)
+        return 0;
+    return (double)serve_tokens_per_gpu(c) * c->model.hidden * SERVE_SP_BYTES;
 }
 
 void serve_figures(struct serve_figures *f, const struct config *c, const struct step_result *r)

@@ -3,12 +3,34 @@
  * times the step engine (step.h) uses in place of a training step's, and the figures
  * a server is judged by, from the engine's result.
  *
- * Layout (as DeepSeek-V3 deploys it, arXiv:2412.19437 sec. 3.4, in this increment
- * without tensor parallelism): one pipeline stage (pp = 1); attention data-parallel,
- * every GPU runs its own `batch` sequences; the first dense layers on every GPU; routed
- * experts over EP groups of ep GPUs with the placement and redundant experts of
- * [balance]; dispatch and combine through the flow model as a training step's forward.
- * One forward of the whole model per step, one micro-batch.
+ * Layout (as DeepSeek-V3 deploys it, arXiv:2412.19437 sec. 3.4): one pipeline stage
+ * (pp = 1); attention data-parallel, every GPU runs its own `batch` sequences; the first
+ * dense layers on every GPU; routed experts over EP groups of ep GPUs with the placement
+ * and redundant experts of [balance]; dispatch and combine through the flow model as a
+ * training step's forward. One forward of the whole model per step, one micro-batch.
+ *
+ * Attention tensor parallelism with sequence parallelism (serve.attn_tp = n > 1;
+ * DeepSeek-V3 serves prefill as TP4 + SP with DP8 and decode as TP4 + SP with DP80, sec.
+ * 3.4.1, 3.4.2): n consecutive GPUs of one node (and of one EP group) form a TP group
+ * that runs the attention of the group's n x batch sequences, the heads split n ways.
+ * serve.batch stays the sequences per GPU on average, so T below and every per-GPU
+ * throughput are unchanged. Before each layer's attention an all-gather gives every GPU
+ * of the group the group's n T tokens x hidden; after it a reduce-scatter sums the
+ * partial outputs and leaves each GPU its own T tokens, which it gates and dispatches
+ * as without TP. Both are rings inside each group (NCCL's: n - 1 steps, each GPU sends
+ * T x hidden x SERVE_SP_BYTES to the next), one step run through the flow model on the
+ * stage's GPUs (coll.h) and taken n - 1 times, as communication sub-ops (step.h). Per
+ * GPU the attention then runs: every projection GEMM on n T rows with 1/n of its weight
+ * (N / n; the output projection splits K in practice, the same FLOPs and weight bytes);
+ * the core's FLOPs unchanged (n x batch sequences, heads / n); its elementwise traffic
+ * as for T tokens; its KV cache as below. The attention weights per GPU are 1/n of a
+ * layer's.
+ *
+ * KV cache with TP: a GPU holds the cache of its group's n x batch sequences. GQA splits
+ * the KV heads, ceil(kv_heads / n) a GPU (replicated when kv_heads < n), so with n
+ * dividing kv_heads the bytes per GPU are as without TP; MLA's latent is shared by all
+ * heads, so every GPU of the group holds, and in decode reads, the latent of all n x
+ * batch sequences: n times the bytes without TP.
  *
  * Tokens per GPU through the step (T): prefill batch x n, with n = prompt_len - C new
  * tokens per sequence and C = floor(cached_fraction x prompt_len) already cached;
@@ -28,6 +50,8 @@
  *            up-projections absorbed (DeepSeek-V2, arXiv:2405.04434, sec. 2.1.2; as
  *            FlashMLA runs decode): dqk = kv_lora_rank + qk_rope, dv = kv_lora_rank.
  *            B = b x L x kv_width x kv bytes: the whole cache of the batch, read once.
+ * (b: serve.batch, and with TP the group's sequences a GPU reads, n x batch; a: heads,
+ * with TP heads / n, so F is the same.)
  * kv_width per token per layer: GQA 2 x kv_heads x head_dim (K and V); MLA
  * kv_lora_rank + qk_rope_head_dim (the latent and the shared RoPE key). kv bytes per
  * element: config_dtype_bytes(serve.kv_dtype) (2 for bf16).
@@ -52,11 +76,21 @@ int64_t serve_new_tokens(const struct config *c);
 /* T: tokens per GPU through the step, batch x n. */
 int64_t serve_tokens_per_gpu(const struct config *c);
 
-/* KV-cache bytes of one token in one layer: kv_width x kv bytes (above). */
+/* The attention TP group's GPUs: serve.attn_tp in an inference step, else 1. */
+int serve_attn_tp(const struct config *c);
+
+/* KV-cache bytes of one token in one layer on one GPU: kv_width x kv bytes (above; with
+ * TP, GQA's ceil(kv_heads / n) heads). */
 double serve_kv_bytes_per_token_layer(const struct config *c);
-/* The KV cache one GPU holds for its batch: batch x S x layers x the above, S =
- * prompt_len (prefill) or context_len (decode). */
+/* The KV cache one GPU holds: n x batch x S x layers x the above, S = prompt_len
+ * (prefill) or context_len (decode), n = serve_attn_tp. */
 double serve_kv_bytes_per_gpu(const struct config *c);
+
+/* Sequence parallelism's activations: 2 B (BF16) an element. */
+#define SERVE_SP_BYTES 2.0
+/* What each GPU sends in one ring step of the SP all-gather or reduce-scatter: T x
+ * hidden x SERVE_SP_BYTES; 0 without TP. */
+double serve_sp_chunk_bytes(const struct config *c);
 
 /* Attention core of one layer on one GPU: F and B above. */
 double serve_attn_core_flops(const struct config *c);

@@ -33,9 +33,13 @@ void serverep_summary(FILE *f, const struct steprep *r)
     const struct step_result *s = r->res;
     struct serve_figures x;
     serve_figures(&x, c, s);
-    fprintf(f, "moesim: inference step: %s on %s (%d GPUs: attention data-parallel, ep %d), ",
+    char attn[64] = "data-parallel";
+    if (serve_attn_tp(c) > 1)
+        snprintf(attn, sizeof(attn), "TP %d + SP, DP %d", serve_attn_tp(c),
+                 s->gpus / serve_attn_tp(c));
+    fprintf(f, "moesim: inference step: %s on %s (%d GPUs: attention %s, ep %d), ",
             c->model.name[0] ? c->model.name : "model",
-            c->cluster.name[0] ? c->cluster.name : "cluster", s->gpus, s->ep);
+            c->cluster.name[0] ? c->cluster.name : "cluster", s->gpus, attn, s->ep);
     summary_shape(f, c);
     fprintf(f, ", GEMMs %s, KV cache %s, seed %llu\n", config_dtype_name(c->serve.gemm_dtype),
             config_dtype_name(c->serve.kv_dtype), (unsigned long long)r->seed);

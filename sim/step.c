@@ -34,6 +34,8 @@ static int sop_coll(const struct eng *e, const struct sop *s)
 {
     if (s->what == STEP_DP_REDUCE)
         return e->reduce_fab[s->piece];
+    if (s->what == STEP_ATTN_GATHER || s->what == STEP_ATTN_SCATTER)
+        return e->sp_fab;
     const int *f = e->moe[s->layer].fab;
     if (s->kind == SCHED_F)
         return f[s->what == STEP_DISPATCH ? 0 : 1];
@@ -319,6 +321,7 @@ static void eng_free(struct eng *e)
     free(e->send_s);
     free(e->act_bytes);
     free(e->reduce_s);
+    free(e->sp_s);
     free(e->straggler);
     free(e->sops);
     free(e->from.v);
@@ -492,6 +495,7 @@ const char *step_what_name(enum step_what w)
     static const char *const names[STEP_NWHAT] = {
         "embed", "attn", "ffn", "gate", "shared", "experts", "experts_w",
         "head", "dispatch", "combine", "wgrad", "send", "dp_reduce",
+        "attn_gather", "attn_scatter",
     };
     return (unsigned)w < STEP_NWHAT ? names[w] : "?";
 }

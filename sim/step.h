@@ -11,7 +11,8 @@
  * each becomes sub-ops from the model (model.h) timed by the compute model (compute.h):
  *   F: [embed] per layer: attn, then dense ffn, or gate -> dispatch a2a -> experts ->
  *      combine a2a with the shared experts beside the dispatch; [head]; send to the
- *      next piece.
+ *      next piece. An inference step with attention TP (serve.h) wraps each attn in
+ *      its SP all-gather and reduce-scatter, communication sub-ops.
  *   B: mirror: [head], per layer in reverse: combine-grad a2a -> experts B (+ W when the
  *      schedule does not split W) -> dispatch-grad a2a -> gate, shared, attn B; send back.
  *   W: all weight gradients of the piece as one compute op (dualpipe, dualpipev); zb1p:
@@ -63,7 +64,9 @@ enum step_stream { STEP_COMPUTE, STEP_COMM, STEP_P2P };
 /* What a sub-op is (names in step_what_name). */
 enum step_what {
     STEP_EMBED, STEP_ATTN, STEP_FFN, STEP_GATE, STEP_SHARED, STEP_EXPERTS, STEP_EXPERTS_W,
-    STEP_HEAD, STEP_DISPATCH, STEP_COMBINE, STEP_WGRAD, STEP_SEND, STEP_DP_REDUCE, STEP_NWHAT
+    STEP_HEAD, STEP_DISPATCH, STEP_COMBINE, STEP_WGRAD, STEP_SEND, STEP_DP_REDUCE,
+    STEP_ATTN_GATHER, STEP_ATTN_SCATTER,  /* attention TP's SP collectives (serve.h) */
+    STEP_NWHAT
 };
 
 /* One sub-op as it ran (kept for the trace when asked). */
@@ -115,6 +118,8 @@ struct step_comm {
     int n, cap;
     int *a2a;                 /* 4 x layers, owned */
     int *reduce;              /* pieces, owned */
+    int sp;                   /* attention TP (serve.h): one SP all-gather or reduce-scatter
+                               * of a layer (the two send alike), -1 without */
 };
 
 struct step_result {

@@ -112,6 +112,9 @@ struct eng {
     double *send_s;           /* [(a * pp + b) * groups + g]: piece send rank a -> b; <0 unknown */
     double *act_bytes;        /* [(piece * groups + g) * ep + j] */
     double *reduce_s;         /* [piece * groups + g] */
+    double *sp_s;             /* attention TP: per group, one SP all-gather (= one
+                               * reduce-scatter); NULL without TP (serve.h) */
+    int sp_fab;               /* with a fabric and sp_s: their collective */
     double *straggler;        /* per stage GPU index: [rank * dp + g * ep + j] */
     struct sop *sops;
     int64_t nsops, capsops;

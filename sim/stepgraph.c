@@ -112,8 +112,14 @@ static void emit_forward(struct emit *x, int *first, int *exit_id, int *lastc)
     if (p == 0)
         prev = emit(x, STEP_COMPUTE, STEP_EMBED, -1, e->embed.f_s, prev, prev);
     for (int l = e->piece_lo[p]; l < e->piece_hi[p]; l++) {
+        if (e->sp_s) {        /* attention TP (serve.h): gather the group's tokens */
+            prev = emit(x, STEP_COMM, STEP_ATTN_GATHER, l, e->sp_s[x->g], prev, side);
+            side = -1;
+        }
         int id = emit(x, STEP_COMPUTE, STEP_ATTN, l, e->attn.f_s, prev, side);
         side = -1;
+        if (e->sp_s)          /* and scatter the summed outputs back */
+            id = emit(x, STEP_COMM, STEP_ATTN_SCATTER, l, e->sp_s[x->g], id, id);
         if (!model_layer_is_moe(&e->m, l)) {
             prev = emit(x, STEP_COMPUTE, STEP_FFN, l, e->ffn.f_s, id, id);
             continue;

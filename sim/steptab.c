@@ -266,6 +266,38 @@ static int moe_layer_tables(struct eng *e, const struct config *cc, int layer, u
     return rc;
 }
 
+/* Attention TP's SP all-gather and reduce-scatter (serve.h): one ring step inside every TP
+ * group through the network on the stage, sent n - 1 times; a lane's time: n - 1 times
+ * its slowest GPU's step. With a fabric, its collective there. */
+static int sp_tables(struct eng *e)
+{
+    int n = serve_attn_tp(e->c);
+    if (n < 2)
+        return 0;
+    struct traffic m;
+    const double *fin;
+    int rc = coll_group_ring_plan(e->stage_topo, n,
+                                  (uint64_t)llround(serve_sp_chunk_bytes(e->c)), &m);
+    if (rc)
+        return rc;
+    e->sp_s = calloc((size_t)e->groups, sizeof(double));
+    rc = e->sp_s ? coll_run(e->memo, e->stage_topo, &m, &fin) : -ENOMEM;
+    if (!rc) {
+        lane_times(e, fin, e->sp_s);
+        for (int g = 0; g < e->groups; g++)
+            e->sp_s[g] *= n - 1;
+    }
+    if (!rc && e->fab) {
+        struct fabric_part part = { &m, n - 1, 0.0 };
+        e->sp_fab = fabric_coll(e->fab, &part, 1);
+        rc = e->sp_fab < 0 ? e->sp_fab : 0;
+    }
+    if (!rc)
+        rc = stepres_comm_add(e, &m, n - 1, &e->comm.sp);
+    traffic_free(&m);
+    return rc;
+}
+
 /* Send of one micro-batch's activations (or their gradients) from every GPU of stage a
  * to its counterpart in stage b: dp concurrent flows through the network on the whole
  * cluster (they share leaf uplinks where the fabric has them). Lane time: its slowest
@@ -307,7 +339,7 @@ double steptab_dense_params(const struct eng *e, int p)
     if (p == e->pieces - 1)
         prm += m->op[MODEL_HEAD].params;
     for (int l = e->piece_lo[p]; l < e->piece_hi[p]; l++) {
-        prm += m->op[MODEL_ATTN].params;
+        prm += m->op[MODEL_ATTN].params / serve_attn_tp(e->c);   /* split n ways (serve.h) */
         if (model_layer_is_moe(m, l))
             prm += m->op[MODEL_GATE].params + m->op[MODEL_SHARED].params;
         else
@@ -366,6 +398,7 @@ static int tables_alloc(struct eng *e)
         !e->reduce_s)
         return -ENOMEM;
     if (e->keep_comm) {
+        e->comm.sp = -1;
         e->comm.a2a = malloc((size_t)4 * L * sizeof(int));
         e->comm.reduce = malloc((size_t)P * sizeof(int));
         if (!e->comm.a2a || !e->comm.reduce)
@@ -469,6 +502,8 @@ int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
     e->shared = compute_op(e->cm, m, MODEL_SHARED, e->T);
     e->embed = compute_op(e->cm, m, MODEL_EMBED, e->T);
     e->head = compute_op(e->cm, m, MODEL_HEAD, e->T);
+    if ((rc = sp_tables(e)))
+        return rc;
     int L = e->c->model.layers;
     for (int l = 0; l < L; l++) {
         if (model_layer_is_moe(m, l) && (rc = moe_layer_tables(e, &cc, l, seed)))

@@ -162,7 +162,8 @@ int utilrep_layer_csv(FILE *f, const struct report *r, int bins)
 
 static bool what_is_comm(int what)
 {
-    return what == STEP_DISPATCH || what == STEP_COMBINE || what == STEP_DP_REDUCE;
+    return what == STEP_DISPATCH || what == STEP_COMBINE || what == STEP_DP_REDUCE ||
+           what == STEP_ATTN_GATHER || what == STEP_ATTN_SCATTER;
 }
 
 /* Sub-ops that a GPU's straggler wait is taken out of: those holding routed-expert work. */
@@ -237,6 +238,8 @@ static int comm_of(const struct step_result *s, const struct step_slice *x)
     const struct step_comm *c = &s->comm;
     if (x->what == STEP_DP_REDUCE)
         return x->piece >= 0 && x->piece < s->pieces ? c->reduce[x->piece] : -1;
+    if (x->what == STEP_ATTN_GATHER || x->what == STEP_ATTN_SCATTER)
+        return c->sp;
     if (x->layer < 0 || x->layer >= s->layers)
         return -1;
     bool back = x->kind == SCHED_B;

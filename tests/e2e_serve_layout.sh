@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# e2e_serve_layout.sh: an inference step's parallel layout (sim/serve.h) through
+# `moesim run`: attention tensor parallelism (serve.attn_tp) refused with one line naming
+# the key and exit 2 where it cannot apply; attn_tp = 1 is the default, byte for byte; with
+# TP the summary says so, the trace holds the SP all-gathers and reduce-scatters, and an
+# MLA model's KV cache per GPU grows by the group's size.
+#
+# Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_serve_layout.sh
+set -u
+
+MOESIM=${MOESIM:-build/bin/moesim}
+case $MOESIM in /*) ;; *) MOESIM=$PWD/$MOESIM ;; esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moesim-serve-layout.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+npass=0
+nfail=0
+pass() { echo "ok - $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+
+# 2 nodes x 4 GPUs, a small MLA MoE model.
+cat > "$tmp/dec.ini" <<'INI'
+[cluster]
+nodes = 2
+gpus_per_node = 4
+[model]
+hidden = 1024
+experts = 16
+top_k = 4
+shared_experts = 1
+expert_ffn_hidden = 512
+ffn_hidden = 4096
+layers = 4
+first_dense_layers = 1
+seq_len = 4096
+vocab = 8192
+heads = 8
+attention = mla
+kv_lora_rank = 512
+qk_nope_head_dim = 64
+qk_rope_head_dim = 64
+v_head_dim = 64
+[routing]
+distribution = zipf
+zipf_s = 1
+[schedule]
+kind = decode
+[serve]
+batch = 16
+context_len = 2048
+INI
+
+# expect_bad NAME KEY ARGS...: exit 2, one line on stderr naming KEY, no CSV written.
+expect_bad() {
+    local name=$1 key=$2
+    shift 2
+    rm -f "$tmp/bad.csv"
+    "$MOESIM" run "$@" --csv "$tmp/bad.csv" > "$tmp/out" 2> "$tmp/err"
+    local rc=$?
+    if [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "$key" "$tmp/err" &&
+       [ ! -e "$tmp/bad.csv" ]; then
+        pass "$name: exit 2, $(cat "$tmp/err")"
+    else
+        fail "$name: rc $rc, stderr: $(cat "$tmp/err")"
+    fi
+}
+
+expect_bad "attn_tp not dividing gpus_per_node" "serve.attn_tp" "$tmp/dec.ini" \
+    --set serve.attn_tp=3
+expect_bad "attn_tp beyond a node" "serve.attn_tp" "$tmp/dec.ini" --set serve.attn_tp=8
+expect_bad "attn_tp not dividing ep" "serve.attn_tp" "$tmp/dec.ini" --set parallel.ep=2 \
+    --set serve.attn_tp=4
+expect_bad "attn_tp not dividing heads" "serve.attn_tp" "$tmp/dec.ini" --set model.heads=6 \
+    --set serve.attn_tp=4
+expect_bad "attn_tp in a training step" "serve.attn_tp" "$tmp/dec.ini" \
+    --set schedule.kind=gpipe --set serve.attn_tp=2
+expect_bad "attn_tp 0" "serve.attn_tp" "$tmp/dec.ini" --set serve.attn_tp=0
+
+# attn_tp = 1 is the default: the same outputs.
+run() { "$MOESIM" run "$tmp/dec.ini" --no-timing "$@"; }
+if run --csv "$tmp/d.csv" --gpu-csv "$tmp/dg.csv" > "$tmp/d.out" &&
+   run --set serve.attn_tp=1 --csv "$tmp/one.csv" --gpu-csv "$tmp/oneg.csv" > "$tmp/one.out" &&
+   cmp -s "$tmp/d.csv" "$tmp/one.csv" && cmp -s "$tmp/dg.csv" "$tmp/oneg.csv" &&
+   cmp -s "$tmp/d.out" "$tmp/one.out"; then
+    pass "attn_tp = 1: outputs identical to the default"
+else
+    fail "attn_tp = 1 differs from the default"
+fi
+
+# TP 4: the summary names the layout; the trace has one all-gather and one reduce-scatter
+# per layer and lane (1 lane of 8 GPUs, 4 layers); the MLA cache per GPU is 4x (each GPU
+# holds its group's 4 x 16 sequences' latent); the SP collectives add communication.
+if run --set serve.attn_tp=4 --csv "$tmp/tp.csv" --gpu-csv "$tmp/tpg.csv" \
+       --trace "$tmp/tp.json" > "$tmp/tp.out" 2> "$tmp/err"; then
+    grep -q "attention TP 4 + SP, DP 2" "$tmp/tp.out" && pass "TP 4: the summary names it" ||
+        fail "TP 4: summary: $(head -1 "$tmp/tp.out")"
+    python3 - "$tmp/d.csv" "$tmp/tp.csv" "$tmp/tp.json" <<'PY' && pass "TP 4: 4 gathers and 4 scatters, KV cache x4 (MLA), more communication" || fail "TP 4: trace or figures"
+import csv, json, sys
+d = next(csv.DictReader(open(sys.argv[1])))
+t = next(csv.DictReader(open(sys.argv[2])))
+ev = json.load(open(sys.argv[3]))
+ev = ev["traceEvents"] if isinstance(ev, dict) else ev
+names = [e.get("name", "") for e in ev if e.get("ph") == "X"]
+g = names.count("F attn_gather")
+s = names.count("F attn_scatter")
+assert g == 4 and s == 4, (g, s)
+# 16 sequences x 2048 x 4 layers x (512 + 64) x 2 B = 150,994,944 B; x 4 with TP 4
+kv1, kv4 = float(d["kv_cache_GiB"]), float(t["kv_cache_GiB"])
+assert abs(kv1 * 2**30 - 150994944) < 2**30 * 1e-5, kv1
+assert abs(kv4 - 4 * kv1) < 1e-5, (kv1, kv4)
+assert float(t["comm_s"]) > float(d["comm_s"]), (d["comm_s"], t["comm_s"])
+assert float(t["weights_GiB"]) < float(d["weights_GiB"])
+PY
+else
+    fail "TP 4 run: $(cat "$tmp/err")"
+fi
+
+echo "# e2e_serve_layout: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
