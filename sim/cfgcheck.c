@@ -113,6 +113,19 @@ static int cfg_check_parallel(struct cfg_loader *ld)
     return 0;
 }
 
+/* The experts placed in an EP group's slots: the routed ones and the shared ones served as
+ * routed (config_shared_routed); *shown says so, for a message. */
+static int cfg_placed_experts(const struct config *c, char *shown, size_t n)
+{
+    int ns = config_shared_routed(c);
+    if (ns)
+        snprintf(shown, n, "%d (%d + %d shared, serve.shared_as_routed)",
+                 c->model.experts + ns, c->model.experts, ns);
+    else
+        snprintf(shown, n, "%d", c->model.experts);
+    return c->model.experts + ns;
+}
+
 /* EP groups must tile each stage's dp GPUs and, when routing MoE traffic, the expert slots:
  * ep <= dp, ep | experts + redundant_experts (pattern moe only), ep | dp. Runs after
  * cfg_check_parallel. */
@@ -128,7 +141,8 @@ static int cfg_check_ep(struct cfg_loader *ld)
     struct config *c = cfg_conf(ld);
     int dp = c->parallel.dp;
     int ep = c->parallel.ep ? c->parallel.ep : dp;
-    char shown[64], dp_is[128];
+    char shown[64], dp_is[128], placed[96];
+    int E = cfg_placed_experts(c, placed, sizeof(placed));
     if (c->parallel.ep)
         snprintf(shown, sizeof(shown), "%d", ep);
     else
@@ -139,14 +153,13 @@ static int cfg_check_ep(struct cfg_loader *ld)
     int from = c->parallel.ep ? 0 : 1;
     if (ep > dp)
         return cfg_fail_rule(ld, dp_keys, 5, "parallel.ep = %s is more than %s", shown, dp_is);
-    if (c->traffic.pattern == PATTERN_MOE && !c->balance.redundant_experts &&
-        c->model.experts % ep)
+    if (c->traffic.pattern == PATTERN_MOE && !c->balance.redundant_experts && E % ep)
         return cfg_fail_rule(ld, experts_keys + 2 * from, 6 - from, "parallel.ep = %s does not "
-                             "divide model.experts = %d", shown, c->model.experts);
-    if (c->traffic.pattern == PATTERN_MOE && (c->model.experts + c->balance.redundant_experts) % ep)
+                             "divide model.experts = %s", shown, placed);
+    if (c->traffic.pattern == PATTERN_MOE && (E + c->balance.redundant_experts) % ep)
         return cfg_fail_latest(ld, slots_keys, 3, "model.experts + balance.redundant_experts = "
-                               "%d + %d is not a multiple of parallel.ep = %s: every GPU of an "
-                               "EP group holds as many expert slots", c->model.experts,
+                               "%s + %d is not a multiple of parallel.ep = %s: every GPU of an "
+                               "EP group holds as many expert slots", placed,
                                c->balance.redundant_experts, shown);
     if (dp % ep)
         return cfg_fail_rule(ld, dp_keys, 5, "parallel.ep = %s does not divide %s", shown,
@@ -274,6 +287,8 @@ static int cfg_check_groups(struct cfg_loader *ld, int nodes)
     static const char *const div_keys[] = { "balance", "expert_groups", "model", "experts" };
     const struct config *c = cfg_conf(ld);
     int g = c->balance.expert_groups;
+    char placed[96];
+    int E = cfg_placed_experts(c, placed, sizeof(placed));
     if (!g)
         return 0;
     if (c->balance.placement != PLACE_EPLB)
@@ -284,9 +299,9 @@ static int cfg_check_groups(struct cfg_loader *ld, int nodes)
         return cfg_fail_latest(ld, node_keys, 3, "balance.expert_groups = %d is not a multiple "
                                "of the %d node%s of an EP group (parallel.ep / "
                                "cluster.gpus_per_node)", g, nodes, nodes > 1 ? "s" : "");
-    if (c->model.experts % g)
+    if (E % g)
         return cfg_fail_latest(ld, div_keys, 2, "balance.expert_groups = %d does not divide "
-                               "model.experts = %d", g, c->model.experts);
+                               "model.experts = %s", g, placed);
     return 0;
 }
 
@@ -311,6 +326,8 @@ static int cfg_check_balance(struct cfg_loader *ld)
     const struct config *c = cfg_conf(ld);
     const struct cfg_balance *b = &c->balance;
     int ep = c->parallel.ep, gpn = c->cluster.gpus_per_node;
+    char placed[96];
+    int E = cfg_placed_experts(c, placed, sizeof(placed));
     if (c->traffic.pattern != PATTERN_MOE)
         return 0;
     if (c->routing.distribution == DIST_TRACE && !c->routing.trace[0])
@@ -325,12 +342,11 @@ static int cfg_check_balance(struct cfg_loader *ld)
                                "to be a multiple or a divisor of cluster.gpus_per_node = %d",
                                config_place_name(b->placement), ep, gpn);
     int nodes = ep > gpn ? ep / gpn : 1;
-    if (b->placement == PLACE_EPLB && (c->model.experts % nodes || b->redundant_experts % nodes))
+    if (b->placement == PLACE_EPLB && (E % nodes || b->redundant_experts % nodes))
         return cfg_fail_latest(ld, share_keys, 4, "balance.placement = eplb shares model.experts "
-                               "= %d and balance.redundant_experts = %d among the %d nodes of an "
+                               "= %s and balance.redundant_experts = %d among the %d nodes of an "
                                "EP group (parallel.ep / cluster.gpus_per_node): both must be "
-                               "multiples of %d", c->model.experts, b->redundant_experts, nodes,
-                               nodes);
+                               "multiples of %d", placed, b->redundant_experts, nodes, nodes);
     /* The two-level dispatch (traffic.h) relays a token through the GPU of its EP group
      * with the sender's local index on each node: groups of whole nodes, or in one. */
     if (c->cluster.route == ROUTE_HIER && ep % gpn && gpn % ep)
@@ -503,6 +519,31 @@ static int cfg_check_attn_tp(struct cfg_loader *ld)
     return 0;
 }
 
+/* serve.shared_as_routed (serve.h): shared experts to route, every token kept (no
+ * capacity), drawn routing (a trace has no column for them). */
+static int cfg_check_shared_routed(struct cfg_loader *ld)
+{
+    static const char *const none_keys[] = { "serve", "shared_as_routed", "model",
+                                             "shared_experts" };
+    static const char *const cap_keys[] = { "serve", "shared_as_routed", "balance",
+                                            "capacity_factor" };
+    static const char *const trace_keys[] = { "serve", "shared_as_routed", "routing",
+                                              "distribution" };
+    const struct config *c = cfg_conf(ld);
+    if (!c->serve.shared_as_routed)
+        return 0;
+    if (c->model.shared_experts < 1)
+        return cfg_fail_rule(ld, none_keys, 2, "serve.shared_as_routed = on, but "
+                             "model.shared_experts = 0: no shared expert to route");
+    if (c->balance.capacity_factor > 0)
+        return cfg_fail_rule(ld, cap_keys, 2, "serve.shared_as_routed = on routes dropless, "
+                             "but balance.capacity_factor = %g", c->balance.capacity_factor);
+    if (c->routing.distribution == DIST_TRACE)
+        return cfg_fail_rule(ld, trace_keys, 2, "serve.shared_as_routed = on draws the "
+                             "routing; a routing trace has no column for the shared experts");
+    return 0;
+}
+
 static int cfg_check_serve(struct cfg_loader *ld)
 {
     static const char *const prefill_only[] = { "prompt_len", "cached_fraction" };
@@ -537,11 +578,12 @@ static int cfg_check_serve(struct cfg_loader *ld)
                              "= %d tokens is more than model.seq_len = %d",
                              (long long)v->context_len, v->mtp_tokens, c->model.seq_len);
     double T = (double)serve_tokens_per_gpu(c);
-    if (T > 1e9 || T * c->model.top_k * c->parallel.dp > (double)CFG_ASSIGN_MAX)
+    int k = c->model.top_k + config_shared_routed(c);
+    if (T > 1e9 || T * k * c->parallel.dp > (double)CFG_ASSIGN_MAX)
         return cfg_fail_latest(ld, vol_keys, 6, "%.0f tokens per GPU (serve.batch x tokens per "
                                "sequence) x model.top_k = %d x %d GPUs: more than 10^9 tokens "
-                               "or 2^33 token-expert assignments in a layer", T,
-                               c->model.top_k, c->parallel.dp);
+                               "or 2^33 token-expert assignments in a layer", T, k,
+                               c->parallel.dp);
     if (v->gemm_dtype != DTYPE_BF16 && v->gemm_dtype != DTYPE_FP8)
         return cfg_fail(ld, cfg_where(ld, "serve", "gemm_dtype"), "serve", "gemm_dtype",
                         "%s: bf16 or fp8", config_dtype_name(v->gemm_dtype));
@@ -549,9 +591,8 @@ static int cfg_check_serve(struct cfg_loader *ld)
         return cfg_fail(ld, cfg_where(ld, "serve", "microbatches"), "serve", "microbatches",
                         "%d: not yet (one micro-batch per step in this version)",
                         v->microbatches);
-    if (v->shared_as_routed)
-        return cfg_fail(ld, cfg_where(ld, "serve", "shared_as_routed"), "serve",
-                        "shared_as_routed", "not yet (the shared experts run on every GPU)");
+    if ((rc = cfg_check_shared_routed(ld)))
+        return rc;
     if ((rc = cfg_check_attn_tp(ld)))
         return rc;
     if (v->a2a != A2A_LOW_LATENCY && cfg_is_set(ld, "serve", "ll_message_us"))
@@ -606,6 +647,11 @@ int cfg_check(struct cfg_loader *ld)
         return cfg_fail(ld, cfg_where(ld, "serve", "attn_tp"), "serve", "attn_tp", "%d: "
                         "an inference key, but schedule.kind = %s (a training step has no "
                         "tensor parallelism)", c->serve.attn_tp,
+                        config_sched_name(c->schedule.kind));
+    if (c->serve.shared_as_routed)
+        return cfg_fail(ld, cfg_where(ld, "serve", "shared_as_routed"), "serve",
+                        "shared_as_routed", "on: an inference key, but schedule.kind = %s (a "
+                        "training step runs the shared experts on every GPU)",
                         config_sched_name(c->schedule.kind));
     return 0;
 }

@@ -191,7 +191,7 @@ struct cfg_serve {
     int microbatches;         /* 1 (2: not yet) */
     enum dtype_kind gemm_dtype;   /* bf16 or fp8: the weight GEMMs' peak and weight bytes */
     enum dtype_kind kv_dtype;     /* bf16 or fp8: KV-cache elements */
-    bool shared_as_routed;    /* not yet: refused */
+    bool shared_as_routed;    /* the shared experts as routed ones every token picks */
     int attn_tp;              /* GPUs of a node per attention TP group (1: data-parallel) */
     enum a2a_kind a2a;        /* normal or low_latency */
     double ll_message_s;      /* ll_message_us: low_latency's cost per (token, GPU) message */
@@ -219,6 +219,14 @@ struct config {
 static inline bool config_serving(const struct config *c)
 {
     return c->schedule.kind == SCHED_PREFILL || c->schedule.kind == SCHED_DECODE;
+}
+
+/* The shared experts served as routed ones (serve.shared_as_routed in an inference step,
+ * serve.h): each is one more expert column that every token selects, placed and
+ * replicated with the routed experts. Their number, 0 otherwise. */
+static inline int config_shared_routed(const struct config *c)
+{
+    return config_serving(c) && c->serve.shared_as_routed ? c->model.shared_experts : 0;
 }
 
 /* Whether c's MoE all-to-alls are DeepEP's low-latency kernels (an inference step with

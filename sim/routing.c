@@ -126,6 +126,10 @@ static int check_input(const struct routing_in *in, int *gpus)
         return -EINVAL;
     if (top_k < 1 || top_k > experts || tokens < 0)
         return -EINVAL;
+    if (in->always < 0 || in->always >= top_k || in->always >= experts ||
+        (in->always && (c->balance.capacity_factor > 0 ||
+                        c->routing.distribution == DIST_TRACE)))
+        return -EINVAL;
     int rc = check_routing(in);
     if (rc)
         return rc;
@@ -140,7 +144,8 @@ static int check_input(const struct routing_in *in, int *gpus)
 
 /* ---- setup ---- */
 
-static int result_alloc(struct routing *r, const struct config *c, int gpus, int nslots)
+static int result_alloc(struct routing *r, const struct config *c, int gpus, int nslots,
+                        int always)
 {
     size_t groups = (size_t)(gpus / c->parallel.ep), experts = (size_t)c->model.experts;
     r->gpus = gpus;
@@ -150,6 +155,7 @@ static int result_alloc(struct routing *r, const struct config *c, int gpus, int
     r->gpus_per_node = c->cluster.gpus_per_node;
     r->nodes = gpus / r->gpus_per_node;
     r->nslots = nslots;
+    r->always = always;
     r->pair_tokens = calloc((size_t)gpus * gpus, sizeof(*r->pair_tokens));
     r->src_node_tokens = calloc((size_t)gpus * r->nodes, sizeof(*r->src_node_tokens));
     r->expert_demand = calloc(groups * experts, sizeof(*r->expert_demand));
@@ -225,15 +231,20 @@ static int scratch_init(struct run *u)
     return 0;
 }
 
+/* The gating draws among the experts not always picked (routing_in.always): its
+ * popularity is theirs, as without the always-picked ones. */
 static int gate_init(struct run *u)
 {
     const struct config *c = u->c;
-    int rc = gating_popularity(u->r->popularity, c, u->in->layer, u->in->iteration,
+    struct config drawn = *c;
+    drawn.model.experts -= u->in->always;
+    drawn.model.top_k -= u->in->always;
+    int rc = gating_popularity(u->r->popularity, &drawn, u->in->layer, u->in->iteration,
                                u->in->seed);
     if (rc)
         return rc;
     struct gating_spec s = {
-        .experts = c->model.experts, .top_k = c->model.top_k,
+        .experts = drawn.model.experts, .top_k = drawn.model.top_k,
         .distribution = c->routing.distribution, .popularity = u->r->popularity,
         .concentration = c->routing.concentration, .scoring = c->routing.scoring,
         .bias = u->in->bias, .max_nodes = c->routing.max_nodes, .ordered = u->capped,
@@ -267,7 +278,8 @@ static void run_free(struct run *u)
  * GPU e * ep / E of the group) go to the gating, grouped by a counting sort. */
 static int group_nodes(struct run *u, int group)
 {
-    int ep = u->r->ep, gpn = u->r->gpus_per_node, lo = group * ep, experts = u->r->experts;
+    int ep = u->r->ep, gpn = u->r->gpus_per_node, lo = group * ep;
+    int experts = u->r->experts - u->in->always;     /* the gating's */
     bool same = group > 0;
     u->group = group;
     u->node0 = lo / gpn;
@@ -417,6 +429,9 @@ static void route_source(struct run *u, int s, bool count_only)
 
     rng_seed_stream(&rng, u->in->seed, token_stream(s, u->in->layer, u->in->iteration));
     memset(u->rep_next, 0, (size_t)u->r->experts * sizeof(*u->rep_next));
+    int drawn = k - u->in->always;
+    for (int j = drawn; j < k; j++)       /* the always-picked experts: the last ones */
+        u->chosen[j] = u->r->experts - k + j;
     for (uint64_t t = 0; t < u->tokens; t++) {
         int nn = gating_pick(u->gate, &rng, u->chosen, u->nodes);
         if (count_only) {
@@ -593,6 +608,19 @@ static double max_over_mean(const uint64_t *v, size_t n)
     return sum > 0 ? max / (sum / (double)n) : 0;
 }
 
+/* max_over_mean of the first n of each of `rows` rows of w (n = w: of all of v). */
+static double max_over_mean_rows(const uint64_t *v, size_t rows, size_t w, size_t n)
+{
+    double sum = 0, max = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < n; j++) {
+            double x = (double)v[i * w + j];
+            sum += x;
+            max = x > max ? x : max;
+        }
+    return sum > 0 ? max / (sum / (double)(rows * n)) : 0;
+}
+
 static int summarise(struct run *u, bool traced)
 {
     struct routing *r = u->r;
@@ -612,7 +640,9 @@ static int summarise(struct run *u, bool traced)
     for (int s = 0; s < r->gpus; s++)
         node_tokens[s / r->gpus_per_node] += r->gpu_tokens[s];
     r->drop_rate = demand ? (double)dropped / (double)demand : 0;
-    r->expert_load_max_over_mean = max_over_mean(r->expert_demand, ge);
+    r->expert_load_max_over_mean = max_over_mean_rows(r->expert_demand, groups,
+                                                      (size_t)r->experts,
+                                                      (size_t)(r->experts - r->always));
     r->gpu_load_max_over_mean = max_over_mean(r->gpu_tokens, (size_t)r->gpus);
     r->node_load_max_over_mean = max_over_mean(node_tokens, (size_t)nodes);
     free(node_tokens);
@@ -658,7 +688,8 @@ int routing_run(struct routing *r, const struct routing_in *in)
     u.capped = in->c->balance.capacity_factor > 0;
     u.limited = !traced && in->c->routing.max_nodes > 0;
     u.tokens = (uint64_t)in->c->routing.tokens_per_gpu;
-    rc = result_alloc(r, in->c, gpus, in->pl ? in->pl->nslots : in->c->model.experts);
+    rc = result_alloc(r, in->c, gpus, in->pl ? in->pl->nslots : in->c->model.experts,
+                      in->always);
     if (!rc)
         rc = layout_init(&u);
     if (!rc)
@@ -681,12 +712,13 @@ int routing_generate(struct routing *r, const struct config *c, uint64_t seed)
 
 void routing_bias_update(double *bias, const struct routing *r, double gamma)
 {
-    int groups = r->gpus / r->ep;
+    int groups = r->gpus / r->ep, n = r->experts - r->always;   /* the drawn experts */
     double total = 0;
-    for (size_t i = 0; i < (size_t)groups * r->experts; i++)
-        total += (double)r->expert_demand[i];
-    double mean = total / r->experts;
-    for (int e = 0; e < r->experts; e++) {
+    for (int g = 0; g < groups; g++)
+        for (int e = 0; e < n; e++)
+            total += (double)r->expert_demand[(size_t)g * r->experts + e];
+    double mean = total / n;
+    for (int e = 0; e < n; e++) {
         double load = 0;
         for (int g = 0; g < groups; g++)
             load += (double)r->expert_demand[(size_t)g * r->experts + e];

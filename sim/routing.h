@@ -63,6 +63,7 @@ struct routing {
     int gpus_per_node;
     int nodes;                /* gpus / gpus_per_node */
     int nslots;               /* physical slots per EP group */
+    int always;               /* routing_in.always: the last experts, picked by every token */
     /* gpus * gpus, [src * gpus + dst]: tokens src sends to dst (kept assignments, deduped
      * as above). Zero outside src's EP group. */
     uint64_t *pair_tokens;
@@ -98,6 +99,12 @@ struct routing_in {
     int layer, iteration;     /* 0 .. 2^21 - 1 */
     uint64_t seed;
     const struct rtrace *trace; /* distribution = trace: its gpus and experts must match */
+    /* The last `always` of the c->model.experts experts are picked by every token, after
+     * its c->model.top_k - always drawn among the others (the gating sees only those):
+     * the shared experts served as routed ones (config_shared_routed). Their demand,
+     * replicas and all-to-all counts are the routed experts'; expert_load_max_over_mean
+     * is over the drawn experts only. Not with capacity or a trace (-EINVAL). 0: none. */
+    int always;
 };
 
 /* Fill *r (overwritten, not freed: free an earlier result first). Returns 0; -EINVAL when

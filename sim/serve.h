@@ -26,6 +26,13 @@
  * as for T tokens; its KV cache as below. The attention weights per GPU are 1/n of a
  * layer's.
  *
+ * Shared experts as routed (serve.shared_as_routed; DeepSeek-V3 sec. 3.4.2, the shared
+ * expert a heavy-load routed one every token selects): the step routes E + ns experts,
+ * the last ns picked by every token after its top_k drawn ones (routing.h's always),
+ * placed and replicated by [balance] like the others (config_shared_routed); no shared
+ * sub-op runs on the GPUs, and the shared weights are in the expert slots, (E + ns + R) /
+ * ep a GPU.
+ *
  * KV cache with TP: a GPU holds the cache of its group's n x batch sequences. GQA splits
  * the KV heads, ceil(kv_heads / n) a GPU (replicated when kv_heads < n), so with n
  * dividing kv_heads the bytes per GPU are as without TP; MLA's latent is shared by all

@@ -127,7 +127,7 @@ static void emit_forward(struct emit *x, int *first, int *exit_id, int *lastc)
         const struct moe_tab *t = &e->moe[l];
         int gate = emit(x, STEP_COMPUTE, STEP_GATE, l, e->gate.f_s, id, id);
         int disp = emit(x, STEP_COMM, STEP_DISPATCH, l, t->disp_s[x->g], gate, gate);
-        if (e->c->model.shared_experts > 0)
+        if (e->c->model.shared_experts > 0 && !config_shared_routed(e->c))
             side = emit(x, STEP_COMPUTE, STEP_SHARED, l, e->shared.f_s, gate, gate);
         int exp = emit(x, STEP_COMPUTE, STEP_EXPERTS, l,
                        group_max(t->f_s + (size_t)x->g * e->ep, e->ep), disp, disp);

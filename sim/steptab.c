@@ -45,6 +45,9 @@ static int stage_config(struct config *cc, const struct config *c, double T,
     if (cc->cluster.nodes_per_leaf > cc->cluster.nodes)
         cc->cluster.nodes_per_leaf = 0;
     cc->routing.tokens_per_gpu = (int64_t)T;
+    /* The shared experts served as routed (serve.h): more experts, each token picks them. */
+    cc->model.experts += config_shared_routed(c);
+    cc->model.top_k += config_shared_routed(c);
     cc->cluster.route = config_a2a_route(c);
     return 0;
 }
@@ -67,7 +70,8 @@ static int layer_routing(const struct eng *e, const struct config *cc, int layer
 {
     struct routing_in in = { .c = cc, .seed = seed,
                              .layer = e->have_trace ? model_moe_index(&e->m, layer) : layer,
-                             .trace = e->have_trace ? &e->trace : NULL };
+                             .trace = e->have_trace ? &e->trace : NULL,
+                             .always = config_shared_routed(e->c) };
     struct placement pl;
     bool placed;
     if (balance_run_iterates(cc))
@@ -340,8 +344,9 @@ double steptab_dense_params(const struct eng *e, int p)
         prm += m->op[MODEL_HEAD].params;
     for (int l = e->piece_lo[p]; l < e->piece_hi[p]; l++) {
         prm += m->op[MODEL_ATTN].params / serve_attn_tp(e->c);   /* split n ways (serve.h) */
-        if (model_layer_is_moe(m, l))
-            prm += m->op[MODEL_GATE].params + m->op[MODEL_SHARED].params;
+        if (model_layer_is_moe(m, l))   /* shared experts served as routed: in the slots */
+            prm += m->op[MODEL_GATE].params +
+                   (config_shared_routed(e->c) ? 0 : m->op[MODEL_SHARED].params);
         else
             prm += m->op[MODEL_FFN].params;
     }
@@ -353,7 +358,8 @@ double steptab_expert_params(const struct eng *e, int p)
     int moe = 0;
     for (int l = e->piece_lo[p]; l < e->piece_hi[p]; l++)
         moe += model_layer_is_moe(&e->m, l);
-    int slots = (e->c->model.experts + e->c->balance.redundant_experts) / e->ep;
+    int slots = (e->c->model.experts + config_shared_routed(e->c) +
+                 e->c->balance.redundant_experts) / e->ep;
     return (double)moe * slots * e->m.op[MODEL_EXPERT].params;
 }
 
@@ -540,6 +546,11 @@ int steptab_keep_routing(struct eng *e, struct cfg_err *err)
         snprintf(err->msg, sizeof(err->msg), "model.first_dense_layers: all %d layers are "
                  "dense (model.moe_every = %d): no routing to record", c->model.layers,
                  c->model.moe_every);
+        return -EINVAL;
+    }
+    if (config_shared_routed(c)) {
+        snprintf(err->msg, sizeof(err->msg), "serve.shared_as_routed: the routing record has "
+                 "no column for the shared experts; run without it to record the routing");
         return -EINVAL;
     }
     int rc = rtrace_create(&e->drawn, moe_layers, 1, e->dp, c->model.experts);

@@ -81,8 +81,8 @@ expect_bad "prefill with mtp_tokens" "serve.mtp_tokens" "$tmp/pre.ini" --set ser
 expect_bad "pp 2" "parallel.pp" "$tmp/dec.ini" --set parallel.pp=2
 expect_bad "two micro-batches (not yet)" "serve.microbatches" "$tmp/dec.ini" \
     --set serve.microbatches=2
-expect_bad "shared_as_routed (not yet)" "serve.shared_as_routed" "$tmp/dec.ini" \
-    --set serve.shared_as_routed=on
+expect_bad "shared_as_routed without shared experts" "serve.shared_as_routed" "$tmp/dec.ini" \
+    --set model.shared_experts=0 --set serve.shared_as_routed=on
 expect_bad "gemm_dtype fp16" "serve.gemm_dtype" "$tmp/dec.ini" --set serve.gemm_dtype=fp16
 expect_bad "cached_fraction 1" "serve.cached_fraction" "$tmp/pre.ini" \
     --set serve.cached_fraction=1

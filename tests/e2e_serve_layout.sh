@@ -51,6 +51,17 @@ batch = 16
 context_len = 2048
 INI
 
+# rows.py: a --csv's one row, a --trace's complete slices' names (for the checks below).
+cat > "$tmp/rows.py" <<'PY'
+import csv, json
+def row(path):
+    return next(csv.DictReader(open(path)))
+def slice_names(path):
+    ev = json.load(open(path))
+    ev = ev["traceEvents"] if isinstance(ev, dict) else ev
+    return [e.get("name", "") for e in ev if e.get("ph") == "X"]
+PY
+
 # expect_bad NAME KEY ARGS...: exit 2, one line on stderr naming KEY, no CSV written.
 expect_bad() {
     local name=$1 key=$2
@@ -76,6 +87,17 @@ expect_bad "attn_tp not dividing heads" "serve.attn_tp" "$tmp/dec.ini" --set mod
 expect_bad "attn_tp in a training step" "serve.attn_tp" "$tmp/dec.ini" \
     --set schedule.kind=gpipe --set serve.attn_tp=2
 expect_bad "attn_tp 0" "serve.attn_tp" "$tmp/dec.ini" --set serve.attn_tp=0
+expect_bad "shared_as_routed without shared experts" "serve.shared_as_routed" "$tmp/dec.ini" \
+    --set model.shared_experts=0 --set serve.shared_as_routed=on
+slots="--set balance.placement=eplb-global --set balance.redundant_experts=7"
+expect_bad "shared_as_routed with capacity" "serve.shared_as_routed" "$tmp/dec.ini" $slots \
+    --set balance.capacity_factor=1.25 --set serve.shared_as_routed=on
+expect_bad "shared_as_routed with a trace" "serve.shared_as_routed" "$tmp/dec.ini" $slots \
+    --set routing.distribution=trace --set routing.trace=none.csv --set serve.shared_as_routed=on
+expect_bad "shared_as_routed in a training step" "serve.shared_as_routed" "$tmp/dec.ini" \
+    --set schedule.kind=gpipe --set serve.shared_as_routed=on
+expect_bad "shared_as_routed: slots not a multiple of ep" "serve.shared_as_routed" \
+    "$tmp/dec.ini" --set serve.shared_as_routed=on
 
 # attn_tp = 1 is the default: the same outputs.
 run() { "$MOESIM" run "$tmp/dec.ini" --no-timing "$@"; }
@@ -95,13 +117,11 @@ if run --set serve.attn_tp=4 --csv "$tmp/tp.csv" --gpu-csv "$tmp/tpg.csv" \
        --trace "$tmp/tp.json" > "$tmp/tp.out" 2> "$tmp/err"; then
     grep -q "attention TP 4 + SP, DP 2" "$tmp/tp.out" && pass "TP 4: the summary names it" ||
         fail "TP 4: summary: $(head -1 "$tmp/tp.out")"
-    python3 - "$tmp/d.csv" "$tmp/tp.csv" "$tmp/tp.json" <<'PY' && pass "TP 4: 4 gathers and 4 scatters, KV cache x4 (MLA), more communication" || fail "TP 4: trace or figures"
-import csv, json, sys
-d = next(csv.DictReader(open(sys.argv[1])))
-t = next(csv.DictReader(open(sys.argv[2])))
-ev = json.load(open(sys.argv[3]))
-ev = ev["traceEvents"] if isinstance(ev, dict) else ev
-names = [e.get("name", "") for e in ev if e.get("ph") == "X"]
+    python3 - "$tmp/d.csv" "$tmp/tp.csv" "$tmp/tp.json" "$tmp" <<'PY' && pass "TP 4: 4 gathers and 4 scatters, KV cache x4 (MLA), more communication" || fail "TP 4: trace or figures"
+import sys
+sys.path.insert(0, sys.argv[4])
+from rows import row, slice_names
+d, t, names = row(sys.argv[1]), row(sys.argv[2]), slice_names(sys.argv[3])
 g = names.count("F attn_gather")
 s = names.count("F attn_scatter")
 assert g == 4 and s == 4, (g, s)
@@ -114,6 +134,27 @@ assert float(t["weights_GiB"]) < float(d["weights_GiB"])
 PY
 else
     fail "TP 4 run: $(cat "$tmp/err")"
+fi
+
+# shared_as_routed: 16 + 1 shared + 7 redundant = 24 slots on 8 GPUs (eplb-global); every
+# token also picks the shared expert, which no GPU runs locally any more: no shared
+# slices in the trace, and the expert imbalance (over the routed experts) is unchanged.
+if run --set balance.placement=eplb-global --set balance.redundant_experts=8 \
+       --csv "$tmp/off.csv" > /dev/null 2> "$tmp/err" &&
+   run --set balance.placement=eplb-global --set balance.redundant_experts=7 \
+       --set serve.shared_as_routed=on --csv "$tmp/sr.csv" --trace "$tmp/sr.json" \
+       > /dev/null 2>> "$tmp/err"; then
+    python3 - "$tmp/off.csv" "$tmp/sr.csv" "$tmp/sr.json" "$tmp" <<'PY' && pass "shared_as_routed: no local shared op, routed imbalance unchanged" || fail "shared_as_routed: trace or figures"
+import sys
+sys.path.insert(0, sys.argv[4])
+from rows import row, slice_names
+off, on, names = row(sys.argv[1]), row(sys.argv[2]), slice_names(sys.argv[3])
+assert "F shared" not in names and names.count("F experts") == 3, names
+assert on["expert_imbalance"] == off["expert_imbalance"], (on, off)
+assert float(on["weights_GiB"]) < float(off["weights_GiB"])
+PY
+else
+    fail "shared_as_routed run: $(cat "$tmp/err")"
 fi
 
 echo "# e2e_serve_layout: $npass passed, $nfail failed"

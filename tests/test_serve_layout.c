@@ -2,7 +2,8 @@
  * step engine) against hand counts: attention tensor parallelism with sequence
  * parallelism (serve.attn_tp): the KV cache per GPU of a GQA and an MLA model, decode
  * attention's time, the SP all-gather's and reduce-scatter's bytes and time, the
- * attention weights per GPU. */
+ * attention weights per GPU; the shared expert served as a routed one
+ * (serve.shared_as_routed): every token's copies, the shared expert's replicas' load. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +12,10 @@
 #include "config.h"
 #include "cu_run.h"
 #include "ini_text.h"
+#include "balance.h"
 #include "model.h"
+#include "placement.h"
+#include "routing.h"
 #include "serve.h"
 #include "step.h"
 #include "topo.h"
@@ -173,6 +177,107 @@ static void test_tp_weights_and_off(void)
     step_free(&r4);
 }
 
+/* 4 GPUs of one node, EP 4, 4 routed experts, top-2, one shared expert (uniform routing,
+ * no dedup: a pair counts every assignment), 12 tokens per GPU (decode batch 12). */
+static const char node4[] =
+    "[cluster]\nnodes = 1\ngpus_per_node = 4\n"
+    "[model]\nhidden = 256\nexperts = 4\ntop_k = 2\nshared_experts = 1\n"
+    "expert_ffn_hidden = 128\nffn_hidden = 512\nlayers = 2\nfirst_dense_layers = 1\n"
+    "seq_len = 4096\nvocab = 1000\nheads = 4\n"
+    "[routing]\ndistribution = uniform\ndedup = false\n"
+    "[balance]\nplacement = eplb-global\n"
+    "[schedule]\nkind = decode\n"
+    "[serve]\nbatch = 12\ncontext_len = 100\n";
+
+/* shared_as_routed on, 3 redundant slots: 4 + 1 + 3 = 8 slots, 2 a GPU. The step's
+ * routing, as steptab.c draws it: 5 experts, top 3, the last always picked. By hand:
+ * every token sends top_k + 1 = 3 copies, so every GPU's row of pairs sums to 12 x 3 = 36;
+ * each GPU asks the shared expert for its 12 tokens, 48 in all; EPLB replicates it (48
+ * against about 24 for a routed expert), and each source's 12 tokens split evenly over
+ * its r replicas (r divides 12), so each replica carries 48 / r. The routed experts'
+ * draws are those without it (same seed): off changes nothing of theirs. */
+static void test_shared_routed_counts(void)
+{
+    const char *const on[] = { "serve.shared_as_routed=on", "balance.redundant_experts=3" };
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, node4, on, 2), 0);
+    CU_ASSERT_EQUAL(config_shared_routed(&c), 1);
+    struct config cc = c;
+    cc.model.experts += 1;
+    cc.model.top_k += 1;
+    cc.routing.tokens_per_gpu = 12;
+    struct routing_in in = { .c = &cc, .seed = 7, .always = 1 };
+    struct placement pl;
+    bool placed;
+    CU_ASSERT_EQUAL_FATAL(balance_place_for(&in, &pl, &placed), 0);
+    CU_ASSERT_FATAL(placed);
+    in.pl = &pl;
+    struct routing rt;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&rt, &in), 0);
+    CU_ASSERT_EQUAL(rt.experts, 5);
+    for (int s = 0; s < 4; s++) {
+        uint64_t row = 0;
+        for (int d = 0; d < 4; d++)
+            row += rt.pair_tokens[s * 4 + d];
+        CU_ASSERT_EQUAL(row, 36);
+        CU_ASSERT_EQUAL(rt.src_demand[s * 5 + 4], 12);
+    }
+    CU_ASSERT_EQUAL(rt.expert_demand[4], 48);
+    int r = pl.replica0[5] - pl.replica0[4];
+    CU_ASSERT(r >= 2);
+    for (int i = pl.replica0[4]; i < pl.replica0[5]; i++)
+        CU_ASSERT_EQUAL(rt.slot_tokens[pl.replica_slot[i]], (uint64_t)(48 / r));
+    uint64_t all = 0;
+    for (int x = 0; x < 8; x++)
+        all += rt.slot_tokens[x];
+    CU_ASSERT_EQUAL(all, 4 * 12 * 3);
+    /* off: the same draws of the 4 routed experts (contiguous, no shared column) */
+    struct config oc = cc;
+    oc.model.experts = 4;
+    oc.model.top_k = 2;
+    oc.balance.placement = PLACE_CONTIGUOUS;
+    oc.balance.redundant_experts = 0;
+    struct routing_in oin = { .c = &oc, .seed = 7 };
+    struct routing ro;
+    CU_ASSERT_EQUAL_FATAL(routing_run(&ro, &oin), 0);
+    for (int s = 0; s < 4; s++)
+        for (int e = 0; e < 4; e++)
+            CU_ASSERT_EQUAL(rt.src_demand[s * 5 + e], ro.src_demand[s * 4 + e]);
+    CU_ASSERT_DOUBLE_EQUAL(rt.expert_load_max_over_mean, ro.expert_load_max_over_mean, 0);
+    routing_free(&ro);
+    routing_free(&rt);
+    placement_free(&pl);
+}
+
+/* The step: with the shared expert routed no GPU runs it locally (no shared sub-op) and its
+ * weights sit in the expert slots: both layouts hold 8 slots, 2 a GPU (4 + 1 + 3 on, 4 + 4
+ * off), so on holds the MoE layer's shared expert's weights less: 1 layer x its parameters
+ * x 2 B. */
+static void test_shared_routed_step(void)
+{
+    const char *const on[] = { "serve.shared_as_routed=on", "balance.redundant_experts=3" };
+    const char *const off[] = { "balance.redundant_experts=4" };
+    struct config c_on, c_off;
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c_on, node4, on, 2), 0);
+    CU_ASSERT_EQUAL_FATAL(ini_text_load(&c_off, node4, off, 1), 0);
+    struct model m;
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, &c_on), 0);
+    struct step_result r_on, r_off;
+    struct cfg_err err = { .msg = "" };
+    CU_ASSERT_EQUAL_FATAL(step_run(&r_on, &c_on, 1, STEP_KEEP_SLICES, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(step_run(&r_off, &c_off, 1, STEP_KEEP_SLICES, &err), 0);
+    int shared_on = 0, shared_off = 0;
+    for (int64_t i = 0; i < r_on.nslices; i++)
+        shared_on += r_on.slices[i].what == STEP_SHARED;
+    for (int64_t i = 0; i < r_off.nslices; i++)
+        shared_off += r_off.slices[i].what == STEP_SHARED;
+    CU_ASSERT_EQUAL(shared_on, 0);
+    CU_ASSERT_EQUAL(shared_off, 1);    /* one lane, one MoE layer */
+    check_rel(r_off.param_bytes - r_on.param_bytes, m.op[MODEL_SHARED].params * 2, 1e-12);
+    step_free(&r_on);
+    step_free(&r_off);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -181,6 +286,9 @@ int main(void)
         { "attn TP: decode attention time", test_decode_attn_tp },
         { "attn TP: SP all-gather and reduce-scatter bytes and time", test_sp_collectives },
         { "attn TP: weights per GPU; attn_tp = 1 adds nothing", test_tp_weights_and_off },
+        { "shared as routed: copies per token, replicas' load", test_shared_routed_counts },
+        { "shared as routed: no local shared op, its weights in slots",
+          test_shared_routed_step },
     };
     return cu_run("serve_layout", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
