@@ -587,10 +587,10 @@ static int cfg_check_serve(struct cfg_loader *ld)
     if (v->gemm_dtype != DTYPE_BF16 && v->gemm_dtype != DTYPE_FP8)
         return cfg_fail(ld, cfg_where(ld, "serve", "gemm_dtype"), "serve", "gemm_dtype",
                         "%s: bf16 or fp8", config_dtype_name(v->gemm_dtype));
-    if (v->microbatches != 1)
+    if (v->microbatches > T)
         return cfg_fail(ld, cfg_where(ld, "serve", "microbatches"), "serve", "microbatches",
-                        "%d: not yet (one micro-batch per step in this version)",
-                        v->microbatches);
+                        "%d micro-batches of %.0f token%s per GPU (serve.batch x tokens per "
+                        "sequence): one would be empty", v->microbatches, T, T == 1 ? "" : "s");
     if ((rc = cfg_check_shared_routed(ld)))
         return rc;
     if ((rc = cfg_check_attn_tp(ld)))

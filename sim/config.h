@@ -188,7 +188,7 @@ struct cfg_serve {
     int64_t context_len;      /* decode: tokens in each sequence's KV cache */
     int mtp_tokens;           /* decode: speculative (MTP) tokens per sequence per step */
     double mtp_acceptance;    /* decode: chance each speculative token is accepted */
-    int microbatches;         /* 1 (2: not yet) */
+    int microbatches;         /* 1 or 2 (overlapped: serve.h) */
     enum dtype_kind gemm_dtype;   /* bf16 or fp8: the weight GEMMs' peak and weight bytes */
     enum dtype_kind kv_dtype;     /* bf16 or fp8: KV-cache elements */
     bool shared_as_routed;    /* the shared experts as routed ones every token picks */

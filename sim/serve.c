@@ -85,22 +85,37 @@ double serve_attn_core_s(const struct compute *cm, const struct config *c)
                 compute_mem_s(cm, serve_attn_kv_read_bytes(c)));
 }
 
+int64_t serve_microbatch_tokens(const struct config *c)
+{
+    int64_t T = serve_tokens_per_gpu(c), M = c->serve.microbatches;
+    return (T + M - 1) / M;
+}
+
+void serve_attn_parts(const struct compute *cm, const struct model *m, const struct config *c,
+                      double *proj_s, double *core_s)
+{
+    const struct model_opdesc *d = &m->op[MODEL_ATTN];
+    double Tm = (double)serve_microbatch_tokens(c), n = serve_attn_tp(c), s = 0;
+    for (int i = 0; i < d->ngemm; i++)
+        s += compute_gemm_s(cm, n * Tm, d->gemm[i].k, d->gemm[i].n / n);
+    *proj_s = s + compute_mem_s(cm, Tm * d->mem_bytes_per_token);
+    double share = c->serve.microbatches == 1 ? 1 : Tm / (double)serve_tokens_per_gpu(c);
+    *core_s = serve_attn_core_s(cm, c) * share;
+}
+
 struct compute_t serve_attn(const struct compute *cm, const struct model *m,
                             const struct config *c)
 {
-    const struct model_opdesc *d = &m->op[MODEL_ATTN];
-    double T = (double)serve_tokens_per_gpu(c), n = serve_attn_tp(c), s = 0;
-    for (int i = 0; i < d->ngemm; i++)
-        s += compute_gemm_s(cm, n * T, d->gemm[i].k, d->gemm[i].n / n);
-    s += compute_mem_s(cm, T * d->mem_bytes_per_token) + serve_attn_core_s(cm, c);
-    return (struct compute_t){ s, 0, 0 };
+    double proj_s, core_s;
+    serve_attn_parts(cm, m, c, &proj_s, &core_s);
+    return (struct compute_t){ proj_s + core_s, 0, 0 };
 }
 
 double serve_sp_chunk_bytes(const struct config *c)
 {
     if (serve_attn_tp(c) < 2)
         return 0;
-    return (double)serve_tokens_per_gpu(c) * c->model.hidden * SERVE_SP_BYTES;
+    return (double)serve_microbatch_tokens(c) * c->model.hidden * SERVE_SP_BYTES;
 }
 
 void serve_figures(struct serve_figures *f, const struct config *c, const struct step_result *r)

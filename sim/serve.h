@@ -7,7 +7,7 @@
  * (pp = 1); attention data-parallel, every GPU runs its own `batch` sequences; the first
  * dense layers on every GPU; routed experts over EP groups of ep GPUs with the placement
  * and redundant experts of [balance]; dispatch and combine through the flow model as a
- * training step's forward. One forward of the whole model per step, one micro-batch.
+ * training step's forward. One forward of the whole model per step.
  *
  * Attention tensor parallelism with sequence parallelism (serve.attn_tp = n > 1;
  * DeepSeek-V3 serves prefill as TP4 + SP with DP8 and decode as TP4 + SP with DP80, sec.
@@ -24,7 +24,7 @@
  * (N / n; the output projection splits K in practice, the same FLOPs and weight bytes);
  * the core's FLOPs unchanged (n x batch sequences, heads / n); its elementwise traffic
  * as for T tokens; its KV cache as below. The attention weights per GPU are 1/n of a
- * layer's.
+ * layer's. With two micro-batches (below) each gathers and scatters its own M_t tokens.
  *
  * Shared experts as routed (serve.shared_as_routed; DeepSeek-V3 sec. 3.4.2, the shared
  * expert a heavy-load routed one every token selects): the step routes E + ns experts,
@@ -39,13 +39,39 @@
  * heads, so every GPU of the group holds, and in decode reads, the latent of all n x
  * batch sequences: n times the bytes without TP.
  *
+ * Dispatch and combine (serve.a2a): normal, DeepEP's normal kernels, through the flow
+ * model as a training step's forward (cluster.route: NVLink forwarding within a node,
+ * one network copy per target node), taking schedule.comm_sms SMs from compute beside
+ * them; or low_latency, DeepEP's low-latency kernels: every token once to each GPU that
+ * holds one of its experts on the pair's direct path (config_a2a_route: rail), plus
+ * serve.ll_message_s per (token, target GPU) message of a lane's busiest sender, taking
+ * no SMs.
+ *
+ * Micro-batches (serve.microbatches): 1, or 2 of M_t = ceil(T / 2) tokens each (an odd
+ * T: the second carries one padding token, timed like a real one), run by the step
+ * engine as one overlapped pair of F ops, as it runs DualPipe's F&B pairs: both route
+ * alike (one routing per layer drawn for M_t tokens; DeepSeek pair micro-batches of
+ * similar load), each has its own all-to-alls, and each computes on its own, so weights
+ * are read twice. Prefill (DeepSeek-V3 sec. 3.4: one micro-batch's attention and MoE
+ * overlapped with the other's dispatch and combine): the two interleave segment by
+ * segment, A's attention + gate, B's, A's shared + routed experts, B's, ... Decode
+ * (sec. 3.4: one micro-batch's attention beside the other's dispatch, MoE and combine;
+ * "DeepSeek-V3/R1 Inference System Overview", deepseek-ai/open-infra-index, 2025: the
+ * attention split in two steps, a pipeline of 5 stages): ATTN-0 its
+ * projections and elementwise traffic, ATTN-1 its core; a MoE layer runs ATTN-0 |
+ * ATTN-1, gate, dispatch | shared expert | experts, combine | the combine's arrival, and
+ * B runs two stages behind A, so a combine hides under the other's ATTN-1 and a
+ * dispatch under its ATTN-0 and shared expert. What ran under compute and what was
+ * exposed are the step's comm_s and exposed_comm_s (step.h).
+ *
  * Tokens per GPU through the step (T): prefill batch x n, with n = prompt_len - C new
  * tokens per sequence and C = floor(cached_fraction x prompt_len) already cached;
  * decode batch x q, q = 1 + mtp_tokens (the next token and the speculative ones).
  *
- * Attention of one layer on one GPU: the projections as model.h's ATTN GEMMs for T
- * tokens (at the GEMM peak: fp8 when serve.gemm_dtype is), its elementwise traffic,
- * and the core, a roofline of its FLOPs and its KV-cache reads:
+ * Attention of one layer on one GPU, per micro-batch: the projections as model.h's ATTN
+ * GEMMs for M_t tokens (at the GEMM peak: fp8 when serve.gemm_dtype is), its
+ * elementwise traffic, and M_t / T of the core, a roofline of the batch's FLOPs and its
+ * KV-cache reads (a balanced split: each micro-batch its share of the sequences' work):
  *     core_s = max(F / (peak_bf16 x gemm_efficiency), B / (hbm x hbm_efficiency))
  *   prefill  F = 2 x b x (n C + n^2 / 2) x a x (dqk + dv): each new token attends to the
  *            C cached keys and, causally, half of the n new ones; with C = 0 and GQA
@@ -63,7 +89,7 @@
  * kv_lora_rank + qk_rope_head_dim (the latent and the shared RoPE key). kv bytes per
  * element: config_dtype_bytes(serve.kv_dtype) (2 for bf16).
  * The other ops (embedding, dense FFN, gate, shared and routed experts, head) are
- * compute.h's forward for T tokens (routed experts: per slot, the tokens it received,
+ * compute.h's forward for M_t tokens (routed experts: per slot, the tokens it received,
  * through the small-GEMM curve or the calibration table).
  */
 #ifndef MOESIM_SERVE_H
@@ -93,10 +119,14 @@ double serve_kv_bytes_per_token_layer(const struct config *c);
  * (prefill) or context_len (decode), n = serve_attn_tp. */
 double serve_kv_bytes_per_gpu(const struct config *c);
 
+/* Tokens of one micro-batch as the engine times it: ceil(T / microbatches) (an odd T
+ * with two: the second micro-batch carries one padding token). */
+int64_t serve_microbatch_tokens(const struct config *c);
+
 /* Sequence parallelism's activations: 2 B (BF16) an element. */
 #define SERVE_SP_BYTES 2.0
 /* What each GPU sends in one ring step of the SP all-gather or reduce-scatter: T x
- * hidden x SERVE_SP_BYTES; 0 without TP. */
+ * hidden x SERVE_SP_BYTES (T of one micro-batch); 0 without TP. */
 double serve_sp_chunk_bytes(const struct config *c);
 
 /* Attention core of one layer on one GPU: F and B above. */
@@ -104,7 +134,12 @@ double serve_attn_core_flops(const struct config *c);
 double serve_attn_kv_read_bytes(const struct config *c);
 /* Its time: the roofline above. */
 double serve_attn_core_s(const struct compute *cm, const struct config *c);
-/* One layer's attention on one GPU (forward only: b_s = w_s = 0). */
+/* One layer's attention for one micro-batch on one GPU, in two parts: *proj_s the
+ * projections and elementwise traffic for serve_microbatch_tokens tokens, *core_s the
+ * micro-batch's share of the core (its tokens / T of serve_attn_core_s). */
+void serve_attn_parts(const struct compute *cm, const struct model *m, const struct config *c,
+                      double *proj_s, double *core_s);
+/* Their sum (forward only: b_s = w_s = 0); with one micro-batch the whole batch's. */
 struct compute_t serve_attn(const struct compute *cm, const struct model *m,
                             const struct config *c);
 

@@ -15,6 +15,12 @@ static double wall(const struct steprep *r)
     return r->wall_s < 0 ? 0 : r->wall_s;
 }
 
+/* Communication that ran while the compute stream was busy: mean over GPUs. */
+static double hidden_comm_s(const struct step_result *s)
+{
+    return fmax(0, s->comm_s - s->exposed_comm_s);
+}
+
 static void summary_shape(FILE *f, const struct config *c)
 {
     if (c->schedule.kind == SCHED_PREFILL)
@@ -25,6 +31,21 @@ static void summary_shape(FILE *f, const struct config *c)
         fprintf(f, "decode of %lld sequences per GPU at %lld tokens of context, %d MTP "
                 "token%s", (long long)c->serve.batch, (long long)c->serve.context_len,
                 c->serve.mtp_tokens, c->serve.mtp_tokens == 1 ? "" : "s");
+}
+
+/* What the all-to-alls cost and what the micro-batches hid of them (serve.h). */
+static void summary_overlap(FILE *f, const struct config *c, const struct step_result *s)
+{
+    int M = c->serve.microbatches;
+    double hidden = hidden_comm_s(s);
+    fprintf(f, "  overlap          %d micro-batch%s of %lld tokens per GPU%s; all-to-all %s: "
+            "hidden under compute %.6f s (%.0f %% of comm), exposed %.6f s\n", M,
+            M == 1 ? "" : "es", (long long)serve_microbatch_tokens(c),
+            M == 1 ? "" : (c->schedule.kind == SCHED_DECODE ? " (attention in two stages)"
+                                                            : " (one's compute beside the "
+                                                              "other's all-to-alls)"),
+            config_a2a_name(c->serve.a2a), hidden,
+            s->comm_s > 0 ? 100 * hidden / s->comm_s : 0, s->exposed_comm_s);
 }
 
 void serverep_summary(FILE *f, const struct steprep *r)
@@ -59,6 +80,7 @@ void serverep_summary(FILE *f, const struct steprep *r)
     fprintf(f, "  per GPU (mean)   compute %.6f s, comm %.6f s, exposed comm %.6f s, waiting "
             "for slower GPUs %.6f s\n", s->compute_s, s->comm_s, s->exposed_comm_s,
             x.skew_wait_s);
+    summary_overlap(f, c, s);
     double mem = x.weight_bytes_gpu + x.kv_bytes_gpu, cap = c->cluster.gpu_mem_bytes;
     fprintf(f, "  memory per GPU   KV cache %.2f GiB, weights %.2f GiB (largest GPU); together "
             "%.2f GiB of %.4g GiB%s\n", x.kv_bytes_gpu / GIB, x.weight_bytes_gpu / GIB,
@@ -76,6 +98,8 @@ static const char csv_cols[] =
     "kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,"
     "compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,"
     "expert_imbalance,gpu_imbalance,wall_s";
+/* Added since, after the identifying columns (csv.h): never reordered. */
+static const char csv_then[] = "a2a,microbatches,microbatch_tokens,hidden_comm_s";
 
 int serverep_csv(FILE *f, const struct steprep *r)
 {
@@ -85,7 +109,7 @@ int serverep_csv(FILE *f, const struct steprep *r)
     struct serve_figures x;
     struct csv w;
     serve_figures(&x, c, s);
-    csv_header(f, csv_cols);
+    csv_header_then(f, csv_cols, csv_then);
     csv_begin(&w, f);
     csv_str(&w, config_sched_name(c->schedule.kind));
     csv_int(&w, s->gpus);
@@ -110,6 +134,10 @@ int serverep_csv(FILE *f, const struct steprep *r)
     csv_num(&w, x.gpu_imbalance);
     csv_num(&w, wall(r));
     csv_ident(&w, csv_cols, c);
+    csv_str(&w, config_a2a_name(c->serve.a2a));
+    csv_int(&w, c->serve.microbatches);
+    csv_int(&w, serve_microbatch_tokens(c));
+    csv_num(&w, hidden_comm_s(s));
     return csv_end(&w);
 }
 

@@ -379,12 +379,15 @@ static int eng_setup(struct eng *e, const struct config *c, struct cfg_err *err)
     e->gpus = e->pp * e->dp;
     e->groups = e->dp / e->ep;
     e->serve = config_serving(c);
-    /* An inference step is the forward of one micro-batch through one stage: the F op
-     * of a one-stage GPipe (stepgraph.c lays out no other). */
+    /* An inference step is the forward of its micro-batches through one stage: the F ops
+     * of a one-stage GPipe (stepgraph.c lays out no other); two run as one overlapped
+     * pair, the way a training schedule's F&B pairs do (serve.h). */
     enum sched_kind kind = e->serve ? SCHED_GPIPE : c->schedule.kind;
-    e->M = e->serve ? 1 : c->schedule.microbatches;
-    e->T = (double)(e->serve ? serve_tokens_per_gpu(c) : c->schedule.micro_batch_tokens);
+    e->M = e->serve ? c->serve.microbatches : c->schedule.microbatches;
+    e->T = (double)(e->serve ? serve_microbatch_tokens(c) : c->schedule.micro_batch_tokens);
     e->overlap = c->schedule.overlap;
+    e->serve_pair = e->serve && e->M == 2 && e->overlap;
+    e->lead = e->serve_pair && c->schedule.kind == SCHED_DECODE ? 2 : 0;
     e->fill_w = c->schedule.kind == SCHED_ZB1P;
     if (c->schedule.kind == SCHED_NONE) {
         snprintf(err->msg, sizeof(err->msg), "schedule.kind: none: no training step to run");

@@ -61,6 +61,7 @@ struct sop {
     uint8_t stream, what, kind, act;
     uint8_t queued_comm;      /* a communication sub-op that runs on the compute stream */
     uint8_t filling;          /* fill_w: running ahead of its queue place; yields (try_start) */
+    int stage;                /* its op's stage (enqueue): 0 but in a staged pair */
 };
 
 struct lane {
@@ -105,9 +106,14 @@ struct eng {
     bool overlap;
     bool fill_w;              /* W ops are fillers (zb1p): see try_start */
     bool serve;               /* an inference step (serve.h): F ops only, no DP reduce */
+    bool serve_pair;          /* serve.microbatches = 2: F(0) and F(1) run as a pair */
+    int lead;                 /* staged pair: stages the first op runs before the second
+                               * starts (decode 2, else 0; stepgraph.c) */
     double share;
     int *piece_lo, *piece_hi; /* layers [lo, hi) of each piece */
     struct compute_t attn, ffn, gate, shared, embed, head;
+    double attn_split_s[2];   /* lead > 0: attention as two sub-ops, ATTN-0 its
+                               * projections and ATTN-1 its core (sum attn.f_s) */
     struct moe_tab *moe;      /* per layer (only MoE layers filled) */
     double *send_s;           /* [(a * pp + b) * groups + g]: piece send rank a -> b; <0 unknown */
     double *act_bytes;        /* [(piece * groups + g) * ep + j] */

@@ -2,8 +2,9 @@
  * before the run; see stepeng.h and step.h.
  *
  * Every sub-op of every scheduled op of every lane, with its dependencies (sched.h's
- * between ops, chains within an op), in the lanes' stream queues; overlapped F&B pairs
- * interleaved segment by segment. Cost: O(sub-ops + dependencies).
+ * between ops, chains within an op), in the lanes' stream queues; overlapped pairs (a
+ * training schedule's F&B, an inference step's two micro-batches) interleaved segment
+ * by segment. Cost: O(sub-ops + dependencies).
  */
 #include "stepeng.h"
 
@@ -78,6 +79,7 @@ struct emit {
     bool full;                /* B: with the weight gradient */
     struct ivec *seq;
     int rc;
+    int stage;                /* of the sub-ops emitted now (a staged pair's; else 0) */
 };
 
 static int emit(struct emit *x, int stream, int what, int layer, double work_s, int dep1, int dep2)
@@ -89,6 +91,7 @@ static int emit(struct emit *x, int stream, int what, int layer, double work_s, 
         x->rc = id;
         return -1;
     }
+    x->e->sops[id].stage = x->stage;
     int rc = add_dep(x->e, dep1, id);
     if (!rc && dep2 != dep1)
         rc = add_dep(x->e, dep2, id);
@@ -103,11 +106,14 @@ static int emit(struct emit *x, int stream, int what, int layer, double work_s, 
 
 /* Forward of one micro-batch on one piece. *first: a zero-time join that the op's
  * inputs feed; *exit_id: what the next piece waits for (the send); *lastc: the last
- * sub-op on the lane's streams. */
+ * sub-op on the lane's streams. In a staged pair (lead > 0: decode's two micro-batches,
+ * serve.h) a MoE layer runs in 5 stages: ATTN-0 | ATTN-1, gate, dispatch | shared expert
+ * | experts, combine | the combine's arrival (no compute); a dense layer in 2: ATTN-0 |
+ * ATTN-1, FFN. */
 static void emit_forward(struct emit *x, int *first, int *exit_id, int *lastc)
 {
     struct eng *e = x->e;
-    int p = x->piece, side = -1;
+    int p = x->piece, side = -1, st = e->lead > 0;
     int prev = *first = emit(x, STEP_P2P, STEP_SEND, -1, 0.0, -1, -1);
     if (p == 0)
         prev = emit(x, STEP_COMPUTE, STEP_EMBED, -1, e->embed.f_s, prev, prev);
@@ -116,22 +122,33 @@ static void emit_forward(struct emit *x, int *first, int *exit_id, int *lastc)
             prev = emit(x, STEP_COMM, STEP_ATTN_GATHER, l, e->sp_s[x->g], prev, side);
             side = -1;
         }
-        int id = emit(x, STEP_COMPUTE, STEP_ATTN, l, e->attn.f_s, prev, side);
+        int id;
+        if (st) {
+            id = emit(x, STEP_COMPUTE, STEP_ATTN, l, e->attn_split_s[0], prev, side);
+            x->stage++;
+            id = emit(x, STEP_COMPUTE, STEP_ATTN, l, e->attn_split_s[1], id, id);
+        } else {
+            id = emit(x, STEP_COMPUTE, STEP_ATTN, l, e->attn.f_s, prev, side);
+        }
         side = -1;
         if (e->sp_s)          /* and scatter the summed outputs back */
             id = emit(x, STEP_COMM, STEP_ATTN_SCATTER, l, e->sp_s[x->g], id, id);
         if (!model_layer_is_moe(&e->m, l)) {
             prev = emit(x, STEP_COMPUTE, STEP_FFN, l, e->ffn.f_s, id, id);
+            x->stage += st;
             continue;
         }
         const struct moe_tab *t = &e->moe[l];
         int gate = emit(x, STEP_COMPUTE, STEP_GATE, l, e->gate.f_s, id, id);
         int disp = emit(x, STEP_COMM, STEP_DISPATCH, l, t->disp_s[x->g], gate, gate);
+        x->stage += st;
         if (e->c->model.shared_experts > 0 && !config_shared_routed(e->c))
             side = emit(x, STEP_COMPUTE, STEP_SHARED, l, e->shared.f_s, gate, gate);
+        x->stage += st;
         int exp = emit(x, STEP_COMPUTE, STEP_EXPERTS, l,
                        group_max(t->f_s + (size_t)x->g * e->ep, e->ep), disp, disp);
         prev = emit(x, STEP_COMM, STEP_COMBINE, l, t->comb_s[x->g], exp, exp);
+        x->stage += 2 * st;
     }
     if (p == e->pieces - 1) {
         prev = emit(x, STEP_COMPUTE, STEP_HEAD, -1, e->head.f_s, prev, side);
@@ -277,31 +294,46 @@ static void add_straggler(struct eng *e, int rank, int g, int piece, int kind, b
     }
 }
 
-/* Queue the sub-ops of seq on their lane's streams. A pair (two seqs) is interleaved
- * segment by segment: a segment is a run of compute sub-ops and the communication
- * sub-ops right after it. */
-static int enqueue(struct eng *e, struct lane *ln, const struct ivec *a, const struct ivec *b)
+/* Queues the next segment of q (from *i): a run of compute sub-ops and the
+ * communication sub-ops right after it, all of stage *stage. Where q's next sub-op is of
+ * a later stage, *stage moves on by one: a stage with no sub-ops is an empty segment. */
+static int push_segment(struct eng *e, struct lane *ln, const struct ivec *q, int *i,
+                        int *stage)
 {
-    int ia = 0, ib = 0, rc = 0;
-    const struct ivec *src[2] = { a, b };
-    int *pos[2] = { &ia, &ib };
-    int turn = 0;
-    while (!rc && (ia < a->n || (b && ib < b->n))) {
-        const struct ivec *q = src[turn];
-        int *i = pos[turn];
-        bool seen_comm = false;
-        while (q && *i < q->n && !rc) {
-            struct sop *s = &e->sops[q->v[*i]];
-            bool comm = s->stream == STEP_COMM;
-            if (!comm && seen_comm)
-                break;
-            seen_comm |= comm;
-            if (comm && !e->overlap)
-                s->queued_comm = 1;
-            rc = ivec_push(comm && e->overlap ? &ln->mq : &ln->cq, q->v[*i]);
-            (*i)++;
+    bool seen_comm = false;
+    int rc = 0;
+    while (q && *i < q->n && !rc) {
+        struct sop *s = &e->sops[q->v[*i]];
+        bool comm = s->stream == STEP_COMM;
+        if (s->stage != *stage) {
+            (*stage)++;
+            break;
         }
-        if (b)
+        if (!comm && seen_comm)
+            break;
+        seen_comm |= comm;
+        if (comm && !e->overlap)
+            s->queued_comm = 1;
+        rc = ivec_push(comm && e->overlap ? &ln->mq : &ln->cq, q->v[*i]);
+        (*i)++;
+    }
+    return rc;
+}
+
+/* Queue the sub-ops of seq on their lane's streams. A pair (two seqs) is interleaved
+ * segment by segment, the first seq's `lead` segments first: F&B pairs and prefill's F&F
+ * pair with lead 0 (one's attention and experts beside the other's dispatch and
+ * combine), decode's staged F&F pair with lead 2 (emit_forward; serve.h). */
+static int enqueue(struct eng *e, struct lane *ln, const struct ivec *a, const struct ivec *b,
+                   int lead)
+{
+    const struct ivec *src[2] = { a, b };
+    int i[2] = { 0, 0 }, stage[2] = { 0, 0 }, turn = 0, rc = 0;
+    while (!rc && (i[0] < a->n || (b && i[1] < b->n))) {
+        rc = push_segment(e, ln, src[turn], &i[turn], &stage[turn]);
+        if (lead > 0)
+            lead--;
+        else if (b)
             turn ^= 1;
     }
     return rc;
@@ -345,7 +377,7 @@ static int op_tables_alloc(struct eng *e)
 static int emit_op(struct eng *e, int r, int g, const struct sched_op *op, struct ivec *seq)
 {
     struct emit x = { e, r * e->groups + g, g, op->mb, op->piece, op->kind,
-                      op->kind != SCHED_B || op->full, seq, 0 };
+                      op->kind != SCHED_B || op->full, seq, 0, 0 };
     int first = -1, ex = -1, lc = -1;
     seq->n = 0;
     if (op->kind == SCHED_F)
@@ -375,16 +407,16 @@ static int emit_op(struct eng *e, int r, int g, const struct sched_op *op, struc
 static int emit_reduce(struct eng *e, int lane, int g, const struct sched_op *op)
 {
     struct ivec one = { 0 };
-    struct emit x = { e, lane, g, -1, op->piece, op->kind, true, &one, 0 };
+    struct emit x = { e, lane, g, -1, op->piece, op->kind, true, &one, 0, 0 };
     int lc = e->lastc[op_index(e, op->mb, op->piece, op->kind, g)];
     emit(&x, STEP_COMM, STEP_DP_REDUCE, -1, e->reduce_s[(size_t)op->piece * e->groups + g],
          lc, lc);
-    int rc = x.rc ? x.rc : enqueue(e, &e->lanes[lane], &one, NULL);
+    int rc = x.rc ? x.rc : enqueue(e, &e->lanes[lane], &one, NULL, 0);
     free(one.v);
     return rc;
 }
 
-/* Queues the nseq ops emitted into seq (one op, or an overlapped F&B pair, recorded in
+/* Queues the nseq ops emitted into seq (one op, or an overlapped F&B or F&F pair, recorded in
  * pair_f and pair_b) from rank r's k-th on lane (r, g); fill_w: a W's chunks also on the
  * lane's filler list, in order, for they may start early (try_start). */
 static int queue_ops(struct eng *e, int r, int g, int k, int nseq, struct ivec seq[2])
@@ -398,7 +430,7 @@ static int queue_ops(struct eng *e, int r, int g, int k, int nseq, struct ivec s
             rc = ivec_push(&e->pair_b, op_index(e, ops[1].mb, ops[1].piece, ops[1].kind, g));
     }
     if (!rc)
-        rc = enqueue(e, ln, &seq[0], nseq == 2 ? &seq[1] : NULL);
+        rc = enqueue(e, ln, &seq[0], nseq == 2 ? &seq[1] : NULL, nseq == 2 ? e->lead : 0);
     if (!rc && e->fill_w && ops[0].kind == SCHED_W)
         for (int i = 0; i < seq[0].n && !rc; i++)
             rc = ivec_push(&ln->wq, seq[0].v[i]);
@@ -417,7 +449,10 @@ static int emit_lane(struct eng *e, int r, int g, int *left, struct ivec seq[2])
     for (int k = 0; k < s->nops[r] && !rc; k++) {
         if (e->serve && s->ops[r][k].kind != SCHED_F)
             continue;             /* an inference step: the forward only */
-        int nseq = s->ops[r][k].pair_next && e->overlap && k + 1 < s->nops[r] ? 2 : 1;
+        /* serve_pair: F(0) and F(1), the first two of a one-stage GPipe's list */
+        bool pair = (s->ops[r][k].pair_next && e->overlap) ||
+                    (e->serve_pair && k + 1 < s->nops[r] && s->ops[r][k + 1].kind == SCHED_F);
+        int nseq = pair && k + 1 < s->nops[r] ? 2 : 1;
         for (int q = 0; q < nseq && !rc; q++)
             rc = emit_op(e, r, g, &s->ops[r][k + q], &seq[q]);
         if (!rc)

@@ -503,6 +503,9 @@ int steptab_build(struct eng *e, uint64_t seed, struct cfg_err *err)
         return rc;
     const struct model *m = &e->m;
     e->attn = e->serve ? serve_attn(e->cm, m, e->c) : compute_op(e->cm, m, MODEL_ATTN, e->T);
+    if (e->lead) {            /* decode's two micro-batches: attention in two stages */
+        serve_attn_parts(e->cm, m, e->c, &e->attn_split_s[0], &e->attn_split_s[1]);
+    }
     e->ffn = compute_op(e->cm, m, MODEL_FFN, e->T);
     e->gate = compute_op(e->cm, m, MODEL_GATE, e->T);
     e->shared = compute_op(e->cm, m, MODEL_SHARED, e->T);

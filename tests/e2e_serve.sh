@@ -79,8 +79,8 @@ expect_bad "prompt beyond seq_len" "serve.prompt_len" "$tmp/pre.ini" \
     --set serve.prompt_len=5000
 expect_bad "prefill with mtp_tokens" "serve.mtp_tokens" "$tmp/pre.ini" --set serve.mtp_tokens=1
 expect_bad "pp 2" "parallel.pp" "$tmp/dec.ini" --set parallel.pp=2
-expect_bad "two micro-batches (not yet)" "serve.microbatches" "$tmp/dec.ini" \
-    --set serve.microbatches=2
+expect_bad "two micro-batches of one token" "serve.microbatches" "$tmp/dec.ini" \
+    --set serve.batch=1 --set serve.microbatches=2
 expect_bad "shared_as_routed without shared experts" "serve.shared_as_routed" "$tmp/dec.ini" \
     --set model.shared_experts=0 --set serve.shared_as_routed=on
 expect_bad "gemm_dtype fp16" "serve.gemm_dtype" "$tmp/dec.ini" --set serve.gemm_dtype=fp16
@@ -91,7 +91,7 @@ expect_bad "ll_message_us without low_latency" "serve.ll_message_us" "$tmp/dec.i
 expect_bad "a2a word" "serve.a2a" "$tmp/dec.ini" --set serve.a2a=fast
 
 # ---- CSV columns, stable (README.md, Serving) ----
-cols="phase,gpus,ep,batch,prompt_len,cached_fraction,context_len,mtp_tokens,gemm_dtype,kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,expert_imbalance,gpu_imbalance,wall_s,model,cluster,experts,top_k,nodes,gpus_per_node,route,distribution,zipf_s,schedule"
+cols="phase,gpus,ep,batch,prompt_len,cached_fraction,context_len,mtp_tokens,gemm_dtype,kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,expert_imbalance,gpu_imbalance,wall_s,model,cluster,experts,top_k,nodes,gpus_per_node,route,distribution,zipf_s,schedule,a2a,microbatches,microbatch_tokens,hidden_comm_s"
 if "$MOESIM" run "$tmp/dec.ini" --no-timing --csv "$tmp/a.csv" --gpu-csv "$tmp/a_gpu.csv" \
         > "$tmp/a.txt" 2> "$tmp/err"; then
     pass "decode runs"
@@ -216,6 +216,36 @@ import csv, sys
 a, b = (next(csv.DictReader(open(f)))for f in sys.argv[1:])
 assert float(b["step_s"]) > float(a["step_s"]) and float(b["comm_s"]) > float(a["comm_s"]), (a, b)
 PY
+
+# serve.microbatches = 2: one micro-batch's compute beside the other's all-to-alls. On
+# the decode and the prefill above, with either all-to-all: exposed communication no more
+# than with one micro-batch, hidden + exposed = comm, the columns say the mode; an odd
+# batch of 15 runs as micro-batches of 8 tokens (the second padded).
+for f in dec pre; do
+    for a2a in normal low_latency; do
+        for mb in 1 2; do
+            "$MOESIM" run "$tmp/$f.ini" --no-timing --set serve.a2a=$a2a \
+                --set serve.microbatches=$mb --csv "$tmp/mb$f$a2a$mb.csv" > "$tmp/mb.txt" \
+                2> "$tmp/err" || fail "$f $a2a microbatches $mb: $(cat "$tmp/err")"
+        done
+        python3 - "$tmp/mb${f}${a2a}1.csv" "$tmp/mb${f}${a2a}2.csv" "$a2a" <<'PY' &&
+import csv, sys
+one, two = (next(csv.DictReader(open(f))) for f in sys.argv[1:3])
+for r, mb in ((one, "1"), (two, "2")):
+    assert r["a2a"] == sys.argv[3] and r["microbatches"] == mb, r
+    h, e, c = (float(r[k]) for k in ("hidden_comm_s", "exposed_comm_s", "comm_s"))
+    assert abs(h + e - c) <= 1e-9 * c, r
+assert float(two["exposed_comm_s"]) <= float(one["exposed_comm_s"]), (one, two)
+assert int(two["microbatch_tokens"]) * 2 == int(one["microbatch_tokens"]), (one, two)
+PY
+        pass "$f, $a2a: 2 micro-batches expose no more than 1" ||
+            fail "$f, $a2a: 2 micro-batches"
+    done
+done
+"$MOESIM" run "$tmp/dec.ini" --no-timing --set serve.batch=15 --set serve.microbatches=2 \
+        > "$tmp/odd.txt" 2>&1
+grep -q "overlap  *2 micro-batches of 8 tokens per GPU" "$tmp/odd.txt" &&
+    pass "an odd batch of 15: two micro-batches of 8 tokens" || fail "odd batch: $(cat "$tmp/odd.txt")"
 
 echo "e2e_serve: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

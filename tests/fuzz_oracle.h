@@ -145,7 +145,8 @@ static inline const char *config_step_broken(const struct config *c)
     INV(p->vpp >= 1 && (p->vpp == 1 || k == SCHED_INTERLEAVED_1F1B));
     INV((unsigned)k <= SCHED_DECODE && (unsigned)s->dp_reduce <= REDUCE_TREE && overlap <= 1);
     /* an inference step: one stage, its tokens countable (cfgcheck.c) */
-    INV(!config_serving(c) || (p->pp == 1 && c->serve.batch >= 1 && c->serve.microbatches == 1 &&
+    INV(!config_serving(c) || (p->pp == 1 && c->serve.batch >= 1 &&
+                               (c->serve.microbatches == 1 || c->serve.microbatches == 2) &&
                                c->serve.cached_fraction >= 0 && c->serve.cached_fraction < 1));
     INV(s->microbatches >= 1 && s->micro_batch_tokens >= 1 && s->comm_sms >= 0);
     INV(isfinite(s->grad_bytes_per_param) && s->grad_bytes_per_param > 0);

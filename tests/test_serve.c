@@ -314,6 +314,158 @@ static void test_low_latency_no_sms(void)
     }
 }
 
+/* The op times of one micro-batch of Tm tokens of c on one GPU, the attention as a step's
+ * of attn_batch sequences. top_k = experts: every token reaches every expert, so each of
+ * a GPU's experts / ep experts gets top_k x Tm x dp / experts rows. */
+struct mb_ops {
+    double pre, ffn, moe, head;   /* embed + first layer's attention; dense FFN; per MoE
+                                   * layer gate + shared + routed; the head */
+    double attn;                  /* one layer's attention */
+};
+
+static void mb_ops(const struct config *c, double Tm, double attn_batch, struct mb_ops *o)
+{
+    struct config h = *c;           /* attention of attn_batch sequences, one micro-batch */
+    h.serve.batch = (int64_t)attn_batch;
+    h.serve.microbatches = 1;
+    struct model m;
+    struct compute *cm;
+    struct cfg_err err = { .msg = "" };
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, c), 0);
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, c, &err), 0);
+    o->attn = serve_attn(cm, &m, &h).f_s;
+    o->pre = compute_op(cm, &m, MODEL_EMBED, Tm).f_s;
+    o->ffn = compute_op(cm, &m, MODEL_FFN, Tm).f_s;
+    o->moe = compute_op(cm, &m, MODEL_GATE, Tm).f_s + compute_op(cm, &m, MODEL_SHARED, Tm).f_s +
+             c->model.experts / c->parallel.ep *
+                 compute_op(cm, &m, MODEL_EXPERT,
+                            c->model.top_k * Tm * c->parallel.dp / c->model.experts).f_s;
+    o->head = compute_op(cm, &m, MODEL_HEAD, Tm).f_s;
+    compute_free(cm);
+}
+
+/* Two micro-batches on one GPU (its all-to-alls move nothing): the step is the sum of the
+ * two halves' op times (gqa1: embedding, 4 attentions, 1 dense FFN, 3 MoE layers of gate,
+ * shared expert and 2 experts, head), each half timed as a step of half the batch (the
+ * attention core is linear in the batch). Decode (lead 2, attention in two stages) and
+ * prefill alike; an odd batch of 3 runs as two micro-batches of 2 tokens (one padded):
+ * twice the ops of a batch of 2. */
+static void test_two_mb_one_gpu(void)
+{
+    static const struct { bool prefill; int batch; double Tm, attn_batch; } k[] = {
+        { false, 8, 4, 4 }, { true, 2, 500, 1 }, { false, 3, 2, 2 },
+    };
+    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+        char b[32];
+        snprintf(b, sizeof(b), "serve.batch=%d", k[i].batch);
+        const char *const pre[] = { "schedule.kind=prefill", "serve.prompt_len=500", b,
+                                    "serve.microbatches=2" };
+        const char *const dec[] = { b, "serve.microbatches=2" };
+        struct config c;
+        if (k[i].prefill) {
+            CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, gqa1, pre, 4), 0);
+        } else {
+            c = load_gqa(dec, 2);
+        }
+        CU_ASSERT_EQUAL(serve_microbatch_tokens(&c), (int64_t)k[i].Tm);
+        struct mb_ops o;
+        mb_ops(&c, k[i].Tm, k[i].attn_batch, &o);
+        double want = 2 * (o.pre + 4 * o.attn + o.ffn + 3 * o.moe + o.head);
+        struct step_result r;
+        struct cfg_err err = { .msg = "" };
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+        check_rel(r.step_s, want, 1e-9);
+        check_rel(r.gpu[0].compute_s, want, 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(r.exposed_comm_s, 0, 1e-15);
+        CU_ASSERT_EQUAL(r.microbatches, 2);
+        step_free(&r);
+    }
+}
+
+/* Two GPUs of one node (ep 2, one expert each, top_k 2: each GPU sends all its tokens to
+ * the other, one flow each way over 2 NVLink hops), one MoE layer, no shared expert,
+ * comm_sms 0 (compute keeps its speed beside the all-to-alls), prefill of 2 prompts of
+ * 1024 tokens. Per micro-batch (one prompt, Tm = 1024 tokens): P = embed + attention +
+ * gate, X experts (2 Tm rows), H head, D = 2 lat + Tm x hidden x 1 B / bw, C likewise
+ * at 2 B. The pair interleaves A: P | D, B: P | D, A: X | C, B: X | C, A: H, B: H:
+ *   D_A runs under P_B, D_B under X_A, C_A under X_B (D <= P, D <= X, C <= X: asserted),
+ *   C_B beside H_A, and H_B waits for C_B: exposed C - H (C > H), step 2P + 2X + H + C.
+ * One micro-batch of 2048 tokens: everything in a row, exposed D' + C'. */
+static void test_two_mb_closed_form(void)
+{
+    static const char moe2[] =
+        "[cluster]\nnodes = 1\ngpus_per_node = 2\nnvlink_GBps = 50\nnvlink_latency_us = 3\n"
+        "gpu_tflops_bf16 = 100\nhbm_GBps = 1000\nsms = 100\ngemm_efficiency = 0.5\n"
+        "[model]\nhidden = 1024\nexperts = 2\ntop_k = 2\nshared_experts = 0\n"
+        "expert_ffn_hidden = 512\nffn_hidden = 2048\nlayers = 1\nfirst_dense_layers = 0\n"
+        "seq_len = 4096\nvocab = 256\nheads = 16\nkv_heads = 4\nhead_dim = 64\n"
+        "dispatch_bytes_per_elem = 1\ncombine_bytes_per_elem = 2\n"
+        "[parallel]\nep = 2\n"
+        "[schedule]\nkind = prefill\ncomm_sms = 0\n"
+        "[serve]\nbatch = 2\nprompt_len = 1024\n";
+    double exposed[2];
+    for (int mb = 1; mb <= 2; mb++) {
+        const char *const sets[] = { mb == 2 ? "serve.microbatches=2" : "serve.microbatches=1" };
+        struct config c;
+        CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, moe2, sets, 1), 0);
+        double Tm = 2048.0 / mb, lat = 2 * c.cluster.nvlink_lat_s, bw = c.cluster.nvlink_Bps;
+        struct mb_ops o;
+        mb_ops(&c, Tm, 2 / mb, &o);
+        struct model m;
+        struct compute *cm;
+        struct cfg_err err = { .msg = "" };
+        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
+        double X = compute_op(cm, &m, MODEL_EXPERT, 2 * Tm).f_s, H = o.head;
+        double P = o.pre + o.attn + compute_op(cm, &m, MODEL_GATE, Tm).f_s;
+        compute_free(cm);
+        double D = lat + Tm * 1024 * 1 / bw, C = lat + Tm * 1024 * 2 / bw, step, exp_s;
+        if (mb == 2) {
+            CU_ASSERT_FATAL(D <= P && D <= X && C <= X && C > H);
+            step = 2 * P + 2 * X + H + C;
+            exp_s = C - H;
+        } else {
+            step = P + D + X + C + H;
+            exp_s = D + C;
+        }
+        struct step_result r;
+        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+        check_rel(r.step_s, step, 1e-9);
+        check_rel(r.exposed_comm_s, exp_s, 1e-9);
+        check_rel(r.comm_s, mb * (D + C), 1e-9);
+        exposed[mb - 1] = r.exposed_comm_s;
+        step_free(&r);
+    }
+    CU_ASSERT(exposed[1] <= exposed[0]);
+}
+
+/* DeepSeek-V3's decode example (EP 144, 18 nodes), shrunk to 8 sequences a GPU and its
+ * first 5 layers (3 dense, 2 MoE), with either all-to-all: two micro-batches expose no
+ * more communication than one. */
+static void test_two_mb_preset(void)
+{
+    const char *files[] = { "configs/examples/deepseek-v3-decode.ini" };
+    for (int ll = 0; ll < 2; ll++) {
+        double exposed[2];
+        for (int mb = 1; mb <= 2; mb++) {
+            const char *const sets[] = { "serve.batch=8", "model.layers=5",
+                                         ll ? "serve.a2a=low_latency" : "serve.a2a=normal",
+                                         mb == 2 ? "serve.microbatches=2"
+                                                 : "serve.microbatches=1" };
+            struct config c;
+            struct cfg_err err = { .msg = "" };
+            CU_ASSERT_EQUAL_FATAL(config_load(&c, files, 1, sets, 4, &err), 0);
+            struct step_result r;
+            CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+            exposed[mb - 1] = r.exposed_comm_s;
+            CU_ASSERT(r.exposed_comm_s <= r.comm_s);
+            step_free(&r);
+        }
+        CU_ASSERT(exposed[1] <= exposed[0]);
+        CU_ASSERT(exposed[0] > 0);
+    }
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -326,6 +478,9 @@ int main(void)
         { "MTP tokens and acceptance", test_mtp },
         { "low-latency: once per target GPU over the network", test_low_latency_bytes },
         { "low-latency: no SMs taken from compute", test_low_latency_no_sms },
+        { "two micro-batches, one GPU: step = the halves' ops", test_two_mb_one_gpu },
+        { "two micro-batches: exposed comm by hand", test_two_mb_closed_form },
+        { "two micro-batches expose no more (DeepSeek-V3 decode)", test_two_mb_preset },
     };
     return cu_run("serve", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
