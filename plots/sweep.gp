@@ -5,8 +5,10 @@
 #   (names: the longest name's length when they would overlap side by side, else 0),
 #   xtics_cmd (names, or the numbers
 #   swept), xlog (1: numbers spanning 8x or more, a log2 axis), keycols and keyrows (the
-#   legend's grid below the plot)
-# dat: one block per line, its title first (a quoted line), then "x y" rows by x.
+#   legend's grid below the plot), ptlabels (1: x is a result column, each point labelled
+#   with the value of the swept key its line runs along)
+# dat: one block per line, its title first (a quoted line), then "x y" rows by x ("x y
+# label" with ptlabels).
 # The canvas grows by the legend's rows, so the plot keeps its height however many lines.
 height = 600 + 20 * keyrows
 if (fmt eq 'svg') { set terminal svg size 1000,height noenhanced font ",11" background rgb "white" } \
@@ -31,5 +33,12 @@ if (xcat) { set xrange [-0.5:ncat - 0.5] } else { set offsets graph 0.03, graph 
     if (xlog) { set logscale x 2 } }
 if (xtics_cmd ne '') { eval xtics_cmd }
 if (xcat && xrot) { set xtics rotate by 30 right }
-plot for [i = 0:nlines - 1] dat index i using 1:2 with linespoints lw 2 pt (i % 7 + 4) ps 1.2 \
-     title columnheader(1)
+if (ptlabels) { \
+    plot for [i = 0:nlines - 1] dat index i using 1:2 with linespoints lw 2 pt (i % 7 + 4) \
+         ps 1.2 title columnheader(1), \
+         for [i = 0:nlines - 1] dat index i every ::1 using 1:2:3 with labels offset char 0, 1 \
+         notitle \
+} else { \
+    plot for [i = 0:nlines - 1] dat index i using 1:2 with linespoints lw 2 pt (i % 7 + 4) \
+         ps 1.2 title columnheader(1) \
+}

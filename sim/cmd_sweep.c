@@ -42,7 +42,8 @@ static const char usage[] =
     "\n"
     "Runs every point of the sweep files' [sweep] axes, as moesim run would run it, and\n"
     "writes one row per point to DIR/results.csv: point, every swept key, seed, status,\n"
-    "then every column of moesim run --csv for that kind of run (a step or a layer).\n"
+    "then every column of moesim run --csv for that kind of run (a training step, an\n"
+    "inference step or a layer; one kind per sweep).\n"
     "A sweep file is a config (its other sections and includes are the base of every\n"
     "point) with a [sweep] section:\n"
     "  model.top_k = 1,2,4,8                  a list\n"
@@ -617,25 +618,35 @@ static int run_ranks(struct job *x, struct progress *g, int rank, int size, cons
 
 /* ---- the command ---- */
 
+/* The header line of the points' CSV: a training step's, a layer's, or an inference
+ * step's, which is the first line serverep_csv (through steprep_csv) writes, here of the
+ * first point's config and an empty result: its columns depend on neither. */
+static int w_run_header(FILE *f, const void *x)
+{
+    const struct sweep *sw = x;
+    struct step_result none = { 0 };
+    if (sw->serve)
+        return steprep_csv(f, &(struct steprep){ .cfg = sw->first, .res = &none, .wall_s = -1 });
+    if (sw->step)
+        steprep_csv_header(f);
+    else
+        report_csv_header(f);
+    return ferror(f) ? -EIO : 0;
+}
+
 /* The header of results.csv: point, the axes, seed, status, the run's columns. */
 static int make_header(struct job *x)
 {
     size_t len = 0;
-    char *run = NULL;
-    FILE *f = open_memstream(&run, &len);
-    if (!f)
-        return -ENOMEM;
-    if (x->sw.step)
-        steprep_csv_header(f);
-    else
-        report_csv_header(f);
-    if (fclose(f))
-        return -ENOMEM;
+    int e;
+    char *run = capture(w_run_header, &x->sw, &e);
+    if (!run)
+        return e;
     run[strcspn(run, "\n")] = '\0';
     x->run_cols = 1;
     for (const char *s = run; *s; s++)
         x->run_cols += *s == ',';
-    f = open_memstream(&x->header, &len);
+    FILE *f = open_memstream(&x->header, &len);
     if (!f) {
         free(run);
         return -ENOMEM;
@@ -743,8 +754,8 @@ static int sweep_main(struct job *x, int rank, int size)
             fprintf(stderr, "%s\n", e == -ENOMEM ? "moesim sweep: out of memory" : err.msg);
         return e == -ENOMEM ? 1 : 2;
     }
-    if (make_header(x)) {
-        fprintf(stderr, "moesim sweep: out of memory\n");
+    if ((e = make_header(x))) {
+        fprintf(stderr, "moesim sweep: the CSV header: %s\n", strerror(-e));
         return 1;
     }
     limits_default(&x->lim);

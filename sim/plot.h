@@ -3,7 +3,9 @@
  * Kinds, told by the CSV's header unless --kind says:
  *   sweep        a sweep's DIR/results.csv (header "point,<swept keys>,seed,status,..."):
  *                a metric (--y) against a swept key (--x), one line per value of --by
- *                (and of every other swept key that varies)
+ *                (and of every other swept key that varies); against a result column
+ *                (--x tpot_s), each line runs along the first swept key besides --by,
+ *                whose values label its points
  *   gpu-util     `moesim run --util-csv`: GPU x time heatmaps, compute and comm busy
  *                fractions (and NVLink, NIC utilization where the run has them)
  *   link-util    the same file's link rows: link x time heatmaps, NVLink and network apart

@@ -296,6 +296,15 @@ static void dat_title(FILE *f, const char *s)
     fputs("\"\n", f);
 }
 
+/* A point's label as a third field: the value in double quotes (none inside). */
+static void dat_label(FILE *f, const char *s)
+{
+    fputs(" \"", f);
+    for (; *s; s++)
+        putc(*s == '"' || (unsigned char)*s < 0x20 ? ' ' : *s, f);
+    putc('"', f);
+}
+
 /* The unit of a column by its name's ending, for an axis label; "" when none. */
 static const char *unit_of(const char *col)
 {
@@ -587,6 +596,13 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
     struct pt *p = malloc((size_t)(total ? total : 1) * sizeof(*p));
     if (!p)
         return -ENOMEM;
+    /* x a result column (tpot_s against tokens_per_s_gpu): each line is a curve along the
+     * first swept key that is not --by (its parameter, labelled at its points); else the
+     * parameter is x itself */
+    int pc = xc;
+    for (int c = k0; (xc < k0 || xc >= k1) && c < k1 && pc == xc; c++)
+        if (c != bc)
+            pc = c;
     /* the keys that vary among the ok rows, besides x: by first, then the others */
     int vary[64], nv = 0;
     int keys[66], nk = 0;
@@ -613,18 +629,18 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         return fail(err, n, -EINVAL, "%s: no row with status ok and a value of %s", t[0].path,
                     ys);
     }
-    /* rep[i]: the first ok row with row i's x; a key that takes one value per x (an axis
-     * zipped with x's) moves along the line and does not split it */
+    /* rep[i]: the first ok row with row i's parameter; a key that takes one value per
+     * parameter value (an axis zipped with it) moves along the line and does not split it */
     long *rep = malloc((size_t)np * sizeof(*rep));
     if (!rep) {
         free(p);
         return -ENOMEM;
     }
     for (long i = 0; i < np; i++) {
-        const char *xv = plot_cell(p[i].t, p[i].row, xc);
+        const char *xv = plot_cell(p[i].t, p[i].row, pc);
         rep[i] = i;
         for (long j = 0; j < i && rep[i] == i; j++)
-            if (rep[j] == j && !strcmp(plot_cell(p[j].t, p[j].row, xc), xv))
+            if (rep[j] == j && !strcmp(plot_cell(p[j].t, p[j].row, pc), xv))
                 rep[i] = j;
     }
     char with[512] = "";
@@ -635,10 +651,10 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         for (long i = 0; i < np && along; i++)
             along = !strcmp(plot_cell(p[i].t, p[i].row, keys[k]),
                             plot_cell(p[rep[i]].t, p[rep[i]].row, keys[k]));
-        if (v && along && keys[k] != bc)
+        if (v && along && keys[k] != bc && keys[k] != pc)
             snprintf(with + strlen(with), sizeof(with) - strlen(with), "%s%s", *with ? ", " : "",
                      t[0].col[keys[k]]);
-        else if (v || keys[k] == bc)
+        else if ((v && !along) || keys[k] == bc)
             vary[nv++] = keys[k];
     }
     free(rep);
@@ -669,15 +685,19 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         for (long i = 0; i < np; i++) {
             if (i == 0 || p[i].line != p[i - 1].line)
                 dat_title(dat, lines[p[i].line]);
-            fprintf(dat, "%.12g %.12g\n", p[i].x, num(plot_cell(p[i].t, p[i].row, yc)));
+            fprintf(dat, "%.12g %.12g", p[i].x, num(plot_cell(p[i].t, p[i].row, yc)));
+            if (pc != xc)
+                dat_label(dat, plot_cell(p[i].t, p[i].row, pc));
+            putc('\n', dat);
             if (i + 1 == np || p[i + 1].line != p[i].line)
                 fputs("\n\n", dat);
         }
         char buf[2048], cfg[1024], lab[256];
         int skip[3] = { xc, yc, bc };
         config_line(cfg, sizeof(cfg), &t[0], skip, 3);
-        snprintf(buf, sizeof(buf), "%s against %s%s%s%s%s", ys, xs, *with ? " (and " : "", with,
-                 *with ? ")" : "", bs ? ", one line per " : "");
+        snprintf(buf, sizeof(buf), "%s against %s%s%s%s%s%s%s%s", ys, xs,
+                 pc != xc ? " over " : "", pc != xc ? t[0].col[pc] : "", pc != xc ? " (labels)" : "",
+                 *with ? " (and " : "", with, *with ? ")" : "", bs ? ", one line per " : "");
         snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s", bs ? bs : "");
         char wrapped[2048];
         wrap(wrapped, sizeof(wrapped), buf, WRAP_CHARS);
@@ -690,8 +710,11 @@ static int sweep_data(const struct plot_req *q, const struct plot_table *t, int 
         gp_var(vars, "xlabel", lab);
         axis_label(lab, sizeof(lab), ys);
         gp_var(vars, "ylabel", lab);
-        fprintf(vars, "nlines = %d\nxcat = %d\nncat = %d\n", nline, !xnum, ncat);
-        if (xnum)
+        fprintf(vars, "nlines = %d\nxcat = %d\nncat = %d\nptlabels = %d\n", nline, !xnum, ncat,
+                pc != xc);
+        if (xnum && pc != xc)       /* measured values: gnuplot's tics on a linear axis */
+            fprintf(vars, "xlog = 0\n"), buf[0] = 0;
+        else if (xnum)
             num_tics(buf, sizeof(buf), p, np, vars);
         else
             cat_tics(buf, sizeof(buf), cats, ncat);

@@ -287,25 +287,32 @@ static uint64_t hash_config(uint64_t h, const struct config *c)
     return h;
 }
 
-/* Whether the combination digit passes the filters, and its kind into *step, read from
- * its config when ps is given (room for its sets). 1, 0, or an error. */
-static int judge(const struct sweep *s, const int *digit, struct point_sets *ps, bool *step,
-                 struct cfg_err *err)
+/* The kinds of point; a sweep holds one, as its rows hold that kind's CSV columns. */
+enum point_kind { KIND_LAYER, KIND_TRAIN, KIND_SERVE };
+static const char *const kind_words[] = { "layer runs (schedule.kind none)", "training steps",
+                                          "inference steps (prefill, decode)" };
+
+static enum point_kind kind_of(const struct config *c)
 {
-    struct config c;
+    if (config_serving(c))
+        return KIND_SERVE;
+    return c->schedule.kind != SCHED_NONE ? KIND_TRAIN : KIND_LAYER;
+}
+
+/* Whether the combination digit passes the filters, its config read into *c when ps is
+ * given (room for its sets; without, the point is the base). 1, 0, or an error. */
+static int judge(const struct sweep *s, const int *digit, struct point_sets *ps,
+                 struct config *c, struct cfg_err *err)
+{
     char why[256];
     if (!ps)
         return 1;
     fill_sets(s, digit, ps);
-    int e = config_read(&c, (const char *const *)s->files, s->nfiles, ps->v, ps->n, err);
+    int e = config_read(c, (const char *const *)s->files, s->nfiles, ps->v, ps->n, err);
     if (e)
         return e;
-    *step = c.schedule.kind != SCHED_NONE;
-    if (config_serving(&c))     /* its CSV is not a training step's (serverep.h) */
-        return fail(err, -EINVAL, "%s: schedule.kind: %s: inference steps in a sweep: not yet",
-                    s->files[s->nfiles - 1], config_sched_name(c.schedule.kind));
     for (int f = 0; f < s->nfilters; f++) {
-        int r = swhere_eval(&s->filter[f].w, lookup, &c, why, sizeof(why));
+        int r = swhere_eval(&s->filter[f].w, lookup, c, why, sizeof(why));
         if (r < 0)
             return fail(err, -EINVAL, "%s: where: %s", s->filter[f].where, why);
         if (!r)
@@ -314,53 +321,57 @@ static int judge(const struct sweep *s, const int *digit, struct point_sets *ps,
     return 1;
 }
 
-/* The combinations the filters keep, into s->digit; every point of one kind. */
+/* The combinations the filters keep, into s->digit; every point of one kind. Points are
+ * read (config_read) only where a filter or the kind's axis needs it. */
 static int expand(struct sweep *s, const struct config *base, struct cfg_err *err)
 {
     int64_t total = swax_count(s->dim_size, s->ndims);
-    int kind_axis = -1, digit[SWEEP_AXES_MAX], first_kind = -1;
+    int kind_axis = -1, digit[SWEEP_AXES_MAX];
+    enum point_kind first_kind = KIND_LAYER;
     if (total < 0)
         return fail(err, -EINVAL, "%s: the axes make more than %d points", s->files[s->nfiles - 1],
                     SWAX_POINTS_MAX);
     for (int a = 0; a < s->naxes; a++)
         if (!strcmp(s->axis[a].key, "schedule.kind"))
             kind_axis = a;
-    /* judge refuses an inference step where it reads a point's config; else the base's */
-    if (config_serving(base) && s->nfilters == 0 && kind_axis < 0)
-        return fail(err, -EINVAL, "%s: schedule.kind: %s: inference steps in a sweep: not yet",
-                    s->files[s->nfiles - 1], config_sched_name(base->schedule.kind));
     struct point_sets *ps = NULL;
-    if ((s->nfilters > 0 || kind_axis >= 0) && !(ps = malloc(sizeof(*ps))))
-        return fail(err, -ENOMEM, "sweep: out of memory");
-    if (!(s->digit = malloc((size_t)total * (size_t)s->ndims * sizeof(int)))) {
+    struct config *c = NULL;
+    bool read = s->nfilters > 0 || kind_axis >= 0;
+    if ((read && (!(ps = malloc(sizeof(*ps))) || !(c = malloc(sizeof(*c))))) ||
+        !(s->first = malloc(sizeof(*s->first))) ||
+        !(s->digit = malloc((size_t)total * (size_t)s->ndims * sizeof(int)))) {
         free(ps);
+        free(c);
         return fail(err, -ENOMEM, "sweep: out of memory");
     }
     int r = 0;
     for (int64_t i = 0; i < total; i++) {
-        bool step = base->schedule.kind != SCHED_NONE;
         swax_digits(s->dim_size, s->ndims, i, digit);
-        if ((r = judge(s, digit, ps, &step, err)) < 0)
+        if ((r = judge(s, digit, ps, c, err)) < 0)
             break;
         if (!r)
             continue;
-        if (first_kind < 0)
-            first_kind = step;
-        if (step != first_kind) {
-            r = fail(err, -EINVAL, "%s: schedule.kind: the sweep mixes training steps and "
-                     "layer runs (schedule.kind none); sweep them apart",
-                     s->axis[kind_axis].where);
+        const struct config *pc = read ? c : base;
+        if (!s->npoints) {
+            first_kind = kind_of(pc);
+            *s->first = *pc;
+        } else if (kind_of(pc) != first_kind) {
+            r = fail(err, -EINVAL, "%s: schedule.kind: the sweep mixes %s and %s; sweep them "
+                     "apart", s->axis[kind_axis].where, kind_words[first_kind],
+                     kind_words[kind_of(pc)]);
             break;
         }
         memcpy(&s->digit[(size_t)s->npoints++ * s->ndims], digit, (size_t)s->ndims * sizeof(int));
     }
     free(ps);
+    free(c);
     if (r < 0)
         return r;
     if (!s->npoints)
         return fail(err, -EINVAL, "%s: where: the filters drop every point",
                     s->nfilters ? s->filter[0].where : s->files[0]);
-    s->step = first_kind;
+    s->step = first_kind != KIND_LAYER;
+    s->serve = first_kind == KIND_SERVE;
     return 0;
 }
 
@@ -423,6 +434,7 @@ void sweep_free(struct sweep *s)
     for (int a = 0; a < s->naxes; a++)
         swax_free(&s->axis[a].v);
     free(s->digit);
+    free(s->first);
     memset(s, 0, sizeof(*s));
 }
 

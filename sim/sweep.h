@@ -18,7 +18,8 @@
  * they see a point the rules between keys refuse; those points stay, and their run
  * reports the refusal.
  * Every axis value is checked against its key's type and range when the file is loaded,
- * and all points must be of one kind: training steps (schedule.kind set) or layer runs.
+ * and all points must be of one kind, as their CSV columns are: training steps
+ * (schedule.kind a pipeline schedule), inference steps (prefill or decode) or layer runs.
  * Errors are one line, "file:line: section.key: what is wrong", as config_load's.
  */
 #ifndef MOESIM_SWEEP_H
@@ -61,7 +62,12 @@ struct sweep {
     int nfilters;
     int npoints;                      /* kept by the filters */
     int *digit;                       /* npoints x ndims: the value index of each dim */
-    bool step;                        /* the points are training steps, not layer runs */
+    bool step;                        /* the points are steps (training or inference), not
+                                       * layer runs */
+    bool serve;                       /* the points are inference steps (config_serving) */
+    struct config *first;             /* owned: a config of the points' kind (config_read of
+                                       * the first point where the points were read, else
+                                       * the base): what the run CSV's header is made of */
     uint64_t hash;                    /* of the base config and every point's values */
 };
 

@@ -6,7 +6,12 @@
 #     run again gives the uninterrupted CSV byte for byte, and so does a journal with a
 #     torn last line; a changed sweep against the folder is refused (exit 2);
 #  4. bad sweep files exit 2 with one line naming file:line and the key, and write no
-#     folder.
+#     folder (a sweep of inference and training steps together among them);
+#  5. inference steps (schedule.kind prefill | decode): the header is point, the axes,
+#     seed, status and then exactly `moesim run --csv`'s header; every row's run columns
+#     are `moesim run --csv` of its point; serial = --jobs 2 = mpirun -np 3 = resumed;
+#     prefill and decode points may share a sweep (the decode point with a prompt key is
+#     a refused row).
 #
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_sweep.sh
 set -u
@@ -186,8 +191,61 @@ bad zip-lengths 'model.experts = 8,16\nmodel.expert_ffn_hidden = 1,2,3\nzip = mo
     "6: zip: model.expert_ffn_hidden: 3 values, but model.experts has 2"
 bad bad-filter 'model.top_k = 1,2\nwhere = model.top_k 2\n' "5: where: expected an operator"
 bad mixed-kinds 'schedule.kind = none,1f1b\n' "4: schedule.kind: the sweep mixes"
+bad mixed-serve 'schedule.kind = decode,1f1b\n' \
+    "4: schedule.kind: the sweep mixes inference steps (prefill, decode) and training steps"
 # a base that does not open is named at its line (found by tests/fuzz/fuzz_sweep.c)
 bad missing-base 'base = nothere.ini\nmodel.top_k = 1,2\n' "4: base: nothere.ini: cannot open"
+
+# ---- 5: inference steps ----
+# Mixtral-8x7B decode on one H100 node: 3 batch sizes x 2 context lengths
+MIX=$ROOT/configs/examples/mixtral-8x7b-decode.ini
+printf 'include = %s\n[sweep]\nserve.batch = 16..64*2\nserve.context_len = 1024,4096\n' \
+    "$MIX" > "$tmp/dec.ini"
+sweep dec "$tmp/dec.ini"
+D=$tmp/dec/results.csv
+run_head=$("$MOESIM" run "$MIX" --no-timing --csv - | head -n 1)
+[ "$(head -n 1 "$D")" = "point,serve.batch,serve.context_len,seed,status,$run_head" ] &&
+    pass "decode sweep: header = point, axes, seed, status, moesim run --csv's header" ||
+    fail "decode sweep: header $(head -n 1 "$D" | cut -c 1-120)"
+n=0
+same_rows=0
+for b in 16 32 64; do
+    for k in 1024 4096; do
+        "$MOESIM" run "$MIX" --set serve.batch=$b --set serve.context_len=$k --no-timing \
+            --csv - | tail -n 1 > "$tmp/dec.want"
+        grep "^$n,$b,$k,1,ok," "$D" | cut -d, -f6- > "$tmp/dec.got"
+        cmp -s "$tmp/dec.want" "$tmp/dec.got" && same_rows=$((same_rows + 1))
+        n=$((n + 1))
+    done
+done
+[ "$same_rows" -eq 6 ] && [ "$(wc -l < "$D")" -eq 7 ] &&
+    pass "decode sweep: each of the 6 rows = moesim run --csv of its batch and context" ||
+    fail "decode sweep: $same_rows of 6 rows match moesim run, $(($(wc -l < "$D") - 1)) rows"
+sweep dec-j2 "$tmp/dec.ini" --jobs 2
+same "$D" "$tmp/dec-j2/results.csv" "decode sweep: --jobs 2 = serial"
+"${MPIRUN[@]}" -np 3 "$MOESIM" sweep "$tmp/dec.ini" -o "$tmp/dec-mpi" --no-timing > /dev/null 2>&1
+same "$D" "$tmp/dec-mpi/results.csv" "decode sweep: mpirun -np 3 = serial"
+mkdir -p "$tmp/dec-r"
+cp "$tmp/dec/sweep.manifest" "$tmp/dec-r/"
+head -n 2 "$tmp/dec/journal" > "$tmp/dec-r/journal"
+sweep dec-r "$tmp/dec.ini"
+grep -q "2 from the journal" "$tmp/dec-r.out" && same "$D" "$tmp/dec-r/results.csv" \
+    "decode sweep: resumed from 2 journaled rows = uninterrupted" ||
+    fail "decode sweep: resume: $(head -n 1 "$tmp/dec-r.out")"
+
+# prefill and decode in one sweep: one kind of CSV; the decode point keeps the base's
+# serve.prompt_len and is refused in its row
+printf '%s\n' "include = $ROOT/configs/clusters/h100-sxm-8x.ini" \
+    "include = $ROOT/configs/models/mixtral-8x7b.ini" "[cluster]" "nodes = 1" "[parallel]" \
+    "ep = 8" "[schedule]" "kind = prefill" "[serve]" "batch = 2" "prompt_len = 1024" \
+    "[sweep]" "schedule.kind = prefill,decode" > "$tmp/pf.ini"
+sweep pf "$tmp/pf.ini"
+"$MOESIM" run "$tmp/pf.ini" --no-timing --csv - | tail -n 1 > "$tmp/pf.want"
+grep '^0,prefill,1,ok,' "$tmp/pf/results.csv" | cut -d, -f5- > "$tmp/pf.got"
+same "$tmp/pf.want" "$tmp/pf.got" "prefill point = moesim run --csv"
+grep -q '^1,decode,1,".*serve.prompt_len: a prefill key, but schedule.kind = decode",' \
+    "$tmp/pf/results.csv" && pass "the decode point with a prompt key: a refused row" ||
+    fail "decode point: $(grep '^1,' "$tmp/pf/results.csv" | cut -c 1-120)"
 
 echo "e2e_sweep: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

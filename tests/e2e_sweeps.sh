@@ -12,7 +12,10 @@
 #     have one bubble, (p-1)/(m+p-1) (Narayanan et al., arXiv:2104.04473, sec. 2.2), so
 #     the same step time, and 1F1B holds no more activations; the hierarchical
 #     all-to-all never sends more network bytes than rail (a token crosses once per
-#     remote node instead of once per remote GPU).
+#     remote node instead of once per remote GPU);
+#  4. the throughput-latency plot of serve-batch.ini (x and y result columns, not swept
+#     keys) draws each row's tpot_s and tokens_per_s_gpu, on the line of its MTP tokens,
+#     in the order of its time per token, labelled with its batch.
 #
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_sweeps.sh
 set -u
@@ -58,7 +61,7 @@ bundled() {
 }
 
 # ---- 1: every bundled file, shrunk ----
-[ "$(ls configs/sweeps/*.ini | wc -l)" -eq 5 ] && pass "five bundled sweeps" ||
+[ "$(ls configs/sweeps/*.ini | wc -l)" -eq 6 ] && pass "six bundled sweeps" ||
     fail "configs/sweeps holds $(ls configs/sweeps/*.ini | wc -l) files: add the new one here"
 # 4 top_k x 4 expert counts; 8 experts cannot spread over EP 16 (4 rows)
 bundled topk 16 4 model.top_k,model.experts routing.tokens_per_gpu=64
@@ -76,6 +79,8 @@ bundled balance 18 0 balance.placement,balance.redundant_experts,balance.capacit
 # 3 routes x 2 distributions x 4 node counts
 bundled hierarchical 24 0 cluster.route,routing.distribution,cluster.nodes \
     routing.tokens_per_gpu=16
+# 2 MTP settings x 6 batch sizes (inference steps; one MoE layer instead of 58)
+bundled serve-batch 12 0 serve.mtp_tokens,serve.batch model.layers=4
 
 # ---- 2: the plot each file states, and the README's commands ----
 have_gnuplot=0
@@ -104,6 +109,7 @@ lines experts 2         # EP 8 and 16; width and top_k move with the expert coun
 lines schedules 6       # one per schedule
 lines balance 6         # 0 or 16 redundant experts x 3 capacity factors
 lines hierarchical 6    # 3 routes x 2 distributions
+lines serve-batch 2     # 0 or 1 MTP token; the batch runs along each line
 grep -q '^"ep=8"$' "$tmp/img-experts.dat" && grep -q '^"ep=16"$' "$tmp/img-experts.dat" &&
     pass "experts: the zipped width and top_k do not split the lines" ||
     fail "experts: lines $(grep '^"' "$tmp/img-experts.dat" | head -n 3 | tr '\n' ' ')"
@@ -124,6 +130,23 @@ bad=$(awk -F, -v nb="$nb" 'NR > 1 { k = $3 "," $4; if ($2 == "rail") r[k] = $nb;
     END { n = 0; for (k in r) if (!(k in h) || h[k] > r[k]) n++; print n + (length(r) != 8) }' "$H")
 [ "$bad" = 0 ] && pass "hierarchical: never more network bytes than rail" ||
     fail "hierarchical: more network bytes than rail at $bad points"
+
+# ---- 4: the throughput-latency plot's data, rebuilt from results.csv ----
+V=$tmp/serve-batch/results.csv
+tp=$(col "$V" tpot_s) tk=$(col "$V" tokens_per_s_gpu)
+# per MTP value (a block in the order swept), rows by tpot_s: "x y "batch"" (CSV numbers
+# have 12 significant digits, as the .dat's %.12g)
+for m in 0 1; do
+    echo "\"mtp_tokens=$m\""
+    awk -F, -v m="$m" -v tp="$tp" -v tk="$tk" 'NR > 1 && $2 == m { printf "%s %s \"%s\"\n", $tp, $tk, $3 }' \
+        "$V" | sort -g -k1,1
+    printf '\n\n'
+done > "$tmp/serve-batch.want.dat"
+if cmp -s "$tmp/serve-batch.want.dat" "$tmp/img-serve-batch.dat"; then
+    pass "serve-batch: the plot's x = tpot_s, y = tokens_per_s_gpu of every row, labelled by batch"
+else
+    fail "serve-batch: the plot's data differ ($(diff "$tmp/serve-batch.want.dat" "$tmp/img-serve-batch.dat" | head -n 2 | tr '\n' ' '))"
+fi
 
 echo "# e2e_sweeps: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

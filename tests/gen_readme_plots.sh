@@ -27,7 +27,7 @@ cmd() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(topk experts schedules balance hierarchical)
+[ ${#names[@]} -gt 0 ] || names=(topk experts schedules balance hierarchical serve-batch)
 mkdir -p docs/img
 for n in "${names[@]}"; do
     read -r -a sweep <<< "$(cmd "$n" sweep)"

@@ -304,8 +304,38 @@ static void test_bad_files(void)
     expect_err("model.top_k = 1,2\nwhere = model.top_k < dualpipe\n",
                "4: where: 'model.top_k < dualpipe' compares a number with a word");
     expect_err("model.top_k = 1,2\nwhere = model.top_k > 8\n", "4: where: the filters drop");
-    expect_err("schedule.kind = none,1f1b\n", "3: schedule.kind: the sweep mixes");
+    expect_err("schedule.kind = none,1f1b\n", "3: schedule.kind: the sweep mixes layer runs "
+               "(schedule.kind none) and training steps");
+    expect_err("schedule.kind = decode,1f1b\n", "3: schedule.kind: the sweep mixes inference "
+               "steps (prefill, decode) and training steps");
+    expect_err("schedule.kind = prefill,none\n", "3: schedule.kind: the sweep mixes inference "
+               "steps (prefill, decode) and layer runs (schedule.kind none)");
     expect_err("top_k = 1\n", "3: top_k: unknown [sweep] key");
+}
+
+/* The kind of the points: prefill and decode are one (inference steps, one CSV); the
+ * config the header is made of is of that kind, read from the first point or the base. */
+static void test_kinds(void)
+{
+    struct sweep s;
+    struct cfg_err err;
+    int rc = load(&s, "schedule.kind = prefill,decode\n", NULL, 0, &err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(s.npoints, 2);
+    CU_ASSERT(s.step && s.serve);
+    CU_ASSERT_EQUAL(s.first->schedule.kind, SCHED_PREFILL);
+    sweep_free(&s);
+    const char *sets[] = { "schedule.kind=decode" };     /* no point read: the base's kind */
+    rc = load(&s, "serve.batch = 1,2,4\n", sets, 1, &err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(s.npoints, 3);
+    CU_ASSERT(s.step && s.serve);
+    CU_ASSERT_EQUAL(s.first->schedule.kind, SCHED_DECODE);
+    sweep_free(&s);
+    rc = load(&s, "schedule.kind = 1f1b,gpipe\n", NULL, 0, &err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT(s.step && !s.serve);
+    sweep_free(&s);
 }
 
 int main(void)
@@ -320,6 +350,7 @@ int main(void)
         { "filtered points", test_filter_points },
         { "refused point stays", test_refused_point_stays },
         { "bad sweep files", test_bad_files },
+        { "kinds of point", test_kinds },
     };
     return cu_run("sweep", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }
