@@ -180,10 +180,11 @@ static void est_step(struct limits_est *e, const struct config *c, bool trace)
                     : c->schedule.kind == SCHED_DUALPIPEV ? 2 * pp : pp;
     double L = clamp(c->model.layers, 1, INFINITY);
     double Lm = clamp(model_cfg_moe_layers(&c->model), 0, L), Ld = L - Lm;
-    /* an inference step: one forward of serve_tokens_per_gpu tokens (serve.h) */
+    /* an inference step: one forward of its micro-batches of serve_microbatch_tokens
+     * tokens (serve.h) */
     bool serve = config_serving(c);
-    double M = serve ? 1 : clamp(c->schedule.microbatches, 1, INFINITY);
-    double T = serve ? (double)serve_tokens_per_gpu(c) : (double)c->schedule.micro_batch_tokens;
+    double M = clamp(serve ? c->serve.microbatches : c->schedule.microbatches, 1, INFINITY);
+    double T = serve ? (double)serve_microbatch_tokens(c) : (double)c->schedule.micro_batch_tokens;
     double shared = c->model.shared_experts > 0 ? 1 : 0;
     /* Per micro-batch through all pieces: a MoE layer's F is attn, gate, dispatch, shared,
      * experts, combine, its B combine, shared, experts, experts_w, dispatch, gate, attn; a

@@ -49,10 +49,11 @@
  *
  * Micro-batches (serve.microbatches): 1, or 2 of M_t = ceil(T / 2) tokens each (an odd
  * T: the second carries one padding token, timed like a real one), run by the step
- * engine as one overlapped pair of F ops, as it runs DualPipe's F&B pairs: both route
- * alike (one routing per layer drawn for M_t tokens; DeepSeek pair micro-batches of
- * similar load), each has its own all-to-alls, and each computes on its own, so weights
- * are read twice. Prefill (DeepSeek-V3 sec. 3.4: one micro-batch's attention and MoE
+ * engine as one overlapped pair of F ops, as it runs DualPipe's F&B pairs (with
+ * schedule.overlap off: one after the other, communication on the compute stream).
+ * Both route alike (one routing per layer drawn for M_t tokens; DeepSeek pair
+ * micro-batches of similar load), each has its own all-to-alls, and each computes on its
+ * own, so weights are read twice. Prefill (DeepSeek-V3 sec. 3.4: one micro-batch's attention and MoE
  * overlapped with the other's dispatch and combine): the two interleave segment by
  * segment, A's attention + gate, B's, A's shared + routed experts, B's, ... Decode
  * (sec. 3.4: one micro-batch's attention beside the other's dispatch, MoE and combine;

@@ -38,12 +38,13 @@ static void summary_overlap(FILE *f, const struct config *c, const struct step_r
 {
     int M = c->serve.microbatches;
     double hidden = hidden_comm_s(s);
+    const char *how = M == 1 ? ""
+                      : !c->schedule.overlap ? " (one after the other: schedule.overlap off)"
+                      : c->schedule.kind == SCHED_DECODE ? " (attention in two stages)"
+                      : " (one's compute beside the other's all-to-alls)";
     fprintf(f, "  overlap          %d micro-batch%s of %lld tokens per GPU%s; all-to-all %s: "
             "hidden under compute %.6f s (%.0f %% of comm), exposed %.6f s\n", M,
-            M == 1 ? "" : "es", (long long)serve_microbatch_tokens(c),
-            M == 1 ? "" : (c->schedule.kind == SCHED_DECODE ? " (attention in two stages)"
-                                                            : " (one's compute beside the "
-                                                              "other's all-to-alls)"),
+            M == 1 ? "" : "es", (long long)serve_microbatch_tokens(c), how,
             config_a2a_name(c->serve.a2a), hidden,
             s->comm_s > 0 ? 100 * hidden / s->comm_s : 0, s->exposed_comm_s);
 }

@@ -384,59 +384,93 @@ static void test_two_mb_one_gpu(void)
 
 /* Two GPUs of one node (ep 2, one expert each, top_k 2: each GPU sends all its tokens to
  * the other, one flow each way over 2 NVLink hops), one MoE layer, no shared expert,
- * comm_sms 0 (compute keeps its speed beside the all-to-alls), prefill of 2 prompts of
- * 1024 tokens. Per micro-batch (one prompt, Tm = 1024 tokens): P = embed + attention +
- * gate, X experts (2 Tm rows), H head, D = 2 lat + Tm x hidden x 1 B / bw, C likewise
- * at 2 B. The pair interleaves A: P | D, B: P | D, A: X | C, B: X | C, A: H, B: H:
- *   D_A runs under P_B, D_B under X_A, C_A under X_B (D <= P, D <= X, C <= X: asserted),
- *   C_B beside H_A, and H_B waits for C_B: exposed C - H (C > H), step 2P + 2X + H + C.
- * One micro-batch of 2048 tokens: everything in a row, exposed D' + C'. */
+ * comm_sms 0 (compute keeps its speed beside the all-to-alls). */
+static const char moe2[] =
+    "[cluster]\nnodes = 1\ngpus_per_node = 2\nnvlink_GBps = 50\nnvlink_latency_us = 3\n"
+    "gpu_tflops_bf16 = 100\nhbm_GBps = 1000\nsms = 100\ngemm_efficiency = 0.5\n"
+    "[model]\nhidden = 1024\nexperts = 2\ntop_k = 2\nshared_experts = 0\n"
+    "expert_ffn_hidden = 512\nffn_hidden = 2048\nlayers = 1\nfirst_dense_layers = 0\n"
+    "seq_len = 4096\nvocab = 256\nheads = 16\nkv_heads = 4\nhead_dim = 64\n"
+    "dispatch_bytes_per_elem = 1\ncombine_bytes_per_elem = 2\n"
+    "[parallel]\nep = 2\n"
+    "[schedule]\ncomm_sms = 0\n";
+
+/* moe2's op times for micro-batches of Tm tokens: embedding E, attention projections
+ * Ap and core Ac, gate G, experts X (2 Tm rows), head H; dispatch D = 2 lat + Tm x hidden
+ * x 1 B / bw, combine C likewise at 2 B. */
+struct moe2_times {
+    double E, Ap, Ac, G, X, H, D, C;
+};
+
+static void moe2_times(const struct config *c, double Tm, struct moe2_times *t)
+{
+    struct model m;
+    struct compute *cm;
+    struct cfg_err err = { .msg = "" };
+    CU_ASSERT_EQUAL_FATAL(model_init(&m, c), 0);
+    CU_ASSERT_EQUAL_FATAL(compute_create(&cm, c, &err), 0);
+    double lat = 2 * c->cluster.nvlink_lat_s, bw = c->cluster.nvlink_Bps;
+    serve_attn_parts(cm, &m, c, &t->Ap, &t->Ac);
+    t->E = compute_op(cm, &m, MODEL_EMBED, Tm).f_s;
+    t->G = compute_op(cm, &m, MODEL_GATE, Tm).f_s;
+    t->X = compute_op(cm, &m, MODEL_EXPERT, 2 * Tm).f_s;
+    t->H = compute_op(cm, &m, MODEL_HEAD, Tm).f_s;
+    t->D = lat + Tm * c->model.hidden * 1 / bw;
+    t->C = lat + Tm * c->model.hidden * 2 / bw;
+    compute_free(cm);
+}
+
+/* One micro-batch: everything in a row, D and C exposed. Two, prefill of 2 prompts of
+ * 1024 tokens (Tm = 1024; P = E + Ap + Ac + G): the pair interleaves A: P | D, B: P | D,
+ * A: X | C, B: X | C, A: H, B: H, so D_A runs under P_B, D_B under X_A, C_A under X_B
+ * (D <= P, D <= X, C <= X: asserted), C_B beside H_A, and H_B waits for C_B: exposed
+ * C - H (C > H), step 2P + 2X + H + C.
+ * Two, decode of 64 sequences at 4000 tokens (Tm = 32), in stages, B two behind A:
+ * A: E Ap | A: Ac G, D_A | B: E Ap | A: X, C_A | B: Ac G, D_B | A: H | B: X, C_B | B: H.
+ * D_A runs under B's E + Ap, C_A under B's Ac + G (the attention core), D_B (after C_A
+ * on the in-order stream) under A's H (D <= E + Ap, C <= Ac + G, D <= H: asserted);
+ * C_B has nothing left beside it: exposed C, step 2 (E + Ap + Ac + G + X + H) + C. */
 static void test_two_mb_closed_form(void)
 {
-    static const char moe2[] =
-        "[cluster]\nnodes = 1\ngpus_per_node = 2\nnvlink_GBps = 50\nnvlink_latency_us = 3\n"
-        "gpu_tflops_bf16 = 100\nhbm_GBps = 1000\nsms = 100\ngemm_efficiency = 0.5\n"
-        "[model]\nhidden = 1024\nexperts = 2\ntop_k = 2\nshared_experts = 0\n"
-        "expert_ffn_hidden = 512\nffn_hidden = 2048\nlayers = 1\nfirst_dense_layers = 0\n"
-        "seq_len = 4096\nvocab = 256\nheads = 16\nkv_heads = 4\nhead_dim = 64\n"
-        "dispatch_bytes_per_elem = 1\ncombine_bytes_per_elem = 2\n"
-        "[parallel]\nep = 2\n"
-        "[schedule]\nkind = prefill\ncomm_sms = 0\n"
-        "[serve]\nbatch = 2\nprompt_len = 1024\n";
-    double exposed[2];
-    for (int mb = 1; mb <= 2; mb++) {
-        const char *const sets[] = { mb == 2 ? "serve.microbatches=2" : "serve.microbatches=1" };
-        struct config c;
-        CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, moe2, sets, 1), 0);
-        double Tm = 2048.0 / mb, lat = 2 * c.cluster.nvlink_lat_s, bw = c.cluster.nvlink_Bps;
-        struct mb_ops o;
-        mb_ops(&c, Tm, 2 / mb, &o);
-        struct model m;
-        struct compute *cm;
-        struct cfg_err err = { .msg = "" };
-        CU_ASSERT_EQUAL_FATAL(model_init(&m, &c), 0);
-        CU_ASSERT_EQUAL_FATAL(compute_create(&cm, &c, &err), 0);
-        double X = compute_op(cm, &m, MODEL_EXPERT, 2 * Tm).f_s, H = o.head;
-        double P = o.pre + o.attn + compute_op(cm, &m, MODEL_GATE, Tm).f_s;
-        compute_free(cm);
-        double D = lat + Tm * 1024 * 1 / bw, C = lat + Tm * 1024 * 2 / bw, step, exp_s;
-        if (mb == 2) {
-            CU_ASSERT_FATAL(D <= P && D <= X && C <= X && C > H);
-            step = 2 * P + 2 * X + H + C;
-            exp_s = C - H;
-        } else {
-            step = P + D + X + C + H;
-            exp_s = D + C;
+    for (int dec = 0; dec < 2; dec++) {
+        double exposed[2];
+        for (int mb = 1; mb <= 2; mb++) {
+            const char *const pre[] = { "schedule.kind=prefill", "serve.batch=2",
+                                        "serve.prompt_len=1024",
+                                        mb == 2 ? "serve.microbatches=2" : "serve.microbatches=1" };
+            const char *const de[] = { "schedule.kind=decode", "serve.batch=64",
+                                       "serve.context_len=4000", "cluster.nvlink_latency_us=1",
+                                       "model.vocab=8192",
+                                       mb == 2 ? "serve.microbatches=2" : "serve.microbatches=1" };
+            struct config c;
+            CU_ASSERT_EQUAL_FATAL(ini_text_load(&c, moe2, dec ? de : pre, dec ? 6 : 4), 0);
+            struct moe2_times t;
+            moe2_times(&c, (dec ? 64.0 : 2048.0) / mb, &t);
+            double A = t.Ap + t.Ac, step, exp_s;
+            if (mb == 1) {
+                step = t.E + A + t.G + t.D + t.X + t.C + t.H;
+                exp_s = t.D + t.C;
+            } else if (!dec) {
+                double P = t.E + A + t.G;
+                CU_ASSERT_FATAL(t.D <= P && t.D <= t.X && t.C <= t.X && t.C > t.H);
+                step = 2 * P + 2 * t.X + t.H + t.C;
+                exp_s = t.C - t.H;
+            } else {
+                CU_ASSERT_FATAL(t.D <= t.E + t.Ap && t.C <= t.Ac + t.G && t.D <= t.H);
+                step = 2 * (t.E + A + t.G + t.X + t.H) + t.C;
+                exp_s = t.C;
+            }
+            struct step_result r;
+            struct cfg_err err = { .msg = "" };
+            CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
+            check_rel(r.step_s, step, 1e-9);
+            check_rel(r.exposed_comm_s, exp_s, 1e-9);
+            check_rel(r.comm_s, mb * (t.D + t.C), 1e-9);
+            exposed[mb - 1] = r.exposed_comm_s;
+            step_free(&r);
         }
-        struct step_result r;
-        CU_ASSERT_EQUAL_FATAL(step_run(&r, &c, 1, 0, &err), 0);
-        check_rel(r.step_s, step, 1e-9);
-        check_rel(r.exposed_comm_s, exp_s, 1e-9);
-        check_rel(r.comm_s, mb * (D + C), 1e-9);
-        exposed[mb - 1] = r.exposed_comm_s;
-        step_free(&r);
+        CU_ASSERT(exposed[1] < exposed[0]);
     }
-    CU_ASSERT(exposed[1] <= exposed[0]);
 }
 
 /* DeepSeek-V3's decode example (EP 144, 18 nodes), shrunk to 8 sequences a GPU and its
