@@ -100,7 +100,8 @@ static const char csv_cols[] =
     "compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,"
     "expert_imbalance,gpu_imbalance,wall_s";
 /* Added since, after the identifying columns (csv.h): never reordered. */
-static const char csv_then[] = "a2a,microbatches,microbatch_tokens,hidden_comm_s";
+static const char csv_then[] = "a2a,microbatches,microbatch_tokens,hidden_comm_s,attn_tp,"
+                                "shared_as_routed";
 
 int serverep_csv(FILE *f, const struct steprep *r)
 {
@@ -139,6 +140,8 @@ int serverep_csv(FILE *f, const struct steprep *r)
     csv_int(&w, c->serve.microbatches);
     csv_int(&w, serve_microbatch_tokens(c));
     csv_num(&w, hidden_comm_s(s));
+    csv_int(&w, serve_attn_tp(c));
+    csv_int(&w, config_shared_routed(c));
     return csv_end(&w);
 }
 

@@ -91,7 +91,7 @@ expect_bad "ll_message_us without low_latency" "serve.ll_message_us" "$tmp/dec.i
 expect_bad "a2a word" "serve.a2a" "$tmp/dec.ini" --set serve.a2a=fast
 
 # ---- CSV columns, stable (README.md, Serving) ----
-cols="phase,gpus,ep,batch,prompt_len,cached_fraction,context_len,mtp_tokens,gemm_dtype,kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,expert_imbalance,gpu_imbalance,wall_s,model,cluster,experts,top_k,nodes,gpus_per_node,route,distribution,zipf_s,schedule,a2a,microbatches,microbatch_tokens,hidden_comm_s"
+cols="phase,gpus,ep,batch,prompt_len,cached_fraction,context_len,mtp_tokens,gemm_dtype,kv_dtype,tokens_per_gpu,seed,step_s,ttft_s,tpot_s,tokens_per_s_gpu,tokens_per_s_node,compute_s,comm_s,exposed_comm_s,skew_wait_s,kv_cache_GiB,weights_GiB,gpu_mem_GiB,fits,expert_imbalance,gpu_imbalance,wall_s,model,cluster,experts,top_k,nodes,gpus_per_node,route,distribution,zipf_s,schedule,a2a,microbatches,microbatch_tokens,hidden_comm_s,attn_tp,shared_as_routed"
 if "$MOESIM" run "$tmp/dec.ini" --no-timing --csv "$tmp/a.csv" --gpu-csv "$tmp/a_gpu.csv" \
         > "$tmp/a.txt" 2> "$tmp/err"; then
     pass "decode runs"

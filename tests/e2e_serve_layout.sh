@@ -131,6 +131,7 @@ assert abs(kv1 * 2**30 - 150994944) < 2**30 * 1e-5, kv1
 assert abs(kv4 - 4 * kv1) < 1e-5, (kv1, kv4)
 assert float(t["comm_s"]) > float(d["comm_s"]), (d["comm_s"], t["comm_s"])
 assert float(t["weights_GiB"]) < float(d["weights_GiB"])
+assert (d["attn_tp"], t["attn_tp"]) == ("1", "4"), (d["attn_tp"], t["attn_tp"])
 PY
 else
     fail "TP 4 run: $(cat "$tmp/err")"
@@ -152,6 +153,7 @@ off, on, names = row(sys.argv[1]), row(sys.argv[2]), slice_names(sys.argv[3])
 assert "F shared" not in names and names.count("F experts") == 3, names
 assert on["expert_imbalance"] == off["expert_imbalance"], (on, off)
 assert float(on["weights_GiB"]) < float(off["weights_GiB"])
+assert (off["shared_as_routed"], on["shared_as_routed"]) == ("0", "1")
 PY
 else
     fail "shared_as_routed run: $(cat "$tmp/err")"
