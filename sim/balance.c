@@ -99,6 +99,25 @@ int balance_place_for(const struct routing_in *in, struct placement *pl, bool *p
     return rc;
 }
 
+int balance_route(struct routing *r, const struct routing_in *in)
+{
+    enum place_kind k = in->c->balance.placement;
+    struct routing_picks picks = { 0 };
+    struct routing_in with = *in;
+    struct placement pl;
+    bool placed;
+    with.picks = k == PLACE_EPLB || k == PLACE_EPLB_GLOBAL ? &picks : NULL;
+    int rc = balance_place_for(&with, &pl, &placed);
+    if (!rc) {
+        with.pl = placed ? &pl : NULL;
+        rc = routing_run(r, &with);
+        if (placed)
+            placement_free(&pl);
+    }
+    routing_picks_free(&picks);
+    return rc;
+}
+
 /* The placement of iteration `it`: fixed kinds once; eplb kinds from the loads of the
  * iteration before (the first from a pass of iteration 0 itself). */
 static int place(struct bal *b, int it)

@@ -96,4 +96,10 @@ int balance_place(const struct config *c, const double *load, struct placement *
  * loads it is judged on (the most a placement from past statistics could achieve). */
 int balance_place_for(const struct routing_in *in, struct placement *pl, bool *placed);
 
+/* routing_run of `in` (in->pl and in->picks are ignored) with the placement
+ * balance_place_for gives; the eplb kinds' second pass replays the first's draws
+ * (routing.h, struct routing_picks): the same result at the cost of one draw. 0, or
+ * balance_place_for's or routing_run's error. */
+int balance_route(struct routing *r, const struct routing_in *in);
+
 #endif

@@ -52,7 +52,11 @@ struct run {
     int *chosen, *nodes;
     uint64_t stamp;
     uint64_t *gpu_mark, *node_mark, *node_ok; /* ep, span, span: stamps */
-    uint64_t *rep_next;        /* experts: kept assignments of e from the current source */
+    uint64_t *rep_next;        /* experts: kept assignments of e from the current source
+                                * (node-limited), else (s + those) mod e's replicas */
+    const int *replay;         /* in->picks' picks replayed, or NULL */
+    int *record;               /* in->picks' picks being kept, or NULL */
+    uint64_t recorded;         /* tokens whose picks are kept */
     /* totals */
     uint64_t routed, visits, kept;
     int visits_max;
@@ -317,6 +321,11 @@ static bool replica_on_nodes(const struct run *u, int i)
 static int replica(struct run *u, int s, int e)
 {
     int r0 = u->rep0[e], nr = u->rep0[e + 1] - r0, ok = 0;
+    if (!u->limited) {  /* (s + j) mod nr, stepped: no division, no branch on nr */
+        uint64_t w = u->rep_next[e];
+        u->rep_next[e] = w + 1 == (uint64_t)nr ? 0 : w + 1;
+        return u->rep[r0 + (int)w];
+    }
     if (nr == 1)
         return u->rep[r0];
     for (int i = r0; u->limited && i < r0 + nr; i++)
@@ -421,19 +430,28 @@ static void emit_token(struct run *u, int s, int nnodes)
         u->visits_max = reached;
 }
 
-/* Source s's tokens: counted by choice rank (capacity's first pass) or emitted. */
+/* Source s's tokens: counted by choice rank (capacity's first pass) or emitted; their
+ * picks drawn (and kept in in->picks) or replayed from in->picks. */
 static void route_source(struct run *u, int s, bool count_only)
 {
     struct rng rng;
-    int k = u->r->top_k;
+    int k = u->r->top_k, nn = 0;
+    size_t k_bytes = (size_t)k * sizeof(*u->chosen), at = (size_t)s * u->tokens * k;
 
     rng_seed_stream(&rng, u->in->seed, token_stream(s, u->in->layer, u->in->iteration));
-    memset(u->rep_next, 0, (size_t)u->r->experts * sizeof(*u->rep_next));
+    for (int e = 0; e < u->r->experts; e++)
+        u->rep_next[e] = u->limited ? 0 : (uint64_t)s % (uint64_t)(u->rep0[e + 1] - u->rep0[e]);
     int drawn = k - u->in->always;
     for (int j = drawn; j < k; j++)       /* the always-picked experts: the last ones */
         u->chosen[j] = u->r->experts - k + j;
-    for (uint64_t t = 0; t < u->tokens; t++) {
-        int nn = gating_pick(u->gate, &rng, u->chosen, u->nodes);
+    for (uint64_t t = 0; t < u->tokens; t++, at += (size_t)k) {
+        if (u->replay) {
+            memcpy(u->chosen, u->replay + at, k_bytes);
+        } else {
+            nn = gating_pick(u->gate, &rng, u->chosen, u->nodes);
+            if (u->record)
+                memcpy(u->record + at, u->chosen, k_bytes);
+        }
         if (count_only) {
             for (int j = 0; j < k; j++)
                 u->before[(size_t)j * u->r->experts + u->chosen[j]]++;
@@ -446,6 +464,8 @@ static void route_source(struct run *u, int s, bool count_only)
     }
     if (!count_only)
         u->routed += u->tokens;
+    if (!count_only && u->record)
+        u->recorded += u->tokens;
 }
 
 /* top_k == experts on the fast path: each token reaches every expert and every GPU
@@ -675,6 +695,35 @@ static int run_groups(struct run *u, bool traced)
     return summarise(u, traced);
 }
 
+/* Replays in->picks when they are this run's, or keeps this run's picks there (routing.h,
+ * struct routing_picks), or neither. */
+static int picks_init(struct run *u, bool traced)
+{
+    struct routing_picks *p = u->in->picks;
+    size_t n = (size_t)u->r->gpus * (size_t)u->tokens * (size_t)u->r->top_k;
+    if (!p || traced || u->limited || n > ROUTING_PICKS_MAX)
+        return 0;
+    if (p->filled) {
+        if (p->n == n && p->seed == u->in->seed && p->layer == u->in->layer &&
+            p->iteration == u->in->iteration)
+            u->replay = p->chosen;
+        return 0;
+    }
+    routing_picks_free(p);
+    if (!(p->chosen = malloc((n ? n : 1) * sizeof(*p->chosen))))
+        return -ENOMEM;
+    *p = (struct routing_picks){ .chosen = p->chosen, .n = n, .seed = u->in->seed,
+                                 .layer = u->in->layer, .iteration = u->in->iteration };
+    u->record = p->chosen;
+    return 0;
+}
+
+void routing_picks_free(struct routing_picks *p)
+{
+    free(p->chosen);
+    memset(p, 0, sizeof(*p));
+}
+
 int routing_run(struct routing *r, const struct routing_in *in)
 {
     struct run u = { .in = in, .c = in->c, .r = r };
@@ -697,7 +746,11 @@ int routing_run(struct routing *r, const struct routing_in *in)
     if (!rc && !traced)
         rc = gate_init(&u);
     if (!rc)
+        rc = picks_init(&u, traced);
+    if (!rc)
         rc = run_groups(&u, traced);
+    if (!rc && u.record)        /* top_k = experts draws nothing: then not all are kept */
+        in->picks->filled = u.recorded == (uint64_t)gpus * u.tokens;
     run_free(&u);
     if (rc)
         routing_free(r);

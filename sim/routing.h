@@ -49,6 +49,8 @@
 #ifndef MOESIM_ROUTING_H
 #define MOESIM_ROUTING_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -91,6 +93,24 @@ struct routing {
     int nodes_per_token_max;            /* most nodes any token reached; -1 for a trace */
 };
 
+/* A run's draws kept for a second run of the same tokens (routing_in.picks): the eplb
+ * placements measure the experts' loads with one run and route with the placement those
+ * give in a second (balance_route), which replays the first's picks instead of drawing
+ * them again: the same picks, as the second run differs from the first in parallel.ep
+ * and the placement alone, which the gating does not read without a node limit. Kept
+ * only without a node limit and a trace, and up to ROUTING_PICKS_MAX token-expert picks
+ * (4 B each); else each run draws its own. Caller-owned: zeroed before the first run,
+ * routing_picks_free after the last. */
+#define ROUTING_PICKS_MAX (1u << 24)
+struct routing_picks {
+    int *chosen;              /* [(s * tokens_per_gpu + t) * top_k + j]: source s's token t */
+    size_t n;                 /* entries */
+    uint64_t seed;            /* of the run that drew them, with its layer and iteration */
+    int layer, iteration;
+    bool filled;              /* every token's picks are there */
+};
+void routing_picks_free(struct routing_picks *p);   /* zeroed is a no-op */
+
 /* One routing run. The pointers are borrowed for the call. */
 struct routing_in {
     const struct config *c;   /* cluster, model, parallel.ep, routing, balance.capacity_factor */
@@ -105,6 +125,8 @@ struct routing_in {
      * replicas and all-to-all counts are the routed experts'; expert_load_max_over_mean
      * is over the drawn experts only. Not with capacity or a trace (-EINVAL). 0: none. */
     int always;
+    struct routing_picks *picks; /* NULL; or empty: this run's picks are kept there; or
+                                  * filled by a run of the same draws: replayed (above) */
 };
 
 /* Fill *r (overwritten, not freed: free an earlier result first). Returns 0; -EINVAL when

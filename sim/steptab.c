@@ -18,7 +18,6 @@
 #include "coll.h"
 #include "fabric.h"
 #include "limits.h"
-#include "placement.h"
 #include "routing.h"
 #include "sched.h"
 #include "serve.h"
@@ -72,18 +71,9 @@ static int layer_routing(const struct eng *e, const struct config *cc, int layer
                              .layer = e->have_trace ? model_moe_index(&e->m, layer) : layer,
                              .trace = e->have_trace ? &e->trace : NULL,
                              .always = config_shared_routed(e->c) };
-    struct placement pl;
-    bool placed;
     if (balance_run_iterates(cc))
         return balance_iterate(rt, &in, NULL, NULL, NULL, NULL);
-    int rc = balance_place_for(&in, &pl, &placed);
-    if (rc)
-        return rc;
-    in.pl = placed ? &pl : NULL;
-    rc = routing_run(rt, &in);
-    if (placed)
-        placement_free(&pl);
-    return rc;
+    return balance_route(rt, &in);
 }
 
 /* ---- stages on one fabric (fabric.h) ---- */

@@ -530,17 +530,24 @@ static uint64_t replica_share(uint64_t n, int s, int i, int nr)
 }
 
 /* A hand-made map (ep 2, 3 slots per GPU): GPU 0 holds experts 0, 1, 2 and GPU 1 holds
- * 3, 0, 1, so experts 0 and 1 have replicas on both GPUs (slots 0 and 4, 1 and 5). 2 nodes
- * of 2 GPUs (two groups), E = 4, top-2, 1001 tokens per GPU, no dedup. The slot and pair
- * counts follow from each source's demand by the split rule, counted here token by token;
- * gpu_tokens add up to every kept assignment, 4 * 1001 * 2. */
+ * 3, 0, 1, so experts 0 and 1 have replicas on both GPUs (slots 0 and 4, 1 and 5). */
+static int map_slot_expert[] = { 0, 1, 2, 3, 0, 1 }, map_replica0[] = { 0, 2, 4, 5, 6 };
+static int map_replica_slot[] = { 0, 4, 1, 5, 2, 3 };
+
+static struct placement replica_map(void)
+{
+    return (struct placement){ .experts = 4, .ep = 2, .gpus_per_node = 2, .slots_per_gpu = 3,
+                               .nslots = 6, .slot_expert = map_slot_expert,
+                               .replica0 = map_replica0, .replica_slot = map_replica_slot };
+}
+
+/* The map above on 2 nodes of 2 GPUs (two groups), E = 4, top-2, 1001 tokens per GPU,
+ * no dedup. The slot and pair counts follow from each source's demand by the split rule,
+ * counted here token by token; gpu_tokens add up to every kept assignment, 4 * 1001 * 2. */
 static void test_replicas_split(void)
 {
-    int slot_expert[] = { 0, 1, 2, 3, 0, 1 }, replica0[] = { 0, 2, 4, 5, 6 };
-    int replica_slot[] = { 0, 4, 1, 5, 2, 3 };
-    struct placement pl = { .experts = 4, .ep = 2, .gpus_per_node = 2, .slots_per_gpu = 3,
-                            .nslots = 6, .slot_expert = slot_expert, .replica0 = replica0,
-                            .replica_slot = replica_slot };
+    const int *replica0 = map_replica0, *replica_slot = map_replica_slot;
+    struct placement pl = replica_map();
     struct config c = make_config(2, 2, 4, 2, 2, 1001, DIST_UNIFORM, 0, false);
     struct routing r;
     struct routing_in in = { .c = &c, .pl = &pl, .seed = 19 };
@@ -778,6 +785,70 @@ static void test_run_streams(void)
     routing_free(&b);
 }
 
+/* Every count of a and b, slots and drops included. */
+static bool same_counts(const struct routing *a, const struct routing *b)
+{
+    size_t g = (size_t)(a->gpus / a->ep);
+    return same_routing(a, b) && a->nslots == b->nslots &&
+           !memcmp(a->src_node_tokens, b->src_node_tokens,
+                   (size_t)a->gpus * a->nodes * sizeof(uint64_t)) &&
+           !memcmp(a->src_demand, b->src_demand, (size_t)a->gpus * a->experts * sizeof(uint64_t)) &&
+           !memcmp(a->dropped, b->dropped, g * a->experts * sizeof(uint64_t)) &&
+           !memcmp(a->slot_tokens, b->slot_tokens, g * a->nslots * sizeof(uint64_t)) &&
+           a->nodes_per_token == b->nodes_per_token;
+}
+
+/* routing_picks (routing.h): a run on EP 4 without placement keeps its picks; a run of
+ * the same draws on EP 2 with replica_map's replicas replays them and counts
+ * exactly what it counts drawing them itself (the oracle), dropless and with capacity.
+ * The replay is real: source 0's kept picks rewritten to experts {0, 1} come back as its
+ * demand (1001 each). Another seed replays nothing; a node limit keeps nothing. */
+static void test_picks_replayed(void)
+{
+    struct placement pl = replica_map();
+    for (int capped = 0; capped < 2; capped++) {
+        struct config c = make_config(2, 2, 4, 2, 2, 1001, DIST_ZIPF, 1.0, true);
+        struct config c4 = c;
+        c4.parallel.ep = 4;
+        c.balance.capacity_factor = c4.balance.capacity_factor = capped ? 1.1 : 0;
+        struct routing_picks picks = { 0 };
+        struct routing first, want, got;
+        struct routing_in in4 = { .c = &c4, .seed = 5, .layer = 3, .picks = &picks };
+        struct routing_in in = { .c = &c, .pl = &pl, .seed = 5, .layer = 3 };
+        CU_ASSERT_EQUAL_FATAL(routing_run(&first, &in4), 0);
+        CU_ASSERT_TRUE(picks.filled);
+        CU_ASSERT_EQUAL(picks.n, 4u * 1001 * 2);
+        CU_ASSERT_EQUAL_FATAL(routing_run(&want, &in), 0);
+        in.picks = &picks;
+        CU_ASSERT_EQUAL_FATAL(routing_run(&got, &in), 0);
+        CU_ASSERT_TRUE(same_counts(&want, &got));
+        routing_free(&got);
+        for (size_t i = 0; i < 1001 * 2; i++)
+            picks.chosen[i] = (int)(i % 2);
+        CU_ASSERT_EQUAL_FATAL(routing_run(&got, &in), 0);
+        CU_ASSERT_EQUAL(got.src_demand[0], 1001);
+        CU_ASSERT_EQUAL(got.src_demand[1], 1001);
+        CU_ASSERT_EQUAL(got.src_demand[2] + got.src_demand[3], 0);
+        routing_free(&got);
+        routing_free(&want);
+        in.seed = 6;
+        in.picks = NULL;
+        CU_ASSERT_EQUAL_FATAL(routing_run(&want, &in), 0);
+        in.picks = &picks;
+        CU_ASSERT_EQUAL_FATAL(routing_run(&got, &in), 0);
+        CU_ASSERT_TRUE(same_counts(&want, &got));
+        routing_free(&got);
+        routing_free(&want);
+        routing_free(&first);
+        routing_picks_free(&picks);
+        c4.routing.max_nodes = 1;
+        CU_ASSERT_EQUAL_FATAL(routing_run(&first, &in4), 0);
+        CU_ASSERT_FALSE(picks.filled);
+        CU_ASSERT_PTR_NULL(picks.chosen);
+        routing_free(&first);
+    }
+}
+
 /* DeepSeek-V3's update by hand: demand 5, 1, 3, 3 over two groups (mean 3): the
  * overloaded expert 0 loses gamma, the underloaded expert 1 gains it, 2 and 3 stay. */
 static void test_bias_update(void)
@@ -819,6 +890,7 @@ int main(void)
         {"trace with capacity by hand", test_trace_capacity},
         {"metrics by hand", test_metrics_by_hand},
         {"streams per layer and iteration", test_run_streams},
+        {"picks kept and replayed", test_picks_replayed},
         {"aux-loss-free bias update", test_bias_update},
     };
     return cu_run("routing", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
