@@ -145,6 +145,8 @@ int ctab_fragment(FILE *f, const struct ctab_tier *intra, const struct ctab_tier
     fprintf(f, "; GBps = the ping-pong's bandwidth, efficiency = the all-to-all's / it "
                "(so the links carry the all-to-all's rate), latency_us = the all-to-all's "
                "intercept / 2 hops\n");
+    fprintf(f, "; each from the line written per test: the protocol band holding the layer's "
+               "all-to-all bytes per peer, or --fit-bytes's sizes (below)\n");
     fprintf(f, "[cluster]\n");
     fprintf(f, "; inside a node (ranks of one node: MPI_Comm_split_type SHARED)\n");
     if (intra->peers > 0) {

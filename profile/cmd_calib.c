@@ -39,9 +39,9 @@
 #define MSG_TOP ((size_t)16 << 20)
 #define MSG_SIZES_MAX 32
 /* Bands (fit.h): up to 3, each of 4 sizes at least (2 more than its line has
- * parameters, so that a band is not made of a few noisy points); a band more only while the lines
- * miss the medians by more than BAND_TOL rms (the noise of a quiet run's medians is a
- * few percent). */
+ * parameters, so that a band is not made of a few noisy points); a band more only
+ * while the lines miss the medians by more than BAND_TOL rms (the noise of a quiet
+ * run's medians is a few percent). */
 #define BAND_MIN_POINTS 4
 #define BAND_TOL 0.05
 
@@ -54,8 +54,9 @@ static const char usage[] =
     "  - one routed expert's FFN, forward and backward, on 1, 2, 4, ... up to\n"
     "    routing.tokens_per_gpu x model.top_k rows ([model] hidden, expert_ffn_hidden),\n"
     "    every rank at once, on the backend in use;\n"
-    "  - ping-pong and all-to-all time against bytes (8 B .. 2 MiB per peer, over\n"
-    "    MPI, host memory) between ranks of one node and, with several nodes, across\n"
+    "  - ping-pong and all-to-all time against bytes (8 B .. 2 MiB per peer, x2, up\n"
+    "    to 16 MiB for a layer that sends more; over MPI, host memory) between ranks\n"
+    "    of one node and, with several nodes, across\n"
     "    nodes, fitted piecewise: bands of sizes (MPI switches protocol with the size),\n"
     "    each with its own latency + bytes / bandwidth (relative least squares).\n"
     "Prints every median with its range over the repetitions, each band's line and\n"
@@ -379,6 +380,24 @@ static int plan_range(const struct msg_plan *p, int *i0, int *i1)
     return *i1 - *i0 + 1;
 }
 
+/* For comparison, one line over the whole ladder (what calibrate wrote before bands):
+ * its rms over every size and over the written line's sizes [i0, i1], beside the
+ * written line's there. */
+static void one_line_note(const char *name, const double *x, const double *med, int n,
+                          int i0, int i1, const struct fit_line *w)
+{
+    struct fit_line one;
+    double r[MSG_SIZES_MAX], ss = 0;
+    if (fit_latency_bw(x, med, n, &one, r))
+        return;
+    for (int i = i0; i <= i1; i++)
+        ss += r[i] * r[i];
+    printf("# %s, one line over every size (not written): latency %.3f us, bandwidth "
+           "%.4g GB/s, rms %.2f %%; over the written sizes rms %.2f %%, the written "
+           "line's %.2f %%\n", name, one.lat_s * 1e6, one.bw_Bps / 1e9, one.rms_rel * 100,
+           sqrt(ss / (i1 - i0 + 1)) * 100, w->rms_rel * 100);
+}
+
 /* Fits samples t [n x reps] of one test, x = peers x size: the bands of the medians
  * (each size printed with its band's line and residual), the written line (the band
  * that holds the layer's bytes per peer, or a line over --fit-bytes's sizes) and that
@@ -416,6 +435,13 @@ static int fit_test(const char *name, int peers, const struct msg_plan *p, const
     }
     if (rc)
         return rc;
+    double ss = 0;            /* the written line's rms over its sizes (a flat band's
+                                 borrowed bandwidth changes its own) */
+    for (int i = i0; i <= i1; i++) {
+        double r = (fit->lat_s + x[i] / fit->bw_Bps - med[i]) / med[i];
+        ss += r * r;
+    }
+    fit->rms_rel = sqrt(ss / (i1 - i0 + 1));
     bands->lo_B = (double)p->bytes[i0];
     bands->hi_B = (double)p->bytes[i1];
     for (int i = 0; i < n; i++) {
@@ -449,6 +475,7 @@ static int fit_test(const char *name, int peers, const struct msg_plan *p, const
     }
     free(ls);
     ctab_bands_note(stdout, "# ", name, peers, bands, &p->layer);
+    one_line_note(name, x, med, n, i0, i1, fit);
     printf("# %s fit written (%zu .. %zu B per peer, x = %d peer(s) x size): latency %.3f "
            "us, bandwidth %.4g GB/s, rms relative residual %.2f %%; fitted per repetition "
            "(%d of %d): latency %.3f .. %.3f us, bandwidth %.4g .. %.4g GB/s\n", name,
