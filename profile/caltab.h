@@ -16,6 +16,10 @@
  *                  written as 0, the switch's share being in the measured intercept)
  * The all-to-all is the collective the MoE layer runs, so its figures are the ones
  * moesim's links carry; the ping-pong's latency is written as a comment.
+ * Each line is the one of the protocol band (fit.h) that holds the configured layer's
+ * all-to-all size per peer (msgband.h), or fitted to the sizes `--fit-bytes` names; the
+ * comments list every band, with its latency, bandwidth and fit error, and say why the
+ * written one was chosen.
  */
 #ifndef MOEPROF_CALTAB_H
 #define MOEPROF_CALTAB_H
@@ -23,6 +27,7 @@
 #include <stdio.h>
 
 #include "fit.h"
+#include "msgband.h"
 
 /* One row of the expert table: `tokens` rows through one expert; times in s over the
  * repetitions (and ranks). */
@@ -31,13 +36,42 @@ struct ctab_row {
     struct fit_stats fwd_s, bwd_s;
 };
 
+/* One test's protocol bands (fit_bands on the medians) and which line was written. */
+#define CTAB_BANDS_MAX 3
+struct ctab_bands {
+    struct fit_band b[CTAB_BANDS_MAX];  /* x = peers x bytes per peer */
+    int nb;                   /* 0: no bands (one line over the whole ladder) */
+    int chosen;               /* the band written; -1: a line over --fit-bytes's sizes */
+    int bw_from;              /* >= 0: the chosen band is flat, written with this band's
+                                 bandwidth (its latency its own) */
+    double lo_B, hi_B;        /* bytes per peer of the points the written line fits */
+};
+
 /* One network tier. peers == 0: not measured (one rank per node, or one node). */
 struct ctab_tier {
     int peers;                /* ranks each rank sends to in the tier's all-to-all */
-    struct fit_line p2p, a2a; /* fitted to the medians of each size */
+    struct fit_line p2p, a2a; /* the written lines: fitted to the medians of the chosen
+                                 band's sizes (or of --fit-bytes's) */
     /* the same fits made per repetition: their median and range, the figures' noise */
     struct fit_stats p2p_lat_s, p2p_bw_Bps, a2a_lat_s, a2a_bw_Bps;
+    struct ctab_bands p2p_bands, a2a_bands;
+    struct mband_span layer;  /* the configured layer's bytes per peer (ep 0: unknown) */
 };
+
+/* Chooses the band of b (b->nb >= 1) that holds x (fit_band_at; x = peers x the
+ * layer's bytes per peer, INFINITY for the largest messages) into b->chosen and its
+ * line into *line. A flat band (latency-bound there: no bandwidth) is written with its
+ * own latency and the bandwidth of the nearest band that has one, a larger sizes' band
+ * before a smaller's at the same distance (b->bw_from; -1 when its own). 0, or -EDOM
+ * when no band has a bandwidth. */
+int ctab_choose(struct ctab_bands *b, double x, struct fit_line *line);
+
+/* Comment lines of one test's bands (nothing when b->nb is 0), each led by `lead`
+ * ("; " in the fragment, "# " on stdout): every band's sizes per peer (x / peers),
+ * latency, bandwidth and rms, the written one marked, and why it was chosen (the
+ * layer's size per peer and the bands its range reaches, or --fit-bytes). 0, -EIO. */
+int ctab_bands_note(FILE *f, const char *lead, const char *name, int peers,
+                    const struct ctab_bands *b, const struct mband_span *layer);
 
 /* The keys of a measured tier, in the file's units. */
 struct ctab_keys {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <mpi.h>
 #include <stdbool.h>
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "fit.h"
 #include "moe_cpu.h"
+#include "msgband.h"
 #ifdef MOEPROF_CUDA
 #include "gpu.h"
 #include "moe_cuda.h"
@@ -28,26 +30,39 @@
 #define REPS_MAX 1000
 #define TOKENS_MAX 64          /* rows of the expert ladder at most (1, 2, 4, ... 2^30) */
 
-/* The message ladder: 8 B to 2 MiB per peer, x4 (10 sizes); a MoE dispatch of a few
- * thousand tokens of a few thousand elements sends ~10^5..10^7 B per peer. */
-static const size_t msg_bytes[] = { 8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288,
-                                    2097152 };
-#define NSIZES ((int)(sizeof(msg_bytes) / sizeof(msg_bytes[0])))
+/* The message ladder: 8 B per peer, x2, up to 2 MiB or, where the configured layer or
+ * --fit-bytes names larger messages, the power of two that covers them, at most MSG_TOP
+ * (a MoE dispatch of a few thousand tokens of a few thousand elements sends ~10^5..10^7
+ * B per peer). x2 steps place a protocol switch within a factor of 2. */
+#define MSG_LOW ((size_t)8)
+#define MSG_TOP_MIN ((size_t)2 << 20)
+#define MSG_TOP ((size_t)16 << 20)
+#define MSG_SIZES_MAX 32
+/* Bands (fit.h): up to 3, each of 4 sizes at least (2 more than its line has
+ * parameters, so that a band is not made of a few noisy points); a band more only
+ * while the lines miss the medians by more than BAND_TOL rms (the noise of a quiet
+ * run's medians is a few percent). */
+#define BAND_MIN_POINTS 4
+#define BAND_TOL 0.05
 
 static const char usage[] =
     "usage: moeprof calibrate CONFIG... [--set section.key=value]... [--out FILE]\n"
     "                         [--reps N] [--buffers hot|cold] [--backend cpu|cuda]\n"
-    "                         [--seed N]\n"
+    "                         [--seed N] [--fit-bytes A..B]\n"
     "\n"
     "Measures what moesim's model needs, on the ranks mpirun started:\n"
     "  - one routed expert's FFN, forward and backward, on 1, 2, 4, ... up to\n"
     "    routing.tokens_per_gpu x model.top_k rows ([model] hidden, expert_ffn_hidden),\n"
     "    every rank at once, on the backend in use;\n"
-    "  - ping-pong and all-to-all time against bytes (8 B .. 2 MiB per peer, over\n"
-    "    MPI, host memory) between ranks of one node and, with several nodes, across\n"
-    "    nodes, each fitted to latency + bytes / bandwidth (relative least squares).\n"
-    "Prints every median with its range over the repetitions, each fit with its\n"
-    "residuals, and the fits made per repetition (the figures' noise).\n"
+    "  - ping-pong and all-to-all time against bytes (8 B .. 2 MiB per peer, x2, up\n"
+    "    to 16 MiB for a layer that sends more; over MPI, host memory) between ranks\n"
+    "    of one node and, with several nodes, across\n"
+    "    nodes, fitted piecewise: bands of sizes (MPI switches protocol with the size),\n"
+    "    each with its own latency + bytes / bandwidth (relative least squares).\n"
+    "Prints every median with its range over the repetitions, each band's line and\n"
+    "residuals, and the written line fitted per repetition (the figures' noise). The\n"
+    "line written is the band's that holds the layer's all-to-all bytes per peer\n"
+    "(tokens_per_gpu x top_k x hidden x element bytes / parallel.ep).\n"
     "\n"
     "  --out FILE    write the INI fragment FILE ([cluster] nvlink_* / nic_* keys,\n"
     "                [calibration] expert_table) and the expert table beside it (FILE\n"
@@ -59,7 +74,10 @@ static const char usage[] =
     "                as a layer's GEMMs leave the caches); the message tests (hot)\n"
     "  --backend     cpu (fp32) or cuda (bf16, one rank per GPU; where nvcc and NCCL\n"
     "                were found at build time)\n"
-    "  --seed N      the expert's weights and rows (1)\n";
+    "  --seed N      the expert's weights and rows (1)\n"
+    "  --fit-bytes A..B  write one line fitted to the sizes from A to B bytes per peer\n"
+    "                (integers, K or M suffix: x1024, x1048576; at least 2 of the\n"
+    "                ladder's sizes, B at most 16M) instead of the layer's band\n";
 
 struct cal_args {
     const char *files[FILES_MAX];
@@ -70,6 +88,7 @@ struct cal_args {
     int reps;
     bool cuda, cold, help;
     uint64_t seed;
+    double fit_lo_B, fit_hi_B;          /* --fit-bytes; 0, 0: the layer's band */
 };
 
 /* msg = "" + the formatted text; returns -EINVAL. */
@@ -85,9 +104,41 @@ static int bad(char *msg, size_t n, const char *fmt, ...)
     return -EINVAL;
 }
 
+/* One size of --fit-bytes: digits, then K (x1024) or M (x1048576) or nothing, up to
+ * (but not past) the '.' of "..", or the end. 0, or -1. */
+static int fit_size(const char *s, size_t len, double *out)
+{
+    char num[24];
+    size_t k = len;
+    double unit = 1;
+    if (len && (s[len - 1] == 'K' || s[len - 1] == 'M')) {
+        unit = s[len - 1] == 'K' ? 1024.0 : 1048576.0;
+        k--;
+    }
+    long long v;
+    if (!k || k >= sizeof(num))
+        return -1;
+    memcpy(num, s, k);
+    num[k] = 0;
+    if (args_uint(num, 0, (long long)MSG_TOP, &v))
+        return -1;
+    *out = (double)v * unit;
+    return 0;
+}
+
+/* --fit-bytes A..B: 0 <= A < B <= MSG_TOP. 0, or -1. */
+static int fit_range(const char *s, double *lo, double *hi)
+{
+    const char *dots = strstr(s, "..");
+    if (!dots || fit_size(s, (size_t)(dots - s), lo) ||
+        fit_size(dots + 2, strlen(dots + 2), hi))
+        return -1;
+    return *lo < *hi && *hi <= (double)MSG_TOP ? 0 : -1;
+}
+
 static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
 {
-    enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED, O_BUFFERS };
+    enum { O_OUT = 256, O_REPS, O_BACKEND, O_SEED, O_BUFFERS, O_FIT };
     static const struct option opts[] = {
         { "set", required_argument, NULL, 's' },
         { "out", required_argument, NULL, O_OUT },
@@ -95,6 +146,7 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
         { "backend", required_argument, NULL, O_BACKEND },
         { "seed", required_argument, NULL, O_SEED },
         { "buffers", required_argument, NULL, O_BUFFERS },
+        { "fit-bytes", required_argument, NULL, O_FIT },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -137,6 +189,11 @@ static int parse(struct cal_args *a, int argc, char **argv, char *msg, size_t n)
                 return bad(msg, n, "--seed: '%s' is not a non-negative integer",
                            optarg);
             a->seed = (uint64_t)v;
+            break;
+        case O_FIT:
+            if (fit_range(optarg, &a->fit_lo_B, &a->fit_hi_B))
+                return bad(msg, n, "--fit-bytes: '%s' is not A..B, bytes per peer with "
+                           "0 <= A < B <= 16M (integers, K or M suffix)", optarg);
             break;
         case 'h':
             a->help = true;
@@ -290,37 +347,121 @@ static int print_experts(const int *tok, int n, int reps, int ranks, const doubl
     return 0;
 }
 
-/* Fits samples t [NSIZES x reps] with x = peers x size: the fit of the medians (into
- * *fit, with each size's line printed), and the fits of each repetition (their latency
- * and bandwidth statistics). 0, or -EDOM / -ENOMEM. */
-static int fit_test(const char *name, int peers, const double *t, int reps,
-                    struct fit_line *fit, struct fit_stats *lat, struct fit_stats *bw)
+/* The message sizes timed and what the written line is fitted to. */
+struct msg_plan {
+    size_t bytes[MSG_SIZES_MAX];        /* per peer, increasing */
+    int n;
+    struct mband_span layer;            /* the configured layer's bytes per peer */
+    double fit_lo_B, fit_hi_B;          /* --fit-bytes; 0, 0: the layer's band */
+};
+
+/* The ladder: MSG_LOW x 2^i up to the top (see MSG_TOP). */
+static void plan_ladder(struct msg_plan *p)
 {
-    double x[NSIZES], med[NSIZES], resid[NSIZES], y[NSIZES];
-    struct fit_stats st[NSIZES];
-    for (int i = 0; i < NSIZES; i++) {
-        x[i] = (double)peers * msg_bytes[i];
+    double want = p->fit_hi_B > p->layer.hi_B ? p->fit_hi_B : p->layer.hi_B;
+    size_t top = MSG_TOP_MIN;
+    while (top < want && top < MSG_TOP)
+        top *= 2;
+    p->n = 0;
+    for (size_t b = MSG_LOW; b <= top && p->n < MSG_SIZES_MAX; b *= 2)
+        p->bytes[p->n++] = b;
+}
+
+/* The ladder's points inside --fit-bytes: [*i0, *i1]; the count. */
+static int plan_range(const struct msg_plan *p, int *i0, int *i1)
+{
+    *i0 = p->n;
+    *i1 = -1;
+    for (int i = 0; i < p->n; i++)
+        if (p->bytes[i] >= p->fit_lo_B && p->bytes[i] <= p->fit_hi_B) {
+            *i0 = *i0 < i ? *i0 : i;
+            *i1 = i;
+        }
+    return *i1 - *i0 + 1;
+}
+
+/* For comparison, one line over the whole ladder (what calibrate wrote before bands):
+ * its rms over every size and over the written line's sizes [i0, i1], beside the
+ * written line's there. */
+static void one_line_note(const char *name, const double *x, const double *med, int n,
+                          int i0, int i1, const struct fit_line *w)
+{
+    struct fit_line one;
+    double r[MSG_SIZES_MAX], ss = 0;
+    if (fit_latency_bw(x, med, n, &one, r))
+        return;
+    for (int i = i0; i <= i1; i++)
+        ss += r[i] * r[i];
+    printf("# %s, one line over every size (not written): latency %.3f us, bandwidth "
+           "%.4g GB/s, rms %.2f %%; over the written sizes rms %.2f %%, the written "
+           "line's %.2f %%\n", name, one.lat_s * 1e6, one.bw_Bps / 1e9, one.rms_rel * 100,
+           sqrt(ss / (i1 - i0 + 1)) * 100, w->rms_rel * 100);
+}
+
+/* Fits samples t [n x reps] of one test, x = peers x size: the bands of the medians
+ * (each size printed with its band's line and residual), the written line (the band
+ * that holds the layer's bytes per peer, or a line over --fit-bytes's sizes) and that
+ * line fitted again per repetition (its latency and bandwidth statistics). 0, or -EDOM
+ * (the written line has no bandwidth), -EINVAL, -ENOMEM. */
+static int fit_test(const char *name, int peers, const struct msg_plan *p, const double *t,
+                    int reps, struct fit_line *fit, struct fit_stats *lat,
+                    struct fit_stats *bw, struct ctab_bands *bands)
+{
+    const int n = p->n;
+    double x[MSG_SIZES_MAX], med[MSG_SIZES_MAX], resid[MSG_SIZES_MAX], y[MSG_SIZES_MAX];
+    struct fit_stats st[MSG_SIZES_MAX];
+    for (int i = 0; i < n; i++) {
+        x[i] = (double)peers * p->bytes[i];
         int rc = fit_stats(t + (size_t)i * reps, reps, &st[i]);
         if (rc)
             return rc;
         med[i] = st[i].median;
     }
-    int rc = fit_latency_bw(x, med, NSIZES, fit, resid);
+    int rc = fit_bands(x, med, n, CTAB_BANDS_MAX, BAND_MIN_POINTS, BAND_TOL, bands->b,
+                       &bands->nb, resid);
     if (rc)
         return rc;
-    for (int i = 0; i < NSIZES; i++)
-        printf("  %-10s %8zu %9.2f %9.2f %9.2f %9.2f %7.1f\n", name, msg_bytes[i],
-               med[i] * 1e6, st[i].min * 1e6, st[i].max * 1e6,
-               (fit->lat_s + x[i] / fit->bw_Bps) * 1e6, resid[i] * 100);
+    int i0, i1, band = 0;
+    if (p->fit_hi_B > 0) {
+        bands->bw_from = -1;
+        bands->chosen = -1;
+        plan_range(p, &i0, &i1);
+        rc = fit_latency_bw(x + i0, med + i0, i1 - i0 + 1, fit, NULL);
+    } else {
+        rc = ctab_choose(bands, p->layer.ep < 2 ? INFINITY : peers * p->layer.uniform_B,
+                         fit);
+        i0 = bands->b[bands->chosen].first;
+        i1 = bands->b[bands->chosen].last;
+    }
+    if (rc)
+        return rc;
+    double ss = 0;            /* the written line's rms over its sizes (a flat band's
+                                 borrowed bandwidth changes its own) */
+    for (int i = i0; i <= i1; i++) {
+        double r = (fit->lat_s + x[i] / fit->bw_Bps - med[i]) / med[i];
+        ss += r * r;
+    }
+    fit->rms_rel = sqrt(ss / (i1 - i0 + 1));
+    bands->lo_B = (double)p->bytes[i0];
+    bands->hi_B = (double)p->bytes[i1];
+    for (int i = 0; i < n; i++) {
+        while (i > bands->b[band].last)
+            band++;
+        const struct fit_line *l = &bands->b[band].line;
+        printf("  %-10s %8zu %9.2f %9.2f %9.2f %4d %9.2f %7.1f\n", name, p->bytes[i],
+               med[i] * 1e6, st[i].min * 1e6, st[i].max * 1e6, band + 1,
+               (l->lat_s + (isfinite(l->bw_Bps) ? x[i] / l->bw_Bps : 0)) * 1e6,
+               resid[i] * 100);
+    }
     double *ls = malloc(2 * (size_t)reps * sizeof(double)), *bs = ls ? ls + reps : NULL;
     int ok = 0;
     if (!ls)
         return -ENOMEM;
     for (int s = 0; s < reps; s++) {
         struct fit_line f;
-        for (int i = 0; i < NSIZES; i++)
+        for (int i = i0; i <= i1; i++)
             y[i] = t[(size_t)i * reps + s];
-        if (!fit_latency_bw(x, y, NSIZES, &f, NULL)) {
+        if (!fit_latency_bw(x + i0, y + i0, i1 - i0 + 1, &f, NULL)) {
             ls[ok] = f.lat_s;
             bs[ok++] = f.bw_Bps;
         }
@@ -333,29 +474,33 @@ static int fit_test(const char *name, int peers, const double *t, int reps,
         *bw = (struct fit_stats){ fit->bw_Bps, fit->bw_Bps, fit->bw_Bps };
     }
     free(ls);
-    printf("# %s fit (x = %d peer(s) x size): latency %.3f us, bandwidth %.4g GB/s, rms "
-           "relative residual %.2f %%; fitted per repetition (%d of %d): latency %.3f .. "
-           "%.3f us, bandwidth %.4g .. %.4g GB/s\n", name, peers, fit->lat_s * 1e6,
-           fit->bw_Bps / 1e9, fit->rms_rel * 100, ok, reps, lat->min * 1e6, lat->max * 1e6,
-           bw->min / 1e9, bw->max / 1e9);
+    ctab_bands_note(stdout, "# ", name, peers, bands, &p->layer);
+    one_line_note(name, x, med, n, i0, i1, fit);
+    printf("# %s fit written (%zu .. %zu B per peer, x = %d peer(s) x size): latency %.3f "
+           "us, bandwidth %.4g GB/s, rms relative residual %.2f %%; fitted per repetition "
+           "(%d of %d): latency %.3f .. %.3f us, bandwidth %.4g .. %.4g GB/s\n", name,
+           p->bytes[i0], p->bytes[i1], peers, fit->lat_s * 1e6, fit->bw_Bps / 1e9,
+           fit->rms_rel * 100, ok, reps, lat->min * 1e6, lat->max * 1e6, bw->min / 1e9,
+           bw->max / 1e9);
     return 0;
 }
 
 /* Both tests of a tier, on every rank; fits and prints on rank 0. 0, -EDOM (a fit with
  * no bandwidth: rank 0 only), -EIO, -ENOMEM. */
 static int measure_tier(const struct cal_tiers *t, bool inter, bool cold, int reps, int rank,
-                        struct ctab_tier *out)
+                        const struct msg_plan *p, struct ctab_tier *out)
 {
     double *pp = NULL, *aa = NULL;
     if (rank == 0) {
-        pp = calloc((size_t)NSIZES * reps, sizeof(double));
-        aa = calloc((size_t)NSIZES * reps, sizeof(double));
+        pp = calloc((size_t)p->n * reps, sizeof(double));
+        aa = calloc((size_t)p->n * reps, sizeof(double));
     }
     int mine = rank == 0 && (!pp || !aa) ? -ENOMEM : 0, rc = 0;
     MPI_Allreduce(&mine, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    rc = rc ? rc : cal_pingpong(t, inter, cold, msg_bytes, NSIZES, reps, pp);
-    rc = rc ? rc : cal_alltoall(t, inter, cold, msg_bytes, NSIZES, reps, aa);
+    rc = rc ? rc : cal_pingpong(t, inter, cold, p->bytes, p->n, reps, pp);
+    rc = rc ? rc : cal_alltoall(t, inter, cold, p->bytes, p->n, reps, aa);
     out->peers = inter ? t->inter_peers : t->intra_peers;
+    out->layer = p->layer;
     if (!rc && rank == 0) {
         if (inter)
             printf("# across nodes: ping-pong between ranks 0 and %d; all-to-all from every "
@@ -363,15 +508,36 @@ static int measure_tier(const struct cal_tiers *t, bool inter, bool cold, int re
         else
             printf("# inside a node: ping-pong between a node's first two ranks (each node "
                    "at once); all-to-all among a node's ranks, %d peer(s) each\n", out->peers);
-        printf("# test           size    median       min       max       fit   resid\n");
-        printf("#                 (B)      (us)      (us)      (us)      (us)     (%%)\n");
-        rc = fit_test("ping-pong", 1, pp, reps, &out->p2p, &out->p2p_lat_s, &out->p2p_bw_Bps);
-        rc = rc ? rc : fit_test("all-to-all", out->peers, aa, reps, &out->a2a, &out->a2a_lat_s,
-                                &out->a2a_bw_Bps);
+        printf("# test           size    median       min       max band  band fit   resid\n");
+        printf("#                 (B)      (us)      (us)      (us)           (us)     (%%)\n");
+        rc = fit_test("ping-pong", 1, p, pp, reps, &out->p2p, &out->p2p_lat_s,
+                      &out->p2p_bw_Bps, &out->p2p_bands);
+        rc = rc ? rc : fit_test("all-to-all", out->peers, p, aa, reps, &out->a2a,
+                                &out->a2a_lat_s, &out->a2a_bw_Bps, &out->a2a_bands);
     }
     free(pp);
     free(aa);
     return rc;
+}
+
+/* The plan of config c: the layer's bytes per peer at elem_bytes per element, the
+ * ladder, and --fit-bytes (already in p) holding 2 of its sizes at least. 0, or -EINVAL
+ * with msg. */
+static int make_plan(const struct config *c, int elem_bytes, uint64_t seed,
+                     struct msg_plan *p, char *msg, size_t n)
+{
+    int rc = mband_layer(c, elem_bytes, seed, &p->layer);
+    if (rc)
+        return bad(msg, n, "routing.distribution = %s: the experts' popularity: %s",
+                   config_dist_name(c->routing.distribution), strerror(-rc));
+    plan_ladder(p);
+    int i0, i1;
+    if (p->fit_hi_B > 0 && plan_range(p, &i0, &i1) < 2)
+        return bad(msg, n, "--fit-bytes %.0f..%.0f: holds %d of the ladder's sizes "
+                   "(%zu, %zu, ... %zu B per peer); a line needs 2", p->fit_lo_B,
+                   p->fit_hi_B, plan_range(p, &i0, &i1) > 0 ? 1 : 0, p->bytes[0],
+                   p->bytes[1], p->bytes[p->n - 1]);
+    return 0;
 }
 
 /* ---- output (rank 0) ---- */
@@ -446,6 +612,9 @@ int cmd_calibrate(int argc, char **argv)
         snprintf(msg, sizeof(msg), "%s", err.msg);
     if (!rc)
         rc = check_config(&a, &c, keys, msg, sizeof(msg));
+    struct msg_plan plan = { .fit_lo_B = a.fit_lo_B, .fit_hi_B = a.fit_hi_B };
+    if (!rc)
+        rc = make_plan(&c, a.cuda ? 2 : 4, a.seed, &plan, msg, sizeof(msg));
     if (!rc && a.out)
         rc = out_paths(a.out, table, sizeof(table), &table_name, msg, sizeof(msg));
     if (!rc && a.out && rank == 0)
@@ -509,7 +678,7 @@ int cmd_calibrate(int argc, char **argv)
                        inter ? "every rank is on one node" : "one rank per node");
             continue;
         }
-        rc = measure_tier(&where, inter, a.cold, a.reps, rank, &tier[inter]);
+        rc = measure_tier(&where, inter, a.cold, a.reps, rank, &plan, &tier[inter]);
         if (rc == -EDOM) {
             fprintf(stderr, "moeprof calibrate: %s: the times do not grow with the bytes; "
                     "no bandwidth to fit\n", inter ? "across nodes" : "inside a node");

@@ -30,6 +30,35 @@ struct fit_line {
 int fit_latency_bw(const double *x, const double *t, int n, struct fit_line *out,
                    double *resid);
 
+/* Piecewise: a message size ladder crosses protocols (MPI over shared memory copies a
+ * small message through a shared buffer and a large one once, straight between the
+ * processes), and one line fits neither end. A band is a run of consecutive points,
+ * [first, last], x from x_lo to x_hi, with its own line (fit_latency_bw on its points;
+ * where its times do not grow with x, a flat band: lat_s the relative least-squares
+ * constant, sum (1/t) / sum (1/t^2), and bw_Bps = INFINITY). */
+struct fit_band {
+    int first, last;          /* point indices, inclusive */
+    double x_lo, x_hi;        /* x[first], x[last] */
+    struct fit_line line;     /* rms_rel over the band's points */
+};
+
+/* For k = 1 .. kmax bands, the split of x[n] (strictly increasing) into k bands of at
+ * least min_pts points each that minimises the total sum of squared relative residuals
+ * (dynamic programming over the split points: O(kmax n^2) segment costs, each O(n));
+ * takes the fewest bands whose rms relative residual over all n points is at most tol,
+ * else kmax's split (or the most bands n allows). Ties: the split found first (the
+ * last band starting earliest).
+ * bands[kmax] gets them in x order, *nb their count; resid[n] (may be NULL) each
+ * point's relative residual against its band's line. 0; -EINVAL for bad points (as
+ * fit_latency_bw, or x not increasing), kmax < 1, min_pts < 2 or n < min_pts; -ENOMEM. */
+int fit_bands(const double *x, const double *t, int n, int kmax, int min_pts, double tol,
+              struct fit_band *bands, int *nb, double *resid);
+
+/* The band that covers v: bands meet at the geometric mean of one band's x_hi and the
+ * next one's x_lo (a ladder's sizes grow by a factor); the first band covers everything
+ * below it, the last everything above. nb >= 1. */
+int fit_band_at(const struct fit_band *b, int nb, double v);
+
 /* Median, minimum and maximum of v[n] (n >= 1; v is not changed). The median of an even
  * count is the mean of the middle two. 0, -EINVAL (n < 1), -ENOMEM. */
 struct fit_stats {

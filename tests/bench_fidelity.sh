@@ -7,7 +7,8 @@
 # SIZES (hidden:expert_ffn_hidden:tokens_per_gpu, on configs/examples/moeprof-cpu.ini):
 #  1. `moeprof calibrate --buffers cold --reps REPS` on those ranks and that layer: the
 #     expert table and the intra-node latency and bandwidth (cold: the layer's buffers
-#     come out of its GEMMs, not out of cache);
+#     come out of its GEMMs, not out of cache) of the protocol band that holds the
+#     layer's all-to-all bytes per peer (its line printed, beside one line over every size);
 #  2. for uniform and Zipf(1.0) routing, `moeprof run --iters ITERS --compare
 #     --calibration` the fragment of step 1;
 #  3. from DIR/compare.csv, for fwd.dispatch, fwd.experts, fwd.combine and the forward
@@ -99,6 +100,10 @@ for n in $RANKS; do
         cal=$tmp/cal-n$n-h$h.ini
         "${MPIRUN[@]}" -np "$n" "$MOEPROF" calibrate "$CFG" "${sets[@]}" --buffers cold \
             --reps "$REPS" --out "$cal" > "$tmp/cal-n$n-h$h.txt"
+        # the all-to-all line written (the band holding the layer's bytes per peer) and,
+        # for comparison, one line over every size
+        grep -E '^# all-to-all(, one line| fit written)' "$tmp/cal-n$n-h$h.txt" |
+            sed "s/^# /# calibrate $n ranks $h\/$f: /" || true
         for dist in uniform zipf; do
             out=$tmp/run-n$n-h$h-$dist
             ld=$(load1)

@@ -10,12 +10,19 @@
 #     names the table by its name (moesim resolves it against the fragment's folder);
 #     one node: the nvlink keys are written, the nic keys are not. --buffers cold
 #     writes the same, its fragment saying so.
+#     Bands: the ping-pong's and the all-to-all's lines are written from the band that
+#     holds the layer's all-to-all bytes per peer, by hand 128 tokens x top-2 x hidden
+#     256 x 4 B (fp32) / ep 2 = 131072 B: the fragment says so, and that band's range
+#     (its comment line) contains 131072. --fit-bytes 64K..1M writes one line over
+#     65536 .. 1048576 B per peer, and says so.
 #  2. moesim accepts it unchanged as the middle config file (`moesim run cluster.ini
 #     calib.ini model.ini`), and its links line shows the fragment's nvlink rate and
 #     efficiency; a training step reads the expert table.
 #  3. Bad input (--reps 0, --reps x, a bad --set, an unknown option, --out naming a
 #     CONFIG file, --out in a missing folder, a table name with ';', an unknown
-#     backend or buffers, no expert width): exit 2, one line on stderr, no file written or changed.
+#     backend or buffers, no expert width, a --fit-bytes that is not A..B with A < B <=
+#     16M or holds fewer than 2 of the ladder's sizes): exit 2, one line on stderr, no
+#     file written or changed.
 # Run from the repository root: MOEPROF=build/bin/moeprof MOESIM=build/bin/moesim bash tests/e2e_calibrate.sh
 set -u
 
@@ -89,6 +96,30 @@ fi
 grep -q '^  ping-pong ' "$tmp/out.txt" && grep -q '^# all-to-all fit .*rms relative residual' "$tmp/out.txt" &&
     pass "fit and residuals printed" || fail "fit lines"
 
+# the written band holds the layer's 131072 B per peer (both tests)
+inband() {   # inband FILE TEST
+    awk -v t="$2" '
+    $2 == t && $3 == "band" { sub(":", "", $4); lo[$4] = $6; hi[$4] = $8 }
+    $2 == t && $3 == "written:" && $4 == "band" { sub(",", "", $5); w = $5;
+        ok = index($0, "which holds the layer'"'"'s 131072 B per peer") > 0 }
+    END { exit !(w != "" && ok && lo[w] <= 131072 && 131072 <= hi[w]) }' "$1"
+}
+if inband "$tmp/calib.ini" ping-pong && inband "$tmp/calib.ini" all-to-all; then
+    pass "written bands hold the layer's 131072 B per peer"
+else
+    fail "written band"; grep band "$tmp/calib.ini"
+fi
+
+# --fit-bytes: one line over the named sizes
+if "${MPIRUN[@]}" -np 2 "$MOEPROF" calibrate "$CFG" --set routing.tokens_per_gpu=2 \
+    --reps 2 --fit-bytes 64K..1M --out "$tmp/range.ini" > "$tmp/range.txt" 2>&1 &&
+    grep -q '^; all-to-all written: one line over the sizes 65536 .. 1048576 B per peer (--fit-bytes)$' "$tmp/range.ini" &&
+    grep -q '^nvlink_GBps = ' "$tmp/range.ini"; then
+    pass "--fit-bytes 64K..1M: one line over 65536 .. 1048576 B"
+else
+    fail "--fit-bytes"; cat "$tmp/range.txt"
+fi
+
 # --buffers cold: the same outputs, the fragment saying how it was measured
 if "${MPIRUN[@]}" -np 2 "$MOEPROF" calibrate "$CFG" --set routing.tokens_per_gpu=2 \
     --reps 2 --buffers cold --out "$tmp/cold.ini" > "$tmp/cold.txt" 2>&1 &&
@@ -144,6 +175,11 @@ bad "--out whose table name an INI file cannot hold" "$CFG" --out "$tmp/bad/a;b.
 bad "--backend bogus" "$CFG" --backend tpu --out "$tmp/bad/c.ini"
 bad "--buffers bogus" "$CFG" --buffers warm --out "$tmp/bad/c.ini"
 bad "no expert width" "$CFG" --set model.expert_ffn_hidden=0 --out "$tmp/bad/c.ini"
+bad "--fit-bytes without .." "$CFG" --fit-bytes 4096 --out "$tmp/bad/c.ini"
+bad "--fit-bytes A >= B" "$CFG" --fit-bytes 1M..64K --out "$tmp/bad/c.ini"
+bad "--fit-bytes past 16M" "$CFG" --fit-bytes 1M..17M --out "$tmp/bad/c.ini"
+bad "--fit-bytes not a number" "$CFG" --fit-bytes 1x..2K --out "$tmp/bad/c.ini"
+bad "--fit-bytes holding one size" "$CFG" --fit-bytes 100..130 --out "$tmp/bad/c.ini"
 
 echo "# e2e_calibrate: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]
