@@ -120,11 +120,23 @@ else
     fail "--fit-bytes"; cat "$tmp/range.txt"
 fi
 
-# --buffers cold: the same outputs, the fragment saying how it was measured
-if "${MPIRUN[@]}" -np 2 "$MOEPROF" calibrate "$CFG" --set routing.tokens_per_gpu=2 \
-    --reps 2 --buffers cold --out "$tmp/cold.ini" > "$tmp/cold.txt" 2>&1 &&
-    grep -q '^; moeprof calibrate: .*, cold buffers$' "$tmp/cold.ini" &&
-    grep -q '^nvlink_GBps = ' "$tmp/cold.ini" && grep -qx 'expert_table = cold.csv' "$tmp/cold.ini"; then
+# --buffers cold: the same outputs, the fragment saying how it was measured. Up to three
+# attempts: on a loaded machine a cold ladder can come out flat (the times do not grow
+# with the bytes: exit 1, nothing written), which is the measurement, not the flag.
+cold_ok=0
+for attempt in 1 2 3; do
+    rm -f "$tmp/cold.ini"
+    if timeout 120 "${MPIRUN[@]:2}" -np 2 "$MOEPROF" calibrate \
+        "$CFG" --set routing.tokens_per_gpu=2 --reps 2 --buffers cold \
+        --out "$tmp/cold.ini" > "$tmp/cold.txt" 2>&1 &&
+        grep -q '^; moeprof calibrate: .*, cold buffers$' "$tmp/cold.ini" &&
+        grep -q '^nvlink_GBps = ' "$tmp/cold.ini" && grep -qx 'expert_table = cold.csv' "$tmp/cold.ini"; then
+        cold_ok=1
+        break
+    fi
+    echo "# --buffers cold: attempt $attempt did not write a fragment: $(tail -1 "$tmp/cold.txt")"
+done
+if [ "$cold_ok" -eq 1 ]; then
     pass "--buffers cold writes the fragment, marked cold"
 else
     fail "--buffers cold"; cat "$tmp/cold.txt"
@@ -134,9 +146,16 @@ fi
 gbps=$(sed -n 's/^nvlink_GBps = //p' "$tmp/calib.ini")
 eff=$(sed -n 's/^nvlink_efficiency = //p' "$tmp/calib.ini")
 if "$MOESIM" run configs/clusters/h100-sxm-8x.ini "$tmp/calib.ini" "$CFG" > "$tmp/sim.txt" 2>&1; then
-    want=$(printf 'NVLink %g GB/s x %g =' "$gbps" "$eff")
-    grep -q "$want" "$tmp/sim.txt" && pass "moesim run cluster.ini calib.ini model.ini: $want" ||
-        fail "moesim links line: want '$want'; $(grep links "$tmp/sim.txt")"
+    # moesim prints the rates with %g (6 digits): compare as numbers, to that precision
+    # (a %g of the fragment's %.9g text can round the sixth digit the other way)
+    got=$(sed -n 's/.*NVLink \([^ ]*\) GB\/s x \([^ ]*\) =.*/\1 \2/p' "$tmp/sim.txt" | head -1)
+    if [ -n "$got" ] && awk -v g="$got" -v a="$gbps" -v b="$eff" 'BEGIN {
+            split(g, x, " "); d1 = x[1] - a; d2 = x[2] - b
+            exit !((d1 < 0 ? -d1 : d1) <= 1e-5 * a && (d2 < 0 ? -d2 : d2) <= 1e-5 * b) }'; then
+        pass "moesim run cluster.ini calib.ini model.ini: NVLink $got (GB/s, efficiency)"
+    else
+        fail "moesim links line: want NVLink $gbps GB/s x $eff; $(grep links "$tmp/sim.txt")"
+    fi
 else
     fail "moesim run refused the fragment: $(cat "$tmp/sim.txt")"
 fi
