@@ -6,6 +6,13 @@
  * and crosses no link. For a two-level (hierarchical) MoE matrix the entries are legs
  * (traffic.h): the network legs and the relays' NVLink forwards run concurrently, the
  * model of DeepEP's chunked pipeline, and per-GPU counts include what a relay forwards.
+ *
+ * Exact by default: the rates are re-solved at every completion (net.h). With the
+ * topology's flow_quantum q > 0 (cluster.flow_quantum, an approximation for speed), the
+ * completions within q x the collective's bandwidth bound (its busiest link's bytes at
+ * its capacity) of the first one are taken at their own times at the rates of then, and
+ * the rates re-solved once after them (net_advance_window): about 1/q re-solves at most
+ * per collective instead of up to one per flow. Error and speed: docs/PERFORMANCE.md.
  */
 #ifndef MOESIM_A2A_H
 #define MOESIM_A2A_H

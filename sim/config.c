@@ -147,6 +147,11 @@ static const struct cfg_key cfg_keys[] = {
       FIELD(cluster.nodes_per_leaf) },
     { "cluster", "route",             CFG_ENUM,   "rail", ANY,   1,   1,   route_words,
       FIELD(cluster.route) },
+    /* The flow model's speed knob (a2a.h): 0 re-solves the rates at every completion
+     * (exact); q > 0 batches the completions of each window of q x a collective's
+     * bandwidth bound into one re-solve, an approximation. */
+    { "cluster", "flow_quantum",      CFG_DOUBLE, "0",    IN(0, 1), 1,   1,   NULL,
+      FIELD(cluster.flow_quantum) },
     /* The compute model of training steps (compute.h). Defaults: one H100 SXM, NVIDIA H100
      * Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOP/s "with sparsity", half of
      * that dense; HBM3 3.35 TB/s; 80 GB; 132 SMs (the SXM5 part). */

@@ -72,6 +72,7 @@ struct cfg_cluster {
     double oversubscription;  /* leaf down:up ratio, >= 1 */
     int nodes_per_leaf;       /* 0: one non-blocking fabric switch for all nodes */
     enum route_kind route;
+    double flow_quantum;      /* 0: exact flow model; > 0: batched re-solves (a2a.h) */
     /* compute model (used by training steps) */
     double gpu_flops;         /* gpu_tflops_bf16: dense BF16 peak, FLOP/s */
     double hbm_Bps;           /* hbm_GBps */

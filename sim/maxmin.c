@@ -32,8 +32,9 @@
  * Cost of a round: O(M h) for steps 1 and 3, M the members of X groups plus the pending
  * flows and h their hops; O(E + |K| log |K|) for step 2, E <= M h the (group, K link)
  * edges, with a lazy heap (a share never falls when flows freeze elsewhere); a split
- * costs O(min(members of the group, flows on the link)) to find its flows, a failed
- * bound O(flows on the link). No per-flow heap work: levels and finish times live in
+ * costs O(min(members of the group, flows on the link)) to find its flows and O(hops)
+ * per flow that splits (step 1 records each member hop's edge), a failed bound
+ * O(flows on the link). No per-flow heap work: levels and finish times live in
  * the groups. M is what the event couples to: a source group and the hot destinations
  * above it in an all-to-all, every group when a hot destination's level moves.
  */
@@ -105,9 +106,14 @@ static int ent_scan(struct net *n, int e)
     struct round *r = &n->r;
     struct link *links = n->links, *g = &links[r->ent[e].id];
     if (grow((void **)&r->edge, &r->cap_edge, r->nedge + 1 + g->nm * (NET_MAX_HOPS - 1),
-             sizeof(*r->edge)))
+             sizeof(*r->edge)) ||
+        grow((void **)&r->hedge, &r->cap_hedge, (r->nhedge + g->nm) * NET_MAX_HOPS,
+             sizeof(*r->hedge)))
         return -ENOMEM;
     r->ent[e].e0 = r->nedge;
+    r->ent[e].h0 = r->nhedge;
+    int *hedge = r->hedge + (size_t)r->nhedge * NET_MAX_HOPS;
+    r->nhedge += g->nm;
     edge_add(r, g, e, g->nm);     /* every member crosses its group's link */
     r->left[g->k] += g->nm;
     r->resid[g->k] += g->nm * g->lvl;
@@ -115,17 +121,20 @@ static int ent_scan(struct net *n, int e)
     int *left = r->left;
     double *resid = r->resid, lvl = g->lvl;
     unsigned rs = n->rstamp;
-    for (const struct member *m = g->m, *end = g->m + g->nm; m < end; m++) {
+    for (const struct member *m = g->m, *end = g->m + g->nm; m < end;
+         m++, hedge += NET_MAX_HOPS) {
         int nl = m->nl;
         for (int j = 1; j < nl; j++) {        /* links[0] is own */
             int l = m->links[j];
             struct link *k = &links[l];
+            hedge[j] = -1;
             if (k->kstamp != rs && k->nm == 0)
                 continue;
             if (k->kstamp != rs && x_add(n, l) && ent_add(n, l))
                 return -ENOMEM;
             if (k->last_ent != e)
                 edge_add(r, k, e, 0);
+            hedge[j] = k->last_edge;
             edge[k->last_edge].cnt++;
             left[k->k]++;
             resid[k->k] += lvl;
@@ -141,7 +150,7 @@ static int round_build(struct net *n)
 {
     struct round *r = &n->r;
     n->rstamp++;
-    r->nent = r->nedge = r->nk = r->ntouched = r->nsplit = 0;
+    r->nent = r->nedge = r->nk = r->ntouched = r->nsplit = r->nhedge = 0;
     for (int i = 0; i < n->nflag; i++)
         k_add(n, n->flag[i]);
     for (int i = 0; i < n->nxg; i++)
@@ -307,15 +316,6 @@ static void freeze_pending(struct net *n, int k, double lvl)
     }
 }
 
-/* Edge of entity e at K link k, found through k's (short) edge list. */
-static struct edge *find_edge(struct round *r, int e, int k)
-{
-    for (int i = r->khead[k]; i >= 0; i = r->edge[i].next)
-        if (r->edge[i].ent == e)
-            return &r->edge[i];
-    return NULL;
-}
-
 /* Grouped flow id, of an unfrozen X group, freezes alone at link l. */
 static int split_flow(struct net *n, int id, int l, double lvl)
 {
@@ -330,11 +330,12 @@ static int split_flow(struct net *n, int id, int l, double lvl)
     f->nbn = l;
     f->nrate = lvl;
     r->ent[e].nsplit++;
+    const int *hedge = r->hedge + (size_t)(r->ent[e].h0 + f->hpos) * NET_MAX_HOPS;
     for (int j = 0; j < m->nl; j++) {
         const struct link *L = &n->links[m->links[j]];
         if (L->kstamp != n->rstamp)
             continue;
-        find_edge(r, e, L->k)->cnt--;
+        r->edge[j == 0 ? r->ent[e].e0 : hedge[j]].cnt--;
         if (m->links[j] != l)
             k_release(r, L->k, 1, lvl);
     }
@@ -631,6 +632,7 @@ void maxmin_free(struct round *r)
 {
     free(r->ent);
     free(r->edge);
+    free(r->hedge);
     free(r->khead);
     free(r->pleft);
     free(r->kpend);

@@ -75,6 +75,7 @@ struct ent {
     double lvl;               /* level its block froze at */
     int id;                   /* group link */
     int e0, e1;               /* its edges */
+    int h0;                   /* its members' hop edges: round.hedge from NET_MAX_HOPS * h0 */
     int nsplit;               /* members that froze alone elsewhere */
     bool frozen;
 };
@@ -90,6 +91,9 @@ struct round {
     int nent, cap_ent;
     struct edge *edge;
     int nedge, cap_edge;
+    int *hedge;               /* per member of an entity, in heap order, per hop j >= 1: the
+                               * edge of that hop's K link, -1 outside K (split_flow) */
+    int nhedge, cap_hedge;
     int *khead;               /* first edge at each K link, -1 if none */
     int *kpend, cap_kpend;    /* pending flows by K link: poff[k] .. poff[k+1] */
     int *poff, *klink, *left, nk;

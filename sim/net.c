@@ -423,18 +423,31 @@ static int sort_done(struct net *n)
     return 0;
 }
 
-/* One event: every flow done at time t finishes, then the rates are repaired. */
-static int step(struct net *n, double t, net_done_fn fn, void *arg, int *count)
+/* Retires, into the done list, every flow that finishes by `until` at the current rates,
+ * each at its finish time clamped to [now, until]; *last gets the latest. */
+static int retire_until(struct net *n, double until, double *last)
 {
-    n->now = t;
     n->ndone = 0;
-    while (top_done(n, t)) {
+    *last = n->now;
+    while (top_done(n, until)) {
         int l = pq_top(&n->finish);
+        double t = fmin(fmax(pq_top_key(&n->finish), n->now), until);
         if (grow((void **)&n->done, &n->cap_done, n->ndone + 1, sizeof(*n->done)))
             return -ENOMEM;
         n->done[n->ndone++] = n->links[l].m[0].id;
         retire(n, l, t);
+        *last = fmax(*last, t);
     }
+    return 0;
+}
+
+/* One event: every flow done at time t finishes, then the rates are repaired. */
+static int step(struct net *n, double t, net_done_fn fn, void *arg, int *count)
+{
+    double last;
+    n->now = t;
+    if (retire_until(n, t, &last))
+        return -ENOMEM;
     int e = repair(n);
     flush_dirty(n);
     if (!e)
@@ -466,6 +479,44 @@ int net_advance(struct net *n, double t_s, net_done_fn fn, void *arg)
     if (isfinite(t_s))
         n->now = t_s;
     return count;
+}
+
+struct end_key {
+    double t_s;
+    int id;
+};
+
+static int by_end(const void *a, const void *b)
+{
+    const struct end_key *x = a, *y = b;
+    if (x->t_s != y->t_s)
+        return x->t_s < y->t_s ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int net_advance_window(struct net *n, double until_s, net_done_fn fn, void *arg)
+{
+    if (!(until_s >= n->now))
+        return -EINVAL;
+    int e = 0;
+    double first = net_next_finish_s(n, &e), last;
+    if (e || !(first <= until_s))
+        return e;
+    if (retire_until(n, until_s, &last))
+        return -ENOMEM;
+    n->now = last;
+    e = repair(n);
+    flush_dirty(n);
+    struct end_key *k = e ? NULL : malloc((size_t)n->ndone * sizeof(*k) + 1);
+    if (!k)
+        return e ? e : -ENOMEM;
+    for (int i = 0; i < n->ndone; i++)
+        k[i] = (struct end_key){ n->flows[n->done[i]].t_end, n->done[i] };
+    qsort(k, (size_t)n->ndone, sizeof(*k), by_end);
+    for (int i = 0; i < n->ndone && fn; i++)
+        fn(arg, k[i].id, k[i].t_s);
+    free(k);
+    return n->ndone;
 }
 
 double net_flow_rate_Bps(const struct net *n, int flow)

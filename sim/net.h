@@ -56,6 +56,15 @@ double net_next_finish_s(struct net *n, int *err);
  * Returns the number completed, or a negative errno. */
 int net_advance(struct net *n, double t_s, net_done_fn fn, void *arg);
 
+/* net_advance's batched form, an approximation for speed (a2a.h, cluster.flow_quantum):
+ * every flow that finishes at or before until_s at the current rates completes at its
+ * own time (clamped to until_s), with no re-solve between them; the rates are re-solved
+ * once, at the last of those times, so the bandwidth they free idles until then. fn is
+ * called in order of (time, flow id). With until_s = the next completion this is one
+ * event of net_advance, bit for bit. Returns the number completed (0 when none finishes
+ * by until_s), -EINVAL (until_s before the network's time) or -ENOMEM. */
+int net_advance_window(struct net *n, double until_s, net_done_fn fn, void *arg);
+
 double net_flow_rate_Bps(const struct net *n, int flow);   /* 0 once finished */
 double net_flow_end_s(const struct net *n, int flow);      /* NAN while running */
 /* Bytes flow still has to send at the network's current time (the last time given to

@@ -44,6 +44,7 @@ int topo_create(struct topo **out, const struct cfg_cluster *c)
     t->nvl_lat_s = c->nvlink_lat_s;
     t->nic_lat_s = c->nic_lat_s;
     t->sw_lat_s = c->switch_lat_s;
+    t->flow_quantum = c->flow_quantum;
     t->nodes_per_leaf = c->nodes_per_leaf;
     t->leaves = 1;
     if (c->nodes_per_leaf > 0 && c->nodes_per_leaf < c->nodes)

@@ -46,6 +46,7 @@ struct topo {
     int nodes, gpus_per_node, gpus, leaves, nodes_per_leaf;
     enum route_kind route;
     double nvl_lat_s, nic_lat_s, sw_lat_s;
+    double flow_quantum;      /* cluster.flow_quantum: 0 exact, else a2a.h's batching */
     int nlinks;
     struct topo_link *links;  /* owned */
 };

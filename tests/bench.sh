@@ -47,6 +47,16 @@ for phase in prefill decode; do
     printf "%-34s %8s s %10s KiB\n" "deepseek-v3 $phase step" "$wall" "$kib"
 done
 
+echo "# moesim run: DeepSeek-V3 decode with the low-latency all-to-all (20,592 pair flows per"
+echo "# all-to-all), batched completions (cluster.flow_quantum; exact, 0, takes minutes)"
+for q in 0.01 0.001; do
+    out=$( { /usr/bin/time -f "%e %M" "$MOESIM" run "$here/../configs/examples/deepseek-v3-decode.ini" \
+             --set serve.a2a=low_latency --set cluster.flow_quantum=$q --no-timing > /dev/null; } 2>&1 |
+           tail -1)
+    read -r wall kib <<<"$out"
+    printf "%-34s %8s s %10s KiB\n" "decode low_latency, quantum $q" "$wall" "$kib"
+done
+
 echo "# moesim balance: the README's eight default policies, DeepSeek-V3 layer on 64 GPUs, Zipf(1.0)"
 out=$( { /usr/bin/time -f "%e %M" "$MOESIM" balance "$here/../configs/examples/balance-deepseek-v3.ini" \
          --no-timing > /dev/null; } 2>&1 | tail -1)

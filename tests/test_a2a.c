@@ -146,6 +146,60 @@ static void test_empty_and_bad(void)
     topo_free(t);
 }
 
+/* Batched completions (flow_quantum): on one node of 3 GPUs, GPU 0 sends M = 1 MB to GPU 1
+ * and 1.1 M to GPU 2, sharing its NVLink egress at B/2 each from 2 L: the first ends at
+ * 2 L + 2 M / B. Exactly, the second then runs alone: 0.1 M at B, done at 2 L + 2.1 M / B.
+ * The bound is the egress's 2.1 M / B; a window of q x bound takes the second at its old
+ * rate (0.1 M at B/2: 0.2 M / B more) when q x 2.1 >= 0.2, i.e. q = 0.1: done at
+ * 2 L + 2.2 M / B; with q = 0.05 the window is too short and the answer the exact one. */
+static void test_quantum(void)
+{
+    struct topo *t = mk_topo(1, 3);
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 3), 0);
+    const double M = 1e6;
+    m.bytes[1] = 1000000;
+    m.bytes[2] = 1100000;
+    const double q[] = { 0, 0.05, 0.1 }, extra[] = { 0.1, 0.1, 0.2 };
+    for (int i = 0; i < 3; i++) {
+        t->flow_quantum = q[i];
+        struct a2a_result r;
+        CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 0, false), 0);
+        double first = 2 * L_NVL + 2 * M / NVL, want = first + extra[i] * M / NVL;
+        CU_ASSERT_DOUBLE_EQUAL(r.flows[0].end_s, first, first * 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(r.flows[1].end_s, want, want * 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(r.time_s, want, want * 1e-9);
+        a2a_free(&r);
+    }
+    traffic_free(&m);
+    topo_free(t);
+}
+
+/* A window never reaches past the next flow start: on 2 nodes of 2, GPU 0 sends 450 kB
+ * to GPU 1 over NVLink (from 2 L_nvl = 2 us, 1 us at 450 GB/s: done at 3 us), GPU 1 sends
+ * 1.8 MB to GPU 0 (4 us: done at 6 us), and GPU 0 sends 1 MB to GPU 2 over the network,
+ * which starts at 2 L_nic + L_sw = 4.5 us and takes 20 us at 50 GB/s. A window of
+ * 0.9 x the bound (the NIC's 20 us) from 3 us would take the 6 us completion before that
+ * start; it stops at 4.5 us instead, and the ends are the exact 3, 6 and 24.5 us. */
+static void test_quantum_stops_at_start(void)
+{
+    struct topo *t = mk_topo(2, 2);
+    t->flow_quantum = 0.9;
+    struct traffic m;
+    CU_ASSERT_EQUAL_FATAL(traffic_create(&m, 4), 0);
+    m.bytes[1] = 450000;
+    m.bytes[2] = 1000000;
+    m.bytes[4] = 1800000;
+    struct a2a_result r;
+    CU_ASSERT_EQUAL_FATAL(a2a_run(&r, t, &m, 0, false), 0);
+    CU_ASSERT_DOUBLE_EQUAL(r.flows[0].end_s, 3e-6, 1e-15);      /* (src, dst) order */
+    CU_ASSERT_DOUBLE_EQUAL(r.flows[1].end_s, 24.5e-6, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(r.flows[2].end_s, 6e-6, 1e-15);
+    a2a_free(&r);
+    traffic_free(&m);
+    topo_free(t);
+}
+
 int main(void)
 {
     static const struct cu_test tests[] = {
@@ -154,6 +208,8 @@ int main(void)
         { "hot GPU", test_hot_gpu },
         { "start offset and link series", test_offset },
         { "empty and bad", test_empty_and_bad },
+        { "flow_quantum: batched completions", test_quantum },
+        { "flow_quantum: windows stop at starts", test_quantum_stops_at_start },
     };
     return cu_run("a2a", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
