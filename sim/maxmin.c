@@ -124,6 +124,7 @@ static int ent_scan(struct net *n, int e)
     for (const struct member *m = g->m, *end = g->m + g->nm; m < end;
          m++, hedge += NET_MAX_HOPS) {
         int nl = m->nl;
+        hedge[0] = 0;
         for (int j = 1; j < nl; j++) {        /* links[0] is own */
             int l = m->links[j];
             struct link *k = &links[l];
@@ -280,15 +281,20 @@ static void fill_init(struct net *n)
     }
     for (int i = h->n / 2 - 1; i >= 0; i--)
         kh_down(h, i);
+    memset(r->kmem, 0, (size_t)r->nk * sizeof(*r->kmem));
+    for (int i = 0; i < r->nedge; i++)        /* every edge starts with cnt > 0 */
+        r->kmem[r->edge[i].k] += n->links[r->ent[r->edge[i].ent].id].nm;
 }
 
 /* Entity x's remaining block freezes at K link k. */
-static void freeze_block(struct round *r, struct ent *x, int k, double lvl)
+static void freeze_block(struct round *r, struct ent *x, int nm, int k, double lvl)
 {
     for (int i = x->e0; i < x->e1; i++) {
         struct edge *d = &r->edge[i];
         if (d->cnt > 0 && d->k != k)
             k_release(r, d->k, d->cnt, lvl);
+        if (d->cnt > 0)
+            r->kmem[d->k] -= nm;
         d->cnt = 0;
     }
     x->frozen = true;
@@ -330,12 +336,15 @@ static int split_flow(struct net *n, int id, int l, double lvl)
     f->nbn = l;
     f->nrate = lvl;
     r->ent[e].nsplit++;
-    const int *hedge = r->hedge + (size_t)(r->ent[e].h0 + f->hpos) * NET_MAX_HOPS;
+    int *hedge = r->hedge + (size_t)(r->ent[e].h0 + f->hpos) * NET_MAX_HOPS;
+    hedge[0] = 1;
     for (int j = 0; j < m->nl; j++) {
         const struct link *L = &n->links[m->links[j]];
         if (L->kstamp != n->rstamp)
             continue;
-        r->edge[j == 0 ? r->ent[e].e0 : hedge[j]].cnt--;
+        struct edge *d = &r->edge[j == 0 ? r->ent[e].e0 : hedge[j]];
+        if (--d->cnt == 0)
+            r->kmem[d->k] -= n->links[r->ent[e].id].nm;
         if (m->links[j] != l)
             k_release(r, L->k, 1, lvl);
     }
@@ -357,36 +366,41 @@ static int split_group(struct net *n, const struct ent *x, int l, double lvl)
     return 0;
 }
 
-/* The unfrozen members of other X groups on link l freeze there: O(flows on l). */
-static int split_scan(struct net *n, int l, double lvl)
+/* The `foreign` unfrozen members of other X groups on link l freeze there: O(flows on l),
+ * up to the last of them. */
+static int split_scan(struct net *n, int l, double lvl, int foreign)
 {
     const struct link *L = &n->links[l];
-    for (int i = 0; i < L->nfl; i++) {
+    for (int i = 0; i < L->nfl && foreign > 0; i++) {
         const struct flow *f = &n->flows[L->fl[i]];
         if (f->bn < 0 || f->bn == l || f->rstamp == n->rstamp)
             continue;
         const struct link *g = &n->links[f->bn];
-        if (g->xstamp == n->xstamp && !n->r.ent[g->ent].frozen &&
-            split_flow(n, L->fl[i], l, lvl))
-            return -ENOMEM;
+        if (g->xstamp == n->xstamp && !n->r.ent[g->ent].frozen) {
+            if (split_flow(n, L->fl[i], l, lvl))
+                return -ENOMEM;
+            foreign--;
+        }
     }
     return 0;
 }
 
-/* The foreign unfrozen X groups on K link k split there, through whichever is shorter:
- * their member lists or the link's flow list. */
-static int split_at(struct net *n, int k, double lvl)
+/* The foreign unfrozen X groups on K link k (`foreign` flows: the sum of their edges'
+ * counts there, which splitting one group does not change for the others) split there,
+ * through whichever is shorter: their member lists or the link's flow list. Both stop
+ * at the last of those flows. */
+static int split_at(struct net *n, int k, double lvl, int foreign)
 {
     struct round *r = &n->r;
-    int l = r->klink[k], members = 0;
-    for (int i = r->khead[k]; i >= 0; i = r->edge[i].next)
-        if (r->edge[i].cnt > 0)
-            members += n->links[r->ent[r->edge[i].ent].id].nm;
-    if (members > n->links[l].nfl)
-        return split_scan(n, l, lvl);
-    for (int i = r->khead[k]; i >= 0; i = r->edge[i].next) {
+    int l = r->klink[k];
+    if (r->kmem[k] > n->links[l].nfl)
+        return split_scan(n, l, lvl, foreign);
+    for (int i = r->khead[k]; i >= 0 && foreign > 0; i = r->edge[i].next) {
         const struct edge *d = &r->edge[i];
-        if (d->cnt > 0 && split_group(n, &r->ent[d->ent], l, lvl))
+        if (d->cnt <= 0)
+            continue;
+        foreign -= d->cnt;
+        if (split_group(n, &r->ent[d->ent], l, lvl))
             return -ENOMEM;
     }
     return 0;
@@ -405,11 +419,11 @@ static int freeze_link(struct net *n, int k, double lvl)
         struct ent *x = &r->ent[L->ent];
         foreign -= r->edge[x->e0].cnt;
         if (r->edge[x->e0].cnt > 0)
-            freeze_block(r, x, k, lvl);
+            freeze_block(r, x, L->nm, k, lvl);
     }
     freeze_pending(n, k, lvl);
     r->left[k] = 0;
-    return foreign > 0 ? split_at(n, k, lvl) : 0;
+    return foreign > 0 ? split_at(n, k, lvl, foreign) : 0;
 }
 
 /* Progressive filling of the round's flows on the capacity K links leave them. */
@@ -505,13 +519,15 @@ static void round_delta(struct net *n)
             delta_block(n, g->m, g->nm, d, x->lvl);
             continue;
         }
-        for (int i = 0; i < g->nm; i++) {
+        const int *split = r->hedge + (size_t)x->h0 * NET_MAX_HOPS;
+        for (int i = 0; i < g->nm; i++, split += NET_MAX_HOPS) {
             const struct member *m = &g->m[i];
-            const struct flow *f = &n->flows[m->id];
-            if (f->rstamp == n->rstamp)
+            if (*split) {
+                const struct flow *f = &n->flows[m->id];
                 delta_flow(n, m, f->nbn, f->nrate - g->lvl, f->nrate);
-            else
+            } else {
                 delta_block(n, m, 1, d, x->lvl);
+            }
         }
     }
 }
@@ -612,6 +628,7 @@ int maxmin_init(struct round *r, int nlinks)
     size_t nl = (size_t)nlinks, ni = sizeof(int), nd = sizeof(double);
     r->khead = malloc(nl * ni);
     r->pleft = malloc(nl * ni);
+    r->kmem = malloc(nl * sizeof(*r->kmem));
     r->poff = malloc((nl + 1) * ni);
     r->klink = malloc(nl * ni);
     r->left = malloc(nl * ni);
@@ -622,7 +639,7 @@ int maxmin_init(struct round *r, int nlinks)
     r->heap.key = malloc(nl * nd);
     r->heap.k = malloc(nl * ni);
     r->heap.pos = malloc(nl * ni);
-    if (!r->khead || !r->pleft || !r->poff || !r->klink || !r->left || !r->nround ||
+    if (!r->khead || !r->pleft || !r->kmem || !r->poff || !r->klink || !r->left || !r->nround ||
         !r->touched || !r->resid || !r->klvl || !r->heap.key || !r->heap.k || !r->heap.pos)
         return -ENOMEM;
     return 0;
@@ -635,6 +652,7 @@ void maxmin_free(struct round *r)
     free(r->hedge);
     free(r->khead);
     free(r->pleft);
+    free(r->kmem);
     free(r->kpend);
     free(r->poff);
     free(r->klink);

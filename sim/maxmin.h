@@ -92,12 +92,14 @@ struct round {
     struct edge *edge;
     int nedge, cap_edge;
     int *hedge;               /* per member of an entity, in heap order, per hop j >= 1: the
-                               * edge of that hop's K link, -1 outside K (split_flow) */
+                               * edge of that hop's K link, -1 outside K (split_flow); at
+                               * j = 0: 1 once the member split, else 0 */
     int nhedge, cap_hedge;
     int *khead;               /* first edge at each K link, -1 if none */
     int *kpend, cap_kpend;    /* pending flows by K link: poff[k] .. poff[k+1] */
     int *poff, *klink, *left, nk;
     int *pleft;               /* unfrozen pending flows on it */
+    int64_t *kmem;            /* members of the groups with unfrozen flows on it (split_at) */
     int *nround;              /* the round's flows on it (the others are fixed) */
     double *resid, *klvl;     /* klvl: level at which it froze flows, -1 if none */
     int *touched, ntouched;   /* links whose use or outside rates change, by link id */
