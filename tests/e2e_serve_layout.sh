@@ -137,6 +137,27 @@ else
     fail "TP 4 run: $(cat "$tmp/err")"
 fi
 
+# TP 4 with two micro-batches (decode's staged pair): each micro-batch gathers and scatters
+# its own tokens (8 of each in the trace: 4 layers x 2), and the communication hidden plus
+# exposed is all of it. (At this size, 16 tokens a GPU, the pair exposes more than one
+# micro-batch: each pays the SP rings' latency, and the five decode stages have none for
+# the reduce-scatter to hide in; README, Serving.)
+if run --set serve.attn_tp=4 --set serve.microbatches=2 --csv "$tmp/tp2.csv" \
+       --trace "$tmp/tp2.json" > /dev/null 2> "$tmp/err"; then
+    python3 - "$tmp/tp.csv" "$tmp/tp2.csv" "$tmp/tp2.json" "$tmp" <<'PY' && pass "TP 4 x 2 micro-batches: 8 gathers, 8 scatters, hidden + exposed = comm" || fail "TP 4 x 2 micro-batches"
+import sys
+sys.path.insert(0, sys.argv[4])
+from rows import row, slice_names
+two, names = row(sys.argv[2]), slice_names(sys.argv[3])
+assert names.count("F attn_gather") == 8 and names.count("F attn_scatter") == 8, names
+h, e, c = (float(two[k]) for k in ("hidden_comm_s", "exposed_comm_s", "comm_s"))
+assert abs(h + e - c) <= 1e-9 * max(c, 1e-30), (h, e, c)
+assert (two["attn_tp"], two["microbatches"]) == ("4", "2")
+PY
+else
+    fail "TP 4 x 2 micro-batches run: $(cat "$tmp/err")"
+fi
+
 # shared_as_routed: 16 + 1 shared + 7 redundant = 24 slots on 8 GPUs (eplb-global); every
 # token also picks the shared expert, which no GPU runs locally any more: no shared
 # slices in the trace, and the expert imbalance (over the routed experts) is unchanged.
