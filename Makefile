@@ -79,7 +79,7 @@ PROF_GPU_A    := $(BUILD)/libmoecuda.a
 PROF_GPU_LIBS := -lnccl $(CUDA_LIBS)
 endif
 
-.PHONY: all deps run test unit e2e bench asan clean check-layers
+.PHONY: test-bins all deps run test unit e2e bench asan clean check-layers
 
 all: check-layers $(MOESIM) $(TEST_BINS) $(BENCH_BINS) $(GPU_BINS) $(MOEPROF) $(MPI_BINS)
 
@@ -163,15 +163,23 @@ unit: $(TEST_BINS) $(GPU_TESTS)
 e2e: $(MOESIM) $(MOEPROF) $(MPI_BINS)
 	@set -e; for t in $(E2E); do echo "== $$t"; MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash $$t; done
 
+# What the suites run, built first on every core (JOBS); the suites themselves run one
+# test at a time, so their timings and outputs do not depend on JOBS.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+test-bins: $(MOESIM) $(MOEPROF) $(TEST_BINS) $(GPU_TESTS) $(MPI_BINS)
+
 # The sanitizer pass runs the same suites; CI has time for it.
 test: deps
+	$(MAKE) -j$(JOBS) test-bins
 	$(MAKE) check-layers unit e2e
 	$(MAKE) asan
 
 # CUDA's runtime and ASan do not mix: the sanitizer pass is CPU-only.
+ASAN_VARS := BUILD=build/asan NVCC= OPT=-O1 \
+             SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 asan:
-	$(MAKE) BUILD=build/asan NVCC= OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    E2E="$(filter-out $(E2E_NO_BIN),$(E2E))" unit e2e
+	$(MAKE) -j$(JOBS) $(ASAN_VARS) test-bins
+	$(MAKE) $(ASAN_VARS) E2E="$(filter-out $(E2E_NO_BIN),$(E2E))" unit e2e
 
 bench: deps $(BENCH_BINS) $(MOESIM) $(MOEPROF) $(MPI_BINS)
 	MOESIM=$(MOESIM) MOEPROF=$(MOEPROF) BUILD=$(BUILD) bash tests/bench.sh
