@@ -8,16 +8,7 @@
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_serve.sh
 set -u
 
-MOESIM=${MOESIM:-build/bin/moesim}
-case $MOESIM in /*) ;; *) MOESIM=$PWD/$MOESIM ;; esac
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/moesim-serve.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-npass=0
-nfail=0
-pass() { echo "ok - $1"; npass=$((npass + 1)); }
-fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+source "$(dirname "$0")/lib_serve.sh" serve
 
 # 2 nodes x 4 GPUs, a small GQA MoE model.
 cat > "$tmp/dec.ini" <<'INI'
@@ -49,21 +40,6 @@ INI
 grep -v '^context_len' "$tmp/dec.ini" > "$tmp/pre.ini"
 printf 'prompt_len = 1024\n' >> "$tmp/pre.ini"
 sed -i 's/^kind = decode/kind = prefill/' "$tmp/pre.ini"
-
-# expect_bad NAME KEY ARGS...: exit 2, one line on stderr naming KEY, no CSV written.
-expect_bad() {
-    local name=$1 key=$2
-    shift 2
-    rm -f "$tmp/bad.csv"
-    "$MOESIM" run "$@" --csv "$tmp/bad.csv" > "$tmp/out" 2> "$tmp/err"
-    local rc=$?
-    if [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "$key" "$tmp/err" &&
-       [ ! -e "$tmp/bad.csv" ]; then
-        pass "$name: exit 2, $(cat "$tmp/err")"
-    else
-        fail "$name: rc $rc, stderr: $(cat "$tmp/err")"
-    fi
-}
 
 expect_bad "batch 0" "serve.batch" "$tmp/dec.ini" --set serve.batch=0
 expect_bad "context beyond seq_len" "serve.context_len" "$tmp/dec.ini" --set serve.context_len=4096

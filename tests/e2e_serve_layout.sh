@@ -8,16 +8,7 @@
 # Run from the repository root: MOESIM=build/bin/moesim bash tests/e2e_serve_layout.sh
 set -u
 
-MOESIM=${MOESIM:-build/bin/moesim}
-case $MOESIM in /*) ;; *) MOESIM=$PWD/$MOESIM ;; esac
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/moesim-serve-layout.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-npass=0
-nfail=0
-pass() { echo "ok - $1"; npass=$((npass + 1)); }
-fail() { echo "FAIL - $1"; nfail=$((nfail + 1)); }
+source "$(dirname "$0")/lib_serve.sh" serve-layout
 
 # 2 nodes x 4 GPUs, a small MLA MoE model.
 cat > "$tmp/dec.ini" <<'INI'
@@ -61,21 +52,6 @@ def slice_names(path):
     ev = ev["traceEvents"] if isinstance(ev, dict) else ev
     return [e.get("name", "") for e in ev if e.get("ph") == "X"]
 PY
-
-# expect_bad NAME KEY ARGS...: exit 2, one line on stderr naming KEY, no CSV written.
-expect_bad() {
-    local name=$1 key=$2
-    shift 2
-    rm -f "$tmp/bad.csv"
-    "$MOESIM" run "$@" --csv "$tmp/bad.csv" > "$tmp/out" 2> "$tmp/err"
-    local rc=$?
-    if [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "$key" "$tmp/err" &&
-       [ ! -e "$tmp/bad.csv" ]; then
-        pass "$name: exit 2, $(cat "$tmp/err")"
-    else
-        fail "$name: rc $rc, stderr: $(cat "$tmp/err")"
-    fi
-}
 
 expect_bad "attn_tp not dividing gpus_per_node" "serve.attn_tp" "$tmp/dec.ini" \
     --set serve.attn_tp=3
